@@ -1,0 +1,56 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else builds on `setup`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LSTMVIZ := $(VENV)/bin/lstmviz
+# The CPU wheel of this exact version lies on local disk; a bare `torch` would pull a CUDA build.
+TORCH_PIN := torch==2.13.0
+STAMP := $(VENV)/.lstmviz-setup
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: setup demo test lint dot browser clean-venv
+
+setup: $(STAMP) dot
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-run the install only when the project's dependencies change: the second `make` is instant.
+$(STAMP): pyproject.toml | $(PY)
+	@echo "lstmviz setup: installing $(TORCH_PIN) and the package into $(VENV)/"
+	$(PIP) install "$(TORCH_PIN)" 2> >(grep -v 'is ignored: it is neither' >&2)
+	$(PIP) install -e '.[test]' 2> >(grep -v 'is ignored: it is neither' >&2)
+	@touch $@
+
+# Graphviz's `dot` renders the cell and unrolled-time diagrams.
+dot:
+	@if command -v dot >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "lstmviz setup: installing Graphviz (apt-get install -y graphviz)"; \
+	  (apt-get install -y -q graphviz >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q graphviz >/dev/null)) \
+	  || { echo "lstmviz setup: apt-get could not install graphviz" >&2; exit 1; }; \
+	else \
+	  echo "lstmviz setup: the Graphviz 'dot' program is missing. Install it (Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz) and run make again." >&2; exit 1; \
+	fi
+
+# Headless Chromium for the browser test; without root the test is skipped with a reason.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "lstmviz setup: installing Chromium for the browser test"; \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
+	  || echo "lstmviz setup: could not install chromium; the browser test will be skipped" >&2; \
+	else echo "lstmviz setup: chromium missing and not root; the browser test will be skipped" >&2; fi
+
+demo: setup
+	$(LSTMVIZ) report sample_models/charlm.pt -o report.html
+
+test: setup browser
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check lstmviz_cli tests sample_models benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

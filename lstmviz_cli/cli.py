@@ -1,0 +1,200 @@
+"""The command line: options, help and the error boundary. No logic lives here.
+
+Heavy imports (torch, matplotlib, the pipeline) happen inside the commands so that
+`lstmviz --help` and `lstmviz --version` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lstmviz_cli import __version__
+from lstmviz_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, LstmvizError
+
+app = typer.Typer(
+    name="lstmviz",
+    help="See inside recurrent networks: every gate of every LSTM/GRU layer, as one offline HTML report.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lstmviz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    """lstmviz: trace a PyTorch checkpoint and show what its gates do."""
+    _state["debug"] = debug
+
+
+# -- options shared by every command that loads a model ---------------------------------------
+CheckpointArg = Annotated[
+    Path, typer.Argument(help="Checkpoint: .pt/.pth dict or state_dict, .safetensors, TorchScript, pickled module.")
+]
+InputOpt = Annotated[
+    Optional[Path],
+    typer.Option("--input", "-i", help="Sample input: .npy .npz .csv .pt .txt (default: the checkpoint's own sample)."),
+]
+TokensOpt = Annotated[
+    Optional[str], typer.Option("--tokens", help="Inline token ids, e.g. 6,7,0,0,1.")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
+TrustPickleOpt = Annotated[
+    bool, typer.Option("--trust-pickle", help="Allow loading a whole pickled nn.Module (runs code from the file).")
+]
+TrustTorchscriptOpt = Annotated[
+    bool, typer.Option("--trust-torchscript", help="Allow loading a TorchScript archive (runs code from the file).")
+]
+ModelClassOpt = Annotated[
+    Optional[str],
+    typer.Option("--model-class", help="Build your own model: 'package.module:Class' or 'path/to/file.py:Class'."),
+]
+ModelKwargsOpt = Annotated[
+    Optional[str], typer.Option("--model-kwargs", help="JSON keyword arguments for --model-class.")
+]
+NoVerifyOpt = Annotated[
+    bool, typer.Option("--no-verify", help="Do not fail when recorded gates miss the real outputs by > 1e-4.")
+]
+
+
+def _load_options(**kwargs):  # noqa: ANN202 - returns pipeline.LoadOptions, imported lazily
+    from lstmviz_cli.pipeline import LoadOptions
+
+    return LoadOptions(**kwargs)
+
+
+@app.command("trace")
+def trace_command(
+    checkpoint: CheckpointArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the .npz of every series.")] = Path(
+        "trace.npz"
+    ),
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write a JSON summary (keys, shapes, config, error).")
+    ] = None,
+    float16: Annotated[bool, typer.Option("--float16", help="Store series as float16 (half the size).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite outputs lstmviz did not write.")] = False,
+    input: InputOpt = None,
+    tokens: TokensOpt = None,
+    device: DeviceOpt = "cpu",
+    trust_pickle: TrustPickleOpt = False,
+    trust_torchscript: TrustTorchscriptOpt = False,
+    model_class: ModelClassOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """Record every gate of every recurrent layer and save them as arrays.
+
+    Example: lstmviz trace sample_models/charlm.pt -o trace.npz --json trace.json
+    """
+    from lstmviz_cli import pipeline
+
+    options = _load_options(
+        checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
+        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+        verify=not no_verify,
+    )
+    message = pipeline.run_trace_command(
+        options, output=output, json_path=json_path, dtype="float16" if float16 else "float32", force=force
+    )
+    typer.echo(message)
+
+
+@app.command("report")
+def report_command(
+    checkpoint: CheckpointArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    title: Annotated[Optional[str], typer.Option("--title", help="Report title (default: the checkpoint name).")] = None,
+    layers: Annotated[
+        Optional[str], typer.Option("--layers", help="Only these layers, e.g. 'lstm/l1' or 'lstm/l0,lstm/l1/bwd'.")
+    ] = None,
+    units: Annotated[
+        Optional[str], typer.Option("--units", help="Units to show: a count (top-N by variance, e.g. 32) or a list '0,5,9'.")
+    ] = None,
+    steps: Annotated[
+        Optional[str], typer.Option("--steps", help="Time window for diagrams and heatmaps, e.g. 0:20.")
+    ] = None,
+    at_step: Annotated[
+        Optional[int], typer.Option("--at-step", help="Write gate values of this step on the cell diagram (default: means).")
+    ] = None,
+    sort_units: Annotated[
+        str, typer.Option("--sort-units", help="Order heatmap rows: none, variance or cluster.")
+    ] = "variance",
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Also write the analysis results as JSON.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an output file lstmviz did not write.")] = False,
+    input: InputOpt = None,
+    tokens: TokensOpt = None,
+    device: DeviceOpt = "cpu",
+    trust_pickle: TrustPickleOpt = False,
+    trust_torchscript: TrustTorchscriptOpt = False,
+    model_class: ModelClassOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """Trace the model on a sample and write one self-contained HTML report.
+
+    Example: lstmviz report sample_models/charlm.pt -o report.html
+    """
+    from lstmviz_cli import pipeline
+
+    options = _load_options(
+        checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
+        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+        verify=not no_verify,
+    )
+    view = pipeline.ViewOptions(
+        title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units
+    )
+    message = pipeline.run_report_command(options, view, output=output, json_path=json_path, force=force)
+    typer.echo(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and map every failure to one line on stderr and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        # Standalone mode: Typer prints usage errors itself (exit 2) and turns Ctrl-C into exit 130.
+        app(args=args, prog_name="lstmviz")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except LstmvizError as error:
+        if debug:
+            raise
+        typer.echo(f"lstmviz: error: {error.message}", err=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        typer.echo("lstmviz: interrupted; no output was written or replaced.", err=True)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the boundary: a bug in lstmviz or in the user's model code
+        if debug:
+            raise
+        typer.echo(
+            f"lstmviz: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+            err=True,
+        )
+        return EXIT_INTERNAL
+    return 0

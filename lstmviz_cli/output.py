@@ -1,0 +1,93 @@
+"""Writing outputs without ever losing the user's files: ownership check, temp file, atomic rename."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from lstmviz_cli.errors import OutputError
+
+# Every text output lstmviz writes carries this marker (HTML <meta name="generator">, a JSON key,
+# an SVG/PDF comment), so a later run knows the file is its own to replace.
+GENERATOR_MARKER = "lstmviz-generated"
+_NPZ_MEMBER = "__summary__.npy"
+
+
+def is_lstmviz_output(path: Path) -> bool:
+    """True when `path` is a file an earlier lstmviz run wrote (safe to overwrite)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return False
+    if GENERATOR_MARKER.encode() in head:
+        return True
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return _NPZ_MEMBER in archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return False
+    return False
+
+
+def check_writable(path: Path, *, force: bool) -> None:
+    """Refuse early (before any expensive work) an output we must not or cannot write."""
+    if path.is_dir():
+        raise OutputError(f"output path {str(path)!r} is a directory; name a file, e.g. {str(path / 'report.html')!r}")
+    if path.exists() and not force and not is_lstmviz_output(path):
+        raise OutputError(
+            f"{str(path)!r} exists and was not written by lstmviz; pass --force to overwrite it or choose another -o"
+        )
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {str(path)!r}: directory {str(parent)!r} is not writable")
+
+
+def write_atomic(path: Path, writer: Callable[[Path], None] | bytes | str, *, force: bool = False) -> None:
+    """Write to a temporary file beside `path`, then rename it into place.
+
+    `writer` is the content (bytes/str) or a function that writes to the temporary path (for
+    libraries such as NumPy that want a filename). An interrupted or failed run leaves any old
+    file untouched and no temporary file behind.
+    """
+    path = Path(path)
+    check_writable(path, force=force)
+    parent = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    tmp = Path(tmp_name)
+    try:
+        if callable(writer):
+            os.close(fd)
+            fd = -1
+            writer(tmp)
+        else:
+            data = writer.encode("utf-8") if isinstance(writer, str) else writer
+            with os.fdopen(fd, "wb") as handle:
+                fd = -1
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OutputError(_describe_os_error(path, error)) from error
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _describe_os_error(path: Path, error: OSError) -> str:
+    if error.errno == errno.ENOSPC:
+        return f"cannot write {str(path)!r}: no space left on device (the previous file, if any, is unchanged)"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {str(path)!r}: permission denied"
+    return f"cannot write {str(path)!r}: {error.strerror or error}"

@@ -1,0 +1,93 @@
+"""The pipeline behind each command: load -> trace -> analyze -> render, with plain data between.
+
+The CLI only builds option records and calls one function here; tests call the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load the checkpoint and the sample, and how strictly to verify the trace."""
+
+    checkpoint: Path
+    input: Path | None = None
+    tokens: str | None = None
+    device: str = "cpu"
+    trust_pickle: bool = False
+    trust_torchscript: bool = False
+    model_class: str | None = None
+    model_kwargs: str | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """What the report shows: a selection of layers, units and steps, and presentation choices."""
+
+    title: str | None = None
+    layers: str | None = None
+    units: str | None = None
+    steps: str | None = None
+    at_step: int | None = None
+    sort_units: str = "variance"
+
+
+@dataclass
+class Run:
+    """One loaded model traced on one sample. `loaded` keeps the torch model for saliency."""
+
+    loaded: Any  # checkpoint.LoadedModel
+    sample: Any  # inputs.SampleInput
+    trace: Any  # tracedata.Trace
+
+
+def load_and_trace(options: LoadOptions) -> Run:
+    """Load the checkpoint safely, read the sample, and trace every recurrent layer."""
+    from lstmviz_cli.checkpoint import load_checkpoint
+    from lstmviz_cli.inputs import load_sample
+    from lstmviz_cli.tracing import trace_sample
+
+    loaded = load_checkpoint(
+        options.checkpoint,
+        device=options.device,
+        trust_pickle=options.trust_pickle,
+        trust_torchscript=options.trust_torchscript,
+        model_class=options.model_class,
+        model_kwargs=options.model_kwargs,
+    )
+    sample = load_sample(loaded, path=options.input, tokens=options.tokens)
+    trace = trace_sample(loaded, sample, verify=options.verify)
+    return Run(loaded=loaded, sample=sample, trace=trace)
+
+
+def write_json(path: Path, payload: dict[str, Any], *, force: bool) -> None:
+    """Deterministic JSON (sorted keys) carrying the generator marker."""
+    document = {"generator": GENERATOR_MARKER, **payload}
+    write_atomic(path, json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n", force=force)
+
+
+def run_trace_command(
+    options: LoadOptions, *, output: Path, json_path: Path | None, dtype: str, force: bool
+) -> str:
+    """`lstmviz trace`: save every series to .npz (and a JSON summary)."""
+    check_writable(output, force=force)
+    if json_path is not None:
+        check_writable(json_path, force=force)
+    run = load_and_trace(options)
+    write_atomic(output, lambda tmp: run.trace.save_npz(tmp, dtype=dtype), force=force)
+    if json_path is not None:
+        write_json(json_path, run.trace.summary(), force=force)
+    keys = run.trace.keys()
+    return f"wrote {output} ({len(keys)} arrays; verification error {_fmt_error(run.trace.verify_error)})"
+
+
+def _fmt_error(error: float | None) -> str:
+    return "not checked" if error is None else f"{error:.2e}"

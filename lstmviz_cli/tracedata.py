@@ -1,0 +1,220 @@
+"""The traced data: plain NumPy records that every stage after tracing reads (no torch here).
+
+Key scheme (a stable contract): ``"<module>/l<k>/<fwd|bwd>/<series>"`` where ``<module>`` is the
+module's name in ``named_modules()``, ``<k>`` the layer index (0 for cells) and ``<series>`` one of
+``SERIES[family]``. Arrays are float32 of shape ``(batch, time, units)``, time in input order for
+both directions. ``"<module>/lengths"`` holds per-sequence lengths when they differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Series recorded per recurrent family, in the order figures show them.
+# LSTM: input, forget, candidate (cell input), output gates, cell state, hidden output;
+#       "m" = o * tanh(c) before the projection, present only when proj_size > 0.
+# GRU:  reset, update, new (candidate) gate, hidden state (PyTorch's formulation).
+# RNN:  "a" is the pre-activation, h = nonlinearity(a).
+SERIES: dict[str, tuple[str, ...]] = {
+    "lstm": ("i", "f", "g", "o", "c", "h"),
+    "gru": ("r", "z", "n", "h"),
+    "rnn": ("a", "h"),
+}
+GATE_SERIES = frozenset({"i", "f", "o", "r", "z"})  # sigmoid outputs in [0, 1]
+SERIES_NAMES = {
+    "i": "input gate",
+    "f": "forget gate",
+    "g": "cell candidate",
+    "o": "output gate",
+    "c": "cell state",
+    "h": "hidden state",
+    "m": "pre-projection output",
+    "r": "reset gate",
+    "z": "update gate",
+    "n": "new gate",
+    "a": "pre-activation",
+}
+
+
+@dataclass(frozen=True)
+class RecurrentConfig:
+    """The configuration of one traced recurrent module (an nn.LSTM, a GRUCell, ...)."""
+
+    kind: str  # the class name: "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    proj_size: int = 0
+    batch_first: bool = False
+    bias: bool = True
+    nonlinearity: str = "tanh"
+
+    @property
+    def family(self) -> str:
+        """"lstm", "gru" or "rnn": which gate equations apply."""
+        return self.kind.lower().removesuffix("cell")
+
+    @property
+    def is_cell(self) -> bool:
+        return self.kind.endswith("Cell")
+
+    @property
+    def output_size(self) -> int:
+        """Width of h as seen by the next layer (proj_size when projected)."""
+        return self.proj_size or self.hidden_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "proj_size": self.proj_size,
+            "batch_first": self.batch_first,
+            "bias": self.bias,
+            "nonlinearity": self.nonlinearity,
+        }
+
+
+@dataclass
+class LayerTrace:
+    """Every recorded series of one layer and direction of one module."""
+
+    module: str
+    layer: int
+    direction: str  # "fwd" | "bwd"
+    config: RecurrentConfig
+    series: dict[str, np.ndarray]  # name -> (batch, time, units) float32
+    # The layer's parameters as NumPy arrays ("weight_ih", "weight_hh", "bias_ih", "bias_hh",
+    # "weight_hr"), so weight figures need no torch.
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.module}/l{self.layer}/{self.direction}"
+
+    @property
+    def family(self) -> str:
+        return self.config.family
+
+    @property
+    def label(self) -> str:
+        """Human label, e.g. "lstm · layer 1 · backward"."""
+        direction = "forward" if self.direction == "fwd" else "backward"
+        if self.config.is_cell:
+            return f"{self.module} (cell)"
+        if self.config.bidirectional:
+            return f"{self.module} · layer {self.layer} · {direction}"
+        return f"{self.module} · layer {self.layer}"
+
+    @property
+    def steps(self) -> int:
+        return int(next(iter(self.series.values())).shape[1])
+
+    @property
+    def units(self) -> int:
+        return int(self.series["h"].shape[2]) if "h" in self.series else 0
+
+
+@dataclass
+class Trace:
+    """The result of one hooked forward pass: gates and states for every recurrent layer."""
+
+    layers: list[LayerTrace]
+    modules: dict[str, RecurrentConfig]
+    lengths: dict[str, np.ndarray] = field(default_factory=dict)  # module -> (batch,) int64
+    verify_error: float | None = None  # max |recorded - real| over outputs; None: not verified
+    output: np.ndarray | None = None  # the model's first output tensor, for predictions
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- mapping interface ---------------------------------------------------------------------
+    def _arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        for layer in self.layers:
+            for name, array in layer.series.items():
+                yield f"{layer.prefix}/{name}", array
+        for module, lengths in sorted(self.lengths.items()):
+            yield f"{module}/lengths", lengths
+
+    def keys(self) -> list[str]:
+        return [key for key, _ in self._arrays()]
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        for name, array in self._arrays():
+            if name == key:
+                return array
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def layer(self, prefix: str) -> LayerTrace:
+        """The LayerTrace whose prefix is e.g. "lstm/l0/fwd"."""
+        for layer in self.layers:
+            if layer.prefix == prefix:
+                return layer
+        raise KeyError(prefix)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description: every key with its shape, each module's config, the error."""
+        return {
+            "keys": {key: list(array.shape) for key, array in self._arrays()},
+            "modules": {name: cfg.to_dict() for name, cfg in sorted(self.modules.items())},
+            "verify_error": self.verify_error,
+            "meta": _jsonable(self.meta),
+        }
+
+    def save_npz(self, path: str | Path, *, dtype: str = "float32") -> None:
+        """Write every series (and a `__summary__` JSON string) to one .npz file.
+
+        `dtype="float16"` halves the file for very long traces; lengths stay integers.
+        """
+        arrays = {
+            key: (array if key.endswith("/lengths") else array.astype(dtype, copy=False))
+            for key, array in self._arrays()
+        }
+        arrays["__summary__"] = np.array(json.dumps(self.summary(), sort_keys=True))
+        # An open handle, not a name: NumPy would append ".npz" to a temporary file's name.
+        with open(path, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+
+def _jsonable(value: Any) -> Any:
+    """Best-effort conversion of metadata to JSON types (NumPy scalars, tuples, paths)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the report says about the checkpoint: plain data, built by the loader."""
+
+    name: str  # the checkpoint's file name without directories
+    path: str
+    format: str  # "dict-checkpoint" | "state_dict" | "safetensors" | "torchscript" | "pickled-module"
+    size_bytes: int
+    n_params: int
+    device: str
+    unsafe: bool = False  # loaded through --trust-pickle / --trust-torchscript
+    rebuilt: bool = False  # the model was rebuilt from a state dict by lstmviz
+    task: str | None = None  # "char-lm" | "classification" | "regression" | None
+    vocab: tuple[str, ...] | None = None  # token id -> display string
+    output_labels: tuple[str, ...] | None = None  # class id -> label
+    description: str | None = None

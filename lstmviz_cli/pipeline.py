@@ -91,3 +91,23 @@ def run_trace_command(
 
 def _fmt_error(error: float | None) -> str:
     return "not checked" if error is None else f"{error:.2e}"
+
+
+def run_report_command(
+    options: LoadOptions, view: ViewOptions, *, output: Path, json_path: Path | None, force: bool
+) -> str:
+    """`lstmviz report`: trace, analyze and write one self-contained HTML file."""
+    from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.report import render_report
+
+    check_writable(output, force=force)
+    if json_path is not None:
+        check_writable(json_path, force=force)
+    run = load_and_trace(options)
+    analysis = analyze_run(run, view)
+    html = render_report(run, analysis, view)
+    write_atomic(output, html, force=force)
+    if json_path is not None:
+        write_json(json_path, analysis.to_json(), force=force)
+    size_kb = len(html.encode("utf-8")) / 1024
+    return f"wrote {output} ({size_kb:,.0f} KB); open it in a browser"

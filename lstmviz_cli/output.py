@@ -44,6 +44,8 @@ def check_writable(path: Path, *, force: bool) -> None:
             f"{str(path)!r} exists and was not written by lstmviz; pass --force to overwrite it or choose another -o"
         )
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: {str(parent)!r} is a file, not a directory")
     if not parent.is_dir():
         raise OutputError(f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK):

@@ -1,0 +1,98 @@
+"""Outputs never lose or corrupt the user's files: ownership marker, atomic rename, clean failure."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstmviz_cli import output
+from lstmviz_cli.errors import OutputError
+from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic
+
+
+def _html(body: str) -> str:
+    return f'<html><head><meta name="generator" content="{GENERATOR_MARKER} 0.1"></head>{body}</html>'
+
+
+def test_write_then_overwrite_own_file(tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    write_atomic(target, _html("one"))
+    assert is_lstmviz_output(target)
+    write_atomic(target, _html("two"))
+    assert "two" in target.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_refuses_to_overwrite_foreign_file(tmp_path: Path) -> None:
+    target = tmp_path / "notes.html"
+    target.write_text("my precious notes")
+    with pytest.raises(OutputError, match="not written by lstmviz.*--force"):
+        write_atomic(target, _html("x"))
+    assert target.read_text() == "my precious notes"
+    write_atomic(target, _html("x"), force=True)
+    assert "x" in target.read_text()
+
+
+def test_npz_written_by_lstmviz_is_recognised(tmp_path: Path) -> None:
+    target = tmp_path / "trace.npz"
+    with open(target, "wb") as handle:
+        np.savez_compressed(handle, __summary__=np.array("{}"), x=np.zeros(3))
+    assert is_lstmviz_output(target)
+    other = tmp_path / "other.npz"
+    with open(other, "wb") as handle:
+        np.savez_compressed(handle, x=np.zeros(3))
+    assert not is_lstmviz_output(other)
+
+
+def test_directory_and_missing_parent_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="is a directory"):
+        write_atomic(tmp_path, "x")
+    with pytest.raises(OutputError, match="does not exist"):
+        write_atomic(tmp_path / "nope" / "r.html", "x")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a directory"):
+        write_atomic(tmp_path / "file.txt" / "r.html", "x")
+
+
+def test_full_disk_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "report.html"
+    write_atomic(target, _html("old"))
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(output.os, "fsync", no_space)
+    with pytest.raises(OutputError, match="no space left"):
+        write_atomic(target, _html("new"))
+    assert "old" in target.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_interrupt_during_write_keeps_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "trace.npz"
+    write_atomic(target, _html("old"))
+
+    def interrupted(tmp: Path) -> None:
+        tmp.write_bytes(b"half a fi")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, interrupted)
+    assert "old" in target.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.npz"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
+def test_unwritable_directory(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="not writable"):
+            write_atomic(locked / "r.html", "x")
+    finally:
+        locked.chmod(0o700)

@@ -1,0 +1,76 @@
+"""The CLI shell: help without torch, version, usage errors, and the one-line error boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lstmviz_cli import __version__, pipeline
+from lstmviz_cli.cli import main
+from lstmviz_cli.errors import CheckpointError
+
+BIN = Path(sys.executable).parent
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; from lstmviz_cli.cli import main; main(['--help']); print('TORCH', 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "report" in result.stdout and "trace" in result.stdout
+    assert "TORCH False" in result.stdout
+
+
+def test_console_script_and_module_entry_points() -> None:
+    script = BIN / "lstmviz"
+    assert script.exists(), "make setup installs the lstmviz console script into .venv/bin"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"lstmviz {__version__}"
+    out = subprocess.run([sys.executable, "-m", "lstmviz_cli", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"lstmviz {__version__}"
+
+
+def test_subcommand_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("report", "trace"):
+        assert main([command, "--help"]) == 0
+        assert f"lstmviz {command} sample_models/" in capsys.readouterr().out
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report"]) == 2
+    assert "Missing argument" in capsys.readouterr().err
+    assert main(["no-such-command"]) == 2
+
+
+def test_tool_error_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise CheckpointError("'x.pt' is not a checkpoint")
+
+    monkeypatch.setattr(pipeline, "load_and_trace", fail)
+    assert main(["trace", str(tmp_path / "x.pt"), "-o", str(tmp_path / "t.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err == "lstmviz: error: 'x.pt' is not a checkpoint\n"
+
+
+def test_internal_error_is_one_line_and_debug_shows_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def bug(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pipeline, "load_and_trace", bug)
+    args = ["trace", str(tmp_path / "x.pt"), "-o", str(tmp_path / "t.npz")]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: boom" in err and "--debug" in err
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["--debug", *args])
+
+
+def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "load_and_trace", interrupted)
+    assert main(["trace", str(tmp_path / "x.pt"), "-o", str(tmp_path / "t.npz")]) == 130

@@ -6,6 +6,7 @@ The CLI only builds option records and calls one function here; tests call the s
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,21 @@ class Run:
     trace: Any  # tracedata.Trace
 
 
+UNSAFE_WARNING = (
+    "lstmviz: warning: {name} was loaded with unsafe deserialization ({flag}); "
+    "only do this for files you trust"
+)
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def load_and_trace(options: LoadOptions) -> Run:
-    """Load the checkpoint safely, read the sample, and trace every recurrent layer."""
+    """Load the checkpoint safely, read the sample, and trace every recurrent layer.
+
+    Loading through a trust flag is announced on stderr (and the report is stamped by render).
+    """
     from lstmviz_cli.checkpoint import load_checkpoint
     from lstmviz_cli.inputs import load_sample
     from lstmviz_cli.tracing import trace_sample
@@ -63,6 +77,9 @@ def load_and_trace(options: LoadOptions) -> Run:
         model_class=options.model_class,
         model_kwargs=options.model_kwargs,
     )
+    if loaded.info.unsafe:
+        flag = "--trust-torchscript" if loaded.info.format == "torchscript" else "--trust-pickle"
+        _warn(UNSAFE_WARNING.format(name=loaded.info.name, flag=flag))
     sample = load_sample(loaded, path=options.input, tokens=options.tokens)
     trace = trace_sample(loaded, sample, verify=options.verify)
     return Run(loaded=loaded, sample=sample, trace=trace)

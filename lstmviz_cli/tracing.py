@@ -1,0 +1,537 @@
+"""One hooked forward pass that records every gate of every recurrent layer into a `Trace`.
+
+How it stays about as fast as the forward itself: while tracing, each nn.LSTM/GRU/RNN instance runs
+its layers one at a time through the same fused op its own forward uses (so the intermediate layers'
+h sequences come out of the kernel, at no extra cost), and returns exactly what its forward returns.
+Gates are then rebuilt from [x_t, h_{t-1}] in batched matmuls (`_gates.py`). Cells are recorded by
+forward hooks, one step per call. Everything is undone in `finally`: the per-instance forward,
+every hook handle, and the model's training mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import _VF, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from lstmviz_cli import _gates
+from lstmviz_cli.errors import InputError, LstmvizError, ModelError, VerificationError
+from lstmviz_cli.tracedata import SERIES, LayerTrace, RecurrentConfig, Trace
+
+# Above this max |recorded - real| the trace is refused (unless verify=False).
+VERIFY_TOLERANCE = 1e-4
+
+_LAYERS = (nn.LSTM, nn.GRU, nn.RNN)
+_CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+RECURRENT_TYPES = _LAYERS + _CELLS
+
+
+@dataclass
+class _Segment:
+    """One call's recording of one layer direction (a module called twice yields two segments)."""
+
+    series: dict[str, np.ndarray]
+    error: float | None
+    weights: dict[str, np.ndarray]
+    lengths: np.ndarray | None = None
+
+
+@dataclass
+class _CellCall:
+    x: torch.Tensor
+    h_prev: torch.Tensor
+    c_prev: torch.Tensor | None
+    h: torch.Tensor
+    c: torch.Tensor | None
+
+
+@dataclass
+class _Recorder:
+    """Collects segments per (module, layer, direction) in call order, and the model's path."""
+
+    spec: _gates.StoreSpec
+    verify: bool
+    chunk: int | None
+    segments: dict[tuple[str, int, str], list[_Segment]] = field(default_factory=dict)
+    cells: dict[str, list[_CellCall]] = field(default_factory=dict)
+    path: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, key: tuple[str, int, str], segment: _Segment) -> None:
+        self.segments.setdefault(key, []).append(segment)
+
+
+def _config(module: nn.Module) -> RecurrentConfig:
+    kind = type(module).__name__
+    for base in RECURRENT_TYPES:  # subclasses of nn.LSTM etc. are traced as their base kind
+        if isinstance(module, base):
+            kind = base.__name__
+            break
+    nonlinearity = getattr(module, "nonlinearity", "tanh")
+    if isinstance(module, _LAYERS):
+        return RecurrentConfig(
+            kind=kind, input_size=module.input_size, hidden_size=module.hidden_size,
+            num_layers=module.num_layers, bidirectional=module.bidirectional,
+            proj_size=getattr(module, "proj_size", 0), batch_first=module.batch_first,
+            bias=module.bias, nonlinearity=nonlinearity,
+        )
+    return RecurrentConfig(kind=kind, input_size=module.input_size, hidden_size=module.hidden_size,
+                           bias=module.bias, nonlinearity=nonlinearity)
+
+
+def _module_name(name: str, module: nn.Module) -> str:
+    """named_modules() name; the model itself (name "") is called after its kind: "lstm", "gru"."""
+    if name or not isinstance(module, RECURRENT_TYPES):
+        return name
+    return _config(module).kind.lower()
+
+
+def _family(module: nn.Module) -> str:
+    return _config(module).family
+
+
+# -- the traced forward of nn.LSTM / nn.GRU / nn.RNN --------------------------------------------
+
+
+def _direction_weights(module: nn.Module, layer: int, direction: int) -> _gates.Weights:
+    suffix = f"_l{layer}" + ("_reverse" if direction else "")
+    get = lambda n: getattr(module, n + suffix, None)  # noqa: E731
+    return _gates.Weights(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
+                          get("weight_hr"))
+
+
+def _fused(module: nn.Module, x: torch.Tensor, batch_sizes: torch.Tensor | None,
+           hx: Any, weights: list[torch.Tensor], bidirectional: bool) -> tuple:
+    """One layer (both directions) through the op nn.LSTM/GRU/RNN.forward itself calls."""
+    if isinstance(module, nn.LSTM):
+        op = _VF.lstm
+    elif isinstance(module, nn.GRU):
+        op = _VF.gru
+    else:
+        op = _VF.rnn_tanh if module.nonlinearity == "tanh" else _VF.rnn_relu
+    if batch_sizes is None:
+        return op(x, hx, weights, module.bias, 1, 0.0, False, bidirectional, False)
+    return op(x, batch_sizes, hx, weights, module.bias, 1, 0.0, False, bidirectional)
+
+
+def _record_layer(module: nn.Module, name: str, layer: int, recorder: _Recorder,
+                  x: torch.Tensor, out: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None,
+                  c_n: torch.Tensor | None, lengths: torch.Tensor | None) -> None:
+    """Rebuild the gates of both directions of one layer; x/out are time-major, original order.
+
+    h0, c0 and c_n hold this layer's directions only (shape (directions, batch, units)).
+    """
+    cfg = _config(module)
+    out_size = cfg.output_size
+    steps = x.shape[0]
+    valid = None
+    lengths_np = None
+    if lengths is not None:
+        lengths = lengths.to(x.device)
+        valid = torch.arange(steps, device=x.device)[:, None] < lengths[None, :]
+        lengths_np = lengths.cpu().numpy().astype(np.int64)
+    for k in range(2 if cfg.bidirectional else 1):
+        reverse = k == 1
+        h = out[..., k * out_size:(k + 1) * out_size]
+        w = _direction_weights(module, layer, k)
+        d = _gates.Direction(
+            x=x, h=h, reverse=reverse, valid=valid,
+            h_prev=_gates.shifted_prev(h, h0[k], reverse=reverse, lengths=lengths),
+            c0=None if c0 is None else c0[k], c_real=None if c_n is None else c_n[k],
+        )
+        family = cfg.family
+        common = {"verify": recorder.verify, "chunk": recorder.chunk, "lengths": lengths_np}
+        if family == "lstm":
+            series, err = _gates.trace_lstm(d, w, recorder.spec, **common)
+        elif family == "gru":
+            series, err = _gates.trace_gru(d, w, recorder.spec, **common)
+        else:
+            series, err = _gates.trace_rnn(d, w, recorder.spec, nonlinearity=cfg.nonlinearity,
+                                           **common)
+        recorder.add((name, layer, "bwd" if reverse else "fwd"),
+                     _Segment(series, err, w.to_numpy(), lengths_np))
+
+
+def _traced_forward(module: nn.Module, name: str, recorder: _Recorder):
+    """A stand-in for module.forward: same arguments, same checks, same return value."""
+    is_lstm = isinstance(module, nn.LSTM)
+    dirs = 2 if module.bidirectional else 1
+    layers = module.num_layers
+    out_size = (module.proj_size if is_lstm else 0) or module.hidden_size
+
+    def forward(input: Any, hx: Any = None) -> Any:
+        module._update_flat_weights()
+        packed = isinstance(input, PackedSequence)
+        batched = True
+        batch_sizes = sorted_idx = unsorted_idx = None
+        if packed:
+            data, batch_sizes, sorted_idx, unsorted_idx = input
+            batch = int(batch_sizes[0])
+            like = data
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{type(module).__name__}: Expected input to be 2D or 3D, "
+                                 f"got {input.dim()}D instead")
+            batched = input.dim() == 3
+            batch_dim = 0 if module.batch_first else 1
+            if not batched:
+                input = input.unsqueeze(batch_dim)
+            batch = input.size(batch_dim)
+            like = input
+        if hx is None:
+            h0 = torch.zeros(layers * dirs, batch, out_size, dtype=like.dtype, device=like.device)
+            c0 = (torch.zeros(layers * dirs, batch, module.hidden_size, dtype=like.dtype,
+                              device=like.device) if is_lstm else None)
+        else:
+            h0, c0 = hx if is_lstm else (hx, None)
+            if not batched:
+                h0 = h0.unsqueeze(1)
+                c0 = None if c0 is None else c0.unsqueeze(1)
+        check_hx = (h0, c0) if is_lstm else h0
+        module.check_forward_args(data if packed else input, check_hx, batch_sizes)
+
+        if packed:
+            padded, lengths = pad_packed_sequence(input)  # time-major, the caller's batch order
+            layer_in = data
+        else:
+            padded = input.transpose(0, 1) if module.batch_first else input
+            lengths = None
+            layer_in = padded
+        per = len(module._flat_weights) // (layers * dirs)
+        h_n, c_n = [], []
+        for layer in range(layers):
+            sl = slice(layer * dirs, (layer + 1) * dirs)
+            h0_l, c0_l = h0[sl], None if c0 is None else c0[sl]
+            if sorted_idx is not None:  # the kernel sees sequences sorted by length
+                h0_k = h0_l.index_select(1, sorted_idx)
+                c0_k = None if c0_l is None else c0_l.index_select(1, sorted_idx)
+            else:
+                h0_k, c0_k = h0_l, c0_l
+            weights = module._flat_weights[layer * dirs * per:(layer + 1) * dirs * per]
+            result = _fused(module, layer_in, batch_sizes, (h0_k, c0_k) if is_lstm else h0_k,
+                            weights, module.bidirectional)
+            out = result[0]
+            hn_l = result[1]
+            cn_l = result[2] if is_lstm else None
+            h_n.append(hn_l)
+            if cn_l is not None:
+                c_n.append(cn_l)
+            if packed:
+                out_padded, _ = pad_packed_sequence(
+                    PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx))
+                cn_orig = None
+                if cn_l is not None:
+                    cn_orig = cn_l if unsorted_idx is None else cn_l.index_select(1, unsorted_idx)
+            else:
+                out_padded, cn_orig = out, cn_l
+            _record_layer(module, name, layer, recorder, padded, out_padded, h0_l, c0_l,
+                          cn_orig, lengths)
+            layer_in = out
+            padded = out_padded
+        hidden = torch.cat(h_n) if not is_lstm else (torch.cat(h_n), torch.cat(c_n))
+        if packed:
+            output = PackedSequence(layer_in, batch_sizes, sorted_idx, unsorted_idx)
+            return output, module.permute_hidden(hidden, unsorted_idx)
+        output = layer_in.transpose(0, 1) if module.batch_first else layer_in
+        if not batched:
+            output = output.squeeze(0 if module.batch_first else 1)
+            hidden = hidden.squeeze(1) if not is_lstm else (hidden[0].squeeze(1), hidden[1].squeeze(1))
+        return output, hidden
+
+    return forward
+
+
+# -- cells: one recorded step per call ----------------------------------------------------------
+
+
+def _cell_hook(name: str, recorder: _Recorder):
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        x = args[0]
+        hx = args[1] if len(args) > 1 else kwargs.get("hx")
+        batched = x.dim() == 2
+        if not batched:
+            x = x.unsqueeze(0)
+        is_lstm = isinstance(module, nn.LSTMCell)
+        h_out, c_out = output if is_lstm else (output, None)
+        if hx is None:
+            zeros = torch.zeros(x.shape[0], module.hidden_size, dtype=x.dtype, device=x.device)
+            h_prev, c_prev = zeros, (zeros if is_lstm else None)
+        else:
+            h_prev, c_prev = hx if is_lstm else (hx, None)
+        fix = (lambda t: t.unsqueeze(0)) if not batched else (lambda t: t)  # noqa: E731
+        # Clones: a user loop may update its state tensors in place after the call.
+        recorder.cells.setdefault(name, []).append(_CellCall(
+            x=x.detach().clone(), h_prev=fix(h_prev).detach().clone(),
+            c_prev=None if c_prev is None else fix(c_prev).detach().clone(),
+            h=fix(h_out).detach().clone(), c=None if c_out is None else fix(c_out).detach().clone(),
+        ))
+
+    return hook
+
+
+def _finish_cell(module: nn.Module, name: str, calls: list[_CellCall], recorder: _Recorder) -> None:
+    batches = {call.x.shape[0] for call in calls}
+    if len(batches) != 1:
+        raise ModelError(f"{name}: the cell was called with varying batch sizes {sorted(batches)}; "
+                         "lstmviz records one step per call and needs a fixed batch")
+    stack = lambda attr: torch.stack([getattr(c, attr) for c in calls])  # noqa: E731
+    x, h, h_prev = stack("x"), stack("h"), stack("h_prev")
+    w = _gates.Weights(module.weight_ih, module.weight_hh, getattr(module, "bias_ih", None),
+                       getattr(module, "bias_hh", None))
+    family = _family(module)
+    d = _gates.Direction(x=x, h=h, h_prev=lambda t0, t1: h_prev[t0:t1])
+    common = {"verify": recorder.verify, "chunk": recorder.chunk}
+    if family == "lstm":
+        d.c_prev, d.c_real = stack("c_prev"), stack("c")
+        series, err = _gates.trace_lstm(d, w, recorder.spec, **common)
+    elif family == "gru":
+        series, err = _gates.trace_gru(d, w, recorder.spec, **common)
+    else:
+        series, err = _gates.trace_rnn(d, w, recorder.spec, nonlinearity=module.nonlinearity,
+                                       **common)
+    recorder.add((name, 0, "fwd"), _Segment(series, err, w.to_numpy()))
+
+
+# -- the architecture path ----------------------------------------------------------------------
+
+
+def _shape(value: Any) -> list[int] | None:
+    if isinstance(value, PackedSequence):
+        return list(pad_packed_sequence(value, batch_first=True)[0].shape)
+    if isinstance(value, torch.Tensor):
+        return list(value.shape)
+    if isinstance(value, (tuple, list)) and value:
+        return _shape(value[0])
+    if isinstance(value, dict) and value:
+        return _shape(next(iter(value.values())))
+    return None
+
+
+def _path_hook(name: str, recorder: _Recorder):
+    def hook(module: nn.Module, args: tuple, output: Any) -> None:
+        path = recorder.path
+        if path and path[-1]["name"] == name:  # a cell in a loop: one entry, counted
+            path[-1]["calls"] += 1
+            return
+        path.append({"name": name, "type": type(module).__name__, "input": _shape(args),
+                     "output": _shape(output), "calls": 1})
+
+    return hook
+
+
+@contextlib.contextmanager
+def _hooked(model: nn.Module, recorder: _Recorder) -> Iterator[dict[str, nn.Module]]:
+    """Install the per-instance forwards and hook handles; remove every one of them on exit."""
+    found: dict[str, nn.Module] = {}
+    handles = []
+    replaced: list[tuple[nn.Module, bool, Any]] = []
+    try:
+        for raw, module in model.named_modules():
+            name = _module_name(raw, module)
+            recurrent = isinstance(module, RECURRENT_TYPES)
+            if recurrent:
+                found[name] = module
+            if recurrent and isinstance(module, _LAYERS):
+                had = "forward" in module.__dict__
+                replaced.append((module, had, module.__dict__.get("forward")))
+                module.__dict__["forward"] = _traced_forward(module, name, recorder)
+            elif recurrent:
+                handles.append(module.register_forward_hook(_cell_hook(name, recorder),
+                                                            with_kwargs=True))
+            if recurrent or not any(True for _ in module.children()):
+                handles.append(module.register_forward_hook(_path_hook(raw or name, recorder)))
+        yield found
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, had, previous in replaced:
+            if had:
+                module.__dict__["forward"] = previous
+            else:
+                module.__dict__.pop("forward", None)
+
+
+# -- the public entry points --------------------------------------------------------------------
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, PackedSequence):
+        return pad_packed_sequence(value, batch_first=True)[0]
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        return _first_tensor(list(value.values()))
+    return None
+
+
+def _device_of(model: nn.Module, inputs: Sequence[Any]) -> str:
+    for p in model.parameters():
+        return str(p.device)
+    first = _first_tensor(list(inputs))
+    return str(first.device) if first is not None else "cpu"
+
+
+def _concat(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], float | None]:
+    if len(segments) == 1:
+        return segments[0].series, segments[0].error
+    names = segments[0].series.keys()
+    batches = {s.series[n].shape[0] for s in segments for n in names}
+    if len(batches) != 1:
+        raise ModelError("a recurrent module was called several times with different batch "
+                         f"sizes {sorted(batches)}; lstmviz concatenates calls along time")
+    series = {n: np.concatenate([s.series[n] for s in segments], axis=1) for n in names}
+    errors = [s.error for s in segments if s.error is not None]
+    return series, (max(errors) if errors else None)
+
+
+def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str = "float32",
+          keep_series: Iterable[str] | None = None, keep_units: Sequence[int] | None = None,
+          chunk_steps: int | None = None, **kwargs: Any) -> Trace:
+    """Run `model(*inputs, **kwargs)` once in eval mode and record every recurrent gate.
+
+    Memory options for very long sequences (the arrays are what a trace costs):
+    `store_dtype="float16"` halves them; `keep_series=("f", "c", "h")` keeps only those series;
+    `keep_units=[0, 5, 9]` keeps only those units. Verification always runs on full precision.
+    `chunk_steps` bounds the gate workspace (time steps per batched matmul; default ~32 MB).
+    A module called several times (a decoder loop) has its calls concatenated along time.
+    """
+    spec = _gates.StoreSpec(
+        dtype=np.dtype(store_dtype),
+        series=None if keep_series is None else frozenset(keep_series),
+        units=_gates.select_units(keep_units),
+    )
+    if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)):
+        raise ValueError(f"store_dtype must be float32, float16 or float64, not {store_dtype!r}")
+    recorder = _Recorder(spec=spec, verify=verify, chunk=chunk_steps)
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), warnings.catch_warnings(), _hooked(model, recorder) as found:
+            # cuDNN warns that one layer's weights are not one flat buffer; the copy is intended.
+            warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
+            if not found:
+                raise ModelError(f"{type(model).__name__} has no nn.LSTM, nn.GRU, nn.RNN or "
+                                 "cell module to trace")
+            output = model(*inputs, **kwargs)
+            for name, calls in recorder.cells.items():
+                _finish_cell(found[name], name, calls, recorder)
+    finally:
+        model.train(was_training)
+    return _assemble(model, inputs, found, recorder, output, verify)
+
+
+def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Module],
+              recorder: _Recorder, output: Any, verify: bool) -> Trace:
+    layers: list[LayerTrace] = []
+    lengths: dict[str, np.ndarray] = {}
+    errors: dict[str, float | None] = {}
+    modules = {name: _config(module) for name, module in found.items()}
+    for (name, layer, direction), segments in recorder.segments.items():
+        series, err = _concat(segments)
+        order = [s for s in SERIES[modules[name].family] if s in series]
+        if "m" in series:
+            order.insert(order.index("h"), "m") if "h" in order else order.append("m")
+        layers.append(LayerTrace(module=name, layer=layer, direction=direction,
+                                 config=modules[name], series={s: series[s] for s in order},
+                                 weights=segments[0].weights))
+        errors[f"{name}/l{layer}/{direction}"] = err
+        seg_lengths = segments[0].lengths
+        if len(segments) == 1 and seg_lengths is not None and len(set(seg_lengths.tolist())) > 1:
+            lengths[name] = seg_lengths
+    layers.sort(key=lambda lt: (list(found).index(lt.module), lt.layer, lt.direction != "fwd"))
+    traced = {lt.module for lt in layers}
+    first = _first_tensor(output)
+    meta: dict[str, Any] = {
+        "path": recorder.path,
+        "device": _device_of(model, inputs),
+        "store_dtype": recorder.spec.dtype.name,
+        "not_called": sorted(set(found) - traced),
+    }
+    if recorder.spec.series is not None:
+        meta["kept_series"] = sorted(recorder.spec.series)
+    if recorder.spec.units is not None:
+        meta["kept_units"] = recorder.spec.units.tolist()
+    verify_error = None
+    if verify:
+        meta["verify_errors"] = errors
+        known = [e for e in errors.values() if e is not None]
+        verify_error = float(max(known)) if known else 0.0
+        if not verify_error <= VERIFY_TOLERANCE:  # NaN fails too
+            worst = max(errors, key=lambda k: -1.0 if errors[k] is None else
+                        (np.inf if np.isnan(errors[k]) else errors[k]))
+            raise VerificationError(
+                f"the recorded gates of {worst} reproduce the module's outputs only to "
+                f"{verify_error:.2e} (tolerance {VERIFY_TOLERANCE:.0e}); rerun with --no-verify "
+                "to see the trace anyway")
+    return Trace(layers=layers, modules=modules, lengths=lengths, verify_error=verify_error,
+                 output=None if first is None else first.detach().to("cpu", torch.float32).numpy(),
+                 meta=meta)
+
+
+def _model_batch_first(loaded: Any) -> bool:
+    """The model call's layout: the loader's word if it gave one, else the first recurrent module's."""
+    if "batch_first" in loaded.meta:
+        return bool(loaded.meta["batch_first"])
+    for _, module in loaded.model.named_modules():
+        if isinstance(module, _LAYERS):
+            return bool(module.batch_first)
+        if isinstance(module, _CELLS):
+            return True
+    return True
+
+
+def trace_sample(loaded: Any, sample: Any, *, verify: bool = True, **options: Any) -> Trace:
+    """Trace a LoadedModel on a SampleInput (always batch-major) the way its forward expects.
+
+    Unequal `sample.lengths` are packed when the model is a bare recurrent stack (padding would
+    change its states); a wrapped model gets the padded batch. `options` go to `trace`.
+    """
+    model, device = loaded.model, loaded.device
+    if sample.kind == "tokens":
+        x = torch.as_tensor(np.asarray(sample.values), dtype=torch.int64, device=device)
+    else:
+        dtype = next((p.dtype for p in model.parameters()), torch.float32)
+        x = torch.as_tensor(np.asarray(sample.values, dtype=np.float32), device=device).to(dtype)
+    batch_first = _model_batch_first(loaded)
+    bare = isinstance(model, _LAYERS)
+    packed = False
+    lengths = None if sample.lengths is None else np.asarray(sample.lengths, dtype=np.int64)
+    if bare and lengths is not None and len(set(lengths.tolist())) > 1:
+        if sample.kind != "features":
+            raise InputError("a bare recurrent stack takes feature arrays, not token ids")
+        call_input: Any = pack_padded_sequence(x, torch.as_tensor(lengths), batch_first=True,
+                                               enforce_sorted=False)
+        packed = True
+    else:
+        call_input = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
+    try:
+        result = trace(model, call_input, verify=verify, **options)
+    except LstmvizError:
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"the model failed on the sample ({sample.description}): {first_line}") from exc
+    if bare and not batch_first and not packed and result.output is not None and result.output.ndim == 3:
+        result.output = np.ascontiguousarray(result.output.transpose(1, 0, 2))
+    result.meta.update({
+        "sample": sample.description,
+        "sample_kind": sample.kind,
+        "batch": sample.batch,
+        "steps": sample.steps,
+        "packed": packed,
+        "model_batch_first": batch_first,
+    })
+    if sample.labels is not None:
+        result.meta["labels"] = list(sample.labels)
+    return result

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmviz_cli.tracedata import GATE_SERIES, LayerTrace, ModelInfo, Trace
+from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace, ModelInfo, Trace
 
 SEVERITIES = ("info", "warning", "error")
 
@@ -48,6 +48,7 @@ class Thresholds:
     dead_fraction: float = 0.1  # warn when at least this fraction of a layer's units is dead
     saturated_unit: float = 0.9  # a gate unit saturated (either side) this often is "always saturated"
     saturated_fraction: float = 0.5  # warn when at least this fraction of a gate's units is
+    forget_pinned_high: float = 0.98  # a forget unit above this 95% of the time cannot forget
     forget_pinned_fraction: float = 0.5  # warn when this fraction of forget units is pinned
     cell_max: float = 20.0  # |c| above this is an exploding cell state
     vanishing_ratio: float = 1e-3  # saliency of the oldest steps / peak below this is vanishing
@@ -381,15 +382,299 @@ def predict(
     return Prediction("topk", [(names[k], float(probs[k])) for k in order], step, note)
 
 
+# -- saturation (Karpathy, Johnson & Fei-Fei 2015) -------------------------------------------------
+
+
+def gate_saturation(trace: Trace, thresholds: Thresholds | None = None) -> list[Saturation]:
+    """Per gate and unit: fraction of valid steps below `saturation_low` and above `saturation_high`."""
+    th = thresholds or Thresholds()
+    result: list[Saturation] = []
+    for layer in trace.layers:
+        for name, array in layer.series.items():
+            if name not in GATE_SERIES:
+                continue
+            rows = valid_rows(array)
+            if rows.size == 0:
+                continue
+            result.append(
+                Saturation(
+                    prefix=layer.prefix,
+                    series=name,
+                    frac_low=(rows < th.saturation_low).mean(axis=0),
+                    frac_high=(rows > th.saturation_high).mean(axis=0),
+                )
+            )
+    return result
+
+
+# -- interpretable units --------------------------------------------------------------------------
+
+UNIT_SERIES = ("c", "h")  # the states whose units are ranked against features
+
+
+def pearson_columns(states: np.ndarray, feature: np.ndarray) -> np.ndarray:
+    """Pearson r of every column of `states` (time, units) with `feature` (time,); NaN where constant."""
+    x = np.asarray(states, dtype=np.float64)
+    y = np.asarray(feature, dtype=np.float64)
+    xc = x - x.mean(axis=0)
+    yc = y - y.mean()
+    x_norm = np.sqrt((xc**2).sum(axis=0))
+    y_norm = math.sqrt(float((yc**2).sum()))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (xc * yc[:, None]).sum(axis=0) / (x_norm * y_norm)
+    # A unit (or feature) that never moves has no correlation; tiny norms are float noise.
+    r[(x_norm < 1e-8 * math.sqrt(len(y))) | (y_norm < 1e-12)] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def rank_units(
+    trace: Trace, features: dict[str, np.ndarray], *, per_feature: int = 5
+) -> list[UnitCorrelation]:
+    """For every feature, the `per_feature` units (of c and h, all layers) with the largest |r|.
+
+    Uses batch element 0 (the sequence the features describe). Features that are constant over the
+    sample are skipped (no correlation is defined). Sorted by |r| descending, ties by name.
+    """
+    candidates: list[tuple[str, np.ndarray]] = []
+    for layer in trace.layers:
+        for name in UNIT_SERIES:
+            if name in layer.series:
+                candidates.append((f"{layer.prefix}/{name}", np.asarray(layer.series[name][0], dtype=np.float64)))
+    ranked: list[UnitCorrelation] = []
+    for feature_name in sorted(features):
+        feature = np.asarray(features[feature_name], dtype=np.float64)
+        found: list[UnitCorrelation] = []
+        for key, seq in candidates:
+            steps = min(len(feature), seq.shape[0])
+            seq_part, feat_part = seq[:steps], feature[:steps]
+            keep = ~np.isnan(seq_part).any(axis=1)
+            if keep.sum() < 3:
+                continue
+            r = pearson_columns(seq_part[keep], feat_part[keep])
+            for unit in np.flatnonzero(~np.isnan(r)):
+                found.append(UnitCorrelation(feature_name, key, int(unit), float(r[unit])))
+        found.sort(key=lambda u: (-abs(u.r), u.key, u.unit))
+        ranked.extend(found[:per_feature])
+    ranked.sort(key=lambda u: (-abs(u.r), u.feature, u.key, u.unit))
+    return ranked
+
+
+# -- memory over time -----------------------------------------------------------------------------
+
+
+def memory_horizon(values: np.ndarray, step: int, mass: float = 0.9) -> int:
+    """How many steps back from `step` (itself included) hold `mass` of the saliency up to `step`.
+
+    1 means the output depends on the current input alone; step + 1 means the oldest inputs matter.
+    """
+    s = np.abs(np.asarray(values, dtype=np.float64)[: step + 1])
+    s = np.nan_to_num(s, nan=0.0)
+    total = s.sum()
+    if total <= 0:
+        return 0
+    backward = np.cumsum(s[::-1]) / total
+    return int(np.searchsorted(backward, mass - 1e-12) + 1)
+
+
+def vanishing_ratio(values: np.ndarray, step: int) -> float | None:
+    """Mean saliency of the oldest 10% of steps (at least one) over the peak; None when too short."""
+    s = np.abs(np.asarray(values, dtype=np.float64)[: step + 1])
+    if len(s) < 10 or s.max() <= 0:
+        return None
+    oldest = s[: max(1, len(s) // 10)]
+    return float(oldest.mean() / s.max())
+
+
+# -- state trajectories ---------------------------------------------------------------------------
+
+
+def pca_2d(states: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """Project (time, units) onto its first two principal components (deterministic signs).
+
+    Returns the (time, 2) coordinates and each component's share of the variance.
+    """
+    x = np.asarray(states, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    coords = np.zeros((x.shape[0], 2))
+    if x.shape[0] < 2 or not np.any(x):
+        return coords, (0.0, 0.0)
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    k = min(2, len(s))
+    for j in range(k):
+        # SVD signs are arbitrary: make each component's largest loading positive.
+        if vt[j, np.argmax(np.abs(vt[j]))] < 0:
+            u[:, j] *= -1
+        coords[:, j] = u[:, j] * s[j]
+    var = s**2
+    share = var / var.sum()
+    explained = (float(share[0]), float(share[1]) if k > 1 else 0.0)
+    return coords, explained
+
+
+def state_trajectories(trace: Trace) -> list[Trajectory]:
+    """PCA trajectory of c and h (GRU/RNN: h) of every layer, batch element 0."""
+    result: list[Trajectory] = []
+    for layer in trace.layers:
+        for name in UNIT_SERIES:
+            if name not in layer.series:
+                continue
+            seq = first_sequence(layer.series[name])
+            if len(seq) < 2:
+                continue
+            coords, explained = pca_2d(seq)
+            spread = math.sqrt(float(((seq - seq.mean(axis=0)) ** 2).sum(axis=1).mean()))
+            steps = np.sqrt((np.diff(seq, axis=0) ** 2).sum(axis=1))
+            jumpiness = float(np.median(steps) / spread) if spread > 0 else 0.0
+            result.append(Trajectory(layer.prefix, name, coords, explained, jumpiness))
+    return result
+
+
+# -- diagnostics ----------------------------------------------------------------------------------
+
+
+def figure_anchor(kind: str, prefix: str | None = None) -> str:
+    """The HTML id of an analysis figure; findings link to it."""
+    return anchor_id("fig", kind, *([prefix] if prefix else []))
+
+
+def _units_text(units: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(u) for u in units[:limit])
+    more = f" (+{len(units) - limit} more)" if len(units) > limit else ""
+    return f"unit{'s' if len(units) != 1 else ''} {shown}{more}"
+
+
+def _fraction_finding(
+    code: str, prefix: str, units: np.ndarray, n_units: int, limit: float, text: str, anchor: str
+) -> Finding | None:
+    """A finding about a share of a layer's units: warning at or above `limit`, info below, none at 0."""
+    listed = [int(u) for u in units]
+    if not listed:
+        return None
+    fraction = len(listed) / max(n_units, 1)
+    severity = "warning" if fraction >= limit else "info"
+    message = f"{prefix}: {len(listed)} of {n_units} units ({100 * fraction:.0f}%) {text} — {_units_text(listed)}"
+    return Finding(code, severity, prefix, listed, fraction, limit, message, anchor)
+
+
+def diagnose(
+    trace: Trace,
+    *,
+    saturation: list[Saturation] | None = None,
+    saliency: SaliencyResult | None = None,
+    thresholds: Thresholds | None = None,
+) -> list[Finding]:
+    """Plain findings with thresholds: dead units, saturated gates, pinned forget gates,
+    exploding cell state, vanishing gradient over time. Deterministic order (trace order, then code)."""
+    th = thresholds or Thresholds()
+    saturation = saturation if saturation is not None else gate_saturation(trace, th)
+    by_key = {(s.prefix, s.series): s for s in saturation}
+    findings: list[Finding] = []
+    for layer in trace.layers:
+        prefix = layer.prefix
+        activity = figure_anchor("activity", prefix)
+        if "h" in layer.series:
+            rows = valid_rows(layer.series["h"])
+            if len(rows):
+                span = rows.max(axis=0) - rows.min(axis=0)
+                dead = np.flatnonzero(span < th.dead_range)
+                finding = _fraction_finding(
+                    "dead_units", prefix, dead, rows.shape[1], th.dead_fraction,
+                    f"never leave a band {th.dead_range:g} wide (dead units)", activity,
+                )
+                if finding:
+                    findings.append(finding)
+        memory_gate = "f" if layer.family == "lstm" else "z" if layer.family == "gru" else None
+        for name in layer.series:
+            sat = by_key.get((prefix, name))
+            if sat is None:
+                continue
+            n_units = len(sat.frac_low)
+            anchor = figure_anchor("saturation", prefix)
+            if name == memory_gate:
+                rows = valid_rows(layer.series[name])
+                low_p95 = np.percentile(rows, 95, axis=0)
+                high_p5 = np.percentile(rows, 5, axis=0)
+                keeps = "cannot forget" if name == "f" else "never update their state"
+                drops = "keep no long-term memory" if name == "f" else "overwrite their state every step"
+                label = SERIES_NAMES[name]
+                # For a GRU, z near 1 keeps the old state (like f near 1 in an LSTM).
+                finding = _fraction_finding(
+                    "forget_pinned_low", prefix, np.flatnonzero(low_p95 < th.saturation_low), n_units,
+                    th.forget_pinned_fraction,
+                    f"have the {label} pinned near 0 (95% of steps < {th.saturation_low:g}): they {drops}",
+                    anchor,
+                )
+                if finding:
+                    findings.append(finding)
+                finding = _fraction_finding(
+                    "forget_pinned_high", prefix, np.flatnonzero(high_p5 > th.forget_pinned_high), n_units,
+                    th.forget_pinned_fraction,
+                    f"have the {label} pinned near 1 (95% of steps > {th.forget_pinned_high:g}): they {keeps}",
+                    anchor,
+                )
+                if finding:
+                    findings.append(finding)
+                continue
+            always = np.flatnonzero(sat.frac_low + sat.frac_high >= th.saturated_unit)
+            finding = _fraction_finding(
+                "saturated_gate", prefix, always, n_units, th.saturated_fraction,
+                f"have the {SERIES_NAMES[name]} saturated (< {th.saturation_low:g} or > "
+                f"{th.saturation_high:g}) at least {100 * th.saturated_unit:.0f}% of the time",
+                anchor,
+            )
+            if finding:
+                findings.append(finding)
+        if "c" in layer.series:
+            rows = valid_rows(layer.series["c"])
+            if len(rows):
+                peak = np.abs(rows).max(axis=0)
+                big = [int(u) for u in np.flatnonzero(peak > th.cell_max)]
+                if big:
+                    top = float(peak.max())
+                    severity = "error" if top >= 5 * th.cell_max else "warning"
+                    findings.append(
+                        Finding(
+                            "exploding_cell", severity, prefix, big, top, th.cell_max,
+                            f"{prefix}: cell state reaches |c| = {top:.1f} (> {th.cell_max:g}) in "
+                            f"{_units_text(big)}: the cell integrates without bound",
+                            activity,
+                        )
+                    )
+    if saliency is not None:
+        ratio = vanishing_ratio(saliency.values, saliency.step)
+        if ratio is not None and ratio < th.vanishing_ratio:
+            oldest = max(1, (saliency.step + 1) // 10)
+            findings.append(
+                Finding(
+                    "vanishing_gradient", "info", "", [], ratio, th.vanishing_ratio,
+                    f"the gradient of the output at step {saliency.step} reaching the oldest {oldest} "
+                    f"input steps is {ratio:.1e} of its peak: inputs older than ~{saliency.horizon} "
+                    "steps barely influence it",
+                    figure_anchor("saliency"),
+                )
+            )
+    return findings
+
+
 # -- the stage ------------------------------------------------------------------------------------
 
 
 def thresholds_from_view(view: Any) -> Thresholds:
     """Thresholds from ViewOptions (fields it lacks keep their defaults)."""
-    return Thresholds(
-        saturation_low=float(getattr(view, "saturation_low", None) or Thresholds.saturation_low),
-        saturation_high=float(getattr(view, "saturation_high", None) or Thresholds.saturation_high),
+    low = getattr(view, "saturation_low", None)
+    high = getattr(view, "saturation_high", None)
+    th = Thresholds(
+        saturation_low=Thresholds.saturation_low if low is None else float(low),
+        saturation_high=Thresholds.saturation_high if high is None else float(high),
     )
+    if not 0.0 < th.saturation_low < th.saturation_high < 1.0:
+        from lstmviz_cli.errors import InputError
+
+        raise InputError(
+            f"saturation thresholds must satisfy 0 < low < high < 1; got low={th.saturation_low:g}, "
+            f"high={th.saturation_high:g}"
+        )
+    return th
 
 
 def analyze_trace(
@@ -397,34 +682,119 @@ def analyze_trace(
     *,
     info: ModelInfo | None = None,
     tokens: list[str] | None = None,
+    text: bool = True,
     labels: dict[str, np.ndarray] | None = None,
     thresholds: Thresholds | None = None,
     saliency: SaliencyResult | None = None,
     memory_probe: MemoryProbe | None = None,
     last_step: int | None = None,
+    notes: list[str] | None = None,
 ) -> Analysis:
-    """Every analysis that needs only the trace (and, optionally, results computed from the model)."""
+    """Every analysis over the trace; `saliency`/`memory_probe` come from saliency.py (the model).
+
+    `tokens` (one string per step of batch element 0) label the time axis and, when `text` is
+    true, give the built-in text features; `labels` adds user features (read_labels_csv).
+    """
+    from lstmviz_cli.textfeatures import FEATURE_DEFINITIONS, text_features
+
     th = thresholds or Thresholds()
-    analysis = Analysis(
+    features: dict[str, np.ndarray] = {}
+    definitions: dict[str, str] = {}
+    if tokens is not None and text:
+        features.update(text_features(tokens))
+        definitions.update(FEATURE_DEFINITIONS)
+    for name, values in sorted((labels or {}).items()):
+        features[name] = np.asarray(values, dtype=np.float64)
+        definitions[name] = "user label from --labels"
+    if saliency is not None:
+        saliency.horizon = memory_horizon(saliency.values, saliency.step, th.horizon_mass)
+    saturation = gate_saturation(trace, th)
+    return Analysis(
         gate_stats=gate_statistics(trace, th),
         prediction=predict(trace.output, info, last_step=last_step),
+        saturation=saturation,
+        features=features,
+        feature_definitions=definitions,
+        units=rank_units(trace, features) if features else [],
+        saliency=saliency,
+        memory_probe=memory_probe,
+        trajectories=state_trajectories(trace),
+        findings=diagnose(trace, saturation=saturation, saliency=saliency, thresholds=th),
         thresholds=th,
+        notes=list(notes or []),
         tokens=tokens,
     )
-    return analysis
 
 
 def analyze_run(run: Any, view: Any) -> Analysis:
-    """The pipeline's analysis stage: the trace's numbers, plus saliency from the model when it can run."""
+    """The pipeline's analysis stage: the trace's numbers, plus saliency from the model when it can run.
+
+    A model that cannot be differentiated (or probed) costs only that section, with a note saying
+    why; user mistakes (a step outside the sample, a bad labels file) are errors.
+    """
+    from lstmviz_cli.errors import InputError
+    from lstmviz_cli.textfeatures import read_labels_csv, step_tokens
+
     trace: Trace = run.trace
     sample = getattr(run, "sample", None)
     loaded = getattr(run, "loaded", None)
     info = getattr(loaded, "info", None)
+    th = thresholds_from_view(view)
+    notes: list[str] = []
+    steps = None
+    tokens = None
+    if sample is not None:
+        steps = int(sample.lengths[0]) if getattr(sample, "lengths", None) is not None else sample.steps
+        tokens = step_tokens(getattr(sample, "text", None), sample.labels, sample.steps)
+        tokens = tokens[:steps] if tokens is not None else None
     last_step = None
-    if sample is not None and getattr(sample, "lengths", None) is not None and trace.output is not None:
-        if np.asarray(trace.output).ndim >= 3:
-            last_step = int(np.asarray(sample.lengths)[0]) - 1
-    return analyze_trace(trace, info=info, thresholds=thresholds_from_view(view), last_step=last_step)
+    if steps is not None and trace.output is not None and np.asarray(trace.output).ndim >= 3:
+        last_step = min(steps, np.asarray(trace.output).shape[1]) - 1
+    labels = None
+    labels_path = getattr(view, "labels", None)
+    if labels_path is not None:
+        if steps is None:
+            raise InputError("--labels needs a sample input to align its rows with")
+        labels = read_labels_csv(labels_path, steps)
+    chosen = getattr(view, "saliency_step", None)
+    if chosen is not None and steps is not None and not 0 <= chosen < steps:
+        raise InputError(f"--saliency-step {chosen} is outside the sample's steps 0..{steps - 1}")
+    prediction = predict(trace.output, info, last_step=last_step)
+    saliency = probe = None
+    model = getattr(loaded, "model", None)
+    if model is not None and sample is not None:
+        from lstmviz_cli import saliency as saliency_mod
+
+        values = np.asarray(sample.values)[:1, :steps]
+        device = getattr(loaded, "device", "cpu")
+        try:
+            saliency = saliency_mod.compute_saliency(
+                model,
+                values,
+                step=chosen if chosen is not None else last_step,
+                kind=prediction.kind if prediction else "topk",
+                output_labels=list(info.output_labels or info.vocab or []) if info else None,
+                device=device,
+            )
+        except Exception as error:  # noqa: BLE001 - the model is the user's code: lose one section only
+            notes.append(f"gradient saliency skipped: {type(error).__name__}: {error}")
+        if getattr(view, "memory_probe", False):
+            try:
+                probe = saliency_mod.memory_probe(model, values, device=device)
+            except Exception as error:  # noqa: BLE001 - as above
+                notes.append(f"memory-length probe skipped: {type(error).__name__}: {error}")
+    return analyze_trace(
+        trace,
+        info=info,
+        tokens=tokens,
+        text=getattr(sample, "kind", None) == "tokens",
+        labels=labels,
+        thresholds=th,
+        saliency=saliency,
+        memory_probe=probe,
+        last_step=last_step,
+        notes=notes,
+    )
 
 
 __all__ = [
@@ -442,6 +812,12 @@ __all__ = [
     "UnitCorrelation",
     "analyze_run",
     "analyze_trace",
+    "diagnose",
+    "gate_saturation",
+    "memory_horizon",
+    "pca_2d",
+    "rank_units",
+    "state_trajectories",
     "gate_statistics",
     "predict",
 ]

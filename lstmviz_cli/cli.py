@@ -141,6 +141,22 @@ def report_command(
     sort_units: Annotated[
         str, typer.Option("--sort-units", help="Order heatmap rows: none, variance or cluster.")
     ] = "variance",
+    labels: Annotated[
+        Optional[Path],
+        typer.Option("--labels", help="CSV of per-step labels (header row, one column per feature) to rank units against."),
+    ] = None,
+    saturation_low: Annotated[
+        float, typer.Option("--saturation-low", help="Gate values below this count as left-saturated.")
+    ] = 0.1,
+    saturation_high: Annotated[
+        float, typer.Option("--saturation-high", help="Gate values above this count as right-saturated.")
+    ] = 0.9,
+    saliency_step: Annotated[
+        Optional[int], typer.Option("--saliency-step", help="Output step whose gradient saliency is shown (default: the last).")
+    ] = None,
+    memory_probe: Annotated[
+        bool, typer.Option("--memory-probe", help="Also run the key-at-start memory-length probe.")
+    ] = False,
     json_path: Annotated[
         Optional[Path], typer.Option("--json", help="Also write the analysis results as JSON.")
     ] = None,
@@ -166,7 +182,9 @@ def report_command(
         verify=not no_verify,
     )
     view = pipeline.ViewOptions(
-        title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units
+        title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units,
+        labels=labels, saturation_low=saturation_low, saturation_high=saturation_high,
+        saliency_step=saliency_step, memory_probe=memory_probe,
     )
     message = pipeline.run_report_command(options, view, output=output, json_path=json_path, force=force)
     typer.echo(message)

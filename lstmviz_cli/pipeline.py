@@ -39,6 +39,12 @@ class ViewOptions:
     steps: str | None = None
     at_step: int | None = None
     sort_units: str = "variance"
+    # The analysis stage (analysis.py / saliency.py).
+    labels: Path | None = None  # per-step user labels CSV for the interpretable-units ranking
+    saturation_low: float = 0.1  # gate values below this are left-saturated
+    saturation_high: float = 0.9  # gate values above this are right-saturated
+    saliency_step: int | None = None  # the output step whose gradient saliency is shown (default last)
+    memory_probe: bool = False  # run the key-at-start memory-length probe
 
 
 @dataclass

@@ -1,0 +1,214 @@
+"""The analyses that must run the model: gradient saliency over time and the memory-length probe.
+
+torch lives here (imported lazily) and nowhere else in the analysis stage; results are NumPy.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from lstmviz_cli.analysis import MemoryProbe, SaliencyResult
+
+PROBE_KEYS = 8  # distinct keys at step 0 in the memory-length probe
+
+
+@contextmanager
+def _gradients_allowed() -> Any:
+    """Autograd on, and cuDNN's RNN off (its backward refuses eval mode); the model's mode is untouched."""
+    import torch
+
+    with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
+        yield
+
+
+def _first_output(value: Any) -> Any:
+    """The first tensor of whatever the model returns (tuples, lists, dicts of outputs)."""
+    import torch
+
+    while not isinstance(value, torch.Tensor):
+        if isinstance(value, (tuple, list)) and value:
+            value = value[0]
+        elif isinstance(value, dict) and value:
+            value = next(iter(value.values()))
+        else:
+            raise TypeError(f"the model returned {type(value).__name__}, not a tensor")
+    return value
+
+
+def _recurrent_types() -> tuple[type, ...]:
+    from torch import nn
+
+    return (nn.LSTM, nn.GRU, nn.RNN)
+
+
+def _call(model: Any, x: Any) -> Any:
+    """Run the model on (batch, time, ...) input, honouring a bare recurrent module's time-major layout."""
+    if isinstance(model, _recurrent_types()) and not model.batch_first:
+        return _first_output(model(x.transpose(0, 1))).transpose(0, 1)
+    return _first_output(model(x))
+
+
+def _embedding(model: Any) -> Any | None:
+    from torch import nn
+
+    for _, module in model.named_modules():
+        if isinstance(module, nn.Embedding):
+            return module
+    return None
+
+
+def _choose_target(vector: Any, kind: str, labels: list[str] | None) -> tuple[Any, str]:
+    """The scalar y: the predicted output's log-probability (top-k outputs) or the value (regression).
+
+    The log-probability, not the raw logit: it measures what moves the model's confidence in its
+    answer, so a step that shifts every logit alike does not count.
+    """
+    import torch
+
+    from lstmviz_cli.textfeatures import display_token
+
+    if kind == "values":
+        return vector.sum(), "predicted value" if vector.numel() == 1 else "sum of the predicted values"
+    index = int(vector.argmax())
+    name = display_token(labels[index]) if labels is not None and index < len(labels) else f"class {index}"
+    return torch.log_softmax(vector, dim=0)[index], f"log-probability of the predicted {name!r}"
+
+
+def compute_saliency(
+    model: Any,
+    values: np.ndarray,
+    *,
+    step: int | None = None,
+    kind: str = "topk",
+    output_labels: list[str] | None = None,
+    device: str = "cpu",
+) -> SaliencyResult:
+    """‖∂y/∂x_t‖ for every input step t of batch element 0, with y one output at `step`.
+
+    For token inputs x_t is the embedding's output (captured by a forward hook); for feature
+    inputs it is the input itself. `step` picks the time step of a per-step output (default: the
+    last); outputs without a time axis are read after the last step. Parameter gradient norms
+    come from the same backward pass. The model is neither trained nor changed.
+    """
+    import torch
+
+    x = torch.as_tensor(np.asarray(values)[:1], device=device)
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    captured: list[Any] = []
+    handle = None
+    if x.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        embedding = _embedding(model)
+        if embedding is None:
+            raise ValueError("token inputs without an nn.Embedding: no continuous input to differentiate")
+
+        def _capture(_module: Any, _inputs: Any, output: Any) -> Any:
+            if captured:  # only the first call reads the sample
+                return output
+            leaf = output.detach().requires_grad_(True)
+            captured.append(leaf)
+            return leaf
+
+        handle = embedding.register_forward_hook(_capture)
+    else:
+        x = x.float().requires_grad_(True)
+        captured.append(x)
+    try:
+        with _gradients_allowed():
+            out = _call(model, x)
+            steps = int(x.shape[1])
+            if out.dim() >= 3:
+                at = steps - 1 if step is None else int(step)
+                if not 0 <= at < out.shape[1]:
+                    raise ValueError(f"saliency step {at} is outside the output's {out.shape[1]} steps")
+                vector = out[0, at].reshape(-1)
+            else:
+                at = steps - 1
+                vector = out[0].reshape(-1) if out.dim() == 2 else out.reshape(-1)
+            y, target = _choose_target(vector, kind, output_labels)
+            wrt = [captured[0]] + [p for _, p in params]
+            grads = torch.autograd.grad(y, wrt, allow_unused=True)
+    finally:
+        if handle is not None:
+            handle.remove()
+    g = grads[0]
+    if g is None:
+        per_step = np.zeros(int(x.shape[1]))
+    else:
+        per_step = g[0].reshape(g.shape[1], -1).norm(dim=1).detach().cpu().double().numpy()
+    norms = {
+        name: float(grad.norm().detach().cpu()) for (name, _), grad in zip(params, grads[1:], strict=True) if grad is not None
+    }
+    return SaliencyResult(step=at, target=f"{target} at step {at}", values=per_step, param_norms=norms)
+
+
+def _first_recurrent(model: Any) -> tuple[str, Any] | None:
+    for name, module in model.named_modules():
+        if isinstance(module, _recurrent_types()):
+            return name or module.__class__.__name__.lower(), module
+    return None
+
+
+def memory_probe(model: Any, values: np.ndarray, *, max_length: int | None = None, device: str = "cpu") -> MemoryProbe:
+    """Key-at-start recall through the model's first recurrent stack.
+
+    Sequences of growing length L hold one of `PROBE_KEYS` different keys at step 0 followed by
+    the sample's own steps as filler. The dependence at L is the spread of the last layer's final
+    forward state (c for an LSTM, else h) across keys (RMS over units of the std across keys)
+    over the state's RMS size: the share of the final state that the key still decides, 1 when
+    it is all key, towards 0 as the stack forgets step 0.
+    """
+    import torch
+
+    found = _first_recurrent(model)
+    if found is None:
+        raise ValueError("the model has no nn.LSTM / nn.GRU / nn.RNN to probe")
+    name, rnn = found
+    sample = np.asarray(values)[0]
+    steps = int(sample.shape[0])
+    if np.issubdtype(sample.dtype, np.integer):
+        embedding = _embedding(model)
+        if embedding is None or embedding.embedding_dim != rnn.input_size:
+            raise ValueError("token inputs whose embedding does not feed the recurrent stack directly")
+        vocab = int(embedding.num_embeddings)
+        key_ids = np.unique(np.linspace(0, vocab - 1, min(PROBE_KEYS, vocab)).round().astype(np.int64))
+        with torch.no_grad():
+            keys = embedding(torch.as_tensor(key_ids, device=device))
+            filler = embedding(torch.as_tensor(sample, device=device))
+    else:
+        rows = np.linspace(0, steps - 1, min(PROBE_KEYS, steps)).round().astype(np.int64)
+        feats = np.asarray(sample, dtype=np.float32).reshape(steps, -1)
+        keys = torch.as_tensor(feats[np.unique(rows)], device=device)
+        filler = torch.as_tensor(feats, device=device)
+    if keys.shape[0] < 2:
+        raise ValueError("fewer than two distinct keys to compare")
+    limit = max_length or min(512, max(64, 4 * steps))
+    lengths = [1]
+    while lengths[-1] * 2 <= limit:
+        lengths.append(lengths[-1] * 2)
+    filler_cycle = filler[1:] if steps > 1 else filler
+    is_lstm = isinstance(rnn, torch.nn.LSTM)
+    dirs = 2 if rnn.bidirectional else 1
+    top = (rnn.num_layers - 1) * dirs  # last layer, forward direction
+    spreads = []
+    with torch.no_grad():
+        for length in lengths:
+            reps = -(-max(length - 1, 0) // filler_cycle.shape[0]) if length > 1 else 0
+            tail = filler_cycle.repeat(reps, 1)[: length - 1] if reps else filler_cycle[:0]
+            batch = torch.stack([torch.cat([key[None], tail], dim=0) for key in keys])  # (K, L, I)
+            inp = batch if rnn.batch_first else batch.transpose(0, 1)
+            _, state = rnn(inp)
+            final = state[1] if is_lstm else state
+            final = final[top].double()  # (K, H)
+            spread = float(final.std(dim=0, unbiased=False).pow(2).mean().sqrt())
+            size = float(final.pow(2).mean().sqrt())
+            spreads.append(spread / size if size > 0 else 0.0)
+    layer = rnn.num_layers - 1
+    return MemoryProbe(
+        prefix=f"{name}/l{layer}/fwd",
+        lengths=lengths,
+        dependence=spreads,
+        state="c" if is_lstm else "h",
+    )

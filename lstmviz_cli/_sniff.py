@@ -1,0 +1,227 @@
+"""Tell checkpoint kinds apart by their bytes, and validate safetensors headers, without torch."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickletools
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lstmviz_cli.errors import CheckpointError
+
+# Kinds returned by sniff_checkpoint.
+TORCH_ZIP = "torch-zip"
+TORCHSCRIPT = "torchscript"
+PICKLE = "pickle"
+SAFETENSORS = "safetensors"
+
+# Magic numbers of files people mistake for checkpoints, so the message can say what the file is.
+_FOREIGN_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive (decompress it first)"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras/TensorFlow weights are not supported)"),
+    (b"\x93NUMPY", "a NumPy array (pass it with --input, not as the checkpoint)"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+)
+# First bytes of a protocol 0/1 pickle (protocol >= 2 starts with PROTO, 0x80).
+_PICKLE_V0_FIRST = frozenset(b"(cI]}lNSVFLdt")
+_SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit
+
+
+@dataclass
+class Sniffed:
+    """What the first bytes (and, for zips, the member list) say the file is."""
+
+    kind: str
+    size: int
+    members: list[str] = field(default_factory=list)
+
+
+def sniff_checkpoint(path: Path) -> Sniffed:
+    """Classify `path` as a torch zip, TorchScript zip, raw pickle or safetensors file.
+
+    Raises CheckpointError with a one-line reason for anything else (missing, a directory, empty,
+    a truncated zip, a PNG renamed .pt, random bytes).
+    """
+    name = str(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {name!r} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{name!r} is a directory; pass the checkpoint file inside it")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise CheckpointError(f"cannot read {name!r}: {error.strerror or error}") from error
+    if size == 0:
+        raise CheckpointError(f"{name!r} is empty (0 bytes); it is not a checkpoint")
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return _sniff_zip(path, size)
+    for magic, what in _FOREIGN_MAGIC:
+        if head.startswith(magic):
+            raise CheckpointError(f"{name!r} is {what}, not a PyTorch checkpoint")
+    if _looks_like_safetensors(head, size):
+        return Sniffed(SAFETENSORS, size)
+    if (head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5) or (head[:1] and head[0] in _PICKLE_V0_FIRST):
+        return Sniffed(PICKLE, size)
+    raise CheckpointError(
+        f"{name!r} is not a checkpoint lstmviz can read (expected a PyTorch .pt/.pth file, "
+        "a .safetensors file or a TorchScript archive)"
+    )
+
+
+def _sniff_zip(path: Path, size: int) -> Sniffed:
+    name = str(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise CheckpointError(f"{name!r} is a truncated or corrupted zip archive ({error})") from error
+    if any(m.endswith("/constants.pkl") or m == "constants.pkl" or "/code/" in m for m in members):
+        return Sniffed(TORCHSCRIPT, size, members)
+    if not any(m == "data.pkl" or m.endswith("/data.pkl") for m in members):
+        hint = " (a .npz? pass arrays with --input)" if any(m.endswith(".npy") for m in members) else ""
+        raise CheckpointError(f"{name!r} is a zip archive but not a PyTorch checkpoint: it has no data.pkl{hint}")
+    return Sniffed(TORCH_ZIP, size, members)
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    """8-byte little-endian header length, then a JSON object."""
+    if len(head) < 9:
+        return False
+    return head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] > 1
+
+
+def validate_safetensors(path: Path, size: int) -> dict[str, Any]:
+    """Parse and check a safetensors header (length, dtypes, shapes, offsets); return it.
+
+    The safetensors library checks these too, but its messages do not say what to do; ours name
+    the tensor and the problem.
+    """
+    name = str(path)
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        if length > size - 8:
+            raise CheckpointError(
+                f"{name!r}: safetensors header length {length} exceeds the file size ({size} bytes); "
+                "the file is truncated or corrupted"
+            )
+        if length > _MAX_SAFETENSORS_HEADER:
+            raise CheckpointError(f"{name!r}: safetensors header of {length} bytes is too large")
+        raw = handle.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{name!r}: safetensors header is not valid JSON ({error})") from error
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{name!r}: safetensors header is not a JSON object")
+    data_size = size - 8 - length
+    spans: list[tuple[int, int, str]] = []
+    for key, entry in header.items():
+        if key == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise CheckpointError(f"{name!r}: safetensors __metadata__ must map strings to strings")
+            continue
+        spans.append(_check_safetensors_entry(name, key, entry, data_size))
+    spans = sorted(span for span in spans if span[1] > span[0])  # empty tensors overlap nothing
+    for (_begin_a, end_a, key_a), (begin_b, _end_b, key_b) in zip(spans, spans[1:], strict=False):
+        if begin_b < end_a:
+            raise CheckpointError(
+                f"{name!r}: safetensors tensors {key_a!r} and {key_b!r} have overlapping data offsets"
+            )
+    return header
+
+
+def _check_safetensors_entry(name: str, key: str, entry: Any, data_size: int) -> tuple[int, int, str]:
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+        raise CheckpointError(f"{name!r}: safetensors entry {key!r} lacks dtype/shape/data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in _SAFETENSORS_DTYPE_BYTES:
+        raise CheckpointError(f"{name!r}: safetensors tensor {key!r} has unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise CheckpointError(f"{name!r}: safetensors tensor {key!r} has an invalid shape {shape!r}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1] <= data_size
+    ):
+        raise CheckpointError(
+            f"{name!r}: safetensors tensor {key!r} has data offsets {offsets!r} outside the "
+            f"{data_size}-byte data section"
+        )
+    expected = math.prod(shape) * _SAFETENSORS_DTYPE_BYTES[dtype]
+    if offsets[1] - offsets[0] != expected:
+        raise CheckpointError(
+            f"{name!r}: safetensors tensor {key!r} spans {offsets[1] - offsets[0]} bytes but its "
+            f"dtype and shape need {expected}"
+        )
+    return offsets[0], offsets[1], key
+
+
+def pickle_globals(data: bytes) -> list[str]:
+    """Every `module.name` a pickle imports, found by disassembly (nothing is executed).
+
+    Handles GLOBAL/INST (protocols 0-3) and STACK_GLOBAL (4-5, whose names come from earlier
+    string pushes, possibly through the memo). A legacy torch.save file is several pickles in a
+    row, so reading goes on after STOP; it ends quietly at the first malformed opcode.
+    """
+    found: set[str] = set()
+    stream = io.BytesIO(data)
+    for _ in range(16):  # a handful of pickles in a row at most
+        if not _scan_one_pickle(stream, found) or stream.tell() >= len(data):
+            break
+    return sorted(found)
+
+
+def _scan_one_pickle(stream: io.BytesIO, found: set[str]) -> bool:
+    """Scan one pickle from `stream` into `found`; False when it was malformed."""
+    strings: list[str] = []  # recent string pushes, for STACK_GLOBAL
+    memo: dict[Any, Any] = {}
+    last: Any = None
+    try:
+        for opcode, arg, _pos in pickletools.genops(stream):
+            op = opcode.name
+            if op in ("GLOBAL", "INST"):
+                found.add(str(arg).replace(" ", "."))
+                last = None
+            elif op == "STACK_GLOBAL":
+                if len(strings) >= 2:
+                    found.add(f"{strings[-2]}.{strings[-1]}")
+                last = None
+            elif op in _STRING_OPS:
+                last = str(arg)
+                strings.append(last)
+            elif op in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = last
+            elif op == "MEMOIZE":
+                memo[len(memo)] = last
+            elif op in ("GET", "BINGET", "LONG_BINGET"):
+                last = memo.get(arg)
+                if isinstance(last, str):
+                    strings.append(last)
+            else:
+                last = None
+    except Exception:  # noqa: BLE001 - malformed: keep what was found so far
+        return False
+    return True
+
+
+_STRING_OPS = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
+)

@@ -25,8 +25,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 CONFIG_FILE = "lstmviz.toml"
 FAIL_ON = ("error", "warning", "never")
 _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
-# Finding codes that describe dead units; the check reads their unit lists.
-_DEAD_CODES = ("dead_units", "dead-units", "dead")
+# The analysis's finding code for dead units; the check reads its unit lists.
+_DEAD_CODES = ("dead_units",)
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,8 @@ def resolve_config(flags: dict[str, Any], *, config_path: Path | None = None, cw
 # -- evaluation -----------------------------------------------------------------------------------------
 def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> CheckResult:
     """Compare the analysis's numbers with the thresholds: one case per layer and gate, per layer, per finding."""
+    from lstmviz_cli.analysis import figure_anchor
+
     result = CheckResult(model=model, config=config)
     cases = result.cases
     if config.max_verify_error is not None:
@@ -199,7 +201,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                 f"{label}: {share:.0%} of gate values saturated "
                 f"({stat.frac_low:.0%} near 0, {stat.frac_high:.0%} near 1)"
                 + ("" if ok else f" > {config.max_saturated:.0%}"),
-                _anchor("saturation", stat.prefix),
+                figure_anchor("saturation", stat.prefix),
             ))
     if config.max_dead_units is not None:
         limit, is_share = parse_dead_limit(config.max_dead_units)
@@ -215,7 +217,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                 "dead_units", f"dead units {layer.prefix}", layer.prefix, value, limit, ok,
                 f"{layer.prefix}: {shown}" + (f" (units {_unit_list(units)})" if units else "")
                 + ("" if ok else f" > {config.max_dead_units}"),
-                _anchor("findings", layer.prefix),
+                figure_anchor("activity", layer.prefix),
             ))
     if config.min_memory_horizon is not None:
         saliency = getattr(analysis, "saliency", None)
@@ -229,7 +231,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                 "memory_horizon", "memory horizon", None, float(horizon), float(config.min_memory_horizon), ok,
                 f"90% of the saliency lies within the last {horizon} steps"
                 + ("" if ok else f" < {config.min_memory_horizon}"),
-                "saliency",
+                figure_anchor("saliency"),
             ))
     if config.fail_on != "never":
         floor = _SEVERITY_RANK[config.fail_on]
@@ -251,11 +253,6 @@ def dead_units_by_layer(analysis: Any) -> dict[str, list[int]]:
             dead.setdefault(finding.prefix, [])
             dead[finding.prefix] = sorted(set(dead[finding.prefix]) | {int(u) for u in finding.units})
     return dead
-
-
-def _anchor(section: str, prefix: str) -> str:
-    safe = "".join(ch if ch.isalnum() else "-" for ch in f"{section}-{prefix}".lower())
-    return "-".join(piece for piece in safe.split("-") if piece)
 
 
 def _unit_list(units: list[int], limit: int = 8) -> str:
@@ -383,3 +380,47 @@ def write_outputs(results: list[CheckResult], *, json_path: Path | None, junit_p
         write_atomic(json_path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n", force=force)
     if junit_path is not None:
         write_atomic(junit_path, to_junit(results), force=force)
+
+
+# -- the command ---------------------------------------------------------------------------------------
+def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path | None = None,
+              force: bool = False) -> CheckResult:
+    """Trace and analyze one checkpoint and evaluate it; optionally also write its HTML report.
+
+    A trace whose gates do not reproduce the model's outputs is a failed check, not a crash.
+    """
+    from dataclasses import replace
+
+    from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.errors import VerificationError
+    from lstmviz_cli.pipeline import load_and_trace
+
+    name = Path(options.checkpoint).name
+    # The tracer verifies at its own tolerance (1e-4); --max-verify-error off skips verification.
+    options = replace(options, verify=config.max_verify_error is not None)
+    try:
+        run = load_and_trace(options)
+    except VerificationError as error:
+        case = CheckCase("verify_error", "verification error", None, None, config.max_verify_error, False,
+                         error.message)
+        return CheckResult(model=name, cases=[case], config=config)
+    analysis = analyze_run(run, view)
+    if report_path is not None:
+        from lstmviz_cli.output import write_atomic
+        from lstmviz_cli.report import render_report
+
+        write_atomic(report_path, render_report(run, analysis, view), force=force)
+    return evaluate(run.trace, analysis, config, model=name)
+
+
+def run_check(options: Any, config: CheckConfig, view: Any, *, json_path: Path | None = None,
+              junit_path: Path | None = None, report_path: Path | None = None, force: bool = False) -> CheckResult:
+    """`lstmviz check`: refuse unwritable outputs first, check, then write JSON/JUnit/report."""
+    from lstmviz_cli.output import check_writable
+
+    for path in (json_path, junit_path, report_path):
+        if path is not None:
+            check_writable(path, force=force)
+    result = check_one(options, config, view, report_path=report_path, force=force)
+    write_outputs([result], json_path=json_path, junit_path=junit_path, force=force)
+    return result

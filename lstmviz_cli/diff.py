@@ -384,3 +384,23 @@ def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult
 def _same_sample(a: Any, b: Any) -> bool:
     va, vb = np.asarray(a.values), np.asarray(b.values)
     return va.shape == vb.shape and va.dtype == vb.dtype and bool(np.array_equal(va, vb))
+
+
+def run_diff_command(options: Any, after_checkpoint: Any, view: Any, *, output: Any, json_path: Any,
+                     force: bool) -> str:
+    """`lstmviz diff`: refuse unwritable outputs first, compare, write the page (and JSON)."""
+    import json
+
+    from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
+
+    check_writable(output, force=force)
+    if json_path is not None:
+        check_writable(json_path, force=force)
+    result, _, _ = run_diff(options, after_checkpoint, view)
+    write_atomic(output, render_diff(result), force=force)
+    if json_path is not None:
+        document = {"generator": GENERATOR_MARKER, **result.to_json()}
+        write_atomic(json_path, json.dumps(document, indent=2, sort_keys=True) + "\n", force=force)
+    verdict = "no change" if result.unchanged else (
+        f"largest weight change {result.max_weight_change:.3g}, activation change {result.max_activation_change:.3g}")
+    return f"wrote {output}: {result.before} -> {result.after}, {verdict}"

@@ -278,15 +278,20 @@ def figure_bytes(fig: Any, fmt: str, *, grayscale: bool = False) -> bytes:
     return data
 
 
-def diagram_bytes(graph: Any, fmt: str, *, grayscale: bool = False) -> bytes:
-    """Render a graphviz Digraph with `dot` in the same format; pgf falls back to pdf (dot has no pgf)."""
+def diagram_bytes(graph: Any, fmt: str, *, grayscale: bool = False, width: float | None = None) -> bytes:
+    """Render a graphviz Digraph with `dot` in the same format; pgf falls back to pdf (dot has no pgf).
+
+    With `width`, a diagram wider than the column is scaled down to it (never up).
+    """
     source = graph.copy()
-    if grayscale:
-        source.attr(colorscheme="X11")
-        source = _gray_dot(source)
+    if width is not None:
+        # size excludes margin and pad: drop the margin and keep a thin pad inside the width.
+        source.attr(margin="0", pad="0.04", size=f"{width - 0.08:g},{3 * width:g}")
     render_format = "pdf" if fmt == "pgf" else fmt
     if render_format == "png":
         source.attr(dpi=str(PNG_DPI))
+    if grayscale:
+        source = _gray_dot(source)
     data = source.pipe(format=render_format)
     if render_format == "pdf":
         # cairo stamps the wall clock; an equal-length fixed date keeps the xref offsets valid.
@@ -348,7 +353,7 @@ def export_items(items: list[FigureItem], *, model: str, out_dir: Path, fmt: str
         with publication_context(style):
             built = item.build()
             if item.kind == "diagram":
-                data = diagram_bytes(built, fmt, grayscale=style.grayscale)
+                data = diagram_bytes(built, fmt, grayscale=style.grayscale, width=style.width)
                 size: tuple[float | None, float | None] = (None, None)
             else:
                 size = resize(built, style.width)
@@ -360,3 +365,86 @@ def export_items(items: list[FigureItem], *, model: str, out_dir: Path, fmt: str
             format=path.suffix.lstrip("."), width_in=size[0], height_in=size[1],
         ))
     return entries
+
+
+# -- the command -----------------------------------------------------------------------------------
+def collect_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
+    """Every figure of the report for this run, as unbuilt items (the report's own figure functions)."""
+    return _report_items(run, analysis, view)
+
+
+def export_checkpoint(checkpoint: Path, options: Any, view: Any, out_dir: Path, fmt: str,
+                      style: PublicationStyle, model: str, force: bool, owned: set[str]) -> list[ManifestEntry]:
+    """One checkpoint of `lstmviz figures`: trace, analyze, write every figure (runs in a worker)."""
+    from dataclasses import replace
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.pipeline import load_and_trace
+
+    run = load_and_trace(replace(options, checkpoint=checkpoint))
+    analysis = analyze_run(run, view)
+    items = collect_items(run, analysis, view)
+    return export_items(items, model=model, out_dir=out_dir, fmt=fmt, style=style, force=force, owned=owned)
+
+
+@dataclass
+class FiguresOutcome:
+    """What `lstmviz figures` did: files written, checkpoints that failed (name -> message), manifest."""
+
+    entries: list[ManifestEntry]
+    failures: dict[str, str]
+    manifest: Path
+
+
+def run_figures(checkpoints: list[str | Path], options: Any, view: Any, *, out_dir: Path, fmt: str,
+                style: PublicationStyle, jobs: int = 1, force: bool = False,
+                show_progress: bool = True) -> FiguresOutcome:
+    """`lstmviz figures`: every checkpoint's figures into `out_dir` plus figures.json; failures don't stop the rest."""
+    from lstmviz_cli.batch import expand_checkpoints, run_many, unique_stems
+
+    fmt = check_format(fmt)
+    paths = expand_checkpoints(checkpoints)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"-o {str(out_dir)!r} is a file; name a directory for the figures")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / MANIFEST_NAME
+    from lstmviz_cli.output import check_writable
+
+    check_writable(manifest, force=force)
+    owned = manifest_owned(out_dir)
+    stems = unique_stems(paths)
+    args = [(options, view, out_dir, fmt, style, stem, force, owned) for stem in stems]
+    results = run_many(export_checkpoint, paths, args, jobs=jobs, label="figures", show_progress=show_progress)
+    entries = [entry for r in results if r.ok for entry in r.value]
+    failures = {r.checkpoint.name: r.error for r in results if not r.ok}
+    write_manifest(out_dir, entries, style, fmt, force=True, failures=failures)
+    return FiguresOutcome(entries=entries, failures=failures, manifest=manifest)
+
+
+def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
+    """The report's figures and diagrams, built by the report's own figure and diagram functions."""
+    from lstmviz_cli import diagrams
+
+    trace = run.trace
+    items: list[FigureItem] = [
+        FigureItem(
+            "architecture", None, "Architecture: the model's modules along the data path with tensor shapes.",
+            lambda: diagrams.architecture_graph(diagrams.read_path(trace.meta.get("path"), trace.modules), trace.modules),
+            kind="diagram",
+        )
+    ]
+    means = {(s.prefix, s.series): s.mean for s in analysis.gate_stats}
+    for layer in trace.layers:
+        values = diagrams.CellValues(
+            {name: means[(layer.prefix, name)] for name in layer.series if (layer.prefix, name) in means},
+            "mean over the sample",
+        )
+        items.append(FigureItem(
+            "cell", layer.prefix,
+            f"{layer.family.upper()} cell of {layer.prefix} with its gates and the mean activation of each.",
+            lambda cfg=layer.config, v=values: diagrams.cell_graph(cfg, v), kind="diagram",
+        ))
+    return items

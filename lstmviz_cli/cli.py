@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from lstmviz_cli import __version__
-from lstmviz_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, LstmvizError
+from lstmviz_cli.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, LstmvizError
 
 app = typer.Typer(
     name="lstmviz",
@@ -188,6 +188,143 @@ def report_command(
     )
     message = pipeline.run_report_command(options, view, output=output, json_path=json_path, force=force)
     typer.echo(message)
+
+
+# -- papers and CI (issue 6): figures, check, diff ------------------------------------------------
+CheckpointsArg = Annotated[
+    list[str], typer.Argument(help="One or more checkpoints; glob patterns such as 'ckpts/*.pt' are expanded.")
+]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Checkpoints processed in parallel (processes).")]
+
+
+@app.command("figures")
+def figures_command(
+    checkpoints: CheckpointsArg,
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Directory for the figure files and figures.json.")] = Path("figs"),
+    fmt: Annotated[str, typer.Option("--format", "-f", help="pdf, svg, png or pgf (pgf needs LaTeX).")] = "pdf",
+    width: Annotated[str, typer.Option("--width", help="single (3.5 in), double (7.16 in) or inches, e.g. 5.5.")] = "single",
+    grayscale: Annotated[bool, typer.Option("--grayscale", help="Print-safe gray: luminance of every colour.")] = False,
+    font_size: Annotated[float, typer.Option("--font-size", help="Base font size in points.")] = 8.0,
+    jobs: JobsOpt = 1,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files lstmviz did not write.")] = False,
+    input: InputOpt = None,
+    tokens: TokensOpt = None,
+    device: DeviceOpt = "cpu",
+    trust_pickle: TrustPickleOpt = False,
+    trust_torchscript: TrustTorchscriptOpt = False,
+    model_class: ModelClassOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """Export every figure of the report as its own publication-ready file, plus a figures.json manifest.
+
+    Example: lstmviz figures sample_models/*.pt -o figs/ --format pdf --width double --jobs 2
+    """
+    from lstmviz_cli import export, pipeline
+
+    options = _load_options(
+        checkpoint=Path("."), input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
+        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+        verify=not no_verify,
+    )
+    style = export.PublicationStyle(width=export.parse_width(width), grayscale=grayscale, font_size=font_size)
+    outcome = export.run_figures(
+        checkpoints, options, pipeline.ViewOptions(), out_dir=out_dir, fmt=fmt, style=style, jobs=jobs, force=force
+    )
+    typer.echo(f"wrote {len(outcome.entries)} figures and {outcome.manifest}")
+    for name, message in outcome.failures.items():
+        typer.echo(f"lstmviz: error: {name}: {message}", err=True)
+    if outcome.failures:
+        raise typer.Exit(1)
+
+
+@app.command("check")
+def check_command(
+    checkpoint: CheckpointArg,
+    max_saturated: Annotated[
+        Optional[float], typer.Option("--max-saturated", help="Max share of a gate's values < 0.1 or > 0.9 [default 0.95].")
+    ] = None,
+    max_dead_units: Annotated[
+        Optional[str], typer.Option("--max-dead-units", help="Max dead units per layer: a count (3) or a share (10%) [default 25%].")
+    ] = None,
+    min_memory_horizon: Annotated[
+        Optional[int], typer.Option("--min-memory-horizon", help="Min steps back holding 90% of the output's saliency [off].")
+    ] = None,
+    max_verify_error: Annotated[
+        Optional[float], typer.Option("--max-verify-error", help="Max |recorded - real| of the trace [default 1e-4].")
+    ] = None,
+    fail_on: Annotated[
+        Optional[str], typer.Option("--fail-on", help="Analysis findings that fail the check: error, warning or never [error].")
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="Settings file (default: ./lstmviz.toml or [tool.lstmviz] in pyproject.toml).")
+    ] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every check as JSON.")] = None,
+    junit_path: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML (one test case per check).")] = None,
+    report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write the HTML report (one trace for both).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite output files lstmviz did not write.")] = False,
+    input: InputOpt = None,
+    tokens: TokensOpt = None,
+    device: DeviceOpt = "cpu",
+    trust_pickle: TrustPickleOpt = False,
+    trust_torchscript: TrustTorchscriptOpt = False,
+    model_class: ModelClassOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+) -> None:
+    """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed.
+
+    Example: lstmviz check sample_models/charlm.pt --max-saturated 0.9 --junit check.xml --report report.html
+    """
+    from lstmviz_cli import check, pipeline
+
+    flags = {"max_saturated": max_saturated, "max_dead_units": max_dead_units,
+             "min_memory_horizon": min_memory_horizon, "max_verify_error": max_verify_error, "fail_on": fail_on}
+    settings, source = check.resolve_config(flags, config_path=config)
+    options = _load_options(
+        checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
+        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+    )
+    result = check.run_check(options, settings, pipeline.ViewOptions(), json_path=json_path,
+                             junit_path=junit_path, report_path=report_path, force=force)
+    from rich.console import Console
+
+    console = Console(width=110)
+    console.print(check.summary_table([result]))
+    verdict = "healthy" if result.passed else f"{len(result.failures)} of {len(result.cases)} checks failed"
+    console.print(f"{result.model}: {verdict}" + (f" (settings from {source})" if source else ""), highlight=False)
+    if not result.passed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command("diff")
+def diff_command(
+    before: Annotated[Path, typer.Argument(help="The earlier checkpoint.")],
+    after: Annotated[Path, typer.Argument(help="The later checkpoint (same architecture).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("diff.html"),
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an output file lstmviz did not write.")] = False,
+    input: InputOpt = None,
+    tokens: TokensOpt = None,
+    device: DeviceOpt = "cpu",
+    trust_pickle: TrustPickleOpt = False,
+    trust_torchscript: TrustTorchscriptOpt = False,
+    model_class: ModelClassOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    no_verify: NoVerifyOpt = False,
+) -> None:
+    """Compare two checkpoints of one architecture: weights per gate, gate statistics, saturation, units.
+
+    Example: lstmviz diff epoch1.pt epoch10.pt -o diff.html
+    """
+    from lstmviz_cli import diff, pipeline
+
+    options = _load_options(
+        checkpoint=before, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
+        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+        verify=not no_verify,
+    )
+    typer.echo(diff.run_diff_command(options, after, pipeline.ViewOptions(), output=output,
+                                     json_path=json_path, force=force))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -242,22 +242,22 @@ def figures_command(
 def check_command(
     checkpoint: CheckpointArg,
     max_saturated: Annotated[
-        Optional[float], typer.Option("--max-saturated", help="Max share of a gate's values < 0.1 or > 0.9 [default 0.95].")
+        Optional[float], typer.Option("--max-saturated", help="Max share of a gate's values < 0.1 or > 0.9 (default 0.95).")
     ] = None,
     max_dead_units: Annotated[
-        Optional[str], typer.Option("--max-dead-units", help="Max dead units per layer: a count (3) or a share (10%) [default 25%].")
+        Optional[str], typer.Option("--max-dead-units", help="Max dead units per layer: a count (3) or a share (10%) (default 25%).")
     ] = None,
     min_memory_horizon: Annotated[
-        Optional[int], typer.Option("--min-memory-horizon", help="Min steps back holding 90% of the output's saliency [off].")
+        Optional[int], typer.Option("--min-memory-horizon", help="Min steps back holding 90% of the output's saliency (default off).")
     ] = None,
     max_verify_error: Annotated[
-        Optional[float], typer.Option("--max-verify-error", help="Max |recorded - real| of the trace [default 1e-4].")
+        Optional[float], typer.Option("--max-verify-error", help="Max |recorded - real| of the trace (default 1e-4).")
     ] = None,
     fail_on: Annotated[
-        Optional[str], typer.Option("--fail-on", help="Analysis findings that fail the check: error, warning or never [error].")
+        Optional[str], typer.Option("--fail-on", help="Analysis findings that fail the check: error, warning or never (default error).")
     ] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="Settings file (default: ./lstmviz.toml or [tool.lstmviz] in pyproject.toml).")
+        Optional[Path], typer.Option("--config", help="Settings file (default: ./lstmviz.toml or the tool.lstmviz table of pyproject.toml).")
     ] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every check as JSON.")] = None,
     junit_path: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML (one test case per check).")] = None,

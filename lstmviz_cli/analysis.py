@@ -775,6 +775,7 @@ def analyze_run(run: Any, view: Any) -> Analysis:
                 kind=prediction.kind if prediction else "topk",
                 output_labels=list(info.output_labels or info.vocab or []) if info else None,
                 device=device,
+                batch_first=saliency_mod.model_batch_first(loaded),
             )
         except Exception as error:  # noqa: BLE001 - the model is the user's code: lose one section only
             notes.append(f"gradient saliency skipped: {type(error).__name__}: {error}")

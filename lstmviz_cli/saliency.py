@@ -44,11 +44,20 @@ def _recurrent_types() -> tuple[type, ...]:
     return (nn.LSTM, nn.GRU, nn.RNN)
 
 
-def _call(model: Any, x: Any) -> Any:
-    """Run the model on (batch, time, ...) input, honouring a bare recurrent module's time-major layout."""
-    if isinstance(model, _recurrent_types()) and not model.batch_first:
-        return _first_output(model(x.transpose(0, 1))).transpose(0, 1)
-    return _first_output(model(x))
+def _call(model: Any, x: Any, batch_first: bool) -> Any:
+    """Run the model on batch-major input the way tracing.trace_sample does (time-major when asked)."""
+    if batch_first or x.dim() < 2:
+        return _first_output(model(x))
+    out = _first_output(model(x.transpose(0, 1)))
+    # Like the tracer: only a bare recurrent stack's output is known to be time-major.
+    return out.transpose(0, 1) if isinstance(model, _recurrent_types()) and out.dim() == 3 else out
+
+
+def model_batch_first(loaded: Any) -> bool:
+    """The layout the model's forward expects, decided exactly as the tracer decides it."""
+    from lstmviz_cli.tracing import _model_batch_first
+
+    return _model_batch_first(loaded)
 
 
 def _embedding(model: Any) -> Any | None:
@@ -85,6 +94,7 @@ def compute_saliency(
     kind: str = "topk",
     output_labels: list[str] | None = None,
     device: str = "cpu",
+    batch_first: bool = True,
 ) -> SaliencyResult:
     """‖∂y/∂x_t‖ for every input step t of batch element 0, with y one output at `step`.
 
@@ -107,17 +117,21 @@ def compute_saliency(
         def _capture(_module: Any, _inputs: Any, output: Any) -> Any:
             if captured:  # only the first call reads the sample
                 return output
-            leaf = output.detach().requires_grad_(True)
+            if output.requires_grad:  # keep the graph so the embedding weights get gradients too
+                captured.append(output)
+                return output
+            leaf = output.detach().requires_grad_(True)  # a frozen embedding
             captured.append(leaf)
             return leaf
 
         handle = embedding.register_forward_hook(_capture)
     else:
-        x = x.float().requires_grad_(True)
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        x = x.to(dtype).requires_grad_(True)
         captured.append(x)
     try:
         with _gradients_allowed():
-            out = _call(model, x)
+            out = _call(model, x, batch_first)
             steps = int(x.shape[1])
             if out.dim() >= 3:
                 at = steps - 1 if step is None else int(step)

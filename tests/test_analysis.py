@@ -1,0 +1,291 @@
+"""The analysis stage on hand-built traces whose answers are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lstmviz_cli.analysis import (
+    SaliencyResult,
+    Thresholds,
+    analyze_trace,
+    anchor_id,
+    diagnose,
+    gate_saturation,
+    gate_statistics,
+    memory_horizon,
+    pca_2d,
+    predict,
+    rank_units,
+    state_trajectories,
+    thresholds_from_view,
+)
+from lstmviz_cli.errors import InputError
+from lstmviz_cli.pipeline import ViewOptions
+from lstmviz_cli.textfeatures import text_features
+from lstmviz_cli.tracedata import ModelInfo
+from tests.analysis_helpers import lstm_layer, make_trace
+
+QUOTED = 'He said "no way" and left (fast). She said "yes [really]" twice.\n"Go," he said.'
+
+
+def _info(**kwargs: object) -> ModelInfo:
+    base = {"name": "m.pt", "path": "m.pt", "format": "state_dict", "size_bytes": 1, "n_params": 1, "device": "cpu"}
+    return ModelInfo(**{**base, **kwargs})
+
+
+def _quote_trace(noise: float = 0.05, units: int = 6, tracker: int = 3):
+    """c and h are noise except unit `tracker` of c, which follows the inside-quotes feature."""
+    rng = np.random.default_rng(1)
+    steps = len(QUOTED)
+    inside = text_features(list(QUOTED))["inside_quotes"]
+    c = rng.normal(0, 0.5, size=(steps, units))
+    c[:, tracker] = 0.8 * inside - 0.4 + rng.normal(0, noise, size=steps)
+    h = rng.normal(0, 0.5, size=(steps, units))
+    return make_trace(lstm_layer({"c": c, "h": h}))
+
+
+# -- gate statistics and saturation ----------------------------------------------------------------
+
+
+def test_gate_fixed_at_095_is_right_saturated_and_at_005_left() -> None:
+    f = np.full((20, 4), 0.95)
+    o = np.full((20, 4), 0.05)
+    trace = make_trace(lstm_layer({"f": f, "o": o}))
+    by_series = {s.series: s for s in gate_saturation(trace)}
+    np.testing.assert_array_equal(by_series["f"].frac_high, [1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(by_series["f"].frac_low, [0.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(by_series["o"].frac_low, [1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(by_series["o"].frac_high, [0.0, 0.0, 0.0, 0.0])
+    assert set(by_series) == {"i", "f", "o"}  # g, c, h are not sigmoid gates
+
+
+def test_saturation_thresholds_are_options() -> None:
+    f = np.full((10, 2), 0.85)
+    trace = make_trace(lstm_layer({"f": f}))
+    default = {s.series: s for s in gate_saturation(trace)}["f"]
+    assert default.frac_high.tolist() == [0.0, 0.0]
+    relaxed = {s.series: s for s in gate_saturation(trace, Thresholds(saturation_high=0.8))}["f"]
+    assert relaxed.frac_high.tolist() == [1.0, 1.0]
+
+
+def test_saturation_per_unit_fractions_are_exact() -> None:
+    f = np.array([[0.05, 0.5], [0.95, 0.5], [0.95, 0.99], [0.5, 0.99]])
+    trace = make_trace(lstm_layer({"f": f}))
+    sat = {s.series: s for s in gate_saturation(trace)}["f"]
+    np.testing.assert_allclose(sat.frac_low, [0.25, 0.0])
+    np.testing.assert_allclose(sat.frac_high, [0.5, 0.5])
+
+
+def test_gate_statistics_values_and_padding_ignored() -> None:
+    f = np.array([[[0.2, 0.4], [0.6, 0.8], [np.nan, np.nan]]])
+    c = np.array([[[1.0, -1.0], [3.0, 1.0], [np.nan, np.nan]]])
+    trace = make_trace(lstm_layer({"f": f, "c": c}))
+    stats = {s.series: s for s in gate_statistics(trace)}
+    assert stats["f"].mean == pytest.approx(0.5)
+    assert stats["f"].std == pytest.approx(np.std([0.2, 0.4, 0.6, 0.8]), rel=1e-6)
+    assert stats["f"].frac_low == 0.0 and stats["f"].frac_high == 0.0
+    assert stats["c"].frac_low is None and stats["c"].frac_high is None
+    assert stats["c"].time_std == pytest.approx(1.0)  # each unit moves by 2: std 1
+    assert stats["i"].time_std is None
+
+
+# -- prediction ------------------------------------------------------------------------------------
+
+
+def test_prediction_char_lm_top5_next_characters_after_last_step() -> None:
+    logits = np.zeros((1, 3, 6))
+    logits[0, 2] = [0.0, 3.0, 1.0, 2.0, -1.0, 0.5]
+    logits[0, 0] = [9.0, 0, 0, 0, 0, 0]  # an earlier step must not matter
+    trace = make_trace(lstm_layer({"h": np.zeros((3, 2))}), output=logits.astype(np.float32))
+    pred = predict(trace.output, _info(task="char-lm", vocab=("a", "b", " ", "\n", "e", "f")))
+    assert pred is not None and pred.kind == "topk" and pred.step == 2
+    assert [label for label, _ in pred.items] == ["b", "\u21b5", "\u2423", "f", "a"]
+    probs = np.exp(logits[0, 2]) / np.exp(logits[0, 2]).sum()
+    assert pred.items[0][1] == pytest.approx(probs[1])
+
+
+def test_prediction_classification_uses_output_labels_and_accepts_log_probs() -> None:
+    probs = np.array([0.1, 0.6, 0.3])
+    out = np.log(probs)[None]
+    pred = predict(out, _info(task="classification", output_labels=("neg", "pos", "neutral")))
+    assert pred is not None
+    assert pred.items == [("pos", pytest.approx(0.6)), ("neutral", pytest.approx(0.3)), ("neg", pytest.approx(0.1))]
+    assert pred.step is None
+
+
+def test_prediction_regression_returns_values() -> None:
+    pred = predict(np.array([[0.25]]), _info(task="regression"))
+    assert pred is not None and pred.kind == "values" and pred.items == [("y0", 0.25)]
+    # Without a task, one output is a value and 19 are classes.
+    assert predict(np.array([[1.5]]), None).kind == "values"
+    assert predict(np.zeros((1, 19)), None).kind == "topk"
+    assert predict(None, None) is None
+
+
+# -- interpretable units ---------------------------------------------------------------------------
+
+
+def test_unit_built_to_track_quotes_ranks_first() -> None:
+    trace = _quote_trace()
+    features = text_features(list(QUOTED))
+    ranked = rank_units(trace, features)
+    best = ranked[0]
+    assert (best.feature, best.key, best.unit) == ("inside_quotes", "lstm/l0/fwd/c", 3)
+    assert best.r > 0.95
+    quotes = [u for u in ranked if u.feature == "inside_quotes"]
+    assert len(quotes) == 5 and quotes[0].unit == 3
+    assert all(abs(a.r) >= abs(b.r) for a, b in zip(ranked, ranked[1:], strict=False))
+
+
+def test_anticorrelated_unit_counts_by_absolute_r() -> None:
+    trace = _quote_trace()
+    trace.layers[0].series["c"][0, :, 3] *= -1
+    best = rank_units(trace, text_features(list(QUOTED)))[0]
+    assert best.unit == 3 and best.r < -0.95
+
+
+def test_constant_feature_and_dead_unit_are_skipped() -> None:
+    trace = _quote_trace()
+    trace.layers[0].series["c"][0, :, 0] = 0.3  # a dead unit has no correlation
+    features = {"constant": np.ones(len(QUOTED)), "quotes": text_features(list(QUOTED))["inside_quotes"]}
+    ranked = rank_units(trace, features)
+    assert {u.feature for u in ranked} == {"quotes"}
+    assert all(not (u.key.endswith("/c") and u.unit == 0) for u in ranked)
+
+
+def test_analyze_trace_ranks_user_labels_with_builtin_features() -> None:
+    trace = _quote_trace()
+    rng = np.random.default_rng(5)
+    label = trace.layers[0].series["h"][0, :, 1].astype(np.float64) * 2 + rng.normal(0, 0.01, len(QUOTED))
+    analysis = analyze_trace(trace, tokens=list(QUOTED), labels={"label:mine": label})
+    mine = [u for u in analysis.units if u.feature == "label:mine"]
+    assert (mine[0].key, mine[0].unit) == ("lstm/l0/fwd/h", 1) and mine[0].r > 0.99
+    assert analysis.feature_definitions["label:mine"] == "user label from --labels"
+
+
+# -- memory horizon --------------------------------------------------------------------------------
+
+
+def test_memory_horizon_counts_steps_back_to_90_percent() -> None:
+    assert memory_horizon(np.array([0, 0, 0, 1.0, 9.0]), 4) == 1
+    assert memory_horizon(np.array([10.0, 0, 0, 0, 1.0]), 4) == 5
+    assert memory_horizon(np.array([1.0, 1, 1, 1, 1, 1, 1, 1, 1, 1]), 9) == 9
+    # Steps after the chosen one do not count.
+    assert memory_horizon(np.array([0, 5.0, 5.0, 100.0]), 2) == 2
+    assert memory_horizon(np.zeros(4), 3) == 0
+
+
+# -- trajectories ----------------------------------------------------------------------------------
+
+
+def test_pca_of_known_ellipse() -> None:
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    rng = np.random.default_rng(3)
+    basis, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    u1, u2 = basis[:, 0], basis[:, 1]
+    states = 3 * np.cos(t)[:, None] * u1 + 1 * np.sin(t)[:, None] * u2 + 7.0  # offset removed by PCA
+    coords, explained = pca_2d(states)
+    assert explained == pytest.approx((0.9, 0.1), abs=1e-9)
+    np.testing.assert_allclose(np.abs(coords[:, 0]), np.abs(3 * np.cos(t)), atol=1e-9)
+    np.testing.assert_allclose(np.abs(coords[:, 1]), np.abs(np.sin(t)), atol=1e-9)
+    again, _ = pca_2d(states)
+    np.testing.assert_array_equal(coords, again)  # deterministic signs
+
+
+def test_trajectory_jumpiness_smooth_c_vs_jumpy_h() -> None:
+    steps = 50
+    t = np.linspace(0, 1, steps)[:, None]
+    c = np.hstack([t, t**2, np.sin(3 * t)])
+    h = np.random.default_rng(0).normal(size=(steps, 3))
+    trajs = {tr.series: tr for tr in state_trajectories(make_trace(lstm_layer({"c": c, "h": h})))}
+    assert trajs["c"].jumpiness < 0.15  # ~ path length / steps / spread
+    assert trajs["h"].jumpiness > 0.8
+    assert trajs["c"].coords.shape == (steps, 2)
+
+
+# -- diagnostics -----------------------------------------------------------------------------------
+
+
+def _codes(findings: list) -> dict[str, object]:
+    return {f.code: f for f in findings}
+
+
+def test_healthy_trace_has_no_findings() -> None:
+    trace = make_trace(lstm_layer({"h": np.random.default_rng(2).uniform(-0.5, 0.5, size=(40, 8))}))
+    saliency = SaliencyResult(step=39, target="y", values=np.linspace(0.5, 1.0, 40))
+    assert diagnose(trace, saliency=saliency) == []
+
+
+def test_dead_units_fire_and_name_the_units() -> None:
+    h = np.random.default_rng(2).uniform(-0.5, 0.5, size=(30, 8))
+    h[:, [2, 5]] = 0.004
+    found = _codes(diagnose(make_trace(lstm_layer({"h": h}))))
+    dead = found["dead_units"]
+    assert dead.units == [2, 5] and dead.value == pytest.approx(0.25) and dead.severity == "warning"
+    assert dead.prefix == "lstm/l0/fwd" and dead.anchor == "fig-activity-lstm-l0-fwd"
+    assert "2 of 8 units" in dead.message
+
+
+def test_saturated_gate_fires() -> None:
+    o = np.random.default_rng(0).uniform(0.3, 0.7, size=(30, 4))
+    o[:, :3] = 0.99
+    found = _codes(diagnose(make_trace(lstm_layer({"o": o}))))
+    sat = found["saturated_gate"]
+    assert sat.units == [0, 1, 2] and sat.severity == "warning" and sat.value == pytest.approx(0.75)
+    assert sat.anchor == "fig-saturation-lstm-l0-fwd"
+
+
+def test_forget_gates_pinned_near_zero_and_near_one() -> None:
+    low = _codes(diagnose(make_trace(lstm_layer({"f": np.full((30, 4), 0.02)}))))
+    assert low["forget_pinned_low"].units == [0, 1, 2, 3] and low["forget_pinned_low"].severity == "warning"
+    assert "forget_pinned_high" not in low
+    high = _codes(diagnose(make_trace(lstm_layer({"f": np.full((30, 4), 0.995)}))))
+    assert high["forget_pinned_high"].units == [0, 1, 2, 3]
+    assert "forget_pinned_low" not in high and "saturated_gate" not in high
+
+
+def test_exploding_cell_state_fires() -> None:
+    c = np.random.default_rng(0).uniform(-1, 1, size=(30, 3))
+    c[:, 1] = np.linspace(0, 45, 30)
+    exploding = _codes(diagnose(make_trace(lstm_layer({"c": c}))))["exploding_cell"]
+    assert exploding.units == [1] and exploding.value == pytest.approx(45.0) and exploding.threshold == 20.0
+
+
+def test_vanishing_gradient_fires_on_exponential_decay_only() -> None:
+    trace = make_trace(lstm_layer({"h": np.random.default_rng(2).uniform(-0.5, 0.5, size=(40, 8))}))
+    decaying = SaliencyResult(step=39, target="y", values=0.5 ** np.arange(40)[::-1], horizon=4)
+    found = _codes(diagnose(trace, saliency=decaying))
+    assert found["vanishing_gradient"].value < 1e-3 and found["vanishing_gradient"].anchor == "fig-saliency"
+
+
+# -- the stage, JSON, options ----------------------------------------------------------------------
+
+
+def test_to_json_is_json_safe_and_deterministic() -> None:
+    trace = _quote_trace()
+    trace.output = np.random.default_rng(0).normal(size=(1, len(QUOTED), 4)).astype(np.float32)
+    saliency = SaliencyResult(step=len(QUOTED) - 1, target="y", values=np.r_[np.nan, np.ones(len(QUOTED) - 1)])
+    first = analyze_trace(trace, tokens=list(QUOTED), saliency=saliency).to_json()
+    second = analyze_trace(trace, tokens=list(QUOTED), saliency=saliency).to_json()
+    text = json.dumps(first, allow_nan=False, sort_keys=True)
+    assert text == json.dumps(second, allow_nan=False, sort_keys=True)
+    assert first["saliency"]["values"][0] is None
+    assert first["units"]["ranked"][0] == {"feature": "inside_quotes", "key": "lstm/l0/fwd/c", "unit": 3, "r": first["units"]["ranked"][0]["r"]}
+    assert first["saturation"][0]["series"] == "i" and len(first["saturation"][0]["frac_low"]) == 6
+    assert set(first) == {
+        "thresholds", "prediction", "gate_stats", "saturation", "units", "saliency",
+        "memory_probe", "trajectories", "findings", "notes",
+    }
+
+
+def test_thresholds_from_view_validates() -> None:
+    assert thresholds_from_view(ViewOptions(saturation_low=0.2, saturation_high=0.7)).saturation_low == 0.2
+    with pytest.raises(InputError, match="0 < low < high < 1"):
+        thresholds_from_view(ViewOptions(saturation_low=0.9, saturation_high=0.1))
+
+
+def test_anchor_ids_are_html_safe() -> None:
+    assert anchor_id("fig", "saturation", "enc.<script>/l0/fwd") == "fig-saturation-enc-script-l0-fwd"

@@ -1,0 +1,150 @@
+"""Gradient saliency and the memory-length probe on tiny torch models with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from lstmviz_cli.analysis import analyze_run, memory_horizon  # noqa: E402
+from lstmviz_cli.checkpoint import LoadedModel  # noqa: E402
+from lstmviz_cli.inputs import SampleInput  # noqa: E402
+from lstmviz_cli.pipeline import Run, ViewOptions  # noqa: E402
+from lstmviz_cli.saliency import compute_saliency, memory_probe  # noqa: E402
+from lstmviz_cli.tracedata import ModelInfo  # noqa: E402
+
+
+class FirstStepOnly(nn.Module):
+    """Token model whose output reads only step 0 (through an LSTM over that one step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embedding = nn.Embedding(5, 4)
+        self.lstm = nn.LSTM(4, 3, batch_first=True)
+        self.fc = nn.Linear(3, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        emb = self.embedding(x)
+        out, _ = self.lstm(emb[:, :1] + 0 * emb.sum(dim=1, keepdim=True))
+        return self.fc(out[:, -1])
+
+
+class Features(nn.Module):
+    """Feature model: LSTM over every step, head on the last step."""
+
+    def __init__(self, forget_bias: float = 0.0) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.lstm = nn.LSTM(2, 4, batch_first=True)
+        with torch.no_grad():
+            self.lstm.weight_hh_l0.zero_()
+            self.lstm.bias_hh_l0.zero_()
+            self.lstm.bias_ih_l0[4:8] = forget_bias
+        self.fc = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.fc(out[:, -1])
+
+
+def test_saliency_of_a_model_where_only_step_0_matters_peaks_at_step_0() -> None:
+    model = FirstStepOnly().eval()
+    tokens = np.array([[1, 2, 3, 4, 0, 1, 2]])
+    result = compute_saliency(model, tokens, kind="topk", output_labels=list("abcde"))
+    assert result.values.shape == (7,)
+    assert result.values[0] > 0
+    np.testing.assert_array_equal(result.values[1:], np.zeros(6))
+    assert result.step == 6 and "log-probability of the predicted" in result.target
+    assert memory_horizon(result.values, result.step) == 7  # all the way back
+    assert set(result.param_norms) >= {"embedding.weight", "lstm.weight_ih_l0", "fc.weight"}
+    assert all(value >= 0 for value in result.param_norms.values())
+    # The model is left as it was: eval mode, no .grad, and the hook removed.
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert not model.embedding._forward_hooks
+
+
+def test_saliency_features_with_forgetful_lstm_sees_only_the_last_step() -> None:
+    model = Features(forget_bias=-30.0).eval()  # f ~ 0: c_t depends on x_t alone
+    x = np.random.default_rng(0).normal(size=(1, 6, 2)).astype(np.float32)
+    result = compute_saliency(model, x, kind="values")
+    assert result.values[-1] > 0
+    assert result.values[:-1].max() < 1e-8 * result.values[-1]
+    assert memory_horizon(result.values, result.step) == 1
+    assert result.target == "predicted value at step 5"
+
+
+def test_saliency_reads_a_chosen_step_of_a_per_step_output() -> None:
+    class PerStep(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(2)
+            self.embedding = nn.Embedding(4, 3)
+            self.lstm = nn.LSTM(3, 5, batch_first=True)
+            self.fc = nn.Linear(5, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.lstm(self.embedding(x))[0])
+
+    result = compute_saliency(PerStep().eval(), np.array([[0, 1, 2, 3, 0]]), step=2)
+    assert result.step == 2
+    np.testing.assert_array_equal(result.values[3:], [0.0, 0.0])  # causal: later steps cannot matter
+    assert (result.values[:3] > 0).all()
+
+
+def test_memory_probe_remembering_vs_forgetting_stack() -> None:
+    x = np.random.default_rng(0).normal(size=(1, 10, 2)).astype(np.float32)
+    forgetful = memory_probe(Features(forget_bias=-30.0).eval(), x, max_length=32)
+    assert forgetful.lengths == [1, 2, 4, 8, 16, 32] and forgetful.prefix == "lstm/l0/fwd"
+    assert forgetful.dependence[0] > 0.1
+    assert max(forgetful.dependence[1:]) < 1e-6  # the key is gone after one step
+    keeping = memory_probe(Features(forget_bias=30.0).eval(), x, max_length=32)
+    assert min(keeping.dependence) > 0.02  # f ~ 1: the key stays in c
+
+
+def _run(model: nn.Module, values: np.ndarray, kind: str) -> Run:
+    from lstmviz_cli.tracing import trace_sample
+
+    info = ModelInfo(name="m.pt", path="m.pt", format="state_dict", size_bytes=1, n_params=1, device="cpu",
+                     task="classification", output_labels=tuple("abcde"))
+    loaded = LoadedModel(model=model, info=info, meta={})
+    labels = [str(v) for v in values[0]] if kind == "tokens" else None
+    sample = SampleInput(values=values, kind=kind, labels=labels, description="test")
+    return Run(loaded=loaded, sample=sample, trace=trace_sample(loaded, sample))
+
+
+def test_analyze_run_end_to_end_with_saliency_and_probe() -> None:
+    run = _run(FirstStepOnly().eval(), np.array([[1, 2, 3, 4, 0, 1]]), "tokens")
+    analysis = analyze_run(run, ViewOptions(memory_probe=True))
+    assert analysis.saliency is not None and analysis.saliency.values.argmax() == 0
+    assert analysis.saliency.horizon == 6
+    assert analysis.memory_probe is not None and analysis.notes == []
+    assert analysis.prediction is not None and analysis.prediction.kind == "topk"
+    doc = analysis.to_json()
+    assert doc["saliency"]["horizon"] == 6 and len(doc["saliency"]["values"]) == 6
+
+
+def test_analyze_run_bad_saliency_step_is_an_input_error() -> None:
+    from lstmviz_cli.errors import InputError
+
+    run = _run(FirstStepOnly().eval(), np.array([[1, 2, 3]]), "tokens")
+    with pytest.raises(InputError, match="--saliency-step 7 is outside"):
+        analyze_run(run, ViewOptions(saliency_step=7))
+
+
+def test_analyze_run_notes_a_model_that_cannot_be_differentiated() -> None:
+    class NoEmbedding(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(1, 2, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lstm(x.float().unsqueeze(-1))[0]
+
+    run = _run(NoEmbedding().eval(), np.array([[1, 2, 3]]), "tokens")
+    analysis = analyze_run(run, ViewOptions())
+    assert analysis.saliency is None
+    assert analysis.notes and analysis.notes[0].startswith("gradient saliency skipped: ValueError: token inputs")

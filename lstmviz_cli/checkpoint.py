@@ -276,11 +276,15 @@ def _load_safetensors(path: Path, size: int) -> tuple[dict[str, Any], dict[str, 
 
 
 def _load_torchscript(path: Path, dev: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    import warnings
+
     import torch
 
     extra = {"lstmviz.json": ""}
     try:
-        scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # jit.load is deprecated, still the only reader
+            scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as error:  # noqa: BLE001
         raise CheckpointError(f"cannot load TorchScript archive {path.name!r}: {_first_line(error)}") from None
     scripted.eval()

@@ -6,9 +6,23 @@ Convention, whatever the model's batch_first: float arrays 2-D are (time, featur
 
 from __future__ import annotations
 
+import csv
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from lstmviz_cli.errors import InputError
+from lstmviz_cli.tracedata import RecurrentConfig
+
+SUFFIXES = (".npy", ".npz", ".csv", ".pt", ".pth", ".txt")
+_WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
+# Series recorded per layer and direction, and which of them are as wide as the projection.
+_SERIES_COUNT = {"lstm": 6, "gru": 4, "rnn": 2}
+_DISPLAY = {" ": "␣", "\n": "⏎", "\t": "⇥", "\r": "␍"}
 
 
 @dataclass
@@ -30,3 +44,324 @@ class SampleInput:
     @property
     def steps(self) -> int:
         return int(self.values.shape[1])
+
+
+def estimate_trace_bytes(configs: Iterable[RecurrentConfig], batch: int, steps: int) -> int:
+    """Bytes the float32 trace of `batch` x `steps` will hold: every series of every layer.
+
+    batch * steps * sum over layers and directions of (series * units) * 4. The tracer can call
+    this with the configs it found to check the same budget.
+    """
+    per_step = 0
+    for cfg in configs:
+        family = cfg.family
+        directions = 2 if cfg.bidirectional else 1
+        layers = 1 if cfg.is_cell else cfg.num_layers
+        units = _SERIES_COUNT.get(family, 6) * cfg.hidden_size
+        if family == "lstm" and cfg.proj_size:
+            units += cfg.proj_size  # i f g o c and m are hidden wide, h is proj wide
+        per_step += units * layers * directions
+    return int(batch) * int(steps) * per_step * 4
+
+
+def default_memory_budget() -> int:
+    """A quarter of physical memory (4 GiB when the platform will not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def load_sample(
+    loaded: Any,
+    *,
+    path: str | Path | None = None,
+    tokens: str | None = None,
+    max_memory_bytes: int | None = None,
+) -> SampleInput:
+    """Read the input the user named (file or inline tokens) or the checkpoint's own sample.
+
+    Validated against the model (`loaded.meta` input_format / vocab_size / input_size); every
+    mismatch is one InputError saying what was expected.
+    """
+    meta: Mapping[str, Any] = loaded.meta
+    if path is not None and tokens is not None:
+        raise InputError("pass either --input or --tokens, not both")
+    text: str | None = None
+    if tokens is not None:
+        values, source, text = _parse_tokens(tokens), "inline tokens", None
+    elif path is not None:
+        path = Path(path)
+        values, text = _read_file(path, meta)
+        source = path.name
+    elif meta.get("sample_input") is not None:
+        values, text = _from_sample(meta["sample_input"], meta)
+        source = "sample input from the checkpoint"
+    else:
+        raise InputError(f"no input given and the checkpoint has no sample_input; {_WHAT_TO_PASS}")
+    sample = _validate(values, meta, source)
+    if text is not None and sample.kind == "tokens":
+        sample.text = text
+        sample.description = f"{source}: {len(text)} characters"
+    _check_budget(loaded, sample, max_memory_bytes)
+    return sample
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _parse_tokens(tokens: str) -> np.ndarray:
+    parts = [p.strip() for p in tokens.replace(" ", ",").split(",") if p.strip()]
+    if not parts:
+        raise InputError("--tokens is empty; give comma-separated token ids, e.g. --tokens 6,7,0")
+    try:
+        return np.array([int(p) for p in parts], dtype=np.int64)
+    except ValueError:
+        bad = next(p for p in parts if not p.lstrip("-").isdigit())
+        raise InputError(f"--tokens must be comma-separated integers, e.g. 6,7,0; {bad!r} is not one") from None
+
+
+def _read_file(path: Path, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | None]:
+    name = str(path)
+    if not path.exists():
+        raise InputError(f"input file {name!r} does not exist")
+    if path.is_dir():
+        raise InputError(f"input {name!r} is a directory; pass a file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"input {name!r}: unsupported file type {suffix or '(none)'!r}; use one of {' '.join(SUFFIXES)}")
+    try:
+        if path.stat().st_size == 0:
+            raise InputError(f"input file {name!r} is empty")
+        if suffix == ".npy":
+            return _as_array(np.load(path, allow_pickle=False), name), None
+        if suffix == ".npz":
+            return _read_npz(path), None
+        if suffix == ".csv":
+            return _read_csv(path), None
+        if suffix in (".pt", ".pth"):
+            return _read_pt(path), None
+        text = path.read_text(encoding="utf-8")
+    except InputError:
+        raise
+    except UnicodeDecodeError as error:
+        raise InputError(f"input {name!r} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise InputError(f"cannot read input {name!r}: {_first_line(error)}") from None
+    vocab = meta.get("vocab")
+    if vocab and text.endswith("\n") and "\n" not in vocab:
+        text = text[:-1]  # the newline editors add at the end of a file
+    return _encode_text(text, meta, name), text
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _as_array(value: Any, name: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype == object:
+        raise InputError(f"input {name!r} holds Python objects; save a numeric array")
+    return array
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as archive:
+        names = list(archive.files)
+        if not names:
+            raise InputError(f"input {str(path)!r} holds no arrays")
+        chosen = next((n for n in ("input", "x") if n in names), names[0])
+        return _as_array(archive[chosen], str(path))
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    """Rows are time steps, columns features; a first row that is not numbers is a header."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    if rows and not _numeric_row(rows[0]):
+        rows = rows[1:]
+    if not rows:
+        raise InputError(f"input {str(path)!r} has no data rows")
+    width = len(rows[0])
+    values = []
+    for number, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise InputError(f"input {str(path)!r}: data row {number} has {len(row)} columns, the first has {width}")
+        try:
+            values.append([float(cell) for cell in row])
+        except ValueError:
+            bad = next(c for c in row if not _is_number(c))
+            raise InputError(f"input {str(path)!r}: data row {number} has a non-number {bad.strip()!r}") from None
+    return np.array(values, dtype=np.float64)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _numeric_row(row: list[str]) -> bool:
+    return all(_is_number(cell) for cell in row)
+
+
+def _read_pt(path: Path) -> np.ndarray:
+    import torch
+
+    try:
+        with open(path, "rb") as handle:
+            value = torch.load(handle, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - unsafe or corrupted: either way not an input tensor
+        raise InputError(f"cannot read input {str(path)!r} as a tensor (weights-only load): {_first_line(error)}") from None
+    if isinstance(value, Mapping):
+        value = next((value[k] for k in ("input", "x") if k in value), value)
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"input {str(path)!r} holds a {type(value).__name__}; save one tensor with torch.save(x, ...)")
+    if value.is_complex():
+        raise InputError(f"input {str(path)!r} holds a complex tensor; expected real features or integer token ids")
+    if value.dtype == torch.bfloat16:
+        value = value.float()
+    return value.detach().cpu().numpy()
+
+
+def _encode_text(text: str, meta: Mapping[str, Any], name: str) -> np.ndarray:
+    """Characters (or whitespace-separated words, for word vocabularies) -> ids via the vocab."""
+    vocab = meta.get("vocab")
+    if not vocab:
+        raise InputError(f"cannot encode text {name!r}: the checkpoint has no vocabulary; pass --tokens or an array file")
+    if not text:
+        raise InputError(f"input text {name!r} is empty")
+    index = {token: i for i, token in enumerate(vocab)}
+    chars = all(len(token) == 1 for token in vocab) or meta.get("input_format") == "text"
+    pieces = list(text) if chars else text.split()
+    missing = sorted({p for p in pieces if p not in index})
+    if missing:
+        shown = ", ".join(repr(p) for p in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        what = "characters" if chars else "words"
+        raise InputError(f"input {name!r} has {what} outside the model's vocabulary: {shown}")
+    return np.array([index[p] for p in pieces], dtype=np.int64)
+
+
+def _from_sample(sample: Any, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | None]:
+    if isinstance(sample, str):
+        return _encode_text(sample, meta, "the checkpoint's sample_input"), sample
+    try:
+        return _as_array(sample, "the checkpoint's sample_input"), None
+    except (ValueError, TypeError) as error:
+        raise InputError(f"the checkpoint's sample_input is not a rectangular array ({_first_line(error)})") from None
+
+
+# -- validation ------------------------------------------------------------------------------------
+def _validate(values: np.ndarray, meta: Mapping[str, Any], source: str) -> SampleInput:
+    fmt = meta.get("input_format")
+    wants_tokens = fmt in ("text", "tokens")
+    dtype = values.dtype
+    if values.size == 0 or 0 in values.shape:
+        raise InputError(
+            f"{source}: the input is empty (shape {tuple(values.shape)}); expected at least one time step"
+            + ("" if wants_tokens else " of at least one feature")
+        )
+    if np.issubdtype(dtype, np.integer) and not wants_tokens and fmt is not None:
+        raise InputError(
+            f"{source}: got integers of shape {tuple(values.shape)}, but the model reads float features "
+            f"of shape (time, {meta.get('input_size', 'features')}); integer arrays are token ids"
+        )
+    if wants_tokens and np.issubdtype(dtype, np.floating) and source.endswith(".csv"):
+        if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+            values, dtype = values.astype(np.int64), np.dtype(np.int64)
+    if np.issubdtype(dtype, np.integer):
+        return _validate_tokens(values, meta, source)
+    if np.issubdtype(dtype, np.floating):
+        if wants_tokens:
+            raise InputError(
+                f"{source}: got floats of dtype {dtype}, but the model reads integer token ids "
+                "(a 1-D sequence or (batch, time)); save the array as integers"
+            )
+        return _validate_features(values, meta, source)
+    raise InputError(f"{source}: unsupported dtype {dtype}; expected integer token ids or float features")
+
+
+def _validate_tokens(values: np.ndarray, meta: Mapping[str, Any], source: str) -> SampleInput:
+    if values.ndim == 1:
+        values = values[None, :]
+    if values.ndim != 2:
+        raise InputError(f"{source}: integer token ids must be 1-D (time) or 2-D (batch, time), got shape {tuple(values.shape)}")
+    values = values.astype(np.int64)
+    vocab_size = meta.get("vocab_size") or (len(meta["vocab"]) if meta.get("vocab") else None)
+    low = int(values.min())
+    high = int(values.max())
+    if low < 0 or (vocab_size is not None and high >= vocab_size):
+        bad = low if low < 0 else high
+        where = tuple(int(i) for i in np.argwhere(values == bad)[0])
+        limit = f"0..{vocab_size - 1}" if vocab_size is not None else "non-negative"
+        raise InputError(f"{source}: token id {bad} at (batch, step) {where} is outside the vocabulary ({limit})")
+    vocab = meta.get("vocab")
+    labels = [_display(vocab[i]) if vocab and i < len(vocab) else str(i) for i in values[0].tolist()]
+    steps = values.shape[1]
+    desc = f"{source}: {steps} tokens" if values.shape[0] == 1 else f"{source}: {values.shape[0]} sequences × {steps} tokens"
+    return SampleInput(values=np.ascontiguousarray(values), kind="tokens", labels=labels, description=desc)
+
+
+def _validate_features(values: np.ndarray, meta: Mapping[str, Any], source: str) -> SampleInput:
+    features = meta.get("input_size")
+    if values.ndim == 2:
+        values = values[None, :, :]
+    if values.ndim != 3:
+        expect = f"(time, {features})" if features else "(time, features)"
+        raise InputError(
+            f"{source}: float features must be 2-D {expect} or 3-D (batch, time, features), got shape {tuple(values.shape)}"
+        )
+    if features is not None and values.shape[2] != features:
+        raise InputError(
+            f"{source}: {values.shape[2]} features per step, but the model's first recurrent layer expects "
+            f"{features} (shape (time, {features}))"
+        )
+    as32 = values.astype(np.float32)
+    bad = ~np.isfinite(as32)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        kind = "NaN" if np.isnan(as32[where]) else "Inf (or too large for float32)"
+        raise InputError(
+            f"{source}: {int(bad.sum())} value(s) are NaN or Inf, the first ({kind}) at (batch, step, feature) {where}"
+        )
+    labels = [f"{v:.3g}" for v in as32[0, :, 0].tolist()]
+    batch, steps, width = as32.shape
+    desc = f"{source}: {steps} steps × {width} features"
+    if batch > 1:
+        desc = f"{source}: {batch} sequences × {steps} steps × {width} features"
+    return SampleInput(values=np.ascontiguousarray(as32), kind="features", labels=labels, description=desc)
+
+
+def _display(token: str) -> str:
+    """Whitespace and control characters made visible for per-step labels."""
+    if token in _DISPLAY:
+        return _DISPLAY[token]
+    if len(token) == 1 and not token.isprintable():
+        return repr(token)[1:-1]
+    return token
+
+
+def _check_budget(loaded: Any, sample: SampleInput, max_memory_bytes: int | None) -> None:
+    from lstmviz_cli.checkpoint import recurrent_configs
+
+    budget = default_memory_budget() if max_memory_bytes is None else int(max_memory_bytes)
+    configs = list(recurrent_configs(loaded.model).values())
+    needed = estimate_trace_bytes(configs, sample.batch, sample.steps)
+    sample.extra["trace_bytes"] = needed
+    if needed > budget:
+        per_step = max(1, needed // max(1, sample.steps))
+        fits = max(1, budget // per_step)
+        raise InputError(
+            f"tracing {sample.batch} × {sample.steps} steps would need about {_human(needed)}, over the memory "
+            f"budget of {_human(budget)}; pass a shorter input (at most {fits} steps for this batch) or raise --max-memory"
+        )
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,22 @@ def _round(value: float | None) -> float | None:
     return None if value is None else float(f"{value:.6g}")
 
 
+_XML_INVALID = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """XML 1.0 cannot hold most control characters (even escaped): show them as \\xNN instead."""
+    return _XML_INVALID.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def _attr(text: str) -> str:
+    return quoteattr(_xml_safe(text))
+
+
+def _text(text: str) -> str:
+    return escape(_xml_safe(text))
+
+
 def to_junit(results: list[CheckResult]) -> str:
     """JUnit XML (the Ant/Surefire format CI systems read): one testsuite per model, one testcase per check.
 
@@ -302,21 +319,21 @@ def to_junit(results: list[CheckResult]) -> str:
     ]
     for result in results:
         lines.append(
-            f"  <testsuite name={quoteattr('lstmviz check ' + result.model)} tests=\"{len(result.cases)}\" "
+            f"  <testsuite name={_attr('lstmviz check ' + result.model)} tests=\"{len(result.cases)}\" "
             f'failures="{len(result.failures)}" errors="0" skipped="0" time="0">'
         )
-        classname = quoteattr(f"lstmviz.{result.model}")
+        classname = _attr(f"lstmviz.{result.model}")
         for case in result.cases:
-            head = f"    <testcase classname={classname} name={quoteattr(case.name)} time=\"0\""
+            head = f"    <testcase classname={classname} name={_attr(case.name)} time=\"0\""
             if case.passed:
                 lines.append(head + ">")
-                lines.append(f"      <system-out>{escape(case.message)}</system-out>")
+                lines.append(f"      <system-out>{_text(case.message)}</system-out>")
                 lines.append("    </testcase>")
             else:
                 lines.append(head + ">")
                 lines.append(
-                    f"      <failure type={quoteattr(case.check)} message={quoteattr(case.message)}>"
-                    f"{escape(_failure_text(case))}</failure>"
+                    f"      <failure type={_attr(case.check)} message={_attr(case.message)}>"
+                    f"{_text(_failure_text(case))}</failure>"
                 )
                 lines.append("    </testcase>")
         lines.append("  </testsuite>")
@@ -355,7 +372,7 @@ def summary_table(results: list[CheckResult]) -> Any:
         for check, cases in grouped.items():
             worst = max(cases, key=lambda c: -math.inf if c.value is None else (
                 -c.value if check == "memory_horizon" else c.value))
-            label = check if len(cases) == 1 else f"{check} ({len(cases)} ok; worst {worst.prefix or ''})".replace(" )", ")")
+            label = worst.name if len(cases) == 1 else f"{check}: {len(cases)} ok, worst {worst.name.removeprefix(check.replace('_', ' ')).strip()}"
             table.add_row(result.model, label, _fmt(worst.value), _fmt(worst.threshold), "[green]ok[/green]")
     return table
 

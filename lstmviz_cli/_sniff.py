@@ -7,6 +7,7 @@ import json
 import math
 import pickletools
 import struct
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,9 +184,11 @@ def pickle_globals(data: bytes) -> list[str]:
     """
     found: set[str] = set()
     stream = io.BytesIO(data)
-    for _ in range(16):  # a handful of pickles in a row at most
-        if not _scan_one_pickle(stream, found) or stream.tell() >= len(data):
-            break
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pickletools warns about odd escapes in protocol-0 strings
+        for _ in range(16):  # a handful of pickles in a row at most
+            if not _scan_one_pickle(stream, found) or stream.tell() >= len(data):
+                break
     return sorted(found)
 
 

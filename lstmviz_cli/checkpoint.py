@@ -178,7 +178,7 @@ def _torch_load_safe(path: Path, kind: str, dev: str) -> Any:
     import torch
 
     try:
-        with _no_downgrade_env(), open(path, "rb") as handle:
+        with _no_downgrade_env(), _quiet(), open(path, "rb") as handle:
             # A handle, not the name: torch.load would treat a name ending in .safetensors specially.
             return torch.load(handle, map_location=dev, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -187,7 +187,19 @@ def _torch_load_safe(path: Path, kind: str, dev: str) -> Any:
             raise UnsafeCheckpointError(_unsafe_message(path, needed)) from None
         raise CheckpointError(f"cannot read {path.name!r}: corrupted pickle data ({_first_line(error)})") from None
     except Exception as error:  # noqa: BLE001 - any failure inside torch's reader is a bad file
-        raise CheckpointError(f"cannot read {path.name!r}: {_first_line(error)}") from None
+        raise CheckpointError(
+            f"cannot read {path.name!r}: the file is corrupted or not a PyTorch checkpoint ({_first_line(error)})"
+        ) from None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch warns on stderr about pickle protocols and deprecations; the CLI prints one line only."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def unsafe_globals(path: Path, kind: str) -> list[str]:
@@ -237,7 +249,7 @@ def _torch_load_trusted(path: Path, dev: str) -> Any:
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)
     try:
-        with open(path, "rb") as handle:
+        with _quiet(), open(path, "rb") as handle:
             return torch.load(handle, map_location=dev, weights_only=False)
     except Exception as error:  # noqa: BLE001 - the file's own code failed
         hint = " (put the module that defines the class on PYTHONPATH)" if isinstance(error, ImportError) else ""
@@ -276,14 +288,11 @@ def _load_safetensors(path: Path, size: int) -> tuple[dict[str, Any], dict[str, 
 
 
 def _load_torchscript(path: Path, dev: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    import warnings
-
     import torch
 
     extra = {"lstmviz.json": ""}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # jit.load is deprecated, still the only reader
+        with _quiet():  # jit.load is deprecated, and still the only reader of these archives
             scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as error:  # noqa: BLE001
         raise CheckpointError(f"cannot load TorchScript archive {path.name!r}: {_first_line(error)}") from None

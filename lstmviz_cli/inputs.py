@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,7 +211,8 @@ def _read_pt(path: Path) -> np.ndarray:
     import torch
 
     try:
-        with open(path, "rb") as handle:
+        with warnings.catch_warnings(), open(path, "rb") as handle:
+            warnings.simplefilter("ignore")  # the CLI prints one line on stderr, not torch's warnings
             value = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - unsafe or corrupted: either way not an input tensor
         raise InputError(f"cannot read input {str(path)!r} as a tensor (weights-only load): {_first_line(error)}") from None

@@ -270,8 +270,14 @@ def _validate(values: np.ndarray, meta: Mapping[str, Any], source: str) -> Sampl
             f"of shape (time, {meta.get('input_size', 'features')}); integer arrays are token ids"
         )
     if wants_tokens and np.issubdtype(dtype, np.floating) and source.endswith(".csv"):
+        # A CSV for a token model holds one sequence: one id per row, or one row of ids.
+        if values.ndim != 2 or min(values.shape) != 1:
+            raise InputError(
+                f"{source}: a CSV for a token model holds one sequence of token ids (one per row), "
+                f"got {values.shape[0]} rows × {values.shape[1]} columns"
+            )
         if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
-            values, dtype = values.astype(np.int64), np.dtype(np.int64)
+            values, dtype = values.reshape(-1).astype(np.int64), np.dtype(np.int64)
     if np.issubdtype(dtype, np.integer):
         return _validate_tokens(values, meta, source)
     if np.issubdtype(dtype, np.floating):
@@ -319,7 +325,8 @@ def _validate_features(values: np.ndarray, meta: Mapping[str, Any], source: str)
             f"{source}: {values.shape[2]} features per step, but the model's first recurrent layer expects "
             f"{features} (shape (time, {features}))"
         )
-    as32 = values.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes Inf, reported just below
+        as32 = values.astype(np.float32)
     bad = ~np.isfinite(as32)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])

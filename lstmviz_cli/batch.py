@@ -252,3 +252,13 @@ def templates_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parent.parent / "templates"
+
+
+def run_batch_command(checkpoints: Sequence[str], options: Any, view: Any, *, out_dir: Path | None, jobs: int,
+                      json_path: Path | None, force: bool) -> tuple[list[ReportSummary], Path]:
+    """`lstmviz report A B --out-dir D`: validate the batch form's options, then run the batch."""
+    if out_dir is None:
+        raise InputError("several checkpoints need --out-dir DIR (one report each, plus DIR/index.html)")
+    if json_path is not None:
+        raise InputError("--json takes one checkpoint; in a batch, use `lstmviz check --json` per checkpoint")
+    return run_batch_report(checkpoints, options, view, out_dir=out_dir, jobs=jobs, force=force)

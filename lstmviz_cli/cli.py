@@ -123,8 +123,14 @@ def trace_command(
 
 @app.command("report")
 def report_command(
-    checkpoint: CheckpointArg,
+    checkpoints: Annotated[
+        list[str], typer.Argument(help="Checkpoint(s); with several (or a glob such as 'ckpts/*.pt') use --out-dir.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out-dir", help="Batch: one report per checkpoint here, plus index.html.")
+    ] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Batch: checkpoints processed in parallel (processes).")] = 1,
     title: Annotated[Optional[str], typer.Option("--title", help="Report title (default: the checkpoint name).")] = None,
     layers: Annotated[
         Optional[str], typer.Option("--layers", help="Only these layers, e.g. 'lstm/l1' or 'lstm/l0,lstm/l1/bwd'.")
@@ -173,9 +179,12 @@ def report_command(
     """Trace the model on a sample and write one self-contained HTML report.
 
     Example: lstmviz report sample_models/charlm.pt -o report.html
+
+    Batch example: lstmviz report sample_models/*.pt --out-dir reports/ --jobs 2
     """
     from lstmviz_cli import pipeline
 
+    checkpoint = Path(checkpoints[0])
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
@@ -186,6 +195,18 @@ def report_command(
         labels=labels, saturation_low=saturation_low, saturation_high=saturation_high,
         saliency_step=saliency_step, memory_probe=memory_probe,
     )
+    if out_dir is not None or len(checkpoints) > 1:
+        from lstmviz_cli import batch
+
+        rows, index = batch.run_batch_command(checkpoints, options, view, out_dir=out_dir, jobs=jobs,
+                                              json_path=json_path, force=force)
+        failed = [row for row in rows if row.error]
+        typer.echo(f"wrote {len(rows) - len(failed)} reports and {index}")
+        for row in failed:
+            typer.echo(f"lstmviz: error: {row.name}: {row.error}", err=True)
+        if failed:
+            raise typer.Exit(batch.EXIT_SOME_FAILED)
+        return
     message = pipeline.run_report_command(options, view, output=output, json_path=json_path, force=force)
     typer.echo(message)
 

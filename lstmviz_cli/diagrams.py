@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import graphviz
 
+from lstmviz_cli.highlight import visible
 from lstmviz_cli.palette import GATE_CMAP, GATE_COLORS
 from lstmviz_cli.tracedata import RecurrentConfig
 
@@ -21,26 +22,6 @@ FONT = "Helvetica"
 INK = "#1f2430"
 MUTED = "#6b7280"
 STATE_FILL = "#f3f4f6"
-
-
-def visible(text: str, limit: int = 40) -> str:
-    """`text` with whitespace and invisible/control characters shown as symbols or escapes, shortened."""
-    from lstmviz_cli.textfeatures import display_token
-
-    text = str(text)
-    if text == " ":
-        return display_token(text)
-    out = []
-    for ch in text:
-        if ch in "\n\t\r":
-            out.append(display_token(ch))
-        elif not ch.isprintable() and ch != " ":
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    shown = "".join(out)
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _text(text: str, limit: int = 40) -> str:

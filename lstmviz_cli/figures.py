@@ -1,0 +1,267 @@
+"""Matplotlib figures as pure functions of NumPy data: gate heatmaps, weights, gate statistics.
+
+No pyplot: every function returns a `Figure` that `_mpl.to_svg` renders byte-stably. Colours come
+from `palette` so a gate looks the same in every figure, diagram and table.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from lstmviz_cli._mpl import new_figure
+from lstmviz_cli.highlight import visible
+from lstmviz_cli.palette import GATE_CMAP, GATE_COLORS, STATE_CMAP
+from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace
+
+MAX_COLUMNS = 400  # heatmaps wider than this many steps are averaged into bins
+TOKEN_TICKS = 120  # label every step with its token up to this many columns
+
+
+# -- data preparation (tested on its own) ------------------------------------------------------
+
+
+def bin_time(values: np.ndarray, max_columns: int = MAX_COLUMNS) -> tuple[np.ndarray, int]:
+    """(time, units) -> (bins, units) of per-bin means, and the bin width (1: no binning).
+
+    Keeps figures and the file bounded for long sequences; NaN (padding) is ignored in means.
+    """
+    steps = values.shape[0]
+    if steps <= max_columns:
+        return values, 1
+    width = -(-steps // max_columns)
+    n_bins = -(-steps // width)
+    padded = np.full((n_bins * width, values.shape[1]), np.nan, dtype=np.float64)
+    padded[:steps] = values
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN bin stays NaN
+        binned = np.nanmean(padded.reshape(n_bins, width, values.shape[1]), axis=1)
+    return binned.astype(np.float32), width
+
+
+def order_units(values: np.ndarray, method: str) -> np.ndarray:
+    """Row order for a (time, units) array: "none", "variance" (highest first) or "cluster".
+
+    "cluster" is spectral seriation: units sorted by their coordinate on the leading eigenvector
+    of the unit-by-unit correlation matrix, so units that move together sit together.
+    """
+    units = values.shape[1]
+    if method == "none" or units <= 1:
+        return np.arange(units)
+    clean = np.nan_to_num(values.astype(np.float64), nan=0.0)
+    if method == "variance":
+        return np.argsort(-clean.var(axis=0), kind="stable")
+    if method == "cluster":
+        centred = clean - clean.mean(axis=0)
+        scale = np.sqrt((centred**2).sum(axis=0))
+        scale[scale == 0] = 1.0
+        corr = (centred / scale).T @ (centred / scale)
+        _, vectors = np.linalg.eigh(corr)
+        lead = vectors[:, -1]
+        lead = lead if lead[np.argmax(np.abs(lead))] >= 0 else -lead  # eigenvector sign is arbitrary
+        return np.lexsort((np.arange(units), np.round(lead, 9)))
+    raise ValueError(f"unknown unit order {method!r}")
+
+
+# -- gate heatmaps -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeatPanel:
+    """One units × time panel: `values` is (rows, columns), rows already selected and ordered."""
+
+    series: str
+    values: np.ndarray
+    units: Sequence[int]  # unit index of each row
+
+
+def _norm(series: str, values: np.ndarray, c_limit: float) -> tuple[Normalize, str, str]:
+    if series in GATE_SERIES:
+        return Normalize(0.0, 1.0), GATE_CMAP, "gate"
+    if series == "c":
+        return TwoSlopeNorm(0.0, -c_limit, c_limit), STATE_CMAP, "c"
+    return TwoSlopeNorm(0.0, -1.0, 1.0), STATE_CMAP, series
+
+
+def time_ticks(columns: int, start: int, width: int, tokens: Sequence[str] | None) -> tuple[list[int], list[str]]:
+    """Tick positions and labels for the time axis: every token when few, else a readable subset."""
+    if width == 1 and tokens is not None and columns <= TOKEN_TICKS:
+        return list(range(columns)), [visible(tok, 8) for tok in tokens]
+    every = max(1, -(-columns // 24))
+    positions = list(range(0, columns, every))
+    labels = []
+    for p in positions:
+        step = start + p * width
+        if width == 1 and tokens is not None:
+            labels.append(f"{step}\n{visible(tokens[p], 6)}")
+        else:
+            labels.append(str(step))
+    return positions, labels
+
+
+def plot_gate_heatmaps(
+    panels: list[HeatPanel],
+    *,
+    start: int,
+    width: int,
+    tokens: Sequence[str] | None,
+) -> Figure:
+    """Stacked units × time heatmaps of one layer and direction with shared, labelled colour scales.
+
+    Gates share [0, 1] (viridis); g, h and n share [−1, 1]; c is symmetric around 0 at its max |c|.
+    """
+    columns = panels[0].values.shape[1]
+    c_values = [p.values for p in panels if p.series == "c"]
+    c_limit = float(np.nanmax(np.abs(c_values[0]))) if c_values and np.isfinite(c_values[0]).any() else 1.0
+    c_limit = c_limit or 1.0
+    heights = [min(2.6, 0.35 + 0.03 * len(p.units)) for p in panels]
+    gap, top, bottom = 0.32, 0.3, 0.75  # inches: panel titles, figure top, time-axis labels
+    total = sum(heights) + gap * len(panels) + top + bottom
+    fig = new_figure(11.0, total)
+    fig.set_layout_engine("none")  # a fixed grid: constrained layout costs seconds per heatmap
+    grid = fig.add_gridspec(
+        len(panels), 2, width_ratios=[1, 0.012], height_ratios=heights, left=0.055, right=0.92,
+        top=1 - top / total, bottom=bottom / total, hspace=gap * len(panels) / sum(heights), wspace=0.02,
+    )
+    axes = []
+    for row, panel in enumerate(panels):
+        ax = fig.add_subplot(grid[row, 0])
+        axes.append(ax)
+        norm, cmap, bar_label = _norm(panel.series, panel.values, c_limit)
+        image = ax.imshow(
+            panel.values, aspect="auto", interpolation="none", cmap=cmap, norm=norm,
+            extent=(-0.5, columns - 0.5, len(panel.units) - 0.5, -0.5),
+        )
+        name = SERIES_NAMES.get(panel.series, panel.series)
+        ax.set_title(f"{panel.series} · {name}", loc="left", fontsize=9, color=GATE_COLORS.get(panel.series, "#222"),
+                     fontweight="bold", pad=3)
+        rows = len(panel.units)
+        every = max(1, -(-rows // max(1, int(heights[row] * 9))))  # about 9 labels per inch
+        ax.set_yticks(range(0, rows, every), [str(panel.units[r]) for r in range(0, rows, every)], fontsize=6)
+        ax.set_ylabel("unit", fontsize=7)
+        if row < len(panels) - 1:
+            ax.set_xticks([])
+        bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, 1]))
+        bar.set_label(bar_label, fontsize=6)
+        bar.ax.tick_params(labelsize=6)
+    positions, labels = time_ticks(columns, start, width, tokens)
+    fontsize = 7 if len(positions) <= 60 else 5
+    axes[-1].set_xticks(positions, labels, fontsize=fontsize, parse_math=False)
+    axes[-1].set_xlabel(
+        "time step" + (f" (means over bins of {width} steps)" if width > 1 else ""), fontsize=7
+    )
+    return fig
+
+
+# -- weights -----------------------------------------------------------------------------------
+
+_GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("a",)}
+
+
+def plot_weights(layer: LayerTrace) -> Figure:
+    """W_ih and W_hh split per gate (one shared symmetric scale), bias bars, and weight histograms."""
+    gates = _GATE_ORDER.get(layer.family, ("a",))
+    hidden = layer.config.hidden_size
+    w_ih = layer.weights.get("weight_ih")
+    w_hh = layer.weights.get("weight_hh")
+    mats = [m for m in (w_ih, w_hh) if m is not None]
+    limit = float(np.percentile(np.abs(np.concatenate([m.ravel() for m in mats])), 99)) if mats else 1.0
+    limit = limit or 1.0
+    n = len(gates)
+    fig = new_figure(11.0, 7.6)
+    fig.set_layout_engine("none")  # a fixed grid: constrained layout costs seconds here
+    grid = fig.add_gridspec(4, n, height_ratios=[2.2, 2.2, 1.0, 1.3], left=0.06, right=0.9, top=0.96,
+                            bottom=0.07, hspace=0.55, wspace=0.25)
+    norm = TwoSlopeNorm(0.0, -limit, limit)
+    image = None
+    for row, (name, matrix) in enumerate((("W_ih", w_ih), ("W_hh", w_hh))):
+        if matrix is None:
+            continue
+        for k, gate in enumerate(gates):
+            ax = fig.add_subplot(grid[row, k])
+            block = matrix[k * hidden : (k + 1) * hidden]
+            image = ax.imshow(block, aspect="auto", interpolation="none", cmap=STATE_CMAP, norm=norm)
+            ax.set_title(f"{name} · {gate} ({block.shape[0]}×{block.shape[1]})", fontsize=8,
+                         color=GATE_COLORS.get(gate, "#222"))
+            ax.tick_params(labelsize=6)
+            if k == 0:
+                ax.set_ylabel("unit", fontsize=7)
+            ax.set_xlabel("input feature" if name == "W_ih" else "previous h", fontsize=6)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+    if image is not None:
+        bar = fig.colorbar(image, cax=fig.add_axes((0.92, 0.5, 0.012, 0.42)))
+        bar.set_label(f"weight (clipped at 99th pct |w| = {limit:.2g})", fontsize=6)
+        bar.ax.tick_params(labelsize=6)
+    b_ih = layer.weights.get("bias_ih")
+    b_hh = layer.weights.get("bias_hh")
+    bias = None if b_ih is None and b_hh is None else (0 if b_ih is None else b_ih) + (0 if b_hh is None else b_hh)
+    for k, gate in enumerate(gates):
+        ax = fig.add_subplot(grid[2, k])
+        if bias is not None:
+            values = np.asarray(bias)[k * hidden : (k + 1) * hidden]
+            ax.bar(np.arange(len(values)), values, width=1.0, color=GATE_COLORS.get(gate, "#444"))
+            ax.axhline(0, color="#888", linewidth=0.5)
+        ax.set_title(f"bias {gate} (b_ih + b_hh)", fontsize=7, color=GATE_COLORS.get(gate, "#222"))
+        ax.tick_params(labelsize=6)
+    ax = fig.add_subplot(grid[3, :])
+    if mats:
+        edges = np.linspace(-limit * 1.5, limit * 1.5, 61)
+        for k, gate in enumerate(gates):
+            values = np.concatenate([m[k * hidden : (k + 1) * hidden].ravel() for m in mats])
+            ax.hist(np.clip(values, edges[0], edges[-1]), bins=edges, histtype="step", linewidth=1.4,
+                    color=GATE_COLORS.get(gate, "#444"), label=f"{gate} · {SERIES_NAMES.get(gate, gate)}")
+        ax.legend(fontsize=7, frameon=False, ncols=n, loc="upper left")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
+    ax.set_title("weight distribution per gate (W_ih and W_hh)", fontsize=8, loc="left")
+    ax.set_xlabel("weight", fontsize=7)
+    ax.set_ylabel("count", fontsize=7)
+    ax.tick_params(labelsize=6)
+    return fig
+
+
+# -- gate statistics ---------------------------------------------------------------------------
+
+
+def plot_gate_stats(stats: Sequence[object], prefixes: Sequence[str], labels: dict[str, str]) -> Figure:
+    """Small multiples per layer: mean ± std of each series, and the saturated fractions of each gate.
+
+    `stats` are analysis GateStat records (prefix, series, mean, std, frac_low, frac_high).
+    """
+    n = max(1, len(prefixes))
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig = new_figure(2.75 * cols, 3.4 * rows)
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[1.2, 1.0] * rows)
+    for index, prefix in enumerate(prefixes):
+        r, c = divmod(index, cols)
+        mine = [s for s in stats if getattr(s, "prefix", None) == prefix]
+        names = [s.series for s in mine]
+        colours = [GATE_COLORS.get(s, "#444") for s in names]
+        ax = fig.add_subplot(grid[2 * r, c])
+        ax.bar(names, [s.mean for s in mine], yerr=[s.std for s in mine], color=colours, capsize=2,
+               error_kw={"elinewidth": 0.8, "ecolor": "#555"})
+        ax.axhline(0, color="#888", linewidth=0.5)
+        ax.set_title(visible(labels.get(prefix, prefix), 42), fontsize=8, loc="left")
+        ax.set_ylabel("mean ± std", fontsize=7)
+        ax.tick_params(labelsize=7)
+        gates = [s for s in mine if s.frac_low is not None]
+        ax2 = fig.add_subplot(grid[2 * r + 1, c])
+        if gates:
+            xs = np.arange(len(gates))
+            low = [s.frac_low for s in gates]
+            high = [s.frac_high for s in gates]
+            gate_colours = [GATE_COLORS.get(s.series, "#444") for s in gates]
+            ax2.bar(xs, low, color=gate_colours, alpha=0.35, label="< low")
+            ax2.bar(xs, high, bottom=low, color=gate_colours, label="> high")
+            ax2.set_xticks(xs, [s.series for s in gates])
+            ax2.set_ylim(0, 1)
+        ax2.set_ylabel("saturated", fontsize=7)
+        ax2.tick_params(labelsize=7)
+    return fig

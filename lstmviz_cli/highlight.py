@@ -1,0 +1,110 @@
+"""How user text is shown: visible control characters, and tokens coloured by one unit's activation.
+
+Everything here returns plain strings and records; the template escapes them (never `|safe`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmviz_cli.palette import STATE_CMAP
+
+_WHITESPACE = {"\n": "\u21b5", "\t": "\u21e5", "\r": "\u240d"}
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str, limit: int = 40) -> str:
+    """`text` with newlines, tabs and invisible characters (controls, bidi overrides) made visible.
+
+    A lone space becomes "␣" so a one-character token is never blank; long text is shortened.
+    """
+    text = str(text)
+    if text == " ":
+        return "\u2423"
+    shown = "".join(
+        _WHITESPACE[ch] if ch in _WHITESPACE else (ch if ch.isprintable() or ch == " " else _escape_char(ch))
+        for ch in text
+    )
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def display_char(token: str) -> str:
+    """A token inside running text: like `visible`, but a newline also breaks the line after its symbol."""
+    if token == "\n":
+        return "\u21b5\n"
+    if token == " ":
+        return " "
+    return visible(token, 24)
+
+
+@dataclass(frozen=True)
+class TokenSpan:
+    """One token of a highlighted text: what to print, its background, its ink, and its tooltip."""
+
+    text: str
+    color: str
+    ink: str
+    title: str
+
+
+@dataclass(frozen=True)
+class HighlightBlock:
+    """The sample text coloured by one unit (one "small multiple")."""
+
+    id: str
+    caption: str
+    spans: list[TokenSpan]
+
+
+def activation_colour(value: float) -> tuple[str, str]:
+    """Background for a value in [-1, 1] on the state colormap, and a readable text colour."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    if not np.isfinite(value):
+        return "#ffffff", "#999999"
+    x = min(max(float(value), -1.0), 1.0)
+    rgba = colormaps[STATE_CMAP](0.5 + 0.5 * x)
+    luminance = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2]
+    return to_hex(rgba), ("#111111" if luminance > 0.45 else "#ffffff")
+
+
+def top_variance_units(values: np.ndarray, count: int) -> list[int]:
+    """The `count` units of a (time, units) array with the highest variance over time (ties: lower index)."""
+    var = np.nan_to_num(np.nanvar(values, axis=0), nan=0.0)
+    order = np.argsort(-var, kind="stable")
+    return [int(u) for u in order[:count]]
+
+
+def highlight_block(
+    block_id: str,
+    caption: str,
+    tokens: list[str],
+    values: np.ndarray,
+    *,
+    start: int,
+    series: str,
+    unit: int,
+    squash: bool,
+    separator: str = "",
+) -> HighlightBlock:
+    """Colour each token by `values[t]` (tanh-squashed when `squash`, e.g. the unbounded cell state)."""
+    spans = []
+    shown = np.tanh(values) if squash else values
+    for k, token in enumerate(tokens):
+        colour, ink = activation_colour(float(shown[k]))
+        spans.append(
+            TokenSpan(
+                text=display_char(token) + separator,
+                color=colour,
+                ink=ink,
+                title=f"step {start + k} {visible(token, 16)!r}: {series}[{unit}] = {float(values[k]):.3f}",
+            )
+        )
+    return HighlightBlock(id=block_id, caption=caption, spans=spans)

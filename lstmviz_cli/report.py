@@ -1,0 +1,579 @@
+"""The render stage: validate the view options, build every figure and diagram, fill one Jinja2 template.
+
+One `Environment(autoescape=True, undefined=StrictUndefined)`: every string from the checkpoint or
+the input is escaped by Jinja. Only SVG that matplotlib or Graphviz produced (both escape the text
+they are given) and the report's own script are marked safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import importlib.resources
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from lstmviz_cli import __version__
+from lstmviz_cli.errors import InputError
+from lstmviz_cli.highlight import HighlightBlock, highlight_block, top_variance_units, visible
+from lstmviz_cli.output import GENERATOR_MARKER
+from lstmviz_cli.palette import GATE_COLORS
+from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace, Trace
+
+DEFAULT_UNITS = 48  # heatmap rows per panel unless --units says otherwise
+DEFAULT_DIAGRAM_STEPS = 20  # unrolled-diagram window unless --steps says otherwise
+MAX_DIAGRAM_STEPS = 40  # wider windows become hairballs: the diagram shows this many at most
+MAX_HIGHLIGHT_STEPS = 2000  # token highlighting shows at most this many characters
+HIGHLIGHT_UNITS = 4  # units per layer shown as highlighted text
+SORT_METHODS = ("none", "variance", "cluster")
+# What shades the unrolled diagram, per family: the gate that decides how much state is kept.
+SHADE_SERIES = {"lstm": "f", "gru": "z", "rnn": "h"}
+
+
+# -- templates --------------------------------------------------------------------------------
+
+
+def templates_dir() -> Path:
+    """Templates inside the installed wheel (lstmviz_cli/templates), else the repository's templates/."""
+    packaged = importlib.resources.files("lstmviz_cli") / "templates"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The one Jinja2 environment: autoescape on for every name (`.j2` included), strict undefined."""
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["visible"] = visible
+    return env
+
+
+# -- view options -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """ViewOptions checked against the trace: what the report shows."""
+
+    title: str
+    layers: list[LayerTrace]
+    units: int | list[int]  # top-N count, or explicit unit indices
+    window: tuple[int, int]  # heatmap / highlight window (start, stop)
+    diagram_window: tuple[int, int]
+    at_step: int | None
+    sort_units: str
+
+
+def _valid_steps(trace: Trace) -> int:
+    """Steps of batch element 0 that are not padding."""
+    layer = trace.layers[0]
+    h = next(iter(layer.series.values()))[0]
+    valid = ~np.isnan(h).any(axis=1)
+    return int(valid.sum()) if not valid.all() else int(h.shape[0])
+
+
+def parse_steps(text: str | None, total: int) -> tuple[int, int] | None:
+    """`--steps START:STOP` (either side may be empty) checked against the sequence length."""
+    if text is None or not text.strip():
+        return None
+    hint = f"expected START:STOP with 0 <= START < STOP <= {total}, e.g. 0:{min(total, 20)}"
+    parts = text.strip().split(":")
+    if len(parts) != 2:
+        raise InputError(f"--steps {text!r}: {hint}")
+    try:
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else total
+    except ValueError:
+        raise InputError(f"--steps {text!r}: {hint}") from None
+    if not 0 <= start < stop <= total:
+        raise InputError(f"--steps {text!r}: {hint}")
+    return start, stop
+
+
+def select_layers(text: str | None, trace: Trace) -> list[LayerTrace]:
+    """`--layers lstm/l1,gru`: each selector names a module, a layer or a layer and direction."""
+    if text is None or not text.strip():
+        return list(trace.layers)
+    choices = ", ".join(layer.prefix for layer in trace.layers)
+    chosen: list[LayerTrace] = []
+    for selector in (s.strip().strip("/") for s in text.split(",")):
+        if not selector:
+            continue
+        matches = [
+            layer for layer in trace.layers if layer.prefix == selector or layer.prefix.startswith(selector + "/")
+        ]
+        if not matches:
+            raise InputError(f"--layers {selector!r} matches no recurrent layer; choose from: {choices}")
+        chosen.extend(layer for layer in matches if layer not in chosen)
+    if not chosen:
+        raise InputError(f"--layers {text!r} names no layer; choose from: {choices}")
+    return [layer for layer in trace.layers if layer in chosen]  # trace order, whatever the option order
+
+
+def parse_units(text: str | None, layers: list[LayerTrace]) -> int | list[int]:
+    """`--units 32` (top-N by the sort order), `--units all`, or `--units 0,5,9` (these units)."""
+    widest = max(max(a.shape[2] for a in layer.series.values()) for layer in layers)
+    if text is None or not text.strip():
+        return min(DEFAULT_UNITS, widest)
+    text = text.strip()
+    if text.lower() == "all":
+        return widest
+    hint = "expected a count (e.g. 32), 'all', or unit indices (e.g. 0,5,9)"
+    if "," not in text:
+        try:
+            count = int(text)
+        except ValueError:
+            raise InputError(f"--units {text!r}: {hint}") from None
+        if count < 1:
+            raise InputError(f"--units {text!r}: {hint}")
+        return min(count, widest)
+    try:
+        units = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise InputError(f"--units {text!r}: {hint}") from None
+    narrowest = min(layer.config.hidden_size for layer in layers)
+    bad = [u for u in units if not 0 <= u < narrowest]
+    if bad or not units:
+        raise InputError(f"--units {text!r}: unit {bad[0] if bad else '?'} is out of range; the selected layers have units 0–{narrowest - 1}")
+    return units
+
+
+def resolve_view(view: Any, run: Any) -> ReportView:
+    """Check every view option against the trace; a bad value raises InputError listing valid choices."""
+    trace: Trace = run.trace
+    if not trace.layers:
+        raise InputError("the trace holds no recurrent layer to report on")
+    total = _valid_steps(trace)
+    layers = select_layers(getattr(view, "layers", None), trace)
+    sort = (getattr(view, "sort_units", None) or "variance").lower()
+    if sort not in SORT_METHODS:
+        raise InputError(f"--sort-units {sort!r}: choose one of {', '.join(SORT_METHODS)}")
+    window = parse_steps(getattr(view, "steps", None), total)
+    at_step = getattr(view, "at_step", None)
+    if at_step is not None and not 0 <= at_step < total:
+        raise InputError(f"--at-step {at_step}: the sample has steps 0–{total - 1}")
+    if window is None:
+        heat_window = (0, total)
+        diagram_window = (0, min(total, DEFAULT_DIAGRAM_STEPS))
+    else:
+        heat_window = window
+        diagram_window = (window[0], min(window[1], window[0] + MAX_DIAGRAM_STEPS))
+    title = getattr(view, "title", None) or f"lstmviz report: {run.loaded.info.name}"
+    return ReportView(
+        title=title, layers=layers, units=parse_units(getattr(view, "units", None), layers),
+        window=heat_window, diagram_window=diagram_window, at_step=at_step, sort_units=sort,
+    )
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def anchor(*parts: str) -> str:
+    """An HTML id from names that may hold any character (module names are user data)."""
+    text = "-".join(parts)
+    safe = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in text.lower())
+    return "-".join(piece for piece in safe.split("-") if piece) or "x"
+
+
+def _svg(fig: Any) -> Markup:
+    """A matplotlib figure as inline SVG. Text is drawn as glyph paths; its comments are XML-escaped."""
+    from lstmviz_cli._mpl import to_svg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # glyphs missing from DejaVu (emoji) draw as boxes
+        return Markup(to_svg(fig))
+
+
+def _dot_svg(graph: Any, prefix: str) -> Markup:
+    """A Graphviz diagram as inline SVG, its element ids prefixed so several diagrams share one page."""
+    from lstmviz_cli.diagrams import to_svg
+
+    return Markup(to_svg(graph).replace(' id="', f' id="{prefix}-'))
+
+
+def _tokens(run: Any, total: int) -> list[str] | None:
+    """One display string per step of batch element 0, when the input is text or labelled tokens."""
+    from lstmviz_cli.textfeatures import step_tokens
+
+    sample = run.sample
+    return step_tokens(getattr(sample, "text", None), getattr(sample, "labels", None), total) or (
+        step_tokens(None, getattr(sample, "labels", None), total)
+    )
+
+
+def _input_labels(run: Any, tokens: list[str] | None, steps: range) -> list[str]:
+    if tokens is not None:
+        return [tokens[t] for t in steps]
+    values = np.asarray(run.sample.values)
+    if values.ndim == 3:
+        prefix = "x" if values.shape[2] == 1 else "x₀"
+        return [f"{prefix}={values[0, t, 0]:.2f}" for t in steps]
+    return [f"x_{t}" for t in steps]
+
+
+def _output_labels(run: Any, steps: range) -> list[str]:
+    """Per step: the most likely next token of a char LM (argmax of the output), else h_t."""
+    output = run.trace.output
+    vocab = run.loaded.info.vocab
+    if output is not None and vocab is not None:
+        out = np.asarray(output)
+        if out.ndim == 3 and out.shape[2] == len(vocab) and out.shape[1] >= steps.stop:
+            return ["→ " + visible(vocab[int(np.argmax(out[0, t]))], 8) for t in steps]
+    return ["h_t" for _ in steps]
+
+
+def _sequence(layer: LayerTrace, name: str, window: tuple[int, int]) -> np.ndarray:
+    return np.asarray(layer.series[name][0, window[0] : window[1]], dtype=np.float64)
+
+
+def _fmt_bytes(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+
+def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict | None) -> dict[str, Any]:
+    """Checkpoint facts, recurrent layer configurations, input, prediction, verification."""
+    info = run.loaded.info
+    trace: Trace = run.trace
+    checkpoint = [
+        ("file", info.name),
+        ("format", info.format + (" (rebuilt from a state dict)" if info.rebuilt else "")),
+        ("size", _fmt_bytes(info.size_bytes)),
+        ("parameters", f"{info.n_params:,}"),
+        ("device", info.device),
+    ]
+    if info.task:
+        checkpoint.append(("task", info.task))
+    if info.description:
+        checkpoint.append(("description", info.description))
+    modules = [
+        {
+            "name": name,
+            "kind": cfg.kind,
+            "input": cfg.input_size,
+            "hidden": cfg.hidden_size,
+            "proj": cfg.proj_size or "–",
+            "layers": cfg.num_layers,
+            "bidirectional": "yes" if cfg.bidirectional else "no",
+            "batch_first": "yes" if cfg.batch_first else "no",
+        }
+        for name, cfg in trace.modules.items()
+    ]
+    error = trace.verify_error
+    if error is None:
+        verification = ("not checked", "warn")
+    else:
+        verification = (f"{error:.2e} max |recorded − PyTorch|", "ok" if error <= 1e-4 else "bad")
+    if analysis_ctx is not None and "prediction" in analysis_ctx:
+        prediction_note = analysis_ctx["prediction"].get("note", "")
+        prediction_rows = [(str(a), str(b)) for a, b in analysis_ctx["prediction"].get("rows", [])]
+    else:
+        pred = getattr(analysis, "prediction", None)
+        prediction_note = getattr(pred, "note", "") if pred else ""
+        prediction_rows = []
+        if pred is not None:
+            for label, value in pred.items:
+                shown = f"{100 * value:.1f}%" if pred.kind == "topk" else f"{value:.4g}"
+                prediction_rows.append((str(label), shown))
+    return {
+        "checkpoint": checkpoint,
+        "unsafe": bool(info.unsafe),
+        "modules": modules,
+        "input": run.sample.description,
+        "steps": _valid_steps(trace),
+        "batch": int(np.asarray(run.sample.values).shape[0]),
+        "prediction_note": prediction_note,
+        "prediction": prediction_rows,
+        "verification": verification,
+    }
+
+
+def architecture_section(run: Any) -> Markup:
+    from lstmviz_cli.diagrams import architecture_graph, read_path
+
+    trace: Trace = run.trace
+    path = read_path(trace.meta.get("path"), trace.modules)
+    return _dot_svg(architecture_graph(path, trace.modules), "arch")
+
+
+def _cell_values(layer: LayerTrace, analysis: Any, rv: ReportView, tokens: list[str] | None) -> Any:
+    from lstmviz_cli.diagrams import CellValues
+
+    if rv.at_step is not None:
+        t = rv.at_step
+        values = {name: float(np.nanmean(array[0, t])) for name, array in layer.series.items()}
+        token = f" ({visible(tokens[t], 12)!r})" if tokens else ""
+        return CellValues(values, f"step {t}{token}, mean over units")
+    stats = {s.series: s.mean for s in getattr(analysis, "gate_stats", []) if s.prefix == layer.prefix}
+    values = {
+        name: float(stats[name]) if name in stats else float(np.nanmean(array[0]))
+        for name, array in layer.series.items()
+    }
+    return CellValues(values, "mean over the sample (every step and unit)")
+
+
+def cell_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | None) -> list[dict[str, Any]]:
+    """One cell diagram per selected layer and direction."""
+    from lstmviz_cli.diagrams import cell_graph
+
+    cells = []
+    for k, layer in enumerate(rv.layers):
+        values = _cell_values(layer, analysis, rv, tokens)
+        graph = cell_graph(layer.config, values, name=f"cell{k}")
+        cells.append({"id": anchor("cell", layer.prefix), "title": layer.label, "svg": _dot_svg(graph, f"cell{k}")})
+    return cells
+
+
+def unrolled_section(run: Any, rv: ReportView, tokens: list[str] | None) -> dict[str, Any]:
+    from lstmviz_cli.diagrams import UnrolledRow, unrolled_graph
+
+    start, stop = rv.diagram_window
+    steps = range(start, stop)
+    rows = []
+    groups: dict[tuple[str, int], int] = {}
+    shade_names = set()
+    for k, layer in enumerate(rv.layers):
+        name = SHADE_SERIES.get(layer.family, "h")
+        shade_names.add(name)
+        values = _sequence(layer, name, (start, stop)).mean(axis=1)
+        if name not in GATE_SERIES:
+            values = 0.5 + 0.5 * np.tanh(values)
+        group = groups.setdefault((layer.module, layer.layer), len(groups))
+        rows.append(
+            UnrolledRow(
+                key=f"r{k}", group=group, label=layer.label, backward=layer.direction == "bwd",
+                shade=[float(v) for v in values], carries_c=layer.family == "lstm",
+            )
+        )
+    shade = " / ".join(f"{SERIES_NAMES[n]} ({n})" for n in sorted(shade_names))
+    graph = unrolled_graph(
+        rows, (start, stop), _valid_steps(run.trace), _input_labels(run, tokens, steps),
+        _output_labels(run, steps), shade,
+    )
+    return {
+        "svg": _dot_svg(graph, "unrolled"),
+        "shade": shade,
+        "window": (start, stop),
+        "total": _valid_steps(run.trace),
+        "lstm": any(layer.family == "lstm" for layer in rv.layers),
+    }
+
+
+def _row_order(layer: LayerTrace, rv: ReportView) -> tuple[list[int], str]:
+    """Which hidden units each heatmap shows, in which order, and a sentence saying so."""
+    key = "c" if "c" in layer.series else "h"
+    values = _sequence(layer, key, rv.window)
+    from lstmviz_cli.figures import order_units
+
+    order = [int(u) for u in order_units(values, rv.sort_units)]
+    total = values.shape[1]
+    how = {"none": "in index order", "variance": f"by variance of {key} (highest first)",
+           "cluster": f"clustered (units whose {key} moves together sit together)"}[rv.sort_units]
+    if isinstance(rv.units, list):
+        chosen = [u for u in order if u in rv.units]
+        return chosen, f"units {', '.join(map(str, rv.units))} of {total}, {how}"
+    if rv.units >= total:
+        return order, f"all {total} units, {how}"
+    by_var = [int(u) for u in np.argsort(-np.nan_to_num(values.var(axis=0)), kind="stable")[: rv.units]]
+    chosen = [u for u in order if u in set(by_var)]
+    return chosen, f"the {rv.units} of {total} units with the highest variance of {key}, {how}"
+
+
+def heatmap_section(run: Any, rv: ReportView, tokens: list[str] | None) -> list[dict[str, Any]]:
+    """Units × time heatmaps per selected layer and direction, time binned when long."""
+    from lstmviz_cli.figures import HeatPanel, bin_time, plot_gate_heatmaps
+
+    figures = []
+    start, stop = rv.window
+    for layer in rv.layers:
+        rows, how = _row_order(layer, rv)
+        panels = []
+        width = 1
+        for name, array in layer.series.items():
+            values = _sequence(layer, name, rv.window)
+            if values.shape[1] == layer.config.hidden_size:
+                units = rows
+            else:  # a projected h has its own width: its own top units
+                units = [int(u) for u in np.argsort(-np.nan_to_num(values.var(axis=0)), kind="stable")[: len(rows)]]
+            binned, width = bin_time(values[:, units])
+            panels.append(HeatPanel(series=name, values=binned.T, units=units))
+        window_tokens = tokens[start:stop] if tokens is not None else None
+        fig = plot_gate_heatmaps(panels, start=start, width=width, tokens=window_tokens)
+        caption = f"{how}; steps {start}–{stop - 1}"
+        if width > 1:
+            caption += f", averaged over bins of {width} steps (full data: lstmviz trace)"
+        figures.append({"id": anchor("heatmap", layer.prefix), "title": layer.label, "caption": caption,
+                        "svg": _svg(fig)})
+    return figures
+
+
+def token_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | None) -> dict[str, Any] | None:
+    """Text coloured by single units: the top-variance units of each layer, and units the analysis ranks."""
+    if tokens is None or run.sample.kind != "tokens":
+        return None
+    start, stop = rv.window
+    stop = min(stop, start + MAX_HIGHLIGHT_STEPS)
+    shown = tokens[start:stop]
+    separator = "" if getattr(run.sample, "text", None) and len(run.sample.text) == len(tokens) else " "
+    blocks: list[HighlightBlock] = []
+    seen: set[tuple[str, int]] = set()
+    for layer in rv.layers:
+        key = "c" if "c" in layer.series else "h"
+        values = _sequence(layer, key, (start, stop))
+        for unit in top_variance_units(values, HIGHLIGHT_UNITS):
+            seen.add((f"{layer.prefix}/{key}", unit))
+            caption = f"{layer.label} · {key}[{unit}] · high variance"
+            blocks.append(
+                highlight_block(anchor("tokens", layer.prefix, key, str(unit)), caption, shown, values[:, unit],
+                                start=start, series=key, unit=unit, squash=key == "c", separator=separator)
+            )
+    selected = {layer.prefix: layer for layer in rv.layers}
+    for ranked in list(getattr(analysis, "units", []) or [])[:8]:
+        prefix, _, series = str(ranked.key).rpartition("/")
+        layer = selected.get(prefix)
+        if layer is None or series not in layer.series or (ranked.key, ranked.unit) in seen:
+            continue
+        seen.add((ranked.key, ranked.unit))
+        values = _sequence(layer, series, (start, stop))
+        caption = f"{layer.label} · {series}[{ranked.unit}] · r = {ranked.r:+.2f} with {ranked.feature}"
+        blocks.append(
+            highlight_block(anchor("tokens", prefix, series, str(ranked.unit), "ranked"), caption, shown,
+                            values[:, ranked.unit], start=start, series=series, unit=ranked.unit,
+                            squash=series == "c", separator=separator)
+        )
+    note = ""
+    if stop < rv.window[1]:
+        note = f"showing steps {start}–{stop - 1} of {rv.window[0]}–{rv.window[1] - 1}; choose others with --steps"
+    return {"blocks": blocks, "note": note}
+
+
+def weights_section(rv: ReportView) -> list[dict[str, Any]]:
+    from lstmviz_cli.figures import plot_weights
+
+    figures = []
+    for layer in rv.layers:
+        if not layer.weights:
+            continue
+        figures.append({"id": anchor("weights", layer.prefix), "title": layer.label, "svg": _svg(plot_weights(layer))})
+    return figures
+
+
+def stats_section(analysis: Any, rv: ReportView, need_table: bool) -> dict[str, Any] | None:
+    from lstmviz_cli.figures import plot_gate_stats
+
+    stats = list(getattr(analysis, "gate_stats", []) or [])
+    if not stats:
+        return None
+    prefixes = [layer.prefix for layer in rv.layers if any(s.prefix == layer.prefix for s in stats)]
+    if not prefixes:
+        return None
+    labels = {layer.prefix: layer.label for layer in rv.layers}
+    rows = []
+    if need_table:
+        for s in stats:
+            if s.prefix in prefixes:
+                rows.append([
+                    labels[s.prefix], s.series, f"{s.mean:.3f}", f"{s.std:.3f}",
+                    "–" if s.frac_low is None else f"{100 * s.frac_low:.1f}%",
+                    "–" if s.frac_high is None else f"{100 * s.frac_high:.1f}%",
+                    "–" if getattr(s, "time_std", None) is None else f"{s.time_std:.3f}",
+                ])
+    return {"svg": _svg(plot_gate_stats(stats, prefixes, labels)), "rows": rows}
+
+
+# -- the page ---------------------------------------------------------------------------------
+
+
+def _analysis_context(run: Any, analysis: Any, view: Any) -> dict[str, Any] | None:
+    """The analysis engineer's sections, when that module and its template exist."""
+    if not (templates_dir() / "_analysis.html.j2").is_file():
+        return None
+    try:
+        from lstmviz_cli.analysis_view import analysis_context
+    except ImportError:
+        return None
+    return analysis_context(run, analysis, view)
+
+
+def _script() -> tuple[Markup, str]:
+    """The page's one inline script and its CSP hash (so no other script can run)."""
+    text = environment().get_template("_script.js.j2").render()
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return Markup(text), f"'sha256-{digest}'"
+
+
+def render_report(run: Any, analysis: Any, view: Any) -> str:
+    """The whole report as one self-contained HTML string (deterministic for identical inputs)."""
+    rv = resolve_view(view, run)
+    total = _valid_steps(run.trace)
+    tokens = _tokens(run, total)
+    analysis_ctx = _analysis_context(run, analysis, view)
+    has_stats_table = bool(analysis_ctx) and any(
+        s.get("id") == "gate-statistics" for s in analysis_ctx.get("sections", [])
+    )
+    script, script_hash = _script()
+    toc = [
+        ("summary", "Summary"),
+        ("architecture", "Architecture"),
+        ("cell", "Cell"),
+        ("unrolled", "Unrolled in time"),
+        ("heatmaps", "Gate heatmaps"),
+    ]
+    tokens_ctx = token_section(run, analysis, rv, tokens)
+    if tokens_ctx is not None:
+        toc.append(("tokens", "Token highlighting"))
+    weights = weights_section(rv)
+    if weights:
+        toc.append(("weights", "Weights"))
+    stats = stats_section(analysis, rv, need_table=not has_stats_table)
+    if stats is not None:
+        toc.append(("gate-plots", "Gate statistics at a glance"))
+    if analysis_ctx:
+        toc.extend((str(i), str(t)) for i, t in analysis_ctx.get("toc", []))
+    context = {
+        "title": rv.title,
+        "generator": f"{GENERATOR_MARKER} lstmviz {__version__}",
+        "csp": (
+            "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+            f"script-src {script_hash}; base-uri 'none'; form-action 'none'"
+        ),
+        "script": script,
+        "toc": toc,
+        "summary": summary_section(run, analysis, rv, analysis_ctx),
+        "architecture": architecture_section(run),
+        "cells": cell_section(run, analysis, rv, tokens),
+        "at_step": rv.at_step,
+        "unrolled": unrolled_section(run, rv, tokens),
+        "heatmaps": heatmap_section(run, rv, tokens),
+        "tokens": tokens_ctx,
+        "weights": weights,
+        "stats": stats,
+        "analysis_ctx": analysis_ctx or {},
+        "has_analysis": bool(analysis_ctx),
+        "gate_colors": GATE_COLORS,
+        "series_names": SERIES_NAMES,
+        "picker": [{"id": b.id, "label": b.caption} for b in (tokens_ctx or {"blocks": []})["blocks"]],
+        "version": __version__,
+    }
+    return environment().get_template("report.html.j2").render(**context)

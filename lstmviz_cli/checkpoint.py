@@ -183,9 +183,14 @@ def _torch_load_safe(path: Path, kind: str, dev: str) -> Any:
             return torch.load(handle, map_location=dev, weights_only=True)
     except pickle.UnpicklingError as error:
         needed = unsafe_globals(path, kind)
-        if needed or "Weights only load failed" in str(error):
+        reason = str(error).partition("WeightsUnpickler error:")[2].strip() or _first_line(error)
+        # A refused global the static scan could not name (e.g. built through the memo) is still
+        # unsafe; anything else the weights-only unpickler rejects is a damaged file.
+        if needed or "global" in reason.lower():
             raise UnsafeCheckpointError(_unsafe_message(path, needed)) from None
-        raise CheckpointError(f"cannot read {path.name!r}: corrupted pickle data ({_first_line(error)})") from None
+        raise CheckpointError(
+            f"cannot read {path.name!r}: corrupted pickle data ({_first_line(ValueError(reason))})"
+        ) from None
     except Exception as error:  # noqa: BLE001 - any failure inside torch's reader is a bad file
         raise CheckpointError(
             f"cannot read {path.name!r}: the file is corrupted or not a PyTorch checkpoint ({_first_line(error)})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,22 @@ def default_memory_budget() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
     except (ValueError, OSError, AttributeError):
         return 4 << 30
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kmgt]?)(?:i?b)?")
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_memory_size(text: str) -> int:
+    """A --max-memory value: bytes, "512M", "2GiB", "1.5GB" (binary units) or "50%" of RAM."""
+    value = text.strip().lower().replace(" ", "")
+    percent = re.fullmatch(r"(\d+(?:\.\d*)?)%", value)
+    match = _SIZE.fullmatch(value)
+    if percent and 0 < float(percent.group(1)) <= 100:
+        return int(default_memory_budget() * 4 * float(percent.group(1)) / 100)
+    if not match or float(match.group(1)) <= 0:
+        raise InputError(f"--max-memory must be a positive size like 2G, 512MiB or 25%, not {text!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
 def load_sample(

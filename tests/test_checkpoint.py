@@ -332,3 +332,21 @@ def test_recurrent_configs_cover_cells() -> None:
     configs = recurrent_configs(model)
     assert configs["cell"] == RecurrentConfig(kind="GRUCell", input_size=3, hidden_size=4)
     assert configs["lstm"] == RecurrentConfig(kind="LSTM", input_size=4, hidden_size=5, num_layers=2, proj_size=3)
+
+
+def test_pickled_module_inside_a_dict_needs_trust(tmp_path: Path) -> None:
+    model = fx.token_model()
+    torch.save({"model": model, "vocab": fx.VOCAB}, tmp_path / "ck.pt")
+    with pytest.raises(CheckpointError, match="--trust-pickle"):
+        load_checkpoint(tmp_path / "ck.pt")
+    loaded = load_checkpoint(tmp_path / "ck.pt", trust_pickle=True)
+    assert loaded.info.format == "dict-checkpoint" and loaded.info.unsafe and not loaded.info.rebuilt
+    assert loaded.info.vocab == tuple(fx.VOCAB)
+    _same_outputs(loaded.model, model, fx.token_batch())
+
+
+def test_safetensors_with_bad_lstmviz_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_file(dict(fx.token_model().state_dict()), str(path), metadata={"lstmviz": "{oops"})
+    with pytest.raises(CheckpointError, match=r"__metadata__\['lstmviz'\] is not valid JSON"):
+        load_checkpoint(path)

@@ -15,7 +15,12 @@ from torch import nn
 from lstmviz_cli.checkpoint import LoadedModel, load_checkpoint, recurrent_configs
 from lstmviz_cli.cli import main
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.inputs import estimate_trace_bytes, load_sample
+from lstmviz_cli.inputs import (
+    default_memory_budget,
+    estimate_trace_bytes,
+    load_sample,
+    parse_memory_size,
+)
 from lstmviz_cli.tracedata import RecurrentConfig
 
 FEATURE_SAMPLE = [[0.5, -1.0, 2.0], [0.25, 0.0, 1.0]]
@@ -265,3 +270,13 @@ def test_trace_command_runs_on_the_checkpoint_sample(char_ckpt: Path, tmp_path: 
     report = json.loads(summary.read_text())
     assert report["verify_error"] < 1e-5
     assert report["modules"]["lstm"]["bidirectional"] is True
+
+
+def test_parse_memory_size() -> None:
+    assert parse_memory_size("1000") == 1000
+    assert parse_memory_size("512M") == parse_memory_size("512MiB") == 512 << 20
+    assert parse_memory_size("1.5GB") == 3 << 29
+    assert parse_memory_size("100%") == default_memory_budget() * 4
+    for bad in ("", "x", "0", "-1G", "150%", "2X"):
+        with pytest.raises(InputError, match="--max-memory must be a positive size like 2G"):
+            parse_memory_size(bad)

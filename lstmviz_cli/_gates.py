@@ -58,7 +58,7 @@ class Direction:
 
     x: torch.Tensor
     h: torch.Tensor
-    h_prev: Callable[[int, int], torch.Tensor]
+    h_prev: Callable[..., torch.Tensor]  # (t0, t1, out=None) -> h_{t-1} for those steps
     reverse: bool = False
     valid: torch.Tensor | None = None  # (T, B) bool, False on padded steps of packed sequences
     c0: torch.Tensor | None = None  # (B, H)
@@ -67,8 +67,11 @@ class Direction:
 
 
 def shifted_prev(h: torch.Tensor, h0: torch.Tensor, *, reverse: bool,
-                 lengths: torch.Tensor | None) -> Callable[[int, int], torch.Tensor]:
-    """h_{t-1} of the direction's own reading order, built per chunk without copying the sequence."""
+                 lengths: torch.Tensor | None) -> Callable[..., torch.Tensor]:
+    """h_{t-1} in the direction's own reading order for steps t0..t1-1, without copying h.
+
+    With `out`, the values are written there (no temporary); otherwise a view (or a small cat).
+    """
     steps = h.shape[0]
     last = None
     if reverse and lengths is not None:
@@ -76,15 +79,26 @@ def shifted_prev(h: torch.Tensor, h0: torch.Tensor, *, reverse: bool,
         t = torch.arange(steps, device=h.device)[:, None]
         last = t == (lengths.to(h.device)[None, :] - 1)
 
-    def prev(t0: int, t1: int) -> torch.Tensor:
+    def prev(t0: int, t1: int, out: torch.Tensor | None = None) -> torch.Tensor:
         if not reverse:
-            if t0 > 0:
-                return h[t0 - 1:t1 - 1]
-            return torch.cat([h0[None], h[: t1 - 1]])
-        out = h[t0 + 1:t1 + 1] if t1 < steps else torch.cat([h[t0 + 1:steps], h0[None]])
+            pieces = [h[t0 - 1:t1 - 1]] if t0 > 0 else [h0[None], h[: t1 - 1]]
+        else:
+            pieces = [h[t0 + 1:t1 + 1]] if t1 < steps else [h[t0 + 1:steps], h0[None]]
+        if out is None:
+            value = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        else:
+            at = 0
+            for piece in pieces:
+                out[at:at + piece.shape[0]] = piece
+                at += piece.shape[0]
+            value = out
         if last is not None:
-            out = torch.where(last[t0:t1, :, None], h0[None], out)
-        return out
+            mask = last[t0:t1, :, None]
+            if out is None:
+                value = torch.where(mask, h0[None], value)
+            else:
+                value.copy_(torch.where(mask, h0[None], value))
+        return value
 
     return prev
 
@@ -195,51 +209,124 @@ def _max_err(err: torch.Tensor, a: torch.Tensor, b: torch.Tensor, valid: torch.T
     return torch.maximum(err, diff.amax()) if diff.numel() else err
 
 
+def _direct(spec: StoreSpec, x: torch.Tensor) -> bool:
+    """Full float32 storage on the CPU: compute straight into the arrays the Trace keeps."""
+    return (spec.dtype == np.float32 and spec.units is None and spec.series is None
+            and x.device.type == "cpu" and x.dtype == torch.float32)
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A (time, batch, units) tensor as the contract's (batch, time, units) view, without a copy."""
+    return t.detach().numpy().transpose(1, 0, 2)
+
+
+def _pad_views(series: dict[str, np.ndarray], lengths: np.ndarray | None) -> dict[str, np.ndarray]:
+    if lengths is not None:
+        for array in series.values():
+            for b, n in enumerate(lengths):
+                array[b, int(n):] = np.nan
+    return series
+
+
+def _stacked_weights(w: Weights, bias: torch.Tensor | None) -> torch.Tensor:
+    """[W_ih | W_hh | b] so that one GEMM of [x_t, h_{t-1}, 1] gives every pre-activation."""
+    parts = [w.w_ih, w.w_hh] + ([bias[:, None]] if bias is not None else [])
+    return torch.cat(parts, dim=1)
+
+
+def _fill_gates(out: torch.Tensor, x: torch.Tensor, d: Direction, t0: int, t1: int,
+                stacked: torch.Tensor, has_bias: bool) -> None:
+    """out (n, B, 4H) = sigmoid/tanh(W [x_t, h_{t-1}, 1]): one GEMM written in place."""
+    n, batch, inputs = x.shape
+    operand = torch.empty(n, batch, stacked.shape[1], dtype=x.dtype, device=x.device)
+    operand[..., :inputs] = x
+    d.h_prev(t0, t1, operand[..., inputs:inputs + d.h.shape[2]])
+    if has_bias:
+        operand[..., -1] = 1.0
+    torch.mm(operand.view(n * batch, -1), stacked.t(), out=out.view(n * batch, -1))
+    i, f, g, o = out.split(out.shape[-1] // 4, dim=2)
+    i.sigmoid_(), f.sigmoid_(), g.tanh_(), o.sigmoid_()
+
+
 def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
-               chunk: int | None = None, lengths: np.ndarray | None = None
+               chunk: int | None = None, lengths: np.ndarray | None = None,
+               gates: torch.Tensor | None = None
                ) -> tuple[dict[str, np.ndarray], float | None]:
-    """i, f, g, o, c, h (and m when projected) of one LSTM direction; returns series and max error."""
+    """i, f, g, o, c, h (and m when projected) of one LSTM direction; returns series and max error.
+
+    `gates` (T, B, 4H), already activated, comes from the oneDNN kernel's workspace when available;
+    otherwise they are rebuilt here. c is always rebuilt by the scan, so the check below (c and
+    o*tanh(c) against the kernel's c_n and h) also validates gates taken from the workspace.
+    """
     steps, batch, _ = d.x.shape
     hidden = w.w_hh.shape[0] // 4
-    widths = {s: hidden for s in ("i", "f", "g", "o", "c")}
-    if w.w_hr is not None:
-        widths["m"] = hidden
-    widths["h"] = d.h.shape[2]
-    sink = _Sink(spec, batch, steps, widths)
+    proj = w.w_hr is not None
+    direct = _direct(spec, d.x)
+    given = gates is not None
+    dev, dt = d.x.device, d.x.dtype
+    if direct and not given:
+        gates = torch.empty(steps, batch, 4 * hidden, dtype=dt, device=dev)
+    c_all = torch.empty(steps, batch, hidden, dtype=dt, device=dev) if direct else None
+    m_all = torch.empty(steps, batch, hidden, dtype=dt, device=dev) if direct and proj else None
+    sink = None
+    if not direct:
+        widths = {s: hidden for s in ("i", "f", "g", "o", "c")}
+        if proj:
+            widths["m"] = hidden
+        widths["h"] = d.h.shape[2]
+        sink = _Sink(spec, batch, steps, widths)
     bias = _sum_bias(w.b_ih, w.b_hh)
+    stacked = None if given else _stacked_weights(w, bias)
     scan = scan_parallel if d.x.is_cuda else scan_loop
-    err = torch.zeros((), device=d.x.device, dtype=d.x.dtype)
+    err = torch.zeros((), device=dev, dtype=dt)
     carry = d.c0
     for t0, t1 in _chunks(steps, chunk_steps(batch, 4 * hidden, chunk), d.reverse):
-        pre = _linear(d.x[t0:t1], w.w_ih, bias)
-        _add_linear(pre, d.h_prev(t0, t1), w.w_hh)
-        i, f, g, o = pre.split(hidden, dim=2)
-        i.sigmoid_(), f.sigmoid_(), g.tanh_(), o.sigmoid_()
-        u = i * g
+        if gates is not None:
+            g4 = gates[t0:t1]
+        else:
+            g4 = torch.empty(t1 - t0, batch, 4 * hidden, dtype=dt, device=dev)
+        if not given:
+            _fill_gates(g4, d.x[t0:t1], d, t0, t1, stacked, bias is not None)
+        i, f, g, o = g4.split(hidden, dim=2)
         valid = None if d.valid is None else d.valid[t0:t1]
+        c = c_all[t0:t1] if c_all is not None else torch.empty_like(i)
+        torch.mul(i, g, out=c)
         if d.c_prev is not None:  # a cell: the previous state is known, no scan
-            c = u.addcmul_(f, d.c_prev[t0:t1])
+            c.addcmul_(f, d.c_prev[t0:t1])
         else:
             f_scan = f if valid is None else f.masked_fill(~valid[..., None], 1.0)
             if valid is not None:
-                u.masked_fill_(~valid[..., None], 0.0)
-            c = scan(f_scan, u, carry, d.reverse)
+                c.masked_fill_(~valid[..., None], 0.0)
+            scan(f_scan, c, carry, d.reverse)
             carry = c[0] if d.reverse else c[-1]
         m = None
-        if verify or (w.w_hr is not None and spec.wants("m")):
-            m = o * torch.tanh(c)
+        if verify or (proj and (direct or spec.wants("m"))):
+            m = torch.tanh(c, out=m_all[t0:t1]) if m_all is not None else torch.tanh(c)
+            m.mul_(o)
         if verify:
-            h_rec = m if w.w_hr is None else _linear(m, w.w_hr, None)
-            err = _max_err(err, h_rec, d.h[t0:t1], valid)
+            h_rec = _linear(m, w.w_hr, None) if proj else m.clone() if m_all is not None else m
+            h_rec.sub_(d.h[t0:t1]).abs_()
+            if valid is not None:
+                h_rec.masked_fill_(~valid[..., None], 0.0)
+            err = torch.maximum(err, h_rec.amax())
             if d.c_prev is not None and d.c_real is not None:
                 err = _max_err(err, c, d.c_real[t0:t1], valid)
-        for name, value in (("i", i), ("f", f), ("g", g), ("o", o), ("c", c), ("m", m),
-                            ("h", d.h[t0:t1])):
-            if value is not None and (name != "m" or w.w_hr is not None):
-                sink.put(name, t0, t1, value)
+        if sink is not None:
+            for name, value in (("i", i), ("f", f), ("g", g), ("o", o), ("c", c), ("m", m),
+                                ("h", d.h[t0:t1])):
+                if value is not None:
+                    sink.put(name, t0, t1, value)
     if verify and d.c_prev is None and d.c_real is not None and carry is not None:
         err = torch.maximum(err, (carry - d.c_real).abs().amax())
-    return sink.pad_nan(lengths), (float(err) if verify else None)
+    error = float(err) if verify else None
+    if sink is not None:
+        return sink.pad_nan(lengths), error
+    i, f, g, o = gates.split(hidden, dim=2)
+    series = {"i": _host(i), "f": _host(f), "g": _host(g), "o": _host(o), "c": _host(c_all)}
+    if m_all is not None:
+        series["m"] = _host(m_all)
+    series["h"] = _host(d.h)
+    return _pad_views(series, lengths), error
 
 
 def trace_gru(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
@@ -295,3 +382,14 @@ def select_units(units: Sequence[int] | None) -> np.ndarray | None:
     if array.size == 0 or array[0] < 0:
         raise ValueError("keep_units must be non-negative unit indices")
     return array
+
+
+def explicit_prev(h_prev: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """The h_prev provider for cells, whose previous states were recorded call by call."""
+
+    def prev(t0: int, t1: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is None:
+            return h_prev[t0:t1]
+        return out.copy_(h_prev[t0:t1])
+
+    return prev

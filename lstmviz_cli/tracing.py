@@ -120,9 +120,75 @@ def _fused(module: nn.Module, x: torch.Tensor, batch_sizes: torch.Tensor | None,
     return op(x, batch_sizes, hx, weights, module.bias, 1, 0.0, False, bidirectional)
 
 
+# oneDNN's training-mode LSTM keeps the activated gates of every step in its workspace; reading
+# them costs nothing, where rebuilding them costs about as much as the forward's own GEMMs. The
+# workspace layout is oneDNN's, so it is only trusted after a spot check against rebuilt gates
+# (and the full c/h verification after it); anything else falls back to rebuilding.
+_WORKSPACE_LIMIT = 1 << 30  # bytes of workspace we accept to keep alive per direction
+USE_WORKSPACE = True  # off: always rebuild gates (the benchmark compares both)
+
+
+def _mkldnn_usable(module: nn.Module, x: torch.Tensor, packed: bool) -> bool:
+    return (isinstance(module, nn.LSTM) and not packed and module.proj_size == 0 and module.bias
+            and x.device.type == "cpu" and x.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and hasattr(torch, "mkldnn_rnn_layer"))
+
+
+def _workspace_gates(ws: torch.Tensor, x: torch.Tensor, h: torch.Tensor, h0: torch.Tensor,
+                     w: _gates.Weights, reverse: bool) -> torch.Tensor | None:
+    """The (T, B, 4H) activated gates inside a oneDNN workspace, or None if the layout is unknown."""
+    steps, batch, _ = x.shape
+    gates = 4 * w.w_hh.shape[1]
+    flat = ws.view(torch.float32) if ws.dtype == torch.uint8 and ws.numel() % 4 == 0 else None
+    if flat is None:
+        return None
+    probe = [0, steps - 1] if steps > 1 else [0]
+    prev = [(h0 if (t == 0 and not reverse) or (t == steps - 1 and reverse)
+             else h[t + 1] if reverse else h[t - 1]) for t in probe]
+    want = torch.stack([torch.addmm(w.b_ih + w.b_hh, x[t], w.w_ih.t()).addmm_(p, w.w_hh.t())
+                        for t, p in zip(probe, prev, strict=True)])
+    i, f, g, o = want.split(gates // 4, dim=2)
+    want = torch.cat([i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()], dim=2)
+    aligned = -(-gates // 16) * 16  # oneDNN pads rows to 64 bytes, and off multiples of 256
+    for stride in dict.fromkeys((aligned + 16 if aligned % 256 == 0 else aligned, aligned, gates)):
+        if flat.numel() < steps * batch * stride:
+            continue
+        view = flat[: steps * batch * stride].view(steps, batch, stride)[..., :gates]
+        if torch.allclose(view[probe], want, atol=1e-5, rtol=0):
+            return view
+    return None
+
+
+def _mkldnn_layer(module: nn.Module, layer: int, x: torch.Tensor, h0: torch.Tensor,
+                  c0: torch.Tensor) -> tuple | None:
+    """One LSTM layer (each direction) through oneDNN in training mode, keeping its workspace."""
+    dirs = 2 if module.bidirectional else 1
+    steps, batch, _ = x.shape
+    if steps * batch * 4 * module.hidden_size * 4 * 4 > _WORKSPACE_LIMIT:
+        return None
+    x = x.contiguous()
+    outs, h_n, c_n, gates = [], [], [], []
+    for k in range(dirs):
+        w = _direction_weights(module, layer, k)
+        with torch.enable_grad():  # the op returns its workspace only with grad mode on
+            out, hn, cn, ws = torch.mkldnn_rnn_layer(
+                x, w.w_ih.detach(), w.w_hh.detach(), w.b_ih.detach(), w.b_hh.detach(),
+                h0[k], c0[k], k == 1, [], 2, module.hidden_size, 1, True, False, False, True)
+        if ws is None:
+            return None
+        view = _workspace_gates(ws, x, out, h0[k], w, k == 1)
+        if view is None:
+            return None
+        outs.append(out), h_n.append(hn), c_n.append(cn), gates.append(view)
+    out = outs[0] if dirs == 1 else torch.cat(outs, dim=2)
+    return out, torch.stack(h_n), torch.stack(c_n), gates
+
+
 def _record_layer(module: nn.Module, name: str, layer: int, recorder: _Recorder,
                   x: torch.Tensor, out: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None,
-                  c_n: torch.Tensor | None, lengths: torch.Tensor | None) -> None:
+                  c_n: torch.Tensor | None, lengths: torch.Tensor | None,
+                  gates: list[torch.Tensor] | None = None) -> None:
     """Rebuild the gates of both directions of one layer; x/out are time-major, original order.
 
     h0, c0 and c_n hold this layer's directions only (shape (directions, batch, units)).
@@ -148,7 +214,8 @@ def _record_layer(module: nn.Module, name: str, layer: int, recorder: _Recorder,
         family = cfg.family
         common = {"verify": recorder.verify, "chunk": recorder.chunk, "lengths": lengths_np}
         if family == "lstm":
-            series, err = _gates.trace_lstm(d, w, recorder.spec, **common)
+            series, err = _gates.trace_lstm(d, w, recorder.spec, gates=gates and gates[k],
+                                            **common)
         elif family == "gru":
             series, err = _gates.trace_gru(d, w, recorder.spec, **common)
         else:
@@ -213,9 +280,15 @@ def _traced_forward(module: nn.Module, name: str, recorder: _Recorder):
                 c0_k = None if c0_l is None else c0_l.index_select(1, sorted_idx)
             else:
                 h0_k, c0_k = h0_l, c0_l
-            weights = module._flat_weights[layer * dirs * per:(layer + 1) * dirs * per]
-            result = _fused(module, layer_in, batch_sizes, (h0_k, c0_k) if is_lstm else h0_k,
-                            weights, module.bidirectional)
+            result = gates = None
+            if USE_WORKSPACE and _mkldnn_usable(module, layer_in, packed):
+                result = _mkldnn_layer(module, layer, layer_in, h0_k, c0_k)
+            if result is not None:
+                result, gates = result[:3], result[3]
+            else:
+                weights = module._flat_weights[layer * dirs * per:(layer + 1) * dirs * per]
+                result = _fused(module, layer_in, batch_sizes, (h0_k, c0_k) if is_lstm else h0_k,
+                                weights, module.bidirectional)
             out = result[0]
             hn_l = result[1]
             cn_l = result[2] if is_lstm else None
@@ -231,14 +304,17 @@ def _traced_forward(module: nn.Module, name: str, recorder: _Recorder):
             else:
                 out_padded, cn_orig = out, cn_l
             _record_layer(module, name, layer, recorder, padded, out_padded, h0_l, c0_l,
-                          cn_orig, lengths)
+                          cn_orig, lengths, gates)
             layer_in = out
             padded = out_padded
         hidden = torch.cat(h_n) if not is_lstm else (torch.cat(h_n), torch.cat(c_n))
         if packed:
             output = PackedSequence(layer_in, batch_sizes, sorted_idx, unsorted_idx)
             return output, module.permute_hidden(hidden, unsorted_idx)
-        output = layer_in.transpose(0, 1) if module.batch_first else layer_in
+        # A fresh tensor for the model: the trace keeps views of the kernel's own output, which
+        # code after the module might otherwise change in place (nn.ReLU(inplace=True)).
+        output = layer_in.clone()
+        output = output.transpose(0, 1) if module.batch_first else output
         if not batched:
             output = output.squeeze(0 if module.batch_first else 1)
             hidden = hidden.squeeze(1) if not is_lstm else (hidden[0].squeeze(1), hidden[1].squeeze(1))
@@ -285,7 +361,7 @@ def _finish_cell(module: nn.Module, name: str, calls: list[_CellCall], recorder:
     w = _gates.Weights(module.weight_ih, module.weight_hh, getattr(module, "bias_ih", None),
                        getattr(module, "bias_hh", None))
     family = _family(module)
-    d = _gates.Direction(x=x, h=h, h_prev=lambda t0, t1: h_prev[t0:t1])
+    d = _gates.Direction(x=x, h=h, h_prev=_gates.explicit_prev(h_prev))
     common = {"verify": recorder.verify, "chunk": recorder.chunk}
     if family == "lstm":
         d.c_prev, d.c_real = stack("c_prev"), stack("c")

@@ -47,10 +47,11 @@ class Thresholds:
     dead_range: float = 0.02  # a unit whose h stays within a band this wide is dead
     dead_fraction: float = 0.1  # warn when at least this fraction of a layer's units is dead
     saturated_unit: float = 0.9  # a gate unit saturated (either side) this often is "always saturated"
-    saturated_fraction: float = 0.5  # warn when at least this fraction of a gate's units is
+    saturated_fraction: float = 0.75  # warn when at least this fraction of a gate's units is
     forget_pinned_high: float = 0.98  # a forget unit above this 95% of the time cannot forget
     forget_pinned_fraction: float = 0.5  # warn when this fraction of forget units is pinned
-    cell_max: float = 20.0  # |c| above this is an exploding cell state
+    cell_max: float = 50.0  # |c| above this is large (counters reach ~20-60)
+    cell_growth: float = 2.0  # ... and exploding when its late mean |c| is this many times the early one
     vanishing_ratio: float = 1e-3  # saliency of the oldest steps / peak below this is vanishing
     horizon_mass: float = 0.9  # the memory horizon holds this share of the saliency
 
@@ -556,6 +557,40 @@ def _fraction_finding(
     return Finding(code, severity, prefix, listed, fraction, limit, message, anchor)
 
 
+def _cell_finding(layer: LayerTrace, th: Thresholds, anchor: str) -> Finding | None:
+    """|c| past cell_max: a warning when it is still growing (exploding), info when it stays bounded."""
+    rows = valid_rows(layer.series["c"])
+    if not len(rows):
+        return None
+    peak = np.abs(rows).max(axis=0)
+    big = np.flatnonzero(peak > th.cell_max)
+    if not len(big):
+        return None
+    seq = np.abs(first_sequence(layer.series["c"]))
+    quarter = max(1, len(seq) // 4)
+    early = seq[:quarter].mean(axis=0)
+    late = seq[-quarter:].mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        growth = np.where(early > 0, late / np.maximum(early, 1e-12), np.inf)
+    growing = [int(u) for u in big if growth[u] >= th.cell_growth]
+    top = float(peak.max())
+    prefix = layer.prefix
+    if growing:
+        severity = "error" if top >= 5 * th.cell_max else "warning"
+        message = (
+            f"{prefix}: cell state reaches |c| = {top:.1f} (> {th.cell_max:g}) and is still growing "
+            f"(mean |c| of the last quarter ≥ {th.cell_growth:g}x the first) in {_units_text(growing)}: "
+            "exploding cell state"
+        )
+        return Finding("exploding_cell", severity, prefix, growing, top, th.cell_max, message, anchor)
+    units = [int(u) for u in big]
+    message = (
+        f"{prefix}: cell state reaches |c| = {top:.1f} (> {th.cell_max:g}) in {_units_text(units)} but stays "
+        "bounded over the sample (a counter-like unit; tanh(c) is saturated there)"
+    )
+    return Finding("exploding_cell", "info", prefix, units, top, th.cell_max, message, anchor)
+
+
 def diagnose(
     trace: Trace,
     *,
@@ -625,21 +660,9 @@ def diagnose(
             if finding:
                 findings.append(finding)
         if "c" in layer.series:
-            rows = valid_rows(layer.series["c"])
-            if len(rows):
-                peak = np.abs(rows).max(axis=0)
-                big = [int(u) for u in np.flatnonzero(peak > th.cell_max)]
-                if big:
-                    top = float(peak.max())
-                    severity = "error" if top >= 5 * th.cell_max else "warning"
-                    findings.append(
-                        Finding(
-                            "exploding_cell", severity, prefix, big, top, th.cell_max,
-                            f"{prefix}: cell state reaches |c| = {top:.1f} (> {th.cell_max:g}) in "
-                            f"{_units_text(big)}: the cell integrates without bound",
-                            activity,
-                        )
-                    )
+            finding = _cell_finding(layer, th, activity)
+            if finding:
+                findings.append(finding)
     if saliency is not None:
         ratio = vanishing_ratio(saliency.values, saliency.step)
         if ratio is not None and ratio < th.vanishing_ratio:
@@ -788,7 +811,7 @@ def analyze_run(run: Any, view: Any) -> Analysis:
         trace,
         info=info,
         tokens=tokens,
-        text=getattr(sample, "kind", None) == "tokens",
+        text=getattr(sample, "text", None) is not None,
         labels=labels,
         thresholds=th,
         saliency=saliency,

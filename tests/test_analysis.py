@@ -249,9 +249,17 @@ def test_forget_gates_pinned_near_zero_and_near_one() -> None:
 
 def test_exploding_cell_state_fires() -> None:
     c = np.random.default_rng(0).uniform(-1, 1, size=(30, 3))
-    c[:, 1] = np.linspace(0, 45, 30)
+    c[:, 1] = np.linspace(0, 60, 30)
     exploding = _codes(diagnose(make_trace(lstm_layer({"c": c}))))["exploding_cell"]
-    assert exploding.units == [1] and exploding.value == pytest.approx(45.0) and exploding.threshold == 20.0
+    assert exploding.units == [1] and exploding.value == pytest.approx(60.0) and exploding.threshold == 50.0
+    assert "still growing" in exploding.message and exploding.severity == "warning"
+
+
+def test_large_but_bounded_cell_state_is_only_info() -> None:
+    c = np.random.default_rng(0).uniform(-1, 1, size=(40, 3))
+    c[:, 2] = np.tile(np.linspace(0, 55, 10), 4)  # a counter that resets: large, not growing
+    found = _codes(diagnose(make_trace(lstm_layer({"c": c}))))["exploding_cell"]
+    assert found.severity == "info" and found.units == [2] and "bounded" in found.message
 
 
 def test_vanishing_gradient_fires_on_exponential_decay_only() -> None:

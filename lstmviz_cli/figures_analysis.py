@@ -1,0 +1,225 @@
+"""Figures of the analysis sections: pure functions from analysis data to matplotlib Figures.
+
+No pyplot state (figures come from `_mpl.new_figure`); gate colours from `palette`. Long inputs
+are subsampled or aggregated so that a figure's size does not grow with the sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from lstmviz_cli._mpl import new_figure
+from lstmviz_cli.analysis import (
+    GateStat,
+    MemoryProbe,
+    SaliencyResult,
+    Saturation,
+    Thresholds,
+    Trajectory,
+)
+from lstmviz_cli.palette import GATE_COLORS
+from lstmviz_cli.tracedata import SERIES_NAMES
+
+MAX_POINTS = 600  # time steps drawn per curve before aggregation
+MAX_LABELS = 40  # token labels on a time axis
+MAX_ANNOTATIONS = 24  # tokens written next to trajectory points
+RASTER_POINTS = 300  # scatter plots with more points are rasterised (bounded SVG size)
+MAX_MARKERS = 200  # trajectory markers per panel (the path itself keeps every step)
+
+
+def plain(text: str) -> str:
+    """User text as literal matplotlib text: `$` would start mathtext (and can fail to parse)."""
+    return str(text).replace("$", r"\$")
+
+
+def _time_ticks(ax, tokens: Sequence[str] | None, steps: int) -> None:
+    """Token labels on a time axis when they fit, else step numbers."""
+    if tokens is not None and steps <= MAX_LABELS:
+        ax.set_xticks(range(steps))
+        ax.set_xticklabels([plain(t) for t in list(tokens)[:steps]], fontsize=7)
+    ax.set_xlabel("time step" + (" (input token below)" if tokens is not None and steps <= MAX_LABELS else ""))
+
+
+def _aggregate(values: np.ndarray, limit: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) with at most `limit` points: the max of each bin keeps peaks visible."""
+    n = len(values)
+    if n <= limit:
+        return np.arange(n), values
+    edges = np.linspace(0, n, limit + 1).astype(int)
+    y = np.array([values[a:b].max() for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    return (edges[:-1] + edges[1:] - 1) / 2, y
+
+
+def plot_gate_stats(stats: Sequence[GateStat], thresholds: Thresholds) -> Figure | None:
+    """Stacked bars per layer and gate: share left-saturated, in between, right-saturated."""
+    gates = [s for s in stats if s.frac_low is not None and s.frac_high is not None]
+    if not gates:
+        return None
+    fig = new_figure(7.0, 0.9 + 0.32 * len(gates))
+    ax = fig.add_subplot()
+    y = np.arange(len(gates))[::-1]
+    low = np.array([s.frac_low for s in gates])
+    high = np.array([s.frac_high for s in gates])
+    colors = [GATE_COLORS.get(s.series, "#444444") for s in gates]
+    ax.barh(y, low, color="#bbbbbb", edgecolor="white", label=f"left-saturated (< {thresholds.saturation_low:g})")
+    ax.barh(y, 1 - low - high, left=low, color="white", edgecolor=colors, linewidth=0.8, label="in between")
+    ax.barh(y, high, left=1 - high, color=colors, edgecolor="white", label=f"right-saturated (> {thresholds.saturation_high:g})")
+    ax.scatter([s.mean for s in gates], y, marker="|", s=120, color="black", zorder=3, label="mean value")
+    ax.set_yticks(y)
+    ax.set_yticklabels([plain(f"{s.prefix} · {SERIES_NAMES.get(s.series, s.series)}") for s in gates], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of all values (every unit, every step)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, fontsize=7, frameon=False)
+    return fig
+
+
+def plot_saturation(sats: Sequence[Saturation], thresholds: Thresholds, title: str) -> Figure:
+    """Karpathy et al. (2015) saturation plot: one point per unit, one panel per gate of a layer."""
+    fig = new_figure(2.6 * len(sats) + 0.4, 3.4)
+    axes = fig.subplots(1, len(sats), squeeze=False)[0]
+    for ax, sat in zip(axes, sats, strict=True):
+        ax.plot([0, 1], [1, 0], color="#999999", linestyle="--", linewidth=0.8)  # the reachable edge
+        ax.scatter(sat.frac_low, sat.frac_high, s=12, alpha=0.7, color=GATE_COLORS.get(sat.series, "#444444"),
+                   edgecolors="none", rasterized=len(sat.frac_low) > RASTER_POINTS)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_aspect("equal")
+        ax.set_title(SERIES_NAMES.get(sat.series, sat.series), fontsize=9, color=GATE_COLORS.get(sat.series))
+        ax.set_xlabel(f"fraction left-saturated (< {thresholds.saturation_low:g})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel(f"fraction right-saturated (> {thresholds.saturation_high:g})", fontsize=8)
+    fig.suptitle(plain(title), fontsize=9)
+    return fig
+
+
+def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None) -> Figure:
+    """‖∂y/∂x_t‖ over input steps, linear and log scale, with the memory horizon shaded."""
+    values = np.nan_to_num(np.asarray(result.values, dtype=np.float64))
+    peak = values.max() if values.size and values.max() > 0 else 1.0
+    x, y = _aggregate(values / peak)
+    fig = new_figure(7.5, 3.6)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    start = result.step - result.horizon + 1
+    for ax in (top, bottom):
+        if result.horizon > 0:
+            ax.axvspan(start - 0.5, result.step + 0.5, color="#56B4E9", alpha=0.18, linewidth=0)
+        ax.axvline(result.step, color="#D55E00", linewidth=0.8, linestyle=":")
+    top.fill_between(x, y, step="mid", color="#0072B2", alpha=0.35, linewidth=0)
+    top.step(x, y, where="mid", color="#0072B2", linewidth=0.9)
+    top.set_ylabel("relative ‖∂y/∂x_t‖", fontsize=8)
+    top.set_ylim(0, 1.05)
+    floor = 1e-8
+    bottom.step(x, np.maximum(y, floor), where="mid", color="#0072B2", linewidth=0.9)
+    bottom.set_yscale("log")
+    bottom.set_ylim(floor, 2)
+    bottom.set_ylabel("log scale", fontsize=8)
+    _time_ticks(bottom, tokens, len(values))
+    top.set_title(
+        plain(f"saliency of the {result.target}; shaded: the {result.horizon} steps holding 90% of it"),
+        fontsize=8,
+    )
+    for ax in (top, bottom):
+        ax.tick_params(labelsize=7)
+    return fig
+
+
+def plot_memory_probe(probe: MemoryProbe) -> Figure:
+    """Share of the final state decided by step 0, against the sequence length."""
+    fig = new_figure(5.5, 2.8)
+    ax = fig.add_subplot()
+    ax.plot(probe.lengths, probe.dependence, marker="o", color=GATE_COLORS["f"], linewidth=1.2)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(0, max(1.0, max(probe.dependence) * 1.05))
+    ax.set_xlabel("sequence length (key at step 0, sample as filler)", fontsize=8)
+    ax.set_ylabel(f"key's share of final {probe.state}", fontsize=8)
+    ax.set_title(plain(f"memory-length probe · {probe.prefix}"), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+    return fig
+
+
+def plot_trajectories(trajs: Sequence[Trajectory], tokens: Sequence[str] | None, title: str) -> Figure:
+    """PCA trajectories of c and h side by side: points coloured by time, some tokens written on."""
+    fig = new_figure(3.4 * len(trajs) + 0.8, 3.4)
+    axes = fig.subplots(1, len(trajs), squeeze=False)[0]
+    scatter = None
+    for ax, traj in zip(axes, trajs, strict=True):
+        coords = traj.coords
+        n = len(coords)
+        path = np.unique(np.linspace(0, n - 1, min(n, 1500)).round().astype(int))
+        ax.plot(coords[path, 0], coords[path, 1], color="#bbbbbb", linewidth=0.6, zorder=1)
+        # Markers cost bytes each: at most MAX_MARKERS of them, evenly spread in time.
+        keep = np.unique(np.linspace(0, n - 1, min(n, MAX_MARKERS)).round().astype(int))
+        scatter = ax.scatter(coords[keep, 0], coords[keep, 1], c=keep, cmap="viridis", s=10, zorder=2, vmin=0,
+                             vmax=max(n - 1, 1))
+        if tokens is not None:
+            marks = np.unique(np.linspace(0, n - 1, min(n, MAX_ANNOTATIONS)).round().astype(int))
+            for k in marks:
+                if k < len(tokens):
+                    ax.annotate(plain(tokens[k]), coords[k], fontsize=6, xytext=(2, 2), textcoords="offset points",
+                                color="#333333")
+        ax.set_title(
+            f"{SERIES_NAMES.get(traj.series, traj.series)} · jumpiness {traj.jumpiness:.2f}", fontsize=9
+        )
+        ax.set_xlabel(f"PC1 ({100 * traj.explained[0]:.0f}% of variance)", fontsize=8)
+        ax.set_ylabel(f"PC2 ({100 * traj.explained[1]:.0f}%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if scatter is not None:
+        bar = fig.colorbar(scatter, ax=list(axes), shrink=0.8)
+        bar.set_label("time step", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    fig.suptitle(plain(title), fontsize=9)
+    return fig
+
+
+def plot_activity(
+    prefix: str, h_range: np.ndarray | None, c_peak: np.ndarray | None, thresholds: Thresholds
+) -> Figure:
+    """Per unit: how far h moves (dead units sit under the band) and how large |c| gets."""
+    panels = [p for p in (("h", h_range), ("c", c_peak)) if p[1] is not None]
+    fig = new_figure(7.0, 1.6 * len(panels) + 0.5)
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (name, values) in zip(axes, panels, strict=True):
+        units = np.arange(len(values))
+        limit = thresholds.dead_range if name == "h" else thresholds.cell_max
+        bad = values < limit if name == "h" else values > limit
+        colors = np.where(bad, "#D55E00", GATE_COLORS[name])
+        ax.bar(units, values, width=1.0, color=colors, linewidth=0)
+        ax.axhline(limit, color="#D55E00", linestyle="--", linewidth=0.8)
+        if name == "h":
+            ax.set_ylabel("range of h\n(max − min)", fontsize=8)
+            ax.set_yscale("log")
+            ax.set_ylim(max(1e-4, float(values.min()) * 0.5 if values.min() > 0 else 1e-4), 2.2)
+        else:
+            ax.set_ylabel("max |c|", fontsize=8)
+            ax.set_ylim(0, max(float(values.max()), limit) * 1.1)
+        ax.set_xlim(-0.5, len(values) - 0.5)
+        ax.tick_params(labelsize=7)
+    axes[-1].set_xlabel("unit", fontsize=8)
+    fig.suptitle(plain(f"unit activity · {prefix} (red: past the threshold, dashed)"), fontsize=9)
+    return fig
+
+
+def plot_unit_feature(
+    activation: np.ndarray, feature: np.ndarray, tokens: Sequence[str] | None, title: str
+) -> Figure:
+    """One unit's activation over time with the feature it tracks, on twin axes."""
+    steps = min(len(activation), len(feature), MAX_POINTS)
+    fig = new_figure(7.5, 1.9)
+    ax = fig.add_subplot()
+    x = np.arange(steps)
+    ax.step(x, feature[:steps], where="mid", color="#999999", linewidth=0.9)
+    ax.fill_between(x, feature[:steps], step="mid", color="#dddddd", linewidth=0)
+    ax.set_ylabel("feature", fontsize=8, color="#777777")
+    twin = ax.twinx()
+    twin.plot(x, activation[:steps], color=GATE_COLORS["i"], linewidth=1.0)
+    twin.set_ylabel("activation", fontsize=8, color=GATE_COLORS["i"])
+    _time_ticks(ax, tokens, steps)
+    ax.set_xlim(-0.5, steps - 0.5)
+    ax.set_title(plain(title) + (f" (first {steps} steps)" if steps < len(activation) else ""), fontsize=8)
+    for a in (ax, twin):
+        a.tick_params(labelsize=7)
+    return fig

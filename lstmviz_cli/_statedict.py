@@ -52,6 +52,7 @@ class RebuildPlan:
     embedding: str | None = None  # prefix of the Embedding, if one was recognised
     head: str | None = None  # prefix of the Linear applied to every step, if recognised
     ignored: list[str] = field(default_factory=list)
+    head_on: str = "all"  # config "head_on": "all" (every step) or "last" (the last step only)
 
 
 class RebuiltModel(nn.Module):
@@ -61,17 +62,22 @@ class RebuiltModel(nn.Module):
     like the user's model.
     """
 
-    def __init__(self, rnn_name: str, embedding_name: str | None, head_name: str | None) -> None:
+    def __init__(
+        self, rnn_name: str, embedding_name: str | None, head_name: str | None, head_on: str = "all"
+    ) -> None:
         super().__init__()
         self.lstmviz_rnn = rnn_name
         self.lstmviz_embedding = embedding_name
         self.lstmviz_head = head_name
+        self.lstmviz_head_on = head_on  # "all": the head reads every step; "last": the last step only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.lstmviz_embedding is not None:
             x = self.get_submodule(self.lstmviz_embedding)(x)
         out, _state = self.get_submodule(self.lstmviz_rnn)(x)
         if self.lstmviz_head is not None:
+            if self.lstmviz_head_on == "last":
+                out = out[:, -1]
             out = self.get_submodule(self.lstmviz_head)(out)
         return out
 
@@ -208,8 +214,8 @@ def plan_rebuild(state: Mapping[str, Any], config: Mapping[str, Any], vocab_size
     groups = find_recurrent_prefixes(state)
     if not groups:
         raise CheckpointError(
-            "the state dict holds no recurrent layer (no '*weight_ih_l0' keys of an LSTM, GRU or RNN); "
-            "lstmviz traces recurrent models only"
+            "the state dict holds no recurrent layer (no '*weight_ih_l0' keys of an nn.LSTM, GRU or RNN); "
+            "if your model builds its own cell, pass --model-class module:Class (or file.py:Class)"
         )
     if len(groups) > 1:
         names = ", ".join(repr(p or "<no prefix>") for p in sorted(groups))
@@ -229,7 +235,10 @@ def plan_rebuild(state: Mapping[str, Any], config: Mapping[str, Any], vocab_size
         if name is not None:
             used.update(others[name])
     ignored = [k for k in state if k not in used]
-    return RebuildPlan(rnn=spec, embedding=embedding, head=head, ignored=ignored)
+    head_on = str(config.get("head_on", "all"))
+    if head_on not in ("all", "last"):
+        raise CheckpointError(f"config 'head_on' must be 'all' or 'last', got {head_on!r}")
+    return RebuildPlan(rnn=spec, embedding=embedding, head=head, ignored=ignored, head_on=head_on)
 
 
 def _group_modules(state: Mapping[str, Any], skip: set[str]) -> dict[str, list[str]]:
@@ -287,7 +296,7 @@ def _pick_head(
 def build_model(state: Mapping[str, Any], plan: RebuildPlan) -> RebuiltModel:
     """Instantiate the planned modules and load their weights (strictly)."""
     spec = plan.rnn
-    model = RebuiltModel(spec.name, plan.embedding, plan.head)
+    model = RebuiltModel(spec.name, plan.embedding, plan.head, plan.head_on)
     cls = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}[spec.kind]
     kwargs: dict[str, Any] = dict(
         input_size=spec.input_size, hidden_size=spec.hidden_size, num_layers=spec.num_layers,

@@ -7,7 +7,9 @@ Pickles are only ever read with ``torch.load(..., weights_only=True)``; ``trust_
 
 Metadata convention (every key optional) that the sample models follow::
 
-    config         dict       constructor kwargs / hyper-parameters of the model
+    config         dict       constructor kwargs / hyper-parameters of the model; a rebuilt model
+                              reads "nonlinearity" (RNN: tanh|relu) and "head_on" ("all": the
+                              Linear head reads every step, the default; "last": the last step)
     vocab          list[str]  token id -> token (a {token: id} dict is accepted too)
     task           str        "char-lm" | "classification" | "regression"
     input_format   str        "text" | "tokens" | "features"

@@ -350,3 +350,36 @@ def test_safetensors_with_bad_lstmviz_metadata(tmp_path: Path) -> None:
     save_file(dict(fx.token_model().state_dict()), str(path), metadata={"lstmviz": "{oops"})
     with pytest.raises(CheckpointError, match=r"__metadata__\['lstmviz'\] is not valid JSON"):
         load_checkpoint(path)
+
+
+# -- the committed sample models ---------------------------------------------------------------------
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
+SAMPLE_FILES = {
+    "charlm.pt": {},
+    "digitsum.pt": {},
+    "gru_digitsum.safetensors": {},
+    "sine.pt": {},
+    "sine.ts.pt": {"trust_torchscript": True},
+    "digitsum_module.pt": {"trust_pickle": True},
+}
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_FILES))
+def test_sample_models_load_and_match_their_classes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (SAMPLES / name).is_file():
+        pytest.skip(f"sample_models/{name} not built")
+    from lstmviz_cli.inputs import load_sample
+
+    loaded = load_checkpoint(SAMPLES / name, **SAMPLE_FILES[name])
+    sample = load_sample(loaded)
+    monkeypatch.syspath_prepend(str(SAMPLES))
+    import models
+
+    config = loaded.meta["config"]
+    cls = models.MODEL_CLASSES[config["model_class"]]
+    params = list(cls.__init__.__code__.co_varnames[1 : cls.__init__.__code__.co_argcount])
+    original = cls(**{k: config[k] for k in params if k in config}).eval()
+    original.load_state_dict(loaded.model.state_dict())
+    x = torch.as_tensor(sample.values)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), original(x), rtol=0, atol=1e-6)

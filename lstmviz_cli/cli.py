@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -37,7 +37,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = None,
     debug: Annotated[
@@ -53,11 +53,11 @@ CheckpointArg = Annotated[
     Path, typer.Argument(help="Checkpoint: .pt/.pth dict or state_dict, .safetensors, TorchScript, pickled module.")
 ]
 InputOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--input", "-i", help="Sample input: .npy .npz .csv .pt .txt (default: the checkpoint's own sample)."),
 ]
 TokensOpt = Annotated[
-    Optional[str], typer.Option("--tokens", help="Inline token ids, e.g. 6,7,0,0,1.")
+    str | None, typer.Option("--tokens", help="Inline token ids, e.g. 6,7,0,0,1.")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
 TrustPickleOpt = Annotated[
@@ -67,11 +67,11 @@ TrustTorchscriptOpt = Annotated[
     bool, typer.Option("--trust-torchscript", help="Allow loading a TorchScript archive (runs code from the file).")
 ]
 ModelClassOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--model-class", help="Build your own model: 'package.module:Class' or 'path/to/file.py:Class'."),
 ]
 ModelKwargsOpt = Annotated[
-    Optional[str], typer.Option("--model-kwargs", help="JSON keyword arguments for --model-class.")
+    str | None, typer.Option("--model-kwargs", help="JSON keyword arguments for --model-class.")
 ]
 NoVerifyOpt = Annotated[
     bool, typer.Option("--no-verify", help="Do not fail when recorded gates miss the real outputs by > 1e-4.")
@@ -91,7 +91,7 @@ def trace_command(
         "trace.npz"
     ),
     json_path: Annotated[
-        Optional[Path], typer.Option("--json", help="Also write a JSON summary (keys, shapes, config, error).")
+        Path | None, typer.Option("--json", help="Also write a JSON summary (keys, shapes, config, error).")
     ] = None,
     float16: Annotated[bool, typer.Option("--float16", help="Store series as float16 (half the size).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite outputs lstmviz did not write.")] = False,
@@ -128,27 +128,27 @@ def report_command(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
     out_dir: Annotated[
-        Optional[Path], typer.Option("--out-dir", help="Batch: one report per checkpoint here, plus index.html.")
+        Path | None, typer.Option("--out-dir", help="Batch: one report per checkpoint here, plus index.html.")
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Batch: checkpoints processed in parallel (processes).")] = 1,
-    title: Annotated[Optional[str], typer.Option("--title", help="Report title (default: the checkpoint name).")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Report title (default: the checkpoint name).")] = None,
     layers: Annotated[
-        Optional[str], typer.Option("--layers", help="Only these layers, e.g. 'lstm/l1' or 'lstm/l0,lstm/l1/bwd'.")
+        str | None, typer.Option("--layers", help="Only these layers, e.g. 'lstm/l1' or 'lstm/l0,lstm/l1/bwd'.")
     ] = None,
     units: Annotated[
-        Optional[str], typer.Option("--units", help="Units to show: a count (top-N by variance, e.g. 32) or a list '0,5,9'.")
+        str | None, typer.Option("--units", help="Units to show: a count (top-N by variance, e.g. 32) or a list '0,5,9'.")
     ] = None,
     steps: Annotated[
-        Optional[str], typer.Option("--steps", help="Time window for diagrams and heatmaps, e.g. 0:20.")
+        str | None, typer.Option("--steps", help="Time window for diagrams and heatmaps, e.g. 0:20.")
     ] = None,
     at_step: Annotated[
-        Optional[int], typer.Option("--at-step", help="Write gate values of this step on the cell diagram (default: means).")
+        int | None, typer.Option("--at-step", help="Write gate values of this step on the cell diagram (default: means).")
     ] = None,
     sort_units: Annotated[
         str, typer.Option("--sort-units", help="Order heatmap rows: none, variance or cluster.")
     ] = "variance",
     labels: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--labels", help="CSV of per-step labels (header row, one column per feature) to rank units against."),
     ] = None,
     saturation_low: Annotated[
@@ -158,13 +158,13 @@ def report_command(
         float, typer.Option("--saturation-high", help="Gate values above this count as right-saturated.")
     ] = 0.9,
     saliency_step: Annotated[
-        Optional[int], typer.Option("--saliency-step", help="Output step whose gradient saliency is shown (default: the last).")
+        int | None, typer.Option("--saliency-step", help="Output step whose gradient saliency is shown (default: the last).")
     ] = None,
     memory_probe: Annotated[
         bool, typer.Option("--memory-probe", help="Also run the key-at-start memory-length probe.")
     ] = False,
     json_path: Annotated[
-        Optional[Path], typer.Option("--json", help="Also write the analysis results as JSON.")
+        Path | None, typer.Option("--json", help="Also write the analysis results as JSON.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an output file lstmviz did not write.")] = False,
     input: InputOpt = None,
@@ -223,7 +223,7 @@ def figures_command(
     checkpoints: CheckpointsArg,
     out_dir: Annotated[Path, typer.Option("--output", "-o", help="Directory for the figure files and figures.json.")] = Path("figs"),
     fmt: Annotated[str, typer.Option("--format", "-f", help="pdf, svg, png or pgf (pgf needs LaTeX).")] = "pdf",
-    width: Annotated[str, typer.Option("--width", help="single (3.5 in), double (7.16 in) or inches, e.g. 5.5.")] = "single",
+    width: Annotated[str, typer.Option("--width", help="single (3.5 in), double (7.16 in) or inches, e.g. 5.5.")] = "double",
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Print-safe gray: luminance of every colour.")] = False,
     font_size: Annotated[float, typer.Option("--font-size", help="Base font size in points.")] = 8.0,
     jobs: JobsOpt = 1,
@@ -263,26 +263,26 @@ def figures_command(
 def check_command(
     checkpoint: CheckpointArg,
     max_saturated: Annotated[
-        Optional[float], typer.Option("--max-saturated", help="Max share of a gate's values < 0.1 or > 0.9 (default 0.95).")
+        float | None, typer.Option("--max-saturated", help="Max share of a gate's values < 0.1 or > 0.9 (default 0.95).")
     ] = None,
     max_dead_units: Annotated[
-        Optional[str], typer.Option("--max-dead-units", help="Max dead units per layer: a count (3) or a share (10%) (default 25%).")
+        str | None, typer.Option("--max-dead-units", help="Max dead units per layer: a count (3) or a share (10%) (default 25%).")
     ] = None,
     min_memory_horizon: Annotated[
-        Optional[int], typer.Option("--min-memory-horizon", help="Min steps back holding 90% of the output's saliency (default off).")
+        int | None, typer.Option("--min-memory-horizon", help="Min steps back holding 90% of the output's saliency (default off).")
     ] = None,
     max_verify_error: Annotated[
-        Optional[float], typer.Option("--max-verify-error", help="Max |recorded - real| of the trace (default 1e-4).")
+        float | None, typer.Option("--max-verify-error", help="Max |recorded - real| of the trace (default 1e-4).")
     ] = None,
     fail_on: Annotated[
-        Optional[str], typer.Option("--fail-on", help="Analysis findings that fail the check: error, warning or never (default error).")
+        str | None, typer.Option("--fail-on", help="Analysis findings that fail the check: error, warning or never (default error).")
     ] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="Settings file (default: ./lstmviz.toml or the tool.lstmviz table of pyproject.toml).")
+        Path | None, typer.Option("--config", help="Settings file (default: ./lstmviz.toml or the tool.lstmviz table of pyproject.toml).")
     ] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write every check as JSON.")] = None,
-    junit_path: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML (one test case per check).")] = None,
-    report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write the HTML report (one trace for both).")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write every check as JSON.")] = None,
+    junit_path: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (one test case per check).")] = None,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Also write the HTML report (one trace for both).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite output files lstmviz did not write.")] = False,
     input: InputOpt = None,
     tokens: TokensOpt = None,
@@ -322,7 +322,7 @@ def diff_command(
     before: Annotated[Path, typer.Argument(help="The earlier checkpoint.")],
     after: Annotated[Path, typer.Argument(help="The later checkpoint (same architecture).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("diff.html"),
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the comparison as JSON.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an output file lstmviz did not write.")] = False,
     input: InputOpt = None,
     tokens: TokensOpt = None,

@@ -28,7 +28,7 @@ _FIXED_PDF_DATE = b"D:19700101000000Z"
 class PublicationStyle:
     """How exported figures look: physical width, colour or grayscale, base font size."""
 
-    width: float = WIDTHS["single"]  # inches
+    width: float = WIDTHS["double"]  # inches; the report's figures are multi-panel: full width by default
     grayscale: bool = False
     font_size: float = 8.0  # points: what a caption-sized label in a paper uses
 
@@ -246,10 +246,26 @@ def _escape_texts_for_pgf(fig: Any) -> None:
             artist.set_text(latex_escape(text))
 
 
-def resize(fig: Any, width: float) -> tuple[float, float]:
-    """Scale the figure to `width` inches keeping its aspect ratio (constrained layout re-flows)."""
-    w, h = fig.get_size_inches()
-    height = round(float(h) * width / float(w), 3)
+def resize(fig: Any, width: float, font_size: float = 8.0) -> tuple[float, float]:
+    """Scale the figure to `width` inches keeping its aspect ratio, text and lines scaled with it.
+
+    The report draws for a screen (~8-10 in wide); shrinking only the canvas would leave its text
+    at screen size and crowd the panels. Text scales with the figure but stays between 2 pt under
+    and 1 pt over the publication size, so it is readable in print; constrained layout re-flows.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.text import Text
+
+    w, h = (float(v) for v in fig.get_size_inches())
+    scale = width / w
+    low, high = max(font_size - 2.0, 4.0), font_size + 1.0
+    for text in fig.findobj(Text):
+        text.set_fontsize(round(min(high, max(low, text.get_fontsize() * scale)), 2))
+    if scale < 1.0:
+        for line in fig.findobj(Line2D):
+            line.set_linewidth(line.get_linewidth() * max(scale, 0.6))
+            line.set_markersize(line.get_markersize() * max(scale, 0.6))
+    height = round(h * scale, 3)
     fig.set_size_inches(width, height)
     return width, height
 
@@ -352,11 +368,13 @@ def export_items(items: list[FigureItem], *, model: str, out_dir: Path, fmt: str
         seen.add(name)
         with publication_context(style):
             built = item.build()
+            if built is None:  # a builder with nothing to show for this model
+                continue
             if item.kind == "diagram":
                 data = diagram_bytes(built, fmt, grayscale=style.grayscale, width=style.width)
                 size: tuple[float | None, float | None] = (None, None)
             else:
-                size = resize(built, style.width)
+                size = resize(built, style.width, style.font_size)
                 data = figure_bytes(built, fmt, grayscale=style.grayscale)
         path = out_dir / name
         write_atomic(path, data, force=force or name in owned)
@@ -425,10 +443,17 @@ def run_figures(checkpoints: list[str | Path], options: Any, view: Any, *, out_d
 
 
 def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
-    """The report's figures and diagrams, built by the report's own figure and diagram functions."""
-    from lstmviz_cli import diagrams
+    """The report's figures and diagrams, from the report's own builders and view resolution.
+
+    The report renders SVG inside its section functions, so the few lines of glue that feed the
+    heatmap builder are mirrored here (same helpers, same order); every plot is the report's function.
+    """
+    from lstmviz_cli import diagrams, figures, report
+    from lstmviz_cli import figures_analysis as fa
 
     trace = run.trace
+    rv = report.resolve_view(view, run)
+    tokens = report._tokens(run, report._valid_steps(trace))
     items: list[FigureItem] = [
         FigureItem(
             "architecture", None, "Architecture: the model's modules along the data path with tensor shapes.",
@@ -436,15 +461,78 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
             kind="diagram",
         )
     ]
-    means = {(s.prefix, s.series): s.mean for s in analysis.gate_stats}
-    for layer in trace.layers:
-        values = diagrams.CellValues(
-            {name: means[(layer.prefix, name)] for name in layer.series if (layer.prefix, name) in means},
-            "mean over the sample",
-        )
+    for k, layer in enumerate(rv.layers):
+        family = layer.family.upper()
         items.append(FigureItem(
             "cell", layer.prefix,
-            f"{layer.family.upper()} cell of {layer.prefix} with its gates and the mean activation of each.",
-            lambda cfg=layer.config, v=values: diagrams.cell_graph(cfg, v), kind="diagram",
+            f"{family} cell of {layer.label} with its gates, sized with this model's dimensions and the mean of each gate.",
+            lambda layer=layer, k=k: diagrams.cell_graph(
+                layer.config, report._cell_values(layer, analysis, rv, tokens), name=f"cell{k}"),
+            kind="diagram",
         ))
+        items.append(FigureItem(
+            "heatmaps", layer.prefix, f"Units x time heatmaps of every gate and state of {layer.label}.",
+            lambda layer=layer: _heatmap_figure(layer, rv, tokens),
+        ))
+        if layer.weights:
+            items.append(FigureItem(
+                "weights", layer.prefix, f"W_ih and W_hh split per gate, biases and weight histograms of {layer.label}.",
+                lambda layer=layer: figures.plot_weights(layer),
+            ))
+    prefixes = [layer.prefix for layer in rv.layers]
+    labels = {layer.prefix: layer.label for layer in rv.layers}
+    if analysis.gate_stats:
+        items.append(FigureItem(
+            "gate-stats", None, "Gate statistics per layer: mean, spread and saturated share of each gate.",
+            lambda: figures.plot_gate_stats(analysis.gate_stats, prefixes, labels),
+        ))
+    th = analysis.thresholds
+    for prefix in dict.fromkeys(s.prefix for s in analysis.saturation):
+        if prefix in labels:
+            sats = [s for s in analysis.saturation if s.prefix == prefix]
+            items.append(FigureItem(
+                "saturation", prefix, f"Gate saturation per unit of {labels[prefix]} (after Karpathy et al. 2015).",
+                lambda sats=sats, prefix=prefix: fa.plot_saturation(sats, th, prefix),
+            ))
+    display = None if analysis.tokens is None else list(tokens or analysis.tokens)
+    if analysis.saliency is not None:
+        items.append(FigureItem(
+            "saliency", None, f"Gradient saliency over input steps ({analysis.saliency.target}).",
+            lambda: fa.plot_saliency(analysis.saliency, display),
+        ))
+    if analysis.memory_probe is not None:
+        items.append(FigureItem(
+            "memory-probe", None, "Memory-length probe: how long the recurrent stack keeps step 0.",
+            lambda: fa.plot_memory_probe(analysis.memory_probe),
+        ))
+    for prefix in dict.fromkeys(t.prefix for t in analysis.trajectories):
+        if prefix in labels:
+            trajs = [t for t in analysis.trajectories if t.prefix == prefix]
+            items.append(FigureItem(
+                "trajectories", prefix, f"States of {labels[prefix]} on their first two principal components.",
+                lambda trajs=trajs, prefix=prefix: fa.plot_trajectories(trajs, display, prefix),
+            ))
     return items
+
+
+def _heatmap_figure(layer: Any, rv: Any, tokens: list[str] | None) -> Any:
+    """The report's heatmap of one layer (mirrors report.heatmap_section's loop for one layer)."""
+    import numpy as np
+
+    from lstmviz_cli import report
+    from lstmviz_cli.figures import HeatPanel, bin_time, plot_gate_heatmaps
+
+    start, stop = rv.window
+    rows, _ = report._row_order(layer, rv)
+    panels = []
+    width = 1
+    for name in layer.series:
+        values = report._sequence(layer, name, rv.window)
+        if values.shape[1] == layer.config.hidden_size:
+            units = rows
+        else:  # a projected h has its own width: its own top units
+            units = [int(u) for u in np.argsort(-np.nan_to_num(values.var(axis=0)), kind="stable")[: len(rows)]]
+        binned, width = bin_time(values[:, units])
+        panels.append(HeatPanel(series=name, values=binned.T, units=units))
+    window_tokens = tokens[start:stop] if tokens is not None else None
+    return plot_gate_heatmaps(panels, start=start, width=width, tokens=window_tokens)

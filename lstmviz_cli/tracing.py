@@ -180,7 +180,8 @@ def _mkldnn_layer(module: nn.Module, layer: int, x: torch.Tensor, h0: torch.Tens
         view = _workspace_gates(ws, x, out, h0[k], w, k == 1)
         if view is None:
             return None
-        outs.append(out), h_n.append(hn), c_n.append(cn), gates.append(view)
+        # A compact copy: a view would keep the whole workspace (about 4x the gates) alive.
+        outs.append(out), h_n.append(hn), c_n.append(cn), gates.append(view.clone())
     out = outs[0] if dirs == 1 else torch.cat(outs, dim=2)
     return out, torch.stack(h_n), torch.stack(c_n), gates
 
@@ -496,6 +497,8 @@ def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str 
         with torch.no_grad(), warnings.catch_warnings(), _hooked(model, recorder) as found:
             # cuDNN warns that one layer's weights are not one flat buffer; the copy is intended.
             warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
+            # Projected LSTMs run PyTorch's own kernel instead of oneDNN: expected, not news.
+            warnings.filterwarnings("ignore", message=".*projections is not supported with oneDNN.*")
             if not found:
                 raise ModelError(f"{type(model).__name__} has no nn.LSTM, nn.GRU, nn.RNN or "
                                  "cell module to trace")

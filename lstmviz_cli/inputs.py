@@ -162,8 +162,8 @@ def _read_file(path: Path, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | N
         raise
     except UnicodeDecodeError as error:
         raise InputError(f"input {name!r} is not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"cannot read input {name!r}: {_first_line(error)}") from None
+    except Exception as error:  # noqa: BLE001 - NumPy/zipfile raise many types for damaged files
+        raise InputError(f"cannot read input {name!r}: {type(error).__name__}: {_first_line(error)}") from None
     vocab = meta.get("vocab")
     if vocab and text.endswith("\n") and "\n" not in vocab:
         text = text[:-1]  # the newline editors add at the end of a file

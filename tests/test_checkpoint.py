@@ -383,3 +383,18 @@ def test_sample_models_load_and_match_their_classes(name: str, monkeypatch: pyte
     x = torch.as_tensor(sample.values)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), original(x), rtol=0, atol=1e-6)
+
+
+def test_config_head_on_last_applies_the_head_to_the_last_step(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.gru = nn.GRU(3, 4, batch_first=True)
+    model.fc = nn.Linear(4, 2)
+    torch.save({"model_state_dict": model.state_dict(), "config": {"head_on": "last"}}, tmp_path / "c.pt")
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    x = fx.feature_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model.fc(model.gru(x)[0][:, -1]), rtol=0, atol=1e-6)
+    torch.save({"model_state_dict": model.state_dict(), "config": {"head_on": "first"}}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="'head_on' must be 'all' or 'last'"):
+        load_checkpoint(tmp_path / "bad.pt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import loader_fixtures as fx
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from lstmviz_cli.checkpoint import LoadedModel, load_checkpoint, recurrent_configs
@@ -280,3 +283,25 @@ def test_parse_memory_size() -> None:
     for bad in ("", "x", "0", "-1G", "150%", "2X"):
         with pytest.raises(InputError, match="--max-memory must be a positive size like 2G"):
             parse_memory_size(bad)
+
+
+# -- fuzzing -------------------------------------------------------------------------------------------
+FUZZ_EXAMPLES = int(os.environ.get("LSTMVIZ_FUZZ_EXAMPLES", "20"))
+
+
+@settings(
+    max_examples=FUZZ_EXAMPLES, deadline=None, derandomize="LSTMVIZ_FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(suffix=st.sampled_from([".npy", ".npz", ".csv", ".pt", ".txt"]), data=st.binary(max_size=512),
+       prefix=st.sampled_from([b"", b"\x93NUMPY\x01\x00", b"PK\x03\x04", b"a,b,c\n"]))
+def test_fuzz_input_files(char_model: LoadedModel, feature_model: LoadedModel, tmp_path: Path,
+                          suffix: str, data: bytes, prefix: bytes) -> None:
+    path = _write(tmp_path, f"fuzz{suffix}", prefix + data)
+    for loaded in (char_model, feature_model):
+        try:
+            sample = load_sample(loaded, path=path)
+        except InputError as error:
+            assert "\n" not in error.message
+        else:
+            assert sample.values.ndim in (2, 3) and sample.steps > 0

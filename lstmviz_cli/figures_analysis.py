@@ -31,8 +31,11 @@ MAX_MARKERS = 200  # trajectory markers per panel (the path itself keeps every s
 
 
 def plain(text: str) -> str:
-    """User text as literal matplotlib text: `$` would start mathtext (and can fail to parse)."""
-    return str(text).replace("$", r"\$")
+    """User text as literal matplotlib text: `$` would start mathtext (and can fail to parse);
+    control characters have no glyph, so they are written as escapes."""
+    from lstmviz_cli.textfeatures import display_token
+
+    return display_token(str(text)).replace("$", r"\$")
 
 
 def _time_ticks(ax, tokens: Sequence[str] | None, steps: int) -> None:

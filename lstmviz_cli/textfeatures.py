@@ -29,9 +29,7 @@ def display_token(token: str) -> str:
     """How a token is written in tables and labels: visible symbols for whitespace and controls."""
     if token in _DISPLAY:
         return _DISPLAY[token]
-    if len(token) == 1 and not token.isprintable():
-        return repr(token)[1:-1]
-    return token
+    return "".join(ch if ch.isprintable() or ch == " " else _DISPLAY.get(ch, repr(ch)[1:-1]) for ch in token)
 
 
 def step_tokens(text: str | None, labels: list[str] | None, steps: int) -> list[str] | None:

@@ -297,3 +297,101 @@ def test_thresholds_from_view_validates() -> None:
 
 def test_anchor_ids_are_html_safe() -> None:
     assert anchor_id("fig", "saturation", "enc.<script>/l0/fwd") == "fig-saturation-enc-script-l0-fwd"
+
+
+# -- the view and its template -------------------------------------------------------------------
+
+
+def _render(run, analysis) -> str:  # noqa: ANN001 - pipeline.Run and Analysis
+    import jinja2
+
+    from lstmviz_cli.analysis_view import analysis_context
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "templates"
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    return env.get_template("_analysis.html.j2").render(analysis_ctx=analysis_context(run, analysis, None))
+
+
+def _analyze(run):  # noqa: ANN001, ANN202
+    from lstmviz_cli.analysis import analyze_run
+
+    return analyze_run(run, ViewOptions())
+
+
+def test_view_sections_toc_and_anchors(lstm_run) -> None:  # noqa: ANN001
+    from lstmviz_cli.analysis_view import analysis_context
+
+    analysis = _analyze(lstm_run)
+    ctx = analysis_context(lstm_run, analysis, None)
+    ids = [section_id for section_id, _ in ctx["toc"]]
+    assert ids == ["gate-statistics", "gate-saturation", "interpretable-units", "state-trajectories", "diagnostics"]
+    html = _render(lstm_run, analysis)
+    for section_id in ids:
+        assert f'<section id="{section_id}"' in html
+    assert 'id="fig-saturation-lstm-l0-fwd"' in html and 'id="fig-activity-lstm-l0-fwd"' in html
+    for finding in analysis.findings:  # every finding links to a figure that exists
+        assert f'id="{finding.anchor}"' in html
+    assert ctx["prediction"]["rows"] and ctx["prediction"]["rows"][0][1].endswith("%")
+
+
+def test_view_escapes_hostile_tokens_and_names(hostile_run) -> None:  # noqa: ANN001
+    from tests.conftest import HOSTILE
+
+    analysis = _analyze(hostile_run)
+    html = _render(hostile_run, analysis)
+    assert "<script>alert(1)</script>" not in html
+    assert "alert(1)" not in html.replace("&lt;script&gt;alert(1)&lt;/script&gt;", "")
+    assert HOSTILE not in html
+
+
+def test_view_is_deterministic(gru_run) -> None:  # noqa: ANN001
+    first = _render(gru_run, _analyze(gru_run))
+    second = _render(gru_run, _analyze(gru_run))
+    assert first == second
+    assert 'id="fig-trajectory-gru-l0-fwd"' in first and "update gate" in first
+
+
+def test_view_names_both_directions(bilstm_run) -> None:  # noqa: ANN001
+    from lstmviz_cli.analysis_view import trajectories_section
+
+    section = trajectories_section(_analyze(bilstm_run))
+    assert [f["id"] for f in section["figures"]] == [
+        "fig-trajectory-lstm-l0-fwd", "fig-trajectory-lstm-l0-bwd",
+        "fig-trajectory-lstm-l1-fwd", "fig-trajectory-lstm-l1-bwd",
+    ]
+
+
+def test_view_shows_text_units_with_highlighting() -> None:
+    from lstmviz_cli.analysis_view import analysis_context
+    from lstmviz_cli.inputs import SampleInput
+    from lstmviz_cli.pipeline import Run
+
+    trace = _quote_trace()
+    sample = SampleInput(values=np.zeros((1, len(QUOTED)), dtype=np.int64), kind="tokens", labels=list(QUOTED),
+                         description="t", text=QUOTED)
+    run = Run(loaded=None, sample=sample, trace=trace)
+    analysis = _analyze(run)
+    assert analysis.units[0].feature == "inside_quotes" and analysis.units[0].unit == 3
+    ctx = analysis_context(run, analysis, None)
+    units = next(s for s in ctx["sections"] if s["id"] == "interpretable-units")
+    assert "unit 3 of lstm/l0/fwd/c, which follows inside quotes" in units["reading"]
+    block = units["highlights"][0]
+    assert "".join(t["text"] for t in block["tokens"]) == QUOTED
+    assert all(t["color"].startswith("#") and len(t["color"]) == 7 for t in block["tokens"])
+    assert units["tables"][0]["rows"][0][:3] == ["inside quotes", "lstm/l0/fwd/c", "3"]
+
+
+def test_figures_bounded_for_long_sequences() -> None:
+    from lstmviz_cli._mpl import to_svg
+    from lstmviz_cli.figures_analysis import plot_saliency, plot_trajectories
+
+    rng = np.random.default_rng(0)
+    sizes = []
+    for steps in (500, 20000):
+        sal = SaliencyResult(step=steps - 1, target="y", values=rng.random(steps), horizon=10)
+        coords = rng.normal(size=(steps, 2))
+        traj = state_trajectories(make_trace(lstm_layer({"c": coords, "h": coords[:, ::-1]})))
+        sizes.append(len(to_svg(plot_saliency(sal, None))) + len(to_svg(plot_trajectories(traj, None, "t"))))
+    assert sizes[1] < 1.5 * sizes[0]

@@ -62,6 +62,7 @@ def test_step_tokens_and_display() -> None:
     assert step_tokens("abc", ["x", "y"], 2) == ["x", "y"]
     assert step_tokens(None, None, 2) is None
     assert [display_token(t) for t in (" ", "\n", "\t", "a", "\x07")] == ["\u2423", "\u21b5", "\u21e5", "a", "\\x07"]
+    assert display_token("a\x00b c\u202e") == "a\\x00b c\\u202e"
 
 
 def test_read_labels_csv(tmp_path: Path) -> None:

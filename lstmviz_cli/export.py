@@ -312,6 +312,9 @@ def diagram_bytes(graph: Any, fmt: str, *, grayscale: bool = False, width: float
     if render_format == "pdf":
         # cairo stamps the wall clock; an equal-length fixed date keeps the xref offsets valid.
         data = re.sub(rb"D:\d{14}[^)]*", lambda m: _FIXED_PDF_DATE.ljust(len(m.group(0)), b" "), data)
+        # ...and names itself as producer: the same length again, now carrying our marker.
+        data = re.sub(rb"/Producer \(([^)]{17,})\)",
+                      lambda m: b"/Producer (" + GENERATOR_MARKER.encode().ljust(len(m.group(1)), b" ") + b")", data)
     if render_format == "svg":
         data = data.replace(b"<svg", f"<!-- {GENERATOR_MARKER} -->\n<svg".encode(), 1)
     return data

@@ -21,7 +21,9 @@ Sources, later wins: a sidecar JSON next to the checkpoint (``model.pt`` -> ``mo
 keys of a dict checkpoint besides its weights; for safetensors, ``__metadata__["lstmviz"]`` holding
 a JSON string of the same keys; for TorchScript, an extra file ``lstmviz.json``. When absent,
 ``input_format``, ``vocab_size`` and ``input_size`` are inferred from the model (first Embedding ->
-tokens; else features of the first recurrent layer's input size) so inputs can be validated.
+tokens; else features of the first recurrent layer's input size) so inputs can be validated. A
+text/tokens model without an Embedding whose input size equals len(vocab) reads one-hot rows
+(``meta["one_hot"] = True``).
 """
 
 from __future__ import annotations
@@ -441,10 +443,17 @@ def _infer_meta(model: Any, meta: dict[str, Any]) -> None:
     configs = recurrent_configs(model)
     first = next(iter(configs.values()), None)
     if embedding is not None:
-        meta.setdefault("vocab_size", int(embedding.num_embeddings))
+        # The embedding's rows bound valid ids, whatever the metadata claims.
+        rows = int(embedding.num_embeddings)
+        meta["vocab_size"] = min(int(meta.get("vocab_size") or rows), rows)
         meta.setdefault("input_format", "tokens")
     elif first is not None:
         meta.setdefault("input_format", "features")
+        vocab = meta.get("vocab")
+        # Text or tokens into a model without an Embedding: one-hot rows, when the widths agree.
+        if meta["input_format"] in ("text", "tokens") and vocab and len(vocab) == first.input_size:
+            meta["one_hot"] = True
+            meta.setdefault("vocab_size", len(vocab))
     if first is not None:
         meta.setdefault("input_size", first.input_size)
 

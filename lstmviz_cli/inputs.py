@@ -121,6 +121,11 @@ def load_sample(
     if text is not None and sample.kind == "tokens":
         sample.text = text
         sample.description = f"{source}: {len(text)} characters"
+    if meta.get("one_hot") and sample.kind == "tokens":
+        # A model without an Embedding that reads one-hot rows of its vocabulary.
+        sample.values = np.eye(int(meta["vocab_size"]), dtype=np.float32)[sample.values]
+        sample.kind = "features"
+        sample.extra["one_hot"] = True
     _check_budget(loaded, sample, max_memory_bytes)
     return sample
 
@@ -298,7 +303,7 @@ def _validate(values: np.ndarray, meta: Mapping[str, Any], source: str) -> Sampl
     if np.issubdtype(dtype, np.integer):
         return _validate_tokens(values, meta, source)
     if np.issubdtype(dtype, np.floating):
-        if wants_tokens:
+        if wants_tokens and not meta.get("one_hot"):
             raise InputError(
                 f"{source}: got floats of dtype {dtype}, but the model reads integer token ids "
                 "(a 1-D sequence or (batch, time)); save the array as integers"

@@ -305,3 +305,19 @@ def test_fuzz_input_files(char_model: LoadedModel, feature_model: LoadedModel, t
             assert "\n" not in error.message
         else:
             assert sample.values.ndim in (2, 3) and sample.steps > 0
+
+
+def test_text_into_a_model_without_embedding_is_one_hot(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    torch.save({"state_dict": nn.GRU(4, 3).state_dict(), "vocab": list("abcd"), "input_format": "text"}, tmp_path / "oh.pt")
+    loaded = load_checkpoint(tmp_path / "oh.pt")
+    assert loaded.meta["one_hot"] is True and loaded.meta["vocab_size"] == 4
+    sample = load_sample(loaded, tokens="3,0")
+    np.testing.assert_array_equal(sample.values, [[[0, 0, 0, 1], [1, 0, 0, 0]]])
+    assert sample.kind == "features" and sample.labels == ["d", "a"]
+    text = load_sample(loaded, path=_write(tmp_path, "t.txt", "bad"))
+    assert text.values.shape == (1, 3, 4) and text.text == "bad"
+    floats = load_sample(loaded, path=_npy(tmp_path, "f.npy", np.full((2, 4), 0.25)))
+    assert floats.kind == "features" and floats.values.shape == (1, 2, 4)
+    with pytest.raises(InputError, match="outside the vocabulary"):
+        load_sample(loaded, tokens="4")

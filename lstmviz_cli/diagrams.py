@@ -8,7 +8,6 @@ backslashes; Graphviz then XML-escapes it in the SVG.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,8 +57,8 @@ def to_svg(graph: graphviz.Digraph) -> str:
         ) from error
     start = text.find("<svg")
     text = text[start:] if start >= 0 else text
-    # Graphviz sizes in pt; the page scales SVGs to its width, so keep only the viewBox sizing.
-    return re.sub(r'<svg width="[^"]*" height="[^"]*"', '<svg class="diagram"', text, count=1)
+    # Natural size in pt; the page's CSS shrinks wide diagrams to the column (max-width: 100%).
+    return text.replace("<svg ", '<svg class="diagram" ', 1)
 
 
 # -- architecture ----------------------------------------------------------------------------
@@ -73,6 +72,7 @@ class PathStep:
     kind: str
     inputs: tuple[tuple[int, ...], ...]
     outputs: tuple[tuple[int, ...], ...]
+    calls: int = 1  # a cell called once per step in a Python loop
 
 
 def _shapes(value: object) -> tuple[tuple[int, ...], ...]:
@@ -99,6 +99,7 @@ def read_path(meta_path: object, modules: dict[str, RecurrentConfig]) -> list[Pa
                     kind=str(entry.get("type", entry.get("kind", "?"))),
                     inputs=_shapes(entry.get("in", entry.get("input", entry.get("in_shapes")))),
                     outputs=_shapes(entry.get("out", entry.get("output", entry.get("out_shapes")))),
+                    calls=int(entry.get("calls", 1) or 1),
                 )
             )
     if steps:
@@ -141,6 +142,8 @@ def architecture_graph(path: list[PathStep], modules: dict[str, RecurrentConfig]
         if cfg is not None:
             lines = [_text(step.name) + f" ({cfg.kind})", config_text(cfg).replace(cfg.kind, "", 1).strip(" ·")]
             lines = [line for line in lines if line]
+            if step.calls > 1:
+                lines.append(f"called {step.calls}× (once per step)")
             colour = GATE_COLORS["f"] if cfg.family == "lstm" else GATE_COLORS["z"]
             graph.node(node, label=_label(*lines), fillcolor="#fff7f2", color=colour, penwidth="1.6")
         else:
@@ -313,13 +316,13 @@ def unrolled_graph(
     """
     start, stop = window
     graph = _new("unrolled", rankdir="BT", nodesep="0.12", ranksep="0.32", newrank="true")
-    graph.attr("node", shape="box", style="rounded,filled", width="0.5", height="0.34", fontsize="9", margin="0.03,0.02")
+    graph.attr("node", shape="box", style="rounded,filled", width="0.5", height="0.34", fontsize="11", margin="0.03,0.02")
     steps = list(range(start, stop))
     before, after = start, total - stop
 
     def ellipsis(rank: graphviz.Digraph, row: str, where: str, count: int) -> str:
         node = f"{row}_{where}"
-        rank.node(node, label=f"… {count} steps", shape="plain", style="", fontcolor=MUTED, fontsize="9")
+        rank.node(node, label=f"… {count} steps", shape="plain", style="", fontcolor=MUTED, fontsize="10")
         return node
 
     with graph.subgraph(name="inputs") as rank:

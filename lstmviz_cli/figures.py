@@ -48,8 +48,8 @@ def bin_time(values: np.ndarray, max_columns: int = MAX_COLUMNS) -> tuple[np.nda
 def order_units(values: np.ndarray, method: str) -> np.ndarray:
     """Row order for a (time, units) array: "none", "variance" (highest first) or "cluster".
 
-    "cluster" is spectral seriation: units sorted by their coordinate on the leading eigenvector
-    of the unit-by-unit correlation matrix, so units that move together sit together.
+    "cluster" is average-linkage agglomerative clustering on 1 − correlation, rows in dendrogram
+    leaf order, so units that move together sit together (deterministic: ties go to lower indices).
     """
     units = values.shape[1]
     if method == "none" or units <= 1:
@@ -58,15 +58,36 @@ def order_units(values: np.ndarray, method: str) -> np.ndarray:
     if method == "variance":
         return np.argsort(-clean.var(axis=0), kind="stable")
     if method == "cluster":
-        centred = clean - clean.mean(axis=0)
-        scale = np.sqrt((centred**2).sum(axis=0))
-        scale[scale == 0] = 1.0
-        corr = (centred / scale).T @ (centred / scale)
-        _, vectors = np.linalg.eigh(corr)
-        lead = vectors[:, -1]
-        lead = lead if lead[np.argmax(np.abs(lead))] >= 0 else -lead  # eigenvector sign is arbitrary
-        return np.lexsort((np.arange(units), np.round(lead, 9)))
+        return np.asarray(_cluster_order(clean))
     raise ValueError(f"unknown unit order {method!r}")
+
+
+def _cluster_order(values: np.ndarray) -> list[int]:
+    """Leaf order of average-linkage clustering of the columns of `values` on 1 − Pearson r."""
+    n = values.shape[1]
+    centred = values - values.mean(axis=0)
+    norms = np.sqrt((centred**2).sum(axis=0))
+    norms[norms == 0] = 1.0
+    unit = centred / norms
+    dist = 1.0 - unit.T @ unit
+    np.fill_diagonal(dist, np.inf)
+    members: list[list[int]] = [[k] for k in range(n)]
+    sizes = np.ones(n)
+    active = np.ones(n, dtype=bool)
+    for _ in range(n - 1):
+        flat = int(np.argmin(dist))
+        i, j = divmod(flat, n)
+        i, j = min(i, j), max(i, j)
+        merged = (sizes[i] * dist[i] + sizes[j] * dist[j]) / (sizes[i] + sizes[j])
+        dist[i, :] = merged
+        dist[:, i] = merged
+        dist[i, i] = np.inf
+        dist[j, :] = np.inf
+        dist[:, j] = np.inf
+        members[i] = members[i] + members[j]
+        sizes[i] += sizes[j]
+        active[j] = False
+    return members[int(np.flatnonzero(active)[0])]
 
 
 # -- gate heatmaps -----------------------------------------------------------------------------
@@ -164,8 +185,15 @@ def plot_gate_heatmaps(
 _GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("a",)}
 
 
+MAX_WEIGHT_ROWS = 128  # larger gate blocks show their first 128 rows and columns (file size)
+
+
 def plot_weights(layer: LayerTrace) -> Figure:
-    """W_ih and W_hh split per gate (one shared symmetric scale), bias bars, and weight histograms."""
+    """W_ih and W_hh split per gate (one shared symmetric scale), bias bars, and weight histograms.
+
+    Blocks larger than MAX_WEIGHT_ROWS show their top-left corner (the title gives the full size);
+    histograms and the colour scale use every weight.
+    """
     gates = _GATE_ORDER.get(layer.family, ("a",))
     hidden = layer.config.hidden_size
     w_ih = layer.weights.get("weight_ih")
@@ -186,8 +214,10 @@ def plot_weights(layer: LayerTrace) -> Figure:
         for k, gate in enumerate(gates):
             ax = fig.add_subplot(grid[row, k])
             block = matrix[k * hidden : (k + 1) * hidden]
-            image = ax.imshow(block, aspect="auto", interpolation="none", cmap=STATE_CMAP, norm=norm)
-            ax.set_title(f"{name} · {gate} ({block.shape[0]}×{block.shape[1]})", fontsize=8,
+            shown = block[:MAX_WEIGHT_ROWS, :MAX_WEIGHT_ROWS]
+            image = ax.imshow(shown, aspect="auto", interpolation="none", cmap=STATE_CMAP, norm=norm)
+            cropped = " (first 128)" if shown.shape != block.shape else ""
+            ax.set_title(f"{name} · {gate} ({block.shape[0]}×{block.shape[1]}){cropped}", fontsize=8,
                          color=GATE_COLORS.get(gate, "#222"))
             ax.tick_params(labelsize=6)
             if k == 0:

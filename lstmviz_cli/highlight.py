@@ -43,13 +43,15 @@ def display_char(token: str) -> str:
     return visible(token, 24)
 
 
+LEVELS = 21  # activation colours are quantised to this many CSS classes (keeps the file small)
+
+
 @dataclass(frozen=True)
 class TokenSpan:
-    """One token of a highlighted text: what to print, its background, its ink, and its tooltip."""
+    """One token of a highlighted text: what to print, its colour level (CSS class) and its tooltip."""
 
     text: str
-    color: str
-    ink: str
+    level: int  # 0 (−1, blue) … LEVELS−1 (+1, red); -1: not a number
     title: str
 
 
@@ -62,17 +64,25 @@ class HighlightBlock:
     spans: list[TokenSpan]
 
 
-def activation_colour(value: float) -> tuple[str, str]:
-    """Background for a value in [-1, 1] on the state colormap, and a readable text colour."""
+def activation_level(value: float) -> int:
+    """The colour level of a value in [-1, 1] (clipped); -1 for NaN."""
+    if not np.isfinite(value):
+        return -1
+    x = min(max(float(value), -1.0), 1.0)
+    return int(round((x + 1.0) / 2.0 * (LEVELS - 1)))
+
+
+def level_colours() -> list[tuple[str, str]]:
+    """(background, ink) of every level on the state colormap, ink chosen for contrast."""
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    if not np.isfinite(value):
-        return "#ffffff", "#999999"
-    x = min(max(float(value), -1.0), 1.0)
-    rgba = colormaps[STATE_CMAP](0.5 + 0.5 * x)
-    luminance = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2]
-    return to_hex(rgba), ("#111111" if luminance > 0.45 else "#ffffff")
+    colours = []
+    for level in range(LEVELS):
+        rgba = colormaps[STATE_CMAP](level / (LEVELS - 1))
+        luminance = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2]
+        colours.append((to_hex(rgba), "#111111" if luminance > 0.45 else "#ffffff"))
+    return colours
 
 
 def top_variance_units(values: np.ndarray, count: int) -> list[int]:
@@ -98,13 +108,11 @@ def highlight_block(
     spans = []
     shown = np.tanh(values) if squash else values
     for k, token in enumerate(tokens):
-        colour, ink = activation_colour(float(shown[k]))
         spans.append(
             TokenSpan(
                 text=display_char(token) + separator,
-                color=colour,
-                ink=ink,
-                title=f"step {start + k} {visible(token, 16)!r}: {series}[{unit}] = {float(values[k]):.3f}",
+                level=activation_level(float(shown[k])),
+                title=f"t={start + k} {series}[{unit}]={float(values[k]):.3f}",
             )
         )
     return HighlightBlock(id=block_id, caption=caption, spans=spans)

@@ -22,7 +22,13 @@ from markupsafe import Markup
 
 from lstmviz_cli import __version__
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.highlight import HighlightBlock, highlight_block, top_variance_units, visible
+from lstmviz_cli.highlight import (
+    HighlightBlock,
+    highlight_block,
+    level_colours,
+    top_variance_units,
+    visible,
+)
 from lstmviz_cli.output import GENERATOR_MARKER
 from lstmviz_cli.palette import GATE_COLORS
 from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace, Trace
@@ -377,6 +383,7 @@ def unrolled_section(run: Any, rv: ReportView, tokens: list[str] | None) -> dict
         "window": (start, stop),
         "total": _valid_steps(run.trace),
         "lstm": any(layer.family == "lstm" for layer in rv.layers),
+        "backward": any(layer.direction == "bwd" for layer in rv.layers),
     }
 
 
@@ -410,7 +417,7 @@ def heatmap_section(run: Any, rv: ReportView, tokens: list[str] | None) -> list[
         rows, how = _row_order(layer, rv)
         panels = []
         width = 1
-        for name, array in layer.series.items():
+        for name in layer.series:
             values = _sequence(layer, name, rv.window)
             if values.shape[1] == layer.config.hidden_size:
                 units = rows
@@ -572,6 +579,7 @@ def render_report(run: Any, analysis: Any, view: Any) -> str:
         "analysis_ctx": analysis_ctx or {},
         "has_analysis": bool(analysis_ctx),
         "gate_colors": GATE_COLORS,
+        "token_levels": level_colours(),
         "series_names": SERIES_NAMES,
         "picker": [{"id": b.id, "label": b.caption} for b in (tokens_ctx or {"blocks": []})["blocks"]],
         "version": __version__,

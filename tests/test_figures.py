@@ -1,0 +1,107 @@
+"""Figures: time binning and unit ordering with known answers; heatmaps and weights render byte-stably."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import HOSTILE, numpy_trace
+
+from lstmviz_cli import figures
+from lstmviz_cli._mpl import to_svg
+from lstmviz_cli.figures import HeatPanel
+
+
+def test_bin_time_means_per_bin() -> None:
+    values = np.arange(1000 * 2, dtype=np.float64).reshape(1000, 2)
+    binned, width = figures.bin_time(values, max_columns=400)
+    assert width == 3 and binned.shape == (334, 2)
+    np.testing.assert_allclose(binned[0], values[:3].mean(axis=0))
+    np.testing.assert_allclose(binned[-1], values[999])  # the last bin holds one step
+
+
+def test_bin_time_keeps_short_sequences_and_ignores_padding() -> None:
+    values = np.ones((10, 3))
+    same, width = figures.bin_time(values, max_columns=400)
+    assert width == 1 and same is values
+    padded = np.array([[1.0], [3.0], [np.nan], [np.nan]])
+    binned, width = figures.bin_time(padded, max_columns=2)
+    assert width == 2 and binned[0, 0] == 2.0 and np.isnan(binned[1, 0])
+
+
+def test_order_units_variance_and_none() -> None:
+    t = np.linspace(0, 1, 50)
+    values = np.stack([0.1 * t, 3.0 * t, 1.0 * t, 0.0 * t], axis=1)
+    assert figures.order_units(values, "variance").tolist() == [1, 2, 0, 3]
+    assert figures.order_units(values, "none").tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError):
+        figures.order_units(values, "random")
+
+
+def test_order_units_cluster_puts_correlated_units_together() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=200), rng.normal(size=200)
+    # units 0 and 2 follow a, units 1 and 3 follow -a... and b: two groups interleaved by index.
+    values = np.stack([a, b, a + 0.05 * rng.normal(size=200), b + 0.05 * rng.normal(size=200)], axis=1)
+    order = figures.order_units(values, "cluster").tolist()
+    groups = ["a" if u in (0, 2) else "b" for u in order]
+    assert groups in (["a", "a", "b", "b"], ["b", "b", "a", "a"])
+    assert figures.order_units(values, "cluster").tolist() == order  # deterministic
+
+
+def test_time_ticks_use_tokens_when_few_and_subsets_when_many() -> None:
+    positions, labels = figures.time_ticks(3, 0, 1, ["a", " ", "\n"])
+    assert positions == [0, 1, 2] and labels == ["a", "␣", "↵"]
+    positions, labels = figures.time_ticks(400, 100, 50, None)
+    assert positions[:2] == [0, 17] and labels[:2] == ["100", "950"]
+
+
+def _panels(trace):
+    layer = trace.layers[0]
+    return [HeatPanel(name, layer.series[name][0].T, list(range(layer.units))) for name in layer.series]
+
+
+def test_heatmaps_deterministic_and_labels_not_markup() -> None:
+    trace = numpy_trace("LSTM", steps=9, hidden_size=4)
+    tokens = [HOSTILE, "</svg>", "<b>", "$x$", "\\", "a", "b", "c", "d"]
+    svg1 = to_svg(figures.plot_gate_heatmaps(_panels(trace), start=0, width=1, tokens=tokens))
+    svg2 = to_svg(figures.plot_gate_heatmaps(_panels(trace), start=0, width=1, tokens=tokens))
+    assert svg1 == svg2
+    assert svg1.count("<svg") == 1 and svg1.count("</svg>") == 1 and "<script" not in svg1 and "<b>" not in svg1
+    assert svg1.count("<image") == 12  # a raster per series (i f g o c h) and per colour bar
+
+
+def test_heatmaps_gru_and_binned_axis_label() -> None:
+    trace = numpy_trace("GRU", steps=30, hidden_size=3, module="gru")
+    fig = figures.plot_gate_heatmaps(_panels(trace), start=0, width=5, tokens=None)
+    texts = [ax.xaxis.label.get_text() for ax in fig.axes] + [ax.get_title(loc="left") for ax in fig.axes]
+    assert "time step (means over bins of 5 steps)" in texts
+    assert {"r · reset gate", "z · update gate", "n · new gate", "h · hidden state"} <= set(texts)
+
+
+@pytest.mark.parametrize("kind, proj", [("LSTM", 0), ("LSTM", 2), ("GRU", 0)])
+def test_weights_figure_splits_gates(kind: str, proj: int) -> None:
+    trace = numpy_trace(kind, steps=3, hidden_size=4, proj_size=proj)
+    fig = figures.plot_weights(trace.layers[0])
+    titles = [ax.get_title() for ax in fig.axes]
+    gates = "ifgo" if kind == "LSTM" else "rzn"
+    for gate in gates:
+        assert f"W_ih · {gate} (4×3)" in titles
+        assert f"W_hh · {gate} (4×{proj or 4})" in titles
+        assert f"bias {gate} (b_ih + b_hh)" in titles
+    bars = [ax for ax in fig.axes if ax.get_title() == f"bias {gates[0]} (b_ih + b_hh)"][0]
+    heights = [p.get_height() for p in bars.patches]
+    w = trace.layers[0].weights
+    np.testing.assert_allclose(heights, (w["bias_ih"] + w["bias_hh"])[:4], rtol=1e-6)
+
+
+def test_gate_stats_figure_has_a_panel_per_layer() -> None:
+    from conftest import stand_in_analysis
+
+    trace = numpy_trace("LSTM", steps=6, hidden_size=3, num_layers=2)
+    stats = stand_in_analysis(trace).gate_stats
+    prefixes = [layer.prefix for layer in trace.layers]
+    fig = figures.plot_gate_stats(stats, prefixes, {p: p for p in prefixes})
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles.count("lstm/l0/fwd") == 1 and titles.count("lstm/l1/fwd") == 1
+    means = [p.get_height() for p in fig.axes[0].patches]
+    assert means == pytest.approx([s.mean for s in stats if s.prefix == "lstm/l0/fwd"])

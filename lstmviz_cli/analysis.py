@@ -1,28 +1,29 @@
 """The analysis stage: pure NumPy over a Trace — gate statistics, saturation, units, memory, findings.
 
-JSON schema of `Analysis.to_json()` (what `lstmviz report --json summary.json` writes; every
-float rounded to 6 significant digits, no NaN: missing values are null):
+JSON schema of `Analysis.to_json()` (what `lstmviz report ... --json summary.json` writes, next to
+`"generator": "lstmviz-generated"`; floats rounded to 6 significant digits; NaN/inf become null;
+everything about "units" and "steps" refers to batch element 0 unless said otherwise):
 
-    {
-      "thresholds": {"saturation_low": 0.1, "saturation_high": 0.9, ...},   # Thresholds fields
-      "prediction": null | {"kind": "topk" | "values", "step": int | null, "note": str,
-                            "items": [{"label": str, "value": float}, ...]},
-      "gate_stats": [{"prefix": "lstm/l0/fwd", "series": "f", "mean", "std",
-                      "frac_low", "frac_high",    # null for series that are not [0, 1] gates
-                      "time_std"}],               # for "c": mean over units of its std over time
-      "saturation": [{"prefix", "series", "frac_low": [per unit], "frac_high": [per unit]}],
-      "units": {"features": {name: definition},
-                "ranked": [{"feature", "key": "lstm/l0/fwd/c", "unit": int, "r": float}]},
-                # sorted by |r| descending; the top `units_per_feature` per feature
-      "saliency": null | {"step": int, "target": str, "values": [per input step ‖∂y/∂x_t‖],
-                          "horizon": int, "horizon_mass": 0.9,
-                          "param_norms": {parameter name: gradient norm}},
-      "memory_probe": null | {"prefix", "lengths": [int], "dependence": [float]},
-      "trajectories": [{"prefix", "series", "explained": [pc1, pc2], "jumpiness": float}],
-      "findings": [{"code", "severity": "info" | "warning" | "error", "prefix",
-                    "units": [int], "value", "threshold", "message", "anchor"}],
-      "notes": [str]                               # analyses skipped and why
-    }
+    thresholds     {name: number}: every Thresholds field used (saturation_low, saturation_high, ...)
+    prediction     null | {"kind": "topk"|"values", "step": int|null, "note": str,
+                           "items": [{"label": str, "value": probability or predicted value}]}
+    gate_stats     [{"prefix": "lstm/l0/fwd", "series": "f", "mean", "std",
+                     "frac_low", "frac_high",      # share < saturation_low / > saturation_high; null
+                                                   # for series that are not sigmoid gates
+                     "time_std"}]                  # "c" only: mean over units of the std over time
+    saturation     [{"prefix", "series", "frac_low": [per unit], "frac_high": [per unit]}]
+    units          {"features": {feature: definition},
+                    "ranked": [{"feature", "key": "lstm/l0/fwd/c", "unit": int, "r": float}]}
+                   # Pearson r over the steps; the 5 strongest units per feature, sorted by |r|
+    saliency       null | {"step": int, "target": str, "values": [‖∂y/∂x_t‖ per input step],
+                           "horizon": int, "horizon_mass": 0.9, "param_norms": {name: ‖∂y/∂θ‖}}
+    memory_probe   null | {"prefix", "state": "c"|"h", "lengths": [int], "dependence": [0..1]}
+    trajectories   [{"prefix", "series", "explained": [pc1, pc2], "jumpiness": float}]
+    findings       [{"code", "severity": "info"|"warning"|"error", "prefix", "units": [int],
+                     "value", "threshold", "message", "anchor"}]
+                   # codes: dead_units, saturated_gate, forget_pinned_low, forget_pinned_high,
+                   # exploding_cell, vanishing_gradient; "anchor" is the report figure's HTML id
+    notes          [str]: analyses that were skipped, and why
 """
 
 from __future__ import annotations

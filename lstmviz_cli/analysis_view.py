@@ -367,11 +367,15 @@ def memory_section(analysis: Analysis, run: Any) -> dict[str, Any] | None:
             joiner = "" if getattr(getattr(run, "sample", None), "text", None) is not None else " "
             values = np.nan_to_num(np.asarray(sal.values, dtype=np.float64))
             peak = values.max() if values.max() > 0 else 1.0
-            # Log-scaled so that the decay over many orders of magnitude stays visible.
-            shade = np.clip(1 + np.log10(np.maximum(values / peak, 1e-12)) / 8, 0, 1)
+            positive = values[values > 0]
+            # Log-scaled over the range the values really span (1 to 8 decades), so that both a
+            # decay over many orders of magnitude and a two-fold difference stay visible.
+            decades = float(np.clip(np.log10(peak / positive.min()), 1.0, 8.0)) if len(positive) else 1.0
+            shade = np.clip(1 + np.log10(np.maximum(values / peak, 1e-300)) / decades, 0, 1)
             section["highlights"].append(
                 {
-                    "caption": "the sample coloured by saliency (log scale: white ≤ 10⁻⁸ of the peak, dark = peak)",
+                    "caption": "the sample coloured by saliency (log scale: white ≤ "
+                    f"{10 ** -decades:.0e} of the peak, darkest = peak)",
                     "tokens": _highlight(analysis.tokens, shade, signed=False, joiner=joiner, label="log-saliency"),
                 }
             )

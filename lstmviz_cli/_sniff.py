@@ -102,10 +102,10 @@ def _sniff_zip(path: Path, size: int) -> Sniffed:
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
-    """8-byte little-endian header length, then a JSON object."""
-    if len(head) < 9:
+    """8-byte little-endian header length, then a JSON object (its length is checked later)."""
+    if len(head) < 10:
         return False
-    return head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] > 1
+    return head[8:10] in (b'{"', b"{}", b"{ ", b"{\n") and struct.unpack("<Q", head[:8])[0] > 1
 
 
 def validate_safetensors(path: Path, size: int) -> dict[str, Any]:

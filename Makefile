@@ -9,7 +9,7 @@ TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.lstmviz-setup
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: setup demo test lint dot browser clean-venv
+.PHONY: setup demo test lint dot browser clean-venv figures
 
 setup: $(STAMP) dot
 
@@ -45,6 +45,11 @@ browser:
 
 demo: setup
 	$(LSTMVIZ) report sample_models/charlm.pt -o report.html
+
+# Every figure of every sample model as a publication-ready PDF, plus figs/figures.json.
+SAMPLE_MODELS := sample_models/charlm.pt sample_models/digitsum.pt sample_models/sine.pt sample_models/gru_digitsum.safetensors
+figures: setup
+	$(LSTMVIZ) figures $(SAMPLE_MODELS) -o figs/ --format pdf --width double --jobs 2
 
 test: setup browser
 	$(PY) -m pytest -q

@@ -148,3 +148,48 @@ def test_analyze_run_notes_a_model_that_cannot_be_differentiated() -> None:
     analysis = analyze_run(run, ViewOptions())
     assert analysis.saliency is None
     assert analysis.notes and analysis.notes[0].startswith("gradient saliency skipped: ValueError: token inputs")
+
+
+def test_saliency_and_probe_on_cuda_match_cpu() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    model = Features(forget_bias=1.0).eval()
+    x = np.random.default_rng(0).normal(size=(1, 8, 2)).astype(np.float32)
+    cpu = compute_saliency(model, x, kind="values")
+    gpu = compute_saliency(model.to("cuda"), x, kind="values", device="cuda")
+    np.testing.assert_allclose(gpu.values, cpu.values, rtol=1e-4, atol=1e-7)
+    probe = memory_probe(model, x, max_length=16, device="cuda")
+    assert probe.lengths == [1, 2, 4, 8, 16]
+
+
+# -- the sample models: the numbers the README quotes --------------------------------------------
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "sample_models"
+
+
+def _sample_analysis(name: str, **view: object):  # noqa: ANN202
+    from lstmviz_cli.pipeline import LoadOptions, load_and_trace
+
+    path = SAMPLES / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not trained yet")
+    torch.set_num_threads(1)
+    run = load_and_trace(LoadOptions(checkpoint=path))
+    return analyze_run(run, ViewOptions(**view))
+
+
+def test_charlm_has_a_quote_or_bracket_unit_found_by_itself() -> None:
+    analysis = _sample_analysis("charlm.pt")
+    structural = [u for u in analysis.units if u.feature in ("inside_quotes", "bracket_depth")]
+    assert structural and abs(structural[0].r) >= 0.7, structural[:3]
+
+
+def test_digitsum_saliency_first_two_digits_stand_out() -> None:
+    analysis = _sample_analysis("digitsum.pt")
+    sal = analysis.saliency
+    assert sal is not None and sal.step == len(sal.values) - 1
+    values = sal.values
+    middle = values[2:-1]  # the distractor steps between the digits and the last input
+    assert values[0] > 3 * middle.mean() and values[1] > 2 * middle.mean()
+    assert min(values[0], values[1]) > middle.max()
+    assert sal.horizon == len(values)  # the answer needs the very first steps

@@ -120,7 +120,8 @@ def load_sample(
     sample = _validate(values, meta, source)
     if text is not None and sample.kind == "tokens":
         sample.text = text
-        sample.description = f"{source}: {len(text)} characters"
+        unit = "characters" if _char_level(meta) else "words"
+        sample.description = f"{source}: {sample.steps if unit == 'words' else len(text)} {unit}"
     if meta.get("one_hot") and sample.kind == "tokens":
         # A model without an Embedding that reads one-hot rows of its vocabulary.
         sample.values = np.eye(int(meta["vocab_size"]), dtype=np.float32)[sample.values]
@@ -162,7 +163,7 @@ def _read_file(path: Path, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | N
             return _read_csv(path), None
         if suffix in (".pt", ".pth"):
             return _read_pt(path), None
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")  # universal newlines: CRLF reads as "\n"
     except InputError:
         raise
     except UnicodeDecodeError as error:
@@ -257,7 +258,7 @@ def _encode_text(text: str, meta: Mapping[str, Any], name: str) -> np.ndarray:
     if not text:
         raise InputError(f"input text {name!r} is empty")
     index = {token: i for i, token in enumerate(vocab)}
-    chars = all(len(token) == 1 for token in vocab) or meta.get("input_format") == "text"
+    chars = _char_level(meta)
     pieces = list(text) if chars else text.split()
     missing = sorted({p for p in pieces if p not in index})
     if missing:
@@ -265,6 +266,12 @@ def _encode_text(text: str, meta: Mapping[str, Any], name: str) -> np.ndarray:
         what = "characters" if chars else "words"
         raise InputError(f"input {name!r} has {what} outside the model's vocabulary: {shown}")
     return np.array([index[p] for p in pieces], dtype=np.int64)
+
+
+def _char_level(meta: Mapping[str, Any]) -> bool:
+    """Text is split into characters for "text" models and single-character vocabularies, else words."""
+    vocab = meta.get("vocab") or []
+    return meta.get("input_format") == "text" or all(len(token) == 1 for token in vocab)
 
 
 def _from_sample(sample: Any, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | None]:

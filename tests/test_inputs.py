@@ -71,7 +71,7 @@ def _npy(tmp: Path, name: str, array: np.ndarray) -> Path:
 
 # -- token models ------------------------------------------------------------------------------------
 def test_text_file_encoding_values(char_model: LoadedModel, tmp_path: Path) -> None:
-    sample = load_sample(char_model, path=_write(tmp_path, "in.txt", "badge\n"))
+    sample = load_sample(char_model, path=_write(tmp_path, "in.txt", "badge\r\n"))
     np.testing.assert_array_equal(sample.values, [[1, 0, 3, 6, 4]])  # the editor's final newline is dropped
     assert sample.labels == ["b", "a", "d", "g", "e"]
     assert sample.text == "badge"
@@ -111,7 +111,7 @@ def test_word_vocabulary_splits_on_whitespace(tmp_path: Path) -> None:
     loaded = load_checkpoint(tmp_path / "w.pt")
     sample = load_sample(loaded, path=_write(tmp_path, "s.txt", "the cat  sat\n"))
     np.testing.assert_array_equal(sample.values, [[0, 1, 2]])
-    assert sample.labels == ["the", "cat", "sat"]
+    assert sample.labels == ["the", "cat", "sat"] and sample.description == "s.txt: 3 words"
     with pytest.raises(InputError, match="words outside the model's vocabulary: 'dog'"):
         load_sample(loaded, path=_write(tmp_path, "d.txt", "the dog"))
 

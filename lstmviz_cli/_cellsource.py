@@ -143,7 +143,7 @@ def source_name(site: Site) -> str | None:
     if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
         target, value = stmt.targets[0], stmt.value
         if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
-            for sub_target, sub_value in zip(target.elts, value.elts):
+            for sub_target, sub_value in zip(target.elts, value.elts, strict=False):
                 if _contains(sub_value, call):
                     return _target_name(sub_target)
             return None

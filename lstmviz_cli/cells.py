@@ -199,7 +199,7 @@ def _group(events: list[_Event]) -> tuple[list[SiteSeries], list[str]]:
         return [], notes
     steps = max(counts, key=lambda n: (counts[n], n))
     series: list[SiteSeries] = []
-    for key, group in by_site.items():
+    for group in by_site.values():
         site = group[0].site
         where = site.where if site else "?"
         rows = [_as_rows(e.value) for e in group]

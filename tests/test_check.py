@@ -250,3 +250,19 @@ def test_sample_model_passes_and_its_broken_copy_fails(
     failed = {case["name"]: case for case in document["cases"] if not case["passed"]}
     assert "saturation lstm/l0/fwd f" in failed
     assert failed["saturation lstm/l0/fwd f"]["value"] > 0.99
+
+
+def test_cli_report_from_the_same_trace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls = []
+
+    def load(options):  # noqa: ANN001, ANN202
+        calls.append(options)
+        return _pinned_run()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "load_and_trace", load)
+    assert main(["check", "pinned.pt", "--report", "report.html"]) == EXIT_CHECK_FAILED
+    assert len(calls) == 1 and calls[0].verify is True  # one trace feeds both; verified by default
+    page = (tmp_path / "report.html").read_text()
+    assert "lstmviz-generated" in page and "pinned.pt" in page
+    assert main(["check", "pinned.pt", "--max-verify-error", "-1"]) == 2  # bad value: usage error, no trace

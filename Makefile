@@ -9,7 +9,7 @@ TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.lstmviz-setup
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: setup demo test lint dot browser clean-venv figures
+.PHONY: setup demo test lint dot browser clean-venv figures bench
 
 setup: $(STAMP) dot
 
@@ -53,6 +53,10 @@ figures: setup
 
 test: setup browser
 	$(PY) -m pytest -q
+
+# Trace cost against the plain forward and a per-step Python loop; results go in benchmarks/RESULTS.md.
+bench: setup
+	$(PY) benchmarks/bench.py
 
 lint: setup
 	$(VENV)/bin/ruff check lstmviz_cli tests sample_models benchmarks

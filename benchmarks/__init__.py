@@ -1,0 +1,1 @@
+"""Benchmarks for lstmviz (`make bench`); not part of the installed package."""

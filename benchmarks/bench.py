@@ -1,0 +1,278 @@
+"""`make bench`: trace cost against the plain forward and a hand-written per-step loop, side by side.
+
+Prints Markdown tables (paste them into benchmarks/RESULTS.md): the issue-7 configurations, the
+CLI timings, and the long-sequence curve. Timings are medians of repeats measured in this one
+process, alternating forward / trace / loop so that load from other work hits all columns alike;
+peak memory is measured in a fresh subprocess per row (ru_maxrss cannot be reset in-process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from benchmarks.baseline import python_loop_trace  # noqa: E402
+from lstmviz_cli import tracing  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Config:
+    """One benchmark row: a recurrent module and its input, batch-first."""
+
+    label: str
+    kind: str
+    input_size: int
+    hidden: int
+    steps: int
+    batch: int = 1
+    layers: int = 1
+    bidirectional: bool = False
+    proj: int = 0
+
+    def build(self) -> tuple[nn.Module, torch.Tensor]:
+        torch.manual_seed(0)
+        kw = {"num_layers": self.layers, "bidirectional": self.bidirectional, "batch_first": True}
+        if self.proj:
+            kw["proj_size"] = self.proj
+        cls = {"lstm": nn.LSTM, "gru": nn.GRU}[self.kind]
+        model = cls(self.input_size, self.hidden, **kw).eval()
+        return model, torch.randn(self.batch, self.steps, self.input_size)
+
+
+CONFIGS = [
+    Config("(a) LSTM 128->512, T=2000, B=1", "lstm", 128, 512, 2000),
+    Config("(b) LSTM 64->256, T=500, B=32", "lstm", 64, 256, 500, batch=32),
+    Config("(c) LSTM 2L bi 64->256 proj128, T=1000", "lstm", 64, 256, 1000, layers=2,
+           bidirectional=True, proj=128),
+    Config("(d) GRU 128->512, T=2000, B=1", "gru", 128, 512, 2000),
+    # Not in issue 7: a small model, where a per-step loop is dominated by Python overhead.
+    Config("(e) LSTM 32->128, T=2000, B=1", "lstm", 32, 128, 2000),
+]
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def _timed(fn: Callable[..., object], *args: object) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def _forward(model: nn.Module, x: torch.Tensor) -> object:
+    return model(x)
+
+
+def _rebuild(model: nn.Module, x: torch.Tensor) -> object:
+    """trace() with the oneDNN workspace shortcut off: every gate rebuilt by the batched GEMM."""
+    tracing.USE_WORKSPACE = False
+    try:
+        return tracing.trace(model, x)
+    finally:
+        tracing.USE_WORKSPACE = True
+
+
+def _trace_bytes(tr) -> int:
+    return sum(a.nbytes for lt in tr.layers for a in lt.series.values())
+
+
+MEMORY_SCRIPT = """
+import json, os, sys, threading, time, torch
+sys.path.insert(0, {root!r})
+from benchmarks.bench import Config
+from lstmviz_cli import trace
+torch.set_num_threads({threads})
+cfg = Config(**json.loads(sys.argv[1]))
+model, x = cfg.build()
+with torch.no_grad():
+    model(x)
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+base = rss()
+peak = [base]
+stop = threading.Event()
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
+start = time.perf_counter()
+tr = trace(model, x, store_dtype=sys.argv[2])
+seconds = time.perf_counter() - start
+stop.set(); sampler.join()
+peak[0] = max(peak[0], rss())
+stored = sum(a.nbytes for lt in tr.layers for a in lt.series.values())
+print(json.dumps({{"growth": peak[0] - base, "stored": stored, "seconds": seconds,
+                  "err": tr.verify_error}}))
+"""
+
+
+def measure_memory(cfg: Config, threads: int, dtype: str = "float32") -> dict:
+    """Peak RSS during one trace minus RSS before it (sampled every 2 ms), in a fresh process."""
+    script = MEMORY_SCRIPT.format(root=str(ROOT), threads=threads)
+    fields = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(fields), dtype],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_configs(repeats: int, loop_repeats: int, threads: int) -> list[str]:
+    rows = ["| config | forward ms | trace ms | trace/forward | rebuild-only ms | ratio | "
+            "per-step loop ms | loop/forward | trace speed-up vs loop | peak trace memory | "
+            "trace bytes | verify error |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    print("\n".join(rows), flush=True)
+    for cfg in CONFIGS:
+        model, x = cfg.build()
+        _forward(model, x)  # warm-up: oneDNN primitive creation
+        tr = tracing.trace(model, x)
+        python_loop_trace(model, x)
+        fwd, trc, rebuild, loop = [], [], [], []
+        for r in range(repeats):
+            fwd.append(_timed(_forward, model, x))
+            trc.append(_timed(tracing.trace, model, x))
+            rebuild.append(_timed(_rebuild, model, x))
+            if r < loop_repeats:
+                loop.append(_timed(python_loop_trace, model, x))
+        mem = measure_memory(cfg, threads)
+        f, t, rb, lp = (_median_ms(s) for s in (fwd, trc, rebuild, loop))
+        rows.append(
+            f"| {cfg.label} | {f:.0f} | {t:.0f} | **{t / f:.2f}** | {rb:.0f} | {rb / f:.2f} | "
+            f"{lp:.0f} | {lp / f:.2f} | **{lp / t:.1f}x** | {mem['growth'] / 2**20:.0f} MiB | "
+            f"{_trace_bytes(tr) / 2**20:.1f} MiB | {tr.verify_error:.1e} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _cli_seconds(args: list[str], repeats: int, cwd: Path) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(args, cwd=cwd, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+SAMPLE_MODELS = ["charlm.pt", "digitsum.pt", "sine.pt"]
+
+
+def bench_cli(repeats: int) -> list[str]:
+    """`lstmviz --help`, and `lstmviz report` per sample model against the import floor."""
+    exe = Path(sys.executable).parent / "lstmviz"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "lstmviz_cli"]
+    rows = ["| command | median s | vs floor | report size |", "|---|---:|---:|---:|"]
+    print("\n".join(rows), flush=True)
+    help_s = _cli_seconds([*cmd, "--help"], max(repeats, 5), ROOT)
+    rows.append(f"| `lstmviz --help` | {help_s:.2f} | | |")
+    print(rows[-1], flush=True)
+    floor = _cli_seconds([sys.executable, "-c", "import torch, matplotlib.pyplot"], repeats, ROOT)
+    rows.append(f"| `python -c \"import torch, matplotlib.pyplot\"` (floor) | {floor:.2f} | 1.00 | |")
+    print(rows[-1], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in SAMPLE_MODELS:
+            source = ROOT / "sample_models" / name
+            out = Path(tmp) / f"{name}.html"
+            if not source.exists():
+                rows.append(f"| `lstmviz report {name}` | skipped: no such sample model | | |")
+                continue
+            try:
+                seconds = _cli_seconds([*cmd, "report", str(source), "-o", str(out), "--force"],
+                                       repeats, ROOT)
+            except subprocess.CalledProcessError as exc:
+                reason = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+                note = reason[-1] if reason else f"exit {exc.returncode}"
+                print(f"note: lstmviz report {name} failed, skipped: {note}", flush=True)
+                rows.append(f"| `lstmviz report {name}` | skipped ({note[:60]}) | | |")
+                print(rows[-1], flush=True)
+                continue
+            size = out.stat().st_size / 2**20
+            rows.append(f"| `lstmviz report sample_models/{name}` | {seconds:.2f} | "
+                        f"{seconds / floor:.2f} | {size:.2f} MiB |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def bench_long(steps_list: list[int], threads: int) -> list[str]:
+    """Time and peak memory of trace for one long sequence, hidden 1024, each in a fresh process."""
+    rows = ["| T | store | trace s | s per 1k steps | peak trace memory | trace bytes | verify error |",
+            "|---:|---|---:|---:|---:|---:|---:|"]
+    print("\n".join(rows), flush=True)
+    for steps in steps_list:
+        for dtype in ("float32", "float16") if steps == max(steps_list) else ("float32",):
+            cfg = Config(f"T={steps}", "lstm", 32, 1024, steps)
+            mem = measure_memory(cfg, threads, dtype)
+            rows.append(f"| {steps:,} | {dtype} | {mem['seconds']:.1f} | "
+                        f"{mem['seconds'] / steps * 1e3:.2f} | {mem['growth'] / 2**30:.2f} GiB | "
+                        f"{mem['stored'] / 2**30:.2f} GiB | {mem['err']:.1e} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def describe_machine(threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = os.getloadavg()[0]
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; torch {torch.__version__}, "
+            f"{threads} torch thread(s); Python {platform.python_version()}; "
+            f"load average at start {load:.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--loop-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable)")
+    parser.add_argument("--long", default="1000,10000,100000",
+                        help="long-sequence lengths (hidden 1024); '' to skip")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: configs,cli,long")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message=".*projections is not supported with oneDNN.*")
+    skip = set(filter(None, args.skip.split(",")))
+    print(f"machine: {describe_machine(args.threads)}\n", flush=True)
+    if "configs" not in skip:
+        print("## trace against forward (CPU)\n", flush=True)
+        bench_configs(args.repeats, args.loop_repeats, args.threads)
+        print()
+    if "cli" not in skip:
+        print("## command line\n", flush=True)
+        bench_cli(max(1, args.repeats // 2 + 1))
+        print()
+    if "long" not in skip and args.long:
+        print("## long sequences (LSTM 32->1024, batch 1)\n", flush=True)
+        steps = [int(s) for s in args.long.split(",") if s]
+        bench_long(steps, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -416,17 +416,7 @@ UNIT_SERIES = ("c", "h")  # the states whose units are ranked against features
 
 def pearson_columns(states: np.ndarray, feature: np.ndarray) -> np.ndarray:
     """Pearson r of every column of `states` (time, units) with `feature` (time,); NaN where constant."""
-    x = np.asarray(states, dtype=np.float64)
-    y = np.asarray(feature, dtype=np.float64)
-    xc = x - x.mean(axis=0)
-    yc = y - y.mean()
-    x_norm = np.sqrt((xc**2).sum(axis=0))
-    y_norm = math.sqrt(float((yc**2).sum()))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (xc * yc[:, None]).sum(axis=0) / (x_norm * y_norm)
-    # A unit (or feature) that never moves has no correlation; tiny norms are float noise.
-    r[(x_norm < 1e-8 * math.sqrt(len(y))) | (y_norm < 1e-12)] = np.nan
-    return np.clip(r, -1.0, 1.0)
+    return _pearson_matrix(np.asarray(states, dtype=np.float64), np.asarray(feature, dtype=np.float64)[:, None])[:, 0]
 
 
 def rank_units(
@@ -437,28 +427,46 @@ def rank_units(
     Uses batch element 0 (the sequence the features describe). Features that are constant over the
     sample are skipped (no correlation is defined). Sorted by |r| descending, ties by name.
     """
-    candidates: list[tuple[str, np.ndarray]] = []
+    names = sorted(features)
+    found: dict[str, list[UnitCorrelation]] = {name: [] for name in names}
     for layer in trace.layers:
-        for name in UNIT_SERIES:
-            if name in layer.series:
-                candidates.append((f"{layer.prefix}/{name}", np.asarray(layer.series[name][0], dtype=np.float64)))
-    ranked: list[UnitCorrelation] = []
-    for feature_name in sorted(features):
-        feature = np.asarray(features[feature_name], dtype=np.float64)
-        found: list[UnitCorrelation] = []
-        for key, seq in candidates:
-            steps = min(len(feature), seq.shape[0])
-            seq_part, feat_part = seq[:steps], feature[:steps]
-            keep = ~np.isnan(seq_part).any(axis=1)
+        for series in UNIT_SERIES:
+            if series not in layer.series or not names:
+                continue
+            key = f"{layer.prefix}/{series}"
+            seq = np.asarray(layer.series[series][0], dtype=np.float64)
+            steps = min(seq.shape[0], *(len(features[name]) for name in names))
+            seq = seq[:steps]
+            keep = ~np.isnan(seq).any(axis=1)
             if keep.sum() < 3:
                 continue
-            r = pearson_columns(seq_part[keep], feat_part[keep])
-            for unit in np.flatnonzero(~np.isnan(r)):
-                found.append(UnitCorrelation(feature_name, key, int(unit), float(r[unit])))
-        found.sort(key=lambda u: (-abs(u.r), u.key, u.unit))
-        ranked.extend(found[:per_feature])
+            x = seq[keep]
+            f = np.stack([np.asarray(features[name], dtype=np.float64)[:steps][keep] for name in names], axis=1)
+            # Every unit against every feature in one product (Pearson r = cosine of centred vectors).
+            r = _pearson_matrix(x, f)
+            for k, name in enumerate(names):
+                for unit in np.flatnonzero(~np.isnan(r[:, k])):
+                    found[name].append(UnitCorrelation(name, key, int(unit), float(r[unit, k])))
+    ranked: list[UnitCorrelation] = []
+    for name in names:
+        found[name].sort(key=lambda u: (-abs(u.r), u.key, u.unit))
+        ranked.extend(found[name][:per_feature])
     ranked.sort(key=lambda u: (-abs(u.r), u.feature, u.key, u.unit))
     return ranked
+
+
+def _pearson_matrix(x: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """(units, features) Pearson r of the columns of x (time, units) with those of f (time, features)."""
+    xc = x - x.mean(axis=0)
+    fc = f - f.mean(axis=0)
+    x_norm = np.sqrt((xc**2).sum(axis=0))
+    f_norm = np.sqrt((fc**2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (xc.T @ fc) / np.outer(x_norm, f_norm)
+    # A unit (or feature) that never moves has no correlation; tiny norms are float noise.
+    r[x_norm < 1e-8 * np.sqrt(len(x)), :] = np.nan
+    r[:, f_norm < 1e-12] = np.nan
+    return np.clip(r, -1.0, 1.0)
 
 
 # -- memory over time -----------------------------------------------------------------------------
@@ -500,14 +508,15 @@ def pca_2d(states: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     coords = np.zeros((x.shape[0], 2))
     if x.shape[0] < 2 or not np.any(x):
         return coords, (0.0, 0.0)
-    u, s, vt = np.linalg.svd(x, full_matrices=False)
-    k = min(2, len(s))
+    # SVD of the small (units, units) scatter matrix instead of the (time, units) data: the same
+    # components, and long sequences cost one matmul rather than an SVD of a tall matrix.
+    _, var, vt = np.linalg.svd(x.T @ x)
+    k = min(2, len(var))
     for j in range(k):
         # SVD signs are arbitrary: make each component's largest loading positive.
         if vt[j, np.argmax(np.abs(vt[j]))] < 0:
-            u[:, j] *= -1
-        coords[:, j] = u[:, j] * s[j]
-    var = s**2
+            vt[j] *= -1
+        coords[:, j] = x @ vt[j]
     share = var / var.sum()
     explained = (float(share[0]), float(share[1]) if k > 1 else 0.0)
     return coords, explained

@@ -156,6 +156,13 @@ def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], conf
             f"tensor {first['weight_hh']!r} has shape {_shape(w_hh)}, which is not 4, 3 or 1 times the "
             f"hidden size {hidden} (LSTM, GRU, RNN)"
         )
+    if int(w_ih.shape[1]) <= 0:
+        raise CheckpointError(f"tensor {first['weight_ih']!r} has shape {_shape(w_ih)}: the input size is 0")
+    if proj_size and not 0 < proj_size < hidden:
+        raise CheckpointError(
+            f"tensor {first['weight_hr']!r} has shape {_shape(state[first['weight_hr']])}: proj_size must be "
+            f"between 1 and hidden size - 1 ({hidden - 1})"
+        )
     kind = _FAMILY_BY_GATES[rows // hidden]
     has_bias = "bias_ih" in first or "bias_hh" in first
     spec = RecurrentSpec(

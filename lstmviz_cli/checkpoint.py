@@ -498,7 +498,10 @@ def _rebuild(state: dict[str, Any], meta: dict[str, Any]) -> tuple[Any, list[str
     config = meta.get("config") or {}
     vocab = meta.get("vocab")
     plan = _statedict.plan_rebuild(state, config, len(vocab) if vocab else None)
-    return _statedict.build_model(state, plan), plan.ignored
+    try:
+        return _statedict.build_model(state, plan), plan.ignored
+    except (ValueError, RuntimeError) as error:  # torch's own checks on sizes the plan missed
+        raise CheckpointError(f"cannot rebuild {plan.rnn.name!r} from the state dict: {_first_line(error)}") from None
 
 
 def _place(model: Any, dev: str, meta: dict[str, Any]) -> Any:

@@ -145,12 +145,18 @@ def source_name(site: Site) -> str | None:
         if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
             for sub_target, sub_value in zip(target.elts, value.elts, strict=False):
                 if _contains(sub_value, call):
-                    return _target_name(sub_target)
+                    return _own_target(sub_target, sub_value)
             return None
-        return _target_name(target)
-    if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
-        return _target_name(stmt.target)
+        return _own_target(target, value)
+    if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) and stmt.value is not None:
+        return _own_target(stmt.target, stmt.value)
     return None
+
+
+def _own_target(target: ast.expr, value: ast.expr) -> str | None:
+    """The target's name, unless several activations share it (`c = sig(a)*c + sig(b)*tanh(d)`)."""
+    calls = [n for n in ast.walk(value) if isinstance(n, ast.Call) and _call_word(n) in _ACTIVATION_WORDS]
+    return _target_name(target) if len(calls) <= 1 else None
 
 
 def argument_name(site: Site) -> str | None:

@@ -225,6 +225,12 @@ def _name_sites(series: list[SiteSeries]) -> None:
     for s in series:  # the same variable assigned on two lines: say which line
         if taken[s.name] > 1 and "@" not in s.name:
             s.name = f"{s.name}@{s.site.where}"
+    taken = Counter(s.name for s in series)
+    for s in series:  # still the same (one line, no column information): number them in call order
+        if taken[s.name] > 1:
+            same = [t for t in series if t.name == s.name]
+            for k, t in enumerate(same):
+                t.name = f"{t.name}#{k}"
 
 
 def _split_fused(series: list[SiteSeries], hidden: int) -> list[SiteSeries]:

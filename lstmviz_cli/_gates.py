@@ -140,7 +140,7 @@ def scan_loop(f: torch.Tensor, u: torch.Tensor, c_init: torch.Tensor, reverse: b
 
 
 def scan_parallel(f: torch.Tensor, u: torch.Tensor, c_init: torch.Tensor, reverse: bool) -> torch.Tensor:
-    """The same recurrence as a Hillis-Steele scan: log2(T) vectorised steps, for GPUs.
+    """The same recurrence as a Hillis-Steele scan: log2(T) vectorised steps, for GPUs (new tensor).
 
     Composition (a2, b2) o (a1, b1) = (a2 a1, a2 b1 + b2) only multiplies gates in [0, 1], so it is
     as stable as the sequential loop.
@@ -187,7 +187,11 @@ class _Sink:
         index = self._index[name]
         if index is not None:
             value = value.index_select(2, index.to(value.device))
-        self._views[name][:, t0:t1].copy_(value.transpose(0, 1))
+        target = self._views[name][:, t0:t1]
+        if value.device.type != "cpu":
+            # Select and narrow on the device, so only the stored bytes cross to the host.
+            value = value.to(target.dtype)
+        target.copy_(value.transpose(0, 1))
 
     def pad_nan(self, lengths: np.ndarray | None) -> dict[str, np.ndarray]:
         if lengths is not None:
@@ -297,7 +301,9 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
             f_scan = f if valid is None else f.masked_fill(~valid[..., None], 1.0)
             if valid is not None:
                 c.masked_fill_(~valid[..., None], 0.0)
-            scan(f_scan, c, carry, d.reverse)
+            scanned = scan(f_scan, c, carry, d.reverse)
+            if scanned is not c:  # the parallel scan returns a new tensor
+                c.copy_(scanned)
             carry = c[0] if d.reverse else c[-1]
         m = None
         if verify or (proj and (direct or spec.wants("m"))):

@@ -410,6 +410,20 @@ def test_parallel_scan_equals_sequential_scan() -> None:
         torch.testing.assert_close(par, seq, atol=1e-6, rtol=0)
 
 
+def test_the_gpu_code_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What CUDA runs (parallel scan, chunked host copies) checked here against the reference."""
+    monkeypatch.setattr(_gates, "_direct", lambda spec, x: False)
+    monkeypatch.setattr(_gates, "scan_loop", _gates.scan_parallel)
+    monkeypatch.setattr(tracing, "USE_WORKSPACE", False)
+    module = make("lstm", num_layers=2, bidirectional=True)
+    x = np.random.default_rng(8).normal(size=(3, 11, 3)).astype(np.float32)
+    lengths = np.array([11, 4, 7])
+    packed = pack_padded_sequence(torch.from_numpy(x), torch.as_tensor(lengths), batch_first=True,
+                                  enforce_sorted=False)
+    tr = trace(module, packed, chunk_steps=3)
+    assert_matches(tr, "lstm", reference(module, x, lengths=lengths))
+
+
 @pytest.mark.parametrize("use_workspace", [True, False])
 def test_workspace_and_rebuilt_gates_agree(monkeypatch: pytest.MonkeyPatch, use_workspace: bool) -> None:
     module = make("lstm", hidden=64, num_layers=2, bidirectional=True)  # 4H = 256: padded rows

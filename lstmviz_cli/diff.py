@@ -346,8 +346,12 @@ def render_diff(result: DiffResult) -> str:
     by_layer: dict[str, list[WeightChange]] = {}
     for change in result.weights:
         by_layer.setdefault(change.prefix, []).append(change)
-    weight_svgs = {prefix: to_svg(plot_weight_distributions(changes)) for prefix, changes in by_layer.items()}
-    saturation_svg = to_svg(plot_saturation(result.gate_stats)) if result.gate_stats else None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # glyphs missing from DejaVu (emoji) draw as boxes
+        weight_svgs = {prefix: to_svg(plot_weight_distributions(changes)) for prefix, changes in by_layer.items()}
+        saturation_svg = to_svg(plot_saturation(result.gate_stats)) if result.gate_stats else None
     env = template_environment()
     return env.get_template("diff.html.j2").render(
         r=result, generator=GENERATOR_MARKER, weight_svgs=weight_svgs, saturation_svg=saturation_svg,

@@ -464,6 +464,11 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
             kind="diagram",
         )
     ]
+    items.append(FigureItem(
+        "unrolled", None, "The recurrent layers unrolled over the first steps, each cell shaded by its mean "
+        "forget (LSTM) or update (GRU) gate, inputs below and outputs above.",
+        lambda: _unrolled_graph(run, rv, tokens), kind="diagram",
+    ))
     for k, layer in enumerate(rv.layers):
         family = layer.family.upper()
         items.append(FigureItem(
@@ -516,6 +521,35 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
                 lambda trajs=trajs, prefix=prefix: fa.plot_trajectories(trajs, display, prefix),
             ))
     return items
+
+
+def _unrolled_graph(run: Any, rv: Any, tokens: list[str] | None) -> Any:
+    """The report's unrolled-time diagram (mirrors report.unrolled_section's glue)."""
+    import numpy as np
+
+    from lstmviz_cli import report
+    from lstmviz_cli.diagrams import UnrolledRow, unrolled_graph
+    from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES
+
+    start, stop = rv.diagram_window
+    steps = range(start, stop)
+    rows = []
+    groups: dict[tuple[str, int], int] = {}
+    shade_names = set()
+    for k, layer in enumerate(rv.layers):
+        name = report.SHADE_SERIES.get(layer.family, "h")
+        shade_names.add(name)
+        values = report._sequence(layer, name, (start, stop)).mean(axis=1)
+        if name not in GATE_SERIES:
+            values = 0.5 + 0.5 * np.tanh(values)
+        group = groups.setdefault((layer.module, layer.layer), len(groups))
+        rows.append(UnrolledRow(
+            key=f"r{k}", group=group, label=layer.label, backward=layer.direction == "bwd",
+            shade=[float(v) for v in values], carries_c=layer.family == "lstm",
+        ))
+    shade = " / ".join(f"{SERIES_NAMES[n]} ({n})" for n in sorted(shade_names))
+    return unrolled_graph(rows, (start, stop), report._valid_steps(run.trace),
+                          report._input_labels(run, tokens, steps), report._output_labels(run, steps), shade)
 
 
 def _heatmap_figure(layer: Any, rv: Any, tokens: list[str] | None) -> Any:

@@ -195,7 +195,7 @@ def test_report_items_cover_every_layer() -> None:
     for prefix in ("lstm/l0/fwd", "lstm/l0/bwd", "lstm/l1/fwd", "lstm/l1/bwd"):
         for figure in ("cell", "heatmaps", "weights", "saturation"):
             assert (figure, prefix) in names
-    assert ("architecture", None) in names and ("gate-stats", None) in names
+    assert {("architecture", None), ("unrolled", None), ("gate-stats", None)} <= names
     assert len({export.export_name("sine", i.layer, i.figure, "pdf") for i in items}) == len(items)
 
 
@@ -239,7 +239,7 @@ def test_sample_model_pdfs_open_with_page_size_and_fonts(tmp_path: Path, capsys:
     assert main(["figures", str(model), "-o", str(tmp_path), "--width", "double"]) == 0
     manifest = json.loads((tmp_path / "figures.json").read_text())
     files = {f["figure"]: f for f in manifest["figures"]}
-    assert {"architecture", "cell", "heatmaps", "weights", "gate-stats", "saturation"} <= set(files)
+    assert {"architecture", "unrolled", "cell", "heatmaps", "weights", "gate-stats", "saturation"} <= set(files)
     for entry in manifest["figures"]:
         reader = pypdf.PdfReader(tmp_path / entry["file"])
         page = reader.pages[0]

@@ -812,6 +812,11 @@ def analyze_run(run: Any, view: Any) -> Analysis:
             )
         except Exception as error:  # noqa: BLE001 - the model is the user's code: lose one section only
             notes.append(f"gradient saliency skipped: {type(error).__name__}: {error}")
+        if saliency is not None and chosen is not None and saliency.step != chosen:
+            notes.append(
+                f"--saliency-step {chosen} ignored: the model's output has no time axis, so the saliency "
+                f"is of its output after the last step ({saliency.step})"
+            )
         if getattr(view, "memory_probe", False):
             try:
                 probe = saliency_mod.memory_probe(model, values, device=device)

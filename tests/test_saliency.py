@@ -193,3 +193,48 @@ def test_digitsum_saliency_first_two_digits_stand_out() -> None:
     assert values[0] > 3 * middle.mean() and values[1] > 2 * middle.mean()
     assert min(values[0], values[1]) > middle.max()
     assert sal.horizon == len(values)  # the answer needs the very first steps
+
+
+def test_cli_report_labels_and_json(tmp_path) -> None:  # noqa: ANN001
+    """The report command's analysis options end to end: --labels, --saliency-step, --memory-probe, --json."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lstmviz_cli.cli import app
+
+    if not (SAMPLES / "digitsum.pt").is_file():
+        pytest.skip("digitsum.pt is not trained yet")
+    labels = tmp_path / "labels.csv"
+    digits = [6, 7, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3]
+    labels.write_text("is_zero,position\n" + "".join(f"{int(d == 0)},{t}\n" for t, d in enumerate(digits)))
+    out, summary = tmp_path / "r.html", tmp_path / "s.json"
+    args = ["report", str(SAMPLES / "digitsum.pt"), "-o", str(out), "--json", str(summary),
+            "--labels", str(labels), "--saliency-step", "5", "--memory-probe", "--saturation-high", "0.8"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(summary.read_text())
+    assert doc["generator"] == "lstmviz-generated"
+    assert {u["feature"] for u in doc["units"]["ranked"]} == {"label:is_zero", "label:position"}
+    # digitsum's head reads the last step only: the chosen step cannot apply, and a note says so.
+    assert doc["saliency"]["step"] == 11 and len(doc["saliency"]["values"]) == 12
+    assert doc["notes"] == [
+        "--saliency-step 5 ignored: the model's output has no time axis, so the saliency is of its "
+        "output after the last step (11)"
+    ]
+    assert doc["memory_probe"]["lengths"][0] == 1
+    assert doc["thresholds"]["saturation_high"] == 0.8
+    html = out.read_text()
+    assert 'id="interpretable-units"' in html and "label:is_zero" in html
+
+
+def test_cli_report_bad_labels_is_a_one_line_error(tmp_path) -> None:  # noqa: ANN001
+    from lstmviz_cli.cli import main
+
+    if not (SAMPLES / "digitsum.pt").is_file():
+        pytest.skip("digitsum.pt is not trained yet")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("a\n1\n2\n")
+    code = main(["report", str(SAMPLES / "digitsum.pt"), "-o", str(tmp_path / "r.html"), "--labels", str(labels)])
+    assert code == 2
+    assert not (tmp_path / "r.html").exists()

@@ -153,7 +153,11 @@ def _recording(model: nn.Module) -> Iterator[_Recorder]:
     def pre(name: str):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             recorder.stack.append(name)
-            recorder.pending.setdefault(name, []).append(_tensors((args, kwargs)))
+            # Only the first call's arguments are read (input width, the initial state).
+            if not recorder.calls.get(name) and not recorder.pending.get(name):
+                recorder.pending.setdefault(name, []).append(_tensors((args, kwargs)))
+            else:
+                recorder.pending.setdefault(name, []).append([])
         return hook
 
     def post(name: str):
@@ -163,10 +167,24 @@ def _recording(model: nn.Module) -> Iterator[_Recorder]:
             recorder.calls.setdefault(name, []).append((call_args, _tensors(output)))
         return hook
 
+    def enter(name: str):  # stock modules (Linear, Dropout, ...) only mark where we are
+        def hook(module: nn.Module, args: tuple) -> None:
+            recorder.stack.append(name)
+        return hook
+
+    def leave(name: str):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            recorder.stack.pop()
+        return hook
+
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_pre_hook(pre(name), with_kwargs=True))
-            handles.append(module.register_forward_hook(post(name), with_kwargs=True))
+            if recorder.user[name]:
+                handles.append(module.register_forward_pre_hook(pre(name), with_kwargs=True))
+                handles.append(module.register_forward_hook(post(name), with_kwargs=True))
+            else:
+                handles.append(module.register_forward_pre_hook(enter(name)))
+                handles.append(module.register_forward_hook(leave(name)))
         with _ActivationMode(recorder):
             yield recorder
     finally:

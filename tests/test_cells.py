@@ -480,3 +480,17 @@ def test_describe_site() -> None:
     cells_found, _ = record_custom_cells(StepLoop(FusedChunkCell(IN, H), H), _inputs())
     site = cells_found[0].sites[0].site
     assert cells.describe_site(site) == f"{THIS}:{site.lineno} in forward"
+
+
+@pytest.mark.gpu
+def test_cuda_trace_matches_cpu() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model = StepLoop(_fused_from(_stock_lstm()), H)
+    x = _inputs()
+    on_cpu = trace_custom(model, x)
+    on_gpu = trace_custom(model.cuda(), x.cuda())
+    assert on_gpu.meta["device"].startswith("cuda")
+    for key in on_cpu.keys():
+        np.testing.assert_allclose(on_gpu[key], on_cpu[key], atol=1e-5, err_msg=key)
+    assert on_gpu.meta["custom_cells"]["cell"]["names"] == on_cpu.meta["custom_cells"]["cell"]["names"]

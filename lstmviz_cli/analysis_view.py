@@ -283,6 +283,7 @@ def units_section(analysis: Analysis, run: Any) -> dict[str, Any]:
     raw = analysis.tokens
     joiner = "" if getattr(getattr(run, "sample", None), "text", None) is not None else " "
     shown: list[str] = []
+    panels = []
     for u in analysis.units:
         if u.feature in shown or len(shown) >= UNIT_FEATURES_SHOWN:
             continue
@@ -300,8 +301,13 @@ def units_section(analysis: Analysis, run: Any) -> dict[str, Any]:
                     "tokens": _highlight(raw, activation, signed=True, joiner=joiner, label="activation"),
                 }
             )
-        fig = figs.plot_unit_feature(activation, analysis.features[u.feature], tokens, caption)
-        section["figures"].append(_figure(anchor_id("fig", "unit", u.feature), caption, fig))
+        panels.append((activation, analysis.features[u.feature], caption))
+    if panels:
+        fig = figs.plot_unit_features(panels, tokens)
+        section["figures"].append(
+            _figure(anchor_id("fig", "units"), "the best unit for each of the strongest features (blue) "
+                    "against the feature (grey)", fig)
+        )
     return section
 
 

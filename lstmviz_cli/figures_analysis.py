@@ -206,23 +206,26 @@ def plot_activity(
     return fig
 
 
-def plot_unit_feature(
-    activation: np.ndarray, feature: np.ndarray, tokens: Sequence[str] | None, title: str
+def plot_unit_features(
+    panels: Sequence[tuple[np.ndarray, np.ndarray, str]], tokens: Sequence[str] | None
 ) -> Figure:
-    """One unit's activation over time with the feature it tracks, on twin axes."""
-    steps = min(len(activation), len(feature), MAX_POINTS)
-    fig = new_figure(7.5, 1.9)
-    ax = fig.add_subplot()
-    x = np.arange(steps)
-    ax.step(x, feature[:steps], where="mid", color="#999999", linewidth=0.9)
-    ax.fill_between(x, feature[:steps], step="mid", color="#dddddd", linewidth=0)
-    ax.set_ylabel("feature", fontsize=8, color="#777777")
-    twin = ax.twinx()
-    twin.plot(x, activation[:steps], color=GATE_COLORS["i"], linewidth=1.0)
-    twin.set_ylabel("activation", fontsize=8, color=GATE_COLORS["i"])
-    _time_ticks(ax, tokens, steps)
-    ax.set_xlim(-0.5, steps - 0.5)
-    ax.set_title(plain(title) + (f" (first {steps} steps)" if steps < len(activation) else ""), fontsize=8)
-    for a in (ax, twin):
-        a.tick_params(labelsize=7)
+    """Each (activation, feature, title): a unit's activation over time on twin axes with the
+    feature it tracks. One figure for all panels (glyph outlines are stored once per SVG)."""
+    fig = new_figure(7.5, 1.75 * len(panels) + 0.3)
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (activation, feature, title) in zip(axes, panels, strict=True):
+        steps = min(len(activation), len(feature), MAX_POINTS)
+        x = np.arange(steps)
+        ax.step(x, feature[:steps], where="mid", color="#999999", linewidth=0.9)
+        ax.fill_between(x, feature[:steps], step="mid", color="#dddddd", linewidth=0)
+        ax.set_ylabel("feature", fontsize=8, color="#777777")
+        twin = ax.twinx()
+        twin.plot(x, activation[:steps], color=GATE_COLORS["i"], linewidth=1.0)
+        twin.set_ylabel("activation", fontsize=8, color=GATE_COLORS["i"])
+        _time_ticks(ax, tokens, steps)
+        ax.set_xlim(-0.5, steps - 0.5)
+        more = f" (first {steps} steps)" if steps < len(activation) else ""
+        ax.set_title(plain(title) + more, fontsize=8)
+        for a in (ax, twin):
+            a.tick_params(labelsize=7)
     return fig

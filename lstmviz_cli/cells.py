@@ -346,8 +346,8 @@ def _hint_score(assign: dict[str, SiteSeries], allowed: str) -> int:
 
 
 def _fit_lstm(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.ndarray],
-              scale: float) -> tuple[dict[str, SiteSeries], SiteSeries, float] | None:
-    """(i, f, g, o) and the tanh(c) site that satisfy the LSTM equations, with the h error."""
+              scale: float) -> tuple[dict[str, SiteSeries], SiteSeries, float | None, float] | None:
+    """(i, f, g, o) and the tanh(c) site that satisfy the LSTM equations; the h and c errors."""
     best = None
     for c_site in tanh:
         if c_site.inputs is None:
@@ -366,12 +366,12 @@ def _fit_lstm(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.n
                 h = o_site.values * c_site.values
                 h_err, _ = _match(h, returned)
                 assign = {"i": i_site, "f": f_site, "g": g_site, "o": o_site}
-                key = (h_err if returned else 0.0, -_hint_score(assign, "ifgo"))
+                key = (h_err if returned else 0.0, -_hint_score(assign, "ifgo"), state_err)
                 if best is None or key < best[0]:
-                    best = (key, assign, c_site, h_err if returned else None)
+                    best = (key, assign, c_site, h_err if returned else None, state_err)
     if best is None:
         return None
-    return best[1], best[2], best[3]
+    return best[1], best[2], best[3], best[4]
 
 
 def _fit_gru(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.ndarray], h0: np.ndarray
@@ -432,12 +432,17 @@ def _analyse(cell: CustomCell, calls: list, config_input: int) -> None:
     if len(sig) >= 3 and len(tanh) >= 2:
         fit = _fit_lstm(sig, tanh, returned, scale)
         if fit is not None:
-            assign, c_site, h_err = fit
+            assign, c_site, h_err, state_err = fit
             c = c_site.inputs
             h = assign["o"].values * c_site.values
             series = {k: assign[k].values for k in "ifgo"} | {"c": c, "h": h}
             cell.family = "lstm"
             cell.verify_error = h_err
+            if h_err is None or not np.isfinite(h_err):
+                # Nothing returned looks like h (a model that loops inline and returns logits):
+                # the recurrence c_t = f*c_{t-1} + i*g, which the mapping had to satisfy, is the check.
+                cell.verify_error = state_err
+                cell.notes.append("the module returns no hidden state; verified c_t = f*c_(t-1) + i*g instead")
             c_err, _ = _match(c, returned)
             if returned and np.isfinite(c_err):
                 cell.notes.append(f"returned cell state matches to {c_err:.1e}")

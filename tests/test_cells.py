@@ -367,6 +367,84 @@ def test_one_sigmoid_for_three_gates_is_split() -> None:
     assert {k: names[k] for k in "ifo"} == {"i": "sig[0]", "f": "sig[1]", "o": "sig[2]"}
 
 
+class InlineClassifier(nn.Module):
+    """The whole model in one forward: the LSTM step is inline and only logits come out."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.gates = nn.Linear(input_size + hidden_size, 4 * hidden_size)
+        self.head = nn.Linear(hidden_size, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = c = x.new_zeros(x.shape[0], self.hidden_size)
+        for t in range(x.shape[1]):
+            i, f, g, o = self.gates(torch.cat([x[:, t], h], 1)).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        return torch.sigmoid(self.head(h))
+
+
+def test_inline_loop_returning_only_logits_is_checked_by_the_recurrence() -> None:
+    torch.manual_seed(13)
+    model = InlineClassifier(IN, H)
+    x = _inputs(14)
+    trace = trace_custom(model, x)
+    layer = trace.layer("InlineClassifier/l0/fwd")
+    assert layer.config.kind == "LSTM"
+    info = trace.meta["custom_cells"]["InlineClassifier"]
+    assert "verified c_t = f*c_(t-1) + i*g" in info["notes"][-1]
+    assert any("left out" in note for note in info["notes"])  # the head's one sigmoid is not a step
+    with torch.no_grad():
+        probs = torch.sigmoid(model.head(torch.from_numpy(layer.series["h"][:, -1])))
+    np.testing.assert_allclose(trace.output, probs.numpy(), atol=1e-6)
+    # The unhelpful-name fallback orders itself by the arithmetic, not the line order.
+    with torch.no_grad():
+        i, f, g, o = model.gates(torch.cat([x[:, 0], torch.zeros(B, H)], 1)).chunk(4, 1)
+    np.testing.assert_allclose(layer.series["f"][:, 0], torch.sigmoid(f).numpy(), atol=1e-6)
+    np.testing.assert_allclose(layer.series["o"][:, 0], torch.sigmoid(o).numpy(), atol=1e-6)
+
+
+class ClassicGRUCell(nn.Module):
+    """Cho et al.'s convention: h = z * h_tilde + (1 - z) * h_prev, reset applied before U."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.W = nn.Linear(input_size, 3 * hidden_size)
+        self.U_zr = nn.Linear(hidden_size, 2 * hidden_size, bias=False)
+        self.U_h = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        wz, wr, wh = self.W(x).chunk(3, 1)
+        uz, ur = self.U_zr(h).chunk(2, 1)
+        z_t = torch.sigmoid(wz + uz)
+        r_t = torch.sigmoid(wr + ur)
+        h_tilde = torch.tanh(wh + self.U_h(r_t * h))
+        return z_t * h_tilde + (1 - z_t) * h
+
+
+def test_gru_with_the_other_update_convention() -> None:
+    torch.manual_seed(15)
+    cell = ClassicGRUCell(IN, H)
+    x = _inputs(16)
+    trace = trace_custom(StepLoop(cell, H, with_c=False), x)
+    layer = trace.layer("cell/l0/fwd")
+    info = trace.meta["custom_cells"]["cell"]
+    assert layer.family == "gru" and info["names"] == {"r": "r_t", "z": "z_t", "n": "h_tilde", "h": "h"}
+    assert any("(1-z)*h_prev + z*n" in note for note in info["notes"])
+    h = torch.zeros(B, H)
+    hs, zs = [], []
+    with torch.no_grad():
+        for t in range(T):
+            wz, _, _ = cell.W(x[:, t]).chunk(3, 1)
+            uz, _ = cell.U_zr(h).chunk(2, 1)
+            zs.append(torch.sigmoid(wz + uz))
+            h = cell(x[:, t], h)
+            hs.append(h)
+    np.testing.assert_allclose(layer.series["z"], torch.stack(zs, 1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(layer.series["h"], torch.stack(hs, 1).numpy(), atol=1e-5)
+
+
 # -- selection, verification, housekeeping ----------------------------------------------------------
 
 

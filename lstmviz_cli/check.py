@@ -322,7 +322,8 @@ def to_junit(results: list[CheckResult]) -> str:
             f"  <testsuite name={_attr('lstmviz check ' + result.model)} tests=\"{len(result.cases)}\" "
             f'failures="{len(result.failures)}" errors="0" skipped="0" time="0">'
         )
-        classname = _attr(f"lstmviz.{result.model}")
+        # CI systems split classname at dots into package and class: keep the file name in one piece.
+        classname = _attr("lstmviz." + result.model.replace(".", "_"))
         for case in result.cases:
             head = f"    <testcase classname={classname} name={_attr(case.name)} time=\"0\""
             if case.passed:

@@ -11,6 +11,7 @@ import base64
 import functools
 import hashlib
 import importlib.resources
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -584,4 +585,15 @@ def render_report(run: Any, analysis: Any, view: Any) -> str:
         "picker": [{"id": b.id, "label": b.caption} for b in (tokens_ctx or {"blocks": []})["blocks"]],
         "version": __version__,
     }
-    return environment().get_template("report.html.j2").render(**context)
+    html = environment().get_template("report.html.j2").render(**context)
+    # Matplotlib's RDF <metadata> blocks (ours and the analysis figures') only link vocabularies.
+    html = _METADATA.sub("", html)
+    # Last line of defence for every section: bidi overrides and C0 controls are shown, never obeyed.
+    return html.translate(_INVISIBLE)
+
+
+_METADATA = re.compile(r"\s*<metadata>\s*<rdf:RDF.*?</metadata>", re.S)
+_INVISIBLE = {
+    code: f"\\u{code:04x}" if code > 0xFF else f"\\x{code:02x}"
+    for code in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+}

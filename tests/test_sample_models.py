@@ -284,3 +284,15 @@ def test_lstmviz_loader_refuses_code_without_trust(name: str, flag: str) -> None
 
     with pytest.raises(UnsafeCheckpointError, match=flag):
         load_checkpoint(SAMPLES / name, device="cpu")
+
+
+@pytest.mark.parametrize("name", ["fused_cell_digitsum", "loop_lstm_digitsum"])
+def test_lstmviz_loader_builds_custom_cell_models_from_model_class(sm: Any, name: str) -> None:
+    from lstmviz_cli.checkpoint import load_checkpoint
+
+    ckpt = _dict_checkpoint(f"{name}.pt")
+    loaded = load_checkpoint(SAMPLES / f"{name}.pt", device="cpu", model_class=str(ROOT / ckpt["model_class"]))
+    x = torch.tensor([ckpt["sample_input"]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), _model(sm, name)(x))
+    assert int(loaded.model(x).argmax(-1)) == 13

@@ -206,7 +206,18 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], type[Exception], str]] = {
     "integer weights": (lambda t: _typed(t, torch.int64), CheckpointError, "'weight_ih_l0' has dtype int64"),
     "complex weights": (lambda t: _typed(t, torch.complex64), CheckpointError, "'weight_ih_l0' has dtype complex64"),
     "pickled module": (_unsafe_module, UnsafeCheckpointError, "torch.nn.modules.rnn.LSTM"),
+    "zero input size": (lambda t: _save(t, "zero.pt", {**_lstm_state(), "weight_ih_l0": torch.zeros(16, 0)}),
+                        CheckpointError, r"'weight_ih_l0' has shape \(16, 0\): the input size is 0"),
+    "zip holding a .npz": (lambda t: _write(t, "arrays.pt", _npz_bytes()), CheckpointError, "a .npz\\? pass arrays with --input"),
 }
+
+
+def _npz_bytes() -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, x=np.zeros(3))
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))

@@ -226,6 +226,13 @@ def figures_command(
     width: Annotated[str, typer.Option("--width", help="single (3.5 in), double (7.16 in) or inches, e.g. 5.5.")] = "double",
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Print-safe gray: luminance of every colour.")] = False,
     font_size: Annotated[float, typer.Option("--font-size", help="Base font size in points.")] = 8.0,
+    layers: Annotated[
+        str | None, typer.Option("--layers", help="Only these layers, e.g. 'lstm/l1' or 'lstm/l0,lstm/l1/bwd'.")
+    ] = None,
+    units: Annotated[
+        str | None, typer.Option("--units", help="Heatmap units: a count (top-N by variance) or a list '0,5,9'.")
+    ] = None,
+    steps: Annotated[str | None, typer.Option("--steps", help="Time window of heatmaps and diagrams, e.g. 0:20.")] = None,
     jobs: JobsOpt = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files lstmviz did not write.")] = False,
     input: InputOpt = None,
@@ -249,8 +256,9 @@ def figures_command(
         verify=not no_verify,
     )
     style = export.PublicationStyle(width=export.parse_width(width), grayscale=grayscale, font_size=font_size)
+    view = pipeline.ViewOptions(layers=layers, units=units, steps=steps)
     outcome = export.run_figures(
-        checkpoints, options, pipeline.ViewOptions(), out_dir=out_dir, fmt=fmt, style=style, jobs=jobs, force=force
+        checkpoints, options, view, out_dir=out_dir, fmt=fmt, style=style, jobs=jobs, force=force
     )
     typer.echo(f"wrote {len(outcome.entries)} figures and {outcome.manifest}")
     for name, message in outcome.failures.items():

@@ -3,6 +3,14 @@
 Every number compared here comes from the analysis stage (`analysis.gate_stats`, its findings and
 saliency) or the trace's own verification error; nothing is recomputed, so the check and the
 report always agree.
+
+`--json` writes (floats rounded to 6 significant digits, keys sorted):
+
+    {"generator": "lstmviz-generated", "model": "charlm.pt", "passed": bool, "failures": int,
+     "config": {"max_saturated", "max_dead_units", "min_memory_horizon", "max_verify_error", "fail_on"},
+     "cases": [{"check": "saturation" | "dead_units" | "memory_horizon" | "verify_error" | "finding:<code>",
+                "name": "saturation lstm/l0/fwd f", "prefix", "value", "threshold", "passed",
+                "message", "anchor": the report's HTML id of the figure that shows it}]}
 """
 
 from __future__ import annotations

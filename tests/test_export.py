@@ -251,3 +251,11 @@ def test_sample_model_pdfs_open_with_page_size_and_fonts(tmp_path: Path, capsys:
         fonts = _fonts(page)
         assert fonts and all(embedded for _, _, embedded in fonts), entry["file"]
         assert all(subtype in ("/TrueType", "/Type0//CIDFontType2") for subtype, _, _ in fonts), entry["file"]
+
+
+def test_view_options_choose_the_layers_exported() -> None:
+    run = make_run(numpy_trace("LSTM", num_layers=2, bidirectional=True), name="sine.pt")
+    view = pipeline.ViewOptions(layers="lstm/l1", steps="0:6")
+    items = export.collect_items(run, analyze_run(run, view), view)
+    layers = {i.layer for i in items if i.layer is not None}
+    assert layers == {"lstm/l1/fwd", "lstm/l1/bwd"}

@@ -1,0 +1,98 @@
+"""The report in a real browser: headless Chromium renders it, runs only our script, logs nothing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import HOSTILE, TEXT, make_run, numpy_trace
+
+from lstmviz_cli.pipeline import ViewOptions
+
+pytestmark = pytest.mark.browser
+
+SECTIONS = ("summary", "architecture", "cell", "unrolled", "heatmaps", "tokens", "weights", "gate-plots")
+MARKER = "<script>document.documentElement.setAttribute('data-pwned','1')</script>"
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+CHROMIUM = _chromium()
+if CHROMIUM is None:
+    pytest.skip("headless Chromium is not installed (make browser installs it)", allow_module_level=True)
+
+
+def run_chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+        "--enable-logging=stderr", "--v=0", *extra, page.as_uri(),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.report import render_report
+
+    root = tmp_path_factory.mktemp("browser")
+    tokens = [HOSTILE, MARKER, "</script>", "<b>x</b>", '"', "\u05e9\u05dc\u05d5\u05dd", "\x00", "a", "b"]
+    hostile = make_run(numpy_trace("LSTM", steps=len(tokens), hidden_size=4, module=MARKER),
+                       name=MARKER + ".pt", labels=tokens, kind="tokens", vocab=tuple(tokens))
+    hostile.sample.description = MARKER
+    normal = make_run(numpy_trace("LSTM", steps=len(TEXT), hidden_size=6, num_layers=2), name="charlm.pt", text=TEXT)
+    out = {}
+    for name, run in (("normal", normal), ("hostile", hostile)):
+        view = ViewOptions(title=MARKER if name == "hostile" else None)
+        path = root / f"{name}.html"
+        path.write_text(render_report(run, analyze_run(run, view), view), encoding="utf-8")
+        out[name] = path
+    return out
+
+
+def console_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
+@pytest.mark.parametrize("name", ["normal", "hostile"])
+def test_dom_script_ran_and_nothing_injected(pages: dict[str, Path], name: str, tmp_path: Path) -> None:
+    result = run_chromium(pages[name], tmp_path / "profile", "--dump-dom")
+    dom = result.stdout
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Our hashed script ran under the Content-Security-Policy ...
+    assert re.search(r'<html[^>]*data-lstmviz="ready"', dom)
+    # ... and no token's script did: the marker attribute was never set.
+    assert not re.search(r'<html[^>]*data-pwned', dom)
+    for section in SECTIONS:
+        assert f'id="{section}"' in dom
+    if name == "normal":
+        assert "<select>" in dom  # the unit picker, built by the script with textContent
+    assert console_lines(result.stderr) == [], "console messages (CSP violations, script errors)"
+
+
+def test_screenshot_is_not_blank(pages: dict[str, Path], tmp_path: Path) -> None:
+    from PIL import Image, ImageStat
+
+    shot = tmp_path / "report.png"
+    result = run_chromium(pages["normal"], tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,4000",
+                          "--hide-scrollbars")
+    assert shot.exists(), result.stderr[-2000:]
+    assert console_lines(result.stderr) == []
+    image = Image.open(shot).convert("L")
+    assert image.size == (1280, 4000)
+    # Ink on the page: many non-white pixels and real contrast, in the top and the bottom half.
+    for box in ((0, 0, 1280, 2000), (0, 2000, 1280, 4000)):
+        part = image.crop(box)
+        dark = sum(part.histogram()[:200]) / (part.size[0] * part.size[1])
+        assert dark > 0.03, (box, dark)
+        assert ImageStat.Stat(part).stddev[0] > 20

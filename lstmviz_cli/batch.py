@@ -200,7 +200,8 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: Any, view: Any,
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out-dir {str(out_dir)!r} is a file; name a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = [out_dir / f"{stem}.html" for stem in unique_stems(paths)]
+    # A checkpoint called index.pt must not take the index page's name.
+    outputs = [out_dir / (f"{stem}-report.html" if stem == "index" else f"{stem}.html") for stem in unique_stems(paths)]
     index = out_dir / INDEX_NAME
     for path in [*outputs, index]:
         check_writable(path, force=force)  # refuse before hours of work, not after

@@ -73,6 +73,7 @@ def test_batch_report_goes_on_after_a_failure(
     runs = {
         "one.pt": make_run(numpy_trace("LSTM", hidden_size=4, steps=8), name="one.pt"),
         "two.pt": make_run(numpy_trace("GRU", hidden_size=4, steps=8, module="gru"), name="two.pt"),
+        "index.pt": make_run(numpy_trace("LSTM", hidden_size=3, steps=5), name="index.pt"),
     }
 
     def load(options):  # noqa: ANN001, ANN202
@@ -82,14 +83,14 @@ def test_batch_report_goes_on_after_a_failure(
         return runs[name]
 
     monkeypatch.setattr(pipeline, "load_and_trace", load)
-    for name in ("one.pt", "two.pt", "zero.pt"):
+    for name in ("one.pt", "two.pt", "zero.pt", "index.pt"):
         (tmp_path / name).write_bytes(b"x")
     out = tmp_path / "reports"
     assert main(["report", str(tmp_path / "*.pt"), "--out-dir", str(out)]) == batch.EXIT_SOME_FAILED
     captured = capsys.readouterr()
-    assert "wrote 2 reports" in captured.out
+    assert "wrote 3 reports" in captured.out
     assert "lstmviz: error: zero.pt: 'zero.pt' holds no recurrent layer" in captured.err
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "one.html", "two.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["index-report.html", "index.html", "one.html", "two.html"]
     index = (out / "index.html").read_text()
     assert index.index("one.pt") < index.index("two.pt") < index.index("zero.pt")
     assert '<a href="one.html">' in index and '<a href="two.html">' in index

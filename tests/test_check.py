@@ -266,3 +266,19 @@ def test_cli_report_from_the_same_trace(monkeypatch: pytest.MonkeyPatch, tmp_pat
     page = (tmp_path / "report.html").read_text()
     assert "lstmviz-generated" in page and "pinned.pt" in page
     assert main(["check", "pinned.pt", "--max-verify-error", "-1"]) == 2  # bad value: usage error, no trace
+
+
+def test_summary_table_exact_output() -> None:
+    from rich.console import Console
+
+    from lstmviz_cli.check import summary_table
+
+    console = Console(width=90, record=True, color_system=None)
+    console.print(summary_table([_evaluate(_pinned_run())]))
+    assert console.export_text().splitlines()[4:9] == [
+        "│ pinned.pt │ saturation lstm/l0/fwd f              │       1 │   0.95 │ FAIL   │",
+        "│ pinned.pt │ verification error                    │ 3.1e-07 │ 0.0001 │ ok     │",
+        "│ pinned.pt │ saturation: 2 ok, worst lstm/l0/fwd i │   0.025 │   0.95 │ ok     │",
+        "│ pinned.pt │ dead units lstm/l0/fwd                │       0 │   0.25 │ ok     │",
+        "└───────────┴───────────────────────────────────────┴─────────┴────────┴────────┘",
+    ]

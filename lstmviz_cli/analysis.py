@@ -16,7 +16,8 @@ everything about "units" and "steps" refers to batch element 0 unless said other
                     "ranked": [{"feature", "key": "lstm/l0/fwd/c", "unit": int, "r": float}]}
                    # Pearson r over the steps; the 5 strongest units per feature, sorted by |r|
     saliency       null | {"step": int, "target": str, "values": [‖∂y/∂x_t‖ per input step],
-                           "horizon": int, "horizon_mass": 0.9, "param_norms": {name: ‖∂y/∂θ‖}}
+                           "horizon": int, "horizon_mass": 0.9, "param_norms": {name: ‖∂y/∂θ‖},
+                           "gate_norms": {prefix: {gate: ‖∂y/∂θ‖ over that gate's rows}}}
     memory_probe   null | {"prefix", "state": "c"|"h", "lengths": [int], "dependence": [0..1]}
     trajectories   [{"prefix", "series", "explained": [pc1, pc2], "jumpiness": float}]
     findings       [{"code", "severity": "info"|"warning"|"error", "prefix", "units": [int],
@@ -112,6 +113,8 @@ class SaliencyResult:
     values: np.ndarray  # (time,) float64
     param_norms: dict[str, float] = field(default_factory=dict)
     horizon: int = 0
+    # prefix -> gate -> ‖∂y/∂θ‖ over that gate's rows of W_ih, W_hh and the biases
+    gate_norms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,6 +218,10 @@ class Analysis:
                 "horizon": self.saliency.horizon,
                 "horizon_mass": self.thresholds.horizon_mass,
                 "param_norms": {k: _num(v) for k, v in sorted(self.saliency.param_norms.items())},
+                "gate_norms": {
+                    prefix: {gate: _num(v) for gate, v in gates.items()}
+                    for prefix, gates in sorted(self.saliency.gate_norms.items())
+                },
             },
             "memory_probe": None
             if self.memory_probe is None

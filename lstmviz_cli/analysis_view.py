@@ -385,6 +385,18 @@ def memory_section(analysis: Analysis, run: Any) -> dict[str, Any] | None:
                     "tokens": _highlight(analysis.tokens, shade, signed=False, joiner=joiner, label="log-saliency"),
                 }
             )
+        if sal.gate_norms:
+            gate_names = list(dict.fromkeys(g for gates in sal.gate_norms.values() for g in gates))
+            section["tables_after"].append(
+                {
+                    "caption": "Gradient norm of y reaching each gate's weights and biases",
+                    "columns": ["layer", *[f"{g} ({SERIES_NAMES.get(g, g)})" for g in gate_names]],
+                    "rows": [
+                        [prefix, *[f"{gates[g]:.3g}" if g in gates else "–" for g in gate_names]]
+                        for prefix, gates in sal.gate_norms.items()
+                    ],
+                }
+            )
         norms = sorted(sal.param_norms.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
         if norms:
             section["tables_after"].append(

@@ -152,10 +152,42 @@ def compute_saliency(
         per_step = np.zeros(int(x.shape[1]))
     else:
         per_step = g[0].reshape(g.shape[1], -1).norm(dim=1).detach().cpu().double().numpy()
-    norms = {
-        name: float(grad.norm().detach().cpu()) for (name, _), grad in zip(params, grads[1:], strict=True) if grad is not None
-    }
-    return SaliencyResult(step=at, target=f"{target} at step {at}", values=per_step, param_norms=norms)
+    by_name = {name: grad for (name, _), grad in zip(params, grads[1:], strict=True) if grad is not None}
+    norms = {name: float(grad.norm().detach().cpu()) for name, grad in by_name.items()}
+    return SaliencyResult(
+        step=at, target=f"{target} at step {at}", values=per_step, param_norms=norms,
+        gate_norms=_gate_norms(model, by_name),
+    )
+
+
+_GATES = {"LSTM": "ifgo", "GRU": "rzn"}
+
+
+def _gate_norms(model: Any, grads: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per recurrent layer and direction, the gradient norm reaching each gate's parameters.
+
+    PyTorch stacks the gates' rows in W_ih, W_hh and the biases (LSTM i, f, g, o; GRU r, z, n);
+    each gate's norm joins its rows of all four.
+    """
+    result: dict[str, dict[str, float]] = {}
+    for name, module in model.named_modules():
+        gates = _GATES.get(type(module).__name__)
+        if gates is None or not isinstance(module, _recurrent_types()):
+            continue
+        label = name or type(module).__name__.lower()
+        dot = f"{name}." if name else ""
+        for layer in range(module.num_layers):
+            for suffix, direction in (("", "fwd"), ("_reverse", "bwd"))[: 2 if module.bidirectional else 1]:
+                pieces = [grads.get(f"{dot}{p}_l{layer}{suffix}") for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                pieces = [g for g in pieces if g is not None]
+                if not pieces:
+                    continue
+                rows = module.hidden_size
+                result[f"{label}/l{layer}/{direction}"] = {
+                    gate: float(sum(float(g[k * rows : (k + 1) * rows].pow(2).sum()) for g in pieces) ** 0.5)
+                    for k, gate in enumerate(gates)
+                }
+    return result
 
 
 def _first_recurrent(model: Any) -> tuple[str, Any] | None:

@@ -61,6 +61,11 @@ def test_saliency_of_a_model_where_only_step_0_matters_peaks_at_step_0() -> None
     assert memory_horizon(result.values, result.step) == 7  # all the way back
     assert set(result.param_norms) >= {"embedding.weight", "lstm.weight_ih_l0", "fc.weight"}
     assert all(value >= 0 for value in result.param_norms.values())
+    # Per gate: one step from a zero state, so the forget gate (f * c_prev, c_prev = 0) gets no gradient.
+    gates = result.gate_norms["lstm/l0/fwd"]
+    assert list(gates) == ["i", "f", "g", "o"] and gates["f"] == 0.0 and gates["i"] > 0 and gates["o"] > 0
+    whole = sum(result.param_norms[f"lstm.{p}_l0"] ** 2 for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    assert sum(v**2 for v in gates.values()) == pytest.approx(whole, rel=1e-6)
     # The model is left as it was: eval mode, no .grad, and the hook removed.
     assert not model.training
     assert all(p.grad is None for p in model.parameters())

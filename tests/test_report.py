@@ -241,3 +241,32 @@ def test_unsafe_load_is_stamped(lstm_run: Run) -> None:
         trace=lstm_run.trace,
     )
     assert "Loaded with unsafe deserialization" in render(run, layers="lstm")
+
+
+# -- end to end through the CLI -------------------------------------------------------------------
+
+SAMPLES = ROOT / "sample_models"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["charlm.pt", "sine.pt", "gru_digitsum.safetensors"])
+def test_sample_model_report_end_to_end(name: str, tmp_path: Path) -> None:
+    from lstmviz_cli.cli import main
+
+    checkpoint = SAMPLES / name
+    if not checkpoint.exists():
+        pytest.skip(f"{checkpoint} not trained yet")
+    out = tmp_path / "report.html"
+    assert main(["report", str(checkpoint), "-o", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert f'<section id="{section}"' in html, section
+    assert ('<section id="tokens"' in html) == (name != "sine.pt")  # text/token inputs only
+    assert external_references(html) == []
+    assert len(html.encode()) < 8_000_000
+    if name == "gru_digitsum.safetensors":
+        assert "update gate (z)" in html and "W_ih 3H×I" in html
+    if name == "sine.pt":
+        assert 'id="heatmap-lstm-l1-bwd"' in html and "W_hr P×H = 16×32" in html
+    if name == "charlm.pt":
+        assert "most likely next tokens" in html

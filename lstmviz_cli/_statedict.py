@@ -71,13 +71,27 @@ class RebuiltModel(nn.Module):
         self.lstmviz_head = head_name
         self.lstmviz_head_on = head_on  # "all": the head reads every step; "last": the last step only
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    # Callers (the tracer) may pass `lengths=` for a padded batch of unequal sequences.
+    lstmviz_accepts_lengths = True
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, time[, features]) -> per-step outputs; with `lengths`, the RNN sees a PackedSequence."""
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        steps = int(x.shape[1])
         if self.lstmviz_embedding is not None:
             x = self.get_submodule(self.lstmviz_embedding)(x)
-        out, _state = self.get_submodule(self.lstmviz_rnn)(x)
+        rnn = self.get_submodule(self.lstmviz_rnn)
+        if lengths is None:
+            out, _state = rnn(x)
+        else:
+            lengths = torch.as_tensor(lengths, dtype=torch.int64).cpu()
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, _state = pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=steps)
         if self.lstmviz_head is not None:
-            if self.lstmviz_head_on == "last":
-                out = out[:, -1]
+            if self.lstmviz_head_on == "last":  # each sequence's own last step
+                rows = torch.arange(out.shape[0], device=out.device)
+                out = out[rows, lengths.to(out.device) - 1] if lengths is not None else out[:, -1]
             out = self.get_submodule(self.lstmviz_head)(out)
         return out
 

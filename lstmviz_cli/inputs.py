@@ -106,18 +106,23 @@ def load_sample(
     if path is not None and tokens is not None:
         raise InputError("pass either --input or --tokens, not both")
     text: str | None = None
+    lengths: np.ndarray | None = None
     if tokens is not None:
         values, source, text = _parse_tokens(tokens), "inline tokens", None
     elif path is not None:
         path = Path(path)
         values, text = _read_file(path, meta)
         source = path.name
+        if path.suffix.lower() == ".npz":
+            lengths = _read_npz_lengths(path)
     elif meta.get("sample_input") is not None:
         values, text = _from_sample(meta["sample_input"], meta)
         source = "sample input from the checkpoint"
     else:
         raise InputError(f"no input given and the checkpoint has no sample_input; {_WHAT_TO_PASS}")
     sample = _validate(values, meta, source)
+    if lengths is not None:
+        sample.lengths = _check_lengths(lengths, sample, source)
     if text is not None and sample.kind == "tokens":
         sample.text = text
         unit = "characters" if _char_level(meta) else "words"
@@ -193,8 +198,33 @@ def _read_npz(path: Path) -> np.ndarray:
         names = list(archive.files)
         if not names:
             raise InputError(f"input {str(path)!r} holds no arrays")
-        chosen = next((n for n in ("input", "x") if n in names), names[0])
+        data = [n for n in names if n != "lengths"] or names
+        chosen = next((n for n in ("input", "x") if n in names), data[0])
         return _as_array(archive[chosen], str(path))
+
+
+def _read_npz_lengths(path: Path) -> np.ndarray | None:
+    """An optional `lengths` array next to the input: sequences of a batch with unequal lengths."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if "lengths" not in names or len(names) < 2:
+                return None
+            return np.asarray(archive["lengths"])
+    except Exception as error:  # noqa: BLE001
+        raise InputError(f"cannot read 'lengths' in {str(path)!r}: {_first_line(error)}") from None
+
+
+def _check_lengths(lengths: np.ndarray, sample: SampleInput, source: str) -> np.ndarray:
+    """Per-sequence lengths: integers, one per batch element, each in 1..time."""
+    if not np.issubdtype(lengths.dtype, np.integer) or lengths.shape != (sample.batch,):
+        raise InputError(
+            f"{source}: 'lengths' must be {sample.batch} integers (one per sequence), "
+            f"got {lengths.dtype} of shape {tuple(lengths.shape)}"
+        )
+    if lengths.min() < 1 or lengths.max() > sample.steps:
+        raise InputError(f"{source}: 'lengths' must lie in 1..{sample.steps} (the padded time axis), got {lengths.tolist()}")
+    return lengths.astype(np.int64)
 
 
 def _read_csv(path: Path) -> np.ndarray:

@@ -398,3 +398,21 @@ def test_config_head_on_last_applies_the_head_to_the_last_step(tmp_path: Path) -
     torch.save({"model_state_dict": model.state_dict(), "config": {"head_on": "first"}}, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="'head_on' must be 'all' or 'last'"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("head_on", ["all", "last"])
+def test_rebuilt_model_packs_unequal_lengths(head_on: str, tmp_path: Path) -> None:
+    model = fx.token_model()
+    torch.save({"model_state_dict": model.state_dict(), "config": {"head_on": head_on}}, tmp_path / "c.pt")
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    x = fx.token_batch()  # (2, 7)
+    with torch.no_grad():
+        got = loaded.model(x, lengths=torch.tensor([7, 3]))
+        full = model(x[:1])  # the first sequence is unpadded
+        short = model(x[1:, :3])  # the second, alone and cut to its length
+    if head_on == "all":
+        torch.testing.assert_close(got[:1], full, rtol=0, atol=1e-6)
+        torch.testing.assert_close(got[1:, :3], short, rtol=0, atol=1e-6)
+    else:
+        torch.testing.assert_close(got[0], full[0, -1], rtol=0, atol=1e-6)
+        torch.testing.assert_close(got[1], short[0, -1], rtol=0, atol=1e-6)

@@ -321,3 +321,17 @@ def test_text_into_a_model_without_embedding_is_one_hot(tmp_path: Path) -> None:
     assert floats.kind == "features" and floats.values.shape == (1, 2, 4)
     with pytest.raises(InputError, match="outside the vocabulary"):
         load_sample(loaded, tokens="4")
+
+
+def test_npz_lengths_mark_unequal_sequences(feature_model: LoadedModel, tmp_path: Path) -> None:
+    x = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
+    np.savez(tmp_path / "p.npz", lengths=np.array([4, 2]), x=x)
+    sample = load_sample(feature_model, path=tmp_path / "p.npz")
+    np.testing.assert_array_equal(sample.values, x)
+    np.testing.assert_array_equal(sample.lengths, [4, 2])
+    np.savez(tmp_path / "bad.npz", x=x, lengths=np.array([5, 2]))
+    with pytest.raises(InputError, match=r"'lengths' must lie in 1..4"):
+        load_sample(feature_model, path=tmp_path / "bad.npz")
+    np.savez(tmp_path / "bad2.npz", x=x, lengths=np.array([2.0, 1.0]))
+    with pytest.raises(InputError, match="'lengths' must be 2 integers"):
+        load_sample(feature_model, path=tmp_path / "bad2.npz")

@@ -395,3 +395,19 @@ def test_figures_bounded_for_long_sequences() -> None:
         traj = state_trajectories(make_trace(lstm_layer({"c": coords, "h": coords[:, ::-1]})))
         sizes.append(len(to_svg(plot_saliency(sal, None))) + len(to_svg(plot_trajectories(traj, None, "t"))))
     assert sizes[1] < 1.5 * sizes[0]
+
+
+def test_plain_rnn_trace_has_no_gates_but_still_a_report() -> None:
+    from lstmviz_cli.analysis_view import analysis_context
+    from lstmviz_cli.tracedata import LayerTrace, RecurrentConfig
+
+    rng = np.random.default_rng(0)
+    series = {"a": rng.normal(size=(1, 15, 4)).astype(np.float32)}
+    series["h"] = np.tanh(series["a"])
+    layer = LayerTrace("rnn", 0, "fwd", RecurrentConfig(kind="RNN", input_size=2, hidden_size=4), series)
+    analysis = analyze_trace(make_trace(layer))
+    assert analysis.saturation == [] and [t.series for t in analysis.trajectories] == ["h"]
+    ctx = analysis_context(None, analysis, None)
+    by_id = {s["id"]: s for s in ctx["sections"]}
+    assert "no sigmoid gates" in by_id["gate-saturation"]["reading"]
+    assert by_id["gate-saturation"]["figures"] == []

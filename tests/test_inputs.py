@@ -335,3 +335,16 @@ def test_npz_lengths_mark_unequal_sequences(feature_model: LoadedModel, tmp_path
     np.savez(tmp_path / "bad2.npz", x=x, lengths=np.array([2.0, 1.0]))
     with pytest.raises(InputError, match="'lengths' must be 2 integers"):
         load_sample(feature_model, path=tmp_path / "bad2.npz")
+
+
+def test_estimate_equals_the_real_trace_size(tmp_path: Path) -> None:
+    from lstmviz_cli.tracing import trace_sample
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, batch_first=True)
+    torch.save({"state_dict": lstm.state_dict(), "sample_input": np.ones((4, 3)).tolist()}, tmp_path / "p.pt")
+    loaded = load_checkpoint(tmp_path / "p.pt")
+    sample = load_sample(loaded)
+    trace = trace_sample(loaded, sample, verify=True)
+    actual = sum(trace[key].nbytes for key in trace.keys() if not key.endswith("/lengths"))
+    assert sample.extra["trace_bytes"] == actual == 4 * 2 * 2 * (6 * 5 + 2) * 4

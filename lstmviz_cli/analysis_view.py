@@ -237,7 +237,8 @@ def saturation_section(analysis: Analysis) -> dict[str, Any]:
 def _units_reading(analysis: Analysis) -> str:
     if not analysis.features:
         return (
-            "The input is not text, so there are no built-in per-step features to compare units with. "
+            "No text is known for this sample (the built-in features need a text input, such as a character "
+            "model's .txt sample), so there are no built-in per-step features to compare units with. "
             "Pass --labels labels.csv (one column per feature, one row per step) to rank units against your own."
         )
     if not analysis.units:
@@ -305,7 +306,7 @@ def units_section(analysis: Analysis, run: Any) -> dict[str, Any]:
     if panels:
         fig = figs.plot_unit_features(panels, tokens)
         section["figures"].append(
-            _figure(anchor_id("fig", "units"), "the best unit for each of the strongest features (blue) "
+            _figure(anchor_id("fig", "units"), "the best unit for each of the strongest features (black line) "
                     "against the feature (grey)", fig)
         )
     return section

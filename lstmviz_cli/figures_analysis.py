@@ -27,6 +27,9 @@ MAX_POINTS = 600  # time steps drawn per curve before aggregation
 MAX_LABELS = 40  # token labels on a time axis
 MAX_ANNOTATIONS = 24  # tokens written next to trajectory points
 RASTER_POINTS = 300  # scatter plots with more points are rasterised (bounded SVG size)
+# Quantities that are not a gate get neutral ink: gate hues mean gates everywhere in the report.
+NEUTRAL = "#222222"
+NEUTRAL_SHADE = "#e3e3e3"
 MAX_MARKERS = 200  # trajectory markers per panel (the path itself keeps every step)
 
 
@@ -108,14 +111,17 @@ def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None) -> Figur
     start = result.step - result.horizon + 1
     for ax in (top, bottom):
         if result.horizon > 0:
-            ax.axvspan(start - 0.5, result.step + 0.5, color="#56B4E9", alpha=0.18, linewidth=0)
-        ax.axvline(result.step, color="#D55E00", linewidth=0.8, linestyle=":")
-    top.fill_between(x, y, step="mid", color="#0072B2", alpha=0.35, linewidth=0)
-    top.step(x, y, where="mid", color="#0072B2", linewidth=0.9)
+            ax.axvspan(start - 0.5, result.step + 0.5, color=NEUTRAL_SHADE, linewidth=0)
+        ax.axvline(result.step, color=NEUTRAL, linewidth=0.8, linestyle=":")
+    top.fill_between(x, y, step="mid", color=NEUTRAL, alpha=0.3, linewidth=0)
+    top.step(x, y, where="mid", color=NEUTRAL, linewidth=0.9)
     top.set_ylabel("relative ‖∂y/∂x_t‖", fontsize=8)
     top.set_ylim(0, 1.05)
-    floor = 1e-8
-    bottom.step(x, np.maximum(y, floor), where="mid", color="#0072B2", linewidth=0.9)
+    positive = y[y > 0]
+    # Down to the smallest value (whole decades), never below 1e-8: the log panel shows the decay.
+    floor = max(1e-8, 10.0 ** np.floor(np.log10(positive.min()))) if len(positive) else 1e-8
+    floor = min(floor, 0.1)
+    bottom.step(x, np.maximum(y, floor), where="mid", color=NEUTRAL, linewidth=0.9)
     bottom.set_yscale("log")
     bottom.set_ylim(floor, 2)
     bottom.set_ylabel("log scale", fontsize=8)
@@ -133,7 +139,7 @@ def plot_memory_probe(probe: MemoryProbe) -> Figure:
     """Share of the final state decided by step 0, against the sequence length."""
     fig = new_figure(5.5, 2.8)
     ax = fig.add_subplot()
-    ax.plot(probe.lengths, probe.dependence, marker="o", color=GATE_COLORS["f"], linewidth=1.2)
+    ax.plot(probe.lengths, probe.dependence, marker="o", color=GATE_COLORS.get(probe.state, NEUTRAL), linewidth=1.2)
     ax.set_xscale("log", base=2)
     ax.set_ylim(0, max(1.0, max(probe.dependence) * 1.05))
     ax.set_xlabel("sequence length (key at step 0, sample as filler)", fontsize=8)
@@ -220,8 +226,8 @@ def plot_unit_features(
         ax.fill_between(x, feature[:steps], step="mid", color="#dddddd", linewidth=0)
         ax.set_ylabel("feature", fontsize=8, color="#777777")
         twin = ax.twinx()
-        twin.plot(x, activation[:steps], color=GATE_COLORS["i"], linewidth=1.0)
-        twin.set_ylabel("activation", fontsize=8, color=GATE_COLORS["i"])
+        twin.plot(x, activation[:steps], color=NEUTRAL, linewidth=1.0)
+        twin.set_ylabel("activation", fontsize=8, color=NEUTRAL)
         _time_ticks(ax, tokens, steps)
         ax.set_xlim(-0.5, steps - 0.5)
         more = f" (first {steps} steps)" if steps < len(activation) else ""

@@ -101,12 +101,12 @@ def highlight_block(
     start: int,
     series: str,
     unit: int,
-    squash: bool,
+    scale: float = 1.0,
     separator: str = "",
 ) -> HighlightBlock:
-    """Colour each token by `values[t]` (tanh-squashed when `squash`, e.g. the unbounded cell state)."""
+    """Colour each token by `values[t] / scale` on [−1, 1] (scale: e.g. the unit's max |c|, since c is unbounded)."""
     spans = []
-    shown = np.tanh(values) if squash else values
+    shown = values / (scale or 1.0)
     for k, token in enumerate(tokens):
         spans.append(
             TokenSpan(

@@ -38,7 +38,7 @@ DEFAULT_UNITS = 48  # heatmap rows per panel unless --units says otherwise
 DEFAULT_DIAGRAM_STEPS = 20  # unrolled-diagram window unless --steps says otherwise
 MAX_DIAGRAM_STEPS = 40  # wider windows become hairballs: the diagram shows this many at most
 MAX_HIGHLIGHT_STEPS = 2000  # token highlighting shows at most this many characters
-HIGHLIGHT_UNITS = 4  # units per layer shown as highlighted text
+HIGHLIGHT_UNITS = 2  # top-variance units per layer shown as highlighted text
 SORT_METHODS = ("none", "variance", "cluster")
 # What shades the unrolled diagram, per family: the gate that decides how much state is kept.
 SHADE_SERIES = {"lstm": "f", "gru": "z", "rnn": "h"}
@@ -446,30 +446,32 @@ def token_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | N
     separator = "" if getattr(run.sample, "text", None) and len(run.sample.text) == len(tokens) else " "
     blocks: list[HighlightBlock] = []
     seen: set[tuple[str, int]] = set()
-    for layer in rv.layers:
-        key = "c" if "c" in layer.series else "h"
-        values = _sequence(layer, key, (start, stop))
-        for unit in top_variance_units(values, HIGHLIGHT_UNITS):
-            seen.add((f"{layer.prefix}/{key}", unit))
-            caption = f"{layer.label} · {key}[{unit}] · high variance"
-            blocks.append(
-                highlight_block(anchor("tokens", layer.prefix, key, str(unit)), caption, shown, values[:, unit],
-                                start=start, series=key, unit=unit, squash=key == "c", separator=separator)
-            )
+
+    def add(layer: LayerTrace, series: str, unit: int, why: str, suffix: str = "") -> None:
+        values = _sequence(layer, series, (start, stop))[:, unit]
+        # h lives in [−1, 1]; the unbounded cell state is scaled by the unit's own max |c|.
+        scale = float(np.nanmax(np.abs(values))) if series == "c" and np.isfinite(values).any() else 1.0
+        scale = scale or 1.0
+        caption = f"{layer.label} · {series}[{unit}] · {why}" + (f" · colour scale ±{scale:.3g}" if series == "c" else "")
+        block_id = anchor("tokens", layer.prefix, series, str(unit), suffix)
+        blocks.append(highlight_block(block_id, caption, shown, values, start=start, series=series, unit=unit,
+                                      scale=scale, separator=separator))
+        seen.add((f"{layer.prefix}/{series}", unit))
+
     selected = {layer.prefix: layer for layer in rv.layers}
-    for ranked in list(getattr(analysis, "units", []) or [])[:8]:
+    # Units the analysis ranks (correlation with a text feature) say the most: show them first.
+    for ranked in list(getattr(analysis, "units", []) or [])[:6]:
         prefix, _, series = str(ranked.key).rpartition("/")
         layer = selected.get(prefix)
         if layer is None or series not in layer.series or (ranked.key, ranked.unit) in seen:
             continue
-        seen.add((ranked.key, ranked.unit))
-        values = _sequence(layer, series, (start, stop))
-        caption = f"{layer.label} · {series}[{ranked.unit}] · r = {ranked.r:+.2f} with {ranked.feature}"
-        blocks.append(
-            highlight_block(anchor("tokens", prefix, series, str(ranked.unit), "ranked"), caption, shown,
-                            values[:, ranked.unit], start=start, series=series, unit=ranked.unit,
-                            squash=series == "c", separator=separator)
-        )
+        add(layer, series, int(ranked.unit), f"r = {ranked.r:+.2f} with {ranked.feature}", "ranked")
+    for layer in rv.layers:
+        key = "c" if "c" in layer.series else "h"
+        values = _sequence(layer, key, (start, stop))
+        for unit in top_variance_units(values, HIGHLIGHT_UNITS):
+            if (f"{layer.prefix}/{key}", unit) not in seen:
+                add(layer, key, unit, "high variance")
     note = ""
     if stop < rv.window[1]:
         note = f"showing steps {start}–{stop - 1} of {rv.window[0]}–{rv.window[1] - 1}; choose others with --steps"
@@ -580,6 +582,8 @@ def render_report(run: Any, analysis: Any, view: Any) -> str:
         "analysis_ctx": analysis_ctx or {},
         "has_analysis": bool(analysis_ctx),
         "gate_colors": GATE_COLORS,
+        "legend_gates": [g for g in ("i", "f", "g", "o", "r", "z", "n")
+                         if any(g in layer.series for layer in rv.layers)],
         "token_levels": level_colours(),
         "series_names": SERIES_NAMES,
         "picker": [{"id": b.id, "label": b.caption} for b in (tokens_ctx or {"blocks": []})["blocks"]],

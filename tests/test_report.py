@@ -82,13 +82,16 @@ def test_token_highlighting_colours_by_the_unit() -> None:
 
     trace = numpy_trace("LSTM", steps=len(TEXT), hidden_size=6)
     html = render(make_run(trace, text=TEXT))
-    block = re.search(r'<div class="highlight" id="tokens-lstm-l0-fwd-c-(\d+)">.*?</pre>', html, re.S)
+    block = re.search(r'<div class="highlight" id="tokens-lstm-l0-fwd-c-(\d+)(-ranked)?">.*?</pre>', html, re.S)
     unit = int(block.group(1))
-    c = trace.layers[0].series["c"][0, :, unit]
-    assert unit == int(np.argmax(c.var(axis=0) if c.ndim > 1 else trace.layers[0].series["c"][0].var(axis=0)))
+    cells = trace.layers[0].series["c"][0]
+    top = int(np.argmax(cells.var(axis=0)))
+    assert re.search(rf'id="tokens-lstm-l0-fwd-c-{top}(-ranked)?"', html)  # the highest-variance unit is shown
+    c = cells[:, unit].astype(np.float64)
     levels = [int(v) for v in re.findall(r'<span class="v(-?\d+)"', block.group(0))]
-    expected = [round((np.tanh(v) + 1) / 2 * (LEVELS - 1)) for v in c]
+    expected = [round((v / np.abs(c).max() + 1) / 2 * (LEVELS - 1)) for v in c]
     assert levels == expected and len(levels) == len(TEXT)
+    assert f"colour scale ±{np.abs(c).max():.3g}" in block.group(0)
     assert '<div id="unit-picker">' in html
 
 

@@ -271,7 +271,8 @@ def plot_gate_stats(stats: Sequence[object], prefixes: Sequence[str], labels: di
     grid = fig.add_gridspec(2 * rows, cols, height_ratios=[1.2, 1.0] * rows)
     for index, prefix in enumerate(prefixes):
         r, c = divmod(index, cols)
-        mine = [s for s in stats if getattr(s, "prefix", None) == prefix]
+        # The unbounded cell state (and m) would flatten every gate: it has its own table column.
+        mine = [s for s in stats if getattr(s, "prefix", None) == prefix and s.series not in ("c", "m")]
         names = [s.series for s in mine]
         colours = [GATE_COLORS.get(s, "#444") for s in names]
         ax = fig.add_subplot(grid[2 * r, c])

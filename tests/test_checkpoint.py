@@ -416,3 +416,20 @@ def test_rebuilt_model_packs_unequal_lengths(head_on: str, tmp_path: Path) -> No
     else:
         torch.testing.assert_close(got[0], full[0, -1], rtol=0, atol=1e-6)
         torch.testing.assert_close(got[1], short[0, -1], rtol=0, atol=1e-6)
+
+
+def test_model_class_through_the_cli(tmp_path: Path, user_model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from lstmviz_cli.cli import main
+
+    _model, state = _seq2_state(hidden=5)
+    torch.save({"state_dict": state, "config": {"hidden": 5}, "sample_input": [[0.1, 0.2, 0.3]] * 4}, tmp_path / "s.pt")
+    out = tmp_path / "t.npz"
+    args = ["trace", str(tmp_path / "s.pt"), "--model-class", f"{user_model_file}:Seq2", "-o", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    with np.load(out) as arrays:
+        assert arrays["enc/l0/fwd/r"].shape == (1, 4, 5) and arrays["dec/l0/fwd/i"].shape == (1, 4, 5)
+    assert main([*args[:-2], "--model-kwargs", '{"hidden": 4}', "-o", str(out), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lstmviz: error: the checkpoint does not fit") and err.count("\n") == 1

@@ -555,7 +555,8 @@ def figure_anchor(kind: str, prefix: str | None = None) -> str:
     return anchor_id("fig", kind, *([prefix] if prefix else []))
 
 
-def _units_text(units: list[int], limit: int = 8) -> str:
+def units_text(units: list[int], limit: int = 8) -> str:
+    """ "units 3, 7, 9 (+5 more)": how findings and tables name units."""
     shown = ", ".join(str(u) for u in units[:limit])
     more = f" (+{len(units) - limit} more)" if len(units) > limit else ""
     return f"unit{'s' if len(units) != 1 else ''} {shown}{more}"
@@ -570,7 +571,7 @@ def _fraction_finding(
         return None
     fraction = len(listed) / max(n_units, 1)
     severity = "warning" if fraction >= limit else "info"
-    message = f"{prefix}: {len(listed)} of {n_units} units ({100 * fraction:.0f}%) {text} — {_units_text(listed)}"
+    message = f"{prefix}: {len(listed)} of {n_units} units ({100 * fraction:.0f}%) {text} — {units_text(listed)}"
     return Finding(code, severity, prefix, listed, fraction, limit, message, anchor)
 
 
@@ -596,13 +597,13 @@ def _cell_finding(layer: LayerTrace, th: Thresholds, anchor: str) -> Finding | N
         severity = "error" if top >= 5 * th.cell_max else "warning"
         message = (
             f"{prefix}: cell state reaches |c| = {top:.1f} (> {th.cell_max:g}) and is still growing "
-            f"(mean |c| of the last quarter ≥ {th.cell_growth:g}x the first) in {_units_text(growing)}: "
+            f"(mean |c| of the last quarter ≥ {th.cell_growth:g}x the first) in {units_text(growing)}: "
             "exploding cell state"
         )
         return Finding("exploding_cell", severity, prefix, growing, top, th.cell_max, message, anchor)
     units = [int(u) for u in big]
     message = (
-        f"{prefix}: cell state reaches |c| = {top:.1f} (> {th.cell_max:g}) in {_units_text(units)} but stays "
+        f"{prefix}: cell state reaches |c| = {top:.1f} (> {th.cell_max:g}) in {units_text(units)} but stays "
         "bounded over the sample (a counter-like unit; tanh(c) is saturated there)"
     )
     return Finding("exploding_cell", "info", prefix, units, top, th.cell_max, message, anchor)
@@ -844,26 +845,28 @@ def analyze_run(run: Any, view: Any) -> Analysis:
 
 
 __all__ = [
+    "SEVERITIES",
     "Analysis",
     "Finding",
     "GateStat",
-    "LayerTrace",
     "MemoryProbe",
     "Prediction",
     "SaliencyResult",
     "Saturation",
-    "SEVERITIES",
     "Thresholds",
     "Trajectory",
     "UnitCorrelation",
     "analyze_run",
     "analyze_trace",
+    "anchor_id",
     "diagnose",
+    "figure_anchor",
     "gate_saturation",
+    "gate_statistics",
     "memory_horizon",
     "pca_2d",
+    "predict",
     "rank_units",
     "state_trajectories",
-    "gate_statistics",
-    "predict",
+    "units_text",
 ]

@@ -508,7 +508,7 @@ def _diagnostics_reading(analysis: Analysis) -> str:
 def diagnostics_section(analysis: Analysis, run: Any) -> dict[str, Any]:
     """Findings with severity, each linked to the figure that shows it, and the unit-activity figures."""
     from lstmviz_cli import figures_analysis as figs
-    from lstmviz_cli.analysis import _units_text, figure_anchor, valid_rows
+    from lstmviz_cli.analysis import figure_anchor, units_text, valid_rows
 
     section = _section("diagnostics", "Diagnostics", _diagnostics_reading(analysis))
     th = analysis.thresholds
@@ -518,7 +518,7 @@ def diagnostics_section(analysis: Analysis, run: Any) -> dict[str, Any]:
             "severity": f.severity,
             "code": f.code,
             "prefix": f.prefix or "model",
-            "units": _units_text(f.units) if f.units else "–",
+            "units": units_text(f.units) if f.units else "–",
             "message": f.message,
             "value": f"{f.value:.3g}",
             "threshold": f"{f.threshold:.3g}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html as htmllib
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -281,3 +282,39 @@ def test_sample_model_report_end_to_end(name: str, tmp_path: Path) -> None:
         assert 'id="heatmap-lstm-l1-bwd"' in html and "W_hr P×H = 16×32" in html
     if name == "charlm.pt":
         assert "most likely next tokens" in html
+
+
+def test_templates_found_in_the_package_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel ships templates/ as lstmviz_cli/templates (force-include); the editable checkout uses the repo's."""
+    import importlib.resources
+
+    from lstmviz_cli import report
+
+    assert report.templates_dir() == ROOT / "templates"
+    for name in re.findall(r'include "([^"]+)"', (ROOT / "templates" / "report.html.j2").read_text()):
+        assert (ROOT / "templates" / name).is_file(), name
+    (tmp_path / "templates").mkdir()
+    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)
+    assert report.templates_dir() == tmp_path / "templates"
+
+
+@pytest.mark.slow
+def test_byte_identical_across_processes(tmp_path: Path) -> None:
+    """Separate interpreters (different hash seeds) write the same bytes: no set order, ids or dates leak."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, 'tests');"
+        "from conftest import numpy_trace, make_run, TEXT;"
+        "from lstmviz_cli.pipeline import ViewOptions; from lstmviz_cli.analysis import analyze_run;"
+        "from lstmviz_cli.report import render_report;"
+        "run = make_run(numpy_trace('LSTM', steps=len(TEXT), hidden_size=4, num_layers=2, bidirectional=True), text=TEXT);"
+        "v = ViewOptions(); sys.stdout.write(render_report(run, analyze_run(run, v), v))"
+    )
+    outputs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, check=True)
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 10_000

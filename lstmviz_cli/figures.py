@@ -173,7 +173,9 @@ def plot_gate_heatmaps(
         bar.ax.tick_params(labelsize=6)
     positions, labels = time_ticks(columns, start, width, tokens)
     fontsize = 7 if len(positions) <= 60 else 5
-    axes[-1].set_xticks(positions, labels, fontsize=fontsize, parse_math=False)
+    # Words and numbers do not fit side by side: stand them up.
+    rotation = 90 if max((len(label) for label in labels), default=0) > 2 and "\n" not in "".join(labels) else 0
+    axes[-1].set_xticks(positions, labels, fontsize=fontsize, parse_math=False, rotation=rotation)
     axes[-1].set_xlabel(
         "time step" + (f" (means over bins of {width} steps)" if width > 1 else ""), fontsize=7
     )

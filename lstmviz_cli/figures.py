@@ -132,8 +132,11 @@ def plot_gate_heatmaps(
     start: int,
     width: int,
     tokens: Sequence[str] | None,
+    mark: int | None = None,
 ) -> Figure:
     """Stacked units × time heatmaps of one layer and direction with shared, labelled colour scales.
+
+    `mark` (a column index) draws a line at the step the cell diagram shows (`--at-step`).
 
     Gates share [0, 1] (viridis); g, h and n share [−1, 1]; c is symmetric around 0 at its max |c|.
     """
@@ -166,6 +169,8 @@ def plot_gate_heatmaps(
         every = max(1, -(-rows // max(1, int(heights[row] * 9))))  # about 9 labels per inch
         ax.set_yticks(range(0, rows, every), [str(panel.units[r]) for r in range(0, rows, every)], fontsize=6)
         ax.set_ylabel("unit", fontsize=7)
+        if mark is not None:
+            ax.axvline(mark, color="#e11d48", linewidth=1.2, linestyle=(0, (3, 2)))
         if row < len(panels) - 1:
             ax.set_xticks([])
         bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, 1]))

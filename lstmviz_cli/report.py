@@ -427,8 +427,13 @@ def heatmap_section(run: Any, rv: ReportView, tokens: list[str] | None) -> list[
             binned, width = bin_time(values[:, units])
             panels.append(HeatPanel(series=name, values=binned.T, units=units))
         window_tokens = tokens[start:stop] if tokens is not None else None
-        fig = plot_gate_heatmaps(panels, start=start, width=width, tokens=window_tokens)
+        mark = None
+        if rv.at_step is not None and start <= rv.at_step < stop:
+            mark = (rv.at_step - start) // width
+        fig = plot_gate_heatmaps(panels, start=start, width=width, tokens=window_tokens, mark=mark)
         caption = f"{how}; steps {start}–{stop - 1}"
+        if mark is not None:
+            caption += f"; dashed line: step {rv.at_step}, shown on the cell diagram"
         if width > 1:
             caption += f", averaged over bins of {width} steps (full data: lstmviz trace)"
         figures.append({"id": anchor("heatmap", layer.prefix), "title": layer.label, "caption": caption,

@@ -84,6 +84,7 @@ def test_at_step_writes_that_steps_values(core_only: None) -> None:
     html = render(make_run(trace), at_step=3)
     f3 = float(trace.layers[0].series["f"][0, 3].mean())
     assert "step 3, mean over units" in html and f"= {f3:.2f}" in html
+    assert "dashed line: step 3, shown on the cell diagram" in html
 
 
 def test_token_highlighting_colours_by_the_unit(core_only: None) -> None:

@@ -187,10 +187,17 @@ def _state(graph: graphviz.Digraph, node: str, *lines: str) -> None:
     graph.node(node, label=_label(*lines), shape="box", style="filled", fillcolor=STATE_FILL, color=MUTED)
 
 
-def cell_graph(cfg: RecurrentConfig, values: CellValues | None = None, *, name: str = "cell") -> graphviz.Digraph:
-    """The LSTM, GRU or RNN cell with its gates, σ/tanh, ⊙ and + nodes, sized with this model's dimensions."""
+def cell_graph(
+    cfg: RecurrentConfig, values: CellValues | None = None, *, name: str = "cell", input_size: int | None = None
+) -> graphviz.Digraph:
+    """The LSTM, GRU or RNN cell with its gates, σ/tanh, ⊙ and + nodes, sized with this model's dimensions.
+
+    `input_size` is the width of this layer's x_t (`LayerTrace.input_width`): above layer 0 it is the
+    output of the layer below, not the module's input size.
+    """
     graph = _new(name, rankdir="LR", nodesep="0.25", ranksep="0.45", newrank="true")
-    hidden, inp, out = cfg.hidden_size, cfg.input_size, cfg.output_size
+    hidden, out = cfg.hidden_size, cfg.output_size
+    inp = cfg.input_size if input_size is None else input_size
     n_gates = {"lstm": 4, "gru": 3}.get(cfg.family, 1)
     letter = {"lstm": "4H", "gru": "3H"}.get(cfg.family, "H")
     sizes = [

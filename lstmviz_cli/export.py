@@ -475,7 +475,8 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
             "cell", layer.prefix,
             f"{family} cell of {layer.label} with its gates, sized with this model's dimensions and the mean of each gate.",
             lambda layer=layer, k=k: diagrams.cell_graph(
-                layer.config, report._cell_values(layer, analysis, rv, tokens), name=f"cell{k}"),
+                layer.config, report._cell_values(layer, analysis, rv, tokens), name=f"cell{k}",
+                input_size=layer.input_width),
             kind="diagram",
         ))
         items.append(FigureItem(

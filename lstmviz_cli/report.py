@@ -347,7 +347,7 @@ def cell_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | No
     cells = []
     for k, layer in enumerate(rv.layers):
         values = _cell_values(layer, analysis, rv, tokens)
-        graph = cell_graph(layer.config, values, name=f"cell{k}")
+        graph = cell_graph(layer.config, values, name=f"cell{k}", input_size=layer.input_width)
         cells.append({"id": anchor("cell", layer.prefix), "title": layer.label, "svg": _dot_svg(graph, f"cell{k}")})
     return cells
 

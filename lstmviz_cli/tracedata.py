@@ -116,6 +116,13 @@ class LayerTrace:
         return f"{self.module} · layer {self.layer}"
 
     @property
+    def input_width(self) -> int:
+        """Width of x_t: the module's input for layer 0, else the layer below's output (both directions)."""
+        if self.layer == 0:
+            return self.config.input_size
+        return self.config.output_size * (2 if self.config.bidirectional else 1)
+
+    @property
     def steps(self) -> int:
         return int(next(iter(self.series.values())).shape[1])
 

@@ -107,3 +107,12 @@ def test_ids_are_stable_across_builds() -> None:
     svg1 = diagrams.to_svg(diagrams.cell_graph(LSTM_PROJ))
     svg2 = diagrams.to_svg(diagrams.cell_graph(LSTM_PROJ))
     assert svg1 == svg2 and svg1.startswith("<svg class=\"diagram\"")
+
+
+def test_upper_layer_cell_reads_the_layer_below() -> None:
+    """Layer 1 of a bidirectional projected LSTM reads 2 x proj_size features, not the model input."""
+    trace = numpy_trace("LSTM", input_size=10, hidden_size=12, num_layers=2, bidirectional=True, proj_size=4)
+    upper = trace.layer("lstm/l1/fwd")
+    assert trace.layer("lstm/l0/fwd").input_width == 10 and upper.input_width == 8
+    source = diagrams.cell_graph(upper.config, input_size=upper.input_width).source
+    assert "48×8" in source and "I = 8" in source and "48×10" not in source

@@ -73,6 +73,18 @@ ModelClassOpt = Annotated[
 ModelKwargsOpt = Annotated[
     str | None, typer.Option("--model-kwargs", help="JSON keyword arguments for --model-class.")
 ]
+ModuleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--module",
+        help="Open up this hand-written recurrent cell (its named_modules() name, or the model's class name). "
+        "Default: stock LSTM/GRU/RNN layers, or any user-written module whose sigmoid/tanh calls repeat per step.",
+    ),
+]
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option("--max-memory", help="Refuse inputs whose trace would exceed this (e.g. 2G, 512MiB, 50%; default 25% of RAM)."),
+]
 NoVerifyOpt = Annotated[
     bool, typer.Option("--no-verify", help="Do not fail when recorded gates miss the real outputs by > 1e-4.")
 ]
@@ -102,6 +114,8 @@ def trace_command(
     trust_torchscript: TrustTorchscriptOpt = False,
     model_class: ModelClassOpt = None,
     model_kwargs: ModelKwargsOpt = None,
+    module: ModuleOpt = None,
+    max_memory: MaxMemoryOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Record every gate of every recurrent layer and save them as arrays.
@@ -113,6 +127,7 @@ def trace_command(
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+        module=module, max_memory=max_memory,
         verify=not no_verify,
     )
     message = pipeline.run_trace_command(
@@ -174,6 +189,8 @@ def report_command(
     trust_torchscript: TrustTorchscriptOpt = False,
     model_class: ModelClassOpt = None,
     model_kwargs: ModelKwargsOpt = None,
+    module: ModuleOpt = None,
+    max_memory: MaxMemoryOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Trace the model on a sample and write one self-contained HTML report.
@@ -188,6 +205,7 @@ def report_command(
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+        module=module, max_memory=max_memory,
         verify=not no_verify,
     )
     view = pipeline.ViewOptions(
@@ -242,6 +260,8 @@ def figures_command(
     trust_torchscript: TrustTorchscriptOpt = False,
     model_class: ModelClassOpt = None,
     model_kwargs: ModelKwargsOpt = None,
+    module: ModuleOpt = None,
+    max_memory: MaxMemoryOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Export every figure of the report as its own publication-ready file, plus a figures.json manifest.
@@ -253,6 +273,7 @@ def figures_command(
     options = _load_options(
         checkpoint=Path("."), input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+        module=module, max_memory=max_memory,
         verify=not no_verify,
     )
     style = export.PublicationStyle(width=export.parse_width(width), grayscale=grayscale, font_size=font_size)
@@ -299,6 +320,8 @@ def check_command(
     trust_torchscript: TrustTorchscriptOpt = False,
     model_class: ModelClassOpt = None,
     model_kwargs: ModelKwargsOpt = None,
+    module: ModuleOpt = None,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed.
 
@@ -312,6 +335,7 @@ def check_command(
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+        module=module, max_memory=max_memory,
     )
     result = check.run_check(options, settings, pipeline.ViewOptions(), json_path=json_path,
                              junit_path=junit_path, report_path=report_path, force=force)
@@ -339,6 +363,8 @@ def diff_command(
     trust_torchscript: TrustTorchscriptOpt = False,
     model_class: ModelClassOpt = None,
     model_kwargs: ModelKwargsOpt = None,
+    module: ModuleOpt = None,
+    max_memory: MaxMemoryOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Compare two checkpoints of one architecture: weights per gate, gate statistics, saturation, units.
@@ -350,6 +376,7 @@ def diff_command(
     options = _load_options(
         checkpoint=before, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
+        module=module, max_memory=max_memory,
         verify=not no_verify,
     )
     typer.echo(diff.run_diff_command(options, after, pipeline.ViewOptions(), output=output,

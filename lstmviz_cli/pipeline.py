@@ -27,6 +27,8 @@ class LoadOptions:
     model_class: str | None = None
     model_kwargs: str | None = None
     verify: bool = True
+    module: str | None = None  # hand-written cell to open up (cells.py); None: automatic
+    max_memory: str | None = None  # e.g. "2G" or "50%"; None: a quarter of RAM
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def load_and_trace(options: LoadOptions) -> Run:
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     """
     from lstmviz_cli.checkpoint import load_checkpoint
-    from lstmviz_cli.inputs import load_sample
+    from lstmviz_cli.inputs import load_sample, parse_memory_size
     from lstmviz_cli.tracing import trace_sample
 
     loaded = load_checkpoint(
@@ -86,7 +88,8 @@ def load_and_trace(options: LoadOptions) -> Run:
     if loaded.info.unsafe:
         flag = "--trust-torchscript" if loaded.info.format == "torchscript" else "--trust-pickle"
         _warn(UNSAFE_WARNING.format(name=loaded.info.name, flag=flag))
-    sample = load_sample(loaded, path=options.input, tokens=options.tokens)
+    budget = parse_memory_size(options.max_memory) if options.max_memory else None
+    sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
     trace = trace_sample(loaded, sample, verify=options.verify)
     return Run(loaded=loaded, sample=sample, trace=trace)
 

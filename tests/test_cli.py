@@ -74,3 +74,15 @@ def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
     monkeypatch.setattr(pipeline, "load_and_trace", interrupted)
     assert main(["trace", str(tmp_path / "x.pt"), "-o", str(tmp_path / "t.npz")]) == 130
+
+
+def test_max_memory_refuses_an_oversized_trace(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "t.npz"
+    assert main(["trace", "sample_models/digitsum.pt", "--max-memory", "1K", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lstmviz: error: tracing 1 × 12 steps") and "--max-memory" in err and err.count("\n") == 1
+    assert not out.exists()
+    assert main(["trace", "sample_models/digitsum.pt", "--max-memory", "lots", "-o", str(out)]) == 2
+    assert "--max-memory must be a positive size" in capsys.readouterr().err
+    assert main(["trace", "sample_models/digitsum.pt", "--max-memory", "64M", "-o", str(out)]) == 0
+    assert out.exists()

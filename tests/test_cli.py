@@ -13,6 +13,7 @@ from lstmviz_cli.cli import main
 from lstmviz_cli.errors import CheckpointError
 
 BIN = Path(sys.executable).parent
+DIGITSUM = str(Path(__file__).resolve().parents[1] / "sample_models" / "digitsum.pt")
 
 
 def test_help_does_not_import_torch() -> None:
@@ -78,11 +79,11 @@ def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 def test_max_memory_refuses_an_oversized_trace(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "t.npz"
-    assert main(["trace", "sample_models/digitsum.pt", "--max-memory", "1K", "-o", str(out)]) == 2
+    assert main(["trace", DIGITSUM, "--max-memory", "1K", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lstmviz: error: tracing 1 × 12 steps") and "--max-memory" in err and err.count("\n") == 1
     assert not out.exists()
-    assert main(["trace", "sample_models/digitsum.pt", "--max-memory", "lots", "-o", str(out)]) == 2
+    assert main(["trace", DIGITSUM, "--max-memory", "lots", "-o", str(out)]) == 2
     assert "--max-memory must be a positive size" in capsys.readouterr().err
-    assert main(["trace", "sample_models/digitsum.pt", "--max-memory", "64M", "-o", str(out)]) == 0
+    assert main(["trace", DIGITSUM, "--max-memory", "64M", "-o", str(out)]) == 0
     assert out.exists()

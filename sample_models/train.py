@@ -34,7 +34,7 @@ SEEDS = {
 }
 DIGIT_VOCAB = [str(d) for d in range(10)]
 DIGIT_LABELS = [str(s) for s in range(19)]
-DIGIT_SAMPLE = [6, 7, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3]
+DIGIT_SAMPLE = [6, 7, 0, 0, 1, 0, 0, 0, 0, 0]  # the brief's example: 6 + 7 = 13
 CHAR_SEQ, CHAR_BATCH = 100, 32
 SINE_WINDOW = 40
 

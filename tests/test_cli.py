@@ -81,7 +81,7 @@ def test_max_memory_refuses_an_oversized_trace(capsys: pytest.CaptureFixture[str
     out = tmp_path / "t.npz"
     assert main(["trace", DIGITSUM, "--max-memory", "1K", "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("lstmviz: error: tracing 1 × 12 steps") and "--max-memory" in err and err.count("\n") == 1
+    assert err.startswith("lstmviz: error: tracing 1 × 10 steps") and "--max-memory" in err and err.count("\n") == 1
     assert not out.exists()
     assert main(["trace", DIGITSUM, "--max-memory", "lots", "-o", str(out)]) == 2
     assert "--max-memory must be a positive size" in capsys.readouterr().err

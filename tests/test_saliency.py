@@ -211,7 +211,7 @@ def test_cli_report_labels_and_json(tmp_path) -> None:  # noqa: ANN001
     if not (SAMPLES / "digitsum.pt").is_file():
         pytest.skip("digitsum.pt is not trained yet")
     labels = tmp_path / "labels.csv"
-    digits = [6, 7, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3]
+    digits = [6, 7, 0, 0, 1, 0, 0, 0, 0, 0]
     labels.write_text("is_zero,position\n" + "".join(f"{int(d == 0)},{t}\n" for t, d in enumerate(digits)))
     out, summary = tmp_path / "r.html", tmp_path / "s.json"
     args = ["report", str(SAMPLES / "digitsum.pt"), "-o", str(out), "--json", str(summary),
@@ -222,10 +222,10 @@ def test_cli_report_labels_and_json(tmp_path) -> None:  # noqa: ANN001
     assert doc["generator"] == "lstmviz-generated"
     assert {u["feature"] for u in doc["units"]["ranked"]} == {"label:is_zero", "label:position"}
     # digitsum's head reads the last step only: the chosen step cannot apply, and a note says so.
-    assert doc["saliency"]["step"] == 11 and len(doc["saliency"]["values"]) == 12
+    assert doc["saliency"]["step"] == 9 and len(doc["saliency"]["values"]) == 10
     assert doc["notes"] == [
         "--saliency-step 5 ignored: the model's output has no time axis, so the saliency is of its "
-        "output after the last step (11)"
+        "output after the last step (9)"
     ]
     assert doc["memory_probe"]["lengths"][0] == 1
     assert doc["thresholds"]["saturation_high"] == 0.8

@@ -100,6 +100,14 @@ class HeatPanel:
     series: str
     values: np.ndarray
     units: Sequence[int]  # unit index of each row
+    source_name: str | None = None  # the user's own variable name for a hand-written cell's series
+
+
+def cell_state_limit(values: np.ndarray | None) -> float:
+    """Symmetric colour limit for c: the 99th percentile of |c| (1.0 when there is nothing finite)."""
+    if values is None or not np.isfinite(values).any():
+        return 1.0
+    return float(np.nanpercentile(np.abs(values), 99)) or 1.0
 
 
 def _norm(series: str, values: np.ndarray, c_limit: float) -> tuple[Normalize, str, str]:
@@ -138,12 +146,12 @@ def plot_gate_heatmaps(
 
     `mark` (a column index) draws a line at the step the cell diagram shows (`--at-step`).
 
-    Gates share [0, 1] (viridis); g, h and n share [−1, 1]; c is symmetric around 0 at its max |c|.
+    Gates share [0, 1] (viridis); g, h and n share [−1, 1]; c is symmetric around 0 at the 99th
+    percentile of |c| (a few runaway units would otherwise wash every other unit out to white);
+    values beyond it take the end colours, shown by the colour bar's arrows.
     """
     columns = panels[0].values.shape[1]
-    c_values = [p.values for p in panels if p.series == "c"]
-    c_limit = float(np.nanmax(np.abs(c_values[0]))) if c_values and np.isfinite(c_values[0]).any() else 1.0
-    c_limit = c_limit or 1.0
+    c_limit = cell_state_limit(next((p.values for p in panels if p.series == "c"), None))
     heights = [min(2.6, 0.35 + 0.03 * len(p.units)) for p in panels]
     gap, top, bottom = 0.32, 0.3, 0.75  # inches: panel titles, figure top, time-axis labels
     total = sum(heights) + gap * len(panels) + top + bottom
@@ -163,6 +171,8 @@ def plot_gate_heatmaps(
             extent=(-0.5, columns - 0.5, len(panel.units) - 0.5, -0.5),
         )
         name = SERIES_NAMES.get(panel.series, panel.series)
+        if panel.source_name and panel.source_name != panel.series:
+            name += f" · {panel.source_name}"
         ax.set_title(f"{panel.series} · {name}", loc="left", fontsize=9, color=GATE_COLORS.get(panel.series, "#222"),
                      fontweight="bold", pad=3)
         rows = len(panel.units)
@@ -173,7 +183,8 @@ def plot_gate_heatmaps(
             ax.axvline(mark, color="#e11d48", linewidth=1.2, linestyle=(0, (3, 2)))
         if row < len(panels) - 1:
             ax.set_xticks([])
-        bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, 1]))
+        clipped = panel.series == "c" and bool(np.nanmax(np.abs(panel.values), initial=0.0) > c_limit)
+        bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, 1]), extend="both" if clipped else "neither")
         bar.set_label(bar_label, fontsize=6)
         bar.ax.tick_params(labelsize=6)
     positions, labels = time_ticks(columns, start, width, tokens)

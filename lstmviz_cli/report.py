@@ -425,7 +425,8 @@ def heatmap_section(run: Any, rv: ReportView, tokens: list[str] | None) -> list[
             else:  # a projected h has its own width: its own top units
                 units = [int(u) for u in np.argsort(-np.nan_to_num(values.var(axis=0)), kind="stable")[: len(rows)]]
             binned, width = bin_time(values[:, units])
-            panels.append(HeatPanel(series=name, values=binned.T, units=units))
+            source_names = run.trace.meta.get("series_names", {}).get(layer.prefix, {})
+            panels.append(HeatPanel(series=name, values=binned.T, units=units, source_name=source_names.get(name)))
         window_tokens = tokens[start:stop] if tokens is not None else None
         mark = None
         if rv.at_step is not None and start <= rv.at_step < stop:

@@ -105,3 +105,22 @@ def test_gate_stats_figure_has_a_panel_per_layer() -> None:
     assert titles.count("lstm/l0/fwd") == 1 and titles.count("lstm/l1/fwd") == 1
     means = [p.get_height() for p in fig.axes[0].patches]
     assert means == pytest.approx([s.mean for s in stats if s.prefix == "lstm/l0/fwd" and s.series != "c"])
+
+
+def test_cell_state_scale_ignores_a_runaway_unit() -> None:
+    c = np.tile(np.linspace(-1.0, 1.0, 200), (10, 1))
+    c[0, :5] = 40.0  # one unit runs away for a few steps
+    assert figures.cell_state_limit(c) == pytest.approx(float(np.percentile(np.abs(c), 99)))
+    assert figures.cell_state_limit(c) < 2.0
+    assert figures.cell_state_limit(None) == 1.0 and figures.cell_state_limit(np.full((2, 2), np.nan)) == 1.0
+    panel = HeatPanel("c", c, list(range(10)))
+    svg = to_svg(figures.plot_gate_heatmaps([panel], start=0, width=1, tokens=None))
+    assert svg.count("<path") > 0
+
+
+def test_heatmap_title_carries_the_users_own_name() -> None:
+    values = np.full((3, 8), 0.5)
+    fig = figures.plot_gate_heatmaps(
+        [HeatPanel("f", values, [0, 1, 2], source_name="forget_gate")], start=0, width=1, tokens=None
+    )
+    assert fig.axes[0].get_title(loc="left") == "f · forget gate · forget_gate"

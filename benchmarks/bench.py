@@ -104,7 +104,9 @@ torch.set_num_threads({threads})
 cfg = Config(**json.loads(sys.argv[1]))
 model, x = cfg.build()
 with torch.no_grad():
+    start = time.perf_counter()
     model(x)
+    forward = time.perf_counter() - start
 page = os.sysconf("SC_PAGE_SIZE")
 def rss():
     with open("/proc/self/statm") as f:
@@ -124,7 +126,7 @@ seconds = time.perf_counter() - start
 stop.set(); sampler.join()
 peak[0] = max(peak[0], rss())
 stored = sum(a.nbytes for lt in tr.layers for a in lt.series.values())
-print(json.dumps({{"growth": peak[0] - base, "stored": stored, "seconds": seconds,
+print(json.dumps({{"growth": peak[0] - base, "stored": stored, "seconds": seconds, "forward": forward,
                   "err": tr.verify_error}}))
 """
 
@@ -216,14 +218,16 @@ def bench_cli(repeats: int) -> list[str]:
 
 def bench_long(steps_list: list[int], threads: int) -> list[str]:
     """Time and peak memory of trace for one long sequence, hidden 1024, each in a fresh process."""
-    rows = ["| T | store | trace s | s per 1k steps | peak trace memory | trace bytes | verify error |",
-            "|---:|---|---:|---:|---:|---:|---:|"]
+    rows = ["| T | store | forward s | trace s | trace/forward | trace s per 1k steps | "
+            "peak trace memory | trace bytes | verify error |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     print("\n".join(rows), flush=True)
     for steps in steps_list:
         for dtype in ("float32", "float16") if steps == max(steps_list) else ("float32",):
             cfg = Config(f"T={steps}", "lstm", 32, 1024, steps)
             mem = measure_memory(cfg, threads, dtype)
-            rows.append(f"| {steps:,} | {dtype} | {mem['seconds']:.1f} | "
+            rows.append(f"| {steps:,} | {dtype} | {mem['forward']:.1f} | {mem['seconds']:.1f} | "
+                        f"{mem['seconds'] / mem['forward']:.2f} | "
                         f"{mem['seconds'] / steps * 1e3:.2f} | {mem['growth'] / 2**30:.2f} GiB | "
                         f"{mem['stored'] / 2**30:.2f} GiB | {mem['err']:.1e} |")
             print(rows[-1], flush=True)

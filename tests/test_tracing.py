@@ -538,7 +538,7 @@ def test_trace_sample_turns_model_failures_into_model_errors() -> None:
 # -- long sequences: bounded memory, measured by size (not by time) -----------------------------
 
 LONG = textwrap.dedent("""
-    import json, resource, sys, torch
+    import json, os, sys, threading, time, torch
     from torch import nn
     from lstmviz_cli import trace
     torch.set_num_threads(1)
@@ -548,16 +548,31 @@ LONG = textwrap.dedent("""
     x = torch.randn(steps, 1, 16)
     with torch.no_grad():
         model(x)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    base = rss()
+    peak = [base]
+    stop = threading.Event()
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     tr = trace(model, x, store_dtype=sys.argv[1], chunk_steps=2048)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    stop.set()
+    sampler.join()
+    peak[0] = max(peak[0], rss())
     stored = sum(a.nbytes for lt in tr.layers for a in lt.series.values())
-    print(json.dumps({"stored": stored, "growth": peak - base, "err": tr.verify_error}))
+    print(json.dumps({"stored": stored, "growth": peak[0] - base, "err": tr.verify_error}))
 """)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_long_sequence_memory_is_bounded(dtype: str) -> None:
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("peak memory is read from /proc (Linux)")
     done = subprocess.run([sys.executable, "-c", LONG, dtype], capture_output=True, text=True,
                           check=True, timeout=300)
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -566,7 +581,7 @@ def test_long_sequence_memory_is_bounded(dtype: str) -> None:
     assert result["err"] < 1e-4
     # Peak growth: the arrays, the kernel's own output and one chunk of workspace, not T x 4H temps.
     workspace = 20000 * 128 * 4 * 4 * 2  # a float32 copy of the gates and of the kernel's h
-    assert result["growth"] < result["stored"] + workspace + 64 * 2**20, result
+    assert result["stored"] <= result["growth"] < result["stored"] + workspace + 64 * 2**20, result
 
 
 # -- GPU ----------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 The fused kernel (oneDNN/cuDNN) has already produced the layer's h sequence. Given it, all gate
 pre-activations of all steps are one matmul per time chunk; only the LSTM cell state needs a scan
-(c_t = f_t * c_{t-1} + i_t * g_t), done as one fused op per step on CPU and as a log-depth parallel
-scan on GPU. Work is chunked over time so that peak memory is the stored arrays plus one chunk.
+(c_t = f_t * c_{t-1} + i_t * g_t), done step by step on NumPy views on CPU and as a log-depth
+parallel scan on GPU. Work is chunked over time so that peak memory is the stored arrays plus one chunk.
 """
 
 from __future__ import annotations
@@ -129,12 +129,24 @@ def _sum_bias(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | 
 
 
 def scan_loop(f: torch.Tensor, u: torch.Tensor, c_init: torch.Tensor, reverse: bool) -> torch.Tensor:
-    """c_t = f_t * c_{t-1} + u_t, written into u; one fused addcmul per step (cheap on CPU)."""
-    fs, cs = f.unbind(0), u.unbind(0)
+    """c_t = f_t * c_{t-1} + u_t, written into u, one step at a time (CPU).
+
+    The steps run on NumPy views of the same memory: a NumPy ufunc call costs well under a
+    microsecond against several for a torch op, which decides the speed for small hidden sizes.
+    """
+    if u.dtype == torch.bfloat16:  # no NumPy dtype: one fused torch op per step instead
+        prev_t = c_init
+        for t in (range(len(u) - 1, -1, -1) if reverse else range(len(u))):
+            u[t].addcmul_(f[t], prev_t)
+            prev_t = u[t]
+        return u
+    fs, cs = f.detach().numpy(), u.detach().numpy()
+    prev = c_init.detach().numpy()
+    tmp = np.empty(cs.shape[1:], dtype=cs.dtype)
     order = range(len(cs) - 1, -1, -1) if reverse else range(len(cs))
-    prev = c_init
     for t in order:
-        cs[t].addcmul_(fs[t], prev)
+        np.multiply(fs[t], prev, out=tmp)
+        cs[t] += tmp
         prev = cs[t]
     return u
 

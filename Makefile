@@ -9,7 +9,7 @@ TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.lstmviz-setup
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: setup demo test lint dot browser clean-venv figures bench
+.PHONY: setup demo test lint dot browser clean-venv figures bench fuzz
 
 setup: $(STAMP) dot
 
@@ -53,6 +53,10 @@ figures: setup
 
 test: setup browser
 	$(PY) -m pytest -q
+
+# The property-based tests (loader, inputs, tracer) with many more examples than CI runs.
+fuzz: setup
+	LSTMVIZ_FUZZ_EXAMPLES=3000 $(PY) -m pytest -q -k "fuzz or hypothesis" tests/test_security.py tests/test_inputs.py tests/test_tracing.py
 
 # Trace cost against the plain forward and a per-step Python loop; results go in benchmarks/RESULTS.md.
 bench: setup

@@ -90,7 +90,7 @@ def load_and_trace(options: LoadOptions) -> Run:
         _warn(UNSAFE_WARNING.format(name=loaded.info.name, flag=flag))
     budget = parse_memory_size(options.max_memory) if options.max_memory else None
     sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
-    trace = trace_sample(loaded, sample, verify=options.verify)
+    trace = trace_sample(loaded, sample, verify=options.verify, module=options.module)
     return Run(loaded=loaded, sample=sample, trace=trace)
 
 

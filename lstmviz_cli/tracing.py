@@ -30,6 +30,7 @@ VERIFY_TOLERANCE = 1e-4
 
 _LAYERS = (nn.LSTM, nn.GRU, nn.RNN)
 _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+_ALL_RECURRENT = _LAYERS + _CELLS
 RECURRENT_TYPES = _LAYERS + _CELLS
 
 
@@ -570,11 +571,15 @@ def _model_batch_first(loaded: Any) -> bool:
     return True
 
 
-def trace_sample(loaded: Any, sample: Any, *, verify: bool = True, **options: Any) -> Trace:
+def trace_sample(
+    loaded: Any, sample: Any, *, verify: bool = True, module: str | None = None, **options: Any
+) -> Trace:
     """Trace a LoadedModel on a SampleInput (always batch-major) the way its forward expects.
 
     Unequal `sample.lengths` are packed when the model is a bare recurrent stack (padding would
-    change its states); a wrapped model gets the padded batch. `options` go to `trace`.
+    change its states), passed as `lengths=` to models that accept them (rebuilt ones), and
+    otherwise the model gets the padded batch. A model with no stock recurrent layer, or a named
+    `module`, is opened up by the hand-written-cell tracer (cells.py). `options` go to `trace`.
     """
     model, device = loaded.model, loaded.device
     if sample.kind == "tokens":
@@ -594,8 +599,17 @@ def trace_sample(loaded: Any, sample: Any, *, verify: bool = True, **options: An
         packed = True
     else:
         call_input = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
+    extra: dict[str, Any] = {}
+    if not packed and lengths is not None and getattr(model, "lstmviz_accepts_lengths", False):
+        extra["lengths"] = torch.as_tensor(lengths)
+    has_stock = any(isinstance(m, _ALL_RECURRENT) for m in model.modules())
     try:
-        result = trace(model, call_input, verify=verify, **options)
+        if module is not None or not has_stock:
+            from lstmviz_cli.cells import trace_custom
+
+            result = trace_custom(model, call_input, module=module, verify=verify)
+        else:
+            result = trace(model, call_input, verify=verify, **extra, **options)
     except LstmvizError:
         raise
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:

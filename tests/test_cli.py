@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lstmviz_cli import __version__, pipeline
@@ -87,3 +88,33 @@ def test_max_memory_refuses_an_oversized_trace(capsys: pytest.CaptureFixture[str
     assert "--max-memory must be a positive size" in capsys.readouterr().err
     assert main(["trace", DIGITSUM, "--max-memory", "64M", "-o", str(out)]) == 0
     assert out.exists()
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
+
+
+def test_unequal_lengths_reach_a_rebuilt_model(tmp_path: Path) -> None:
+    """A batch of two sine windows of lengths 40 and 25: padded steps are NaN, lengths are kept."""
+    x = np.loadtxt(SAMPLES / "sine.csv", skiprows=1, dtype=np.float32)[:, None]
+    batch = np.zeros((2, 40, 1), np.float32)
+    batch[0], batch[1, :25] = x, x[:25]
+    np.savez(tmp_path / "two.npz", input=batch, lengths=np.array([40, 25]))
+    out = tmp_path / "t.npz"
+    assert main(["trace", str(SAMPLES / "sine.pt"), "-i", str(tmp_path / "two.npz"), "-o", str(out)]) == 0
+    arrays = np.load(out)
+    assert arrays["lstm/lengths"].tolist() == [40, 25]
+    h = arrays["lstm/l1/bwd/h"]
+    assert np.isnan(h[1, 25:]).all() and not np.isnan(h[1, :25]).any() and not np.isnan(h[0]).any()
+
+
+def test_hand_written_cell_sample_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "t.npz"
+    args = ["trace", str(SAMPLES / "loop_lstm_digitsum.pt"), "--model-class",
+            f"{SAMPLES / 'models.py'}:LoopLSTMDigitSum", "-o", str(out), "--json", str(tmp_path / "s.json")]
+    assert main(args) == 0
+    arrays = np.load(out)
+    assert {k.rsplit("/", 1)[1] for k in arrays if k.count("/") == 3} >= {"i", "f", "g", "o", "c", "h"}
+    capsys.readouterr()
+    assert main(["trace", str(SAMPLES / "digitsum.pt"), "--module", "nope", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--module 'nope' is not a module" in err and err.count("\n") == 1

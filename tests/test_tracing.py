@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import json
 import re
 import subprocess
@@ -171,7 +173,7 @@ def test_gates_match_reference_and_outputs(kind: str, kw: dict, with_state: bool
     assert tr.modules[kind].num_layers == module.num_layers
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("LSTMVIZ_FUZZ_EXAMPLES", "20")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(["lstm", "gru", "rnn"]),
     layers=st.integers(1, 3),

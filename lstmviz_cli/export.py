@@ -467,7 +467,7 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
     items.append(FigureItem(
         "unrolled", None, "The recurrent layers unrolled over the first steps, each cell shaded by its mean "
         "forget (LSTM) or update (GRU) gate, inputs below and outputs above.",
-        lambda: _unrolled_graph(run, rv, tokens), kind="diagram",
+        lambda: report.unrolled_diagram(run, rv, tokens)[0], kind="diagram",
     ))
     for k, layer in enumerate(rv.layers):
         family = layer.family.upper()
@@ -481,7 +481,7 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
         ))
         items.append(FigureItem(
             "heatmaps", layer.prefix, f"Units x time heatmaps of every gate and state of {layer.label}.",
-            lambda layer=layer: _heatmap_figure(layer, rv, tokens),
+            lambda layer=layer: report.layer_heatmap(run, layer, rv, tokens)[0],
         ))
         if layer.weights:
             items.append(FigureItem(
@@ -524,53 +524,3 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
     return items
 
 
-def _unrolled_graph(run: Any, rv: Any, tokens: list[str] | None) -> Any:
-    """The report's unrolled-time diagram (mirrors report.unrolled_section's glue)."""
-    import numpy as np
-
-    from lstmviz_cli import report
-    from lstmviz_cli.diagrams import UnrolledRow, unrolled_graph
-    from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES
-
-    start, stop = rv.diagram_window
-    steps = range(start, stop)
-    rows = []
-    groups: dict[tuple[str, int], int] = {}
-    shade_names = set()
-    for k, layer in enumerate(rv.layers):
-        name = report.SHADE_SERIES.get(layer.family, "h")
-        shade_names.add(name)
-        values = report._sequence(layer, name, (start, stop)).mean(axis=1)
-        if name not in GATE_SERIES:
-            values = 0.5 + 0.5 * np.tanh(values)
-        group = groups.setdefault((layer.module, layer.layer), len(groups))
-        rows.append(UnrolledRow(
-            key=f"r{k}", group=group, label=layer.label, backward=layer.direction == "bwd",
-            shade=[float(v) for v in values], carries_c=layer.family == "lstm",
-        ))
-    shade = " / ".join(f"{SERIES_NAMES[n]} ({n})" for n in sorted(shade_names))
-    return unrolled_graph(rows, (start, stop), report._valid_steps(run.trace),
-                          report._input_labels(run, tokens, steps), report._output_labels(run, steps), shade)
-
-
-def _heatmap_figure(layer: Any, rv: Any, tokens: list[str] | None) -> Any:
-    """The report's heatmap of one layer (mirrors report.heatmap_section's loop for one layer)."""
-    import numpy as np
-
-    from lstmviz_cli import report
-    from lstmviz_cli.figures import HeatPanel, bin_time, plot_gate_heatmaps
-
-    start, stop = rv.window
-    rows, _ = report._row_order(layer, rv)
-    panels = []
-    width = 1
-    for name in layer.series:
-        values = report._sequence(layer, name, rv.window)
-        if values.shape[1] == layer.config.hidden_size:
-            units = rows
-        else:  # a projected h has its own width: its own top units
-            units = [int(u) for u in np.argsort(-np.nan_to_num(values.var(axis=0)), kind="stable")[: len(rows)]]
-        binned, width = bin_time(values[:, units])
-        panels.append(HeatPanel(series=name, values=binned.T, units=units))
-    window_tokens = tokens[start:stop] if tokens is not None else None
-    return plot_gate_heatmaps(panels, start=start, width=width, tokens=window_tokens)

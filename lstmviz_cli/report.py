@@ -352,7 +352,8 @@ def cell_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | No
     return cells
 
 
-def unrolled_section(run: Any, rv: ReportView, tokens: list[str] | None) -> dict[str, Any]:
+def unrolled_diagram(run: Any, rv: ReportView, tokens: list[str] | None) -> tuple[Any, str]:
+    """The unrolled-time Digraph and what shades its cells (shared with `lstmviz figures`)."""
     from lstmviz_cli.diagrams import UnrolledRow, unrolled_graph
 
     start, stop = rv.diagram_window
@@ -378,6 +379,12 @@ def unrolled_section(run: Any, rv: ReportView, tokens: list[str] | None) -> dict
         rows, (start, stop), _valid_steps(run.trace), _input_labels(run, tokens, steps),
         _output_labels(run, steps), shade,
     )
+    return graph, shade
+
+
+def unrolled_section(run: Any, rv: ReportView, tokens: list[str] | None) -> dict[str, Any]:
+    graph, shade = unrolled_diagram(run, rv, tokens)
+    start, stop = rv.diagram_window
     return {
         "svg": _dot_svg(graph, "unrolled"),
         "shade": shade,
@@ -408,30 +415,43 @@ def _row_order(layer: LayerTrace, rv: ReportView) -> tuple[list[int], str]:
     return chosen, f"the {rv.units} of {total} units with the highest variance of {key}, {how}"
 
 
-def heatmap_section(run: Any, rv: ReportView, tokens: list[str] | None) -> list[dict[str, Any]]:
-    """Units × time heatmaps per selected layer and direction, time binned when long."""
+def layer_heatmap(
+    run: Any, layer: LayerTrace, rv: ReportView, tokens: list[str] | None
+) -> tuple[Any, str, int, int | None]:
+    """One layer's units × time heatmaps (shared with `lstmviz figures`).
+
+    Returns the figure, the sentence saying which units are shown, the time-bin width and the
+    column of `--at-step` (None when outside the window).
+    """
     from lstmviz_cli.figures import HeatPanel, bin_time, plot_gate_heatmaps
 
+    start, stop = rv.window
+    rows, how = _row_order(layer, rv)
+    panels = []
+    width = 1
+    source_names = run.trace.meta.get("series_names", {}).get(layer.prefix, {})
+    for name in layer.series:
+        values = _sequence(layer, name, rv.window)
+        if values.shape[1] == layer.config.hidden_size:
+            units = rows
+        else:  # a projected h has its own width: its own top units
+            units = [int(u) for u in np.argsort(-np.nan_to_num(values.var(axis=0)), kind="stable")[: len(rows)]]
+        binned, width = bin_time(values[:, units])
+        panels.append(HeatPanel(series=name, values=binned.T, units=units, source_name=source_names.get(name)))
+    window_tokens = tokens[start:stop] if tokens is not None else None
+    mark = None
+    if rv.at_step is not None and start <= rv.at_step < stop:
+        mark = (rv.at_step - start) // width
+    fig = plot_gate_heatmaps(panels, start=start, width=width, tokens=window_tokens, mark=mark)
+    return fig, how, width, mark
+
+
+def heatmap_section(run: Any, rv: ReportView, tokens: list[str] | None) -> list[dict[str, Any]]:
+    """Units × time heatmaps per selected layer and direction, time binned when long."""
     figures = []
     start, stop = rv.window
     for layer in rv.layers:
-        rows, how = _row_order(layer, rv)
-        panels = []
-        width = 1
-        for name in layer.series:
-            values = _sequence(layer, name, rv.window)
-            if values.shape[1] == layer.config.hidden_size:
-                units = rows
-            else:  # a projected h has its own width: its own top units
-                units = [int(u) for u in np.argsort(-np.nan_to_num(values.var(axis=0)), kind="stable")[: len(rows)]]
-            binned, width = bin_time(values[:, units])
-            source_names = run.trace.meta.get("series_names", {}).get(layer.prefix, {})
-            panels.append(HeatPanel(series=name, values=binned.T, units=units, source_name=source_names.get(name)))
-        window_tokens = tokens[start:stop] if tokens is not None else None
-        mark = None
-        if rv.at_step is not None and start <= rv.at_step < stop:
-            mark = (rv.at_step - start) // width
-        fig = plot_gate_heatmaps(panels, start=start, width=width, tokens=window_tokens, mark=mark)
+        fig, how, width, mark = layer_heatmap(run, layer, rv, tokens)
         caption = f"{how}; steps {start}–{stop - 1}"
         if mark is not None:
             caption += f"; dashed line: step {rv.at_step}, shown on the cell diagram"

@@ -181,38 +181,55 @@ SAMPLE_MODELS = ["charlm.pt", "digitsum.pt", "sine.pt"]
 
 
 def bench_cli(repeats: int) -> list[str]:
-    """`lstmviz --help`, and `lstmviz report` per sample model against the import floor."""
+    """`lstmviz --help`, and `lstmviz report` per sample model against the import floor.
+
+    Each round runs the floor, then every report with the default figure workers and with
+    `--jobs 1`, so that load from elsewhere hits every column alike; medians over the rounds.
+    """
     exe = Path(sys.executable).parent / "lstmviz"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "lstmviz_cli"]
-    rows = ["| command | median s | vs floor | report size |", "|---|---:|---:|---:|"]
+    rows = ["| command | median s | vs floor | with `--jobs 1` | vs floor | report size |",
+            "|---|---:|---:|---:|---:|---:|"]
     print("\n".join(rows), flush=True)
     help_s = _cli_seconds([*cmd, "--help"], max(repeats, 5), ROOT)
-    rows.append(f"| `lstmviz --help` | {help_s:.2f} | | |")
+    rows.append(f"| `lstmviz --help` | {help_s:.2f} | | | | |")
     print(rows[-1], flush=True)
-    floor = _cli_seconds([sys.executable, "-c", "import torch, matplotlib.pyplot"], repeats, ROOT)
-    rows.append(f"| `python -c \"import torch, matplotlib.pyplot\"` (floor) | {floor:.2f} | 1.00 | |")
-    print(rows[-1], flush=True)
+    floor_cmd = [sys.executable, "-c", "import torch, matplotlib.pyplot"]
+    models = [name for name in SAMPLE_MODELS if (ROOT / "sample_models" / name).exists()]
+    times: dict[str, list[float]] = {"floor": []}
+    failed: dict[str, str] = {}
+    sizes: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in SAMPLE_MODELS:
-            source = ROOT / "sample_models" / name
-            out = Path(tmp) / f"{name}.html"
-            if not source.exists():
-                rows.append(f"| `lstmviz report {name}` | skipped: no such sample model | | |")
-                continue
-            try:
-                seconds = _cli_seconds([*cmd, "report", str(source), "-o", str(out), "--force"],
-                                       repeats, ROOT)
-            except subprocess.CalledProcessError as exc:
-                reason = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
-                note = reason[-1] if reason else f"exit {exc.returncode}"
-                print(f"note: lstmviz report {name} failed, skipped: {note}", flush=True)
-                rows.append(f"| `lstmviz report {name}` | skipped ({note[:60]}) | | |")
-                print(rows[-1], flush=True)
-                continue
-            size = out.stat().st_size / 2**20
-            rows.append(f"| `lstmviz report sample_models/{name}` | {seconds:.2f} | "
-                        f"{seconds / floor:.2f} | {size:.2f} MiB |")
-            print(rows[-1], flush=True)
+        for _ in range(repeats):
+            times["floor"].append(_cli_seconds(floor_cmd, 1, ROOT))
+            for name in models:
+                if name in failed:
+                    continue
+                out = Path(tmp) / f"{name}.html"
+                for jobs in ("auto", "1"):
+                    extra = [] if jobs == "auto" else ["--jobs", jobs]
+                    try:
+                        seconds = _cli_seconds([*cmd, "report", str(ROOT / "sample_models" / name), "-o", str(out),
+                                                "--force", *extra], 1, ROOT)
+                    except subprocess.CalledProcessError as exc:
+                        reason = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+                        failed[name] = reason[-1] if reason else f"exit {exc.returncode}"
+                        print(f"note: lstmviz report {name} failed, skipped: {failed[name]}", flush=True)
+                        break
+                    times.setdefault(f"{name} {jobs}", []).append(seconds)
+                    sizes[name] = out.stat().st_size / 2**20
+    floor = statistics.median(times["floor"])
+    rows.append(f"| `python -c \"import torch, matplotlib.pyplot\"` (floor) | {floor:.2f} | 1.00 | | | |")
+    print(rows[-1], flush=True)
+    for name in models:
+        if name in failed:
+            rows.append(f"| `lstmviz report {name}` | skipped ({failed[name][:60]}) | | | | |")
+        else:
+            auto = statistics.median(times[f"{name} auto"])
+            serial = statistics.median(times[f"{name} 1"])
+            rows.append(f"| `lstmviz report sample_models/{name}` | {auto:.2f} | **{auto / floor:.2f}** | "
+                        f"{serial:.2f} | {serial / floor:.2f} | {sizes[name]:.2f} MiB |")
+        print(rows[-1], flush=True)
     return rows
 
 

@@ -1,5 +1,5 @@
 """`python -m lstmviz_cli` runs the same CLI as the `lstmviz` console script."""
 
-from lstmviz_cli.cli import main
+from lstmviz_cli.cli import run
 
-raise SystemExit(main())
+run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 import matplotlib
@@ -12,9 +13,26 @@ matplotlib.use("Agg", force=False)
 from matplotlib.figure import Figure  # noqa: E402
 
 
-def new_figure(width: float, height: float, **kwargs: Any) -> Figure:
-    """A Figure not registered with pyplot (no global state, garbage-collected normally)."""
-    return Figure(figsize=(width, height), layout="constrained", **kwargs)
+def new_figure(width: float, height: float, *, fixed: bool = False, **kwargs: Any) -> Figure:
+    """A Figure not registered with pyplot (no global state, garbage-collected normally).
+
+    `fixed=True`: no layout engine at all, for figures that place their axes themselves. Any
+    engine, even `set_layout_engine("none")`'s placeholder, makes `savefig` draw the whole figure
+    an extra time; constrained layout adds a third pass of text measuring on top.
+    """
+    return Figure(figsize=(width, height), layout=None if fixed else "constrained", **kwargs)
+
+
+def margins(fig: Figure, *, left: float, right: float, top: float, bottom: float,
+            wspace: float = 0.0, hspace: float = 0.0) -> None:
+    """Fixed subplot margins and gaps in inches (for `new_figure(..., fixed=True)`).
+
+    Constrained layout would find them by measuring every label, at the price of two extra
+    passes over the figure; these figures have known, short labels.
+    """
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+                        wspace=wspace, hspace=hspace)
 
 
 def to_svg(fig: Figure) -> str:
@@ -25,7 +43,13 @@ def to_svg(fig: Figure) -> str:
     matplotlib): 20-25 % smaller pages than glyph outlines, and labels can be selected and searched.
     """
     buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": "lstmviz", "svg.fonttype": "none"}):
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        # Lay out once, then drop the engine: otherwise savefig draws everything twice.
+        engine.execute(fig)
+        fig.set_layout_engine(None)
+    with matplotlib.rc_context({"svg.hashsalt": "lstmviz", "svg.fonttype": "none"}), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # glyphs missing from DejaVu (emoji) draw as boxes
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     start = text.find("<svg")

@@ -9,12 +9,13 @@ Every section is a plain dict of the same shape so the template stays one loop:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from lstmviz_cli.analysis import Analysis, GateStat
+from lstmviz_cli.figurejobs import job
 from lstmviz_cli.tracedata import SERIES_NAMES
 
 
@@ -129,14 +130,9 @@ MAX_HIGHLIGHT = 600  # tokens per highlighted text
 UNIT_FEATURES_SHOWN = 4  # features whose best unit gets a highlighted text and a plot
 
 
-def _svg(fig: Any) -> str:
-    from lstmviz_cli._mpl import to_svg
-
-    return to_svg(fig) if fig is not None else ""
-
-
-def _figure(figure_id: str, caption: str, fig: Any) -> dict[str, str]:
-    return {"id": figure_id, "caption": caption, "svg": _svg(fig)}
+def _figure(figure_id: str, caption: str, build: Callable[..., Any], *args: Any) -> dict[str, Any]:
+    """A figure entry; `build(*args)` runs when the report renders all its figures (figurejobs)."""
+    return {"id": figure_id, "caption": caption, "svg": job(build, *args)}
 
 
 def _display_tokens(analysis: Analysis) -> list[str] | None:
@@ -220,12 +216,11 @@ def saturation_section(analysis: Analysis) -> dict[str, Any]:
     prefixes = list(dict.fromkeys(s.prefix for s in analysis.saturation))
     for prefix in prefixes:
         sats = [s for s in analysis.saturation if s.prefix == prefix]
-        fig = figs.plot_saturation(sats, th, prefix)
         section["figures"].append(
             _figure(
                 figure_anchor("saturation", prefix),
                 f"{prefix}: saturation per unit (after Karpathy, Johnson & Fei-Fei 2015, fig. 3)",
-                fig,
+                figs.plot_saturation, sats, th, prefix,
             )
         )
     return section
@@ -304,10 +299,9 @@ def units_section(analysis: Analysis, run: Any) -> dict[str, Any]:
             )
         panels.append((activation, analysis.features[u.feature], caption))
     if panels:
-        fig = figs.plot_unit_features(panels, tokens)
         section["figures"].append(
             _figure(anchor_id("fig", "units"), "the best unit for each of the strongest features (black line) "
-                    "against the feature (grey)", fig)
+                    "against the feature (grey)", figs.plot_unit_features, panels, tokens)
         )
     return section
 
@@ -368,7 +362,7 @@ def memory_section(analysis: Analysis, run: Any) -> dict[str, Any] | None:
         tokens = _display_tokens(analysis)
         section["figures"].append(
             _figure(figure_anchor("saliency"), f"saliency over input steps ({sal.target}), linear and log scale",
-                    figs.plot_saliency(sal, tokens))
+                    figs.plot_saliency, sal, tokens)
         )
         if analysis.tokens is not None:
             joiner = "" if getattr(getattr(run, "sample", None), "text", None) is not None else " "
@@ -426,7 +420,7 @@ def memory_section(analysis: Analysis, run: Any) -> dict[str, Any] | None:
         )
         section["figures"].append(
             _figure(figure_anchor("memory-probe"), "memory-length probe: how long the stack keeps step 0",
-                    figs.plot_memory_probe(probe))
+                    figs.plot_memory_probe, probe)
         )
     return section
 
@@ -478,7 +472,7 @@ def trajectories_section(analysis: Analysis) -> dict[str, Any] | None:
         trajs = [t for t in analysis.trajectories if t.prefix == prefix]
         section["figures"].append(
             _figure(figure_anchor("trajectory", prefix), f"{prefix}: states projected on their first two "
-                    "principal components, coloured by time", figs.plot_trajectories(trajs, tokens, prefix))
+                    "principal components, coloured by time", figs.plot_trajectories, trajs, tokens, prefix)
         )
     return section
 
@@ -543,7 +537,7 @@ def diagnostics_section(analysis: Analysis, run: Any) -> dict[str, Any]:
             continue
         section["figures"].append(
             _figure(figure_anchor("activity", layer.prefix), f"{layer.prefix}: how far each unit's h moves, and "
-                    "its largest |c|", figs.plot_activity(layer.prefix, h_range, c_peak, th))
+                    "its largest |c|", figs.plot_activity, layer.prefix, h_range, c_peak, th)
         )
     return section
 
@@ -553,9 +547,9 @@ def analysis_context(run: Any, analysis: Analysis, view: Any) -> dict[str, Any]:
     stats = gate_stats_section(analysis)
     from lstmviz_cli import figures_analysis as figs
 
-    stats_fig = figs.plot_gate_stats(analysis.gate_stats, analysis.thresholds)
-    if stats_fig is not None:
-        stats["figures"].append(_figure("fig-gate-statistics", "share of saturated values per gate", stats_fig))
+    if any(s.frac_low is not None and s.frac_high is not None for s in analysis.gate_stats):
+        stats["figures"].append(_figure("fig-gate-statistics", "share of saturated values per gate",
+                                        figs.plot_gate_stats, analysis.gate_stats, analysis.thresholds))
     sections = [
         stats,
         saturation_section(analysis),

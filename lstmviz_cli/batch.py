@@ -162,8 +162,11 @@ def _progress(show: bool) -> Any:
 
 
 # -- batch reports ------------------------------------------------------------------------------------
-def report_job(checkpoint: Path, options: Any, view: Any, output: Path, force: bool) -> ReportSummary:
-    """One checkpoint of `lstmviz report A.pt B.pt --out-dir D`: trace, analyze, render, summarise."""
+def report_job(checkpoint: Path, options: Any, view: Any, output: Path, force: bool, workers: int = 1) -> ReportSummary:
+    """One checkpoint of `lstmviz report A.pt B.pt --out-dir D`: trace, analyze, render, summarise.
+
+    `workers` draw its figures: all CPUs when checkpoints run one at a time, 1 when they run in parallel.
+    """
     from lstmviz_cli.analysis import analyze_run
     from lstmviz_cli.output import write_atomic
     from lstmviz_cli.pipeline import load_and_trace
@@ -171,7 +174,7 @@ def report_job(checkpoint: Path, options: Any, view: Any, output: Path, force: b
 
     run = load_and_trace(replace(options, checkpoint=checkpoint))
     analysis = analyze_run(run, view)
-    write_atomic(output, render_report(run, analysis, view), force=force)
+    write_atomic(output, render_report(run, analysis, view, workers=workers), force=force)
     return summarize(run, analysis, name=checkpoint.name, file=output.name)
 
 
@@ -205,7 +208,10 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: Any, view: Any,
     index = out_dir / INDEX_NAME
     for path in [*outputs, index]:
         check_writable(path, force=force)  # refuse before hours of work, not after
-    args = [(options, view, output, force) for output in outputs]
+    from lstmviz_cli.figurejobs import default_workers
+
+    workers = default_workers() if jobs == 1 else 1
+    args = [(options, view, output, force, workers) for output in outputs]
     results = run_many(report_job, paths, args, jobs=jobs, label="report", show_progress=show_progress)
     rows = [
         r.value if r.ok else ReportSummary(name=r.checkpoint.name, file=None, error=r.error)

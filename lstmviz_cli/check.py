@@ -432,10 +432,11 @@ def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path
         return CheckResult(model=name, cases=[case], config=config)
     analysis = analyze_run(run, view)
     if report_path is not None:
+        from lstmviz_cli.figurejobs import default_workers
         from lstmviz_cli.output import write_atomic
         from lstmviz_cli.report import render_report
 
-        write_atomic(report_path, render_report(run, analysis, view), force=force)
+        write_atomic(report_path, render_report(run, analysis, view, workers=default_workers()), force=force)
     return evaluate(run.trace, analysis, config, model=name)
 
 

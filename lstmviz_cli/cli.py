@@ -6,6 +6,7 @@ Heavy imports (torch, matplotlib, the pipeline) happen inside the commands so th
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +14,13 @@ from typing import Annotated
 import typer
 
 from lstmviz_cli import __version__
-from lstmviz_cli.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, LstmvizError
+from lstmviz_cli.errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    InputError,
+    LstmvizError,
+)
 
 app = typer.Typer(
     name="lstmviz",
@@ -145,7 +152,11 @@ def report_command(
     out_dir: Annotated[
         Path | None, typer.Option("--out-dir", help="Batch: one report per checkpoint here, plus index.html.")
     ] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Batch: checkpoints processed in parallel (processes).")] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", help="Processes. One report: figures drawn in parallel (default: CPUs, at most 4). "
+                     "Batch: checkpoints in parallel (default 1)."),
+    ] = None,
     title: Annotated[str | None, typer.Option("--title", help="Report title (default: the checkpoint name).")] = None,
     layers: Annotated[
         str | None, typer.Option("--layers", help="Only these layers, e.g. 'lstm/l1' or 'lstm/l0,lstm/l1/bwd'.")
@@ -201,6 +212,8 @@ def report_command(
     """
     from lstmviz_cli import pipeline
 
+    if jobs is not None and jobs < 1:
+        raise InputError(f"--jobs {jobs} must be at least 1")
     checkpoint = Path(checkpoints[0])
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
@@ -216,7 +229,7 @@ def report_command(
     if out_dir is not None or len(checkpoints) > 1:
         from lstmviz_cli import batch
 
-        rows, index = batch.run_batch_command(checkpoints, options, view, out_dir=out_dir, jobs=jobs,
+        rows, index = batch.run_batch_command(checkpoints, options, view, out_dir=out_dir, jobs=jobs or 1,
                                               json_path=json_path, force=force)
         failed = [row for row in rows if row.error]
         typer.echo(f"wrote {len(rows) - len(failed)} reports and {index}")
@@ -225,7 +238,8 @@ def report_command(
         if failed:
             raise typer.Exit(batch.EXIT_SOME_FAILED)
         return
-    message = pipeline.run_report_command(options, view, output=output, json_path=json_path, force=force)
+    message = pipeline.run_report_command(options, view, output=output, json_path=json_path, force=force,
+                                          workers=jobs)
     typer.echo(message)
 
 
@@ -409,3 +423,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_INTERNAL
     return 0
+
+
+def run() -> None:
+    """The console script and `python -m lstmviz_cli`: `main()`, then exit without interpreter teardown.
+
+    Unloading torch and matplotlib takes 0.6–0.8 s after the work is done (measured; see
+    benchmarks/RESULTS.md). By then every output is closed and renamed into place (write_atomic)
+    and worker processes are joined, so only the standard streams need flushing.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`lstmviz ... | head`): nothing left to say
+            pass
+    os._exit(code)

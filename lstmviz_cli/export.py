@@ -251,7 +251,8 @@ def resize(fig: Any, width: float, font_size: float = 8.0) -> tuple[float, float
 
     The report draws for a screen (~8-10 in wide); shrinking only the canvas would leave its text
     at screen size and crowd the panels. Text scales with the figure but stays between 2 pt under
-    and 1 pt over the publication size, so it is readable in print; constrained layout re-flows.
+    and 1 pt over the publication size, so it is readable in print; constrained layout re-flows
+    (it is switched on for figures the report lays out by hand).
     """
     from matplotlib.lines import Line2D
     from matplotlib.text import Text
@@ -267,6 +268,16 @@ def resize(fig: Any, width: float, font_size: float = 8.0) -> tuple[float, float
             line.set_markersize(line.get_markersize() * max(scale, 0.6))
     height = round(h * scale, 3)
     fig.set_size_inches(width, height)
+    if fig.get_layout_engine() is None:
+        # The report's fixed margins are inches on screen: at print size let constrained layout fit the
+        # text once, and keep the hand layout where it cannot (too many panels for the height).
+        import warnings
+
+        fig.set_layout_engine("constrained")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "constrained_layout not applied")
+            fig.get_layout_engine().execute(fig)
+        fig.set_layout_engine(None)
     return width, height
 
 
@@ -481,7 +492,7 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
         ))
         items.append(FigureItem(
             "heatmaps", layer.prefix, f"Units x time heatmaps of every gate and state of {layer.label}.",
-            lambda layer=layer: report.layer_heatmap(run, layer, rv, tokens)[0],
+            lambda layer=layer: report.layer_heatmap(run, layer, rv, tokens)[0].figure(),
         ))
         if layer.weights:
             items.append(FigureItem(

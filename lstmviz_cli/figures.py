@@ -155,8 +155,7 @@ def plot_gate_heatmaps(
     heights = [min(2.6, 0.35 + 0.03 * len(p.units)) for p in panels]
     gap, top, bottom = 0.32, 0.3, 0.75  # inches: panel titles, figure top, time-axis labels
     total = sum(heights) + gap * len(panels) + top + bottom
-    fig = new_figure(11.0, total)
-    fig.set_layout_engine("none")  # a fixed grid: constrained layout costs seconds per heatmap
+    fig = new_figure(11.0, total, fixed=True)
     grid = fig.add_gridspec(
         len(panels), 2, width_ratios=[1, 0.012], height_ratios=heights, left=0.055, right=0.92,
         top=1 - top / total, bottom=bottom / total, hspace=gap * len(panels) / sum(heights), wspace=0.02,
@@ -176,7 +175,7 @@ def plot_gate_heatmaps(
         ax.set_title(f"{panel.series} · {name}", loc="left", fontsize=9, color=GATE_COLORS.get(panel.series, "#222"),
                      fontweight="bold", pad=3)
         rows = len(panel.units)
-        every = max(1, -(-rows // max(1, int(heights[row] * 9))))  # about 9 labels per inch
+        every = max(1, -(-rows // max(1, int(heights[row] * 6))))  # about 6 labels per inch
         ax.set_yticks(range(0, rows, every), [str(panel.units[r]) for r in range(0, rows, every)], fontsize=6)
         ax.set_ylabel("unit", fontsize=7)
         if mark is not None:
@@ -185,6 +184,8 @@ def plot_gate_heatmaps(
             ax.set_xticks([])
         clipped = panel.series == "c" and bool(np.nanmax(np.abs(panel.values), initial=0.0) > c_limit)
         bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, 1]), extend="both" if clipped else "neither")
+        low, high = norm.vmin, norm.vmax
+        bar.set_ticks([low, (low + high) / 2, high], labels=[f"{v:.2g}" for v in (low, (low + high) / 2, high)])
         bar.set_label(bar_label, fontsize=6)
         bar.ax.tick_params(labelsize=6)
     positions, labels = time_ticks(columns, start, width, tokens)
@@ -206,11 +207,34 @@ _GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("a"
 MAX_WEIGHT_ROWS = 128  # larger gate blocks show their first 128 rows and columns (file size)
 
 
-def plot_weights(layer: LayerTrace) -> Figure:
-    """W_ih and W_hh split per gate (one shared symmetric scale), bias bars, and weight histograms.
+def gate_blocks(matrix: np.ndarray, gates: Sequence[str], hidden: int) -> tuple[np.ndarray, list[float], list[tuple[int, int]]]:
+    """PyTorch's stacked (gates·hidden, n) weight as its gate blocks side by side, one image.
 
-    Blocks larger than MAX_WEIGHT_ROWS show their top-left corner (the title gives the full size);
-    histograms and the colour scale use every weight.
+    Each block is cropped to MAX_WEIGHT_ROWS × MAX_WEIGHT_ROWS; NaN columns separate the blocks.
+    Returns the image, each block's centre column and each block's full (rows, columns).
+    """
+    blocks = [matrix[k * hidden : (k + 1) * hidden] for k in range(len(gates))]
+    shown = [b[:MAX_WEIGHT_ROWS, :MAX_WEIGHT_ROWS].astype(np.float32) for b in blocks]
+    gap = max(1, round(0.04 * sum(b.shape[1] for b in shown)))
+    separator = np.full((shown[0].shape[0], gap), np.nan, dtype=np.float32)
+    parts, centres, left = [], [], 0
+    for k, block in enumerate(shown):
+        if k:
+            parts.append(separator)
+            left += gap
+        parts.append(block)
+        centres.append(left + (block.shape[1] - 1) / 2)
+        left += block.shape[1]
+    return np.concatenate(parts, axis=1), centres, [b.shape for b in blocks]
+
+
+def plot_weights(layer: LayerTrace) -> Figure:
+    """W_ih and W_hh with their gate blocks side by side (one shared symmetric scale), the biases
+    of every gate in one bar chart, and weight histograms per gate.
+
+    One axes per matrix rather than per gate block: the same picture at a third of the drawing
+    cost. Blocks larger than MAX_WEIGHT_ROWS show their top-left corner (the label gives the full
+    size); histograms and the colour scale use every weight.
     """
     gates = _GATE_ORDER.get(layer.family, ("a",))
     hidden = layer.config.hidden_size
@@ -219,30 +243,27 @@ def plot_weights(layer: LayerTrace) -> Figure:
     mats = [m for m in (w_ih, w_hh) if m is not None]
     limit = float(np.percentile(np.abs(np.concatenate([m.ravel() for m in mats])), 99)) if mats else 1.0
     limit = limit or 1.0
-    n = len(gates)
-    fig = new_figure(11.0, 7.6)
-    fig.set_layout_engine("none")  # a fixed grid: constrained layout costs seconds here
-    grid = fig.add_gridspec(4, n, height_ratios=[2.2, 2.2, 1.0, 1.3], left=0.06, right=0.9, top=0.96,
-                            bottom=0.07, hspace=0.55, wspace=0.25)
+    fig = new_figure(11.0, 6.6, fixed=True)
+    grid = fig.add_gridspec(4, 1, height_ratios=[2.2, 2.2, 1.0, 1.2], left=0.06, right=0.9, top=0.95,
+                            bottom=0.08, hspace=0.62)
     norm = TwoSlopeNorm(0.0, -limit, limit)
     image = None
-    for row, (name, matrix) in enumerate((("W_ih", w_ih), ("W_hh", w_hh))):
+    for row, (name, matrix, columns) in enumerate((("W_ih", w_ih, "input feature"), ("W_hh", w_hh, "previous h"))):
         if matrix is None:
             continue
-        for k, gate in enumerate(gates):
-            ax = fig.add_subplot(grid[row, k])
-            block = matrix[k * hidden : (k + 1) * hidden]
-            shown = block[:MAX_WEIGHT_ROWS, :MAX_WEIGHT_ROWS]
-            image = ax.imshow(shown, aspect="auto", interpolation="none", cmap=STATE_CMAP, norm=norm)
-            cropped = " (first 128)" if shown.shape != block.shape else ""
-            ax.set_title(f"{name} · {gate} ({block.shape[0]}×{block.shape[1]}){cropped}", fontsize=8,
-                         color=GATE_COLORS.get(gate, "#222"))
-            ax.tick_params(labelsize=6)
-            if k == 0:
-                ax.set_ylabel("unit", fontsize=7)
-            ax.set_xlabel("input feature" if name == "W_ih" else "previous h", fontsize=6)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        ax = fig.add_subplot(grid[row])
+        picture, centres, shapes = gate_blocks(np.asarray(matrix), gates, hidden)
+        image = ax.imshow(picture, aspect="auto", interpolation="none", cmap=STATE_CMAP, norm=norm)
+        labels = [f"{gate} ({r}×{c})" for gate, (r, c) in zip(gates, shapes, strict=True)]
+        ax.set_xticks(centres, labels, fontsize=7)
+        for tick, gate in zip(ax.get_xticklabels(), gates, strict=True):
+            tick.set_color(GATE_COLORS.get(gate, "#222"))
+        cropped = any(max(shape) > MAX_WEIGHT_ROWS for shape in shapes)
+        ax.set_title(f"{name}: one block per gate, columns = {columns}" + (" (first 128 shown)" if cropped else ""),
+                     fontsize=8, loc="left")
+        ax.set_ylabel("unit", fontsize=7)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        ax.tick_params(axis="y", labelsize=6)
     if image is not None:
         bar = fig.colorbar(image, cax=fig.add_axes((0.92, 0.5, 0.012, 0.42)))
         bar.set_label(f"weight (clipped at 99th pct |w| = {limit:.2g})", fontsize=6)
@@ -250,22 +271,29 @@ def plot_weights(layer: LayerTrace) -> Figure:
     b_ih = layer.weights.get("bias_ih")
     b_hh = layer.weights.get("bias_hh")
     bias = None if b_ih is None and b_hh is None else (0 if b_ih is None else b_ih) + (0 if b_hh is None else b_hh)
-    for k, gate in enumerate(gates):
-        ax = fig.add_subplot(grid[2, k])
-        if bias is not None:
+    ax = fig.add_subplot(grid[2])
+    gap = max(1, round(0.04 * hidden * len(gates)))
+    if bias is not None:
+        for k, gate in enumerate(gates):
             values = np.asarray(bias)[k * hidden : (k + 1) * hidden]
-            ax.bar(np.arange(len(values)), values, width=1.0, color=GATE_COLORS.get(gate, "#444"))
-            ax.axhline(0, color="#888", linewidth=0.5)
-        ax.set_title(f"bias {gate} (b_ih + b_hh)", fontsize=7, color=GATE_COLORS.get(gate, "#222"))
-        ax.tick_params(labelsize=6)
-    ax = fig.add_subplot(grid[3, :])
+            # One filled step outline per gate, not one rectangle artist per unit (hidden 512: 2048).
+            edges = k * (hidden + gap) + np.arange(len(values) + 1) - 0.5
+            ax.stairs(values, edges, baseline=0.0, fill=True, color=GATE_COLORS.get(gate, "#444"), label=gate)
+        ax.axhline(0, color="#888", linewidth=0.5)
+    ax.set_xticks([k * (hidden + gap) + (hidden - 1) / 2 for k in range(len(gates))], list(gates), fontsize=7)
+    for tick, gate in zip(ax.get_xticklabels(), gates, strict=True):
+        tick.set_color(GATE_COLORS.get(gate, "#222"))
+    ax.set_xlim(-0.5 - gap / 2, len(gates) * (hidden + gap) - gap / 2 - 0.5)
+    ax.set_title("bias per unit (b_ih + b_hh), one block per gate", fontsize=8, loc="left")
+    ax.tick_params(axis="y", labelsize=6)
+    ax = fig.add_subplot(grid[3])
     if mats:
         edges = np.linspace(-limit * 1.5, limit * 1.5, 61)
         for k, gate in enumerate(gates):
             values = np.concatenate([m[k * hidden : (k + 1) * hidden].ravel() for m in mats])
             ax.hist(np.clip(values, edges[0], edges[-1]), bins=edges, histtype="step", linewidth=1.4,
                     color=GATE_COLORS.get(gate, "#444"), label=f"{gate} · {SERIES_NAMES.get(gate, gate)}")
-        ax.legend(fontsize=7, frameon=False, ncols=n, loc="upper left")
+        ax.legend(fontsize=7, frameon=False, ncols=len(gates), loc="upper left")
         ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
     ax.set_title("weight distribution per gate (W_ih and W_hh)", fontsize=8, loc="left")
     ax.set_xlabel("weight", fontsize=7)
@@ -285,8 +313,10 @@ def plot_gate_stats(stats: Sequence[object], prefixes: Sequence[str], labels: di
     n = max(1, len(prefixes))
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig = new_figure(2.75 * cols, 3.4 * rows)
-    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[1.2, 1.0] * rows)
+    fig = new_figure(2.75 * cols, 3.4 * rows, fixed=True)
+    width, height = fig.get_size_inches()
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[1.2, 1.0] * rows, left=0.6 / width, right=1 - 0.1 / width,
+                            top=1 - 0.3 / height, bottom=0.3 / height, wspace=0.55, hspace=0.45)
     for index, prefix in enumerate(prefixes):
         r, c = divmod(index, cols)
         # The unbounded cell state (and m) would flatten every gate: it has its own table column.

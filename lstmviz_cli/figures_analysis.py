@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
-from lstmviz_cli._mpl import new_figure
+from lstmviz_cli._mpl import margins, new_figure
 from lstmviz_cli.analysis import (
     GateStat,
     MemoryProbe,
@@ -41,12 +42,26 @@ def plain(text: str) -> str:
     return display_token(str(text)).replace("$", r"\$")
 
 
+def _time_labels(tokens: Sequence[str] | None, steps: int) -> list[str] | None:
+    """Token labels for a time axis when they fit (at most 8 characters each), else None: step numbers."""
+    if tokens is None or steps > MAX_LABELS:
+        return None
+    return [plain(t)[:8] for t in list(tokens)[:steps]]
+
+
+def _label_height(labels: list[str] | None) -> float:
+    """Inches the time axis' tick labels take (standing up when longer than 2 characters)."""
+    longest = max((len(label) for label in labels or []), default=0)
+    return 0.15 + 0.055 * longest if longest > 2 else 0.15
+
+
 def _time_ticks(ax, tokens: Sequence[str] | None, steps: int) -> None:
-    """Token labels on a time axis when they fit, else step numbers."""
-    if tokens is not None and steps <= MAX_LABELS:
-        ax.set_xticks(range(steps))
-        ax.set_xticklabels([plain(t) for t in list(tokens)[:steps]], fontsize=7)
-    ax.set_xlabel("time step" + (" (input token below)" if tokens is not None and steps <= MAX_LABELS else ""))
+    """Token labels on a time axis when they fit, else step numbers; words stand up so they never overlap."""
+    labels = _time_labels(tokens, steps)
+    if labels is not None:
+        rotation = 90 if max((len(label) for label in labels), default=0) > 2 else 0
+        ax.set_xticks(range(steps), labels, fontsize=7, rotation=rotation)
+    ax.set_xlabel("time step" + (" (input token below)" if labels is not None else ""))
 
 
 def _aggregate(values: np.ndarray, limit: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +79,11 @@ def plot_gate_stats(stats: Sequence[GateStat], thresholds: Thresholds) -> Figure
     gates = [s for s in stats if s.frac_low is not None and s.frac_high is not None]
     if not gates:
         return None
-    fig = new_figure(7.0, 0.9 + 0.32 * len(gates))
+    names = [plain(f"{s.prefix} · {SERIES_NAMES.get(s.series, s.series)}") for s in gates]
+    names = [n if len(n) <= 46 else n[:45] + "…" for n in names]
+    fig = new_figure(7.0, 1.25 + 0.32 * len(gates), fixed=True)
+    # Room for the longest row label (8 pt DejaVu Sans: about 0.07 in per character), at most half the width.
+    margins(fig, left=min(3.5, 0.2 + 0.07 * max(len(n) for n in names)), right=0.15, top=0.1, bottom=0.8)
     ax = fig.add_subplot()
     y = np.arange(len(gates))[::-1]
     low = np.array([s.frac_low for s in gates])
@@ -75,16 +94,17 @@ def plot_gate_stats(stats: Sequence[GateStat], thresholds: Thresholds) -> Figure
     ax.barh(y, high, left=1 - high, color=colors, edgecolor="white", label=f"right-saturated (> {thresholds.saturation_high:g})")
     ax.scatter([s.mean for s in gates], y, marker="|", s=120, color="black", zorder=3, label="mean value")
     ax.set_yticks(y)
-    ax.set_yticklabels([plain(f"{s.prefix} · {SERIES_NAMES.get(s.series, s.series)}") for s in gates], fontsize=8)
+    ax.set_yticklabels(names, fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of all values (every unit, every step)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, fontsize=7, frameon=False)
+    fig.legend(loc="lower center", ncol=4, fontsize=7, frameon=False)
     return fig
 
 
 def plot_saturation(sats: Sequence[Saturation], thresholds: Thresholds, title: str) -> Figure:
     """Karpathy et al. (2015) saturation plot: one point per unit, one panel per gate of a layer."""
-    fig = new_figure(2.6 * len(sats) + 0.4, 3.4)
+    fig = new_figure(2.6 * len(sats) + 0.4, 3.4, fixed=True)
+    margins(fig, left=0.6, right=0.15, top=0.5, bottom=0.5, wspace=0.25)
     axes = fig.subplots(1, len(sats), squeeze=False)[0]
     for ax, sat in zip(axes, sats, strict=True):
         ax.plot([0, 1], [1, 0], color="#999999", linestyle="--", linewidth=0.8)  # the reachable edge
@@ -94,9 +114,9 @@ def plot_saturation(sats: Sequence[Saturation], thresholds: Thresholds, title: s
         ax.set_ylim(-0.02, 1.02)
         ax.set_aspect("equal")
         ax.set_title(SERIES_NAMES.get(sat.series, sat.series), fontsize=9, color=GATE_COLORS.get(sat.series))
-        ax.set_xlabel(f"fraction left-saturated (< {thresholds.saturation_low:g})", fontsize=8)
+        ax.set_xlabel(f"share of steps < {thresholds.saturation_low:g}", fontsize=8)  # short: fits in print
         ax.tick_params(labelsize=7)
-    axes[0].set_ylabel(f"fraction right-saturated (> {thresholds.saturation_high:g})", fontsize=8)
+    axes[0].set_ylabel(f"share of steps > {thresholds.saturation_high:g}", fontsize=8)
     fig.suptitle(plain(title), fontsize=9)
     return fig
 
@@ -106,7 +126,9 @@ def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None) -> Figur
     values = np.nan_to_num(np.asarray(result.values, dtype=np.float64))
     peak = values.max() if values.size and values.max() > 0 else 1.0
     x, y = _aggregate(values / peak)
-    fig = new_figure(7.5, 3.6)
+    fig = new_figure(7.5, 3.6, fixed=True)
+    margins(fig, left=0.75, right=0.15, top=0.3, bottom=0.3 + _label_height(_time_labels(tokens, len(values))),
+            hspace=0.12)
     top, bottom = fig.subplots(2, 1, sharex=True)
     start = result.step - result.horizon + 1
     for ax in (top, bottom):
@@ -123,6 +145,7 @@ def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None) -> Figur
     floor = min(floor, 0.1)
     bottom.step(x, np.maximum(y, floor), where="mid", color=NEUTRAL, linewidth=0.9)
     bottom.set_yscale("log")
+    bottom.yaxis.set_major_formatter(LogFormatter())  # plain "0.01", not mathtext (parsing it is slow)
     bottom.set_ylim(floor, 2)
     bottom.set_ylabel("log scale", fontsize=8)
     _time_ticks(bottom, tokens, len(values))
@@ -152,7 +175,8 @@ def plot_memory_probe(probe: MemoryProbe) -> Figure:
 
 def plot_trajectories(trajs: Sequence[Trajectory], tokens: Sequence[str] | None, title: str) -> Figure:
     """PCA trajectories of c and h side by side: points coloured by time, some tokens written on."""
-    fig = new_figure(3.4 * len(trajs) + 0.8, 3.4)
+    fig = new_figure(3.4 * len(trajs) + 0.8, 3.4, fixed=True)
+    margins(fig, left=0.6, right=0.2, top=0.5, bottom=0.5, wspace=0.3)
     axes = fig.subplots(1, len(trajs), squeeze=False)[0]
     scatter = None
     for ax, traj in zip(axes, trajs, strict=True):
@@ -189,22 +213,33 @@ def plot_activity(
 ) -> Figure:
     """Per unit: how far h moves (dead units sit under the band) and how large |c| gets."""
     panels = [p for p in (("h", h_range), ("c", c_peak)) if p[1] is not None]
-    fig = new_figure(7.0, 1.6 * len(panels) + 0.5)
+    fig = new_figure(7.0, 1.6 * len(panels) + 0.5, fixed=True)
+    margins(fig, left=0.9, right=0.15, top=0.35, bottom=0.45, hspace=0.25)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, (name, values) in zip(axes, panels, strict=True):
         units = np.arange(len(values))
         limit = thresholds.dead_range if name == "h" else thresholds.cell_max
         bad = values < limit if name == "h" else values > limit
-        colors = np.where(bad, "#D55E00", GATE_COLORS[name])
-        ax.bar(units, values, width=1.0, color=colors, linewidth=0)
-        ax.axhline(limit, color="#D55E00", linestyle="--", linewidth=0.8)
+        # Two filled step outlines (within / past the threshold), not one rectangle artist per unit.
+        base = 1e-4 if name == "h" else 0.0
+        edges = np.append(units, len(values)) - 0.5
+        ax.stairs(np.where(bad, base, np.maximum(values, base)), edges, baseline=base, fill=True, color=GATE_COLORS[name])
+        if bad.any():
+            ax.stairs(np.where(bad, np.maximum(values, base), base), edges, baseline=base, fill=True, color="#D55E00")
+        far = name == "c" and limit > 3 * float(values.max(initial=0.0))
+        if far:  # a threshold far above every bar would flatten them: say where it is instead
+            ax.text(0.99, 0.95, f"threshold {limit:g} is off the scale", transform=ax.transAxes, ha="right",
+                    va="top", fontsize=7, color="#D55E00")
+        else:
+            ax.axhline(limit, color="#D55E00", linestyle="--", linewidth=0.8)
         if name == "h":
             ax.set_ylabel("range of h\n(max − min)", fontsize=8)
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(LogFormatter())
             ax.set_ylim(max(1e-4, float(values.min()) * 0.5 if values.min() > 0 else 1e-4), 2.2)
         else:
             ax.set_ylabel("max |c|", fontsize=8)
-            ax.set_ylim(0, max(float(values.max()), limit) * 1.1)
+            ax.set_ylim(0, (float(values.max(initial=0.0)) if far else max(float(values.max()), limit)) * 1.1 or 1.0)
         ax.set_xlim(-0.5, len(values) - 0.5)
         ax.tick_params(labelsize=7)
     axes[-1].set_xlabel("unit", fontsize=8)

@@ -120,10 +120,15 @@ def _fmt_error(error: float | None) -> str:
 
 
 def run_report_command(
-    options: LoadOptions, view: ViewOptions, *, output: Path, json_path: Path | None, force: bool
+    options: LoadOptions, view: ViewOptions, *, output: Path, json_path: Path | None, force: bool,
+    workers: int | None = None,
 ) -> str:
-    """`lstmviz report`: trace, analyze and write one self-contained HTML file."""
+    """`lstmviz report`: trace, analyze and write one self-contained HTML file.
+
+    `workers`: processes that draw the figures (None: one per CPU, at most figurejobs.MAX_WORKERS).
+    """
     from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.figurejobs import default_workers
     from lstmviz_cli.report import render_report
 
     check_writable(output, force=force)
@@ -131,7 +136,7 @@ def run_report_command(
         check_writable(json_path, force=force)
     run = load_and_trace(options)
     analysis = analyze_run(run, view)
-    html = render_report(run, analysis, view)
+    html = render_report(run, analysis, view, workers=workers or default_workers())
     write_atomic(output, html, force=force)
     if json_path is not None:
         write_json(json_path, analysis.to_json(), force=force)

@@ -311,7 +311,9 @@ def _render(run, analysis) -> str:  # noqa: ANN001 - pipeline.Run and Analysis
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(root), autoescape=True, undefined=jinja2.StrictUndefined
     )
-    return env.get_template("_analysis.html.j2").render(analysis_ctx=analysis_context(run, analysis, None))
+    from lstmviz_cli.figurejobs import resolve
+
+    return env.get_template("_analysis.html.j2").render(analysis_ctx=resolve(analysis_context(run, analysis, None)))
 
 
 def _analyze(run):  # noqa: ANN001, ANN202

@@ -33,6 +33,23 @@ def test_console_script_and_module_entry_points() -> None:
     assert out.stdout.strip() == f"lstmviz {__version__}"
 
 
+def test_console_script_exits_fast_without_losing_output_or_codes(tmp_path: Path) -> None:
+    """`run()` skips interpreter teardown (os._exit): streams are flushed and exit codes kept."""
+    script = str(BIN / "lstmviz")
+    bad = subprocess.run([script, "report", str(tmp_path / "missing.pt")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
+    pages = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}.html"
+        done = subprocess.run([script, "report", DIGITSUM, "-o", str(out), "--jobs", jobs], capture_output=True,
+                              text=True)
+        assert done.returncode == 0 and done.stdout.startswith(f"wrote {out}"), done.stderr
+        pages.append(out.read_bytes())
+    assert pages[0] == pages[1] and pages[0].rstrip().endswith(b"</html>")  # figures drawn in 2 processes: same page
+    zero = subprocess.run([script, "report", DIGITSUM, "--jobs", "0"], capture_output=True, text=True)
+    assert zero.returncode == 2 and zero.stderr == "lstmviz: error: --jobs 0 must be at least 1\n"
+
+
 def test_subcommand_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("report", "trace"):
         assert main([command, "--help"]) == 0

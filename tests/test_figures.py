@@ -81,17 +81,34 @@ def test_heatmaps_gru_and_binned_axis_label() -> None:
 @pytest.mark.parametrize("kind, proj", [("LSTM", 0), ("LSTM", 2), ("GRU", 0)])
 def test_weights_figure_splits_gates(kind: str, proj: int) -> None:
     trace = numpy_trace(kind, steps=3, hidden_size=4, proj_size=proj)
-    fig = figures.plot_weights(trace.layers[0])
-    titles = [ax.get_title() for ax in fig.axes]
-    gates = "ifgo" if kind == "LSTM" else "rzn"
-    for gate in gates:
-        assert f"W_ih · {gate} (4×3)" in titles
-        assert f"W_hh · {gate} (4×{proj or 4})" in titles
-        assert f"bias {gate} (b_ih + b_hh)" in titles
-    bars = [ax for ax in fig.axes if ax.get_title() == f"bias {gates[0]} (b_ih + b_hh)"][0]
-    heights = [p.get_height() for p in bars.patches]
     w = trace.layers[0].weights
-    np.testing.assert_allclose(heights, (w["bias_ih"] + w["bias_hh"])[:4], rtol=1e-6)
+    fig = figures.plot_weights(trace.layers[0])
+    gates = "ifgo" if kind == "LSTM" else "rzn"
+    by_title = {ax.get_title(loc="left").split(":")[0]: ax for ax in fig.axes if ax.get_title(loc="left")}
+    for name, columns in (("W_ih", 3), ("W_hh", proj or 4)):
+        ax = by_title[name]
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert labels == [f"{gate} (4×{columns})" for gate in gates]
+        # The image is the gate blocks side by side, NaN gaps between: the weights themselves.
+        picture = np.asarray(ax.images[0].get_array().filled(np.nan))
+        blocks = [picture[:, c] for c in range(picture.shape[1]) if not np.isnan(picture[:, c]).all()]
+        np.testing.assert_allclose(np.stack(blocks, axis=1),
+                                   np.concatenate(np.split(w[name.replace("W_", "weight_")], len(gates)), axis=1))
+    bias = by_title["bias per unit (b_ih + b_hh), one block per gate"]
+    assert [t.get_text() for t in bias.get_xticklabels()] == list(gates)
+    steps = [p for p in bias.patches]
+    assert len(steps) == len(gates)
+    np.testing.assert_allclose(np.concatenate([p.get_data().values for p in steps]), w["bias_ih"] + w["bias_hh"],
+                               rtol=1e-6)
+
+
+def test_gate_blocks_crop_large_matrices() -> None:
+    matrix = np.arange(4 * 200 * 3, dtype=np.float32).reshape(4 * 200, 3)
+    picture, centres, shapes = figures.gate_blocks(matrix, "ifgo", 200)
+    assert shapes == [(200, 3)] * 4
+    assert picture.shape[0] == figures.MAX_WEIGHT_ROWS
+    np.testing.assert_array_equal(picture[:, :3], matrix[:128])
+    assert np.isnan(picture[:, 3]).all() and len(centres) == 4
 
 
 def test_gate_stats_figure_has_a_panel_per_layer() -> None:

@@ -301,7 +301,10 @@ def test_templates_found_in_the_package_when_installed(tmp_path: Path, monkeypat
 
 @pytest.mark.slow
 def test_byte_identical_across_processes(tmp_path: Path) -> None:
-    """Separate interpreters (different hash seeds) write the same bytes: no set order, ids or dates leak."""
+    """Separate interpreters (different hash seeds) write the same bytes: no set order, ids or dates leak.
+
+    The second one draws its figures in two worker processes: the page must not depend on that either.
+    """
     import subprocess
     import sys
 
@@ -311,11 +314,12 @@ def test_byte_identical_across_processes(tmp_path: Path) -> None:
         "from lstmviz_cli.pipeline import ViewOptions; from lstmviz_cli.analysis import analyze_run;"
         "from lstmviz_cli.report import render_report;"
         "run = make_run(numpy_trace('LSTM', steps=len(TEXT), hidden_size=4, num_layers=2, bidirectional=True), text=TEXT);"
-        "v = ViewOptions(); sys.stdout.write(render_report(run, analyze_run(run, v), v))"
+        "v = ViewOptions(); sys.stdout.write(render_report(run, analyze_run(run, v), v, workers=int(sys.argv[1])))"
     )
     outputs = []
-    for seed in ("1", "2"):
+    for seed, workers in (("1", "1"), ("2", "2")):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, check=True)
+        done = subprocess.run([sys.executable, "-c", script, workers], cwd=ROOT, env=env, capture_output=True,
+                              check=True)
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1] and len(outputs[0]) > 10_000

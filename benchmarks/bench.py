@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -251,6 +252,53 @@ def bench_long(steps_list: list[int], threads: int) -> list[str]:
     return rows
 
 
+def _peak_rss(pid: int, peaks: dict[int, int]) -> None:
+    """Record VmHWM (peak RSS) of `pid` and of its children (the figure workers) into `peaks`."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for p in [pid, *map(int, children)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[p] = max(peaks.get(p, 0), int(line.split()[1]) * 1024)
+        except OSError:
+            pass
+
+
+def bench_long_report(steps_list: list[int]) -> list[str]:
+    """`lstmviz report` end to end on LSTM 32->1024 over T steps: seconds, peak memory, page size."""
+    rows = ["| T | report s | s per 1k steps | peak RSS, main process | peak RSS, largest figure worker | "
+            "report size |", "|---:|---:|---:|---:|---:|---:|"]
+    print("\n".join(rows), flush=True)
+    exe = Path(sys.executable).parent / "lstmviz"
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        torch.save(nn.LSTM(32, 1024, batch_first=True).state_dict(), Path(tmp) / "lstm1024.pt")
+        for steps in steps_list:
+            x = Path(tmp) / f"x{steps}.npy"
+            np.save(x, np.random.default_rng(0).standard_normal((steps, 32)).astype(np.float32))
+            out = Path(tmp) / f"r{steps}.html"
+            start = time.perf_counter()
+            proc = subprocess.Popen([str(exe), "report", str(Path(tmp) / "lstm1024.pt"), "--input", str(x),
+                                     "-o", str(out), "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            peaks: dict[int, int] = {}
+            while proc.poll() is None:
+                _peak_rss(proc.pid, peaks)
+                time.sleep(0.05)
+            seconds = time.perf_counter() - start
+            if proc.returncode != 0:
+                rows.append(f"| {steps:,} | failed: {proc.stderr.read().decode()[-80:]} | | | | |")
+            else:
+                main_peak = peaks.pop(proc.pid, 0)
+                worker = max(peaks.values(), default=0)
+                rows.append(f"| {steps:,} | {seconds:.1f} | {seconds / steps * 1e3:.2f} | {main_peak / 2**30:.2f} GiB | "
+                            f"{worker / 2**30:.2f} GiB | {out.stat().st_size / 2**20:.2f} MiB |")
+            print(rows[-1], flush=True)
+    return rows
+
+
 def describe_machine(threads: int) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -274,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable)")
     parser.add_argument("--long", default="1000,10000,100000",
                         help="long-sequence lengths (hidden 1024); '' to skip")
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: configs,cli,long")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: configs,cli,long,report-long")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*projections is not supported with oneDNN.*")
@@ -292,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         print("## long sequences (LSTM 32->1024, batch 1)\n", flush=True)
         steps = [int(s) for s in args.long.split(",") if s]
         bench_long(steps, args.threads)
+        print()
+    if "report-long" not in skip and args.long:
+        print("## lstmviz report on long sequences (LSTM 32->1024, batch 1)\n", flush=True)
+        bench_long_report([int(s) for s in args.long.split(",") if s])
     return 0
 
 

@@ -16,7 +16,8 @@ everything about "units" and "steps" refers to batch element 0 unless said other
                     "ranked": [{"feature", "key": "lstm/l0/fwd/c", "unit": int, "r": float}]}
                    # Pearson r over the steps; the 5 strongest units per feature, sorted by |r|
     saliency       null | {"step": int, "target": str, "values": [‖∂y/∂x_t‖ per input step],
-                           "horizon": int, "horizon_mass": 0.9, "param_norms": {name: ‖∂y/∂θ‖},
+                           "horizon": int, "window_start": int (steps before it: null values),
+                           "horizon_mass": 0.9, "param_norms": {name: ‖∂y/∂θ‖},
                            "gate_norms": {prefix: {gate: ‖∂y/∂θ‖ over that gate's rows}}}
     memory_probe   null | {"prefix", "state": "c"|"h", "lengths": [int], "dependence": [0..1]}
     trajectories   [{"prefix", "series", "explained": [pc1, pc2], "jumpiness": float}]
@@ -115,6 +116,9 @@ class SaliencyResult:
     horizon: int = 0
     # prefix -> gate -> ‖∂y/∂θ‖ over that gate's rows of W_ih, W_hh and the biases
     gate_norms: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Steps before this were run without gradients (a long sequence under the memory budget):
+    # their values are NaN, and the gradient norms cover steps window_start..step only.
+    window_start: int = 0
 
 
 @dataclass
@@ -216,6 +220,7 @@ class Analysis:
                 "target": self.saliency.target,
                 "values": [_num(v) for v in self.saliency.values],
                 "horizon": self.saliency.horizon,
+                "window_start": self.saliency.window_start,
                 "horizon_mass": self.thresholds.horizon_mass,
                 "param_norms": {k: _num(v) for k, v in sorted(self.saliency.param_norms.items())},
                 "gate_norms": {
@@ -277,16 +282,54 @@ def anchor_id(*parts: str) -> str:
     return "-".join(piece for piece in safe.split("-") if piece) or "x"
 
 
+CHUNK_ROWS = 8192  # rows per float64 chunk in reductions over long traces (bounded temporaries)
+
+
+def _without_padding(flat: np.ndarray) -> np.ndarray:
+    """Rows that are not padding (NaN); the array itself, not a copy, when there is none."""
+    keep = ~np.isnan(flat).any(axis=1)
+    return flat if keep.all() else flat[keep]
+
+
 def valid_rows(array: np.ndarray) -> np.ndarray:
-    """(batch, time, units) -> (n, units) of every step that is not padding (NaN rows dropped)."""
-    flat = np.asarray(array, dtype=np.float64).reshape(-1, array.shape[-1])
-    return flat[~np.isnan(flat).any(axis=1)]
+    """(batch, time, units) -> (n, units) of every step that is not padding (NaN rows dropped).
+
+    In the stored dtype, and a view when nothing is padded: a T = 100,000 x 1024 series is 0.4 GB
+    in float32 and would be 0.8 GB more per float64 copy. Reductions that need float64 take it
+    chunk by chunk (`mean_std`).
+    """
+    return _without_padding(np.asarray(array).reshape(-1, array.shape[-1]))
 
 
 def first_sequence(array: np.ndarray) -> np.ndarray:
-    """(batch, time, units) -> (time', units) of batch element 0 without padded steps."""
-    seq = np.asarray(array[0], dtype=np.float64)
-    return seq[~np.isnan(seq).any(axis=1)]
+    """(batch, time, units) -> (time', units) of batch element 0 without padded steps (stored dtype)."""
+    return _without_padding(np.asarray(array[0]))
+
+
+def _chunks(rows: np.ndarray) -> Any:
+    for start in range(0, len(rows), CHUNK_ROWS):
+        yield rows[start : start + CHUNK_ROWS].astype(np.float64)
+
+
+def column_means(rows: np.ndarray) -> np.ndarray:
+    """Per-column float64 means of (n, units), chunk by chunk."""
+    total = np.zeros(rows.shape[1])
+    for chunk in _chunks(rows):
+        total += chunk.sum(axis=0)
+    return total / max(len(rows), 1)
+
+
+def mean_std(rows: np.ndarray, axis: int | None = None) -> tuple[Any, Any]:
+    """Float64 mean and (population) std of all values (axis None) or per column (axis 0), in chunks."""
+    means = column_means(rows)
+    mean = means.mean() if axis is None else means
+    squares = np.zeros(rows.shape[1])
+    for chunk in _chunks(rows):
+        squares += ((chunk - mean) ** 2).sum(axis=0)
+    n = max(len(rows), 1)
+    if axis is None:
+        return float(mean), float(np.sqrt(squares.sum() / (n * rows.shape[1])))
+    return mean, np.sqrt(squares / n)
 
 
 # -- gate statistics (report section "Gate statistics") -----------------------------------------
@@ -305,14 +348,15 @@ def gate_statistics(trace: Trace, thresholds: Thresholds | None = None) -> list[
             time_std = None
             if name == "c":
                 per_seq = [first_sequence(array[b : b + 1]) for b in range(array.shape[0])]
-                stds = [seq.std(axis=0).mean() for seq in per_seq if len(seq) > 1]
+                stds = [mean_std(seq, axis=0)[1].mean() for seq in per_seq if len(seq) > 1]
                 time_std = float(np.mean(stds)) if stds else 0.0
+            mean, std = mean_std(rows)
             stats.append(
                 GateStat(
                     prefix=layer.prefix,
                     series=name,
-                    mean=float(rows.mean()),
-                    std=float(rows.std()),
+                    mean=mean,
+                    std=std,
                     frac_low=float((rows < th.saturation_low).mean()) if is_gate else None,
                     frac_high=float((rows > th.saturation_high).mean()) if is_gate else None,
                     time_std=time_std,
@@ -494,8 +538,12 @@ def memory_horizon(values: np.ndarray, step: int, mass: float = 0.9) -> int:
 
 
 def vanishing_ratio(values: np.ndarray, step: int) -> float | None:
-    """Mean saliency of the oldest 10% of steps (at least one) over the peak; None when too short."""
+    """Mean saliency of the oldest 10% of steps (at least one) over the peak; None when too short.
+
+    Steps without a value (NaN: before a saliency window) are not counted: "oldest" is the oldest computed.
+    """
     s = np.abs(np.asarray(values, dtype=np.float64)[: step + 1])
+    s = s[np.isfinite(s)]
     if len(s) < 10 or s.max() <= 0:
         return None
     oldest = s[: max(1, len(s) // 10)]
@@ -510,20 +558,25 @@ def pca_2d(states: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
 
     Returns the (time, 2) coordinates and each component's share of the variance.
     """
-    x = np.asarray(states, dtype=np.float64)
-    x = x - x.mean(axis=0)
-    coords = np.zeros((x.shape[0], 2))
-    if x.shape[0] < 2 or not np.any(x):
-        return coords, (0.0, 0.0)
+    states = np.asarray(states)
+    coords = np.zeros((states.shape[0], 2))
+    mean = column_means(states)
     # SVD of the small (units, units) scatter matrix instead of the (time, units) data: the same
-    # components, and long sequences cost one matmul rather than an SVD of a tall matrix.
-    _, var, vt = np.linalg.svd(x.T @ x)
+    # components, and long sequences cost chunked matmuls rather than an SVD of a tall matrix.
+    scatter = np.zeros((states.shape[1], states.shape[1]))
+    for chunk in _chunks(states):
+        centred = chunk - mean
+        scatter += centred.T @ centred
+    if states.shape[0] < 2 or not np.any(scatter):
+        return coords, (0.0, 0.0)
+    _, var, vt = np.linalg.svd(scatter)
     k = min(2, len(var))
     for j in range(k):
         # SVD signs are arbitrary: make each component's largest loading positive.
         if vt[j, np.argmax(np.abs(vt[j]))] < 0:
             vt[j] *= -1
-        coords[:, j] = x @ vt[j]
+    for start, chunk in zip(range(0, len(states), CHUNK_ROWS), _chunks(states), strict=True):
+        coords[start : start + len(chunk), :k] = (chunk - mean) @ vt[:k].T
     share = var / var.sum()
     explained = (float(share[0]), float(share[1]) if k > 1 else 0.0)
     return coords, explained
@@ -540,8 +593,13 @@ def state_trajectories(trace: Trace) -> list[Trajectory]:
             if len(seq) < 2:
                 continue
             coords, explained = pca_2d(seq)
-            spread = math.sqrt(float(((seq - seq.mean(axis=0)) ** 2).sum(axis=1).mean()))
-            steps = np.sqrt((np.diff(seq, axis=0) ** 2).sum(axis=1))
+            mean = column_means(seq)
+            spread = math.sqrt(sum(float(((c - mean) ** 2).sum()) for c in _chunks(seq)) / len(seq))
+            # Step lengths chunk by chunk; each chunk starts one row back to include its first step.
+            steps = np.concatenate([
+                np.sqrt((np.diff(seq[max(0, a - 1) : a + CHUNK_ROWS].astype(np.float64), axis=0) ** 2).sum(axis=1))
+                for a in range(0, len(seq), CHUNK_ROWS)
+            ])
             jumpiness = float(np.median(steps) / spread) if spread > 0 else 0.0
             result.append(Trajectory(layer.prefix, name, coords, explained, jumpiness))
     return result
@@ -684,7 +742,7 @@ def diagnose(
     if saliency is not None:
         ratio = vanishing_ratio(saliency.values, saliency.step)
         if ratio is not None and ratio < th.vanishing_ratio:
-            oldest = max(1, (saliency.step + 1) // 10)
+            oldest = max(1, (saliency.step + 1 - saliency.window_start) // 10)
             findings.append(
                 Finding(
                     "vanishing_gradient", "info", "", [], ratio, th.vanishing_ratio,
@@ -782,6 +840,11 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     info = getattr(loaded, "info", None)
     th = thresholds_from_view(view)
     notes: list[str] = []
+    if trace.meta.get("store_dtype") == "float16":
+        notes.append(
+            "this long trace is kept as float16 to bound memory: figures and statistics carry about 3 "
+            "significant digits (verification ran in float32; `lstmviz trace` writes full precision)"
+        )
     steps = None
     tokens = None
     if sample is not None:

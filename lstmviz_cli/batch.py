@@ -169,10 +169,10 @@ def report_job(checkpoint: Path, options: Any, view: Any, output: Path, force: b
     """
     from lstmviz_cli.analysis import analyze_run
     from lstmviz_cli.output import write_atomic
-    from lstmviz_cli.pipeline import load_and_trace
+    from lstmviz_cli.pipeline import REPORT_FLOAT16_ABOVE, load_and_trace
     from lstmviz_cli.report import render_report
 
-    run = load_and_trace(replace(options, checkpoint=checkpoint))
+    run = load_and_trace(replace(options, checkpoint=checkpoint), float16_above=REPORT_FLOAT16_ABOVE)
     analysis = analyze_run(run, view)
     write_atomic(output, render_report(run, analysis, view, workers=workers), force=force)
     return summarize(run, analysis, name=checkpoint.name, file=output.name)

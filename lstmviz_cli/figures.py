@@ -7,7 +7,7 @@ from `palette` so a gate looks the same in every figure, diagram and table.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +45,33 @@ def bin_time(values: np.ndarray, max_columns: int = MAX_COLUMNS) -> tuple[np.nda
     return binned.astype(np.float32), width
 
 
+CHUNK_ROWS = 8192  # time steps per float64 chunk: a (100,000 x 1024) window is never copied whole
+
+
+def _float_chunks(values: np.ndarray) -> Iterator[np.ndarray]:
+    """(time, units) in float64 chunks of time, NaN (padding) as 0 like the whole-array code had it."""
+    for start in range(0, values.shape[0], CHUNK_ROWS):
+        yield np.nan_to_num(values[start : start + CHUNK_ROWS].astype(np.float64), nan=0.0)
+
+
+def unit_scatter(values: np.ndarray, *, full: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit means and either the per-unit sums of squared deviations (`full=False`) or the
+    (units, units) scatter matrix (`full=True`), accumulated over time chunks in float64."""
+    steps = max(values.shape[0], 1)
+    mean = sum((chunk.sum(axis=0) for chunk in _float_chunks(values)), np.zeros(values.shape[1])) / steps
+    shape = (values.shape[1],) * (2 if full else 1)
+    scatter = np.zeros(shape)
+    for chunk in _float_chunks(values):
+        centred = chunk - mean
+        scatter += centred.T @ centred if full else (centred**2).sum(axis=0)
+    return mean, scatter
+
+
+def unit_variance(values: np.ndarray) -> np.ndarray:
+    """Variance over time of every column of (time, units), NaN counted as 0 (bounded memory)."""
+    return unit_scatter(values, full=False)[1] / max(values.shape[0], 1)
+
+
 def order_units(values: np.ndarray, method: str) -> np.ndarray:
     """Row order for a (time, units) array: "none", "variance" (highest first) or "cluster".
 
@@ -54,22 +81,20 @@ def order_units(values: np.ndarray, method: str) -> np.ndarray:
     units = values.shape[1]
     if method == "none" or units <= 1:
         return np.arange(units)
-    clean = np.nan_to_num(values.astype(np.float64), nan=0.0)
     if method == "variance":
-        return np.argsort(-clean.var(axis=0), kind="stable")
+        return np.argsort(-unit_variance(values), kind="stable")
     if method == "cluster":
-        return np.asarray(_cluster_order(clean))
+        return np.asarray(_cluster_order(values))
     raise ValueError(f"unknown unit order {method!r}")
 
 
 def _cluster_order(values: np.ndarray) -> list[int]:
     """Leaf order of average-linkage clustering of the columns of `values` on 1 − Pearson r."""
     n = values.shape[1]
-    centred = values - values.mean(axis=0)
-    norms = np.sqrt((centred**2).sum(axis=0))
+    _, scatter = unit_scatter(values, full=True)
+    norms = np.sqrt(np.diag(scatter)).copy()
     norms[norms == 0] = 1.0
-    unit = centred / norms
-    dist = 1.0 - unit.T @ unit
+    dist = 1.0 - scatter / np.outer(norms, norms)
     np.fill_diagonal(dist, np.inf)
     members: list[list[int]] = [[k] for k in range(n)]
     sizes = np.ones(n)

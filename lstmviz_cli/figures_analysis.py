@@ -134,6 +134,12 @@ def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None) -> Figur
     for ax in (top, bottom):
         if result.horizon > 0:
             ax.axvspan(start - 0.5, result.step + 0.5, color=NEUTRAL_SHADE, linewidth=0)
+        if result.window_start > 0:  # not differentiated (memory budget): no value, not zero
+            ax.axvspan(-0.5, result.window_start - 0.5, facecolor="none", edgecolor="#bbbbbb", hatch="///",
+                       linewidth=0)
+    if result.window_start > 0:
+        top.text(result.window_start / 2, 0.5, "not differentiated\n(memory budget)", ha="center", va="center",
+                 fontsize=7, color="#666666")
         ax.axvline(result.step, color=NEUTRAL, linewidth=0.8, linestyle=":")
     top.fill_between(x, y, step="mid", color=NEUTRAL, alpha=0.3, linewidth=0)
     top.step(x, y, where="mid", color=NEUTRAL, linewidth=0.9)

@@ -68,10 +68,16 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def load_and_trace(options: LoadOptions) -> Run:
+# A report keeps traces larger than this as float16 (figures need 3 digits, not 7): with the
+# saliency budget this keeps T = 100,000 at hidden 1024 under 4 GB.
+REPORT_FLOAT16_ABOVE = 1 << 30
+
+
+def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) -> Run:
     """Load the checkpoint safely, read the sample, and trace every recurrent layer.
 
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
+    `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
     """
     from lstmviz_cli.checkpoint import load_checkpoint
     from lstmviz_cli.inputs import load_sample, parse_memory_size
@@ -90,7 +96,9 @@ def load_and_trace(options: LoadOptions) -> Run:
         _warn(UNSAFE_WARNING.format(name=loaded.info.name, flag=flag))
     budget = parse_memory_size(options.max_memory) if options.max_memory else None
     sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
-    trace = trace_sample(loaded, sample, verify=options.verify, module=options.module)
+    compact = float16_above is not None and sample.extra.get("trace_bytes", 0) > float16_above
+    store = {"store_dtype": "float16"} if compact else {}
+    trace = trace_sample(loaded, sample, verify=options.verify, module=options.module, **store)
     return Run(loaded=loaded, sample=sample, trace=trace)
 
 
@@ -134,7 +142,7 @@ def run_report_command(
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
-    run = load_and_trace(options)
+    run = load_and_trace(options, float16_above=REPORT_FLOAT16_ABOVE)
     analysis = analyze_run(run, view)
     html = render_report(run, analysis, view, workers=workers or default_workers())
     write_atomic(output, html, force=force)

@@ -236,7 +236,8 @@ def _output_labels(run: Any, steps: range) -> list[str]:
 
 
 def _sequence(layer: LayerTrace, name: str, window: tuple[int, int]) -> np.ndarray:
-    return np.asarray(layer.series[name][0, window[0] : window[1]], dtype=np.float64)
+    """Batch element 0 of one series over the window: a view in the stored dtype (no whole-trace copy)."""
+    return layer.series[name][0, window[0] : window[1]]
 
 
 def _fmt_bytes(size: int) -> str:
@@ -390,7 +391,7 @@ def _row_order(layer: LayerTrace, rv: ReportView) -> tuple[list[int], str]:
     """Which hidden units each heatmap shows, in which order, and a sentence saying so."""
     key = "c" if "c" in layer.series else "h"
     values = _sequence(layer, key, rv.window)
-    from lstmviz_cli.figures import order_units
+    from lstmviz_cli.figures import order_units, unit_variance
 
     order = [int(u) for u in order_units(values, rv.sort_units)]
     total = values.shape[1]
@@ -401,7 +402,7 @@ def _row_order(layer: LayerTrace, rv: ReportView) -> tuple[list[int], str]:
         return chosen, f"units {', '.join(map(str, rv.units))} of {total}, {how}"
     if rv.units >= total:
         return order, f"all {total} units, {how}"
-    by_var = [int(u) for u in np.argsort(-np.nan_to_num(values.var(axis=0)), kind="stable")[: rv.units]]
+    by_var = [int(u) for u in np.argsort(-unit_variance(values), kind="stable")[: rv.units]]
     chosen = [u for u in order if u in set(by_var)]
     return chosen, f"the {rv.units} of {total} units with the highest variance of {key}, {how}"
 
@@ -414,7 +415,7 @@ def layer_heatmap(
     Returns the figure (as a job: the panels are prepared here, drawn later), the sentence saying which units are shown, the time-bin width and the
     column of `--at-step` (None when outside the window).
     """
-    from lstmviz_cli.figures import HeatPanel, bin_time, plot_gate_heatmaps
+    from lstmviz_cli.figures import HeatPanel, bin_time, plot_gate_heatmaps, unit_variance
 
     start, stop = rv.window
     rows, how = _row_order(layer, rv)
@@ -426,7 +427,7 @@ def layer_heatmap(
         if values.shape[1] == layer.config.hidden_size:
             units = rows
         else:  # a projected h has its own width: its own top units
-            units = [int(u) for u in np.argsort(-np.nan_to_num(values.var(axis=0)), kind="stable")[: len(rows)]]
+            units = [int(u) for u in np.argsort(-unit_variance(values), kind="stable")[: len(rows)]]
         binned, width = bin_time(values[:, units])
         panels.append(HeatPanel(series=name, values=binned.T, units=units, source_name=source_names.get(name)))
     window_tokens = tokens[start:stop] if tokens is not None else None

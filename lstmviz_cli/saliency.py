@@ -13,6 +13,13 @@ import numpy as np
 from lstmviz_cli.analysis import MemoryProbe, SaliencyResult
 
 PROBE_KEYS = 8  # distinct keys at step 0 in the memory-length probe
+# Autograd keeps every step's activations: beyond this many bytes, only a window of the last steps
+# before the target gets gradients (exact for those steps; see `_gradient_window`).
+SALIENCY_BUDGET = 1 << 29  # 512 MiB: with the outputs and the float16 trace, T = 1e5 x 1024 stays under 4 GB
+# Bytes autograd holds per step, per (series x unit) of a recurrent layer; measured ~8 for an LSTM
+# (hidden 1024, T = 10,000: +0.55 GB), with margin.
+_BYTES_PER_VALUE = 12
+HEAD_CHUNK = 4096  # steps per no-grad call before a window (bounds the layer's input projection)
 
 
 @contextmanager
@@ -86,6 +93,89 @@ def _choose_target(vector: Any, kind: str, labels: list[str] | None) -> tuple[An
     return torch.log_softmax(vector, dim=0)[index], f"log-probability of the predicted {name!r}"
 
 
+def saliency_bytes_per_step(model: Any) -> int:
+    """What autograd keeps per time step for the model's stock recurrent layers (an estimate)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, _recurrent_types()):
+            series = {"LSTM": 4 + 3, "GRU": 3 + 2}.get(type(module).__name__, 3)
+            directions = 2 if module.bidirectional else 1
+            total += series * module.hidden_size * module.num_layers * directions * _BYTES_PER_VALUE
+    return total
+
+
+def saliency_window(model: Any, steps: int, budget: int = SALIENCY_BUDGET) -> int | None:
+    """How many steps up to the target get gradients: None (all of them) when they fit the budget.
+
+    Raises ValueError when they do not fit and the model cannot be run in two pieces.
+    """
+    per_step = saliency_bytes_per_step(model)
+    if per_step == 0 or steps * per_step <= budget:
+        return None
+    window = max(64, budget // per_step)
+    if window >= steps:
+        return None
+    layers = [m for m in model.modules() if isinstance(m, _recurrent_types())]
+    if any(m.bidirectional for m in layers):
+        raise ValueError(
+            f"{steps} steps need about {steps * per_step / 2**30:.1f} GiB of gradients, over the "
+            f"{budget / 2**30:.1f} GiB budget, and a bidirectional layer reads the future: "
+            "no exact window exists; pass a shorter input for saliency"
+        )
+    return window
+
+
+@contextmanager
+def _gradient_window(model: Any, start: int) -> Any:
+    """Run each stock recurrent layer in two pieces: steps < `start` without autograd, the rest with it.
+
+    The state at `start` is handed over exactly, so the model's outputs are unchanged and the
+    gradients with respect to inputs at steps >= `start` are exact (earlier inputs reach the
+    output only through that state, which is not differentiated). Memory is then bounded by the
+    window. Only for unidirectional layers, restored in `finally` like the tracer's swap.
+    """
+    import torch
+    from torch.nn.utils.rnn import PackedSequence
+
+    swapped = []
+
+    def split(module: Any) -> Any:
+        original = module.forward
+
+        def forward(input: Any, hx: Any = None) -> Any:
+            if isinstance(input, PackedSequence) or input.dim() < 2:
+                return original(input, hx)
+            axis = 1 if module.batch_first and input.dim() == 3 else 0
+            steps = int(input.shape[axis])
+            if steps <= start:
+                return original(input, hx)
+            out, state = None, hx
+            with torch.no_grad():  # in chunks: the layer projects a whole call's inputs at once
+                for first in range(0, start, HEAD_CHUNK):
+                    count = min(HEAD_CHUNK, start - first)
+                    piece, state = original(input.narrow(axis, first, count), state)
+                    if out is None:  # one output tensor, filled in place (no list + cat copy)
+                        shape = list(piece.shape)
+                        shape[axis] = steps
+                        out = piece.new_empty(shape)
+                    out.narrow(axis, first, count).copy_(piece)
+            tail, state = original(input.narrow(axis, start, steps - start), state)
+            out.narrow(axis, start, steps - start).copy_(tail)  # autograd records the copy (CopySlices)
+            return out, state
+
+        return forward
+
+    try:
+        for module in model.modules():
+            if isinstance(module, _recurrent_types()):
+                module.forward = split(module)
+                swapped.append(module)
+        yield
+    finally:
+        for module in swapped:
+            del module.forward
+
+
 def compute_saliency(
     model: Any,
     values: np.ndarray,
@@ -95,6 +185,7 @@ def compute_saliency(
     output_labels: list[str] | None = None,
     device: str = "cpu",
     batch_first: bool = True,
+    budget: int | None = None,
 ) -> SaliencyResult:
     """‖∂y/∂x_t‖ for every input step t of batch element 0, with y one output at `step`.
 
@@ -102,10 +193,19 @@ def compute_saliency(
     inputs it is the input itself. `step` picks the time step of a per-step output (default: the
     last); outputs without a time axis are read after the last step. Parameter gradient norms
     come from the same backward pass. The model is neither trained nor changed.
+
+    When every step's gradients would not fit `budget` bytes, only the last steps up to the target
+    are differentiated (`saliency_window`); earlier steps get NaN and `window_start` says where.
     """
+    import contextlib
+
     import torch
 
     x = torch.as_tensor(np.asarray(values)[:1], device=device)
+    total_steps = int(x.shape[1]) if x.dim() >= 2 else 1
+    window = saliency_window(model, total_steps, SALIENCY_BUDGET if budget is None else budget)
+    target_step = total_steps - 1 if step is None else min(int(step), total_steps - 1)
+    start = 0 if window is None else max(0, target_step - window + 1)
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     captured: list[Any] = []
     handle = None
@@ -130,7 +230,8 @@ def compute_saliency(
         x = x.to(dtype).requires_grad_(True)
         captured.append(x)
     try:
-        with _gradients_allowed():
+        windowed = _gradient_window(model, start) if start > 0 else contextlib.nullcontext()
+        with _gradients_allowed(), windowed:
             out = _call(model, x, batch_first)
             steps = int(x.shape[1])
             if out.dim() >= 3:
@@ -152,11 +253,15 @@ def compute_saliency(
         per_step = np.zeros(int(x.shape[1]))
     else:
         per_step = g[0].reshape(g.shape[1], -1).norm(dim=1).detach().cpu().double().numpy()
+    if start > 0:
+        per_step[:start] = np.nan  # not differentiated, not zero
     by_name = {name: grad for (name, _), grad in zip(params, grads[1:], strict=True) if grad is not None}
     norms = {name: float(grad.norm().detach().cpu()) for name, grad in by_name.items()}
     return SaliencyResult(
-        step=at, target=f"{target} at step {at}", values=per_step, param_norms=norms,
-        gate_norms=_gate_norms(model, by_name),
+        step=at,
+        target=f"{target} at step {at}" + (f" (gradients through steps {start}–{at} only: memory budget)" if start else ""),
+        values=per_step, param_norms=norms,
+        gate_norms=_gate_norms(model, by_name), window_start=start,
     )
 
 

@@ -413,3 +413,28 @@ def test_plain_rnn_trace_has_no_gates_but_still_a_report() -> None:
     by_id = {s["id"]: s for s in ctx["sections"]}
     assert "no sigmoid gates" in by_id["gate-saturation"]["reading"]
     assert by_id["gate-saturation"]["figures"] == []
+
+
+def test_chunked_reductions_match_whole_array_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long traces are reduced in float64 chunks; the answers are those of one float64 pass."""
+    from lstmviz_cli import analysis
+
+    monkeypatch.setattr(analysis, "CHUNK_ROWS", 7)  # many chunks, the last one short
+    rows = np.random.default_rng(5).standard_normal((100, 6)).astype(np.float32) * 3 + 1
+    exact = rows.astype(np.float64)
+    mean, std = analysis.mean_std(rows)
+    assert mean == pytest.approx(exact.mean(), rel=1e-12) and std == pytest.approx(exact.std(), rel=1e-12)
+    means, stds = analysis.mean_std(rows, axis=0)
+    np.testing.assert_allclose(means, exact.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stds, exact.std(axis=0), rtol=1e-12)
+    coords, explained = analysis.pca_2d(rows)
+    centred = exact - exact.mean(axis=0)
+    _, var, vt = np.linalg.svd(centred, full_matrices=False)
+    signs = np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(axis=1)])
+    np.testing.assert_allclose(coords, centred @ (vt[:2] * signs[:, None]).T, atol=1e-9)
+    assert explained == pytest.approx(tuple(var[:2] ** 2 / (var**2).sum()), rel=1e-9)
+    # A view, not a float64 copy, when nothing is padded; padding rows dropped when there is some.
+    series = rows[None]
+    assert np.shares_memory(analysis.valid_rows(series), rows)
+    padded = np.concatenate([series, np.full((1, 3, 6), np.nan, dtype=np.float32)], axis=1)
+    assert analysis.first_sequence(padded).shape == (100, 6)

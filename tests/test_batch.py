@@ -76,7 +76,7 @@ def test_batch_report_goes_on_after_a_failure(
         "index.pt": make_run(numpy_trace("LSTM", hidden_size=3, steps=5), name="index.pt"),
     }
 
-    def load(options):  # noqa: ANN001, ANN202
+    def load(options, **_kwargs):  # noqa: ANN001, ANN003, ANN202
         name = Path(options.checkpoint).name
         if name not in runs:
             raise InputError(f"{name!r} holds no recurrent layer")
@@ -105,7 +105,7 @@ def test_batch_form_needs_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_batch_refuses_foreign_files_before_any_work(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    def load(options):  # noqa: ANN001, ANN202
+    def load(options, **_kwargs):  # noqa: ANN001, ANN003, ANN202
         raise AssertionError("must not trace before checking the outputs")
 
     monkeypatch.setattr(pipeline, "load_and_trace", load)

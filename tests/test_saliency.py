@@ -100,6 +100,50 @@ def test_saliency_reads_a_chosen_step_of_a_per_step_output() -> None:
     assert (result.values[:3] > 0).all()
 
 
+class TokenStack(nn.Module):
+    """Embedding, a 2-layer unidirectional LSTM and a GRU (time-major), a head on every step."""
+
+    def __init__(self, bidirectional: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.embedding = nn.Embedding(7, 5)
+        self.lstm = nn.LSTM(5, 6, num_layers=2, batch_first=True, bidirectional=bidirectional)
+        self.gru = nn.GRU(6 * (2 if bidirectional else 1), 4)  # time-major on purpose
+        self.fc = nn.Linear(4, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(x))
+        out, _ = self.gru(out.transpose(0, 1))
+        return self.fc(out.transpose(0, 1))
+
+
+def test_a_saliency_window_is_exact_for_the_steps_it_covers() -> None:
+    """Over budget, only the last steps are differentiated, with the same gradients as the full pass."""
+    from lstmviz_cli.saliency import saliency_bytes_per_step
+
+    model = TokenStack().eval()
+    tokens = np.random.default_rng(0).integers(0, 7, size=(1, 300))
+    full = compute_saliency(model, tokens, step=250, output_labels=list("abcdefg"))
+    per_step = saliency_bytes_per_step(model)
+    windowed = compute_saliency(model, tokens, step=250, output_labels=list("abcdefg"), budget=100 * per_step)
+    assert full.window_start == 0 and windowed.window_start == 250 - 100 + 1
+    start = windowed.window_start
+    assert np.isnan(windowed.values[:start]).all()
+    np.testing.assert_allclose(windowed.values[start:], full.values[start:], rtol=1e-5, atol=1e-12)
+    assert windowed.step == 250 and "gradients through steps 151–250 only" in windowed.target
+    assert windowed.target.startswith(full.target)  # the same output is explained: the model ran unchanged
+    # The recurrent modules got their own forward back.
+    assert "forward" not in vars(model.lstm) and "forward" not in vars(model.gru)
+
+
+def test_a_bidirectional_model_over_budget_says_why_it_has_no_saliency() -> None:
+    model = TokenStack(bidirectional=True).eval()
+    tokens = np.zeros((1, 300), dtype=np.int64)
+    with pytest.raises(ValueError, match="bidirectional layer reads the future"):
+        compute_saliency(model, tokens, budget=1000)
+    assert compute_saliency(model, tokens[:, :5], budget=1 << 30).window_start == 0  # within budget: fine
+
+
 def test_memory_probe_remembering_vs_forgetting_stack() -> None:
     x = np.random.default_rng(0).normal(size=(1, 10, 2)).astype(np.float32)
     forgetful = memory_probe(Features(forget_bias=-30.0).eval(), x, max_length=32)
@@ -243,3 +287,30 @@ def test_cli_report_bad_labels_is_a_one_line_error(tmp_path) -> None:  # noqa: A
     code = main(["report", str(SAMPLES / "digitsum.pt"), "-o", str(tmp_path / "r.html"), "--labels", str(labels)])
     assert code == 2
     assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_long_sequence_report_is_compact_and_windowed(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The T = 100,000 recipe at a size CI affords: float16 trace, saliency window, bounded page."""
+    import json
+
+    from lstmviz_cli import pipeline, saliency
+    from lstmviz_cli.cli import main
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(4, 32, batch_first=True)
+    torch.save(lstm.state_dict(), tmp_path / "long.pt")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((20_000, 4)).astype(np.float32))
+    monkeypatch.setattr(pipeline, "REPORT_FLOAT16_ABOVE", 1 << 20)  # 20,000 x 6 x 32 x 4 B = 15 MB: over
+    monkeypatch.setattr(saliency, "SALIENCY_BUDGET", 2000 * saliency.saliency_bytes_per_step(lstm))
+    out, summary = tmp_path / "long.html", tmp_path / "long.json"
+    assert main(["report", str(tmp_path / "long.pt"), "--input", str(tmp_path / "x.npy"), "-o", str(out),
+                 "--json", str(summary)]) == 0
+    data = json.loads(summary.read_text())
+    sal = data["saliency"]
+    assert sal["window_start"] == 20_000 - 2000 and sal["step"] == 19_999
+    assert all(v is None for v in sal["values"][: sal["window_start"]])
+    assert all(v is not None for v in sal["values"][sal["window_start"]:])
+    assert any("kept as float16" in note for note in data["notes"])
+    html = out.read_text()
+    assert "not differentiated" in html and "Only steps 18000–19999 were differentiated" in html
+    assert len(html.encode()) < 5_000_000 and "averaged over bins of 50 steps" in html

@@ -6,6 +6,7 @@ are subsampled or aggregated so that a figure's size does not grow with the sequ
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +41,13 @@ def plain(text: str) -> str:
     from lstmviz_cli.textfeatures import display_token
 
     return display_token(str(text)).replace("$", r"\$")
+
+
+def _plain_log_labels(ax) -> None:  # noqa: ANN001 - a matplotlib Axes
+    """Log-axis labels as plain numbers ("0.01", "0.3"): mathtext is slow to parse and, on the minor
+    ticks of a short range, wider than the fixed margin."""
+    ax.yaxis.set_major_formatter(LogFormatter())
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
 
 
 def _time_labels(tokens: Sequence[str] | None, steps: int) -> list[str] | None:
@@ -126,9 +134,12 @@ def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None) -> Figur
     values = np.nan_to_num(np.asarray(result.values, dtype=np.float64))
     peak = values.max() if values.size and values.max() > 0 else 1.0
     x, y = _aggregate(values / peak)
-    fig = new_figure(7.5, 3.6, fixed=True)
-    margins(fig, left=0.75, right=0.15, top=0.3, bottom=0.3 + _label_height(_time_labels(tokens, len(values))),
-            hspace=0.12)
+    title = textwrap.wrap(
+        plain(f"saliency of the {result.target}; shaded: the {result.horizon} steps holding 90% of it"), 120
+    )
+    fig = new_figure(7.5, 3.6 + 0.15 * (len(title) - 1), fixed=True)
+    margins(fig, left=0.75, right=0.15, top=0.15 + 0.15 * len(title),
+            bottom=0.3 + _label_height(_time_labels(tokens, len(values))), hspace=0.12)
     top, bottom = fig.subplots(2, 1, sharex=True)
     start = result.step - result.horizon + 1
     for ax in (top, bottom):
@@ -137,10 +148,13 @@ def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None) -> Figur
         if result.window_start > 0:  # not differentiated (memory budget): no value, not zero
             ax.axvspan(-0.5, result.window_start - 0.5, facecolor="none", edgecolor="#bbbbbb", hatch="///",
                        linewidth=0)
-    if result.window_start > 0:
-        top.text(result.window_start / 2, 0.5, "not differentiated\n(memory budget)", ha="center", va="center",
-                 fontsize=7, color="#666666")
         ax.axvline(result.step, color=NEUTRAL, linewidth=0.8, linestyle=":")
+    if result.window_start > 0:
+        # Zoom on the window, with a sliver of the hatched steps before it at the left edge.
+        span = result.step + 1 - result.window_start
+        top.set_xlim(result.window_start - 0.5 - 0.08 * span, result.step + 0.5 + 0.02 * span)
+        top.text(0.01, 0.5, f"steps < {result.window_start}:\nnot differentiated\n(memory budget)",
+                 transform=top.transAxes, ha="left", va="center", fontsize=6, color="#666666")
     top.fill_between(x, y, step="mid", color=NEUTRAL, alpha=0.3, linewidth=0)
     top.step(x, y, where="mid", color=NEUTRAL, linewidth=0.9)
     top.set_ylabel("relative ‖∂y/∂x_t‖", fontsize=8)
@@ -151,14 +165,11 @@ def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None) -> Figur
     floor = min(floor, 0.1)
     bottom.step(x, np.maximum(y, floor), where="mid", color=NEUTRAL, linewidth=0.9)
     bottom.set_yscale("log")
-    bottom.yaxis.set_major_formatter(LogFormatter())  # plain "0.01", not mathtext (parsing it is slow)
+    _plain_log_labels(bottom)
     bottom.set_ylim(floor, 2)
     bottom.set_ylabel("log scale", fontsize=8)
     _time_ticks(bottom, tokens, len(values))
-    top.set_title(
-        plain(f"saliency of the {result.target}; shaded: the {result.horizon} steps holding 90% of it"),
-        fontsize=8,
-    )
+    top.set_title("\n".join(title), fontsize=8)
     for ax in (top, bottom):
         ax.tick_params(labelsize=7)
     return fig
@@ -241,7 +252,7 @@ def plot_activity(
         if name == "h":
             ax.set_ylabel("range of h\n(max − min)", fontsize=8)
             ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(LogFormatter())
+            _plain_log_labels(ax)
             ax.set_ylim(max(1e-4, float(values.min()) * 0.5 if values.min() > 0 else 1e-4), 2.2)
         else:
             ax.set_ylabel("max |c|", fontsize=8)

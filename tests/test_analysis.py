@@ -438,3 +438,25 @@ def test_chunked_reductions_match_whole_array_numpy(monkeypatch: pytest.MonkeyPa
     assert np.shares_memory(analysis.valid_rows(series), rows)
     padded = np.concatenate([series, np.full((1, 3, 6), np.nan, dtype=np.float32)], axis=1)
     assert analysis.first_sequence(padded).shape == (100, 6)
+
+
+@pytest.mark.parametrize("window_start", [0, 150])
+def test_saliency_figure_marks_the_step_and_zooms_on_a_window(window_start: int) -> None:
+    from lstmviz_cli.analysis import SaliencyResult
+    from lstmviz_cli.figures_analysis import plot_saliency
+
+    values = np.linspace(0.1, 1.0, 200)
+    values[:window_start] = np.nan
+    sal = SaliencyResult(step=199, target="predicted value at step 199", values=values, horizon=20,
+                         window_start=window_start)
+    fig = plot_saliency(sal, None)
+    top, bottom = fig.axes[:2]
+    for ax in (top, bottom):  # the dotted line at the explained step, on both panels
+        assert any(list(line.get_xdata()) == [199, 199] for line in ax.get_lines())
+    texts = " ".join(t.get_text() for t in top.texts)
+    if window_start:
+        low, high = top.get_xlim()
+        assert 130 < low < 149.5 and 199.5 <= high < 202  # the window, plus a sliver before it
+        assert "steps < 150:\nnot differentiated" in texts
+    else:
+        assert top.get_xlim()[0] < 0 and "not differentiated" not in texts

@@ -72,17 +72,18 @@ def unit_variance(values: np.ndarray) -> np.ndarray:
     return unit_scatter(values, full=False)[1] / max(values.shape[0], 1)
 
 
-def order_units(values: np.ndarray, method: str) -> np.ndarray:
+def order_units(values: np.ndarray, method: str, *, variance: np.ndarray | None = None) -> np.ndarray:
     """Row order for a (time, units) array: "none", "variance" (highest first) or "cluster".
 
     "cluster" is average-linkage agglomerative clustering on 1 − correlation, rows in dendrogram
     leaf order, so units that move together sit together (deterministic: ties go to lower indices).
+    `variance`: `unit_variance(values)` when the caller has it already.
     """
     units = values.shape[1]
     if method == "none" or units <= 1:
         return np.arange(units)
     if method == "variance":
-        return np.argsort(-unit_variance(values), kind="stable")
+        return np.argsort(-(unit_variance(values) if variance is None else variance), kind="stable")
     if method == "cluster":
         return np.asarray(_cluster_order(values))
     raise ValueError(f"unknown unit order {method!r}")

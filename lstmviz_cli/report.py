@@ -393,7 +393,8 @@ def _row_order(layer: LayerTrace, rv: ReportView) -> tuple[list[int], str]:
     values = _sequence(layer, key, rv.window)
     from lstmviz_cli.figures import order_units, unit_variance
 
-    order = [int(u) for u in order_units(values, rv.sort_units)]
+    variance = unit_variance(values)  # one pass over a possibly long window, used twice below
+    order = [int(u) for u in order_units(values, rv.sort_units, variance=variance)]
     total = values.shape[1]
     how = {"none": "in index order", "variance": f"by variance of {key} (highest first)",
            "cluster": f"clustered (units whose {key} moves together sit together)"}[rv.sort_units]
@@ -402,7 +403,7 @@ def _row_order(layer: LayerTrace, rv: ReportView) -> tuple[list[int], str]:
         return chosen, f"units {', '.join(map(str, rv.units))} of {total}, {how}"
     if rv.units >= total:
         return order, f"all {total} units, {how}"
-    by_var = [int(u) for u in np.argsort(-unit_variance(values), kind="stable")[: rv.units]]
+    by_var = [int(u) for u in np.argsort(-variance, kind="stable")[: rv.units]]
     chosen = [u for u in order if u in set(by_var)]
     return chosen, f"the {rv.units} of {total} units with the highest variance of {key}, {how}"
 
@@ -412,8 +413,9 @@ def layer_heatmap(
 ) -> tuple[FigureJob, str, int, int | None]:
     """One layer's units × time heatmaps (shared with `lstmviz figures`).
 
-    Returns the figure (as a job: the panels are prepared here, drawn later), the sentence saying which units are shown, the time-bin width and the
-    column of `--at-step` (None when outside the window).
+    Returns the figure (as a job: the panels are prepared here, drawn later), the sentence saying
+    which units are shown, the time-bin width and the column of `--at-step` (None when outside the
+    window).
     """
     from lstmviz_cli.figures import HeatPanel, bin_time, plot_gate_heatmaps, unit_variance
 

@@ -133,6 +133,9 @@ def _gradient_window(model: Any, start: int) -> Any:
     gradients with respect to inputs at steps >= `start` are exact (earlier inputs reach the
     output only through that state, which is not differentiated). Memory is then bounded by the
     window. Only for unidirectional layers, restored in `finally` like the tracer's swap.
+
+    Assumes, like the tracer's step labels, that a layer's time axis is the sample's: a model that
+    reverses or resamples time before a recurrent layer would get its window in the wrong place.
     """
     import torch
     from torch.nn.utils.rnn import PackedSequence

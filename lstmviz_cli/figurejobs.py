@@ -9,12 +9,13 @@ one process or several (tested).
 Workers are forked *after* the jobs are collected and read them from this module's memory, so
 nothing is pickled on the way in (only the SVG text comes back). They only run NumPy and
 matplotlib; a forked child must not run torch's thread pools, and these never do. Where fork is
-not available (Windows, macOS' default) or a pool cannot start, the jobs run in this process.
+not used (anything but Linux) or a pool cannot start, the jobs run in this process.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,13 @@ def default_workers() -> int:
     return max(1, min(MAX_WORKERS, cpus))
 
 
+def can_fork() -> bool:
+    """Linux only: macOS offers fork, but system libraries there can crash in a forked child."""
+    import multiprocessing
+
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
 _PENDING: Sequence[FigureJob] = ()  # the jobs a forked worker reads (set only while a pool runs)
 
 
@@ -69,7 +77,7 @@ def render_jobs(jobs: Sequence[FigureJob], workers: int = 1) -> list[str]:
     import multiprocessing
 
     workers = min(workers, len(jobs))
-    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or not can_fork():
         return [j.svg() for j in jobs]
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool

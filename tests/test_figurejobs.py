@@ -50,8 +50,14 @@ def test_parallel_render_is_byte_identical_to_serial() -> None:
 
 def test_without_fork_the_jobs_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
     import multiprocessing
+    import sys
 
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert not figurejobs.can_fork()
+    assert render_jobs(JOBS, workers=2) == render_jobs(JOBS, workers=1)
+    monkeypatch.undo()
+    monkeypatch.setattr(sys, "platform", "darwin")  # fork exists there, but is not safe
+    assert not figurejobs.can_fork()
     assert render_jobs(JOBS, workers=2) == render_jobs(JOBS, workers=1)
 
 

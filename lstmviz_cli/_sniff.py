@@ -6,6 +6,7 @@ import io
 import json
 import math
 import pickletools
+import re
 import struct
 import warnings
 import zipfile
@@ -28,10 +29,17 @@ _FOREIGN_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF8", "a GIF image"),
     (b"%PDF", "a PDF document"),
     (b"\x1f\x8b", "a gzip archive (decompress it first)"),
-    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras/TensorFlow weights are not supported)"),
     (b"\x93NUMPY", "a NumPy array (pass it with --input, not as the checkpoint)"),
     (b"7z\xbc\xaf", "a 7-Zip archive"),
 )
+# What to do with a model of another framework (said after the format's name).
+_PORT_TO_PYTORCH = (
+    "lstmviz reads PyTorch checkpoints only: build the model in PyTorch, copy the weights in and save "
+    "its state_dict (torch.save(model.state_dict(), 'model.pt'))"
+)
+_LFS_HEADER = b"version https://git-lfs.github.com/spec/v1"
+# Field tags that follow ir_version (field 1) at the start of an ONNX ModelProto.
+_ONNX_NEXT_TAGS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42})
 # First bytes of a protocol 0/1 pickle (protocol >= 2 starts with PROTO, 0x80).
 _PICKLE_V0_FIRST = frozenset(b"(cI]}lNSVFLdt")
 _SAFETENSORS_DTYPE_BYTES = {
@@ -56,17 +64,18 @@ def sniff_checkpoint(path: Path) -> Sniffed:
     """Classify `path` as a torch zip, TorchScript zip, raw pickle or safetensors file.
 
     Raises CheckpointError with a one-line reason for anything else (missing, a directory, empty,
-    a truncated zip, a PNG renamed .pt, random bytes).
+    a truncated zip, a PNG renamed .pt, random bytes), naming the formats people mistake for
+    checkpoints and what to do: a Git LFS pointer, ONNX, Keras .h5/.keras, a TensorFlow SavedModel.
     """
     name = str(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {name!r} does not exist")
     if path.is_dir():
-        raise CheckpointError(f"{name!r} is a directory; pass the checkpoint file inside it")
+        raise CheckpointError(_directory_message(path))
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
-            head = handle.read(16)
+            head = handle.read(256)
     except OSError as error:
         raise CheckpointError(f"cannot read {name!r}: {error.strerror or error}") from error
     if size == 0:
@@ -78,12 +87,65 @@ def sniff_checkpoint(path: Path) -> Sniffed:
             raise CheckpointError(f"{name!r} is {what}, not a PyTorch checkpoint")
     if _looks_like_safetensors(head, size):
         return Sniffed(SAFETENSORS, size)
+    foreign = _foreign_format(path, head, size)
+    if foreign is not None:
+        raise CheckpointError(foreign)
     if (head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5) or (head[:1] and head[0] in _PICKLE_V0_FIRST):
         return Sniffed(PICKLE, size)
     raise CheckpointError(
         f"{name!r} is not a checkpoint lstmviz can read (expected a PyTorch .pt/.pth file, "
         "a .safetensors file or a TorchScript archive)"
     )
+
+
+def _foreign_format(path: Path, head: bytes, size: int) -> str | None:
+    """The one-line message for a Git LFS pointer, a Keras/TensorFlow file or an ONNX model; else None."""
+    name = str(path)
+    if head.startswith(_LFS_HEADER):
+        match = re.search(rb"^size (\d+)$", head, re.MULTILINE)
+        real = f" {_human(int(match.group(1)))}" if match else ""
+        return (
+            f"{name!r} is a Git LFS pointer (a {size}-byte text file standing in for the real{real} file): "
+            "run `git lfs pull` in its repository to download the checkpoint"
+        )
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return f"{name!r} is an HDF5 file (Keras .h5 / TensorFlow weights); {_PORT_TO_PYTORCH}"
+    if head[4:8] == b"TFL3":
+        return f"{name!r} is a TensorFlow Lite model; {_PORT_TO_PYTORCH}"
+    protobuf = len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 20 and head[2] in _ONNX_NEXT_TAGS
+    suffix = path.suffix.lower()
+    if path.name == "saved_model.pb" or (protobuf and suffix == ".pb"):
+        return f"{name!r} is a TensorFlow SavedModel graph (saved_model.pb); {_PORT_TO_PYTORCH}"
+    if suffix == ".onnx" or (protobuf and head[1] >= 3):
+        return (
+            f"{name!r} is an ONNX model, which lstmviz cannot trace gate by gate: pass the PyTorch checkpoint "
+            "(.pt/.pth/.safetensors) it was exported from"
+        )
+    return None
+
+
+def _directory_message(path: Path) -> str:
+    name = str(path)
+    if (path / "saved_model.pb").is_file():
+        return f"{name!r} is a TensorFlow SavedModel directory (saved_model.pb inside); {_PORT_TO_PYTORCH}"
+    try:
+        inside = sorted(
+            child.name for child in path.iterdir()
+            if child.suffix.lower() in (".pt", ".pth", ".bin", ".ckpt", ".safetensors") and child.is_file()
+        )
+    except OSError:
+        inside = []
+    shown = f" (it holds {', '.join(repr(n) for n in inside[:3])})" if inside else ""
+    return f"{name!r} is a directory; pass the checkpoint file inside it{shown}"
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:,.0f} {unit}" if unit == "bytes" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
 
 
 def _sniff_zip(path: Path, size: int) -> Sniffed:
@@ -96,6 +158,10 @@ def _sniff_zip(path: Path, size: int) -> Sniffed:
     if any(m.endswith("/constants.pkl") or m == "constants.pkl" or "/code/" in m for m in members):
         return Sniffed(TORCHSCRIPT, size, members)
     if not any(m == "data.pkl" or m.endswith("/data.pkl") for m in members):
+        if "config.json" in members and any(m.endswith(".weights.h5") or m.endswith(".h5") for m in members):
+            raise CheckpointError(
+                f"{name!r} is a Keras model archive (.keras: config.json and model.weights.h5); {_PORT_TO_PYTORCH}"
+            )
         hint = " (a .npz? pass arrays with --input)" if any(m.endswith(".npy") for m in members) else ""
         raise CheckpointError(f"{name!r} is a zip archive but not a PyTorch checkpoint: it has no data.pkl{hint}")
     return Sniffed(TORCH_ZIP, size, members)

@@ -2,15 +2,18 @@
 
 Kinds are told apart by their bytes, not the extension: a torch zip (``data.pkl`` inside), a
 TorchScript zip (``code/`` or ``constants.pkl`` inside), a legacy raw pickle, or safetensors.
-Pickles are only ever read with ``torch.load(..., weights_only=True)``; ``trust_pickle`` and
-``trust_torchscript`` are the only ways to run code from a file.
+Pickles are only ever read with ``torch.load(..., weights_only=True)``; plain objects of classes
+that cannot be imported are opened as inert stand-ins (``_unpickle``); ``trust_pickle`` and
+``trust_torchscript`` are the only ways to run code from a file. The state dict is found under any
+key of a dict checkpoint, one level down, or in a Lightning ``.ckpt`` (``_findweights``).
 
 Metadata convention (every key optional) that the sample models follow::
 
     config         dict       constructor kwargs / hyper-parameters of the model; a rebuilt model
                               reads "nonlinearity" (RNN: tanh|relu) and "head_on" ("all": the
                               Linear head reads every step, the default; "last": the last step)
-    vocab          list[str]  token id -> token (a {token: id} dict is accepted too)
+    vocab          list[str]  token id -> token (a {token: id} dict is accepted too; without it,
+                              itos / char_to_int / word2idx / chars ... are found, see ``_vocab``)
     task           str        "char-lm" | "classification" | "regression"
     input_format   str        "text" | "tokens" | "features"
     sample_input   str text, list[int] token ids, or nested floats (time, features)
@@ -45,7 +48,6 @@ from typing import Any
 from lstmviz_cli.errors import CheckpointError, LstmvizError, ModelError, UnsafeCheckpointError
 from lstmviz_cli.tracedata import ModelInfo, RecurrentConfig
 
-WEIGHT_KEYS = ("model_state_dict", "state_dict", "model")
 TASKS = ("char-lm", "classification", "regression")
 INPUT_FORMATS = ("text", "tokens", "features")
 # Prefixes that wrappers add to every key: DataParallel/DDP and torch.compile.
@@ -74,14 +76,17 @@ def load_checkpoint(
     trust_torchscript: bool = False,
     model_class: str | None = None,
     model_kwargs: str | None = None,
+    weights_key: str | None = None,
 ) -> LoadedModel:
     """Load any supported checkpoint into an eval-mode model on `device`, refusing unsafe files.
 
-    Raises CheckpointError / UnsafeCheckpointError / ModelError with one-line messages.
+    `weights_key` picks the state dict of a dict checkpoint that holds several ("model" or
+    "checkpoint/model"). Raises CheckpointError / UnsafeCheckpointError / ModelError with one-line
+    messages.
     """
     import torch
 
-    from lstmviz_cli import _sniff
+    from lstmviz_cli import _findweights, _sniff
 
     path = Path(path)
     _require_safe_torch(torch)
@@ -92,6 +97,9 @@ def load_checkpoint(
     scripted = None
     module = None
     state: dict[str, Any] | None = None
+    skipped: list[Any] = []
+    user_class = _UserClass(model_class)
+    unpacked = None
 
     if sniffed.kind == _sniff.SAFETENSORS:
         fmt = "safetensors"
@@ -109,32 +117,45 @@ def load_checkpoint(
         meta.update(file_meta)
     else:
         try:
-            obj = _torch_load_safe(path, sniffed.kind, dev)
+            obj, skipped = _torch_load_safe(path, sniffed.kind, dev)
         except UnsafeCheckpointError:
             if not trust_pickle:
                 raise
-            obj, unsafe = _torch_load_trusted(path, dev), True
-        fmt, state, module, file_meta = _unpack(obj, path)
-        meta.update(file_meta)
+            main = _main_classes(path, sniffed.kind, user_class)
+            obj, unsafe = _torch_load_trusted(path, dev, main), True
+        unpacked = _findweights.unpack(obj, path.name, weights_key)
+        fmt, state, module = unpacked.format, unpacked.state, unpacked.module
+        meta.update(unpacked.meta)
+    if weights_key is not None and unpacked is None:
+        raise CheckpointError(f"--weights-key {weights_key!r}: {path.name!r} is a {fmt} file, not a dict checkpoint")
 
-    meta = _check_meta(meta, path)
+    meta, vocab_found = _check_meta(meta, path)
     if state is not None:
         state = strip_wrapper_prefixes(state)
+    stored = _stored_dtypes(state if state is not None else dict(module.state_dict()))
+    prefix: str | None = None
     rebuilt = False
     if model_class:
-        if state is None:
-            state = dict(module.state_dict())
-        model = _build_user_model(model_class, model_kwargs, meta, state)
+        cls = user_class.get()
+        if module is not None and isinstance(module, cls):
+            model = module  # unpickled as the user's own class (torch.save(model) from a script)
+        else:
+            if state is None:
+                state = dict(module.state_dict())
+            model, prefix = _build_user_model(cls, model_class, model_kwargs, meta, state)
     elif module is not None:
         model = module
     else:
         assert state is not None
+        if unpacked is not None and unpacked.lightning:
+            state, prefix = _findweights.strip_attribute_prefix(state)
         model, ignored = _rebuild(state, meta)
         rebuilt = True
         if ignored:
             meta["ignored_keys"] = ignored
     model = _place(model, dev, meta)
     _infer_meta(model, meta)
+    runs_in = next((str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()), None)
     info = ModelInfo(
         name=path.name,
         path=str(path),
@@ -148,8 +169,41 @@ def load_checkpoint(
         vocab=tuple(meta["vocab"]) if meta.get("vocab") is not None else None,
         output_labels=tuple(meta["output_labels"]) if meta.get("output_labels") is not None else None,
         description=meta.get("description"),
+        weights_key=unpacked.key if unpacked is not None else None,
+        key_prefix=prefix,
+        lightning=bool(unpacked is not None and unpacked.lightning),
+        stored_dtype=stored,
+        run_dtype=runs_in,
+        skipped=tuple(item.describe() for item in skipped),
+        vocab_source=vocab_found.vocab.source if vocab_found.vocab is not None else None,
+        labels_source=vocab_found.labels[1] if vocab_found.labels is not None else None,
+        load_notes=tuple(vocab_found.notes),
     )
     return LoadedModel(model=model, info=info, meta=meta, device=dev, scripted=scripted)
+
+
+class _UserClass:
+    """--model-class, imported once and only when needed (importing it runs the user's module)."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.spec = spec
+        self._cls: Any = None
+
+    def get(self) -> Any:
+        assert self.spec is not None
+        if self._cls is None:
+            self._cls = _import_target(self.spec)
+        return self._cls
+
+
+def _stored_dtypes(state: Mapping[str, Any]) -> str | None:
+    """The floating dtypes the weights were saved in, e.g. "float16" or "bfloat16/float32"."""
+    import torch
+
+    names = sorted({
+        str(t.dtype).removeprefix("torch.") for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()
+    })
+    return "/".join(names) or None
 
 
 # -- safety ----------------------------------------------------------------------------------------
@@ -175,19 +229,26 @@ def _no_downgrade_env() -> Iterator[None]:
             os.environ[_ENV_DOWNGRADE] = saved
 
 
-def _torch_load_safe(path: Path, kind: str, dev: str) -> Any:
-    """torch.load with weights_only=True passed explicitly; unsafe files raise UnsafeCheckpointError."""
+def _torch_load_safe(path: Path, kind: str, dev: str) -> tuple[Any, list[Any]]:
+    """torch.load with weights_only=True passed explicitly; unsafe files raise UnsafeCheckpointError.
+
+    A file that needs only plain classes lstmviz cannot import (a user's Vocab beside the weights)
+    is opened again with those classes as inert stand-ins (`_unpickle`); the objects skipped so are
+    returned beside the loaded object.
+    """
     import pickle
 
-    import torch
+    from lstmviz_cli import _unpickle
 
     try:
-        with _no_downgrade_env(), _quiet(), open(path, "rb") as handle:
-            # A handle, not the name: torch.load would treat a name ending in .safetensors specially.
-            return torch.load(handle, map_location=dev, weights_only=True)
+        return _weights_only_load(path, dev), []
     except pickle.UnpicklingError as error:
         needed = unsafe_globals(path, kind)
         reason = str(error).partition("WeightsUnpickler error:")[2].strip() or _first_line(error)
+        standins = _unpickle.standins_for(needed) if needed else None
+        if standins is not None:
+            obj = _load_with_standins(path, dev, standins, needed)
+            return obj, _unpickle.find_standins(obj)
         # A refused global the static scan could not name (e.g. built through the memo) is still
         # unsafe; anything else the weights-only unpickler rejects is a damaged file.
         if needed or "global" in reason.lower():
@@ -196,9 +257,40 @@ def _torch_load_safe(path: Path, kind: str, dev: str) -> Any:
             f"cannot read {path.name!r}: corrupted pickle data ({_first_line(ValueError(reason))})"
         ) from None
     except Exception as error:  # noqa: BLE001 - any failure inside torch's reader is a bad file
-        raise CheckpointError(
-            f"cannot read {path.name!r}: the file is corrupted or not a PyTorch checkpoint ({_first_line(error)})"
-        ) from None
+        raise _corrupted(path, error) from None
+
+
+def _weights_only_load(path: Path, dev: str) -> Any:
+    import torch
+
+    with _no_downgrade_env(), _quiet(), open(path, "rb") as handle:
+        # A handle, not the name: torch.load would treat a name ending in .safetensors specially.
+        return torch.load(handle, map_location=dev, weights_only=True)
+
+
+def _load_with_standins(path: Path, dev: str, standins: dict[str, type], needed: list[str]) -> Any:
+    """The weights-only unpickler again, with each needed global mapped to its inert stand-in."""
+    import pickle
+
+    import torch
+
+    from lstmviz_cli._unpickle import StandInRefused
+
+    try:
+        with torch.serialization.safe_globals([(cls, name) for name, cls in standins.items()]):
+            return _weights_only_load(path, dev)
+    except StandInRefused as refused:
+        raise UnsafeCheckpointError(_unsafe_message(path, needed, how=str(refused))) from None
+    except pickle.UnpicklingError:
+        raise UnsafeCheckpointError(_unsafe_message(path, needed)) from None
+    except Exception as error:  # noqa: BLE001
+        raise _corrupted(path, error) from None
+
+
+def _corrupted(path: Path, error: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"cannot read {path.name!r}: the file is corrupted or not a PyTorch checkpoint ({_first_line(error)})"
+    )
 
 
 @contextlib.contextmanager
@@ -242,25 +334,66 @@ def _allowed_globals() -> set[str]:
         return set()
 
 
-def _unsafe_message(path: Path, needed: list[str]) -> str:
+def _unsafe_message(path: Path, needed: list[str], how: str | None = None) -> str:
     shown = ", ".join(needed[:6]) + (f" and {len(needed) - 6} more" if len(needed) > 6 else "")
     what = f"needs unsafe globals ({shown})" if needed else "needs objects that weights-only loading refuses"
+    if how:
+        what += f" and {how}"
     return (
         f"{path.name!r} {what}: loading it would run code from the file; pass --trust-pickle only if "
         "you trust it, or re-save it as a state_dict (torch.save(model.state_dict(), ...)) or as safetensors"
     )
 
 
-def _torch_load_trusted(path: Path, dev: str) -> Any:
-    """Full unpickling (the user opted in), with the checkpoint's folder importable."""
+def _main_classes(path: Path, kind: str, user_class: _UserClass) -> dict[str, Any]:
+    """For a pickle saved from a script (`__main__.StockLSTM`): the user's classes by name.
+
+    With --model-class, `__main__` stands for the module that defines the named class (a class
+    missing there is the named class itself when the file needs only one). Without it, or when a
+    class cannot be found, a CheckpointError says exactly what to pass.
+    """
+    wanted = [name.removeprefix("__main__.") for name in unsafe_globals(path, kind) if name.startswith("__main__.")]
+    if not wanted:
+        return {}
+    if user_class.spec is None:
+        shown = ", ".join(f"__main__.{name}" for name in wanted)
+        raise CheckpointError(
+            f"{path.name!r} was saved with torch.save(model) from a script and needs {shown}, which only that "
+            f"script defines: pass --model-class path/to/the_script.py:{wanted[0]} with --trust-pickle"
+        )
+    cls = user_class.get()
+    module = inspect.getmodule(cls)
+    missing = [name for name in wanted if getattr(module, name, None) is None]
+    if missing and len(wanted) == 1:
+        return {wanted[0]: cls}  # the script's one class, under another name in the user's file
+    if missing:
+        target = user_class.spec.rpartition(":")[0]
+        raise CheckpointError(
+            f"{path.name!r} needs {', '.join(f'__main__.{n}' for n in missing)}, which {target!r} does not define: "
+            f"pass --model-class with the script that saved the model (the file that defines {', '.join(missing)})"
+        )
+    return {name: getattr(module, name) for name in wanted}
+
+
+def _torch_load_trusted(path: Path, dev: str, main: Mapping[str, Any] | None = None) -> Any:
+    """Full unpickling (the user opted in), with the checkpoint's folder importable.
+
+    `main`: the user's classes that stand for `__main__.Name` (the file was saved from a script).
+    """
     import torch
 
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)
+    extra = {"pickle_module": _main_pickle_module(main)} if main else {}
     try:
         with _quiet(), open(path, "rb") as handle:
-            return torch.load(handle, map_location=dev, weights_only=False)
+            return torch.load(handle, map_location=dev, weights_only=False, **extra)
     except Exception as error:  # noqa: BLE001 - the file's own code failed
+        if isinstance(error, AttributeError) and "__main__" in str(error):
+            raise CheckpointError(
+                f"cannot unpickle {path.name!r}: it was saved from a script and needs a class of that script "
+                "(__main__); pass --model-class path/to/the_script.py:Class with --trust-pickle"
+            ) from None
         hint = " (put the module that defines the class on PYTHONPATH)" if isinstance(error, ImportError) else ""
         raise CheckpointError(
             f"cannot unpickle {path.name!r}: {type(error).__name__}: {_first_line(error)}{hint}"
@@ -268,6 +401,23 @@ def _torch_load_trusted(path: Path, dev: str) -> Any:
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
+
+
+def _main_pickle_module(main: Mapping[str, Any]) -> Any:
+    """A pickle module for torch.load whose Unpickler resolves `__main__.Name` to main[Name]."""
+    import pickle
+    import types
+
+    class MainUnpickler(pickle.Unpickler):
+        def find_class(self, module_name: str, name: str) -> Any:
+            if module_name == "__main__" and name in main:
+                return main[name]
+            return super().find_class(module_name, name)
+
+    module = types.ModuleType("lstmviz_main_pickle")
+    module.Unpickler = MainUnpickler  # type: ignore[attr-defined]
+    module.load = lambda file, **kwargs: MainUnpickler(file, **kwargs).load()  # type: ignore[attr-defined]
+    return module
 
 
 def _first_line(error: BaseException) -> str:
@@ -311,65 +461,6 @@ def _load_torchscript(path: Path, dev: str) -> tuple[Any, dict[str, Any], dict[s
     return scripted.to(dev), state, meta
 
 
-def _unpack(obj: Any, path: Path) -> tuple[str, dict[str, Any] | None, Any, dict[str, Any]]:
-    """(format, state dict, module, metadata) from whatever torch.load returned."""
-    import torch
-    from torch import nn
-
-    if isinstance(obj, nn.Module):
-        return "pickled-module", None, obj, {}
-    if isinstance(obj, torch.Tensor):
-        raise CheckpointError(
-            f"{path.name!r} holds a single tensor, not a model or state dict (pass input tensors with --input)"
-        )
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path.name!r} holds a {type(obj).__name__}, not a model or state dict")
-    for key in WEIGHT_KEYS:
-        value = obj.get(key)
-        if isinstance(value, (Mapping, nn.Module)):
-            meta = {k: v for k, v in obj.items() if k != key and isinstance(k, str) and _is_plain(v)}
-            if isinstance(value, nn.Module):
-                return "dict-checkpoint", None, value, meta
-            return "dict-checkpoint", _as_state(value, path), None, meta
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and len(tensors) == len(obj):
-        return "state_dict", _as_state(obj, path), None, {}
-    if tensors:
-        meta = {k: v for k, v in obj.items() if isinstance(k, str) and _is_plain(v)}
-        return "dict-checkpoint", _as_state(tensors, path), None, meta
-    keys = ", ".join(repr(k) for k in list(obj)[:8])
-    raise CheckpointError(
-        f"{path.name!r} holds a dict ({keys}) with no weights: expected tensors, or a state dict under "
-        "'model_state_dict', 'state_dict' or 'model'"
-    )
-
-
-def _as_state(value: Mapping[Any, Any], path: Path) -> dict[str, Any]:
-    import torch
-
-    state: dict[str, Any] = {}
-    for key, tensor in value.items():
-        if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(
-                f"{path.name!r}: state dict entry {key!r} is a {type(tensor).__name__}, not a tensor"
-            )
-        state[key] = tensor
-    if not state:
-        raise CheckpointError(f"{path.name!r} holds an empty state dict")
-    return state
-
-
-def _is_plain(value: Any) -> bool:
-    """JSON-like metadata (optimizer states and other tensors stay out of `meta`)."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, Mapping):
-        return all(isinstance(k, (str, int)) and _is_plain(v) for k, v in value.items())
-    return False
-
-
 def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
     """Drop `module.` (DataParallel) or `_orig_mod.` (torch.compile) when every key carries it."""
     changed = True
@@ -404,23 +495,17 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     return _parse_json_object(text, repr(sidecar.name))
 
 
-def _check_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Normalise the convention's keys; a malformed value is an error naming the key."""
+def _check_meta(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], Any]:
+    """Normalise the convention's keys; a malformed value is an error naming the key.
+
+    Also returns what `_vocab` found under other names (a `_vocab.Found`: used sources and notes).
+    """
     def bad(key: str, expected: str) -> CheckpointError:
         return CheckpointError(f"metadata {key!r} of {path.name!r} must be {expected}, got {type(meta[key]).__name__}")
 
     if meta.get("config") is not None and not isinstance(meta["config"], Mapping):
         raise bad("config", "a dict")
-    vocab = meta.get("vocab")
-    if vocab is not None:
-        if isinstance(vocab, Mapping):  # {token: id}
-            ids = sorted(vocab.values()) if all(isinstance(v, int) for v in vocab.values()) else None
-            if ids != list(range(len(vocab))):
-                raise CheckpointError(f"metadata 'vocab' of {path.name!r} maps tokens to ids that are not 0..{len(vocab) - 1}")
-            vocab = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
-        if not isinstance(vocab, (list, tuple)):
-            raise bad("vocab", "a list of tokens")
-        meta["vocab"] = [str(token) for token in vocab]
+    found = _resolve_vocabularies(meta, path)
     if meta.get("input_format") is not None and meta["input_format"] not in INPUT_FORMATS:
         raise CheckpointError(
             f"metadata 'input_format' of {path.name!r} must be one of {', '.join(INPUT_FORMATS)}, got {meta['input_format']!r}"
@@ -432,7 +517,49 @@ def _check_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
         meta["output_labels"] = [str(label) for label in labels]
     if meta.get("description") is not None and not isinstance(meta["description"], str):
         raise bad("description", "a string")
-    return meta
+    return meta, found
+
+
+def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
+    """`vocab` as a token list, from the convention's key or the names people use (see `_vocab`).
+
+    An explicit `vocab` list or {token: id} dict is used as given (ids must be 0..n-1). Otherwise
+    `itos`, `char_to_int`, `word2idx`, ... are searched, also inside a `vocab` dict or object; output
+    labels likewise when `output_labels` is absent. A character vocabulary makes the input format
+    "text". Returns the `_vocab.Found` whose vocab/labels were used (None fields otherwise) and notes.
+    """
+    from lstmviz_cli import _vocab
+
+    vocab = meta.get("vocab")
+    explicit: list[str] | None = None
+    if isinstance(vocab, (list, tuple)):
+        explicit = [str(token) for token in vocab]
+    elif isinstance(vocab, Mapping) and vocab and all(isinstance(v, int) for v in vocab.values()):  # {token: id}
+        if sorted(vocab.values()) != list(range(len(vocab))):
+            raise CheckpointError(f"metadata 'vocab' of {path.name!r} maps tokens to ids that are not 0..{len(vocab) - 1}")
+        explicit = [str(token) for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    elif vocab is not None and not isinstance(vocab, Mapping):
+        raise CheckpointError(f"metadata 'vocab' of {path.name!r} must be a list of tokens, got {type(vocab).__name__}")
+    roles = tuple(role for role, given in (("input", explicit), ("output", meta.get("output_labels"))) if given is None)
+    found = _vocab.find_vocabularies(meta, roles)
+    if explicit is not None:
+        meta["vocab"] = explicit
+        level: str | None = _vocab.vocabulary_level(explicit)
+    elif found.vocab is not None:
+        meta["vocab"] = list(found.vocab.tokens)
+        level = found.vocab.level
+    else:
+        if vocab is not None:  # a dict or object under "vocab" without a token list lstmviz knows
+            found.notes.append("'vocab' holds no token list lstmviz recognises (itos, stoi, ...); it was not used")
+        meta.pop("vocab", None)
+        level = None
+    if level is not None:
+        meta["vocab_level"] = level
+        if level == "char" and meta.get("input_format") is None:
+            meta["input_format"] = "text"
+    if found.labels is not None:
+        meta["output_labels"] = list(found.labels[0])
+    return found
 
 
 def _infer_meta(model: Any, meta: dict[str, Any]) -> None:
@@ -604,11 +731,20 @@ def _user_kwargs(cls: Any, model_kwargs: str | None, meta: dict[str, Any]) -> di
     return {k: v for k, v in config.items() if k in params}
 
 
-def _build_user_model(spec: str, model_kwargs: str | None, meta: dict[str, Any], state: dict[str, Any]) -> Any:
+def _build_user_model(
+    cls: Any, spec: str, model_kwargs: str | None, meta: dict[str, Any], state: dict[str, Any]
+) -> tuple[Any, str | None]:
+    """The user's class built with its kwargs and loaded strictly; (model, attribute prefix removed).
+
+    Keys carrying an attribute prefix the class does not have (a LightningModule's `model.`) are
+    matched to the class's own state_dict() keys; tensors outside that prefix go to
+    meta["ignored_keys"].
+    """
     import torch
     from torch import nn
 
-    cls = _import_target(spec)
+    from lstmviz_cli._findweights import align_to_class
+
     kwargs = _user_kwargs(cls, model_kwargs, meta)
     try:
         model = cls(**kwargs)
@@ -617,6 +753,9 @@ def _build_user_model(spec: str, model_kwargs: str | None, meta: dict[str, Any],
     if not isinstance(model, nn.Module):
         raise ModelError(f"--model-class: {spec} built a {type(model).__name__}, not a torch.nn.Module")
     own = model.state_dict()
+    state, prefix, leftover = align_to_class(state, list(own))
+    if leftover:
+        meta["ignored_keys"] = leftover
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
@@ -636,4 +775,4 @@ def _build_user_model(spec: str, model_kwargs: str | None, meta: dict[str, Any],
         model.load_state_dict(state, strict=True)
     except Exception as error:  # noqa: BLE001
         raise ModelError(f"the checkpoint does not fit {spec}: {_first_line(error)}") from None
-    return model
+    return model, prefix

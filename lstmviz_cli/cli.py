@@ -92,6 +92,13 @@ MaxMemoryOpt = Annotated[
     str | None,
     typer.Option("--max-memory", help="Refuse inputs whose trace would exceed this (e.g. 2G, 512MiB, 50%; default 25% of RAM)."),
 ]
+WeightsKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights-key",
+        help="Which state dict of a checkpoint that holds several, by key: 'model', or 'checkpoint/model' one level down.",
+    ),
+]
 NoVerifyOpt = Annotated[
     bool, typer.Option("--no-verify", help="Do not fail when recorded gates miss the real outputs by > 1e-4.")
 ]
@@ -123,6 +130,7 @@ def trace_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    weights_key: WeightsKeyOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Record every gate of every recurrent layer and save them as arrays.
@@ -134,7 +142,7 @@ def trace_command(
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, weights_key=weights_key,
         verify=not no_verify,
     )
     message = pipeline.run_trace_command(
@@ -202,6 +210,7 @@ def report_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    weights_key: WeightsKeyOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Trace the model on a sample and write one self-contained HTML report.
@@ -218,7 +227,7 @@ def report_command(
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, weights_key=weights_key,
         verify=not no_verify,
     )
     view = pipeline.ViewOptions(
@@ -276,6 +285,7 @@ def figures_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    weights_key: WeightsKeyOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Export every figure of the report as its own publication-ready file, plus a figures.json manifest.
@@ -287,7 +297,7 @@ def figures_command(
     options = _load_options(
         checkpoint=Path("."), input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, weights_key=weights_key,
         verify=not no_verify,
     )
     style = export.PublicationStyle(width=export.parse_width(width), grayscale=grayscale, font_size=font_size)
@@ -336,6 +346,7 @@ def check_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    weights_key: WeightsKeyOpt = None,
 ) -> None:
     """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed.
 
@@ -349,7 +360,7 @@ def check_command(
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, weights_key=weights_key,
     )
     result = check.run_check(options, settings, pipeline.ViewOptions(), json_path=json_path,
                              junit_path=junit_path, report_path=report_path, force=force)
@@ -379,6 +390,7 @@ def diff_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    weights_key: WeightsKeyOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Compare two checkpoints of one architecture: weights per gate, gate statistics, saturation, units.
@@ -390,7 +402,7 @@ def diff_command(
     options = _load_options(
         checkpoint=before, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, weights_key=weights_key,
         verify=not no_verify,
     )
     typer.echo(diff.run_diff_command(options, after, pipeline.ViewOptions(), output=output,

@@ -29,6 +29,7 @@ class LoadOptions:
     verify: bool = True
     module: str | None = None  # hand-written cell to open up (cells.py); None: automatic
     max_memory: str | None = None  # e.g. "2G" or "50%"; None: a quarter of RAM
+    weights_key: str | None = None  # which state dict of a dict checkpoint holding several ("model", "ckpt/model")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,36 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def loading_summary(info: Any) -> dict[str, Any]:
+    """Where the weights were found and how they were stored, for `trace --json` (empty: nothing to say)."""
+    fields = {
+        "weights_key": info.weights_key,
+        "key_prefix_removed": info.key_prefix,
+        "lightning": info.lightning or None,
+        "stored_dtype": info.stored_dtype if info.stored_dtype != "float32" else None,
+        "run_dtype": info.run_dtype if info.stored_dtype not in (None, "float32") else None,
+        "vocab_source": info.vocab_source,
+        "output_labels_source": info.labels_source,
+        "notes": loading_notes(info) or None,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def loading_notes(info: Any) -> list[str]:
+    """What loading skipped or left unused, one sentence each (stderr and the report's summary)."""
+    notes = []
+    if info.skipped:
+        used = ""
+        if info.vocab_source and any(info.vocab_source.startswith(item.split(" (")[0]) for item in info.skipped):
+            used = f"; the vocabulary inside ({info.vocab_source!r}, {len(info.vocab or ())} tokens) is used"
+        notes.append(
+            f"opened without running code: {', '.join(info.skipped)} "
+            f"({'a class' if len(info.skipped) == 1 else 'classes'} lstmviz did not import, read as plain data){used}"
+        )
+    notes.extend(info.load_notes)
+    return notes
+
+
 # A report keeps traces larger than this as float16 (figures need 3 digits, not 7): with the
 # saliency budget this keeps T = 100,000 at hidden 1024 under 4 GB.
 REPORT_FLOAT16_ABOVE = 1 << 30
@@ -90,15 +121,21 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
         trust_torchscript=options.trust_torchscript,
         model_class=options.model_class,
         model_kwargs=options.model_kwargs,
+        weights_key=options.weights_key,
     )
     if loaded.info.unsafe:
         flag = "--trust-torchscript" if loaded.info.format == "torchscript" else "--trust-pickle"
         _warn(UNSAFE_WARNING.format(name=loaded.info.name, flag=flag))
+    for note in loading_notes(loaded.info):
+        _warn(f"lstmviz: note: {loaded.info.name}: {note}")
     budget = parse_memory_size(options.max_memory) if options.max_memory else None
     sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
     compact = float16_above is not None and sample.extra.get("trace_bytes", 0) > float16_above
     store = {"store_dtype": "float16"} if compact else {}
     trace = trace_sample(loaded, sample, verify=options.verify, module=options.module, **store)
+    loading = loading_summary(loaded.info)
+    if loading:
+        trace.meta["loading"] = loading
     return Run(loaded=loaded, sample=sample, trace=trace)
 
 

@@ -251,6 +251,32 @@ def _fmt_bytes(size: int) -> str:
 # -- sections ---------------------------------------------------------------------------------
 
 
+def loading_rows(info: Any) -> list[tuple[str, str]]:
+    """Summary rows on where the weights were, how they were stored and what loading skipped."""
+    from lstmviz_cli.pipeline import loading_notes
+
+    rows = []
+    if info.weights_key or info.key_prefix:
+        where = f"{info.weights_key!r} of the checkpoint dict" if info.weights_key else "the state dict"
+        if info.key_prefix:
+            owner = "the LightningModule's attribute" if info.lightning else "an attribute"
+            where += f", keys without {owner} prefix {info.key_prefix!r}"
+        rows.append(("weights", ("PyTorch Lightning checkpoint: " if info.lightning else "") + where))
+    if info.stored_dtype and info.stored_dtype != "float32":
+        stored = f"{info.stored_dtype} weights"
+        if info.run_dtype and info.run_dtype not in info.stored_dtype.split("/"):
+            stored += f", run in {info.run_dtype} (upcast" + (" on CPU)" if info.device == "cpu" else ")")
+        elif info.run_dtype:
+            stored += f", run in {info.run_dtype}"
+        rows.append(("stored precision", stored))
+    if info.vocab_source and info.vocab:
+        rows.append(("vocabulary", f"{len(info.vocab)} tokens from {info.vocab_source!r}"))
+    if info.labels_source and info.output_labels:
+        rows.append(("output labels", f"{len(info.output_labels)} labels from {info.labels_source!r}"))
+    rows.extend(("loading note", note) for note in loading_notes(info))
+    return rows
+
+
 def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict | None) -> dict[str, Any]:
     """Checkpoint facts, recurrent layer configurations, input, prediction, verification."""
     info = run.loaded.info
@@ -262,6 +288,7 @@ def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict 
         ("parameters", f"{info.n_params:,}"),
         ("device", info.device),
     ]
+    checkpoint.extend(loading_rows(info))
     if info.task:
         checkpoint.append(("task", info.task))
     if info.description:

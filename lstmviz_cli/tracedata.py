@@ -225,3 +225,13 @@ class ModelInfo:
     vocab: tuple[str, ...] | None = None  # token id -> display string
     output_labels: tuple[str, ...] | None = None  # class id -> label
     description: str | None = None
+    # Where the weights were and how they were stored (the summary says so).
+    weights_key: str | None = None  # key of the state dict in a dict checkpoint, e.g. "model_state", "checkpoint/model"
+    key_prefix: str | None = None  # attribute prefix removed from the keys, e.g. "model." of a LightningModule
+    lightning: bool = False  # a PyTorch Lightning checkpoint
+    stored_dtype: str | None = None  # floating dtypes of the saved weights, e.g. "float16", "bfloat16/float32"
+    run_dtype: str | None = None  # the dtype the model runs in (half precision is upcast on CPU)
+    skipped: tuple[str, ...] = ()  # objects opened as plain data without their code, e.g. "vocab (vocab_mod.Vocab)"
+    vocab_source: str | None = None  # where the vocabulary was found when not under "vocab", e.g. "char_to_int"
+    labels_source: str | None = None  # likewise for output labels, e.g. "idx2label"
+    load_notes: tuple[str, ...] = ()  # what was found but not used (vocabularies that disagree, ...)

@@ -176,12 +176,17 @@ def plain_state(obj: StandIn, *, depth: int = 3) -> dict[str, Any] | None:
     return plain
 
 
-def is_plain(value: Any) -> bool:
-    """JSON-like data: str, int, float, bool, None in lists, tuples and str/int-keyed dicts."""
+def is_plain(value: Any, _depth: int = 0) -> bool:
+    """JSON-like data: str, int, float, bool, None in lists, tuples and str/int-keyed dicts.
+
+    Nested at most 32 deep (a pickle can nest lists far deeper than Python can recurse).
+    """
     if isinstance(value, (str, int, float, bool)) or value is None:
         return True
+    if _depth >= 32:
+        return False
     if isinstance(value, (list, tuple)):
-        return all(is_plain(v) for v in value)
+        return all(is_plain(v, _depth + 1) for v in value)
     if isinstance(value, Mapping):
-        return all(isinstance(k, (str, int)) and is_plain(v) for k, v in value.items())
+        return all(isinstance(k, (str, int)) and is_plain(v, _depth + 1) for k, v in value.items())
     return False

@@ -149,6 +149,7 @@ def load_checkpoint(
         assert state is not None
         if unpacked is not None and unpacked.lightning:
             state, prefix = _findweights.strip_attribute_prefix(state)
+            state = strip_wrapper_prefixes(state)  # model._orig_mod.lstm: compiled inside the LightningModule
         model, ignored = _rebuild(state, meta)
         rebuilt = True
         if ignored:
@@ -339,8 +340,12 @@ def _unsafe_message(path: Path, needed: list[str], how: str | None = None) -> st
     what = f"needs unsafe globals ({shown})" if needed else "needs objects that weights-only loading refuses"
     if how:
         what += f" and {how}"
+    flags = "--trust-pickle"
+    main = [name.removeprefix("__main__.") for name in needed if name.startswith("__main__.")]
+    if main:  # saved from a script: its classes exist only there
+        flags += f" --model-class path/to/the_script.py:{main[0]} (the script that saved it)"
     return (
-        f"{path.name!r} {what}: loading it would run code from the file; pass --trust-pickle only if "
+        f"{path.name!r} {what}: loading it would run code from the file; pass {flags} only if "
         "you trust it, or re-save it as a state_dict (torch.save(model.state_dict(), ...)) or as safetensors"
     )
 

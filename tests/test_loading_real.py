@@ -191,10 +191,12 @@ def test_an_optimizer_state_is_not_a_model_state(tmp_path: Path, capsys: pytest.
 
 
 # -- PyTorch Lightning ---------------------------------------------------------------------------------
-def _lightning(model: nn.Module, tmp_path: Path, *, extra: dict[str, torch.Tensor] | None = None) -> Path:
+def _lightning(
+    model: nn.Module, tmp_path: Path, *, extra: dict[str, torch.Tensor] | None = None, prefix: str = "model."
+) -> Path:
     """A .ckpt as Lightning 2.x writes it for a LightningModule holding the network as `self.model`."""
     optimizer_state = _adam_state(model)
-    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state = {f"{prefix}{k}": v for k, v in model.state_dict().items()}
     state.update(extra or {})
     checkpoint = {
         "epoch": 4,
@@ -219,14 +221,16 @@ def _lightning(model: nn.Module, tmp_path: Path, *, extra: dict[str, torch.Tenso
     return path
 
 
-def test_lightning_checkpoint_rebuilt_without_its_attribute_prefix(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefix", ["model.", "net._orig_mod."])  # the second: torch.compile inside the module
+def test_lightning_checkpoint_rebuilt_without_its_attribute_prefix(prefix: str, tmp_path: Path) -> None:
     model = _model(4)
-    loaded = load_checkpoint(_lightning(model, tmp_path))
-    assert loaded.info.lightning and loaded.info.weights_key == "state_dict" and loaded.info.key_prefix == "model."
+    loaded = load_checkpoint(_lightning(model, tmp_path, prefix=prefix))
+    assert loaded.info.lightning and loaded.info.weights_key == "state_dict"
+    assert loaded.info.key_prefix == prefix.split(".")[0] + "."
     assert [name for name, _ in loaded.model.named_children()] == ["embedding", "lstm", "fc"]
     assert loaded.meta["config"] == {"vocab_size": 9, "embed_dim": 4, "hidden_size": 6, "lr": 0.001}
     assert ("weights", "PyTorch Lightning checkpoint: 'state_dict' of the checkpoint dict, keys without "
-            "the LightningModule's attribute prefix 'model.'") in loading_rows(loaded.info)
+            f"the LightningModule's attribute prefix {loaded.info.key_prefix!r}") in loading_rows(loaded.info)
     _same_output(loaded, model)
 
 
@@ -375,17 +379,26 @@ def test_stand_ins_are_inert() -> None:
     assert _unpickle.plain_state(obj) == {"itos": ["a", "b"]}
 
 
-def test_hand_written_pickles_cannot_misuse_a_stand_in(tmp_path: Path) -> None:
-    """Opcode sequences that a normal pickler never writes: calling an instance, building twice."""
+def _spliced(tmp_path: Path, name: str, ops: bytes) -> Path:
+    """A real checkpoint {"vocab": <ops>, "state_dict": ..., "chars": ...} with raw opcodes for the vocab."""
     good = tmp_path / "good.pt"
-    torch.save({"vocab": None, "state_dict": _model().state_dict()}, good)
+    torch.save({"vocab": None, "state_dict": _model().state_dict(), "chars": CHARS}, good)
     with zipfile.ZipFile(good) as archive:
         names = archive.namelist()
         data_pkl = next(n for n in names if n.endswith("data.pkl"))
         payload = archive.read(data_pkl)
-    # `"vocab": None` is b"X\x05\x00\x00\x00vocabq\x01N" in the original: the N becomes hostile opcodes.
-    vocab_at = payload.index(b"vocab")
-    none_at = payload.index(b"N", vocab_at)
+    # `"vocab": None` is b"X\x05\x00\x00\x00vocabq\x01N" in the original: the N becomes `ops`.
+    none_at = payload.index(b"N", payload.index(b"vocab"))
+    path = tmp_path / name
+    with zipfile.ZipFile(good) as old, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as new:
+        for member in names:
+            data = old.read(member)
+            new.writestr(member, payload[:none_at] + ops + payload[none_at + 1:] if member == data_pkl else data)
+    return path
+
+
+def test_hand_written_pickles_cannot_misuse_a_stand_in(tmp_path: Path) -> None:
+    """Opcode sequences that a normal pickler never writes: calling an instance, building twice."""
     standin = b"cvocab_mod\nVocab\n)\x81"  # GLOBAL, EMPTY_TUPLE, NEWOBJ: an empty stand-in
     cases = {
         "plain object": standin + b"}b",  # BUILD once: what a pickler writes; the control case
@@ -394,11 +407,7 @@ def test_hand_written_pickles_cannot_misuse_a_stand_in(tmp_path: Path) -> None:
         "class built as a type": b"cvocab_mod\nVocab\n}b",  # BUILD on the class itself
     }
     for case, ops in cases.items():
-        bad = tmp_path / f"{case.replace(' ', '_')}.pt"
-        with zipfile.ZipFile(good) as old, zipfile.ZipFile(bad, "w", zipfile.ZIP_STORED) as new:
-            for member in names:
-                data = old.read(member)
-                new.writestr(member, payload[:none_at] + ops + payload[none_at + 1:] if member == data_pkl else data)
+        bad = _spliced(tmp_path, f"{case.replace(' ', '_')}.pt", ops)
         if case == "plain object":
             assert load_checkpoint(bad).info.skipped == ("vocab (vocab_mod.Vocab)",)
             continue
@@ -434,7 +443,12 @@ def test_whole_model_saved_from_a_script(tmp_path: Path, monkeypatch: pytest.Mon
     csv.write_text("\n".join(",".join(f"{v:.4f}" for v in row) for row in x[0].tolist()))
     run = ["trace", str(path), "-i", str(csv), "-o", str(tmp_path / "t.npz"), "--force"]
     code, _out, err = _cli(run, capsys)
-    assert code == 2 and "needs unsafe globals (__main__.StockLSTM, " in _error(err)
+    assert code == 2 and _error(err) == (
+        "'stock.pt' needs unsafe globals (__main__.StockLSTM, torch.nn.modules.linear.Linear, "
+        "torch.nn.modules.rnn.LSTM): loading it would run code from the file; pass --trust-pickle --model-class "
+        "path/to/the_script.py:StockLSTM (the script that saved it) only if you trust it, or re-save it as a "
+        "state_dict (torch.save(model.state_dict(), ...)) or as safetensors"
+    )
     code, _out, err = _cli([*run, "--trust-pickle"], capsys)
     assert code == 2 and _error(err) == (
         "'stock.pt' was saved with torch.save(model) from a script and needs __main__.StockLSTM, which only that "
@@ -646,3 +660,11 @@ def test_no_stand_in_leaks_into_the_allowlist(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(pickle.UnpicklingError):
         torch.load(tmp_path / "v.pt", weights_only=True)
     assert os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD") is None
+
+
+def test_deeply_nested_metadata_is_left_out_not_a_crash(tmp_path: Path) -> None:
+    # 5,000 nested lists: the weights-only unpickler builds them iteratively, deeper than Python recurses.
+    path = _spliced(tmp_path, "deep.pt", b"]" * 5000 + b"a" * 4999)
+    loaded = load_checkpoint(path)
+    assert "vocab" not in loaded.meta or loaded.meta["vocab"] == CHARS
+    assert loaded.info.vocab == tuple(CHARS) and loaded.info.vocab_source == "chars"

@@ -81,12 +81,13 @@ def vocabulary_level(tokens: list[str] | tuple[str, ...]) -> str:
     return "char" if plain and all(len(t) == 1 for t in plain) else "word"
 
 
-def id_to_token(value: Any) -> list[str] | None:
-    """A list of distinct strings, or a dict {0: tok, 1: tok, ...} (keys may be digit strings)."""
+def id_to_token(value: Any) -> tuple[list[str], list[int]] | None:
+    """A list of distinct strings, or a dict {id: token} (keys may be digit strings) with distinct
+    tokens and ids 0..n-1 but for at most two; (tokens by id, ids left unassigned), else None."""
     if isinstance(value, (list, tuple)):
         tokens = list(value)
         ok = len(tokens) >= 2 and all(isinstance(t, str) for t in tokens) and len(set(tokens)) == len(tokens)
-        return tokens if ok else None
+        return (tokens, []) if ok else None
     if isinstance(value, Mapping) and len(value) >= 2:
         by_id: dict[int, str] = {}
         for key, token in value.items():
@@ -94,8 +95,8 @@ def id_to_token(value: Any) -> list[str] | None:
             if index is None or not isinstance(token, str):
                 return None
             by_id[index] = token
-        if sorted(by_id) == list(range(len(by_id))) and len(set(by_id.values())) == len(by_id):
-            return [by_id[i] for i in range(len(by_id))]
+        if len(set(by_id.values())) == len(by_id):
+            return _by_id(by_id)
     return None
 
 
@@ -105,17 +106,17 @@ def token_to_id(value: Any) -> tuple[list[str], list[int]] | None:
         return None
     if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items()):
         return None
-    ids = list(value.values())
-    if len(set(ids)) != len(ids) or min(ids) < 0 or max(ids) >= len(ids) + _MAX_GAPS:
+    if len(set(value.values())) != len(value):
         return None
-    size = max(ids) + 1
-    tokens = [""] * size
-    for token, index in value.items():
-        tokens[index] = token
-    gaps = sorted(set(range(size)) - set(ids))
-    for index in gaps:
-        tokens[index] = f"<id {index}>"
-    return tokens, gaps
+    return _by_id({index: token for token, index in value.items()})
+
+
+def _by_id(by_id: dict[int, str]) -> tuple[list[str], list[int]] | None:
+    """Tokens in id order; ids 0..max must all be present but for at most _MAX_GAPS (shown as <id N>)."""
+    if min(by_id) < 0 or max(by_id) >= len(by_id) + _MAX_GAPS:
+        return None
+    gaps = sorted(set(range(max(by_id) + 1)) - set(by_id))
+    return [by_id.get(index, f"<id {index}>") for index in range(max(by_id) + 1)], gaps
 
 
 def _as_index(key: Any) -> int | None:
@@ -158,14 +159,9 @@ def _search_level(level: Mapping[str, Any], where: str, role: str, notes: list[s
         if kind == "list" and isinstance(value, Mapping):
             # A {token: id} or {id: token} dict under a list's name, e.g. "vocab": {"a": 0, ...}.
             kind = "tok2id" if token_to_id(value) is not None else "id2tok"
-        if kind == "tok2id":
-            reading = token_to_id(value)
-            if reading is not None:
-                readings.append((kind, reading[0], where + key, reading[1]))
-        else:
-            tokens = id_to_token(value)
-            if tokens is not None:
-                readings.append((kind, tokens, where + key, []))
+        reading = token_to_id(value) if kind == "tok2id" else id_to_token(value)
+        if reading is not None:
+            readings.append((kind, reading[0], where + key, reading[1]))
     if not readings:
         return None
     _kind0, tokens, source, gaps = readings[0]

@@ -151,6 +151,7 @@ def test_net_key_and_nesting_one_level_down(tmp_path: Path) -> None:
     assert loaded.info.weights_key == "checkpoint/model" and loaded.info.vocab == tuple(CHARS)
     assert loaded.meta["step"] == 9 and loaded.meta["args"] == {"lr": 0.1}
     _same_output(loaded, model)
+    assert load_checkpoint(tmp_path / "nested.pt", weights_key="checkpoint/model").info.weights_key == "checkpoint/model"
 
 
 def test_several_weight_sets_are_named_and_chosen_with_weights_key(
@@ -528,18 +529,24 @@ def test_character_vocabularies_need_no_sidecar(names: str, tmp_path: Path, caps
     assert code == 0 and err == ""
 
 
-def test_word_vocabulary_with_a_reserved_padding_id(tmp_path: Path) -> None:
+def test_word_vocabulary_with_a_reserved_padding_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     words = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran"]
     model = _model(10)
     word2idx = {w: i + 1 for i, w in enumerate(words)}  # Keras-style: 0 is padding
     torch.save({"model": model.state_dict(), "word2idx": word2idx, "idx2word": {i: w for w, i in word2idx.items()},
                 "label2idx": {"neg": 0, "pos": 1}}, tmp_path / "words.pt")
     loaded = load_checkpoint(tmp_path / "words.pt")
-    # idx2word is keyed 1..8, not 0..n-1, so it is no id -> token list; word2idx is read, 0 left empty.
-    assert loaded.info.vocab == ("<id 0>", *words) and loaded.meta["vocab_level"] == "word"
+    # Both directions agree on ids 1..8; id 0 (padding) has no token.
+    assert loaded.info.vocab == ("<id 0>", *words) and loaded.info.vocab_source == "idx2word"
+    assert loaded.meta["vocab_level"] == "word"
     assert loaded.info.output_labels == ("neg", "pos") and loaded.info.labels_source == "label2idx"
-    assert loaded.meta["input_format"] == "tokens"
-    assert "'word2idx' assigns no token to id 0 (shown as <id N>)" in loaded.info.load_notes
+    (tmp_path / "review.txt").write_text("the dog sat on a mat\n")
+    code, _out, err = _cli(["trace", str(tmp_path / "words.pt"), "-i", str(tmp_path / "review.txt"),
+                            "-o", str(tmp_path / "t.npz"), "--json", str(tmp_path / "t.json")], capsys)
+    note = "'idx2word' assigns no token to id 0 (shown as <id N>)"
+    assert code == 0 and err == f"lstmviz: note: words.pt: {note}\n"
+    assert json.loads((tmp_path / "t.json").read_text())["meta"]["sample"].endswith(": 6 words")
+    assert loaded.meta["input_format"] == "tokens" and loaded.info.load_notes == (note,)
 
 
 def test_disagreeing_directions_are_not_used(tmp_path: Path) -> None:

@@ -120,8 +120,6 @@ class SkippedObject:
     path: str  # e.g. "vocab" or "extras/tokenizer"
     cls: str  # the global the file names, e.g. "vocab_mod.Vocab"
 
-    def describe(self) -> str:
-        return f"{self.path} ({self.cls})"
 
 
 def find_standins(obj: Any) -> list[SkippedObject]:

@@ -175,7 +175,7 @@ def load_checkpoint(
         lightning=bool(unpacked is not None and unpacked.lightning),
         stored_dtype=stored,
         run_dtype=runs_in,
-        skipped=tuple(item.describe() for item in skipped),
+        skipped=tuple((item.path, item.cls) for item in skipped),
         vocab_source=vocab_found.vocab.source if vocab_found.vocab is not None else None,
         labels_source=vocab_found.labels[1] if vocab_found.labels is not None else None,
         load_notes=tuple(vocab_found.notes),

@@ -89,10 +89,12 @@ def loading_notes(info: Any) -> list[str]:
     notes = []
     if info.skipped:
         used = ""
-        if info.vocab_source and any(info.vocab_source.startswith(item.split(" (")[0]) for item in info.skipped):
-            used = f"; the vocabulary inside ({info.vocab_source!r}, {len(info.vocab or ())} tokens) is used"
+        source = info.vocab_source or ""
+        if any(source == where or source.startswith(f"{where}/") for where, _cls in info.skipped):
+            used = f"; the vocabulary inside ({source!r}, {len(info.vocab or ())} tokens) is used"
+        objects = ", ".join(f"{where!r} ({cls})" for where, cls in info.skipped)
         notes.append(
-            f"opened without running code: {', '.join(info.skipped)} "
+            f"opened without running code: {objects} "
             f"({'a class' if len(info.skipped) == 1 else 'classes'} lstmviz did not import, read as plain data){used}"
         )
     notes.extend(info.load_notes)

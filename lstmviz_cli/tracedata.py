@@ -231,7 +231,7 @@ class ModelInfo:
     lightning: bool = False  # a PyTorch Lightning checkpoint
     stored_dtype: str | None = None  # floating dtypes of the saved weights, e.g. "float16", "bfloat16/float32"
     run_dtype: str | None = None  # the dtype the model runs in (half precision is upcast on CPU)
-    skipped: tuple[str, ...] = ()  # objects opened as plain data without their code, e.g. "vocab (vocab_mod.Vocab)"
+    skipped: tuple[tuple[str, str], ...] = ()  # (where, class) of objects opened as plain data, e.g. ("vocab", "vocab_mod.Vocab")
     vocab_source: str | None = None  # where the vocabulary was found when not under "vocab", e.g. "char_to_int"
     labels_source: str | None = None  # likewise for output labels, e.g. "idx2label"
     load_notes: tuple[str, ...] = ()  # what was found but not used (vocabularies that disagree, ...)

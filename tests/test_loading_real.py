@@ -281,11 +281,11 @@ def test_user_vocab_object_opens_as_plain_data_without_code(
     torch.save({"model_state_dict": model.state_dict(), "vocab": vocab_mod.Vocab(CHARS), "epoch": 7}, path)
     monkeypatch.delitem(sys.modules, "vocab_mod")
     loaded = load_checkpoint(path)
-    assert not loaded.info.unsafe and loaded.info.skipped == ("vocab (vocab_mod.Vocab)",)
+    assert not loaded.info.unsafe and loaded.info.skipped == (("vocab", "vocab_mod.Vocab"),)
     assert loaded.info.vocab == tuple(CHARS) and loaded.info.vocab_source == "vocab/itos"
     assert loaded.meta["input_format"] == "text"  # characters: .txt input is read character by character
     _same_output(loaded, model)
-    note = ("opened without running code: vocab (vocab_mod.Vocab) (a class lstmviz did not import, read as "
+    note = ("opened without running code: 'vocab' (vocab_mod.Vocab) (a class lstmviz did not import, read as "
             "plain data); the vocabulary inside ('vocab/itos', 9 tokens) is used")
     assert ("loading note", note) in loading_rows(loaded.info)
     code, err = _trace(path, tmp_path, capsys, "--json", str(tmp_path / "t.json"))
@@ -304,7 +304,7 @@ def test_vocab_object_in_a_legacy_file(protocol: int, tmp_path: Path, monkeypatc
                _use_new_zipfile_serialization=False, pickle_protocol=protocol)
     monkeypatch.delitem(sys.modules, "vocab_mod")
     loaded = load_checkpoint(path)
-    assert loaded.info.skipped == ("vocab (vocab_mod.Vocab)",) and loaded.info.vocab == tuple(CHARS)
+    assert loaded.info.skipped == (("vocab", "vocab_mod.Vocab"),) and loaded.info.vocab == tuple(CHARS)
     _same_output(loaded, model)
 
 
@@ -410,7 +410,7 @@ def test_hand_written_pickles_cannot_misuse_a_stand_in(tmp_path: Path) -> None:
     for case, ops in cases.items():
         bad = _spliced(tmp_path, f"{case.replace(' ', '_')}.pt", ops)
         if case == "plain object":
-            assert load_checkpoint(bad).info.skipped == ("vocab (vocab_mod.Vocab)",)
+            assert load_checkpoint(bad).info.skipped == (("vocab", "vocab_mod.Vocab"),)
             continue
         with pytest.raises(UnsafeCheckpointError) as info:
             load_checkpoint(bad)

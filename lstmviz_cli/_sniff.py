@@ -90,7 +90,7 @@ def sniff_checkpoint(path: Path) -> Sniffed:
     foreign = _foreign_format(path, head, size)
     if foreign is not None:
         raise CheckpointError(foreign)
-    if (head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5) or (head[:1] and head[0] in _PICKLE_V0_FIRST):
+    if _looks_like_pickle(head):
         return Sniffed(PICKLE, size)
     raise CheckpointError(
         f"{name!r} is not a checkpoint lstmviz can read (expected a PyTorch .pt/.pth file, "
@@ -116,12 +116,17 @@ def _foreign_format(path: Path, head: bytes, size: int) -> str | None:
     suffix = path.suffix.lower()
     if path.name == "saved_model.pb" or (protobuf and suffix == ".pb"):
         return f"{name!r} is a TensorFlow SavedModel graph (saved_model.pb); {_PORT_TO_PYTORCH}"
-    if suffix == ".onnx" or (protobuf and head[1] >= 3):
+    if (suffix == ".onnx" and not _looks_like_pickle(head)) or (protobuf and head[1] >= 3):
         return (
             f"{name!r} is an ONNX model, which lstmviz cannot trace gate by gate: pass the PyTorch checkpoint "
             "(.pt/.pth/.safetensors) it was exported from"
         )
     return None
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    """PROTO (0x80) and a protocol 0-5, or an opcode a protocol 0/1 pickle starts with."""
+    return (head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5) or bool(head[:1] and head[0] in _PICKLE_V0_FIRST)
 
 
 def _directory_message(path: Path) -> str:

@@ -615,6 +615,12 @@ def test_formats_of_other_tools_are_named_with_what_to_do(
     assert code == 2 and _error(err) == message.format(p=str(path))
 
 
+def test_bytes_win_over_the_extension(tmp_path: Path) -> None:
+    model = _model()
+    torch.save(model.state_dict(), tmp_path / "misnamed.onnx", _use_new_zipfile_serialization=False)
+    _same_output(load_checkpoint(tmp_path / "misnamed.onnx"), model)
+
+
 def test_a_directory_names_the_checkpoints_inside(tmp_path: Path) -> None:
     folder = tmp_path / "hub_model"
     folder.mkdir()

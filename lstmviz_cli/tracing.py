@@ -744,8 +744,8 @@ def trace_sample(
     used_batch_first = True if packed_input is not None else (chosen.batch_first or x.dim() < 2)
     other = sorted({(lt.prefix, lt.steps) for lt in result.layers if lt.steps != steps})
     for prefix, count in other:
-        notes.append(f"{prefix} recorded {count} steps for a {steps}-step input (the module was called "
-                     "that many times): its time axis counts its own calls")
+        notes.append(f"{prefix} ran {count} step{'s' if count != 1 else ''} on a {steps}-step input (the "
+                     "model feeds it another sequence, or calls it repeatedly): its figures count its own steps")
     if custom and batch == steps > 1 and chosen is first:
         notes.append(f"batch and time are both {batch}: the model was fed (batch, time, …) as read; "
                      "lstmviz cannot tell from shapes whether it steps over the other axis")

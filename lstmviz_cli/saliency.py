@@ -58,11 +58,15 @@ def _call(model: Any, x: Any, batch_first: bool, kwargs: dict[str, Any] | None =
     the tracer reads the model's output (`_layout.locate_output_axes`).
     """
     from lstmviz_cli._layout import locate_output_axes, to_batch_major
+    from lstmviz_cli.tracing import first_output
 
     call = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
-    out = _first_output(model(call, **(kwargs or {})))
     batch, steps = int(x.shape[0]), int(x.shape[1]) if x.dim() >= 2 else 1
-    axes = locate_output_axes(out.shape, batch=batch, steps=steps, batch_first=batch_first or x.dim() < 2)
+    out, stacked = first_output(model(call, **(kwargs or {})), steps, steps)
+    if out is None:
+        _first_output(None)  # raises: the model returned no tensor
+    axes = locate_output_axes(out.shape, batch=batch, steps=steps,
+                              batch_first=(batch_first or x.dim() < 2) and not stacked)
     return to_batch_major(out, axes, batch=batch, steps=steps)
 
 

@@ -482,6 +482,21 @@ def _first_tensor(value: Any, total_length: int | None = None) -> torch.Tensor |
     return None
 
 
+def first_output(value: Any, steps: int, total_length: int | None = None) -> tuple[torch.Tensor | None, bool]:
+    """The model's first output tensor, and whether it was stacked from a list of per-step tensors.
+
+    A Python list of exactly `steps` tensors of one shape (d2l's `outputs.append(H)` per step) is
+    stacked along a new leading time axis; anything else is `_first_tensor` (a PackedSequence is
+    padded to `total_length`).
+    """
+    while isinstance(value, (tuple, list, dict)) and value:
+        if isinstance(value, list) and len(value) == steps > 1 and all(
+                isinstance(v, torch.Tensor) and v.shape == value[0].shape for v in value):
+            return torch.stack(value), True
+        value = next(iter(value.values())) if isinstance(value, dict) else value[0]
+    return _first_tensor(value, total_length), False
+
+
 def _device_of(model: nn.Module, inputs: Sequence[Any]) -> str:
     for p in model.parameters():
         return str(p.device)
@@ -632,6 +647,7 @@ class _Attempt:
     result: Trace | None = None
     error: LstmvizError | None = None
     warnings: list[str] = field(default_factory=list)
+    raw: list[Any] = field(default_factory=list)  # the model's return value (its first call)
 
 
 def _transposed_input_error(sample: Any) -> InputError:
@@ -698,6 +714,8 @@ def trace_sample(
             call_input: Any = packed_input
         else:
             call_input = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
+        # The model's whole return value (the tracers keep its first tensor only).
+        handle = model.register_forward_hook(lambda _m, _a, out: tried.raw.append(out) if not tried.raw else None)
         with captured_warnings() as caught:
             try:
                 if custom:
@@ -716,6 +734,8 @@ def trace_sample(
                 first_line = text.splitlines()[0] if text else type(exc).__name__
                 tried.error = ModelError(f"the model failed on the sample ({sample.description}): {first_line}")
                 tried.error.__cause__ = exc
+            finally:
+                handle.remove()
         tried.warnings = caught
         return tried
 
@@ -749,8 +769,14 @@ def trace_sample(
     if custom and batch == steps > 1 and chosen is first:
         notes.append(f"batch and time are both {batch}: the model was fed (batch, time, …) as read; "
                      "lstmviz cannot tell from shapes whether it steps over the other axis")
+    stacked = False
+    if chosen.raw:
+        output, stacked = first_output(chosen.raw[0], steps, steps)
+        result.output = None if output is None else output.detach().to("cpu", torch.float32).numpy()
     if result.output is not None:
-        axes = locate_output_axes(result.output.shape, batch=batch, steps=steps, batch_first=used_batch_first)
+        # A list of per-step tensors was stacked time first, whatever the call's layout.
+        axes = locate_output_axes(result.output.shape, batch=batch, steps=steps,
+                                  batch_first=used_batch_first and not stacked)
         result.output = np.ascontiguousarray(to_batch_major(result.output, axes, batch=batch, steps=steps))
         result.meta["output_layout"] = axes.layout
         if axes.note:

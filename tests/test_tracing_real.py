@@ -451,6 +451,14 @@ def test_textbook_scratch_lstm_fed_time_major(models_py: Path, tmp_path: Path,
     assert trace.meta["series_names"]["LSTMScratch/l0/fwd"]["f"] == "F_"
     assert trace.verify_error is not None and trace.verify_error < 1e-5
     assert any("(time, batch, …)" in note for note in trace.meta["notes"])
+    # Its output is a list of per-step H: stacked along time, so "the prediction" is the last step's.
+    with torch.no_grad():
+        outputs, _ = model(torch.as_tensor(x[:, None, :]))
+    assert trace.output.shape == (1, 9, 5)
+    np.testing.assert_allclose(trace.output[0], torch.cat(outputs).numpy(), atol=TOL)
+    analysis = analyze_run(run, ViewOptions())
+    assert analysis.prediction.step == 8 and len(analysis.saliency.values) == 9
+    assert analysis.saliency.target.endswith("at step 8")
 
     np.save(tmp_path / "tbf.npy", x[:, None, :])  # (9, 1, 4) in the model's own layout
     capsys.readouterr()

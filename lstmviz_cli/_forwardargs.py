@@ -104,8 +104,9 @@ def plan_forward_args(model: Any, sample: Any, explicit: Mapping[str, str] | Non
             raise InputError(f"--forward-arg {param}={source}: {cls}.forward has no parameter {param!r} "
                              f"(it takes {', '.join(names) or 'only its input'})")
         if source not in arrays and not (source == LENGTHS and has_lengths):
-            raise InputError(f"--forward-arg {param}={source}: the input has no array {source!r} "
-                             f"(it has {', '.join(available) or 'none besides the input'}; pass an .npz)")
+            others = (f"its other arrays: {', '.join(available)}" if available
+                      else "other arrays come with an .npz input, next to the input array")
+            raise InputError(f"--forward-arg {param}={source}: the input has no array {source!r} ({others})")
         plan.params[param] = source
     for p in params:
         if p.name in plan.params:

@@ -890,7 +890,7 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     steps = None  # the valid steps of batch element 0 (the sequence the page shows)
     tokens = None
     if sample is not None:
-        steps = int(sample.lengths[0]) if getattr(sample, "lengths", None) is not None else sample.steps
+        steps = _first_length(trace, sample)
         tokens = step_tokens(getattr(sample, "text", None), sample.labels, sample.steps)
         tokens = tokens[:steps] if tokens is not None else None
     last_step = None
@@ -962,6 +962,15 @@ def analyze_run(run: Any, view: Any) -> Analysis:
         last_step=last_step,
         notes=notes,
     )
+
+
+def _first_length(trace: Trace, sample: Any) -> int:
+    """Valid steps of batch element 0: its length when the model was told the lengths (packed, or
+    passed to its forward), else every step of the input (a model that ran over the padding)."""
+    lengths = getattr(sample, "lengths", None)
+    plan = trace.meta.get("forward_args") or {}
+    told = trace.meta.get("packed") or "lengths" in (plan.get("params") or {}).values()
+    return int(lengths[0]) if lengths is not None and (told or "packed" not in trace.meta) else sample.steps
 
 
 def _first_line(error: BaseException) -> str:

@@ -767,8 +767,9 @@ def trace_sample(
         notes.append(f"{prefix} ran {count} step{'s' if count != 1 else ''} on a {steps}-step input (the "
                      "model feeds it another sequence, or calls it repeatedly): its figures count its own steps")
     if custom and batch == steps > 1 and chosen is first:
-        notes.append(f"batch and time are both {batch}: the model was fed (batch, time, …) as read; "
-                     "lstmviz cannot tell from shapes whether it steps over the other axis")
+        fed = "(batch, time, …)" if used_batch_first else "(time, batch, …)"
+        notes.append(f"batch and time are both {batch}: the hand-written model was fed {fed}; lstmviz cannot "
+                     "tell from shapes whether it steps over the other axis")
     stacked = False
     if chosen.raw:
         output, stacked = first_output(chosen.raw[0], steps, steps)

@@ -431,6 +431,16 @@ def test_a_required_argument_nobody_can_fill_is_one_line(models_py: Path, tmp_pa
     assert main([*args, "-i", str(tmp_path / "xm.npz")]) == 0  # an array named after the parameter
 
 
+def test_a_forward_without_lengths_runs_over_the_padding_and_says_so(models_py: Path, tmp_path: Path) -> None:
+    _, path = _checkpoint(models_py, "Warns", tmp_path)
+    np.savez(tmp_path / "b.npz", x=np.ones((2, 8, 3), np.float32), lengths=np.array([5, 8]))
+    run = load_and_trace(_options(path, models_py, "Warns", tmp_path / "b.npz"))
+    assert not np.isnan(run.trace["lstm/l0/fwd/h"]).any() and run.trace.lengths == {}
+    analysis = analyze_run(run, ViewOptions())
+    assert any("takes no lengths, so it ran over the padding" in note for note in analysis.notes)
+    assert len(analysis.saliency.values) == 8 and analysis.prediction.step == 7  # every step the model ran
+
+
 # -- hand-written cells fed time-major ------------------------------------------------------------------
 
 

@@ -305,9 +305,6 @@ def _input_step_norms(captured: list[Any], grads: tuple, x: Any, steps: int, bat
     sequence) gives one step per call. Other call patterns (a decoder re-embedding its own
     tokens) read the first call, the one that saw the sample.
     """
-    def norms_of(g: Any) -> np.ndarray:
-        return step_norms(g, steps, batch_first)
-
     if captured[0] is x:
         g = grads[0]
         if g is None:
@@ -318,7 +315,7 @@ def _input_step_norms(captured: list[Any], grads: tuple, x: Any, steps: int, bat
     if per_call:
         return np.array([0.0 if g is None else float(g.detach().double().norm().cpu()) for g in grads])
     g = grads[0]
-    return np.zeros(steps) if g is None else norms_of(g)
+    return np.zeros(steps) if g is None else step_norms(g, steps, batch_first)
 
 
 _GATES = {"LSTM": "ifgo", "GRU": "rzn"}

@@ -524,8 +524,10 @@ def test_cell_loop_is_one_architecture_box(models_py: Path, tmp_path: Path) -> N
     np.save(tmp_path / "tokens.npy", np.random.default_rng(4).integers(0, 10, 2000))
     out = tmp_path / "report.html"
     assert main(["report", str(path), "--model-class", f"{models_py}:CellLoop", "-i", str(tmp_path / "tokens.npy"),
-                 "-o", str(out), "--jobs", "1"]) == 0
+                 "-o", str(out), "--jobs", "1", "--json", str(tmp_path / "r.json")]) == 0
     page = out.read_text()
+    saliency = json.loads((tmp_path / "r.json").read_text())["saliency"]
+    assert len(saliency["values"]) == 2000 and saliency["step"] == 1999  # one embedding call per step
     assert len(page.encode()) < 2_000_000  # was 5.3 MB with one box per call
     run = load_and_trace(_options(path, models_py, "CellLoop", tmp_path / "tokens.npy"))
     steps = read_path(run.trace.meta["path"], run.trace.modules)

@@ -26,6 +26,8 @@ everything about "units" and "steps" refers to batch element 0 unless said other
                    # codes: dead_units, saturated_gate, forget_pinned_low, forget_pinned_high,
                    # exploding_cell, vanishing_gradient; "anchor" is the report figure's HTML id
     notes          [str]: analyses that were skipped, and why
+    unjudged       {prefix: values per unit}: layers with fewer than thresholds.min_steps values per
+                   unit, whose dead/saturated/forget-gate/cell findings were skipped (see notes)
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class Thresholds:
     cell_growth: float = 2.0  # ... and exploding when its late mean |c| is this many times the early one
     vanishing_ratio: float = 1e-3  # saliency of the oldest steps / peak below this is vanishing
     horizon_mass: float = 0.9  # the memory horizon holds this share of the saliency
+    # Dead, saturated, forget-gate and cell-state findings (and the check's memory horizon) need
+    # this many values per unit (valid steps over all sequences) to judge: a unit seen once has
+    # zero range and would read as dead.
+    min_steps: int = 4
 
     def to_json(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -173,6 +179,9 @@ class Analysis:
     thresholds: Thresholds = field(default_factory=Thresholds)
     notes: list[str] = field(default_factory=list)
     tokens: list[str] | None = None  # one string per step of batch element 0, when known
+    # Layers too short to judge (prefix -> values per unit, below thresholds.min_steps): their
+    # dead/saturated/forget/cell findings were skipped, and `lstmviz check` skips them too.
+    unjudged: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready, deterministic (fixed key order, rounded floats, no NaN). Schema: module docstring."""
@@ -259,6 +268,7 @@ class Analysis:
                 for f in self.findings
             ],
             "notes": list(self.notes),
+            "unjudged": dict(self.unjudged),
         }
 
 
@@ -644,11 +654,13 @@ def _cell_finding(layer: LayerTrace, th: Thresholds, anchor: str) -> Finding | N
         return None
     seq = np.abs(first_sequence(layer.series["c"]))
     quarter = max(1, len(seq) // 4)
-    early = seq[:quarter].mean(axis=0)
-    late = seq[-quarter:].mean(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        growth = np.where(early > 0, late / np.maximum(early, 1e-12), np.inf)
-    growing = [int(u) for u in big if growth[u] >= th.cell_growth]
+    growing: list[int] = []
+    if len(seq) >= th.min_steps:  # growth compares the first and last quarter of one sequence
+        early = seq[:quarter].mean(axis=0)
+        late = seq[-quarter:].mean(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            growth = np.where(early > 0, late / np.maximum(early, 1e-12), np.inf)
+        growing = [int(u) for u in big if growth[u] >= th.cell_growth]
     top = float(peak.max())
     prefix = layer.prefix
     if growing:
@@ -667,6 +679,28 @@ def _cell_finding(layer: LayerTrace, th: Thresholds, anchor: str) -> Finding | N
     return Finding("exploding_cell", "info", prefix, units, top, th.cell_max, message, anchor)
 
 
+def unjudged_layers(trace: Trace, thresholds: Thresholds | None = None) -> dict[str, int]:
+    """Layers with fewer than `min_steps` values per unit (valid steps over all sequences): prefix -> count."""
+    th = thresholds or Thresholds()
+    short: dict[str, int] = {}
+    for layer in trace.layers:
+        if not layer.series:
+            continue
+        count = len(valid_rows(next(iter(layer.series.values()))))
+        if count < th.min_steps:
+            short[layer.prefix] = count
+    return short
+
+
+def unjudged_note(prefix: str, count: int, thresholds: Thresholds) -> str:
+    """The page's note for a layer whose findings were skipped."""
+    return (
+        f"{prefix}: dead-unit, saturation, forget-gate and cell-state findings skipped: each unit has "
+        f"{count} value{'s' if count != 1 else ''} (valid steps over all sequences), fewer than the "
+        f"{thresholds.min_steps} needed to judge"
+    )
+
+
 def diagnose(
     trace: Trace,
     *,
@@ -680,8 +714,11 @@ def diagnose(
     saturation = saturation if saturation is not None else gate_saturation(trace, th)
     by_key = {(s.prefix, s.series): s for s in saturation}
     findings: list[Finding] = []
+    short = unjudged_layers(trace, th)
     for layer in trace.layers:
         prefix = layer.prefix
+        if prefix in short:  # too few values to tell a dead or saturated unit from a short sample
+            continue
         activity = figure_anchor("activity", prefix)
         if "h" in layer.series:
             rows = valid_rows(layer.series["h"])
@@ -808,6 +845,8 @@ def analyze_trace(
     if saliency is not None:
         saliency.horizon = memory_horizon(saliency.values, saliency.step, th.horizon_mass)
     saturation = gate_saturation(trace, th)
+    unjudged = unjudged_layers(trace, th)
+    notes = list(notes or []) + [unjudged_note(prefix, count, th) for prefix, count in unjudged.items()]
     return Analysis(
         gate_stats=gate_statistics(trace, th),
         prediction=predict(trace.output, info, last_step=last_step),
@@ -820,8 +859,9 @@ def analyze_trace(
         trajectories=state_trajectories(trace),
         findings=diagnose(trace, saturation=saturation, saliency=saliency, thresholds=th),
         thresholds=th,
-        notes=list(notes or []),
+        notes=notes,
         tokens=tokens,
+        unjudged=unjudged,
     )
 
 
@@ -845,10 +885,12 @@ def analyze_run(run: Any, view: Any) -> Analysis:
             "this long trace is kept as float16 to bound memory: figures and statistics carry about 3 "
             "significant digits (verification ran in float32; `lstmviz trace` writes full precision)"
         )
-    steps = None
+    notes.extend(str(note) for note in trace.meta.get("notes", []) or [])
+    notes.extend(f"the model warned while it ran: {line}" for line in trace.meta.get("model_warnings", []) or [])
+    steps = None  # the valid steps of batch element 0 (the sequence the page shows)
     tokens = None
     if sample is not None:
-        steps = int(sample.lengths[0]) if getattr(sample, "lengths", None) is not None else sample.steps
+        steps = _first_length(trace, sample)
         tokens = step_tokens(getattr(sample, "text", None), sample.labels, sample.steps)
         tokens = tokens[:steps] if tokens is not None else None
     last_step = None
@@ -859,40 +901,55 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     if labels_path is not None:
         if steps is None:
             raise InputError("--labels needs a sample input to align its rows with")
-        labels = read_labels_csv(labels_path, steps)
+        # One row per step of the input as padded, or per valid step of batch element 0.
+        labels = read_labels_csv(labels_path, steps, padded_steps=sample.steps)
     chosen = getattr(view, "saliency_step", None)
     if chosen is not None and steps is not None and not 0 <= chosen < steps:
+        if steps < sample.steps and steps <= chosen < sample.steps:
+            raise InputError(
+                f"--saliency-step {chosen} is padding of sequence 0, which has {steps} valid steps of "
+                f"{sample.steps}: the model was not run there; choose a step in 0..{steps - 1}"
+            )
         raise InputError(f"--saliency-step {chosen} is outside the sample's steps 0..{steps - 1}")
     prediction = predict(trace.output, info, last_step=last_step)
     saliency = probe = None
     model = getattr(loaded, "model", None)
     if model is not None and sample is not None:
         from lstmviz_cli import saliency as saliency_mod
+        from lstmviz_cli._warncapture import captured_warnings
 
         values = np.asarray(sample.values)[:1, :steps]
         device = getattr(loaded, "device", "cpu")
-        try:
-            saliency = saliency_mod.compute_saliency(
-                model,
-                values,
-                step=chosen if chosen is not None else last_step,
-                kind=prediction.kind if prediction else "topk",
-                output_labels=list(info.output_labels or info.vocab or []) if info else None,
-                device=device,
-                batch_first=saliency_mod.model_batch_first(loaded),
-            )
-        except Exception as error:  # noqa: BLE001 - the model is the user's code: lose one section only
-            notes.append(f"gradient saliency skipped: {type(error).__name__}: {error}")
-        if saliency is not None and chosen is not None and saliency.step != chosen:
-            notes.append(
-                f"--saliency-step {chosen} ignored: the model's output has no time axis, so the saliency "
-                f"is of its output after the last step ({saliency.step})"
-            )
-        if getattr(view, "memory_probe", False):
+        batch_first = trace.meta.get("model_batch_first")
+        if batch_first is None or trace.meta.get("packed"):
+            batch_first = saliency_mod.model_batch_first(loaded)
+        with captured_warnings() as caught:
             try:
-                probe = saliency_mod.memory_probe(model, values, device=device)
-            except Exception as error:  # noqa: BLE001 - as above
-                notes.append(f"memory-length probe skipped: {type(error).__name__}: {error}")
+                saliency = saliency_mod.compute_saliency(
+                    model,
+                    values,
+                    step=chosen if chosen is not None else last_step,
+                    kind=prediction.kind if prediction else "topk",
+                    output_labels=list(info.output_labels or info.vocab or []) if info else None,
+                    device=device,
+                    batch_first=bool(batch_first),
+                    forward_kwargs=_saliency_forward_kwargs(trace, sample, model, device, steps),
+                )
+            except Exception as error:  # noqa: BLE001 - the model is the user's code: lose one section only
+                notes.append(f"gradient saliency skipped: {type(error).__name__}: {_first_line(error)}")
+            if saliency is not None and chosen is not None and saliency.step != chosen:
+                notes.append(
+                    f"--saliency-step {chosen} ignored: the model's output has no time axis, so the saliency "
+                    f"is of its output after the last step ({saliency.step})"
+                )
+            if getattr(view, "memory_probe", False):
+                try:
+                    probe = saliency_mod.memory_probe(model, values, device=device)
+                except Exception as error:  # noqa: BLE001 - as above
+                    notes.append(f"memory-length probe skipped: {type(error).__name__}: {_first_line(error)}")
+        known = set(trace.meta.get("model_warnings", []) or [])
+        notes.extend(f"the model warned while its saliency was computed: {line}" for line in caught
+                     if line not in known)
     return analyze_trace(
         trace,
         info=info,
@@ -905,6 +962,31 @@ def analyze_run(run: Any, view: Any) -> Analysis:
         last_step=last_step,
         notes=notes,
     )
+
+
+def _first_length(trace: Trace, sample: Any) -> int:
+    """Valid steps of batch element 0: its length when the model was told the lengths (packed, or
+    passed to its forward), else every step of the input (a model that ran over the padding)."""
+    lengths = getattr(sample, "lengths", None)
+    plan = trace.meta.get("forward_args") or {}
+    told = trace.meta.get("packed") or "lengths" in (plan.get("params") or {}).values()
+    return int(lengths[0]) if lengths is not None and (told or "packed" not in trace.meta) else sample.steps
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _saliency_forward_kwargs(trace: Trace, sample: Any, model: Any, device: str, steps: int) -> dict[str, Any]:
+    """The forward's other arguments (lengths, .npz arrays) for batch element 0 cut to `steps`."""
+    from lstmviz_cli._forwardargs import ForwardPlan, forward_kwargs
+
+    plan = ForwardPlan.from_meta(trace.meta.get("forward_args"))
+    if not plan.params:
+        return {}
+    dtype = next((p.dtype for p in model.parameters()), None)
+    return forward_kwargs(plan, sample, device=device, dtype=dtype, first_steps=steps)
 
 
 __all__ = [
@@ -932,4 +1014,5 @@ __all__ = [
     "rank_units",
     "state_trajectories",
     "units_text",
+    "unjudged_layers",
 ]

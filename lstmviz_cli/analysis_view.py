@@ -338,7 +338,7 @@ def _saliency_reading(analysis: Analysis) -> str:
             f"Only steps {sal.window_start}–{sal.step} were differentiated: all {sal.step + 1} would not fit "
             "the memory budget, so earlier steps have no value (exact for the steps shown)."
         )
-    rest = values[2:].mean() if sal.step >= 3 else 0.0
+    rest = values[2:].mean() if len(values) > 2 else 0.0
     if sal.window_start == 0 and rest > 0 and values[:2].mean() >= 1.5 * rest:
         # The long-memory case (e.g. digitsum, where the answer lives in the first two steps).
         parts.append(f"The first two steps stand out: they average {values[:2].mean() / rest:.1f}× the later steps.")

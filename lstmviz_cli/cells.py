@@ -280,6 +280,14 @@ def _returned(calls: list[tuple[list[torch.Tensor], list[torch.Tensor]]], batch:
         return []
     n_out = min(len(out) for _, out in calls)
     candidates: list[np.ndarray] = []
+    if len(calls) == 1 and per_call > 1:
+        # A loop that returns its per-step states as a list (d2l's `outputs.append(H)`): the
+        # whole sequence, one (batch, hidden) tensor per step.
+        out = calls[0][1]
+        for k in range(len(out) - per_call + 1):
+            run = out[k:k + per_call]
+            if all(tuple(t.shape) == (batch, hidden) for t in run):
+                candidates.append(torch.stack(run, dim=1).float().cpu().numpy())
     for k in range(n_out):
         pieces: list[np.ndarray] = []
         for _, out in calls:

@@ -75,6 +75,7 @@ class CheckCase:
     passed: bool
     message: str
     anchor: str | None = None
+    skipped: bool = False  # not judged (too few steps): passes, and says so
 
 
 @dataclass
@@ -198,9 +199,16 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                 f"recorded gates reproduce the outputs within {error:.2e}" if ok else
                 f"recorded gates miss the real outputs by {error:.2e} > {config.max_verify_error:.0e}",
             ))
+    unjudged: dict[str, int] = dict(getattr(analysis, "unjudged", {}) or {})
+    minimum = int(getattr(getattr(analysis, "thresholds", None), "min_steps", 0) or 0)
     if config.max_saturated is not None:
         for stat in analysis.gate_stats:
             if stat.frac_low is None or stat.frac_high is None:
+                continue
+            if stat.prefix in unjudged:
+                cases.append(_skipped("saturation", f"saturation {stat.prefix} {stat.series}", stat.prefix,
+                                      config.max_saturated, unjudged[stat.prefix], minimum,
+                                      figure_anchor("saturation", stat.prefix)))
                 continue
             share = float(stat.frac_low) + float(stat.frac_high)
             ok = share <= config.max_saturated
@@ -216,6 +224,10 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
         limit, is_share = parse_dead_limit(config.max_dead_units)
         dead = dead_units_by_layer(analysis)
         for layer in trace.layers:
+            if layer.prefix in unjudged:
+                cases.append(_skipped("dead_units", f"dead units {layer.prefix}", layer.prefix, limit,
+                                      unjudged[layer.prefix], minimum, figure_anchor("activity", layer.prefix)))
+                continue
             units = dead.get(layer.prefix, [])
             count = len(units)
             total = max(layer.units, 1)
@@ -233,6 +245,10 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
         if saliency is None:
             cases.append(CheckCase("memory_horizon", "memory horizon", None, None, config.min_memory_horizon, False,
                                    "memory horizon unavailable (saliency could not be computed for this model)"))
+        elif sum(math.isfinite(float(v)) for v in saliency.values) < minimum:
+            counted = sum(math.isfinite(float(v)) for v in saliency.values)
+            cases.append(_skipped("memory_horizon", "memory horizon", None, float(config.min_memory_horizon),
+                                  counted, minimum, figure_anchor("saliency"), what="input steps of saliency"))
         else:
             horizon = int(saliency.horizon)
             ok = horizon >= config.min_memory_horizon
@@ -252,6 +268,15 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                     f"{finding.severity}: {finding.message}", finding.anchor,
                 ))
     return result
+
+
+def _skipped(check: str, name: str, prefix: str | None, threshold: float | None, count: int, minimum: int,
+             anchor: str | None, *, what: str = "values per unit") -> CheckCase:
+    """A case not judged (too few steps to tell): it passes, and its message says it was skipped."""
+    if count == 1:
+        what = what.replace("values", "value").replace("steps", "step")
+    return CheckCase(check, name, prefix, None, threshold, True,
+                     f"skipped: {count} {what}, fewer than the {minimum} needed to judge", anchor, skipped=True)
 
 
 def dead_units_by_layer(analysis: Any) -> dict[str, list[int]]:
@@ -326,15 +351,20 @@ def to_junit(results: list[CheckResult]) -> str:
         f'<testsuites name="lstmviz check" tests="{total}" failures="{failed}" errors="0" time="0">',
     ]
     for result in results:
+        skipped = sum(case.skipped for case in result.cases)
         lines.append(
             f"  <testsuite name={_attr('lstmviz check ' + result.model)} tests=\"{len(result.cases)}\" "
-            f'failures="{len(result.failures)}" errors="0" skipped="0" time="0">'
+            f'failures="{len(result.failures)}" errors="0" skipped="{skipped}" time="0">'
         )
         # CI systems split classname at dots into package and class: keep the file name in one piece.
         classname = _attr("lstmviz." + result.model.replace(".", "_"))
         for case in result.cases:
             head = f"    <testcase classname={classname} name={_attr(case.name)} time=\"0\""
-            if case.passed:
+            if case.skipped:
+                lines.append(head + ">")
+                lines.append(f"      <skipped message={_attr(case.message)}/>")
+                lines.append("    </testcase>")
+            elif case.passed:
                 lines.append(head + ">")
                 lines.append(f"      <system-out>{_text(case.message)}</system-out>")
                 lines.append("    </testcase>")
@@ -374,9 +404,12 @@ def summary_table(results: list[CheckResult]) -> Any:
     for result in results:
         for case in result.failures:
             table.add_row(result.model, case.name, _fmt(case.value), _fmt(case.threshold), "[red]FAIL[/red]")
+        for case in result.cases:
+            if case.skipped:
+                table.add_row(result.model, case.name, "-", _fmt(case.threshold), "[yellow]skipped[/yellow]")
         grouped: dict[str, list[CheckCase]] = {}
         for case in result.cases:
-            if case.passed:
+            if case.passed and not case.skipped:
                 grouped.setdefault(case.check, []).append(case)
         for check, cases in grouped.items():
             worst = max(cases, key=lambda c: -math.inf if c.value is None else (

@@ -6,8 +6,10 @@ Heavy imports (torch, matplotlib, the pipeline) happen inside the commands so th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -97,6 +99,13 @@ WeightsKeyOpt = Annotated[
     typer.Option(
         "--weights-key",
         help="Which state dict of a checkpoint that holds several, by key: 'model', or 'checkpoint/model' one level down.",
+ForwardArgOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--forward-arg",
+        help="Pass an array of the .npz input to the model's forward: PARAM=ARRAY (repeatable), e.g. "
+        "text_lengths=lengths. Arrays named like a parameter, and 'lengths' for a parameter named like "
+        "lengths, are passed without it.",
     ),
 ]
 NoVerifyOpt = Annotated[
@@ -131,6 +140,7 @@ def trace_command(
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
+    forward_arg: ForwardArgOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Record every gate of every recurrent layer and save them as arrays.
@@ -143,6 +153,7 @@ def trace_command(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
+        forward_args=tuple(forward_arg or ()),
         verify=not no_verify,
     )
     message = pipeline.run_trace_command(
@@ -211,6 +222,7 @@ def report_command(
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
+    forward_arg: ForwardArgOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Trace the model on a sample and write one self-contained HTML report.
@@ -228,6 +240,7 @@ def report_command(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
+        forward_args=tuple(forward_arg or ()),
         verify=not no_verify,
     )
     view = pipeline.ViewOptions(
@@ -286,6 +299,7 @@ def figures_command(
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
+    forward_arg: ForwardArgOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Export every figure of the report as its own publication-ready file, plus a figures.json manifest.
@@ -298,6 +312,7 @@ def figures_command(
         checkpoint=Path("."), input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
+        forward_args=tuple(forward_arg or ()),
         verify=not no_verify,
     )
     style = export.PublicationStyle(width=export.parse_width(width), grayscale=grayscale, font_size=font_size)
@@ -347,6 +362,7 @@ def check_command(
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
+    forward_arg: ForwardArgOpt = None,
 ) -> None:
     """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed.
 
@@ -361,6 +377,7 @@ def check_command(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
+        forward_args=tuple(forward_arg or ()),
     )
     result = check.run_check(options, settings, pipeline.ViewOptions(), json_path=json_path,
                              junit_path=junit_path, report_path=report_path, force=force)
@@ -391,6 +408,7 @@ def diff_command(
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
+    forward_arg: ForwardArgOpt = None,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Compare two checkpoints of one architecture: weights per gate, gate statistics, saturation, units.
@@ -403,10 +421,24 @@ def diff_command(
         checkpoint=before, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
+        forward_args=tuple(forward_arg or ()),
         verify=not no_verify,
     )
     typer.echo(diff.run_diff_command(options, after, pipeline.ViewOptions(), output=output,
                                      json_path=json_path, force=force))
+
+
+@contextlib.contextmanager
+def _quiet_warnings(debug: bool) -> Iterator[None]:
+    from lstmviz_cli._warncapture import captured_warnings
+
+    caught: list[str] = []
+    try:
+        with captured_warnings() as caught:
+            yield
+    finally:
+        for line in caught if debug else ():
+            typer.echo(f"lstmviz: debug: warning: {line}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -415,7 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     try:
         # Standalone mode: Typer prints usage errors itself (exit 2) and turns Ctrl-C into exit 130.
-        app(args=args, prog_name="lstmviz")
+        # No Python warning reaches the terminal (what is worth telling is on the page as a note);
+        # --debug prints them at the end.
+        with _quiet_warnings(debug):
+            app(args=args, prog_name="lstmviz")
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except LstmvizError as error:

@@ -9,7 +9,7 @@ backslashes; Graphviz then XML-escapes it in the SVG.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import graphviz
 
@@ -72,7 +72,7 @@ class PathStep:
     kind: str
     inputs: tuple[tuple[int, ...], ...]
     outputs: tuple[tuple[int, ...], ...]
-    calls: int = 1  # a cell called once per step in a Python loop
+    calls: int = 1  # calls in one forward pass (a cell in a Python loop: once per step); drawn ×N
 
 
 def _shapes(value: object) -> tuple[tuple[int, ...], ...]:
@@ -87,19 +87,28 @@ def _shapes(value: object) -> tuple[tuple[int, ...], ...]:
 
 
 def read_path(meta_path: object, modules: dict[str, RecurrentConfig]) -> list[PathStep]:
-    """`Trace.meta["path"]` as PathSteps; without one, the recurrent modules with shapes from their configs."""
+    """`Trace.meta["path"]` as PathSteps (one per module name, calls summed); without one, the
+    recurrent modules with shapes from their configs."""
     steps: list[PathStep] = []
+    seen: dict[str, int] = {}
     if isinstance(meta_path, (list, tuple)):
         for entry in meta_path:
             if not isinstance(entry, dict):
                 continue
+            name = str(entry.get("name", ""))
+            calls = int(entry.get("calls", 1) or 1)
+            if name in seen:  # a module met again (an older path, or interleaved calls): one node
+                k = seen[name]
+                steps[k] = replace(steps[k], calls=steps[k].calls + calls)
+                continue
+            seen[name] = len(steps)
             steps.append(
                 PathStep(
-                    name=str(entry.get("name", "")),
+                    name=name,
                     kind=str(entry.get("type", entry.get("kind", "?"))),
                     inputs=_shapes(entry.get("in", entry.get("input", entry.get("in_shapes")))),
                     outputs=_shapes(entry.get("out", entry.get("output", entry.get("out_shapes")))),
-                    calls=int(entry.get("calls", 1) or 1),
+                    calls=calls,
                 )
             )
     if steps:
@@ -131,7 +140,11 @@ def config_text(cfg: RecurrentConfig) -> str:
 
 
 def architecture_graph(path: list[PathStep], modules: dict[str, RecurrentConfig]) -> graphviz.Digraph:
-    """Modules along the data path, left to right, with tensor shapes on the edges."""
+    """Modules along the data path, left to right, with tensor shapes on the edges.
+
+    One node per module, in first-call order: a module called many times (a cell, embedding and
+    head in a Python loop) is one node marked ×N, with the shapes of its first call.
+    """
     graph = _new("architecture", rankdir="LR", nodesep="0.3", ranksep="0.35")
     graph.attr("node", shape="box", style="rounded,filled", fillcolor="white", margin="0.12,0.06")
     graph.node("input", label=_label("input"), shape="plain", fontcolor=MUTED)
@@ -143,11 +156,12 @@ def architecture_graph(path: list[PathStep], modules: dict[str, RecurrentConfig]
             lines = [_text(step.name) + f" ({cfg.kind})", config_text(cfg).replace(cfg.kind, "", 1).strip(" ·")]
             lines = [line for line in lines if line]
             if step.calls > 1:
-                lines.append(f"called {step.calls}× (once per step)")
+                lines.append(f"×{step.calls} (called once per step)" if cfg.is_cell else f"×{step.calls} calls")
             colour = GATE_COLORS["f"] if cfg.family == "lstm" else GATE_COLORS["z"]
             graph.node(node, label=_label(*lines), fillcolor="#fff7f2", color=colour, penwidth="1.6")
         else:
-            graph.node(node, label=_label(_text(step.kind), _text(step.name)))
+            lines = [_text(step.kind), _text(step.name)] + ([f"×{step.calls} calls"] if step.calls > 1 else [])
+            graph.node(node, label=_label(*lines))
         label = shape_text(step.inputs[0]) if step.inputs else ""
         graph.edge(previous, node, label=_label(label))
         previous = node

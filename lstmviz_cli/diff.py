@@ -375,8 +375,11 @@ def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult
     require_same_architecture(before.trace, after.trace)
     if not _same_sample(before.sample, after.sample):
         # Behaviour is only comparable on one input: trace AFTER again on BEFORE's sample.
+        from lstmviz_cli._forwardargs import parse_forward_args
+
         after = Run(loaded=after.loaded, sample=before.sample,
-                    trace=trace_sample(after.loaded, before.sample, verify=options.verify))
+                    trace=trace_sample(after.loaded, before.sample, verify=options.verify, module=options.module,
+                                       forward_args=parse_forward_args(options.forward_args)))
     result = diff_traces(
         before.trace, after.trace, analyze_run(before, view), analyze_run(after, view),
         before_name=before.loaded.info.name, after_name=after.loaded.info.name,

@@ -467,7 +467,7 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
 
     trace = run.trace
     rv = report.resolve_view(view, run)
-    tokens = report._tokens(run, report._valid_steps(trace))
+    tokens = report._tokens(run, report._total_steps(trace))
     items: list[FigureItem] = [
         FigureItem(
             "architecture", None, "Architecture: the model's modules along the data path with tensor shapes.",

@@ -36,8 +36,11 @@ class SampleInput:
     labels: list[str] | None  # display label per time step of batch element 0 (chars, tokens)
     description: str  # e.g. "charlm.txt: 212 characters" — shown in the report summary
     text: str | None = None  # the raw text for character models (token highlighting)
-    lengths: np.ndarray | None = None  # (batch,) when sequences have unequal lengths
+    lengths: np.ndarray | None = None  # (batch,) valid steps per sequence, from an .npz's `lengths`
     extra: dict = field(default_factory=dict)
+    # The other arrays of an .npz input (not the input, not `lengths`), by name: candidates for the
+    # model's other forward arguments (tracing._forwardargs), passed as stored.
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def batch(self) -> int:
@@ -107,6 +110,7 @@ def load_sample(
         raise InputError("pass either --input or --tokens, not both")
     text: str | None = None
     lengths: np.ndarray | None = None
+    arrays: dict[str, np.ndarray] = {}
     if tokens is not None:
         values, source, text = _parse_tokens(tokens), "inline tokens", None
     elif path is not None:
@@ -115,6 +119,7 @@ def load_sample(
         source = path.name
         if path.suffix.lower() == ".npz":
             lengths = _read_npz_lengths(path)
+            arrays = _read_npz_others(path)
     elif meta.get("sample_input") is not None:
         values, text = _from_sample(meta["sample_input"], meta)
         source = "sample input from the checkpoint"
@@ -123,6 +128,7 @@ def load_sample(
     sample = _validate(values, meta, source)
     if lengths is not None:
         sample.lengths = _check_lengths(lengths, sample, source)
+    sample.arrays = arrays
     if text is not None and sample.kind == "tokens":
         sample.text = text
         unit = "characters" if _char_level(meta) else "words"
@@ -193,14 +199,31 @@ def _as_array(value: Any, name: str) -> np.ndarray:
     return array
 
 
+def _npz_input_name(names: list[str]) -> str:
+    """The array of an .npz that is the input: `input`, else `x`, else the first that is not `lengths`."""
+    data = [n for n in names if n != "lengths"] or names
+    return next((n for n in ("input", "x") if n in names), data[0])
+
+
 def _read_npz(path: Path) -> np.ndarray:
     with np.load(path, allow_pickle=False) as archive:
         names = list(archive.files)
         if not names:
             raise InputError(f"input {str(path)!r} holds no arrays")
-        data = [n for n in names if n != "lengths"] or names
-        chosen = next((n for n in ("input", "x") if n in names), data[0])
-        return _as_array(archive[chosen], str(path))
+        return _as_array(archive[_npz_input_name(names)], str(path))
+
+
+def _read_npz_others(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz besides the input and `lengths`, by name (numeric arrays only)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            chosen = _npz_input_name(names)
+            return {n: _as_array(archive[n], f"{path.name}[{n!r}]") for n in names if n not in (chosen, "lengths")}
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise InputError(f"cannot read the arrays of {str(path)!r}: {_first_line(error)}") from None
 
 
 def _read_npz_lengths(path: Path) -> np.ndarray | None:

@@ -30,6 +30,8 @@ class LoadOptions:
     module: str | None = None  # hand-written cell to open up (cells.py); None: automatic
     max_memory: str | None = None  # e.g. "2G" or "50%"; None: a quarter of RAM
     weights_key: str | None = None  # which state dict of a dict checkpoint holding several ("model", "ckpt/model")
+    # "PARAM=ARRAY" pairs: arrays of an .npz input (or its lengths) for the model's forward
+    forward_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,12 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
     """
+    from lstmviz_cli._forwardargs import parse_forward_args
     from lstmviz_cli.checkpoint import load_checkpoint
     from lstmviz_cli.inputs import load_sample, parse_memory_size
     from lstmviz_cli.tracing import trace_sample
+
+    forward_args = parse_forward_args(options.forward_args)
 
     loaded = load_checkpoint(
         options.checkpoint,
@@ -134,7 +139,8 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
     compact = float16_above is not None and sample.extra.get("trace_bytes", 0) > float16_above
     store = {"store_dtype": "float16"} if compact else {}
-    trace = trace_sample(loaded, sample, verify=options.verify, module=options.module, **store)
+    trace = trace_sample(loaded, sample, verify=options.verify, module=options.module,
+                         forward_args=forward_args, **store)
     loading = loading_summary(loaded.info)
     if loading:
         trace.meta["loading"] = loading

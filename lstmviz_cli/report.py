@@ -94,6 +94,17 @@ def _valid_steps(trace: Trace) -> int:
     return int(valid.sum()) if not valid.all() else int(h.shape[0])
 
 
+def _total_steps(trace: Trace) -> int:
+    """Steps of the recorded time axis: the input's padded length (padding of batch element 0 included)."""
+    return int(next(iter(trace.layers[0].series.values())).shape[1])
+
+
+def steps_text(trace: Trace) -> str:
+    """The summary's step count: `8 (sequence 0: 6 valid, then padding)` when element 0 is padded."""
+    total, valid = _total_steps(trace), _valid_steps(trace)
+    return str(total) if valid == total else f"{total} (sequence 0: {valid} valid, then padding)"
+
+
 def parse_steps(text: str | None, total: int) -> tuple[int, int] | None:
     """`--steps START:STOP` (either side may be empty) checked against the sequence length."""
     if text is None or not text.strip():
@@ -165,15 +176,17 @@ def resolve_view(view: Any, run: Any) -> ReportView:
     trace: Trace = run.trace
     if not trace.layers:
         raise InputError("the trace holds no recurrent layer to report on")
+    # --steps may reach into the padding of sequence 0 (shown blank); by default only its valid steps.
     total = _valid_steps(trace)
     layers = select_layers(getattr(view, "layers", None), trace)
     sort = (getattr(view, "sort_units", None) or "variance").lower()
     if sort not in SORT_METHODS:
         raise InputError(f"--sort-units {sort!r}: choose one of {', '.join(SORT_METHODS)}")
-    window = parse_steps(getattr(view, "steps", None), total)
+    window = parse_steps(getattr(view, "steps", None), _total_steps(trace))
     at_step = getattr(view, "at_step", None)
     if at_step is not None and not 0 <= at_step < total:
-        raise InputError(f"--at-step {at_step}: the sample has steps 0–{total - 1}")
+        padding = " (later steps are padding)" if total < _total_steps(trace) else ""
+        raise InputError(f"--at-step {at_step}: the sample has steps 0–{total - 1}{padding}")
     if window is None:
         heat_window = (0, total)
         diagram_window = (0, min(total, DEFAULT_DIAGRAM_STEPS))
@@ -220,7 +233,8 @@ def _input_labels(run: Any, tokens: list[str] | None, steps: range) -> list[str]
     values = np.asarray(run.sample.values)
     if values.ndim == 3:
         prefix = "x" if values.shape[2] == 1 else "x₀"
-        return [f"{prefix}={values[0, t, 0]:.2f}" for t in steps]
+        # A module called more often than the input has steps (a loop run twice) has steps of its own.
+        return [f"{prefix}={values[0, t, 0]:.2f}" if t < values.shape[1] else f"x_{t}" for t in steps]
     return [f"x_{t}" for t in steps]
 
 
@@ -327,7 +341,7 @@ def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict 
         "unsafe": bool(info.unsafe),
         "modules": modules,
         "input": run.sample.description,
-        "steps": _valid_steps(trace),
+        "steps": steps_text(trace),
         "batch": int(np.asarray(run.sample.values).shape[0]),
         "prediction_note": prediction_note,
         "prediction": prediction_rows,
@@ -395,7 +409,7 @@ def unrolled_diagram(run: Any, rv: ReportView, tokens: list[str] | None) -> tupl
         )
     shade = " / ".join(f"{SERIES_NAMES[n]} ({n})" for n in sorted(shade_names))
     graph = unrolled_graph(
-        rows, (start, stop), _valid_steps(run.trace), _input_labels(run, tokens, steps),
+        rows, (start, stop), _total_steps(run.trace), _input_labels(run, tokens, steps),
         _output_labels(run, steps), shade,
     )
     return graph, shade
@@ -408,7 +422,7 @@ def unrolled_section(run: Any, rv: ReportView, tokens: list[str] | None) -> dict
         "svg": _dot_svg(graph, "unrolled"),
         "shade": shade,
         "window": (start, stop),
-        "total": _valid_steps(run.trace),
+        "total": _total_steps(run.trace),
         "lstm": any(layer.family == "lstm" for layer in rv.layers),
         "backward": any(layer.direction == "bwd" for layer in rv.layers),
     }
@@ -473,6 +487,9 @@ def heatmap_section(run: Any, rv: ReportView, tokens: list[str] | None) -> list[
     for layer in rv.layers:
         figure, how, width, mark = layer_heatmap(run, layer, rv, tokens)
         caption = f"{how}; steps {start}–{stop - 1}"
+        valid = _valid_steps(run.trace)
+        if stop > valid:
+            caption += f" (from step {max(valid, start)}: padding of sequence 0, left blank)"
         if mark is not None:
             caption += f"; dashed line: step {rv.at_step}, shown on the cell diagram"
         if width > 1:
@@ -586,8 +603,7 @@ def render_report(run: Any, analysis: Any, view: Any, *, workers: int = 1) -> st
     processes (figurejobs): the page is the same for any number of workers.
     """
     rv = resolve_view(view, run)
-    total = _valid_steps(run.trace)
-    tokens = _tokens(run, total)
+    tokens = _tokens(run, _total_steps(run.trace))
     analysis_ctx = _analysis_context(run, analysis, view)
     has_stats_table = bool(analysis_ctx) and any(
         s.get("id") == "gate-statistics" for s in analysis_ctx.get("sections", [])

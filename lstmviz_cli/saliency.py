@@ -51,13 +51,40 @@ def _recurrent_types() -> tuple[type, ...]:
     return (nn.LSTM, nn.GRU, nn.RNN)
 
 
-def _call(model: Any, x: Any, batch_first: bool) -> Any:
-    """Run the model on batch-major input the way tracing.trace_sample does (time-major when asked)."""
-    if batch_first or x.dim() < 2:
-        return _first_output(model(x))
-    out = _first_output(model(x.transpose(0, 1)))
-    # Like the tracer: only a bare recurrent stack's output is known to be time-major.
-    return out.transpose(0, 1) if isinstance(model, _recurrent_types()) and out.dim() == 3 else out
+def _call(model: Any, x: Any, batch_first: bool, kwargs: dict[str, Any] | None = None) -> Any:
+    """Run the model on batch-major input the way tracing.trace_sample does (time-major when asked).
+
+    The output comes back batch-major, (batch, time, ...) when it has a time axis, read exactly as
+    the tracer reads the model's output (`_layout.locate_output_axes`).
+    """
+    from lstmviz_cli._layout import locate_output_axes, to_batch_major
+    from lstmviz_cli.tracing import first_output
+
+    call = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
+    batch, steps = int(x.shape[0]), int(x.shape[1]) if x.dim() >= 2 else 1
+    out, stacked = first_output(model(call, **(kwargs or {})), steps, steps)
+    if out is None:
+        _first_output(None)  # raises: the model returned no tensor
+    axes = locate_output_axes(out.shape, batch=batch, steps=steps,
+                              batch_first=(batch_first or x.dim() < 2) and not stacked)
+    return to_batch_major(out, axes, batch=batch, steps=steps)
+
+
+def step_norms(grad: Any, steps: int, batch_first: bool) -> np.ndarray:
+    """‖g_t‖ per step of batch element 0 of a gradient laid out like the model's own input.
+
+    An embedding called on the model's (time, batch) input returns (time, batch, E); the time
+    axis is found as for outputs, so the norms follow the model's steps, not its batch.
+    """
+    from lstmviz_cli._layout import locate_output_axes, to_batch_major
+
+    if grad.dim() < 2:
+        return grad.reshape(1, -1).norm(dim=1).detach().cpu().double().numpy()
+    axes = locate_output_axes(grad.shape, batch=1, steps=steps, batch_first=batch_first)
+    if axes.time is None:  # one vector for the whole sequence: no per-step values to give
+        raise ValueError(f"the input's gradient has shape {tuple(grad.shape)}, with no axis of {steps} steps")
+    g = to_batch_major(grad, axes, batch=1, steps=steps)
+    return g[0].reshape(g.shape[1], -1).norm(dim=1).detach().cpu().double().numpy()
 
 
 def model_batch_first(loaded: Any) -> bool:
@@ -189,6 +216,7 @@ def compute_saliency(
     device: str = "cpu",
     batch_first: bool = True,
     budget: int | None = None,
+    forward_kwargs: dict[str, Any] | None = None,
 ) -> SaliencyResult:
     """‖∂y/∂x_t‖ for every input step t of batch element 0, with y one output at `step`.
 
@@ -199,6 +227,9 @@ def compute_saliency(
 
     When every step's gradients would not fit `budget` bytes, only the last steps up to the target
     are differentiated (`saliency_window`); earlier steps get NaN and `window_start` says where.
+    `batch_first` is the layout the model is called in; `forward_kwargs` its other arguments (the
+    lengths of batch element 0, ...). Steps are the model's own: outputs and the embedding's
+    gradient are read along their time axis, wherever the model's layout puts it.
     """
     import contextlib
 
@@ -218,8 +249,7 @@ def compute_saliency(
             raise ValueError("token inputs without an nn.Embedding: no continuous input to differentiate")
 
         def _capture(_module: Any, _inputs: Any, output: Any) -> Any:
-            if captured:  # only the first call reads the sample
-                return output
+            # Every call: a model that embeds one step per loop iteration calls it once per step.
             if output.requires_grad:  # keep the graph so the embedding weights get gradients too
                 captured.append(output)
                 return output
@@ -235,7 +265,7 @@ def compute_saliency(
     try:
         windowed = _gradient_window(model, start) if start > 0 else contextlib.nullcontext()
         with _gradients_allowed(), windowed:
-            out = _call(model, x, batch_first)
+            out = _call(model, x, batch_first, forward_kwargs)
             steps = int(x.shape[1])
             if out.dim() >= 3:
                 at = steps - 1 if step is None else int(step)
@@ -246,19 +276,18 @@ def compute_saliency(
                 at = steps - 1
                 vector = out[0].reshape(-1) if out.dim() == 2 else out.reshape(-1)
             y, target = _choose_target(vector, kind, output_labels)
-            wrt = [captured[0]] + [p for _, p in params]
+            if not captured:
+                raise ValueError("the model never called its embedding")
+            wrt = captured + [p for _, p in params]
             grads = torch.autograd.grad(y, wrt, allow_unused=True)
     finally:
         if handle is not None:
             handle.remove()
-    g = grads[0]
-    if g is None:
-        per_step = np.zeros(int(x.shape[1]))
-    else:
-        per_step = g[0].reshape(g.shape[1], -1).norm(dim=1).detach().cpu().double().numpy()
+    per_step = _input_step_norms(captured, grads[: len(captured)], x, total_steps, batch_first)
+    grads = grads[len(captured):]
     if start > 0:
         per_step[:start] = np.nan  # not differentiated, not zero
-    by_name = {name: grad for (name, _), grad in zip(params, grads[1:], strict=True) if grad is not None}
+    by_name = {name: grad for (name, _), grad in zip(params, grads, strict=True) if grad is not None}
     norms = {name: float(grad.norm().detach().cpu()) for name, grad in by_name.items()}
     return SaliencyResult(
         step=at,
@@ -266,6 +295,27 @@ def compute_saliency(
         values=per_step, param_norms=norms,
         gate_norms=_gate_norms(model, by_name), window_start=start,
     )
+
+
+def _input_step_norms(captured: list[Any], grads: tuple, x: Any, steps: int, batch_first: bool) -> np.ndarray:
+    """‖∂y/∂x_t‖ per step from the gradients of the captured inputs.
+
+    The input itself is batch-major (built here). An embedding called once returns the sample's
+    steps in the model's layout (`step_norms`); one called once per step (a loop over the
+    sequence) gives one step per call. Other call patterns (a decoder re-embedding its own
+    tokens) read the first call, the one that saw the sample.
+    """
+    if captured[0] is x:
+        g = grads[0]
+        if g is None:
+            return np.zeros(steps)
+        return g[0].reshape(g.shape[1], -1).norm(dim=1).detach().cpu().double().numpy()
+    per_call = len(captured) == steps > 1 and all(c.dim() <= 2 and c.reshape(-1, c.shape[-1]).shape[0] == 1
+                                                  for c in captured)
+    if per_call:
+        return np.array([0.0 if g is None else float(g.detach().double().norm().cpu()) for g in grads])
+    g = grads[0]
+    return np.zeros(steps) if g is None else step_norms(g, steps, batch_first)
 
 
 _GATES = {"LSTM": "ifgo", "GRU": "rzn"}

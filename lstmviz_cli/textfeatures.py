@@ -75,8 +75,12 @@ def text_features(tokens: list[str]) -> dict[str, np.ndarray]:
     return features
 
 
-def read_labels_csv(path: Path, steps: int) -> dict[str, np.ndarray]:
-    """User per-step labels: a CSV with a header row naming each feature and one row per step."""
+def read_labels_csv(path: Path, steps: int, *, padded_steps: int | None = None) -> dict[str, np.ndarray]:
+    """User per-step labels: a CSV with a header row naming each feature and one row per step.
+
+    `steps` are the valid steps of the sequence shown; a padded input (`padded_steps` > `steps`)
+    may also have one row per padded step, and the rows past `steps` (padding) are then ignored.
+    """
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
@@ -88,9 +92,13 @@ def read_labels_csv(path: Path, steps: int) -> dict[str, np.ndarray]:
         raise InputError(f"labels file {str(path)!r} needs a header row and one row per time step")
     header = [name.strip() or f"column_{k}" for k, name in enumerate(rows[0])]
     body = rows[1:]
+    padded = padded_steps is not None and padded_steps > steps
+    if padded and len(body) == padded_steps:
+        body = body[:steps]  # rows for the padding of sequence 0: nothing was computed there
     if len(body) != steps:
+        expected = f"{steps} steps" + (f" ({padded_steps} with padding)" if padded else "")
         raise InputError(
-            f"labels file {str(path)!r} has {len(body)} rows but the sample has {steps} steps; give one row per step"
+            f"labels file {str(path)!r} has {len(body)} rows but the sample has {expected}; give one row per step"
         )
     values = np.zeros((steps, len(header)), dtype=np.float64)
     for r, row in enumerate(body):

@@ -3,7 +3,8 @@
 Key scheme (a stable contract): ``"<module>/l<k>/<fwd|bwd>/<series>"`` where ``<module>`` is the
 module's name in ``named_modules()``, ``<k>`` the layer index (0 for cells) and ``<series>`` one of
 ``SERIES[family]``. Arrays are float32 of shape ``(batch, time, units)``, time in input order for
-both directions. ``"<module>/lengths"`` holds per-sequence lengths when they differ.
+both directions. A packed batch is as long as the padded input it came from, NaN past each length;
+``"<module>/lengths"`` then holds the per-sequence lengths.
 """
 
 from __future__ import annotations
@@ -137,9 +138,12 @@ class Trace:
 
     layers: list[LayerTrace]
     modules: dict[str, RecurrentConfig]
-    lengths: dict[str, np.ndarray] = field(default_factory=dict)  # module -> (batch,) int64
+    lengths: dict[str, np.ndarray] = field(default_factory=dict)  # module -> (batch,) int64, when padded
     verify_error: float | None = None  # max |recorded - real| over outputs; None: not verified
-    output: np.ndarray | None = None  # the model's first output tensor, for predictions
+    # The model's first output tensor, for predictions. From `trace_sample`: batch-major, (batch,
+    # time, ...) when it has a time axis, whatever the model's layout (meta["output_layout"] names
+    # the model's own axes); from `trace`: as the model returned it.
+    output: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     # -- mapping interface ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +63,26 @@ class _Recorder:
     segments: dict[tuple[str, int, str], list[_Segment]] = field(default_factory=dict)
     cells: dict[str, list[_CellCall]] = field(default_factory=dict)
     path: list[dict[str, Any]] = field(default_factory=list)
+    path_index: dict[str, int] = field(default_factory=dict)  # module name -> its entry in `path`
+    # Packed sequences are padded back to this many steps (the padded input's length, which a
+    # PackedSequence does not carry): given by the caller, or read from the model call's input.
+    total_length: int | None = None
+    input_dims: tuple[int, ...] = ()  # the first two sizes of the call's first input tensor
 
     def add(self, key: tuple[str, int, str], segment: _Segment) -> None:
         self.segments.setdefault(key, []).append(segment)
+
+    def padded_length(self, batch: int, longest: int) -> int | None:
+        """Steps to pad a packed batch of `batch` sequences to (None: its longest, `longest`).
+
+        The caller's `total_length`, else the call input's other axis when one of its first two
+        sizes is the batch (both readings agree when they are equal); never shorter than `longest`.
+        """
+        steps = self.total_length
+        if steps is None and len(self.input_dims) >= 2:
+            first, second = self.input_dims[:2]
+            steps = second if first == batch else first if second == batch else None
+        return steps if steps is not None and steps >= longest else None
 
 
 def _config(module: nn.Module) -> RecurrentConfig:
@@ -265,8 +282,11 @@ def _traced_forward(module: nn.Module, name: str, recorder: _Recorder):
         check_hx = (h0, c0) if is_lstm else h0
         module.check_forward_args(data if packed else input, check_hx, batch_sizes)
 
+        total = None
         if packed:
-            padded, lengths = pad_packed_sequence(input)  # time-major, the caller's batch order
+            total = recorder.padded_length(batch, batch_sizes.shape[0])
+            # Time-major, the caller's batch order, as long as the padded input (NaN past each length).
+            padded, lengths = pad_packed_sequence(input, total_length=total)
             layer_in = data
         else:
             padded = input.transpose(0, 1) if module.batch_first else input
@@ -299,7 +319,7 @@ def _traced_forward(module: nn.Module, name: str, recorder: _Recorder):
                 c_n.append(cn_l)
             if packed:
                 out_padded, _ = pad_packed_sequence(
-                    PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx))
+                    PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx), total_length=total)
                 cn_orig = None
                 if cn_l is not None:
                     cn_orig = cn_l if unsorted_idx is None else cn_l.index_select(1, unsorted_idx)
@@ -392,13 +412,19 @@ def _shape(value: Any) -> list[int] | None:
 
 
 def _path_hook(name: str, recorder: _Recorder):
+    """Record `name` on the model's path once, at its first call; later calls only count.
+
+    A loop (embedding → cell → head, 2,000 times) interleaves its modules' calls: collapsing by
+    name keeps one entry per module, in first-call order, with its call count (the diagram's ×N).
+    """
     def hook(module: nn.Module, args: tuple, output: Any) -> None:
-        path = recorder.path
-        if path and path[-1]["name"] == name:  # a cell in a loop: one entry, counted
-            path[-1]["calls"] += 1
+        index = recorder.path_index.get(name)
+        if index is not None:
+            recorder.path[index]["calls"] += 1
             return
-        path.append({"name": name, "type": type(module).__name__, "input": _shape(args),
-                     "output": _shape(output), "calls": 1})
+        recorder.path_index[name] = len(recorder.path)
+        recorder.path.append({"name": name, "type": type(module).__name__, "input": _shape(args),
+                              "output": _shape(output), "calls": 1})
 
     return hook
 
@@ -438,19 +464,37 @@ def _hooked(model: nn.Module, recorder: _Recorder) -> Iterator[dict[str, nn.Modu
 # -- the public entry points --------------------------------------------------------------------
 
 
-def _first_tensor(value: Any) -> torch.Tensor | None:
+def _first_tensor(value: Any, total_length: int | None = None) -> torch.Tensor | None:
+    """The first tensor in a (nested) value; a PackedSequence padded batch-first (to `total_length`)."""
     if isinstance(value, PackedSequence):
-        return pad_packed_sequence(value, batch_first=True)[0]
+        longest = int(value.batch_sizes.shape[0])
+        total = total_length if total_length is not None and total_length >= longest else None
+        return pad_packed_sequence(value, batch_first=True, total_length=total)[0]
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, (tuple, list)):
         for item in value:
-            found = _first_tensor(item)
+            found = _first_tensor(item, total_length)
             if found is not None:
                 return found
     if isinstance(value, dict):
-        return _first_tensor(list(value.values()))
+        return _first_tensor(list(value.values()), total_length)
     return None
+
+
+def first_output(value: Any, steps: int, total_length: int | None = None) -> tuple[torch.Tensor | None, bool]:
+    """The model's first output tensor, and whether it was stacked from a list of per-step tensors.
+
+    A Python list of exactly `steps` tensors of one shape (d2l's `outputs.append(H)` per step) is
+    stacked along a new leading time axis; anything else is `_first_tensor` (a PackedSequence is
+    padded to `total_length`).
+    """
+    while isinstance(value, (tuple, list, dict)) and value:
+        if isinstance(value, list) and len(value) == steps > 1 and all(
+                isinstance(v, torch.Tensor) and v.shape == value[0].shape for v in value):
+            return torch.stack(value), True
+        value = next(iter(value.values())) if isinstance(value, dict) else value[0]
+    return _first_tensor(value, total_length), False
 
 
 def _device_of(model: nn.Module, inputs: Sequence[Any]) -> str:
@@ -475,7 +519,7 @@ def _concat(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], float | No
 
 def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str = "float32",
           keep_series: Iterable[str] | None = None, keep_units: Sequence[int] | None = None,
-          chunk_steps: int | None = None, **kwargs: Any) -> Trace:
+          chunk_steps: int | None = None, total_length: int | None = None, **kwargs: Any) -> Trace:
     """Run `model(*inputs, **kwargs)` once in eval mode and record every recurrent gate.
 
     Memory options for very long sequences (the arrays are what a trace costs):
@@ -483,6 +527,11 @@ def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str 
     `keep_units=[0, 5, 9]` keeps only those units. Verification always runs on full precision.
     `chunk_steps` bounds the gate workspace (time steps per batched matmul; default ~32 MB).
     A module called several times (a decoder loop) has its calls concatenated along time.
+
+    Packed sequences are recorded as long as the padded input they came from, NaN past each
+    length: `total_length` steps, or else the other of the first two sizes of the first input
+    tensor when one of them is the packed batch (a model that packs its padded (B, T) or (T, B)
+    input inside); a PackedSequence passed in directly is as long as its longest sequence.
     """
     spec = _gates.StoreSpec(
         dtype=np.dtype(store_dtype),
@@ -491,7 +540,10 @@ def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str 
     )
     if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)):
         raise ValueError(f"store_dtype must be float32, float16 or float64, not {store_dtype!r}")
-    recorder = _Recorder(spec=spec, verify=verify, chunk=chunk_steps)
+    recorder = _Recorder(spec=spec, verify=verify, chunk=chunk_steps, total_length=total_length)
+    first_input = next((v for v in inputs if isinstance(v, torch.Tensor)), None)
+    if first_input is not None:
+        recorder.input_dims = tuple(int(d) for d in first_input.shape[:2])
     was_training = model.training
     try:
         model.eval()
@@ -527,11 +579,13 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
                                  weights=segments[0].weights))
         errors[f"{name}/l{layer}/{direction}"] = err
         seg_lengths = segments[0].lengths
-        if len(segments) == 1 and seg_lengths is not None and len(set(seg_lengths.tolist())) > 1:
+        steps = next(iter(series.values())).shape[1] if series else 0
+        if len(segments) == 1 and seg_lengths is not None and (
+                len(set(seg_lengths.tolist())) > 1 or int(seg_lengths.min()) < steps):
             lengths[name] = seg_lengths
     layers.sort(key=lambda lt: (list(found).index(lt.module), lt.layer, lt.direction != "fwd"))
     traced = {lt.module for lt in layers}
-    first = _first_tensor(output)
+    first = _first_tensor(output, recorder.total_length)
     meta: dict[str, Any] = {
         "path": recorder.path,
         "device": _device_of(model, inputs),
@@ -571,59 +625,173 @@ def _model_batch_first(loaded: Any) -> bool:
     return True
 
 
+def _sample_tensor(model: nn.Module, sample: Any, device: str) -> torch.Tensor:
+    """The sample's values as a batch-major tensor in the model's dtype (token ids stay int64)."""
+    if sample.kind == "tokens":
+        return torch.as_tensor(np.asarray(sample.values), dtype=torch.int64, device=device)
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    return torch.as_tensor(np.asarray(sample.values, dtype=np.float32), device=device).to(dtype)
+
+
+def _layer_shapes(result: Trace) -> set[tuple[int, int]]:
+    """The (batch, steps) of every recorded layer."""
+    return {tuple(int(d) for d in next(iter(lt.series.values())).shape[:2]) for lt in result.layers
+            if lt.series}
+
+
+@dataclass
+class _Attempt:
+    """One run of the model in one layout: its trace, or the error it raised."""
+
+    batch_first: bool
+    result: Trace | None = None
+    error: LstmvizError | None = None
+    warnings: list[str] = field(default_factory=list)
+    raw: list[Any] = field(default_factory=list)  # the model's return value (its first call)
+
+
+def _transposed_input_error(sample: Any) -> InputError:
+    b, t = sample.batch, sample.steps
+    return InputError(
+        f"the model steps through the first axis of its input: it ran {b} steps of {t} sequence(s), but "
+        f"this input reads as {b} sequence(s) × {t} step(s) (lstmviz reads 3-D arrays as (batch, time, "
+        "features) and 2-D token arrays as (batch, time), whatever the model's layout); save one sequence "
+        "as (time, features) or a 1-D token array, and lstmviz feeds it in the model's own layout")
+
+
 def trace_sample(
-    loaded: Any, sample: Any, *, verify: bool = True, module: str | None = None, **options: Any
+    loaded: Any, sample: Any, *, verify: bool = True, module: str | None = None,
+    forward_args: Mapping[str, str] | None = None, **options: Any
 ) -> Trace:
     """Trace a LoadedModel on a SampleInput (always batch-major) the way its forward expects.
 
-    Unequal `sample.lengths` are packed when the model is a bare recurrent stack (padding would
-    change its states), passed as `lengths=` to models that accept them (rebuilt ones), and
-    otherwise the model gets the padded batch. A model with no stock recurrent layer, or a named
-    `module`, is opened up by the hand-written-cell tracer (cells.py). `options` go to `trace`.
-    """
-    model, device = loaded.model, loaded.device
-    if sample.kind == "tokens":
-        x = torch.as_tensor(np.asarray(sample.values), dtype=torch.int64, device=device)
-    else:
-        dtype = next((p.dtype for p in model.parameters()), torch.float32)
-        x = torch.as_tensor(np.asarray(sample.values, dtype=np.float32), device=device).to(dtype)
-    batch_first = _model_batch_first(loaded)
-    bare = isinstance(model, _LAYERS)
-    packed = False
-    lengths = None if sample.lengths is None else np.asarray(sample.lengths, dtype=np.int64)
-    if bare and lengths is not None and len(set(lengths.tolist())) > 1:
-        if sample.kind != "features":
-            raise InputError("a bare recurrent stack takes feature arrays, not token ids")
-        call_input: Any = pack_padded_sequence(x, torch.as_tensor(lengths), batch_first=True,
-                                               enforce_sorted=False)
-        packed = True
-    else:
-        call_input = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
-    extra: dict[str, Any] = {}
-    if not packed and lengths is not None and getattr(model, "lstmviz_accepts_lengths", False):
-        extra["lengths"] = torch.as_tensor(lengths)
-    has_stock = any(isinstance(m, _ALL_RECURRENT) for m in model.modules())
-    try:
-        if module is not None or not has_stock:
-            from lstmviz_cli.cells import trace_custom
+    Padded `sample.lengths` are packed when the model is a bare recurrent stack (padding would
+    change its states); a model whose forward takes other arguments gets them from the sample
+    (`_forwardargs`: its lengths, arrays of an .npz, `forward_args` {parameter: array}); every
+    series is as long as the padded input, NaN past each length. A model with no stock recurrent
+    layer, or a named `module`, is opened up by the hand-written-cell tracer (cells.py).
 
-            result = trace_custom(model, call_input, module=module, verify=verify)
+    The model is called in its own layout: the loader's word, else its first stock layer's
+    `batch_first`. When that is unknown or wrong (a hand-written cell looping `for x in inputs`
+    over a (time, batch, features) tensor, a model that fails in that layout) the other layout is
+    tried too; the one whose recorded (batch, steps) are the sample's is kept (`meta
+    ["model_batch_first"]`). The model's output is stored batch-major, (batch, time, ...) when it
+    has a time axis (`_layout`; `meta["output_layout"]` names its own axes). Errors the model
+    raises are one-line ModelErrors; `options` go to `trace`.
+    """
+    from lstmviz_cli import _forwardargs
+    from lstmviz_cli._layout import locate_output_axes, to_batch_major
+    from lstmviz_cli._warncapture import captured_warnings
+
+    model, device = loaded.model, loaded.device
+    x = _sample_tensor(model, sample, device)
+    batch, steps = sample.batch, sample.steps
+    bare = isinstance(model, _LAYERS)
+    lengths = None if sample.lengths is None else np.asarray(sample.lengths, dtype=np.int64)
+    padded = lengths is not None and int(lengths.min()) < steps
+    notes: list[str] = []
+    kwargs: dict[str, Any] = {}
+    plan = None
+    packed_input = None
+    if bare:
+        if forward_args:
+            raise InputError("--forward-arg: a bare nn.LSTM/GRU/RNN takes only its input")
+        if padded:
+            if sample.kind != "features":
+                raise InputError("a bare recurrent stack takes feature arrays, not token ids")
+            packed_input = pack_padded_sequence(x, torch.as_tensor(lengths), batch_first=True,
+                                                enforce_sorted=False)
+    else:
+        plan = _forwardargs.plan_forward_args(model, sample, forward_args)
+        dtype = next((p.dtype for p in model.parameters()), torch.float32)
+        kwargs = _forwardargs.forward_kwargs(plan, sample, device=device, dtype=dtype)
+        notes.extend(plan.notes)
+    custom = module is not None or not any(isinstance(m, _ALL_RECURRENT) for m in model.modules())
+
+    def attempt(batch_first: bool) -> _Attempt:
+        tried = _Attempt(batch_first)
+        if packed_input is not None:
+            call_input: Any = packed_input
         else:
-            result = trace(model, call_input, verify=verify, **extra, **options)
-    except LstmvizError:
-        raise
-    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"the model failed on the sample ({sample.description}): {first_line}") from exc
-    if bare and not batch_first and not packed and result.output is not None and result.output.ndim == 3:
-        result.output = np.ascontiguousarray(result.output.transpose(1, 0, 2))
+            call_input = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
+        # The model's whole return value (the tracers keep its first tensor only).
+        handle = model.register_forward_hook(lambda _m, _a, out: tried.raw.append(out) if not tried.raw else None)
+        with captured_warnings() as caught:
+            try:
+                if custom:
+                    from lstmviz_cli.cells import trace_custom
+
+                    tried.result = trace_custom(model, call_input, module=module, verify=verify, **kwargs)
+                else:
+                    tried.result = trace(model, call_input, verify=verify, total_length=steps, **kwargs,
+                                         **options)
+            except VerificationError:
+                raise
+            except LstmvizError as error:
+                tried.error = error
+            except (RuntimeError, ValueError, IndexError, TypeError, AttributeError, KeyError) as exc:
+                text = str(exc).strip()
+                first_line = text.splitlines()[0] if text else type(exc).__name__
+                tried.error = ModelError(f"the model failed on the sample ({sample.description}): {first_line}")
+                tried.error.__cause__ = exc
+            finally:
+                handle.remove()
+        tried.warnings = caught
+        return tried
+
+    preferred = _model_batch_first(loaded)
+    can_switch = packed_input is None and x.dim() >= 2 and "batch_first" not in loaded.meta and (batch, steps) != (1, 1)
+    first = attempt(preferred)
+    chosen = first
+    shapes = _layer_shapes(first.result) if first.result is not None else set()
+    transposed = bool(shapes) and shapes == {(steps, batch)} and batch != steps
+    if can_switch and (first.error is not None or transposed):
+        second = attempt(not preferred)
+        if second.result is not None and _layer_shapes(second.result) == {(batch, steps)}:
+            chosen = second
+            layout = "(batch, time, …)" if second.batch_first else "(time, batch, …)"
+            notes.append(f"the model reads its input as {layout}: lstmviz fed it in that layout "
+                         f"({'it failed' if first.error is not None else 'it stepped over the wrong axis'} "
+                         "in the other)")
+        elif transposed:
+            raise _transposed_input_error(sample)
+    elif transposed:
+        raise _transposed_input_error(sample)
+    if chosen.error is not None:
+        raise chosen.error
+    result = chosen.result
+    assert result is not None
+    used_batch_first = True if packed_input is not None else (chosen.batch_first or x.dim() < 2)
+    other = sorted({(lt.prefix, lt.steps) for lt in result.layers if lt.steps != steps})
+    for prefix, count in other:
+        notes.append(f"{prefix} ran {count} step{'s' if count != 1 else ''} on a {steps}-step input (the "
+                     "model feeds it another sequence, or calls it repeatedly): its figures count its own steps")
+    if custom and batch == steps > 1 and chosen is first:
+        fed = "(batch, time, …)" if used_batch_first else "(time, batch, …)"
+        notes.append(f"batch and time are both {batch}: the hand-written model was fed {fed}; lstmviz cannot "
+                     "tell from shapes whether it steps over the other axis")
+    stacked = False
+    if chosen.raw:
+        output, stacked = first_output(chosen.raw[0], steps, steps)
+        result.output = None if output is None else output.detach().to("cpu", torch.float32).numpy()
+    if result.output is not None:
+        # A list of per-step tensors was stacked time first, whatever the call's layout.
+        axes = locate_output_axes(result.output.shape, batch=batch, steps=steps,
+                                  batch_first=used_batch_first and not stacked)
+        result.output = np.ascontiguousarray(to_batch_major(result.output, axes, batch=batch, steps=steps))
+        result.meta["output_layout"] = axes.layout
+        if axes.note:
+            notes.append(axes.note)
     result.meta.update({
         "sample": sample.description,
         "sample_kind": sample.kind,
-        "batch": sample.batch,
-        "steps": sample.steps,
-        "packed": packed,
-        "model_batch_first": batch_first,
+        "batch": batch,
+        "steps": steps,
+        "packed": packed_input is not None,
+        "model_batch_first": used_batch_first,
+        "forward_args": None if plan is None else plan.to_meta(),
+        "notes": notes,
+        "model_warnings": chosen.warnings,
     })
     if sample.labels is not None:
         result.meta["labels"] = list(sample.labels)

@@ -285,7 +285,7 @@ def test_to_json_is_json_safe_and_deterministic() -> None:
     assert first["saturation"][0]["series"] == "i" and len(first["saturation"][0]["frac_low"]) == 6
     assert set(first) == {
         "thresholds", "prediction", "gate_stats", "saturation", "units", "saliency",
-        "memory_probe", "trajectories", "findings", "notes",
+        "memory_probe", "trajectories", "findings", "notes", "unjudged",
     }
 
 

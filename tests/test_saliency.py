@@ -170,7 +170,11 @@ def test_analyze_run_end_to_end_with_saliency_and_probe() -> None:
     analysis = analyze_run(run, ViewOptions(memory_probe=True))
     assert analysis.saliency is not None and analysis.saliency.values.argmax() == 0
     assert analysis.saliency.horizon == 6
-    assert analysis.memory_probe is not None and analysis.notes == []
+    assert analysis.memory_probe is not None
+    # The LSTM runs over one step only: too few values to judge dead or saturated units.
+    assert analysis.unjudged == {"lstm/l0/fwd": 1} and len(analysis.notes) == 2
+    assert analysis.notes[0].startswith("lstm/l0/fwd ran 1 step on a 6-step input")
+    assert "findings skipped" in analysis.notes[1]
     assert analysis.prediction is not None and analysis.prediction.kind == "topk"
     doc = analysis.to_json()
     assert doc["saliency"]["horizon"] == 6 and len(doc["saliency"]["values"]) == 6

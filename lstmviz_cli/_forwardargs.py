@@ -1,0 +1,166 @@
+"""The arguments a model's forward takes besides its input: lengths, masks, other arrays of an .npz.
+
+`forward(text, text_lengths)` (the classic torchtext sentiment model) needs the sequence lengths,
+and a model may ask for a mask or a second sequence. They are filled by the forward's signature:
+
+1. `--forward-arg PARAM=ARRAY` maps an array of the `.npz` input (or `lengths`) to a parameter;
+2. an `.npz` array named like a parameter goes to that parameter;
+3. a parameter named like lengths (`lengths`, `text_lengths`, `seq_lens`, `x_len`, ... but not
+   `max_len`) gets the `.npz`'s `lengths`; a required one gets every sequence's full length when
+   the input has no `lengths` (said in a note);
+4. any other required parameter is an error that says what to pass.
+
+The plan is plain data (`ForwardPlan.params`, stored in `Trace.meta["forward_args"]`), so the
+saliency pass builds the same arguments for batch element 0 alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lstmviz_cli.errors import InputError
+
+LENGTHS = "lengths"  # the source name of the sample's lengths
+_LENGTH_NAME = re.compile(r"(?:^|_)(?:len|lens|length|lengths|seqlen|seqlens)$", re.IGNORECASE)
+_NOT_LENGTHS = re.compile(r"^(?:max|min|total|pad|padded)_", re.IGNORECASE)
+
+
+@dataclass
+class ForwardPlan:
+    """Which forward parameter gets which array: {parameter: source}, source an .npz array name or
+    "lengths"; `full_lengths` when the lengths are every sequence's full length (none were given)."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    full_lengths: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"params": dict(self.params), "full_lengths": self.full_lengths}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None) -> ForwardPlan:
+        meta = meta or {}
+        return cls(params=dict(meta.get("params") or {}), full_lengths=bool(meta.get("full_lengths")))
+
+
+def is_lengths_name(name: str) -> bool:
+    """`lengths`, `text_lengths`, `seq_lens`, `x_len`: a parameter that takes sequence lengths."""
+    return bool(_LENGTH_NAME.search(name)) and not _NOT_LENGTHS.match(name)
+
+
+def parse_forward_args(specs: Iterable[str] | None) -> dict[str, str]:
+    """`["text_lengths=lengths", "mask=m"]` -> {"text_lengths": "lengths", "mask": "m"}."""
+    mapping: dict[str, str] = {}
+    for spec in specs or ():
+        param, sep, source = str(spec).partition("=")
+        param, source = param.strip(), source.strip()
+        if not sep or not param.isidentifier() or not source:
+            raise InputError(f"--forward-arg {spec!r}: expected PARAMETER=ARRAY, e.g. text_lengths=lengths")
+        if param in mapping:
+            raise InputError(f"--forward-arg names {param!r} twice")
+        mapping[param] = source
+    return mapping
+
+
+def _parameters(model: Any) -> tuple[list[inspect.Parameter], bool] | None:
+    """The forward's parameters after its input, and whether it takes **kwargs (None: unreadable)."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    params = list(signature.parameters.values())
+    var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    rest = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                            inspect.Parameter.KEYWORD_ONLY)]
+    if positional:
+        rest = [p for p in rest if p is not positional[0]]
+    return rest, var_keyword
+
+
+def plan_forward_args(model: Any, sample: Any, explicit: Mapping[str, str] | None = None) -> ForwardPlan:
+    """Decide which arrays of `sample` fill the forward's other parameters (see the module docstring).
+
+    Raises InputError naming the parameter, or the array, when a mapping cannot be made.
+    """
+    explicit = dict(explicit or {})
+    arrays: Mapping[str, np.ndarray] = getattr(sample, "arrays", None) or {}
+    has_lengths = getattr(sample, "lengths", None) is not None
+    available = sorted(arrays) + ([LENGTHS] if has_lengths else [])
+    cls = type(model).__name__
+    found = _parameters(model)
+    plan = ForwardPlan()
+    params, var_keyword = found if found is not None else ([], True)
+    names = [p.name for p in params]
+    for param, source in explicit.items():
+        if param not in names and not var_keyword:
+            raise InputError(f"--forward-arg {param}={source}: {cls}.forward has no parameter {param!r} "
+                             f"(it takes {', '.join(names) or 'only its input'})")
+        if source not in arrays and not (source == LENGTHS and has_lengths):
+            others = (f"its other arrays: {', '.join(available)}" if available
+                      else "other arrays come with an .npz input, next to the input array")
+            raise InputError(f"--forward-arg {param}={source}: the input has no array {source!r} ({others})")
+        plan.params[param] = source
+    for p in params:
+        if p.name in plan.params:
+            continue
+        required = p.default is inspect.Parameter.empty
+        if p.name in arrays:
+            plan.params[p.name] = p.name
+        elif is_lengths_name(p.name) and (has_lengths or required):
+            plan.params[p.name] = LENGTHS
+            if not has_lengths:
+                plan.full_lengths = True
+                plan.notes.append(f"{cls}.forward takes {p.name!r}; the input has no 'lengths', so every "
+                                  "sequence was given its full length")
+        elif required:
+            raise InputError(
+                f"{cls}.forward needs {p.name!r}, which lstmviz cannot fill: save the input as an .npz with an "
+                f"array named {p.name!r} next to it, or map one with --forward-arg {p.name}=ARRAY"
+            )
+    if has_lengths and LENGTHS not in plan.params.values() and int(np.min(sample.lengths)) < sample.steps:
+        plan.notes.append(
+            f"{cls}.forward takes no lengths, so it ran over the padding of the shorter sequences "
+            f"(lengths {np.asarray(sample.lengths).tolist()}); name a parameter with --forward-arg PARAM=lengths"
+        )
+    return plan
+
+
+def forward_kwargs(plan: ForwardPlan, sample: Any, *, device: str = "cpu", dtype: Any = None,
+                   first_steps: int | None = None) -> dict[str, Any]:
+    """The plan's arguments as tensors: lengths int64 on the CPU (as `pack_padded_sequence` wants
+    them), other arrays as stored on `device` (floating ones in the model's `dtype`).
+
+    `first_steps`: the arguments for batch element 0 cut to its first `first_steps` steps (the
+    saliency pass): lengths become `[first_steps]`; an array whose first axis is the batch keeps
+    row 0, and its second axis is cut when it is as long as the input.
+    """
+    import torch
+
+    batch, steps = sample.batch, sample.steps
+    kwargs: dict[str, Any] = {}
+    for param, source in plan.params.items():
+        if source == LENGTHS:
+            lengths = (np.full(batch, steps, dtype=np.int64) if getattr(sample, "lengths", None) is None
+                       else np.asarray(sample.lengths, dtype=np.int64))
+            if first_steps is not None:
+                lengths = np.asarray([first_steps], dtype=np.int64)
+            kwargs[param] = torch.as_tensor(lengths, dtype=torch.int64)
+            continue
+        array = np.asarray(sample.arrays[source])
+        if first_steps is not None and array.ndim >= 1 and array.shape[0] == batch:
+            array = array[:1]
+            if array.ndim >= 2 and array.shape[1] == steps:
+                array = array[:, :first_steps]
+        tensor = torch.as_tensor(np.ascontiguousarray(array), device=device)
+        if tensor.is_floating_point() and dtype is not None:
+            tensor = tensor.to(dtype)
+        kwargs[param] = tensor
+    return kwargs

@@ -99,6 +99,8 @@ WeightsKeyOpt = Annotated[
     typer.Option(
         "--weights-key",
         help="Which state dict of a checkpoint that holds several, by key: 'model', or 'checkpoint/model' one level down.",
+    ),
+]
 ForwardArgOpt = Annotated[
     list[str] | None,
     typer.Option(

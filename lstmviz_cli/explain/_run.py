@@ -161,9 +161,9 @@ def traced_run(model: nn.Module, values: np.ndarray, *, batch_first: bool = True
         raise ExplainError("the model packs its sequences; attribution needs one unpacked sequence")
     if stack_in.dim() != 3:
         raise ExplainError("the recurrent stack read an unbatched input; attribution needs (batch, time, features)")
+    _check_input_per_step(x if batch_first else x.transpose(0, 1), stack_in, embeddings)
     if not stack.batch_first:
         stack_in, stack_out = stack_in.transpose(0, 1), stack_out.transpose(0, 1)
-    _check_input_per_step(x, stack_in, embeddings)
     weight, bias, head_on, out = _find_head(model, linears, stack_out, traced)
     cfg = traced.modules[name]
     dirs = 2 if cfg.bidirectional else 1
@@ -180,7 +180,10 @@ def traced_run(model: nn.Module, values: np.ndarray, *, batch_first: bool = True
 
 
 def _check_input_per_step(x: torch.Tensor, stack_in: torch.Tensor, embeddings: list[torch.Tensor]) -> None:
-    """The stack's input at step t must come from input step t alone: the embedding row or the features."""
+    """The stack's input at step t must come from input step t alone: the embedding row or the features.
+
+    x and stack_in in the layouts the model and the stack were called with.
+    """
     if x.dtype == torch.int64:
         if not any(e.shape == stack_in.shape and torch.equal(e, stack_in) for e in embeddings):
             raise ExplainError("the recurrent stack's input is not the embedding of the tokens; "

@@ -472,3 +472,21 @@ def test_charlm_pinning_the_quote_unit_outside_quotes_raises_the_loss_inside_quo
     assert change[inside].mean() > 2 * max(change[~inside].mean(), 0.0)
     assert result.loss_after > result.loss_before
     assert len(result.to_json()["step_loss_change"]) == sample.steps - 1
+
+
+@pytest.mark.gpu
+def test_explanations_on_cuda_match_cpu() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model = Net(nn.LSTM(3, 5, num_layers=2, batch_first=True), vocab=6, head_on="all").eval()
+    x = tokens(9, vocab=6)
+    on_cpu = [contextual_decomposition(model, x), layerwise_relevance(model, x),
+              context_ablation(model, x), ablate_units(model, x, ["rnn/l0/fwd:2"])]
+    model.cuda()
+    on_gpu = [contextual_decomposition(model, x), layerwise_relevance(model, x),
+              context_ablation(model, x), ablate_units(model, x, ["rnn/l0/fwd:2"])]
+    for a, b in zip(on_cpu[:2], on_gpu[:2], strict=True):
+        np.testing.assert_allclose(b.values, a.values, atol=1e-4)
+        assert b.conservation_error < CONSERVATION_TOLERANCE
+    np.testing.assert_allclose(on_gpu[2].change, on_cpu[2].change, atol=1e-4)
+    assert on_gpu[3].target_after == pytest.approx(on_cpu[3].target_after, abs=1e-4)

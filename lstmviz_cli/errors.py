@@ -51,6 +51,16 @@ class OutputError(LstmvizError):
     """An output path cannot be written, or writing it would overwrite something we do not own."""
 
 
+class ExplainError(LstmvizError):
+    """An explanation method (attribution, ablation, control) cannot run on this model or input."""
+
+
+class ConservationError(ExplainError):
+    """A decomposition's parts do not add up to the model's real output (or its traced states)."""
+
+    exit_code = EXIT_INTERNAL
+
+
 class CheckFailed(LstmvizError):
     """`lstmviz check` found a threshold crossed."""
 

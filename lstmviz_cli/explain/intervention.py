@@ -1,0 +1,382 @@
+"""Causal check of a unit: silence (or clamp) it during the forward pass and measure what changes.
+
+A unit that correlates with quotes may still be unused. To see whether the model uses it, the
+recurrent stack is run layer by layer through PyTorch's own kernel (the op nn.LSTM/GRU/RNN's
+forward calls), and every layer direction holding an ablated unit one step at a time (the same
+kernel with one step), setting that unit of h to 0 (or to a chosen value) after every step, so
+that the next step's gates, the layer above and the head all read the ablated value. No cell
+equation is written here.
+
+The unit's h, not its c: h is the unit's only output (to W_hh at the next step, to the layer
+above, to the head); c reaches the rest of the network only through h, so with h set, the
+unit has no other way to act. Projected LSTMs are refused: their unit's output (o tanh c before
+the projection) is not exposed by the kernel.
+
+Two interventions: silencing (h = 0, the classic ablation) and clamping to a value. Zero is
+not neutral for a unit whose resting level is elsewhere (the sample char model's quote unit
+sits at +0.32 outside quotes and -0.74 inside), so `feature_clamp` offers the question "does the
+model use what this unit says about the feature?" directly: clamp the unit to its mean over
+the steps where the feature is absent (or present), an interchange intervention in the sense of
+activation patching (Geiger et al., NeurIPS 2021; Vig et al., NeurIPS 2020).
+
+Measured, with the same kernel calls with and without the ablation (so that a unit nobody reads
+changes exactly nothing): the watched output (the log-probability of the class predicted at
+`step`, or the value for a regression) and the loss on the sample: for a character/token
+language model ("char-lm") the next-token cross-entropy of every step, reported per step; for a
+classifier the cross-entropy against the class predicted without the ablation.
+
+JSON (one entry of the report's ``ablations``)::
+
+    {"units": ["lstm/l0/fwd:49"], "step", "target", "target_label", "quantity",
+     "target_before", "target_after", "loss": "next-token" | "predicted-class" | null,
+     "loss_before", "loss_after", "step_loss_change": [per step] | null, "changed": bool}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lstmviz_cli.errors import ExplainError
+from lstmviz_cli.explain.attribution import target_label
+
+# Changes of the watched output or loss below this are "no change" (a float rounding).
+NO_EFFECT_TOLERANCE = 1e-6
+# The layered run without ablation must reproduce the model's own output to this (relative).
+REPLAY_TOLERANCE = 1e-4
+
+_SPEC = re.compile(r"^(?P<prefix>.+/l(?P<layer>\d+)/(?P<dir>fwd|bwd)):(?P<unit>\d+)(?:=(?P<value>\S+))?$")
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """One unit of h to ablate: `prefix` "lstm/l0/fwd", `unit` index, `value` (None: zero)."""
+
+    prefix: str
+    unit: int
+    value: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.prefix}:{self.unit}" + ("" if self.value is None else f"={self.value:g}")
+
+    @property
+    def module(self) -> str:
+        return self.prefix.rsplit("/", 2)[0]
+
+    @property
+    def layer(self) -> int:
+        return int(self.prefix.rsplit("/", 2)[1][1:])
+
+    @property
+    def direction(self) -> int:
+        return 1 if self.prefix.endswith("/bwd") else 0
+
+
+def parse_unit_spec(text: str) -> UnitSpec:
+    """"lstm/l0/fwd:49" (zero unit 49) or "lstm/l0/fwd:49=0.5" (clamp it to 0.5); ExplainError otherwise."""
+    match = _SPEC.match(text.strip())
+    if match is None:
+        raise ExplainError(f"unit {text!r} is not of the form <module>/l<layer>/<fwd|bwd>:<unit>[=value], "
+                           "e.g. 'lstm/l0/fwd:49'")
+    value = None
+    if match.group("value") is not None:
+        try:
+            value = float(match.group("value"))
+        except ValueError:
+            raise ExplainError(f"unit {text!r}: {match.group('value')!r} is not a number") from None
+        if not np.isfinite(value):
+            raise ExplainError(f"unit {text!r}: the clamp value must be finite")
+    return UnitSpec(prefix=match.group("prefix"), unit=int(match.group("unit")), value=value)
+
+
+def units_for_feature(tests: Any, feature: str, count: int = 1) -> list[UnitSpec]:
+    """The `count` strongest significant units for `feature` in a `UnitTests` (c and h of a unit count once)."""
+    specs: list[UnitSpec] = []
+    for row in tests.ranked:
+        spec = UnitSpec(prefix=row.prefix, unit=row.unit)
+        if row.feature == feature and spec not in specs:
+            specs.append(spec)
+    return specs[:count]
+
+
+def feature_clamp(trace: Any, unit: UnitSpec | str, feature: np.ndarray, *, present: bool = False) -> UnitSpec:
+    """`unit` clamped to its mean h over the steps where `feature` is absent (or `present`).
+
+    trace: the model's Trace on the same input; feature: (time,) values per step of batch
+    element 0, "absent" where it is at its smallest value. NumPy only. Raises ExplainError when
+    the unit is not in the trace or no step has the feature absent (present).
+    """
+    spec = parse_unit_spec(unit) if isinstance(unit, str) else unit
+    key = f"{spec.prefix}/h"
+    if key not in trace.keys():
+        raise ExplainError(f"unit {str(spec)!r}: the trace has no series {key!r}")
+    h = np.asarray(trace[key][0], dtype=np.float64)
+    f = np.asarray(feature, dtype=np.float64)[: h.shape[0]]
+    h = h[: len(f)]
+    if not 0 <= spec.unit < h.shape[1]:
+        raise ExplainError(f"unit {str(spec)!r}: the layer has units 0..{h.shape[1] - 1}")
+    rows = (f > f.min()) if present else (f <= f.min())
+    rows &= ~np.isnan(h).any(axis=1)
+    if not rows.any():
+        raise ExplainError(f"unit {str(spec)!r}: no step has the feature {'present' if present else 'absent'}")
+    return UnitSpec(prefix=spec.prefix, unit=spec.unit, value=float(h[rows, spec.unit].mean()))
+
+
+@dataclass(frozen=True)
+class UnitAblation:
+    """What changes when `units` are silenced: the watched output and the loss on the sample.
+
+    step_loss_before/after: (time - 1,) next-token losses per step (char-lm only, else None).
+    """
+
+    units: tuple[UnitSpec, ...]
+    step: int
+    target: int
+    target_label: str
+    quantity: str  # "log-probability" | "value"
+    target_before: float
+    target_after: float
+    loss_kind: str | None  # "next-token" | "predicted-class" | None (regression)
+    loss_before: float | None
+    loss_after: float | None
+    step_loss_before: np.ndarray | None = None
+    step_loss_after: np.ndarray | None = None
+
+    @property
+    def target_change(self) -> float:
+        return self.target_after - self.target_before
+
+    @property
+    def loss_change(self) -> float | None:
+        if self.loss_before is None or self.loss_after is None:
+            return None
+        return self.loss_after - self.loss_before
+
+    @property
+    def changed(self) -> bool:
+        """False when neither the watched output nor the loss moved beyond `NO_EFFECT_TOLERANCE`."""
+        moved = abs(self.target_change) > NO_EFFECT_TOLERANCE
+        return moved or (self.loss_change is not None and abs(self.loss_change) > NO_EFFECT_TOLERANCE)
+
+    def to_json(self) -> dict:
+        step_change = None
+        if self.step_loss_before is not None and self.step_loss_after is not None:
+            step_change = [float(v) for v in self.step_loss_after - self.step_loss_before]
+        return {
+            "units": [str(u) for u in self.units],
+            "step": self.step,
+            "target": self.target,
+            "target_label": self.target_label,
+            "quantity": self.quantity,
+            "target_before": self.target_before,
+            "target_after": self.target_after,
+            "loss": self.loss_kind,
+            "loss_before": self.loss_before,
+            "loss_after": self.loss_after,
+            "step_loss_change": step_change,
+            "changed": self.changed,
+        }
+
+
+def _check_units(units: Sequence[UnitSpec], name: str, stack: Any) -> dict[tuple[int, int], dict[int, float]]:
+    """(layer, direction) -> {unit: value}, validated against the stack; ExplainError otherwise."""
+    from torch import nn
+
+    clamps: dict[tuple[int, int], dict[int, float]] = {}
+    width = (getattr(stack, "proj_size", 0) or stack.hidden_size)
+    for spec in units:
+        if spec.module != name:
+            raise ExplainError(f"unit {str(spec)!r}: the model's recurrent stack is {name!r}")
+        if spec.layer >= stack.num_layers or (spec.direction and not stack.bidirectional):
+            raise ExplainError(f"unit {str(spec)!r}: {name!r} has {stack.num_layers} layer(s)"
+                               + ("" if stack.bidirectional else ", forward only"))
+        if isinstance(stack, nn.LSTM) and stack.proj_size:
+            raise ExplainError(f"unit {str(spec)!r}: ablating a unit of a projected LSTM needs its output "
+                               "before the projection, which PyTorch's kernel does not expose")
+        if not 0 <= spec.unit < width:
+            raise ExplainError(f"unit {str(spec)!r}: the layer has units 0..{width - 1}")
+        clamps.setdefault((spec.layer, spec.direction), {})[spec.unit] = spec.value or 0.0
+    return clamps
+
+
+@contextlib.contextmanager
+def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, int], dict[int, float]]) -> Iterator[None]:
+    """Run `stack` layer by layer with the kernel; `stepped` directions one step at a time with `clamps`.
+
+    Replaces the instance's forward (restored in `finally`), returning what nn.LSTM/GRU/RNN
+    return for an unpacked batched input.
+    """
+    import torch
+    from torch import nn
+    from torch.nn.utils.rnn import PackedSequence
+
+    from lstmviz_cli.tracing import _fused
+
+    is_lstm = isinstance(stack, nn.LSTM)
+    dirs = 2 if stack.bidirectional else 1
+    layers = stack.num_layers
+
+    def run_direction(x: Any, state: Any, weights: list, d: int, stepwise: bool, values: dict[int, float]) -> tuple:
+        if not stepwise:  # the reverse direction reads time backwards
+            seq = x if d == 0 else x.flip(0)
+            result = _fused(stack, seq, None, state, weights, False)
+            out = result[0] if d == 0 else result[0].flip(0)
+            return out, result[1], (result[2] if is_lstm else None)
+        steps = x.shape[0]
+        pieces: list[Any] = [None] * steps
+        h, c = state if is_lstm else (state, None)
+        for t in range(steps - 1, -1, -1) if d else range(steps):
+            result = _fused(stack, x[t:t + 1], None, (h, c) if is_lstm else h, weights, False)
+            h = result[1].clone()
+            c = result[2] if is_lstm else None
+            for unit, value in values.items():
+                h[..., unit] = value
+            pieces[t] = h[0]
+        return torch.stack(pieces), h, c
+
+    def forward(input: Any, hx: Any = None) -> Any:
+        if isinstance(input, PackedSequence) or input.dim() != 3:
+            raise ExplainError("unit ablation needs the recurrent stack to read a plain (batch, time, features) tensor")
+        stack._update_flat_weights()
+        x = input.transpose(0, 1) if stack.batch_first else input
+        batch = x.shape[1]
+        out_size = (getattr(stack, "proj_size", 0) or stack.hidden_size)
+        if hx is None:
+            h0 = x.new_zeros(layers * dirs, batch, out_size)
+            c0 = x.new_zeros(layers * dirs, batch, stack.hidden_size) if is_lstm else None
+        else:
+            h0, c0 = hx if is_lstm else (hx, None)
+        flat = stack._flat_weights
+        per = len(flat) // (layers * dirs)
+        h_n, c_n = [], []
+        for layer in range(layers):
+            if not any((layer, d) in stepped for d in range(dirs)):
+                sl = slice(layer * dirs, (layer + 1) * dirs)
+                weights = flat[layer * dirs * per:(layer + 1) * dirs * per]
+                result = _fused(stack, x, None, (h0[sl], c0[sl]) if is_lstm else h0[sl], weights, stack.bidirectional)
+                x = result[0]
+                h_n.append(result[1])
+                if is_lstm:
+                    c_n.append(result[2])
+                continue
+            outs = []
+            for d in range(dirs):
+                k = layer * dirs + d
+                state = (h0[k:k + 1], c0[k:k + 1]) if is_lstm else h0[k:k + 1]
+                out, hn, cn = run_direction(x, state, flat[k * per:(k + 1) * per], d, (layer, d) in stepped,
+                                            clamps.get((layer, d), {}))
+                outs.append(out)
+                h_n.append(hn)
+                if is_lstm:
+                    c_n.append(cn)
+            x = torch.cat(outs, dim=2)
+        output = x.transpose(0, 1) if stack.batch_first else x
+        hidden = (torch.cat(h_n), torch.cat(c_n)) if is_lstm else torch.cat(h_n)
+        return output, hidden
+
+    stack.__dict__["forward"] = forward
+    try:
+        yield
+    finally:
+        stack.__dict__.pop("forward", None)
+
+
+def ablate_units(
+    model: Any,
+    values: np.ndarray,
+    units: Sequence[UnitSpec | str],
+    *,
+    step: int | None = None,
+    target: int | None = None,
+    task: str | None = None,
+    batch_first: bool = True,
+    output_labels: Sequence[str] | None = None,
+) -> UnitAblation:
+    """Silence (or clamp) `units` of the model's recurrent stack on batch element 0 of `values`.
+
+    units: specs like "lstm/l0/fwd:49" (zero) or "lstm/l0/fwd:49=0.5" (clamp), or UnitSpec.
+    values: int (batch, time) token ids or float (batch, time, features). task: "char-lm" for
+    next-token loss (per-step outputs over the token vocabulary), "regression" for no loss, else
+    the loss is the cross-entropy against the class predicted without ablation. step / target:
+    the watched output (default the last step and its predicted class).
+
+    Raises ExplainError for a bad unit, a model without one nn.LSTM/GRU/RNN stack, a packed input,
+    or when the layered replay does not reproduce the model's own output. Source: ablation of
+    single units as in Radford, Jozefowicz & Sutskever (2017) and Lakretz et al. (NAACL 2019).
+    """
+    import torch
+
+    from lstmviz_cli.explain._run import (
+        call_model,
+        find_stack,
+        model_input,
+        output_at,
+        target_value,
+    )
+
+    specs = tuple(parse_unit_spec(u) if isinstance(u, str) else u for u in units)
+    if not specs:
+        raise ExplainError("no unit to ablate")
+    name, stack = find_stack(model)
+    clamps = _check_units(specs, name, stack)
+    stepped = set(clamps)
+    x = model_input(model, values)
+    steps = int(x.shape[1])
+    quantity = "value" if task == "regression" else "log-probability"
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            real = call_model(model, x, batch_first)
+            with _layered(stack, stepped, {}):
+                before = call_model(model, x, batch_first)
+            with _layered(stack, stepped, clamps):
+                after = call_model(model, x, batch_first)
+    finally:
+        model.train(was_training)
+    scale = max(1.0, float(real.abs().max()))
+    if before.shape != real.shape or float((before - real).abs().max()) > REPLAY_TOLERANCE * scale:
+        raise ExplainError("running the recurrent stack layer by layer does not reproduce the model's "
+                           "output; unit ablation is not shown")
+    vec_before, at = output_at(before, step, steps)
+    vec_after, _ = output_at(after, step, steps)
+    if target is None:
+        target = int(torch.argmax(vec_before))
+    if not 0 <= target < vec_before.shape[0]:
+        raise ExplainError(f"target {target} is outside the model's {vec_before.shape[0]} outputs")
+    loss_kind, loss_b, loss_a, per_b, per_a = _losses(task, x, before, after, vec_before, vec_after, target)
+    return UnitAblation(
+        units=specs, step=at, target=target, target_label=target_label(target, output_labels),
+        quantity=quantity, target_before=target_value(vec_before, target, quantity),
+        target_after=target_value(vec_after, target, quantity), loss_kind=loss_kind,
+        loss_before=loss_b, loss_after=loss_a, step_loss_before=per_b, step_loss_after=per_a)
+
+
+def _losses(task: str | None, x: Any, before: Any, after: Any, vec_before: Any, vec_after: Any,
+            target: int) -> tuple:
+    """(kind, loss before, loss after, per-step before, per-step after) for the task."""
+    import torch
+
+    if task == "regression":
+        return None, None, None, None, None
+    if task == "char-lm":
+        if x.dtype != torch.int64 or before.dim() != 3 or before.shape[1] != x.shape[1]:
+            raise ExplainError("next-token loss needs token ids in and one output per step out")
+        if int(x.max()) >= before.shape[-1]:
+            raise ExplainError("next-token loss needs the output to cover the token vocabulary")
+        nxt = x[0, 1:]
+
+        def per_step(out: Any) -> np.ndarray:
+            logp = torch.log_softmax(out[0, :-1].double(), dim=-1)
+            return (-logp.gather(1, nxt[:, None])[:, 0]).cpu().numpy()
+
+        b, a = per_step(before), per_step(after)
+        return "next-token", float(b.mean()), float(a.mean()), b, a
+    loss_b = -float(torch.log_softmax(vec_before.double(), dim=0)[target])
+    loss_a = -float(torch.log_softmax(vec_after.double(), dim=0)[target])
+    return "predicted-class", loss_b, loss_a, None, None

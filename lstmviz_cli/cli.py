@@ -92,6 +92,23 @@ MaxMemoryOpt = Annotated[
     str | None,
     typer.Option("--max-memory", help="Refuse inputs whose trace would exceed this (e.g. 2G, 512MiB, 50%; default 25% of RAM)."),
 ]
+HeadOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--head",
+        help="How a rebuilt Linear head reads the recurrent output: all (every step), last (the last step) or "
+        "final-states (h_n of the last layer; both directions concatenated). Default: the checkpoint's "
+        "config 'head_on', else 'all', labelled as assumed.",
+    ),
+]
+RecurrentOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--recurrent-only",
+        help="Trace the recurrent layers alone, with the sample as their direct input, when modules that cannot "
+        "be rebuilt from weights may run before them. No head, no prediction; the page and JSON say so.",
+    ),
+]
 NoVerifyOpt = Annotated[
     bool, typer.Option("--no-verify", help="Do not fail when recorded gates miss the real outputs by > 1e-4.")
 ]
@@ -123,6 +140,8 @@ def trace_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Record every gate of every recurrent layer and save them as arrays.
@@ -134,7 +153,7 @@ def trace_command(
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
     message = pipeline.run_trace_command(
@@ -202,6 +221,8 @@ def report_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Trace the model on a sample and write one self-contained HTML report.
@@ -218,7 +239,7 @@ def report_command(
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
     view = pipeline.ViewOptions(
@@ -276,6 +297,8 @@ def figures_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Export every figure of the report as its own publication-ready file, plus a figures.json manifest.
@@ -287,7 +310,7 @@ def figures_command(
     options = _load_options(
         checkpoint=Path("."), input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
     style = export.PublicationStyle(width=export.parse_width(width), grayscale=grayscale, font_size=font_size)
@@ -336,6 +359,8 @@ def check_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
 ) -> None:
     """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed.
 
@@ -349,7 +374,7 @@ def check_command(
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, head=head, recurrent_only=recurrent_only,
     )
     result = check.run_check(options, settings, pipeline.ViewOptions(), json_path=json_path,
                              junit_path=junit_path, report_path=report_path, force=force)
@@ -359,6 +384,9 @@ def check_command(
     console.print(check.summary_table([result]))
     verdict = "healthy" if result.passed else f"{len(result.failures)} of {len(result.cases)} checks failed"
     console.print(f"{result.model}: {verdict}" + (f" (settings from {source})" if source else ""), highlight=False)
+    if result.recurrent_only:
+        console.print(f"{result.model}: checked with --recurrent-only: the recurrent layers alone, fed the sample "
+                      "directly; the model's other layers were not run", highlight=False)
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -379,6 +407,8 @@ def diff_command(
     model_kwargs: ModelKwargsOpt = None,
     module: ModuleOpt = None,
     max_memory: MaxMemoryOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Compare two checkpoints of one architecture: weights per gate, gate statistics, saturation, units.
@@ -390,7 +420,7 @@ def diff_command(
     options = _load_options(
         checkpoint=before, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory,
+        module=module, max_memory=max_memory, head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
     typer.echo(diff.run_diff_command(options, after, pipeline.ViewOptions(), output=output,

@@ -1,4 +1,9 @@
-"""Rebuild a runnable model (Embedding -> RNN -> Linear) from a bare state dict's keys and shapes."""
+"""Rebuild a runnable model (Embedding -> RNN -> Linear head) from a bare state dict's keys and shapes.
+
+Every key is accounted for: placed in a rebuilt module, or listed with the module it belongs to
+and whether that module may run before the recurrent layers (then the loader refuses) or clearly
+after them (then it is listed as not used and no prediction is read).
+"""
 
 from __future__ import annotations
 
@@ -333,8 +338,9 @@ def plan_rebuild(
     order = list(state)
     rnn_pos = min(order.index(k) for k in keys)
     embedding = _pick_embedding(state, others, spec, order, rnn_pos, vocab_size)
+    position = {key: k for k, key in enumerate(order)}
     rest = [
-        _describe_group(state, name, group_keys, order.index(group_keys[0]))
+        _describe_group(state, name, group_keys, position[group_keys[0]])
         for name, group_keys in others.items() if name != embedding
     ]
     front, after = _sort_unplaced(rest, spec, rnn_pos)
@@ -462,7 +468,7 @@ def _pick_head(
         return None, (f"{', '.join(scorers)} looks like an attention scorer: how the recurrent output is "
                       "pooled before the head is not known")
     chain = [after[0]]
-    if after[0].in_width != spec.output_width and not (wiring == "final-states" and not spec.bidirectional):
+    if after[0].in_width != spec.output_width:  # e.g. one direction's h_n[-1] of a bidirectional stack
         return None, f"{after[0].label()} does not read the recurrent output width {spec.output_width}"
     for g in after[1:]:
         if g.in_width != chain[-1].out_width:

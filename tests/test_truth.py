@@ -527,6 +527,37 @@ def test_torchscript_with_linear_relu_before_the_lstm_is_refused(
     )
 
 
+def test_torchscript_recurrent_only_is_not_compared_with_the_archive(
+    tmp_path: Path, models: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _script(_make(models.ProjectedFirst), tmp_path / "proj.ts.pt")
+    np.save(tmp_path / "x.npy", np.asarray(_features(features=5), dtype=np.float32))
+    code, out, _ = _cli(capsys, "trace", path, "--trust-torchscript", "--recurrent-only", "--input", tmp_path / "x.npy",
+                        "-o", tmp_path / "t.npz", "--json", tmp_path / "t.json")
+    assert code == 0
+    assert out.endswith("model output: not compared: --recurrent-only traces the recurrent layers alone)\n")
+    facts = json.loads((tmp_path / "t.json").read_text())["model"]
+    assert facts["source"] == "torchscript" and facts["recurrent_only"] and facts["tensors"]["front"] == ["proj"]
+
+
+def test_check_with_your_model_has_a_model_output_case(
+    tmp_path: Path, models: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest_papers import junit_schema
+
+    path = tmp_path / "reg.pt"
+    torch.save({"state_dict": _make(models.SeqRegressor).state_dict(), "sample_input": _features()}, path)
+    code, _, _ = _cli(capsys, "check", path, "--model-class", f"{models.PATH}:SeqRegressor", "--fail-on", "never",
+                      "--json", tmp_path / "c.json", "--junit", tmp_path / "c.xml")
+    assert code == 0
+    cases = {case["check"]: case for case in json.loads((tmp_path / "c.json").read_text())["cases"]}
+    assert cases["model_output"]["passed"] and cases["model_output"]["name"] == "model output vs your model"
+    assert cases["verify_error"]["message"].startswith("gates vs layer outputs: recorded gates reproduce")
+    xml = (tmp_path / "c.xml").read_text()
+    junit_schema().validate(xml)
+    assert '<property name="verification: model output vs your model" value="' in xml
+
+
 def test_torchscript_whose_code_the_rebuild_does_not_reproduce_is_refused(
     tmp_path: Path, models: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -309,6 +309,7 @@ def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict 
         "no_prediction": _no_prediction_reason(facts),
         "knowledge": knowledge_rows(facts),
         "recurrent_only": facts.recurrent_only,
+        "embedding": getattr(run.loaded.model, "lstmviz_embedding", None),
         "front": ", ".join(facts.accounting.front) if facts.accounting else "",
         "verification": [(v.text(), _BADGES[v.status]) for v in facts.verification],
     }

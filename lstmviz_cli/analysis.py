@@ -5,8 +5,19 @@ JSON schema of `Analysis.to_json()` (what `lstmviz report ... --json summary.jso
 everything about "units" and "steps" refers to batch element 0 unless said otherwise):
 
     thresholds     {name: number}: every Thresholds field used (saturation_low, saturation_high, ...)
-    prediction     null | {"kind": "topk"|"values", "step": int|null, "note": str,
+    prediction     null | {"kind": "topk"|"values", "step": int|null, "note": str, "basis": str,
                            "items": [{"label": str, "value": probability or predicted value}]}
+                   # null when the output is no prediction: a rebuild without a known head, or
+                   # --recurrent-only. "basis" says what the number rests on (the rebuilt head and
+                   # its wiring, "assumed: ..." when guessed, or "your model's own output").
+    model          {"source": "rebuilt"|"torchscript"|"model-class"|"pickled-module", "description",
+                    "tensors": null | {"total", "placed", "unused": [key], "front": [module]},
+                    "head": null | {"modules", "widths", "activation", "wiring", "wiring_text",
+                                    "source", "assumed"},
+                    "head_note": str, "recurrent_only": bool,
+                    "verification": [{"level": "gates"|"recurrence"|"names"|"model", "label",
+                                      "error": number|null, "status": "ok"|"bad"|"not-checked",
+                                      "detail"}]}
     gate_stats     [{"prefix": "lstm/l0/fwd", "series": "f", "mean", "std",
                      "frac_low", "frac_high",      # share < saturation_low / > saturation_high; null
                                                    # for series that are not sigmoid gates
@@ -38,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from lstmviz_cli.provenance import Provenance
 from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace, ModelInfo, Trace
 
 SEVERITIES = ("info", "warning", "error")
@@ -89,6 +101,7 @@ class Prediction:
     items: list[tuple[str, float]]
     step: int | None = None  # the time step the prediction is read at (None: no time axis)
     note: str = ""
+    basis: str = ""  # what the number rests on: "your model's own output", the rebuilt head and its wiring
 
 
 @dataclass
@@ -182,6 +195,7 @@ class Analysis:
     # Layers too short to judge (prefix -> values per unit, below thresholds.min_steps): their
     # dead/saturated/forget/cell findings were skipped, and `lstmviz check` skips them too.
     unjudged: dict[str, int] = field(default_factory=dict)
+    provenance: Provenance | None = None  # what is known of the model and what was verified
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready, deterministic (fixed key order, rounded floats, no NaN). Schema: module docstring."""
@@ -193,8 +207,10 @@ class Analysis:
                 "kind": self.prediction.kind,
                 "step": self.prediction.step,
                 "note": self.prediction.note,
+                "basis": self.prediction.basis,
                 "items": [{"label": label, "value": _num(value)} for label, value in self.prediction.items],
             },
+            "model": None if self.provenance is None else self.provenance.to_json(),
             "gate_stats": [
                 {
                     "prefix": s.prefix,
@@ -390,16 +406,21 @@ def _probabilities(vector: np.ndarray) -> np.ndarray:
 
 
 def predict(
-    output: np.ndarray | None, info: ModelInfo | None, *, last_step: int | None = None, top_k: int = 5
+    output: np.ndarray | None, info: ModelInfo | None, *, last_step: int | None = None, top_k: int = 5,
+    provenance: Provenance | None = None,
 ) -> Prediction | None:
-    """The model's prediction for batch element 0 from its first output tensor.
+    """The model's prediction for batch element 0 from its first output tensor, or None.
 
-    char-lm: top-k next tokens after `last_step` (default the last step); classification: top-k
-    classes; regression: the predicted values. Without a task, the output's width decides.
+    None when there is no prediction to read: no output, or (per `provenance`) a rebuild without
+    a known head or --recurrent-only, whose output is the last recurrent layer's states. Classes
+    only when they are classes: next tokens when the width is the vocabulary's (task char-lm or
+    none declared), classes when it matches `output_labels` or the task is "classification"; a
+    one-wide output is a value; anything else is shown as output values, never softmaxed.
+    Per-step outputs are read after `last_step` (default the last step).
     """
     from lstmviz_cli.textfeatures import display_token
 
-    if output is None:
+    if output is None or (provenance is not None and not provenance.has_head):
         return None
     out = np.asarray(output, dtype=np.float64)
     if out.ndim == 0 or out.size == 0:
@@ -412,37 +433,51 @@ def predict(
         vector = out[0]
     else:
         vector = out
+    basis = _basis(provenance)
     if not np.isfinite(vector).all():
-        return Prediction(kind="values", items=[], step=step, note="the model's output holds NaN or inf")
+        return Prediction(kind="values", items=[], step=step, note="the model's output holds NaN or inf", basis=basis)
     task = info.task if info else None
     vocab = info.vocab if info else None
     labels = info.output_labels if info else None
     width = vector.shape[0]
-    if task is None:
-        if vocab is not None and len(vocab) == width:
-            task = "char-lm"
-        elif labels is not None and len(labels) == width or width > 4:
-            task = "classification"
-        else:
-            task = "regression"
-    if task == "regression":
-        names = labels if labels is not None and len(labels) == width else [f"y{k}" for k in range(width)]
-        shown = min(width, 16)
-        note = "predicted value" + ("s" if width > 1 else "")
-        if width > shown:
-            note += f" (first {shown} of {width})"
-        return Prediction("values", [(str(names[k]), float(vector[k])) for k in range(shown)], step, note)
-    probs = _probabilities(vector)
-    order = np.argsort(-probs, kind="stable")[: min(top_k, width)]
-    if task == "char-lm" and vocab is not None and len(vocab) == width:
+    after = f" after step {step}" if step is not None else ""
+    at = f" at step {step}" if step is not None else ""
+    if vocab is not None and len(vocab) == width and task in (None, "char-lm"):
         names = [display_token(str(v)) for v in vocab]
-        note = "most likely next tokens" + (f" after step {step}" if step is not None else "")
+        return _top(vector, names, top_k, step, "most likely next tokens" + after, basis)
+    if labels is not None and len(labels) == width and task != "regression":
+        return _top(vector, [str(v) for v in labels], top_k, step, "most likely classes" + at, basis)
+    if task == "classification":
+        return _top(vector, [f"class {k}" for k in range(width)], top_k, step, "most likely classes" + at, basis)
+    if task == "char-lm":
+        return _top(vector, [f"token {k}" for k in range(width)], top_k, step, "most likely next tokens" + after, basis)
+    names = labels if labels is not None and len(labels) == width else [f"y{k}" for k in range(width)]
+    shown = min(width, 16)
+    first = f", first {shown} of {width}" if width > shown else ""
+    if width == 1 or task == "regression":
+        note = "predicted value" + ("s" if width > 1 else "") + at + (f" ({first[2:]})" if first else "")
     else:
-        names = [str(v) for v in labels] if labels is not None and len(labels) == width else [
-            f"class {k}" for k in range(width)
-        ]
-        note = "most likely classes"
-    return Prediction("topk", [(names[k], float(probs[k])) for k in order], step, note)
+        note = (f"output values{at} (width {width}{first}; not read as classes: no vocabulary, output_labels "
+                "or declared task says what they are)")
+    return Prediction("values", [(str(names[k]), float(vector[k])) for k in range(shown)], step, note, basis)
+
+
+def _top(vector: np.ndarray, names: list[str], top_k: int, step: int | None, note: str, basis: str) -> Prediction:
+    probs = _probabilities(vector)
+    order = np.argsort(-probs, kind="stable")[: min(top_k, len(names))]
+    return Prediction("topk", [(names[k], float(probs[k])) for k in order], step, note, basis)
+
+
+def _basis(provenance: Provenance | None) -> str:
+    if provenance is None:
+        return ""
+    if provenance.head is not None:
+        return provenance.head.basis()
+    if provenance.source == "model-class":
+        return "your model's own output (--model-class)"
+    if provenance.source == "pickled-module":
+        return "your model's own output (the pickled module)"
+    return ""
 
 
 # -- saturation (Karpathy, Johnson & Fei-Fei 2015) -------------------------------------------------
@@ -825,11 +860,13 @@ def analyze_trace(
     memory_probe: MemoryProbe | None = None,
     last_step: int | None = None,
     notes: list[str] | None = None,
+    provenance: Provenance | None = None,
 ) -> Analysis:
     """Every analysis over the trace; `saliency`/`memory_probe` come from saliency.py (the model).
 
     `tokens` (one string per step of batch element 0) label the time axis and, when `text` is
     true, give the built-in text features; `labels` adds user features (read_labels_csv).
+    `provenance` (what is known of the model) decides whether its output is a prediction.
     """
     from lstmviz_cli.textfeatures import FEATURE_DEFINITIONS, text_features
 
@@ -849,7 +886,7 @@ def analyze_trace(
     notes = list(notes or []) + [unjudged_note(prefix, count, th) for prefix, count in unjudged.items()]
     return Analysis(
         gate_stats=gate_statistics(trace, th),
-        prediction=predict(trace.output, info, last_step=last_step),
+        prediction=predict(trace.output, info, last_step=last_step, provenance=provenance),
         saturation=saturation,
         features=features,
         feature_definitions=definitions,
@@ -862,6 +899,7 @@ def analyze_trace(
         notes=notes,
         tokens=tokens,
         unjudged=unjudged,
+        provenance=provenance,
     )
 
 
@@ -872,9 +910,11 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     why; user mistakes (a step outside the sample, a bad labels file) are errors.
     """
     from lstmviz_cli.errors import InputError
+    from lstmviz_cli.provenance import describe_run
     from lstmviz_cli.textfeatures import read_labels_csv, step_tokens
 
     trace: Trace = run.trace
+    facts = describe_run(run)
     sample = getattr(run, "sample", None)
     loaded = getattr(run, "loaded", None)
     info = getattr(loaded, "info", None)
@@ -887,6 +927,11 @@ def analyze_run(run: Any, view: Any) -> Analysis:
         )
     notes.extend(str(note) for note in trace.meta.get("notes", []) or [])
     notes.extend(f"the model warned while it ran: {line}" for line in trace.meta.get("model_warnings", []) or [])
+    if facts.recurrent_only:
+        notes.append(
+            "--recurrent-only: the recurrent layers were fed the sample directly; every statistic and "
+            "finding here is about them alone, not about the model with the layers in front of them"
+        )
     steps = None  # the valid steps of batch element 0 (the sequence the page shows)
     tokens = None
     if sample is not None:
@@ -911,7 +956,10 @@ def analyze_run(run: Any, view: Any) -> Analysis:
                 f"{sample.steps}: the model was not run there; choose a step in 0..{steps - 1}"
             )
         raise InputError(f"--saliency-step {chosen} is outside the sample's steps 0..{steps - 1}")
-    prediction = predict(trace.output, info, last_step=last_step)
+    prediction = predict(trace.output, info, last_step=last_step, provenance=facts)
+    # Without a prediction the model's output is the last recurrent layer's own states: the
+    # saliency is then of ‖h‖ at that step, and says so.
+    kind = prediction.kind if prediction else ("topk" if facts.has_head else "state")
     saliency = probe = None
     model = getattr(loaded, "model", None)
     if model is not None and sample is not None:
@@ -929,7 +977,7 @@ def analyze_run(run: Any, view: Any) -> Analysis:
                     model,
                     values,
                     step=chosen if chosen is not None else last_step,
-                    kind=prediction.kind if prediction else "topk",
+                    kind=kind,
                     output_labels=list(info.output_labels or info.vocab or []) if info else None,
                     device=device,
                     batch_first=bool(batch_first),
@@ -961,6 +1009,7 @@ def analyze_run(run: Any, view: Any) -> Analysis:
         memory_probe=probe,
         last_step=last_step,
         notes=notes,
+        provenance=facts,
     )
 
 

@@ -66,6 +66,8 @@ class CustomCell:
     where: dict[str, str] = field(default_factory=dict)  # standard series -> "file.py:42"
     mapping: str = "structure"  # "structure" (proved by the arithmetic) | "names" | "none"
     verify_error: float | None = None
+    # What verify_error measures, in words (the page's verification level for this cell).
+    check: str = ""
     layer: LayerTrace | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -73,7 +75,7 @@ class CustomCell:
         """JSON-ready description for Trace.meta["custom_cells"]."""
         return {
             "class": self.class_name, "style": self.style, "family": self.family, "names": self.names,
-            "where": self.where, "mapping": self.mapping, "verify_error": self.verify_error,
+            "where": self.where, "mapping": self.mapping, "verify_error": self.verify_error, "check": self.check,
             "sites": [{"name": s.name, "where": s.site.where, "kind": s.site.kind,
                        "shape": list(s.values.shape)} for s in self.sites],
             "notes": self.notes,
@@ -445,11 +447,19 @@ def _analyse(cell: CustomCell, calls: list, config_input: int) -> None:
             h = assign["o"].values * c_site.values
             series = {k: assign[k].values for k in "ifgo"} | {"c": c, "h": h}
             cell.family = "lstm"
-            cell.verify_error = h_err
-            if h_err is None or not np.isfinite(h_err):
-                # Nothing returned looks like h (a model that loops inline and returns logits):
-                # the recurrence c_t = f*c_{t-1} + i*g, which the mapping had to satisfy, is the check.
-                cell.verify_error = state_err
+            # h = o*tanh(c) against the returned h multiplies the very tensors the module multiplied:
+            # it confirms which sigmoid is o, but it is exact by construction. The recurrence
+            # c_t = f*c_(t-1) + i*g, recomputed from the captured gates, is the check that means something.
+            has_h = h_err is not None and bool(np.isfinite(h_err))
+            if steps > 1:
+                cell.verify_error = max(state_err, h_err) if has_h else state_err
+                cell.check = "recurrence c_t = f·c_(t−1) + i·g recomputed from the captured gates" + (
+                    ", and h_t = o·tanh(c_t) vs the returned h" if has_h else "")
+            else:
+                cell.verify_error = h_err if has_h else None
+                cell.check = "h_t = o·tanh(c_t) vs the returned h only (one step: no recurrence to check)"
+            if not has_h:
+                # Nothing returned looks like h (a model that loops inline and returns logits).
                 cell.notes.append("the module returns no hidden state; verified c_t = f*c_(t-1) + i*g instead")
             c_err, _ = _match(c, returned)
             if returned and np.isfinite(c_err):
@@ -466,6 +476,7 @@ def _analyse(cell: CustomCell, calls: list, config_input: int) -> None:
             series = {k: assign[k].values for k in "rzn"} | {"h": h}
             cell.family = "gru"
             cell.verify_error = err
+            cell.check = "recurrence h_t = z·h_(t−1) + (1−z)·n recomputed from the captured gates vs the returned h"
             cell.names = {k: assign[k].name for k in "rzn"} | {"h": "h"}
             cell.where = {k: assign[k].site.where for k in "rzn"}
             if convention == "z*n":

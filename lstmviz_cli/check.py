@@ -8,9 +8,16 @@ report always agree.
 
     {"generator": "lstmviz-generated", "model": "charlm.pt", "passed": bool, "failures": int,
      "config": {"max_saturated", "max_dead_units", "min_memory_horizon", "max_verify_error", "fail_on"},
-     "cases": [{"check": "saturation" | "dead_units" | "memory_horizon" | "verify_error" | "finding:<code>",
+     "recurrent_only": bool,       # checked with --recurrent-only: the recurrent layers alone
+     "verification": [{"level": "gates"|"recurrence"|"names"|"model", "label", "error", "status", "detail"}],
+     "provenance": the report JSON's "model" object (source, tensors, head, verification) or null,
+     "cases": [{"check": "saturation" | "dead_units" | "memory_horizon" | "verify_error" | "model_output"
+                         | "finding:<code>",
                 "name": "saturation lstm/l0/fwd f", "prefix", "value", "threshold", "passed",
                 "message", "anchor": the report's HTML id of the figure that shows it}]}
+
+JUnit XML carries the same verification levels as `<properties>` of each testsuite
+("verification: gates vs layer outputs" = "3.10e-07", ...; "recurrent-only" = "true" when set).
 """
 
 from __future__ import annotations
@@ -85,6 +92,15 @@ class CheckResult:
     model: str
     cases: list[CheckCase] = field(default_factory=list)
     config: CheckConfig = field(default_factory=CheckConfig)
+    provenance: Any = None  # provenance.Provenance: what was verified, and whether the model was partial
+
+    @property
+    def recurrent_only(self) -> bool:
+        return bool(self.provenance is not None and self.provenance.recurrent_only)
+
+    @property
+    def verification(self) -> list[Any]:
+        return list(self.provenance.verification) if self.provenance is not None else []
 
     @property
     def failures(self) -> list[CheckCase]:
@@ -185,20 +201,31 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
     """Compare the analysis's numbers with the thresholds: one case per layer and gate, per layer, per finding."""
     from lstmviz_cli.analysis import figure_anchor
 
-    result = CheckResult(model=model, config=config)
+    provenance = getattr(analysis, "provenance", None)
+    result = CheckResult(model=model, config=config, provenance=provenance)
     cases = result.cases
+    levels = list(provenance.verification) if provenance is not None else []
+    layer_level = " and ".join(dict.fromkeys(v.label for v in levels if v.level != "model")) or "gates vs layer outputs"
     if config.max_verify_error is not None:
         error = trace.verify_error
         if error is None:
             cases.append(CheckCase("verify_error", "verification error", None, None, config.max_verify_error, True,
-                                   "not verified (the model's outputs could not be compared)"))
+                                   f"{layer_level}: not verified (the model's outputs could not be compared)"))
         else:
             ok = math.isfinite(error) and error <= config.max_verify_error
             cases.append(CheckCase(
                 "verify_error", "verification error", None, float(error), config.max_verify_error, ok,
-                f"recorded gates reproduce the outputs within {error:.2e}" if ok else
-                f"recorded gates miss the real outputs by {error:.2e} > {config.max_verify_error:.0e}",
+                f"{layer_level}: recorded gates reproduce the outputs within {error:.2e}" if ok else
+                f"{layer_level}: recorded gates miss the real outputs by {error:.2e} > {config.max_verify_error:.0e}",
             ))
+        for level in levels:
+            if level.level == "model" and level.status != "not-checked":
+                from lstmviz_cli.provenance import OUTPUT_TOLERANCE
+
+                cases.append(CheckCase(
+                    "model_output", level.label, None, level.error, OUTPUT_TOLERANCE, level.status == "ok",
+                    level.text() + ("" if level.status == "ok" else " (relative to the output's size)"),
+                ))
     unjudged: dict[str, int] = dict(getattr(analysis, "unjudged", {}) or {})
     minimum = int(getattr(getattr(analysis, "thresholds", None), "min_steps", 0) or 0)
     if config.max_saturated is not None:
@@ -311,6 +338,9 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "passed": result.passed,
         "failures": len(result.failures),
         "config": asdict(result.config),
+        "recurrent_only": result.recurrent_only,
+        "verification": [v.to_json() for v in result.verification],
+        "provenance": None if result.provenance is None else result.provenance.to_json(),
         "cases": [
             {**asdict(case), "value": _round(case.value), "threshold": _round(case.threshold)}
             for case in result.cases
@@ -356,6 +386,13 @@ def to_junit(results: list[CheckResult]) -> str:
             f"  <testsuite name={_attr('lstmviz check ' + result.model)} tests=\"{len(result.cases)}\" "
             f'failures="{len(result.failures)}" errors="0" skipped="{skipped}" time="0">'
         )
+        properties = [(f"verification: {v.label}", v.text().removeprefix(f"{v.label}: ")) for v in result.verification]
+        if result.recurrent_only:
+            properties.append(("recurrent-only", "true: the recurrent layers alone, fed the sample directly"))
+        if properties:
+            lines.append("    <properties>")
+            lines.extend(f"      <property name={_attr(n)} value={_attr(v)}/>" for n, v in properties)
+            lines.append("    </properties>")
         # CI systems split classname at dots into package and class: keep the file name in one piece.
         classname = _attr("lstmviz." + result.model.replace(".", "_"))
         for case in result.cases:
@@ -452,7 +489,7 @@ def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path
 
     from lstmviz_cli.analysis import analyze_run
     from lstmviz_cli.errors import VerificationError
-    from lstmviz_cli.pipeline import load_and_trace
+    from lstmviz_cli.pipeline import announce, load_and_trace
 
     name = Path(options.checkpoint).name
     # The tracer verifies at its own tolerance (1e-4); --max-verify-error off skips verification.
@@ -470,6 +507,7 @@ def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path
         from lstmviz_cli.report import render_report
 
         write_atomic(report_path, render_report(run, analysis, view, workers=default_workers()), force=force)
+    announce(run)
     return evaluate(run.trace, analysis, config, model=name)
 
 

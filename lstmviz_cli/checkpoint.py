@@ -10,8 +10,12 @@ key of a dict checkpoint, one level down, or in a Lightning ``.ckpt`` (``_findwe
 Metadata convention (every key optional) that the sample models follow::
 
     config         dict       constructor kwargs / hyper-parameters of the model; a rebuilt model
-                              reads "nonlinearity" (RNN: tanh|relu) and "head_on" ("all": the
-                              Linear head reads every step, the default; "last": the last step)
+                              reads "nonlinearity" (RNN: tanh|relu), "head_on" (how the Linear
+                              head is wired: "all" every step, "last" the last step,
+                              "final-states" the last layer's h_n, both directions concatenated;
+                              without it "all" is assumed and the page says so) and
+                              "head_activation" (between the Linears of an nn.Sequential head:
+                              none|relu|tanh|sigmoid|gelu|elu|leaky_relu|silu)
     vocab          list[str]  token id -> token (a {token: id} dict is accepted too; without it,
                               itos / char_to_int / word2idx / chars ... are found, see ``_vocab``)
     task           str        "char-lm" | "classification" | "regression"
@@ -77,12 +81,17 @@ def load_checkpoint(
     model_class: str | None = None,
     model_kwargs: str | None = None,
     weights_key: str | None = None,
+    head: str | None = None,
+    recurrent_only: bool = False,
 ) -> LoadedModel:
     """Load any supported checkpoint into an eval-mode model on `device`, refusing unsafe files.
 
+    A model rebuilt from a state dict (or from a TorchScript archive's weights) accounts for every
+    tensor (`info.accounting`); unplaced modules that may run before the recurrent layers are
+    refused unless `recurrent_only` (trace the recurrent layers alone, no head). `head`
+    ("all" | "last" | "final-states") wires a rebuilt Linear head, overriding config "head_on".
     `weights_key` picks the state dict of a dict checkpoint that holds several ("model" or
-    "checkpoint/model"). Raises CheckpointError / UnsafeCheckpointError / ModelError with one-line
-    messages.
+    "checkpoint/model"). Raises CheckpointError / UnsafeCheckpointError / ModelError with one-line messages.
     """
     import torch
 
@@ -135,6 +144,14 @@ def load_checkpoint(
     stored = _stored_dtypes(state if state is not None else dict(module.state_dict()))
     prefix: str | None = None
     rebuilt = False
+    plan = None
+    if (model_class or module is not None) and (head is not None or recurrent_only):
+        flag = "--head" if head is not None else "--recurrent-only"
+        whose = "--model-class" if model_class else "the pickled module"
+        raise ModelError(
+            f"{flag} applies to a model rebuilt from weights; with {whose} your model's own forward runs "
+            "(its head and the layers in front of its recurrent layers included)"
+        )
     if model_class:
         cls = user_class.get()
         if module is not None and isinstance(module, cls):
@@ -150,10 +167,9 @@ def load_checkpoint(
         if unpacked is not None and unpacked.lightning:
             state, prefix = _findweights.strip_attribute_prefix(state)
             state = strip_wrapper_prefixes(state)  # model._orig_mod.lstm: compiled inside the LightningModule
-        model, ignored = _rebuild(state, meta)
+        model, plan = _rebuild(state, meta, path, torchscript=scripted is not None, head=head,
+                               recurrent_only=recurrent_only)
         rebuilt = True
-        if ignored:
-            meta["ignored_keys"] = ignored
     model = _place(model, dev, meta)
     _infer_meta(model, meta)
     runs_in = next((str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()), None)
@@ -179,6 +195,8 @@ def load_checkpoint(
         vocab_source=vocab_found.vocab.source if vocab_found.vocab is not None else None,
         labels_source=vocab_found.labels[1] if vocab_found.labels is not None else None,
         load_notes=tuple(vocab_found.notes),
+        model_class=model_class,
+        **(_plan_facts(plan) if plan is not None else {}),
     )
     return LoadedModel(model=model, info=info, meta=meta, device=dev, scripted=scripted)
 
@@ -624,16 +642,64 @@ def recurrent_configs(model: Any) -> dict[str, RecurrentConfig]:
 
 
 # -- building the model ----------------------------------------------------------------------------
-def _rebuild(state: dict[str, Any], meta: dict[str, Any]) -> tuple[Any, list[str]]:
+def _rebuild(
+    state: dict[str, Any], meta: dict[str, Any], path: Path, *, torchscript: bool, head: str | None,
+    recurrent_only: bool,
+) -> tuple[Any, Any]:
+    """The model rebuilt from the state dict, and the plan that says what was placed.
+
+    Refuses (CheckpointError, one line) when unplaced modules may run before the recurrent layers:
+    tracing them on the raw sample would show a model that does not exist.
+    """
     from lstmviz_cli import _statedict
 
     config = meta.get("config") or {}
     vocab = meta.get("vocab")
-    plan = _statedict.plan_rebuild(state, config, len(vocab) if vocab else None)
+    task = meta.get("task") if meta.get("task") in TASKS else None
+    plan = _statedict.plan_rebuild(state, config, len(vocab) if vocab else None, head=head,
+                                   recurrent_only=recurrent_only, task=task)
+    if plan.front and not recurrent_only:
+        raise CheckpointError(front_refusal(path.name, plan, torchscript=torchscript))
     try:
-        return _statedict.build_model(state, plan), plan.ignored
+        return _statedict.build_model(state, plan), plan
     except (ValueError, RuntimeError) as error:  # torch's own checks on sizes the plan missed
         raise CheckpointError(f"cannot rebuild {plan.rnn.name!r} from the state dict: {_first_line(error)}") from None
+
+
+def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
+    """The one line that refuses a rebuild whose recurrent layers would see a made-up input."""
+    from lstmviz_cli.provenance import TensorAccounting
+
+    modules = [g.label() for g in plan.front]
+    shown = ", ".join(modules[:5]) + (f" and {len(modules) - 5} more" if len(modules) > 5 else "")
+    keys = [k for g in plan.front for k in g.keys]
+    tensors = TensorAccounting(total=len(keys), unused=tuple(keys)).unused_text(limit=5)
+    what = "TorchScript archive" if torchscript else "state dict"
+    own = "--model-class with the eager class (file.py:Class)" if torchscript else "--model-class file.py:Class"
+    return (
+        f"{name!r}: {shown} may run before the recurrent layer {plan.rnn.name!r} and cannot be rebuilt from "
+        f"the {what}'s weights ({tensors}), so {plan.rnn.name!r} would not see the input your model gives it; "
+        f"pass {own} to run your own model, or --recurrent-only to trace the recurrent layers alone with the "
+        "sample as their direct input"
+    )
+
+
+def _plan_facts(plan: Any) -> dict[str, Any]:
+    """ModelInfo fields from a rebuild plan: the tensor accounting and the head."""
+    from lstmviz_cli.provenance import HeadInfo, TensorAccounting
+
+    head = plan.head
+    return {
+        "accounting": TensorAccounting(
+            total=plan.total, unused=tuple(plan.unused), front=tuple(g.name for g in plan.front)
+        ),
+        "head": None if head is None else HeadInfo(
+            modules=tuple(head.modules), widths=tuple(head.widths), wiring=head.wiring, source=head.source,
+            activation=head.activation, bidirectional=plan.rnn.bidirectional,
+        ),
+        "head_note": plan.head_note,
+        "recurrent_only": plan.recurrent_only,
+    }
 
 
 def _place(model: Any, dev: str, meta: dict[str, Any]) -> Any:

@@ -110,6 +110,23 @@ ForwardArgOpt = Annotated[
         "lengths, are passed without it.",
     ),
 ]
+HeadOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--head",
+        help="How a rebuilt Linear head reads the recurrent output: all (every step), last (the last step) or "
+        "final-states (h_n of the last layer; both directions concatenated). Default: the checkpoint's "
+        "config 'head_on', else 'all', labelled as assumed.",
+    ),
+]
+RecurrentOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--recurrent-only",
+        help="Trace the recurrent layers alone, with the sample as their direct input, when modules that cannot "
+        "be rebuilt from weights may run before them. No head, no prediction; the page and JSON say so.",
+    ),
+]
 NoVerifyOpt = Annotated[
     bool, typer.Option("--no-verify", help="Do not fail when recorded gates miss the real outputs by > 1e-4.")
 ]
@@ -143,6 +160,8 @@ def trace_command(
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
     forward_arg: ForwardArgOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Record every gate of every recurrent layer and save them as arrays.
@@ -156,6 +175,7 @@ def trace_command(
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
         forward_args=tuple(forward_arg or ()),
+        head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
     message = pipeline.run_trace_command(
@@ -225,6 +245,8 @@ def report_command(
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
     forward_arg: ForwardArgOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Trace the model on a sample and write one self-contained HTML report.
@@ -243,6 +265,7 @@ def report_command(
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
         forward_args=tuple(forward_arg or ()),
+        head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
     view = pipeline.ViewOptions(
@@ -302,6 +325,8 @@ def figures_command(
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
     forward_arg: ForwardArgOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Export every figure of the report as its own publication-ready file, plus a figures.json manifest.
@@ -315,6 +340,7 @@ def figures_command(
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
         forward_args=tuple(forward_arg or ()),
+        head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
     style = export.PublicationStyle(width=export.parse_width(width), grayscale=grayscale, font_size=font_size)
@@ -365,6 +391,8 @@ def check_command(
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
     forward_arg: ForwardArgOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
 ) -> None:
     """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed.
 
@@ -380,6 +408,7 @@ def check_command(
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
         forward_args=tuple(forward_arg or ()),
+        head=head, recurrent_only=recurrent_only,
     )
     result = check.run_check(options, settings, pipeline.ViewOptions(), json_path=json_path,
                              junit_path=junit_path, report_path=report_path, force=force)
@@ -389,6 +418,9 @@ def check_command(
     console.print(check.summary_table([result]))
     verdict = "healthy" if result.passed else f"{len(result.failures)} of {len(result.cases)} checks failed"
     console.print(f"{result.model}: {verdict}" + (f" (settings from {source})" if source else ""), highlight=False)
+    if result.recurrent_only:
+        console.print(f"{result.model}: checked with --recurrent-only: the recurrent layers alone, fed the sample "
+                      "directly; the model's other layers were not run", highlight=False)
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -411,6 +443,8 @@ def diff_command(
     max_memory: MaxMemoryOpt = None,
     weights_key: WeightsKeyOpt = None,
     forward_arg: ForwardArgOpt = None,
+    head: HeadOpt = None,
+    recurrent_only: RecurrentOnlyOpt = False,
     no_verify: NoVerifyOpt = False,
 ) -> None:
     """Compare two checkpoints of one architecture: weights per gate, gate statistics, saturation, units.
@@ -424,6 +458,7 @@ def diff_command(
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
         forward_args=tuple(forward_arg or ()),
+        head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
     typer.echo(diff.run_diff_command(options, after, pipeline.ViewOptions(), output=output,

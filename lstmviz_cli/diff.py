@@ -379,7 +379,8 @@ def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult
 
         after = Run(loaded=after.loaded, sample=before.sample,
                     trace=trace_sample(after.loaded, before.sample, verify=options.verify, module=options.module,
-                                       forward_args=parse_forward_args(options.forward_args)))
+                                       forward_args=parse_forward_args(options.forward_args)),
+                    notes=after.notes)
     result = diff_traces(
         before.trace, after.trace, analyze_run(before, view), analyze_run(after, view),
         before_name=before.loaded.info.name, after_name=after.loaded.info.name,
@@ -399,15 +400,17 @@ def run_diff_command(options: Any, after_checkpoint: Any, view: Any, *, output: 
     import json
 
     from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
+    from lstmviz_cli.pipeline import announce
 
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
-    result, _, _ = run_diff(options, after_checkpoint, view)
+    result, before, after = run_diff(options, after_checkpoint, view)
     write_atomic(output, render_diff(result), force=force)
     if json_path is not None:
         document = {"generator": GENERATOR_MARKER, **result.to_json()}
         write_atomic(json_path, json.dumps(document, indent=2, sort_keys=True) + "\n", force=force)
+    announce(before, after)
     verdict = "no change" if result.unchanged else (
         f"largest weight change {result.max_weight_change:.3g}, activation change {result.max_activation_change:.3g}")
     return f"wrote {output}: {result.before} -> {result.after}, {verdict}"

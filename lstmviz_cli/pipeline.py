@@ -5,9 +5,10 @@ The CLI only builds option records and calls one function here; tests call the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ class LoadOptions:
     weights_key: str | None = None  # which state dict of a dict checkpoint holding several ("model", "ckpt/model")
     # "PARAM=ARRAY" pairs: arrays of an .npz input (or its lengths) for the model's forward
     forward_args: tuple[str, ...] = ()
+    head: str | None = None  # a rebuilt head's wiring: "all" | "last" | "final-states"; None: metadata/assumed
+    recurrent_only: bool = False  # trace the recurrent layers alone, the sample as their direct input
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,18 @@ class Run:
     loaded: Any  # checkpoint.LoadedModel
     sample: Any  # inputs.SampleInput
     trace: Any  # tracedata.Trace
+    # The traced output against the real model (your code run plainly, or a TorchScript archive);
+    # None when no real model exists (a rebuild from weights) or --recurrent-only.
+    end_to_end: Any = None  # provenance.Verification | None
+    # Lines for stderr once the command has succeeded (an error stays one line): the tensor accounting.
+    notes: list[str] = field(default_factory=list)
+
+
+def announce(*runs: Run) -> None:
+    """Print the runs' stderr notes; commands call this after their outputs are written."""
+    for run in runs:
+        for note in getattr(run, "notes", []):
+            _warn(note)
 
 
 UNSAFE_WARNING = (
@@ -115,6 +130,7 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
     """
     from lstmviz_cli._forwardargs import parse_forward_args
+    from lstmviz_cli import endtoend
     from lstmviz_cli.checkpoint import load_checkpoint
     from lstmviz_cli.inputs import load_sample, parse_memory_size
     from lstmviz_cli.tracing import trace_sample
@@ -129,6 +145,8 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
         model_class=options.model_class,
         model_kwargs=options.model_kwargs,
         weights_key=options.weights_key,
+        head=options.head,
+        recurrent_only=options.recurrent_only,
     )
     if loaded.info.unsafe:
         flag = "--trust-torchscript" if loaded.info.format == "torchscript" else "--trust-pickle"
@@ -139,12 +157,26 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
     compact = float16_above is not None and sample.extra.get("trace_bytes", 0) > float16_above
     store = {"store_dtype": "float16"} if compact else {}
-    trace = trace_sample(loaded, sample, verify=options.verify, module=options.module,
-                         forward_args=forward_args, **store)
+    archive = None
+    if loaded.scripted is not None and not loaded.info.recurrent_only:
+        archive = endtoend.check_archive(loaded, sample, verify=options.verify)
+    own_code = not loaded.info.rebuilt  # --model-class or a pickled module: the real model runs
+    watch = endtoend.capture_call(loaded.model) if own_code else contextlib.nullcontext()
+    with watch as captured:
+        trace = trace_sample(loaded, sample, verify=options.verify, module=options.module,
+                             forward_args=forward_args, **store)
+    end_to_end = None
+    if own_code:
+        end_to_end = endtoend.verify_user_model(loaded.model, captured, verify=options.verify)
+    elif archive is not None:
+        end_to_end = endtoend.verify_archive(archive, trace, verify=options.verify)
     loading = loading_summary(loaded.info)
     if loading:
         trace.meta["loading"] = loading
-    return Run(loaded=loaded, sample=sample, trace=trace)
+    notes = []
+    if loaded.info.accounting is not None:
+        notes.append(f"lstmviz: {loaded.info.name}: {loaded.info.accounting.line()}")
+    return Run(loaded=loaded, sample=sample, trace=trace, end_to_end=end_to_end, notes=notes)
 
 
 def write_json(path: Path, payload: dict[str, Any], *, force: bool) -> None:
@@ -160,16 +192,18 @@ def run_trace_command(
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
+    from lstmviz_cli.provenance import describe_run
+
     run = load_and_trace(options)
-    write_atomic(output, lambda tmp: run.trace.save_npz(tmp, dtype=dtype), force=force)
+    facts = describe_run(run)
+    model = {"model": facts.to_json()}
+    write_atomic(output, lambda tmp: run.trace.save_npz(tmp, dtype=dtype, extra=model), force=force)
     if json_path is not None:
-        write_json(json_path, run.trace.summary(), force=force)
+        write_json(json_path, {**run.trace.summary(), **model}, force=force)
+    announce(run)
     keys = run.trace.keys()
-    return f"wrote {output} ({len(keys)} arrays; verification error {_fmt_error(run.trace.verify_error)})"
-
-
-def _fmt_error(error: float | None) -> str:
-    return "not checked" if error is None else f"{error:.2e}"
+    levels = "; ".join(v.text() for v in facts.verification)
+    return f"wrote {output} ({len(keys)} arrays; {levels})"
 
 
 def run_report_command(
@@ -193,5 +227,6 @@ def run_report_command(
     write_atomic(output, html, force=force)
     if json_path is not None:
         write_json(json_path, analysis.to_json(), force=force)
+    announce(run)
     size_kb = len(html.encode("utf-8")) / 1024
     return f"wrote {output} ({size_kb:,.0f} KB); open it in a browser"

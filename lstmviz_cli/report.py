@@ -32,6 +32,7 @@ from lstmviz_cli.highlight import (
 )
 from lstmviz_cli.output import GENERATOR_MARKER
 from lstmviz_cli.palette import GATE_COLORS
+from lstmviz_cli.provenance import Provenance, describe_run
 from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace, Trace
 
 DEFAULT_UNITS = 48  # heatmap rows per panel unless --units says otherwise
@@ -239,10 +240,13 @@ def _input_labels(run: Any, tokens: list[str] | None, steps: range) -> list[str]
 
 
 def _output_labels(run: Any, steps: range) -> list[str]:
-    """Per step: the most likely next token of a char LM (argmax of the output), else h_t."""
+    """Per step: the most likely next token of a char LM (argmax of the output), else h_t.
+
+    Only a real prediction is read: without a known head the output is hidden states.
+    """
     output = run.trace.output
     vocab = run.loaded.info.vocab
-    if output is not None and vocab is not None:
+    if output is not None and vocab is not None and describe_run(run).has_head:
         out = np.asarray(output)
         if out.ndim == 3 and out.shape[2] == len(vocab) and out.shape[1] >= steps.stop:
             return ["→ " + visible(vocab[int(np.argmax(out[0, t]))], 8) for t in steps]
@@ -297,7 +301,7 @@ def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict 
     trace: Trace = run.trace
     checkpoint = [
         ("file", info.name),
-        ("format", info.format + (" (rebuilt from a state dict)" if info.rebuilt else "")),
+        ("format", info.format + (" (rebuilt from its weights)" if info.rebuilt else "")),
         ("size", _fmt_bytes(info.size_bytes)),
         ("parameters", f"{info.n_params:,}"),
         ("device", info.device),
@@ -320,11 +324,7 @@ def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict 
         }
         for name, cfg in trace.modules.items()
     ]
-    error = trace.verify_error
-    if error is None:
-        verification = ("not checked", "warn")
-    else:
-        verification = (f"{error:.2e} max |recorded − PyTorch|", "ok" if error <= 1e-4 else "bad")
+    facts = getattr(analysis, "provenance", None) or describe_run(run)
     if analysis_ctx is not None and "prediction" in analysis_ctx:
         prediction_note = analysis_ctx["prediction"].get("note", "")
         prediction_rows = [(str(a), str(b)) for a, b in analysis_ctx["prediction"].get("rows", [])]
@@ -336,6 +336,7 @@ def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict 
             for label, value in pred.items:
                 shown = f"{100 * value:.1f}%" if pred.kind == "topk" else f"{value:.4g}"
                 prediction_rows.append((str(label), shown))
+    pred = getattr(analysis, "prediction", None)
     return {
         "checkpoint": checkpoint,
         "unsafe": bool(info.unsafe),
@@ -345,8 +346,47 @@ def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict 
         "batch": int(np.asarray(run.sample.values).shape[0]),
         "prediction_note": prediction_note,
         "prediction": prediction_rows,
-        "verification": verification,
+        "prediction_basis": getattr(pred, "basis", "") if pred is not None else "",
+        "no_prediction": _no_prediction_reason(facts),
+        "knowledge": knowledge_rows(facts),
+        "recurrent_only": facts.recurrent_only,
+        "embedding": getattr(run.loaded.model, "lstmviz_embedding", None),
+        "front": ", ".join(facts.accounting.front) if facts.accounting else "",
+        "verification": [(v.text(), _BADGES[v.status]) for v in facts.verification],
     }
+
+
+_BADGES = {"ok": "ok", "bad": "bad", "not-checked": "warn"}
+
+
+def _no_prediction_reason(facts: Provenance) -> str:
+    """Why the page shows no prediction: said where the prediction would be."""
+    if facts.recurrent_only:
+        return ("No prediction: --recurrent-only traces the recurrent layers alone, without the model's head. "
+                "Their output is hidden states, not classes or values.")
+    if not facts.has_head:
+        why = f" ({facts.head_note})" if facts.head_note else ""
+        return ("No prediction: no output head was rebuilt" + why + ". The model's output here is the last "
+                "recurrent layer's hidden states, which are not classes or values; pass --model-class to run "
+                "your own model.")
+    return "No prediction could be read from the model's output."
+
+
+def knowledge_rows(facts: Provenance) -> list[dict[str, Any]]:
+    """The summary's "What lstmviz knows" card: (label, text, optional list of details) rows."""
+    rows: list[dict[str, Any]] = [{"key": "model", "text": facts.description, "details": []}]
+    if facts.accounting is not None:
+        acc = facts.accounting
+        text = (f"all {acc.total} tensors placed" if not acc.unused
+                else f"placed {acc.placed} of {acc.total}; not used ({len(acc.unused)}): {acc.unused_text()}")
+        rows.append({"key": "tensors", "text": text, "details": list(acc.unused) if len(acc.unused) > 1 else []})
+    if facts.source in ("rebuilt", "torchscript"):
+        if facts.head is not None:
+            text = facts.head.basis()
+        else:
+            text = "none rebuilt" + (f" ({facts.head_note})" if facts.head_note else "")
+        rows.append({"key": "head", "text": text, "details": []})
+    return rows
 
 
 def architecture_section(run: Any) -> Markup:

@@ -104,7 +104,8 @@ def _embedding(model: Any) -> Any | None:
 
 
 def _choose_target(vector: Any, kind: str, labels: list[str] | None) -> tuple[Any, str]:
-    """The scalar y: the predicted output's log-probability (top-k outputs) or the value (regression).
+    """The scalar y: the predicted output's log-probability (top-k outputs), the value (regression),
+    or ‖h‖ ("state": a model without a known head outputs the last recurrent layer's states).
 
     The log-probability, not the raw logit: it measures what moves the model's confidence in its
     answer, so a step that shifts every logit alike does not count.
@@ -114,7 +115,9 @@ def _choose_target(vector: Any, kind: str, labels: list[str] | None) -> tuple[An
     from lstmviz_cli.textfeatures import display_token
 
     if kind == "values":
-        return vector.sum(), "predicted value" if vector.numel() == 1 else "sum of the predicted values"
+        return vector.sum(), "predicted value" if vector.numel() == 1 else "sum of the output values"
+    if kind == "state":  # no output head: the model's output is the last recurrent layer's h
+        return vector.norm(), "norm ‖h‖ of the last recurrent layer's output (no head: not a prediction)"
     index = int(vector.argmax())
     name = display_token(labels[index]) if labels is not None and index < len(labels) else f"class {index}"
     return torch.log_softmax(vector, dim=0)[index], f"log-probability of the predicted {name!r}"

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from lstmviz_cli.provenance import HeadInfo, TensorAccounting
+
 # Series recorded per recurrent family, in the order figures show them.
 # LSTM: input, forget, candidate (cell input), output gates, cell state, hidden output;
 #       "m" = o * tanh(c) before the projection, present only when proj_size > 0.
@@ -183,16 +185,17 @@ class Trace:
             "meta": _jsonable(self.meta),
         }
 
-    def save_npz(self, path: str | Path, *, dtype: str = "float32") -> None:
+    def save_npz(self, path: str | Path, *, dtype: str = "float32", extra: dict[str, Any] | None = None) -> None:
         """Write every series (and a `__summary__` JSON string) to one .npz file.
 
-        `dtype="float16"` halves the file for very long traces; lengths stay integers.
+        `dtype="float16"` halves the file for very long traces; lengths stay integers. `extra`
+        adds JSON-ready keys to the summary (the pipeline's "model": what is known of the model).
         """
         arrays = {
             key: (array if key.endswith("/lengths") else array.astype(dtype, copy=False))
             for key, array in self._arrays()
         }
-        arrays["__summary__"] = np.array(json.dumps(self.summary(), sort_keys=True))
+        arrays["__summary__"] = np.array(json.dumps({**self.summary(), **(extra or {})}, sort_keys=True))
         # An open handle, not a name: NumPy would append ".npz" to a temporary file's name.
         with open(path, "wb") as handle:
             np.savez_compressed(handle, **arrays)
@@ -239,3 +242,9 @@ class ModelInfo:
     vocab_source: str | None = None  # where the vocabulary was found when not under "vocab", e.g. "char_to_int"
     labels_source: str | None = None  # likewise for output labels, e.g. "idx2label"
     load_notes: tuple[str, ...] = ()  # what was found but not used (vocabularies that disagree, ...)
+    # What a rebuild from weights placed and assumed (provenance.py); None/"" for the user's own model.
+    model_class: str | None = None  # --model-class as given
+    accounting: TensorAccounting | None = None  # every tensor of the state dict: placed or listed
+    head: HeadInfo | None = None  # the rebuilt output head and its wiring; None: none rebuilt
+    head_note: str = ""  # why no head was rebuilt
+    recurrent_only: bool = False  # --recurrent-only: the recurrent layers alone, the sample as their input

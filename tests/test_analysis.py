@@ -119,9 +119,10 @@ def test_prediction_classification_uses_output_labels_and_accepts_log_probs() ->
 def test_prediction_regression_returns_values() -> None:
     pred = predict(np.array([[0.25]]), _info(task="regression"))
     assert pred is not None and pred.kind == "values" and pred.items == [("y0", 0.25)]
-    # Without a task, one output is a value and 19 are classes.
+    # Without a task, labels or vocabulary, one output is a value and 19 are output values, not classes.
     assert predict(np.array([[1.5]]), None).kind == "values"
-    assert predict(np.zeros((1, 19)), None).kind == "topk"
+    assert predict(np.zeros((1, 19)), None).kind == "values"
+    assert predict(np.zeros((1, 19)), _info(task="classification")).kind == "topk"
     assert predict(None, None) is None
 
 
@@ -285,7 +286,7 @@ def test_to_json_is_json_safe_and_deterministic() -> None:
     assert first["saturation"][0]["series"] == "i" and len(first["saturation"][0]["frac_low"]) == 6
     assert set(first) == {
         "thresholds", "prediction", "gate_stats", "saturation", "units", "saliency",
-        "memory_probe", "trajectories", "findings", "notes", "unjudged",
+        "memory_probe", "trajectories", "findings", "notes", "unjudged", "model",
     }
 
 

@@ -193,11 +193,13 @@ def test_bias_free_head_of_embedding_width_is_told_apart_by_key_order(tmp_path: 
 
 def test_unplaced_keys_are_reported(tmp_path: Path) -> None:
     state = dict(fx.token_model().state_dict())
-    state["norm.weight"] = torch.ones(3)
+    state["norm.weight"] = torch.ones(3)  # a LayerNorm(3) that reads no width the LSTM produces
     state["norm.bias"] = torch.zeros(3)
     torch.save(state, tmp_path / "sd.pt")
-    loaded = load_checkpoint(tmp_path / "sd.pt")
-    assert loaded.meta["ignored_keys"] == ["norm.weight", "norm.bias"]
+    with pytest.raises(CheckpointError, match=r"norm \(LayerNorm\) may run before the recurrent layer 'lstm'"):
+        load_checkpoint(tmp_path / "sd.pt")
+    loaded = load_checkpoint(tmp_path / "sd.pt", recurrent_only=True)
+    assert loaded.info.accounting.unused == ("fc.weight", "fc.bias", "norm.weight", "norm.bias")
 
 
 def test_half_precision_weights_are_upcast_on_cpu(tmp_path: Path) -> None:
@@ -396,7 +398,7 @@ def test_config_head_on_last_applies_the_head_to_the_last_step(tmp_path: Path) -
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), model.fc(model.gru(x)[0][:, -1]), rtol=0, atol=1e-6)
     torch.save({"model_state_dict": model.state_dict(), "config": {"head_on": "first"}}, tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match="'head_on' must be 'all' or 'last'"):
+    with pytest.raises(CheckpointError, match="'head_on' must be one of 'all', 'last', 'final-states'"):
         load_checkpoint(tmp_path / "bad.pt")
 
 

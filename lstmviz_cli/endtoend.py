@@ -1,0 +1,307 @@
+"""End-to-end verification: the traced run's output against the real model, run as itself.
+
+Two references exist. With the user's own code (--model-class, --trust-pickle) the same model
+object runs again, plainly (no lstmviz hooks, no swapped forwards), on exactly the arguments the
+traced call received. A TorchScript archive (--trust-torchscript) cannot be hooked, so lstmviz
+traces a rebuild from its weights; the archive itself then runs on the sample, and the rebuild
+must reproduce its output (the head's wiring, when the checkpoint does not declare it, is the one
+that does), or lstmviz refuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lstmviz_cli.errors import CheckpointError, ModelError, VerificationError
+from lstmviz_cli.provenance import (
+    HEAD_WIRINGS,
+    OUTPUT_TOLERANCE,
+    Verification,
+    output_error,
+    output_matches,
+)
+
+YOUR_MODEL = "model output vs your model"
+ARCHIVE = "model output vs the TorchScript archive"
+
+
+@dataclass
+class CapturedCall:
+    """The first call of a model: its arguments and what it returned (inside the traced run)."""
+
+    args: tuple[Any, ...] | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    output: Any = None
+    done: bool = False
+
+
+@contextlib.contextmanager
+def capture_call(model: Any) -> Iterator[CapturedCall]:
+    """Record the arguments and the output of the model's first call while the block runs."""
+    captured = CapturedCall()
+
+    def before(_module: Any, args: tuple, kwargs: dict) -> None:
+        if captured.args is None:
+            captured.args, captured.kwargs = args, dict(kwargs)
+
+    def after(_module: Any, _args: tuple, _kwargs: dict, output: Any) -> None:
+        if not captured.done:
+            captured.output, captured.done = output, True
+
+    handles = [
+        model.register_forward_pre_hook(before, with_kwargs=True),
+        model.register_forward_hook(after, with_kwargs=True),
+    ]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The warnings the tracer also silences (torch's notes on its own kernel choices), nothing else."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
+        warnings.filterwarnings("ignore", message=".*projections is not supported with oneDNN.*")
+        yield
+
+
+def _tensors(value: Any) -> list[Any]:
+    """Every tensor of a (nested) model output, in order; a PackedSequence counts as its padded data."""
+    import torch
+    from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+    if isinstance(value, PackedSequence):
+        return [pad_packed_sequence(value, batch_first=True)[0]]
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tensors(item)]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _tensors(item)]
+    return []
+
+
+def _numpy(tensor: Any) -> np.ndarray:
+    return tensor.detach().to("cpu").double().numpy()
+
+
+def _compare(reference: list[np.ndarray], traced: list[np.ndarray]) -> tuple[float, bool]:
+    """(max |difference| over every tensor, whether each is within tolerance of its size)."""
+    if len(reference) != len(traced) or not reference:
+        return math.inf, False
+    errors = [output_error(r, t) for r, t in zip(reference, traced, strict=True)]
+    ok = all(output_matches(e, r) for e, r in zip(errors, reference, strict=True))
+    return max(errors), ok
+
+
+def _result(label: str, error: float, ok: bool, detail: str = "") -> Verification:
+    return Verification("model", label, error if math.isfinite(error) else None, "ok" if ok else "bad", detail)
+
+
+def verify_user_model(model: Any, captured: CapturedCall, *, verify: bool = True) -> Verification:
+    """Run the user's model again, plainly, on the traced call's arguments, and compare every output.
+
+    Raises VerificationError (unless `verify` is false) when the traced run's output is not the
+    model's own.
+    """
+    import torch
+
+    if captured.args is None or not captured.done:
+        return Verification("model", YOUR_MODEL, None, "not-checked", "the model was not called as a whole")
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), _quiet():
+            plain = model(*captured.args, **captured.kwargs)
+    except Exception as error:  # noqa: BLE001 - the user's code; the traced call of it worked
+        return Verification("model", YOUR_MODEL, None, "not-checked",
+                            f"your model failed when run again: {type(error).__name__}")
+    finally:
+        model.train(was_training)
+    reference = [_numpy(t) for t in _tensors(plain)]
+    traced = [_numpy(t) for t in _tensors(captured.output)]
+    error, ok = _compare(reference, traced)
+    detail = "" if len(reference) == len(traced) else (
+        f"your model returned {len(reference)} tensors, the traced run {len(traced)}")
+    result = _result(YOUR_MODEL, error, ok, detail)
+    if not ok and verify:
+        shown = f"differs by {error:.2e}" if math.isfinite(error) else "has another shape"
+        raise VerificationError(
+            f"the traced run's output {shown} from your model's own output (tolerance {OUTPUT_TOLERANCE:.0e} of "
+            "its size); rerun with --no-verify to see the trace anyway"
+        )
+    return result
+
+
+# -- TorchScript -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ArchiveReference:
+    """The archive's own outputs on the sample: one per sequence when lengths differ, else one batch."""
+
+    outputs: list[np.ndarray]
+    per_sequence: bool
+
+
+def _sample_tensor(sample: Any, device: str, dtype: Any) -> Any:
+    import torch
+
+    if sample.kind == "tokens":
+        return torch.as_tensor(np.asarray(sample.values), dtype=torch.int64, device=device)
+    return torch.as_tensor(np.asarray(sample.values, dtype=np.float32), device=device).to(dtype)
+
+
+def _unequal(sample: Any) -> list[int] | None:
+    lengths = getattr(sample, "lengths", None)
+    if lengths is None:
+        return None
+    values = [int(v) for v in np.asarray(lengths).tolist()]
+    return values if len(set(values)) > 1 else None
+
+
+def _archive_batch_first(scripted: Any, rnn_name: str) -> bool:
+    module = scripted
+    for part in rnn_name.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return True
+    return bool(getattr(module, "batch_first", True))
+
+
+def _run_archive(scripted: Any, x: Any, batch_first: bool) -> np.ndarray:
+    import torch
+
+    with torch.no_grad(), _quiet():
+        out = scripted(x if batch_first else x.transpose(0, 1))
+    tensors = _tensors(out)
+    if not tensors:
+        raise TypeError(f"it returned {type(out).__name__}, not a tensor")
+    first = tensors[0]
+    if not batch_first and first.dim() == 3:
+        first = first.transpose(0, 1)
+    return _numpy(first)
+
+
+def archive_reference(loaded: Any, sample: Any) -> ArchiveReference:
+    """Run the TorchScript archive itself on the sample (each sequence at its own length when they differ)."""
+    import torch
+
+    scripted = loaded.scripted
+    dtype = next((p.dtype for p in scripted.parameters() if p.is_floating_point()), torch.float32)
+    x = _sample_tensor(sample, loaded.device, dtype)
+    batch_first = _archive_batch_first(scripted, loaded.model.lstmviz_rnn)
+    lengths = _unequal(sample)
+    try:
+        if lengths is None:
+            return ArchiveReference([_run_archive(scripted, x, batch_first)], per_sequence=False)
+        return ArchiveReference(
+            [_run_archive(scripted, x[b : b + 1, :n], batch_first) for b, n in enumerate(lengths)], per_sequence=True
+        )
+    except Exception as error:  # noqa: BLE001 - the archive's own code
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"the TorchScript archive failed on the sample ({sample.description}): {first}") from None
+
+
+def _against(reference: ArchiveReference, output: np.ndarray | None) -> tuple[float, bool]:
+    """Compare a (batch-major) model output with the archive's, sequence by sequence when lengths differ."""
+    if output is None:
+        return math.inf, False
+    output = np.asarray(output, dtype=np.float64)
+    if not reference.per_sequence:
+        ref = reference.outputs[0]
+        error = output_error(ref, output)
+        return error, output_matches(error, ref)
+    worst, ok = 0.0, True
+    for b, ref in enumerate(reference.outputs):
+        ref_b, out_b = ref[0], output[b]
+        if out_b.shape != ref_b.shape and out_b.ndim == ref_b.ndim and out_b.ndim >= 1 and \
+                out_b.shape[1:] == ref_b.shape[1:] and out_b.shape[0] > ref_b.shape[0]:
+            out_b = out_b[: ref_b.shape[0]]  # padded steps past this sequence's length
+        error = output_error(ref_b, out_b)
+        worst, ok = max(worst, error), ok and output_matches(error, ref_b)
+    return worst, ok
+
+
+def _rebuild_output(loaded: Any, sample: Any) -> np.ndarray:
+    import torch
+
+    model = loaded.model
+    x = _sample_tensor(sample, loaded.device, next((p.dtype for p in model.parameters()), torch.float32))
+    lengths = _unequal(sample)
+    with torch.no_grad(), _quiet():
+        out = model(x, lengths=torch.as_tensor(lengths)) if lengths is not None else model(x)
+    return _numpy(out)
+
+
+def _shape_text(reference: ArchiveReference) -> str:
+    return str(tuple(reference.outputs[0].shape))
+
+
+def check_archive(loaded: Any, sample: Any, *, verify: bool = True) -> ArchiveReference:
+    """Before tracing: the rebuild must reproduce the archive's output on the sample.
+
+    A head whose wiring the checkpoint does not declare gets the wiring that reproduces the
+    archive (recorded as source "archive"). Raises CheckpointError with one line when no wiring
+    does (unless `verify` is false), naming what to pass instead.
+    """
+    from lstmviz_cli.provenance import HeadInfo
+
+    reference = archive_reference(loaded, sample)
+    model = loaded.model
+    info = loaded.info
+    head: HeadInfo | None = info.head
+    declared = head is not None and head.source in ("option", "metadata")
+    candidates = [head.wiring] if head is None or declared else [head.wiring] + [
+        w for w in HEAD_WIRINGS if w != head.wiring]
+    tried: list[tuple[str, float, np.ndarray]] = []
+    for wiring in candidates:
+        model.lstmviz_head_on = wiring
+        output = _rebuild_output(loaded, sample)
+        error, ok = _against(reference, output)
+        tried.append((wiring, error, output))
+        if ok:
+            if head is not None and not declared and (wiring != head.wiring or head.source == "default"):
+                loaded.info = dataclasses.replace(info, head=dataclasses.replace(head, wiring=wiring, source="archive"))
+            return reference
+    wiring, error, output = min(tried, key=lambda item: item[1])
+    model.lstmviz_head_on = wiring
+    if not verify:
+        return reference
+    name = info.name
+    if math.isfinite(error):
+        what = f"the archive's own output differs from its rebuild from weights by {error:.2e}"
+        if head is not None and not declared:
+            what += f" (head {head.describe()} tried on {', '.join(candidates)})"
+    else:
+        rebuilt = str(tuple(output.shape[1:] if reference.per_sequence else output.shape))
+        what = (f"the archive returns {_shape_text(reference)} but its rebuild from weights "
+                f"{rebuilt}" + (f" ({info.head_note})" if head is None and info.head_note else ""))
+    raise CheckpointError(
+        f"{name!r} (TorchScript): {what}: its code does something a rebuild from its weights does not reproduce; "
+        "pass --model-class with the eager class (file.py:Class) to trace the model as it runs, or "
+        "--recurrent-only to trace the recurrent layers alone with the sample as their direct input"
+    )
+
+
+def verify_archive(reference: ArchiveReference, trace: Any, *, verify: bool = True) -> Verification:
+    """After tracing: the traced run's output against the archive's own."""
+    error, ok = _against(reference, getattr(trace, "output", None))
+    result = _result(ARCHIVE, error, ok)
+    if not ok and verify:
+        raise VerificationError(
+            f"the traced run's output differs from the TorchScript archive's own output by {error:.2e}; "
+            "rerun with --no-verify to see the trace anyway"
+        )
+    return result

@@ -129,8 +129,8 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
     """
-    from lstmviz_cli._forwardargs import parse_forward_args
     from lstmviz_cli import endtoend
+    from lstmviz_cli._forwardargs import parse_forward_args
     from lstmviz_cli.checkpoint import load_checkpoint
     from lstmviz_cli.inputs import load_sample, parse_memory_size
     from lstmviz_cli.tracing import trace_sample

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.baseline import python_loop_trace  # noqa: E402
-from lstmviz_cli import tracing  # noqa: E402
+from lstmviz_cli.tracing import tracer as tracing  # noqa: E402
 
 
 @dataclass(frozen=True)

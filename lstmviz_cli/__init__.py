@@ -12,17 +12,17 @@ __version__ = "0.1.0"
 __all__ = ["Trace", "LayerTrace", "trace", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lstmviz_cli.tracedata import LayerTrace, Trace
-    from lstmviz_cli.tracing import trace
+    from lstmviz_cli.tracing.records import LayerTrace, Trace
+    from lstmviz_cli.tracing.tracer import trace
 
 
 def __getattr__(name: str) -> Any:
     if name == "trace":
-        from lstmviz_cli.tracing import trace
+        from lstmviz_cli.tracing.tracer import trace
 
         return trace
     if name in ("Trace", "LayerTrace"):
-        from lstmviz_cli import tracedata
+        from lstmviz_cli.tracing import records as tracedata
 
         return getattr(tracedata, name)
     raise AttributeError(f"module 'lstmviz_cli' has no attribute {name!r}")

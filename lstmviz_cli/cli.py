@@ -133,7 +133,7 @@ NoVerifyOpt = Annotated[
 
 
 def _load_options(**kwargs):  # noqa: ANN202 - returns pipeline.LoadOptions, imported lazily
-    from lstmviz_cli.pipeline import LoadOptions
+    from lstmviz_cli.commands.pipeline import LoadOptions
 
     return LoadOptions(**kwargs)
 
@@ -168,7 +168,7 @@ def trace_command(
 
     Example: lstmviz trace sample_models/charlm.pt -o trace.npz --json trace.json
     """
-    from lstmviz_cli import pipeline
+    from lstmviz_cli.commands import pipeline
 
     options = _load_options(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
@@ -255,7 +255,7 @@ def report_command(
 
     Batch example: lstmviz report sample_models/*.pt --out-dir reports/ --jobs 2
     """
-    from lstmviz_cli import pipeline
+    from lstmviz_cli.commands import pipeline
 
     if jobs is not None and jobs < 1:
         raise InputError(f"--jobs {jobs} must be at least 1")
@@ -274,7 +274,7 @@ def report_command(
         saliency_step=saliency_step, memory_probe=memory_probe,
     )
     if out_dir is not None or len(checkpoints) > 1:
-        from lstmviz_cli import batch
+        from lstmviz_cli.commands import batch
 
         rows, index = batch.run_batch_command(checkpoints, options, view, out_dir=out_dir, jobs=jobs or 1,
                                               json_path=json_path, force=force)
@@ -333,7 +333,8 @@ def figures_command(
 
     Example: lstmviz figures sample_models/*.pt -o figs/ --format pdf --width double --jobs 2
     """
-    from lstmviz_cli import export, pipeline
+    from lstmviz_cli.commands import pipeline
+    from lstmviz_cli.render import paper as export
 
     options = _load_options(
         checkpoint=Path("."), input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
@@ -398,7 +399,7 @@ def check_command(
 
     Example: lstmviz check sample_models/charlm.pt --max-saturated 0.9 --junit check.xml --report report.html
     """
-    from lstmviz_cli import check, pipeline
+    from lstmviz_cli.commands import check, pipeline
 
     flags = {"max_saturated": max_saturated, "max_dead_units": max_dead_units,
              "min_memory_horizon": min_memory_horizon, "max_verify_error": max_verify_error, "fail_on": fail_on}
@@ -451,7 +452,7 @@ def diff_command(
 
     Example: lstmviz diff epoch1.pt epoch10.pt -o diff.html
     """
-    from lstmviz_cli import diff, pipeline
+    from lstmviz_cli.commands import diff, pipeline
 
     options = _load_options(
         checkpoint=before, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,

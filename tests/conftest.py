@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lstmviz_cli.checkpoint import LoadedModel
-from lstmviz_cli.inputs import SampleInput
-from lstmviz_cli.pipeline import Run
-from lstmviz_cli.tracedata import LayerTrace, ModelInfo, RecurrentConfig, Trace
+from lstmviz_cli.commands.pipeline import Run
+from lstmviz_cli.loading.checkpoint import LoadedModel
+from lstmviz_cli.loading.inputs import SampleInput
+from lstmviz_cli.tracing.records import LayerTrace, ModelInfo, RecurrentConfig, Trace
 
 HOSTILE = '<script>alert(1)</script></script></svg>"\'&\u202eevil\u202c\U0001f600\x07'
 
@@ -190,6 +190,6 @@ def hostile_run() -> Run:
 
 def stand_in_analysis(trace: Trace) -> Any:
     """The analysis contract (gate_stats, prediction) from the real analysis module when present."""
-    from lstmviz_cli.analysis import analyze_trace
+    from lstmviz_cli.analysis.records import analyze_trace
 
     return analyze_trace(trace)

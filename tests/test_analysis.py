@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lstmviz_cli.analysis import (
+from lstmviz_cli.analysis.records import (
     SaliencyResult,
     Thresholds,
     analyze_trace,
@@ -22,10 +22,10 @@ from lstmviz_cli.analysis import (
     state_trajectories,
     thresholds_from_view,
 )
+from lstmviz_cli.analysis.textfeatures import text_features
+from lstmviz_cli.commands.pipeline import ViewOptions
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.pipeline import ViewOptions
-from lstmviz_cli.textfeatures import text_features
-from lstmviz_cli.tracedata import ModelInfo
+from lstmviz_cli.tracing.records import ModelInfo
 from tests.analysis_helpers import lstm_layer, make_trace
 
 QUOTED = 'He said "no way" and left (fast). She said "yes [really]" twice.\n"Go," he said.'
@@ -306,25 +306,25 @@ def test_anchor_ids_are_html_safe() -> None:
 def _render(run, analysis) -> str:  # noqa: ANN001 - pipeline.Run and Analysis
     import jinja2
 
-    from lstmviz_cli.analysis_view import analysis_context
+    from lstmviz_cli.page.analysis_view import analysis_context
 
     root = __import__("pathlib").Path(__file__).resolve().parents[1] / "templates"
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(root), autoescape=True, undefined=jinja2.StrictUndefined
     )
-    from lstmviz_cli.figurejobs import resolve
+    from lstmviz_cli.render.jobs import resolve
 
     return env.get_template("_analysis.html.j2").render(analysis_ctx=resolve(analysis_context(run, analysis, None)))
 
 
 def _analyze(run):  # noqa: ANN001, ANN202
-    from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.analysis.records import analyze_run
 
     return analyze_run(run, ViewOptions())
 
 
 def test_view_sections_toc_and_anchors(lstm_run) -> None:  # noqa: ANN001
-    from lstmviz_cli.analysis_view import analysis_context
+    from lstmviz_cli.page.analysis_view import analysis_context
 
     analysis = _analyze(lstm_run)
     ctx = analysis_context(lstm_run, analysis, None)
@@ -357,7 +357,7 @@ def test_view_is_deterministic(gru_run) -> None:  # noqa: ANN001
 
 
 def test_view_names_both_directions(bilstm_run) -> None:  # noqa: ANN001
-    from lstmviz_cli.analysis_view import trajectories_section
+    from lstmviz_cli.page.analysis_view import trajectories_section
 
     section = trajectories_section(_analyze(bilstm_run))
     assert [f["id"] for f in section["figures"]] == [
@@ -367,9 +367,9 @@ def test_view_names_both_directions(bilstm_run) -> None:  # noqa: ANN001
 
 
 def test_view_shows_text_units_with_highlighting() -> None:
-    from lstmviz_cli.analysis_view import analysis_context
-    from lstmviz_cli.inputs import SampleInput
-    from lstmviz_cli.pipeline import Run
+    from lstmviz_cli.commands.pipeline import Run
+    from lstmviz_cli.loading.inputs import SampleInput
+    from lstmviz_cli.page.analysis_view import analysis_context
 
     trace = _quote_trace()
     sample = SampleInput(values=np.zeros((1, len(QUOTED)), dtype=np.int64), kind="tokens", labels=list(QUOTED),
@@ -387,8 +387,8 @@ def test_view_shows_text_units_with_highlighting() -> None:
 
 
 def test_figures_bounded_for_long_sequences() -> None:
-    from lstmviz_cli._mpl import to_svg
-    from lstmviz_cli.figures_analysis import plot_saliency, plot_trajectories
+    from lstmviz_cli.render.figures_analysis import plot_saliency, plot_trajectories
+    from lstmviz_cli.render.mpl import to_svg
 
     rng = np.random.default_rng(0)
     sizes = []
@@ -401,8 +401,8 @@ def test_figures_bounded_for_long_sequences() -> None:
 
 
 def test_plain_rnn_trace_has_no_gates_but_still_a_report() -> None:
-    from lstmviz_cli.analysis_view import analysis_context
-    from lstmviz_cli.tracedata import LayerTrace, RecurrentConfig
+    from lstmviz_cli.page.analysis_view import analysis_context
+    from lstmviz_cli.tracing.records import LayerTrace, RecurrentConfig
 
     rng = np.random.default_rng(0)
     series = {"a": rng.normal(size=(1, 15, 4)).astype(np.float32)}
@@ -418,7 +418,7 @@ def test_plain_rnn_trace_has_no_gates_but_still_a_report() -> None:
 
 def test_chunked_reductions_match_whole_array_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Long traces are reduced in float64 chunks; the answers are those of one float64 pass."""
-    from lstmviz_cli import analysis
+    from lstmviz_cli.analysis import records as analysis
 
     monkeypatch.setattr(analysis, "CHUNK_ROWS", 7)  # many chunks, the last one short
     rows = np.random.default_rng(5).standard_normal((100, 6)).astype(np.float32) * 3 + 1
@@ -443,8 +443,8 @@ def test_chunked_reductions_match_whole_array_numpy(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.parametrize("window_start", [0, 150])
 def test_saliency_figure_marks_the_step_and_zooms_on_a_window(window_start: int) -> None:
-    from lstmviz_cli.analysis import SaliencyResult
-    from lstmviz_cli.figures_analysis import plot_saliency
+    from lstmviz_cli.analysis.records import SaliencyResult
+    from lstmviz_cli.render.figures_analysis import plot_saliency
 
     values = np.linspace(0.1, 1.0, 200)
     values[:window_start] = np.nan

@@ -9,8 +9,8 @@ import pytest
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import sample
 
-from lstmviz_cli import batch, pipeline
 from lstmviz_cli.cli import main
+from lstmviz_cli.commands import batch, pipeline
 from lstmviz_cli.errors import InputError
 
 

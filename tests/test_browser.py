@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import HOSTILE, TEXT, make_run, numpy_trace
 
-from lstmviz_cli.pipeline import ViewOptions
+from lstmviz_cli.commands.pipeline import ViewOptions
 
 pytestmark = pytest.mark.browser
 
@@ -42,8 +42,8 @@ def run_chromium(page: Path, profile: Path, *extra: str) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from lstmviz_cli.analysis import analyze_run
-    from lstmviz_cli.report import render_report
+    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.page.report import render_report
 
     root = tmp_path_factory.mktemp("browser")
     tokens = [HOSTILE, MARKER, "</script>", "<b>x</b>", '"', "\u05e9\u05dc\u05d5\u05dd", "\x00", "a", "b"]

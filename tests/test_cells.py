@@ -17,10 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from lstmviz_cli import cells
-from lstmviz_cli.cells import record_custom_cells, trace_custom, trace_custom_cells
 from lstmviz_cli.errors import ModelError, VerificationError
-from lstmviz_cli.tracedata import LayerTrace
+from lstmviz_cli.tracing import cells
+from lstmviz_cli.tracing.cells import record_custom_cells, trace_custom, trace_custom_cells
+from lstmviz_cli.tracing.records import LayerTrace
 
 ROOT = Path(__file__).resolve().parents[1]
 THIS = Path(__file__).name

@@ -11,9 +11,10 @@ import pytest
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import junit_schema, sample, write_pinned_forget
 
-from lstmviz_cli import pipeline
-from lstmviz_cli.analysis import SaliencyResult, analyze_run
-from lstmviz_cli.check import (
+from lstmviz_cli.analysis.records import SaliencyResult, analyze_run
+from lstmviz_cli.cli import main
+from lstmviz_cli.commands import pipeline
+from lstmviz_cli.commands.check import (
     CheckConfig,
     evaluate,
     parse_dead_limit,
@@ -21,7 +22,6 @@ from lstmviz_cli.check import (
     to_json,
     to_junit,
 )
-from lstmviz_cli.cli import main
 from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
 
 VIEW = pipeline.ViewOptions()
@@ -271,7 +271,7 @@ def test_cli_report_from_the_same_trace(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_summary_table_exact_output() -> None:
     from rich.console import Console
 
-    from lstmviz_cli.check import summary_table
+    from lstmviz_cli.commands.check import summary_table
 
     console = Console(width=90, record=True, color_system=None)
     console.print(summary_table([_evaluate(_pinned_run())]))

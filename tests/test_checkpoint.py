@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from lstmviz_cli.checkpoint import load_checkpoint, recurrent_configs, resolve_device
 from lstmviz_cli.errors import CheckpointError, LstmvizError, ModelError
-from lstmviz_cli.tracedata import RecurrentConfig
+from lstmviz_cli.loading.checkpoint import load_checkpoint, recurrent_configs, resolve_device
+from lstmviz_cli.tracing.records import RecurrentConfig
 
 META = {"vocab": fx.VOCAB, "task": "char-lm", "input_format": "text", "sample_input": "abc", "description": "tiny"}
 
@@ -370,7 +370,7 @@ SAMPLE_FILES = {
 def test_sample_models_load_and_match_their_classes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if not (SAMPLES / name).is_file():
         pytest.skip(f"sample_models/{name} not built")
-    from lstmviz_cli.inputs import load_sample
+    from lstmviz_cli.loading.inputs import load_sample
 
     loaded = load_checkpoint(SAMPLES / name, **SAMPLE_FILES[name])
     sample = load_sample(loaded)

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstmviz_cli import __version__, pipeline
+from lstmviz_cli import __version__
 from lstmviz_cli.cli import main
+from lstmviz_cli.commands import pipeline
 from lstmviz_cli.errors import CheckpointError
 
 BIN = Path(sys.executable).parent

@@ -12,10 +12,10 @@ import pytest
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import sample, write_scaled
 
-from lstmviz_cli import pipeline
-from lstmviz_cli.analysis import analyze_run
+from lstmviz_cli.analysis.records import analyze_run
 from lstmviz_cli.cli import main
-from lstmviz_cli.diff import (
+from lstmviz_cli.commands import pipeline
+from lstmviz_cli.commands.diff import (
     architecture_difference,
     compare_units,
     compare_weights,

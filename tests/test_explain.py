@@ -36,7 +36,7 @@ from lstmviz_cli.explain.significance import (  # noqa: E402
     unit_significance,
 )
 from lstmviz_cli.explain.timescales import forget_timescales, timescale  # noqa: E402
-from lstmviz_cli.tracedata import LayerTrace, RecurrentConfig, Trace  # noqa: E402
+from lstmviz_cli.tracing.records import LayerTrace, RecurrentConfig, Trace  # noqa: E402
 
 METHODS = [contextual_decomposition, layerwise_relevance]
 
@@ -244,8 +244,8 @@ def test_decompositions_refuse_models_they_cannot_split_exactly() -> None:
 
 @pytest.fixture(scope="module")
 def digitsum():
-    from lstmviz_cli.checkpoint import load_checkpoint
-    from lstmviz_cli.inputs import load_sample
+    from lstmviz_cli.loading.checkpoint import load_checkpoint
+    from lstmviz_cli.loading.inputs import load_sample
 
     loaded = load_checkpoint("sample_models/digitsum.pt")
     return loaded, load_sample(loaded)
@@ -263,8 +263,8 @@ def test_digitsum_decompositions_put_the_two_summed_digits_on_top(method, digits
 
 @pytest.mark.parametrize("method", METHODS)
 def test_gru_digitsum_decompositions_put_the_two_summed_digits_on_top(method) -> None:
-    from lstmviz_cli.checkpoint import load_checkpoint
-    from lstmviz_cli.inputs import load_sample
+    from lstmviz_cli.loading.checkpoint import load_checkpoint
+    from lstmviz_cli.loading.inputs import load_sample
 
     loaded = load_checkpoint("sample_models/gru_digitsum.safetensors")
     result = method(loaded.model, load_sample(loaded).values)
@@ -360,10 +360,10 @@ def test_a_feature_equal_to_a_unit_is_significant_and_noise_is_not() -> None:
 
 @pytest.fixture(scope="module")
 def charlm():
-    from lstmviz_cli.checkpoint import load_checkpoint
-    from lstmviz_cli.inputs import load_sample
-    from lstmviz_cli.textfeatures import text_features
-    from lstmviz_cli.tracing import trace_sample
+    from lstmviz_cli.analysis.textfeatures import text_features
+    from lstmviz_cli.loading.checkpoint import load_checkpoint
+    from lstmviz_cli.loading.inputs import load_sample
+    from lstmviz_cli.tracing.tracer import trace_sample
 
     loaded = load_checkpoint("sample_models/charlm.pt")
     sample = load_sample(loaded)

@@ -11,11 +11,12 @@ import pytest
 from conftest import make_run, numpy_trace
 from conftest_papers import sample
 
-from lstmviz_cli import export, pipeline
-from lstmviz_cli._mpl import new_figure
-from lstmviz_cli.analysis import analyze_run
+from lstmviz_cli.analysis.records import analyze_run
 from lstmviz_cli.cli import main
+from lstmviz_cli.commands import pipeline
 from lstmviz_cli.errors import InputError, OutputError
+from lstmviz_cli.render import paper as export
+from lstmviz_cli.render.mpl import new_figure
 
 pypdf = pytest.importorskip("pypdf")
 VIEW = pipeline.ViewOptions()

@@ -8,12 +8,12 @@ import jinja2
 import numpy as np
 import pytest
 
-from lstmviz_cli import figurejobs
-from lstmviz_cli.figurejobs import job, render_jobs, resolve
+from lstmviz_cli.render import jobs as figurejobs
+from lstmviz_cli.render.jobs import job, render_jobs, resolve
 
 
 def _line(values: list[float], title: str):  # noqa: ANN202 - a matplotlib Figure
-    from lstmviz_cli._mpl import new_figure
+    from lstmviz_cli.render.mpl import new_figure
 
     fig = new_figure(3, 2)
     ax = fig.add_subplot()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import HOSTILE, numpy_trace
 
-from lstmviz_cli import figures
-from lstmviz_cli._mpl import to_svg
-from lstmviz_cli.figures import HeatPanel
+from lstmviz_cli.render import figures
+from lstmviz_cli.render.figures import HeatPanel
+from lstmviz_cli.render.mpl import to_svg
 
 
 def test_bin_time_means_per_bin() -> None:

@@ -15,16 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from lstmviz_cli.checkpoint import LoadedModel, load_checkpoint, recurrent_configs
 from lstmviz_cli.cli import main
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.inputs import (
+from lstmviz_cli.loading.checkpoint import LoadedModel, load_checkpoint, recurrent_configs
+from lstmviz_cli.loading.inputs import (
     default_memory_budget,
     estimate_trace_bytes,
     load_sample,
     parse_memory_size,
 )
-from lstmviz_cli.tracedata import RecurrentConfig
+from lstmviz_cli.tracing.records import RecurrentConfig
 
 FEATURE_SAMPLE = [[0.5, -1.0, 2.0], [0.25, 0.0, 1.0]]
 
@@ -338,7 +338,7 @@ def test_npz_lengths_mark_unequal_sequences(feature_model: LoadedModel, tmp_path
 
 
 def test_estimate_equals_the_real_trace_size(tmp_path: Path) -> None:
-    from lstmviz_cli.tracing import trace_sample
+    from lstmviz_cli.tracing.tracer import trace_sample
 
     torch.manual_seed(0)
     lstm = nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, batch_first=True)
@@ -354,6 +354,6 @@ def test_data_contracts_import_without_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, lstmviz_cli.checkpoint, lstmviz_cli.inputs, lstmviz_cli._sniff; print('torch' in sys.modules)"
+    code = "import sys, lstmviz_cli.loading.checkpoint, lstmviz_cli.loading.inputs, lstmviz_cli.loading.sniff; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"  # later stages import LoadedModel / SampleInput freely

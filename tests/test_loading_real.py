@@ -22,11 +22,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from lstmviz_cli import _unpickle
-from lstmviz_cli.checkpoint import load_checkpoint
 from lstmviz_cli.cli import main
 from lstmviz_cli.errors import CheckpointError, UnsafeCheckpointError
-from lstmviz_cli.report import loading_rows
+from lstmviz_cli.loading import standins as _unpickle
+from lstmviz_cli.loading.checkpoint import load_checkpoint
+from lstmviz_cli.page.report import loading_rows
 
 CHARS = list("abcdefgh ")  # 9 tokens
 

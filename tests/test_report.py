@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 from conftest import HOSTILE, TEXT, make_run, numpy_trace
 
+from lstmviz_cli.commands.pipeline import Run, ViewOptions
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.pipeline import Run, ViewOptions
-from lstmviz_cli.report import environment, render_report, resolve_view
+from lstmviz_cli.page.report import environment, render_report, resolve_view
 
 SECTIONS = ("summary", "architecture", "cell", "unrolled", "heatmaps", "weights", "gate-plots")
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def render(run: Run, **view: object) -> str:
-    from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.analysis.records import analyze_run
 
     options = ViewOptions(**view)
     return render_report(run, analyze_run(run, options), options)
@@ -32,7 +32,7 @@ def render(run: Run, **view: object) -> str:
 @pytest.fixture
 def core_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip the analysis engineer's sections (tested in their files) where a test checks only ours."""
-    from lstmviz_cli import report
+    from lstmviz_cli.page import report
 
     monkeypatch.setattr(report, "_analysis_context", lambda run, analysis, view: None)
 
@@ -68,7 +68,7 @@ def test_every_section_is_present_with_real_numbers(lstm_html: str) -> None:
 
 
 def test_cell_values_are_the_analysis_means(core_only: None) -> None:
-    from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.analysis.records import analyze_run
 
     trace = numpy_trace("LSTM", steps=8, hidden_size=3)
     run = make_run(trace)
@@ -88,7 +88,7 @@ def test_at_step_writes_that_steps_values(core_only: None) -> None:
 
 
 def test_token_highlighting_colours_by_the_unit(core_only: None) -> None:
-    from lstmviz_cli.highlight import LEVELS
+    from lstmviz_cli.render.highlight import LEVELS
 
     trace = numpy_trace("LSTM", steps=len(TEXT), hidden_size=6)
     html = render(make_run(trace, text=TEXT))
@@ -145,7 +145,7 @@ def test_tolerates_a_minimal_analysis(lstm_run: Run, monkeypatch: pytest.MonkeyP
     """Without the analysis module's view (or with an analysis lacking optional parts) sections are omitted."""
     from types import SimpleNamespace
 
-    from lstmviz_cli import report
+    from lstmviz_cli.page import report
 
     monkeypatch.setattr(report, "_analysis_context", lambda run, analysis, view: None)
     html = render_report(lstm_run, SimpleNamespace(gate_stats=[], prediction=None), ViewOptions())
@@ -289,7 +289,7 @@ def test_templates_found_in_the_package_when_installed(tmp_path: Path, monkeypat
     """A wheel ships templates/ as lstmviz_cli/templates (force-include); the editable checkout uses the repo's."""
     import importlib.resources
 
-    from lstmviz_cli import report
+    from lstmviz_cli.page import report
 
     assert report.templates_dir() == ROOT / "templates"
     for name in re.findall(r'include "([^"]+)"', (ROOT / "templates" / "report.html.j2").read_text()):
@@ -311,8 +311,8 @@ def test_byte_identical_across_processes(tmp_path: Path) -> None:
     script = (
         "import sys; sys.path.insert(0, 'tests');"
         "from conftest import numpy_trace, make_run, TEXT;"
-        "from lstmviz_cli.pipeline import ViewOptions; from lstmviz_cli.analysis import analyze_run;"
-        "from lstmviz_cli.report import render_report;"
+        "from lstmviz_cli.commands.pipeline import ViewOptions; from lstmviz_cli.analysis.records import analyze_run;"
+        "from lstmviz_cli.page.report import render_report;"
         "run = make_run(numpy_trace('LSTM', steps=len(TEXT), hidden_size=4, num_layers=2, bidirectional=True), text=TEXT);"
         "v = ViewOptions(); sys.stdout.write(render_report(run, analyze_run(run, v), v, workers=int(sys.argv[1])))"
     )

@@ -8,12 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from lstmviz_cli.analysis import analyze_run, memory_horizon  # noqa: E402
-from lstmviz_cli.checkpoint import LoadedModel  # noqa: E402
-from lstmviz_cli.inputs import SampleInput  # noqa: E402
-from lstmviz_cli.pipeline import Run, ViewOptions  # noqa: E402
-from lstmviz_cli.saliency import compute_saliency, memory_probe  # noqa: E402
-from lstmviz_cli.tracedata import ModelInfo  # noqa: E402
+from lstmviz_cli.analysis.records import analyze_run, memory_horizon  # noqa: E402
+from lstmviz_cli.commands.pipeline import Run, ViewOptions  # noqa: E402
+from lstmviz_cli.explain.saliency import compute_saliency, memory_probe  # noqa: E402
+from lstmviz_cli.loading.checkpoint import LoadedModel  # noqa: E402
+from lstmviz_cli.loading.inputs import SampleInput  # noqa: E402
+from lstmviz_cli.tracing.records import ModelInfo  # noqa: E402
 
 
 class FirstStepOnly(nn.Module):
@@ -119,7 +119,7 @@ class TokenStack(nn.Module):
 
 def test_a_saliency_window_is_exact_for_the_steps_it_covers() -> None:
     """Over budget, only the last steps are differentiated, with the same gradients as the full pass."""
-    from lstmviz_cli.saliency import saliency_bytes_per_step
+    from lstmviz_cli.explain.saliency import saliency_bytes_per_step
 
     model = TokenStack().eval()
     tokens = np.random.default_rng(0).integers(0, 7, size=(1, 300))
@@ -155,7 +155,7 @@ def test_memory_probe_remembering_vs_forgetting_stack() -> None:
 
 
 def _run(model: nn.Module, values: np.ndarray, kind: str) -> Run:
-    from lstmviz_cli.tracing import trace_sample
+    from lstmviz_cli.tracing.tracer import trace_sample
 
     info = ModelInfo(name="m.pt", path="m.pt", format="state_dict", size_bytes=1, n_params=1, device="cpu",
                      task="classification", output_labels=tuple("abcde"))
@@ -221,7 +221,7 @@ SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "sample_mo
 
 
 def _sample_analysis(name: str, **view: object):  # noqa: ANN202
-    from lstmviz_cli.pipeline import LoadOptions, load_and_trace
+    from lstmviz_cli.commands.pipeline import LoadOptions, load_and_trace
 
     path = SAMPLES / name
     if not path.is_file():
@@ -297,8 +297,9 @@ def test_cli_long_sequence_report_is_compact_and_windowed(tmp_path, monkeypatch)
     """The T = 100,000 recipe at a size CI affords: float16 trace, saliency window, bounded page."""
     import json
 
-    from lstmviz_cli import pipeline, saliency
     from lstmviz_cli.cli import main
+    from lstmviz_cli.commands import pipeline
+    from lstmviz_cli.explain import saliency
 
     torch.manual_seed(0)
     lstm = nn.LSTM(4, 32, batch_first=True)

@@ -253,7 +253,7 @@ LOADER_CASES = [
 
 @pytest.mark.parametrize(("name", "flags"), LOADER_CASES)
 def test_lstmviz_loader_reads_each_sample(sm: Any, name: str, flags: dict[str, bool]) -> None:
-    from lstmviz_cli.checkpoint import load_checkpoint
+    from lstmviz_cli.loading.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(SAMPLES / name, device="cpu", **flags)
     # Metadata travels with every format (dict keys, sidecar JSON, safetensors header, TorchScript
@@ -279,8 +279,8 @@ def test_lstmviz_loader_reads_each_sample(sm: Any, name: str, flags: dict[str, b
 
 @pytest.mark.parametrize(("name", "flag"), [("digitsum_module.pt", "--trust-pickle"), ("sine.ts.pt", "--trust-torchscript")])
 def test_lstmviz_loader_refuses_code_without_trust(name: str, flag: str) -> None:
-    from lstmviz_cli.checkpoint import load_checkpoint
     from lstmviz_cli.errors import UnsafeCheckpointError
+    from lstmviz_cli.loading.checkpoint import load_checkpoint
 
     with pytest.raises(UnsafeCheckpointError, match=flag):
         load_checkpoint(SAMPLES / name, device="cpu")
@@ -288,7 +288,7 @@ def test_lstmviz_loader_refuses_code_without_trust(name: str, flag: str) -> None
 
 @pytest.mark.parametrize("name", ["fused_cell_digitsum", "loop_lstm_digitsum"])
 def test_lstmviz_loader_builds_custom_cell_models_from_model_class(sm: Any, name: str) -> None:
-    from lstmviz_cli.checkpoint import load_checkpoint
+    from lstmviz_cli.loading.checkpoint import load_checkpoint
 
     ckpt = _dict_checkpoint(f"{name}.pt")
     loaded = load_checkpoint(SAMPLES / f"{name}.pt", device="cpu", model_class=str(ROOT / ckpt["model_class"]))

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from lstmviz_cli.checkpoint import load_checkpoint
 from lstmviz_cli.cli import main
 from lstmviz_cli.errors import CheckpointError, LstmvizError, UnsafeCheckpointError
+from lstmviz_cli.loading.checkpoint import load_checkpoint
 
 ENV = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstmviz_cli.errors import InputError
-from lstmviz_cli.textfeatures import (
+from lstmviz_cli.analysis.textfeatures import (
     FEATURE_DEFINITIONS,
     display_token,
     read_labels_csv,
     step_tokens,
     text_features,
 )
+from lstmviz_cli.errors import InputError
 
 
 def test_features_of_a_known_string() -> None:

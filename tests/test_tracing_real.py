@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from lstmviz_cli._layout import locate_output_axes, to_batch_major
-from lstmviz_cli.analysis import analyze_run
+from lstmviz_cli.analysis.records import analyze_run
 from lstmviz_cli.cli import main
+from lstmviz_cli.commands.pipeline import LoadOptions, ViewOptions, load_and_trace
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.pipeline import LoadOptions, ViewOptions, load_and_trace
+from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 
 TOL = 1e-5
 BIN = Path(sys.executable).parent
@@ -309,7 +309,7 @@ def test_packed_batch_keeps_the_padded_length(models_py: Path, tmp_path: Path) -
     assert analysis.saliency is not None and len(analysis.saliency.values) == 6
     with pytest.raises(InputError, match=r"--saliency-step 7 is padding of sequence 0, which has 6 valid steps of 8"):
         analyze_run(run, ViewOptions(saliency_step=7))
-    from lstmviz_cli import report
+    from lstmviz_cli.page import report
 
     view = report.resolve_view(ViewOptions(steps="4:8"), run)
     assert view.window == (4, 8)
@@ -333,10 +333,10 @@ def test_bare_stack_and_public_trace_pad_to_the_input(tmp_path: Path) -> None:
     assert np.isnan(t["lstm/l0/fwd/c"][:, 6:]).all() and t.output.shape == (2, 8, 4)
     assert trace(lstm, packed)["lstm/l0/fwd/h"].shape == (2, 6, 4)  # nothing says 8: as long as the longest
     np.savez(tmp_path / "b.npz", input=x.numpy(), lengths=np.array([6, 2]))
-    from lstmviz_cli.checkpoint import LoadedModel
-    from lstmviz_cli.inputs import load_sample
-    from lstmviz_cli.tracedata import ModelInfo
-    from lstmviz_cli.tracing import trace_sample
+    from lstmviz_cli.loading.checkpoint import LoadedModel
+    from lstmviz_cli.loading.inputs import load_sample
+    from lstmviz_cli.tracing.records import ModelInfo
+    from lstmviz_cli.tracing.tracer import trace_sample
 
     info = ModelInfo(name="m.pt", path="m.pt", format="state_dict", size_bytes=1, n_params=1, device="cpu")
     loaded = LoadedModel(model=lstm, info=info, meta={"input_size": 3, "input_format": "features"})
@@ -518,7 +518,7 @@ def test_one_step_rnn_is_not_dead_and_check_skips(models_py: Path, tmp_path: Pat
 
 
 def test_cell_loop_is_one_architecture_box(models_py: Path, tmp_path: Path) -> None:
-    from lstmviz_cli.diagrams import architecture_graph, read_path
+    from lstmviz_cli.render.diagrams import architecture_graph, read_path
 
     _, path = _checkpoint(models_py, "CellLoop", tmp_path)
     np.save(tmp_path / "tokens.npy", np.random.default_rng(4).integers(0, 10, 2000))

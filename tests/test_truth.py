@@ -20,10 +20,10 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from lstmviz_cli import pipeline  # noqa: E402
-from lstmviz_cli.analysis import analyze_run  # noqa: E402
+from lstmviz_cli.analysis.records import analyze_run  # noqa: E402
 from lstmviz_cli.cli import main  # noqa: E402
-from lstmviz_cli.provenance import TensorAccounting  # noqa: E402
+from lstmviz_cli.commands import pipeline  # noqa: E402
+from lstmviz_cli.tracing.provenance import TensorAccounting  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 # The tests script models the way users do; torch's own advice to move off TorchScript is not ours.
@@ -621,8 +621,8 @@ def test_hand_written_cell_badge_names_the_recurrence_it_checked(tmp_path: Path,
 
 def test_end_to_end_check_catches_a_traced_output_that_is_not_the_models(models: Any) -> None:
     """The plain rerun is compared tensor by tensor: a difference is reported, and refused by default."""
-    from lstmviz_cli.endtoend import CapturedCall, verify_user_model
     from lstmviz_cli.errors import VerificationError
+    from lstmviz_cli.tracing.endtoend import CapturedCall, verify_user_model
 
     model = _make(models.SeqRegressor)
     x = torch.as_tensor(_features(), dtype=torch.float32)[None]
@@ -640,7 +640,7 @@ def test_end_to_end_check_catches_a_traced_output_that_is_not_the_models(models:
 def test_sample_models_declare_their_wiring_and_place_every_tensor() -> None:
     for name, total, wiring in (("charlm.pt", 11, "all"), ("digitsum.pt", 7, "last"),
                                 ("gru_digitsum.safetensors", 7, "last"), ("sine.pt", 22, "last")):
-        from lstmviz_cli.checkpoint import load_checkpoint
+        from lstmviz_cli.loading.checkpoint import load_checkpoint
 
         info = load_checkpoint(SAMPLES / name).info
         assert info.accounting == TensorAccounting(total=total), name

@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain.attribution import target_label
-from lstmviz_cli.tracedata import LayerTrace, RecurrentConfig, Trace
+from lstmviz_cli.tracing.records import LayerTrace, RecurrentConfig, Trace
 
 _STACKS = (nn.LSTM, nn.GRU, nn.RNN)
 _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
@@ -83,7 +83,7 @@ def call_model(model: nn.Module, x: torch.Tensor, batch_first: bool) -> torch.Te
     PyTorch's notes that are expected here (a projected LSTM runs without oneDNN, a layer's
     weights are not one flat buffer) are not shown, as in the tracer.
     """
-    from lstmviz_cli.saliency import _call
+    from lstmviz_cli.explain.saliency import _call
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*projections is not supported with oneDNN.*")
@@ -93,7 +93,7 @@ def call_model(model: nn.Module, x: torch.Tensor, batch_first: bool) -> torch.Te
 
 def find_stack(model: nn.Module) -> tuple[str, nn.Module]:
     """The model's one nn.LSTM / nn.GRU / nn.RNN, with its trace name; ExplainError otherwise."""
-    from lstmviz_cli.tracing import _module_name
+    from lstmviz_cli.tracing.tracer import _module_name
 
     stacks = [(name, m) for name, m in model.named_modules() if isinstance(m, _STACKS)]
     if any(isinstance(m, _CELLS) for m in model.modules()):
@@ -117,7 +117,7 @@ def traced_run(model: nn.Module, values: np.ndarray, *, batch_first: bool = True
     (checked on the real run, by equality of the tensors passed between the modules), and the
     tracer's own errors (VerificationError, ModelError) when the trace itself fails.
     """
-    from lstmviz_cli.tracing import trace
+    from lstmviz_cli.tracing.tracer import trace
 
     name, stack = find_stack(model)
     if isinstance(stack, nn.RNN):

@@ -73,7 +73,7 @@ class Attribution:
 def target_label(target: int, output_labels: Sequence[str] | None) -> str:
     """How an output index is named: its label (quoted, whitespace made visible) or "output N"."""
     if output_labels is not None and 0 <= target < len(output_labels):
-        from lstmviz_cli.textfeatures import display_token
+        from lstmviz_cli.analysis.textfeatures import display_token
 
         return repr(display_token(str(output_labels[target])))
     return f"output {target}"

@@ -63,9 +63,9 @@ def control_correlations(
     without a defined correlation (constant) are left out. Raises ExplainError (see
     `untrained_copy`) and the tracer's errors.
     """
-    from lstmviz_cli.analysis import rank_units
+    from lstmviz_cli.analysis.records import rank_units
     from lstmviz_cli.explain._run import model_input
-    from lstmviz_cli.tracing import trace
+    from lstmviz_cli.tracing.tracer import trace
 
     fresh = untrained_copy(model, seed)
     x = model_input(fresh, values)

@@ -215,7 +215,7 @@ def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, 
     from torch import nn
     from torch.nn.utils.rnn import PackedSequence
 
-    from lstmviz_cli.tracing import _fused
+    from lstmviz_cli.tracing.tracer import _fused
 
     is_lstm = isinstance(stack, nn.LSTM)
     dirs = 2 if stack.bidirectional else 1

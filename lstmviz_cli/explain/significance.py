@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lstmviz_cli.analysis import UNIT_SERIES, _pearson_matrix, rank_units
-from lstmviz_cli.tracedata import Trace
+from lstmviz_cli.analysis.records import UNIT_SERIES, _pearson_matrix, rank_units
+from lstmviz_cli.tracing.records import Trace
 
 PERMUTATIONS = 2000  # block permutations per feature: the smallest p is features / 2001
 SIGNIFICANCE_LEVEL = 0.05  # family-wise error rate over every unit x feature pair tested

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmviz_cli.analysis import column_means, valid_rows
-from lstmviz_cli.tracedata import Trace
+from lstmviz_cli.analysis.records import column_means, valid_rows
+from lstmviz_cli.tracing.records import Trace
 
 # Histogram bins in steps: [0, 1), [1, 2), [2, 4), ..., [2^15, 2^16), [2^16, inf).
 TIMESCALE_EDGES = np.concatenate([[0.0], 2.0 ** np.arange(0, 17), [np.inf]])

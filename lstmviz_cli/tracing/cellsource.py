@@ -19,7 +19,7 @@ from types import CodeType, FrameType
 import torch
 
 _SKIP_DIRS = (os.path.dirname(torch.__file__) + os.sep,)
-_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # the whole lstmviz_cli package
 
 
 @dataclass(frozen=True)

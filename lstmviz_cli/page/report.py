@@ -22,18 +22,18 @@ from markupsafe import Markup
 
 from lstmviz_cli import __version__
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.figurejobs import FigureJob, job, resolve
-from lstmviz_cli.highlight import (
+from lstmviz_cli.output import GENERATOR_MARKER
+from lstmviz_cli.render.highlight import (
     HighlightBlock,
     highlight_block,
     level_colours,
     top_variance_units,
     visible,
 )
-from lstmviz_cli.output import GENERATOR_MARKER
-from lstmviz_cli.palette import GATE_COLORS
-from lstmviz_cli.provenance import Provenance, describe_run
-from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace, Trace
+from lstmviz_cli.render.jobs import FigureJob, job, resolve
+from lstmviz_cli.render.palette import GATE_COLORS
+from lstmviz_cli.tracing.provenance import Provenance, describe_run
+from lstmviz_cli.tracing.records import GATE_SERIES, SERIES_NAMES, LayerTrace, Trace
 
 DEFAULT_UNITS = 48  # heatmap rows per panel unless --units says otherwise
 DEFAULT_DIAGRAM_STEPS = 20  # unrolled-diagram window unless --steps says otherwise
@@ -53,7 +53,7 @@ def templates_dir() -> Path:
     packaged = importlib.resources.files("lstmviz_cli") / "templates"
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 @functools.lru_cache(maxsize=1)
@@ -213,14 +213,14 @@ def anchor(*parts: str) -> str:
 
 def _dot_svg(graph: Any, prefix: str) -> Markup:
     """A Graphviz diagram as inline SVG, its element ids prefixed so several diagrams share one page."""
-    from lstmviz_cli.diagrams import to_svg
+    from lstmviz_cli.render.diagrams import to_svg
 
     return Markup(to_svg(graph).replace(' id="', f' id="{prefix}-'))
 
 
 def _tokens(run: Any, total: int) -> list[str] | None:
     """One display string per step of batch element 0, when the input is text or labelled tokens."""
-    from lstmviz_cli.textfeatures import step_tokens
+    from lstmviz_cli.analysis.textfeatures import step_tokens
 
     sample = run.sample
     return step_tokens(getattr(sample, "text", None), getattr(sample, "labels", None), total) or (
@@ -271,7 +271,7 @@ def _fmt_bytes(size: int) -> str:
 
 def loading_rows(info: Any) -> list[tuple[str, str]]:
     """Summary rows on where the weights were, how they were stored and what loading skipped."""
-    from lstmviz_cli.pipeline import loading_notes
+    from lstmviz_cli.commands.pipeline import loading_notes
 
     rows = []
     if info.weights_key or info.key_prefix:
@@ -390,7 +390,7 @@ def knowledge_rows(facts: Provenance) -> list[dict[str, Any]]:
 
 
 def architecture_section(run: Any) -> Markup:
-    from lstmviz_cli.diagrams import architecture_graph, read_path
+    from lstmviz_cli.render.diagrams import architecture_graph, read_path
 
     trace: Trace = run.trace
     path = read_path(trace.meta.get("path"), trace.modules)
@@ -398,7 +398,7 @@ def architecture_section(run: Any) -> Markup:
 
 
 def _cell_values(layer: LayerTrace, analysis: Any, rv: ReportView, tokens: list[str] | None) -> Any:
-    from lstmviz_cli.diagrams import CellValues
+    from lstmviz_cli.render.diagrams import CellValues
 
     if rv.at_step is not None:
         t = rv.at_step
@@ -415,7 +415,7 @@ def _cell_values(layer: LayerTrace, analysis: Any, rv: ReportView, tokens: list[
 
 def cell_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | None) -> list[dict[str, Any]]:
     """One cell diagram per selected layer and direction."""
-    from lstmviz_cli.diagrams import cell_graph
+    from lstmviz_cli.render.diagrams import cell_graph
 
     cells = []
     for k, layer in enumerate(rv.layers):
@@ -427,7 +427,7 @@ def cell_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | No
 
 def unrolled_diagram(run: Any, rv: ReportView, tokens: list[str] | None) -> tuple[Any, str]:
     """The unrolled-time Digraph and what shades its cells (shared with `lstmviz figures`)."""
-    from lstmviz_cli.diagrams import UnrolledRow, unrolled_graph
+    from lstmviz_cli.render.diagrams import UnrolledRow, unrolled_graph
 
     start, stop = rv.diagram_window
     steps = range(start, stop)
@@ -472,7 +472,7 @@ def _row_order(layer: LayerTrace, rv: ReportView) -> tuple[list[int], str]:
     """Which hidden units each heatmap shows, in which order, and a sentence saying so."""
     key = "c" if "c" in layer.series else "h"
     values = _sequence(layer, key, rv.window)
-    from lstmviz_cli.figures import order_units, unit_variance
+    from lstmviz_cli.render.figures import order_units, unit_variance
 
     variance = unit_variance(values)  # one pass over a possibly long window, used twice below
     order = [int(u) for u in order_units(values, rv.sort_units, variance=variance)]
@@ -498,7 +498,7 @@ def layer_heatmap(
     which units are shown, the time-bin width and the column of `--at-step` (None when outside the
     window).
     """
-    from lstmviz_cli.figures import HeatPanel, bin_time, plot_gate_heatmaps, unit_variance
+    from lstmviz_cli.render.figures import HeatPanel, bin_time, plot_gate_heatmaps, unit_variance
 
     start, stop = rv.window
     rows, how = _row_order(layer, rv)
@@ -582,7 +582,7 @@ def token_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | N
 
 
 def weights_section(rv: ReportView) -> list[dict[str, Any]]:
-    from lstmviz_cli.figures import plot_weights
+    from lstmviz_cli.render.figures import plot_weights
 
     figures = []
     for layer in rv.layers:
@@ -593,7 +593,7 @@ def weights_section(rv: ReportView) -> list[dict[str, Any]]:
 
 
 def stats_section(analysis: Any, rv: ReportView, need_table: bool) -> dict[str, Any] | None:
-    from lstmviz_cli.figures import plot_gate_stats
+    from lstmviz_cli.render.figures import plot_gate_stats
 
     stats = list(getattr(analysis, "gate_stats", []) or [])
     if not stats:
@@ -623,7 +623,7 @@ def _analysis_context(run: Any, analysis: Any, view: Any) -> dict[str, Any] | No
     if not (templates_dir() / "_analysis.html.j2").is_file():
         return None
     try:
-        from lstmviz_cli.analysis_view import analysis_context
+        from lstmviz_cli.page.analysis_view import analysis_context
     except ImportError:
         return None
     return analysis_context(run, analysis, view)

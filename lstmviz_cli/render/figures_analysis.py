@@ -13,8 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
-from lstmviz_cli._mpl import margins, new_figure
-from lstmviz_cli.analysis import (
+from lstmviz_cli.analysis.records import (
     GateStat,
     MemoryProbe,
     SaliencyResult,
@@ -22,8 +21,9 @@ from lstmviz_cli.analysis import (
     Thresholds,
     Trajectory,
 )
-from lstmviz_cli.palette import GATE_COLORS
-from lstmviz_cli.tracedata import SERIES_NAMES
+from lstmviz_cli.render.mpl import margins, new_figure
+from lstmviz_cli.render.palette import GATE_COLORS
+from lstmviz_cli.tracing.records import SERIES_NAMES
 
 MAX_POINTS = 600  # time steps drawn per curve before aggregation
 MAX_LABELS = 40  # token labels on a time axis
@@ -38,7 +38,7 @@ MAX_MARKERS = 200  # trajectory markers per panel (the path itself keeps every s
 def plain(text: str) -> str:
     """User text as literal matplotlib text: `$` would start mathtext (and can fail to parse);
     control characters have no glyph, so they are written as escapes."""
-    from lstmviz_cli.textfeatures import display_token
+    from lstmviz_cli.analysis.textfeatures import display_token
 
     return display_token(str(text)).replace("$", r"\$")
 

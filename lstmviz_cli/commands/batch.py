@@ -72,7 +72,7 @@ def expand_checkpoints(patterns: Sequence[str | Path]) -> list[Path]:
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:
     """A distinct, file-name-safe stem per checkpoint: `a/model.pt` and `b/model.pt` -> `model`, `model-2`."""
-    from lstmviz_cli.export import model_stem
+    from lstmviz_cli.render.paper import model_stem
 
     stems: list[str] = []
     counts: dict[str, int] = {}
@@ -167,10 +167,10 @@ def report_job(checkpoint: Path, options: Any, view: Any, output: Path, force: b
 
     `workers` draw its figures: all CPUs when checkpoints run one at a time, 1 when they run in parallel.
     """
-    from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.commands.pipeline import REPORT_FLOAT16_ABOVE, load_and_trace
     from lstmviz_cli.output import write_atomic
-    from lstmviz_cli.pipeline import REPORT_FLOAT16_ABOVE, load_and_trace
-    from lstmviz_cli.report import render_report
+    from lstmviz_cli.page.report import render_report
 
     run = load_and_trace(replace(options, checkpoint=checkpoint), float16_above=REPORT_FLOAT16_ABOVE)
     analysis = analyze_run(run, view)
@@ -208,7 +208,7 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: Any, view: Any,
     index = out_dir / INDEX_NAME
     for path in [*outputs, index]:
         check_writable(path, force=force)  # refuse before hours of work, not after
-    from lstmviz_cli.figurejobs import default_workers
+    from lstmviz_cli.render.jobs import default_workers
 
     workers = default_workers() if jobs == 1 else 1
     args = [(options, view, output, force, workers) for output in outputs]
@@ -258,7 +258,7 @@ def templates_dir() -> Path:
     packaged = Path(str(resources.files("lstmviz_cli") / "templates"))
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 def run_batch_command(checkpoints: Sequence[str], options: Any, view: Any, *, out_dir: Path | None, jobs: int,

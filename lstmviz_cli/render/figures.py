@@ -15,10 +15,10 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lstmviz_cli._mpl import new_figure
-from lstmviz_cli.highlight import visible
-from lstmviz_cli.palette import GATE_CMAP, GATE_COLORS, STATE_CMAP
-from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace
+from lstmviz_cli.render.highlight import visible
+from lstmviz_cli.render.mpl import new_figure
+from lstmviz_cli.render.palette import GATE_CMAP, GATE_COLORS, STATE_CMAP
+from lstmviz_cli.tracing.records import GATE_SERIES, SERIES_NAMES, LayerTrace
 
 MAX_COLUMNS = 400  # heatmaps wider than this many steps are averaged into bins
 TOKEN_TICKS = 120  # label every step with its token up to this many columns

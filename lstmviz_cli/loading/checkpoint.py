@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from lstmviz_cli.errors import CheckpointError, LstmvizError, ModelError, UnsafeCheckpointError
-from lstmviz_cli.tracedata import ModelInfo, RecurrentConfig
+from lstmviz_cli.tracing.records import ModelInfo, RecurrentConfig
 
 TASKS = ("char-lm", "classification", "regression")
 INPUT_FORMATS = ("text", "tokens", "features")
@@ -95,7 +95,8 @@ def load_checkpoint(
     """
     import torch
 
-    from lstmviz_cli import _findweights, _sniff
+    from lstmviz_cli.loading import findweights as _findweights
+    from lstmviz_cli.loading import sniff as _sniff
 
     path = Path(path)
     _require_safe_torch(torch)
@@ -257,7 +258,7 @@ def _torch_load_safe(path: Path, kind: str, dev: str) -> tuple[Any, list[Any]]:
     """
     import pickle
 
-    from lstmviz_cli import _unpickle
+    from lstmviz_cli.loading import standins as _unpickle
 
     try:
         return _weights_only_load(path, dev), []
@@ -293,7 +294,7 @@ def _load_with_standins(path: Path, dev: str, standins: dict[str, type], needed:
 
     import torch
 
-    from lstmviz_cli._unpickle import StandInRefused
+    from lstmviz_cli.loading.standins import StandInRefused
 
     try:
         with torch.serialization.safe_globals([(cls, name) for name, cls in standins.items()]):
@@ -326,7 +327,7 @@ def unsafe_globals(path: Path, kind: str) -> list[str]:
     """The importable names a pickle needs that weights_only loading does not allow (no code runs)."""
     import torch
 
-    from lstmviz_cli._sniff import TORCH_ZIP, pickle_globals
+    from lstmviz_cli.loading.sniff import TORCH_ZIP, pickle_globals
 
     if kind == TORCH_ZIP:
         with contextlib.suppress(Exception):
@@ -453,7 +454,7 @@ def _first_line(error: BaseException) -> str:
 def _load_safetensors(path: Path, size: int) -> tuple[dict[str, Any], dict[str, Any]]:
     from safetensors.torch import load_file
 
-    from lstmviz_cli._sniff import validate_safetensors
+    from lstmviz_cli.loading.sniff import validate_safetensors
 
     header = validate_safetensors(path, size)
     try:
@@ -551,7 +552,7 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
     labels likewise when `output_labels` is absent. A character vocabulary makes the input format
     "text". Returns the `_vocab.Found` whose vocab/labels were used (None fields otherwise) and notes.
     """
-    from lstmviz_cli import _vocab
+    from lstmviz_cli.loading import vocab as _vocab
 
     vocab = meta.get("vocab")
     explicit: list[str] | None = None
@@ -651,7 +652,7 @@ def _rebuild(
     Refuses (CheckpointError, one line) when unplaced modules may run before the recurrent layers:
     tracing them on the raw sample would show a model that does not exist.
     """
-    from lstmviz_cli import _statedict
+    from lstmviz_cli.loading import statedict as _statedict
 
     config = meta.get("config") or {}
     vocab = meta.get("vocab")
@@ -668,7 +669,7 @@ def _rebuild(
 
 def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
     """The one line that refuses a rebuild whose recurrent layers would see a made-up input."""
-    from lstmviz_cli.provenance import TensorAccounting
+    from lstmviz_cli.tracing.provenance import TensorAccounting
 
     modules = [g.label() for g in plan.front]
     shown = ", ".join(modules[:5]) + (f" and {len(modules) - 5} more" if len(modules) > 5 else "")
@@ -686,7 +687,7 @@ def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
 
 def _plan_facts(plan: Any) -> dict[str, Any]:
     """ModelInfo fields from a rebuild plan: the tensor accounting and the head."""
-    from lstmviz_cli.provenance import HeadInfo, TensorAccounting
+    from lstmviz_cli.tracing.provenance import HeadInfo, TensorAccounting
 
     head = plan.head
     return {
@@ -814,7 +815,7 @@ def _build_user_model(
     import torch
     from torch import nn
 
-    from lstmviz_cli._findweights import align_to_class
+    from lstmviz_cli.loading.findweights import align_to_class
 
     kwargs = _user_kwargs(cls, model_kwargs, meta)
     try:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from lstmviz_cli.analysis import Analysis, GateStat
-from lstmviz_cli.figurejobs import job
-from lstmviz_cli.tracedata import SERIES_NAMES
+from lstmviz_cli.analysis.records import Analysis, GateStat
+from lstmviz_cli.render.jobs import job
+from lstmviz_cli.tracing.records import SERIES_NAMES
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -136,7 +136,7 @@ def _figure(figure_id: str, caption: str, build: Callable[..., Any], *args: Any)
 
 
 def _display_tokens(analysis: Analysis) -> list[str] | None:
-    from lstmviz_cli.textfeatures import display_token
+    from lstmviz_cli.analysis.textfeatures import display_token
 
     return None if analysis.tokens is None else [display_token(t) for t in analysis.tokens]
 
@@ -202,8 +202,8 @@ def _saturation_reading(analysis: Analysis) -> str:
 
 def saturation_section(analysis: Analysis) -> dict[str, Any]:
     """Karpathy-style saturation scatter plots, one figure per layer and direction."""
-    from lstmviz_cli import figures_analysis as figs
-    from lstmviz_cli.analysis import figure_anchor
+    from lstmviz_cli.analysis.records import figure_anchor
+    from lstmviz_cli.render import figures_analysis as figs
 
     th = analysis.thresholds
     section = _section("gate-saturation", "Gate saturation", _saturation_reading(analysis))
@@ -259,8 +259,8 @@ def _units_reading(analysis: Analysis) -> str:
 
 def units_section(analysis: Analysis, run: Any) -> dict[str, Any]:
     """Ranked units per feature, with the best units' token highlighting and activation plots."""
-    from lstmviz_cli import figures_analysis as figs
-    from lstmviz_cli.analysis import anchor_id
+    from lstmviz_cli.analysis.records import anchor_id
+    from lstmviz_cli.render import figures_analysis as figs
 
     section = _section("interpretable-units", "Interpretable units", _units_reading(analysis))
     section["definitions"] = [
@@ -347,8 +347,8 @@ def _saliency_reading(analysis: Analysis) -> str:
 
 def memory_section(analysis: Analysis, run: Any) -> dict[str, Any] | None:
     """Gradient saliency over input steps, the horizon, parameter gradient norms, and the probe."""
-    from lstmviz_cli import figures_analysis as figs
-    from lstmviz_cli.analysis import figure_anchor
+    from lstmviz_cli.analysis.records import figure_anchor
+    from lstmviz_cli.render import figures_analysis as figs
 
     if analysis.saliency is None and analysis.memory_probe is None:
         return None
@@ -461,8 +461,8 @@ def _trajectory_reading(analysis: Analysis) -> str:
 
 def trajectories_section(analysis: Analysis) -> dict[str, Any] | None:
     """PCA trajectories of c and h per layer and direction."""
-    from lstmviz_cli import figures_analysis as figs
-    from lstmviz_cli.analysis import figure_anchor
+    from lstmviz_cli.analysis.records import figure_anchor
+    from lstmviz_cli.render import figures_analysis as figs
 
     if not analysis.trajectories:
         return None
@@ -506,8 +506,8 @@ def _diagnostics_reading(analysis: Analysis) -> str:
 
 def diagnostics_section(analysis: Analysis, run: Any) -> dict[str, Any]:
     """Findings with severity, each linked to the figure that shows it, and the unit-activity figures."""
-    from lstmviz_cli import figures_analysis as figs
-    from lstmviz_cli.analysis import figure_anchor, units_text, valid_rows
+    from lstmviz_cli.analysis.records import figure_anchor, units_text, valid_rows
+    from lstmviz_cli.render import figures_analysis as figs
 
     section = _section("diagnostics", "Diagnostics", _diagnostics_reading(analysis))
     th = analysis.thresholds
@@ -550,7 +550,7 @@ def diagnostics_section(analysis: Analysis, run: Any) -> dict[str, Any]:
 def analysis_context(run: Any, analysis: Analysis, view: Any) -> dict[str, Any]:
     """Everything `_analysis.html.j2` renders, plus the table-of-contents entries it adds."""
     stats = gate_stats_section(analysis)
-    from lstmviz_cli import figures_analysis as figs
+    from lstmviz_cli.render import figures_analysis as figs
 
     if any(s.frac_low is not None and s.frac_high is not None for s in analysis.gate_stats):
         stats["figures"].append(_figure("fig-gate-statistics", "share of saturated values per gate",

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lstmviz_cli._unpickle import StandIn, is_plain, plain_state
 from lstmviz_cli.errors import CheckpointError
+from lstmviz_cli.loading.standins import StandIn, is_plain, plain_state
 
 # Keys every PyTorch Lightning checkpoint carries beside "state_dict".
 _LIGHTNING_KEYS = ("pytorch-lightning_version", "lightning_version")
@@ -128,7 +128,7 @@ def _as_candidate(path: tuple[str, ...], value: Any) -> _Candidate | None:
 
 
 def _make(path: tuple[str, ...], value: Mapping[str, Any]) -> _Candidate:
-    from lstmviz_cli._statedict import find_recurrent_prefixes
+    from lstmviz_cli.loading.statedict import find_recurrent_prefixes
 
     state = dict(value)
     return _Candidate(path, state, None, bool(find_recurrent_prefixes(state)))

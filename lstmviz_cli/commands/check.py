@@ -199,7 +199,7 @@ def resolve_config(flags: dict[str, Any], *, config_path: Path | None = None, cw
 # -- evaluation -----------------------------------------------------------------------------------------
 def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> CheckResult:
     """Compare the analysis's numbers with the thresholds: one case per layer and gate, per layer, per finding."""
-    from lstmviz_cli.analysis import figure_anchor
+    from lstmviz_cli.analysis.records import figure_anchor
 
     provenance = getattr(analysis, "provenance", None)
     result = CheckResult(model=model, config=config, provenance=provenance)
@@ -220,7 +220,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
             ))
         for level in levels:
             if level.level == "model" and level.status != "not-checked":
-                from lstmviz_cli.provenance import OUTPUT_TOLERANCE
+                from lstmviz_cli.tracing.provenance import OUTPUT_TOLERANCE
 
                 cases.append(CheckCase(
                     "model_output", level.label, None, level.error, OUTPUT_TOLERANCE, level.status == "ok",
@@ -487,9 +487,9 @@ def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path
     """
     from dataclasses import replace
 
-    from lstmviz_cli.analysis import analyze_run
+    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.commands.pipeline import announce, load_and_trace
     from lstmviz_cli.errors import VerificationError
-    from lstmviz_cli.pipeline import announce, load_and_trace
 
     name = Path(options.checkpoint).name
     # The tracer verifies at its own tolerance (1e-4); --max-verify-error off skips verification.
@@ -502,9 +502,9 @@ def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path
         return CheckResult(model=name, cases=[case], config=config)
     analysis = analyze_run(run, view)
     if report_path is not None:
-        from lstmviz_cli.figurejobs import default_workers
         from lstmviz_cli.output import write_atomic
-        from lstmviz_cli.report import render_report
+        from lstmviz_cli.page.report import render_report
+        from lstmviz_cli.render.jobs import default_workers
 
         write_atomic(report_path, render_report(run, analysis, view, workers=default_workers()), force=force)
     announce(run)

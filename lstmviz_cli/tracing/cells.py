@@ -27,10 +27,10 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from lstmviz_cli import _cellsource
-from lstmviz_cli._cellsource import Site
 from lstmviz_cli.errors import ModelError, VerificationError
-from lstmviz_cli.tracedata import SERIES, LayerTrace, RecurrentConfig, Trace
+from lstmviz_cli.tracing import cellsource as _cellsource
+from lstmviz_cli.tracing.cellsource import Site
+from lstmviz_cli.tracing.records import SERIES, LayerTrace, RecurrentConfig, Trace
 
 VERIFY_TOLERANCE = 1e-4  # the stock tracer's tolerance: max |recorded - returned|
 

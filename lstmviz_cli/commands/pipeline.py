@@ -129,11 +129,11 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
     """
-    from lstmviz_cli import endtoend
-    from lstmviz_cli._forwardargs import parse_forward_args
-    from lstmviz_cli.checkpoint import load_checkpoint
-    from lstmviz_cli.inputs import load_sample, parse_memory_size
-    from lstmviz_cli.tracing import trace_sample
+    from lstmviz_cli.loading.checkpoint import load_checkpoint
+    from lstmviz_cli.loading.inputs import load_sample, parse_memory_size
+    from lstmviz_cli.tracing import endtoend
+    from lstmviz_cli.tracing.forwardargs import parse_forward_args
+    from lstmviz_cli.tracing.tracer import trace_sample
 
     forward_args = parse_forward_args(options.forward_args)
 
@@ -192,7 +192,7 @@ def run_trace_command(
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
-    from lstmviz_cli.provenance import describe_run
+    from lstmviz_cli.tracing.provenance import describe_run
 
     run = load_and_trace(options)
     facts = describe_run(run)
@@ -214,9 +214,9 @@ def run_report_command(
 
     `workers`: processes that draw the figures (None: one per CPU, at most figurejobs.MAX_WORKERS).
     """
-    from lstmviz_cli.analysis import analyze_run
-    from lstmviz_cli.figurejobs import default_workers
-    from lstmviz_cli.report import render_report
+    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.page.report import render_report
+    from lstmviz_cli.render.jobs import default_workers
 
     check_writable(output, force=force)
     if json_path is not None:

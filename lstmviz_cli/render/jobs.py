@@ -38,7 +38,7 @@ class FigureJob:
         return self.build(*self.args, **self.kwargs)
 
     def svg(self) -> str:
-        from lstmviz_cli._mpl import to_svg
+        from lstmviz_cli.render.mpl import to_svg
 
         fig = self.figure()
         return "" if fig is None else to_svg(fig)

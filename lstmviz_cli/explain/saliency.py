@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmviz_cli.analysis import MemoryProbe, SaliencyResult
+from lstmviz_cli.analysis.records import MemoryProbe, SaliencyResult
 
 PROBE_KEYS = 8  # distinct keys at step 0 in the memory-length probe
 # Autograd keeps every step's activations: beyond this many bytes, only a window of the last steps
@@ -57,8 +57,8 @@ def _call(model: Any, x: Any, batch_first: bool, kwargs: dict[str, Any] | None =
     The output comes back batch-major, (batch, time, ...) when it has a time axis, read exactly as
     the tracer reads the model's output (`_layout.locate_output_axes`).
     """
-    from lstmviz_cli._layout import locate_output_axes, to_batch_major
-    from lstmviz_cli.tracing import first_output
+    from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
+    from lstmviz_cli.tracing.tracer import first_output
 
     call = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
     batch, steps = int(x.shape[0]), int(x.shape[1]) if x.dim() >= 2 else 1
@@ -76,7 +76,7 @@ def step_norms(grad: Any, steps: int, batch_first: bool) -> np.ndarray:
     An embedding called on the model's (time, batch) input returns (time, batch, E); the time
     axis is found as for outputs, so the norms follow the model's steps, not its batch.
     """
-    from lstmviz_cli._layout import locate_output_axes, to_batch_major
+    from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 
     if grad.dim() < 2:
         return grad.reshape(1, -1).norm(dim=1).detach().cpu().double().numpy()
@@ -89,7 +89,7 @@ def step_norms(grad: Any, steps: int, batch_first: bool) -> np.ndarray:
 
 def model_batch_first(loaded: Any) -> bool:
     """The layout the model's forward expects, decided exactly as the tracer decides it."""
-    from lstmviz_cli.tracing import _model_batch_first
+    from lstmviz_cli.tracing.tracer import _model_batch_first
 
     return _model_batch_first(loaded)
 
@@ -112,7 +112,7 @@ def _choose_target(vector: Any, kind: str, labels: list[str] | None) -> tuple[An
     """
     import torch
 
-    from lstmviz_cli.textfeatures import display_token
+    from lstmviz_cli.analysis.textfeatures import display_token
 
     if kind == "values":
         return vector.sum(), "predicted value" if vector.numel() == 1 else "sum of the output values"

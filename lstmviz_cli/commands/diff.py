@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace, Trace
+from lstmviz_cli.tracing.records import GATE_SERIES, SERIES_NAMES, LayerTrace, Trace
 
 # Row blocks of weight_ih / weight_hh / biases, in PyTorch's order.
 GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("a",)}
@@ -298,8 +298,8 @@ def diff_traces(before: Trace, after: Trace, before_analysis: Any, after_analysi
 # -- figures and page ------------------------------------------------------------------------------------
 def plot_weight_distributions(changes: list[WeightChange]) -> Any:
     """One panel per gate: the weight histogram before (filled) and after (outline), shared bins."""
-    from lstmviz_cli._mpl import new_figure
-    from lstmviz_cli.palette import GATE_COLORS
+    from lstmviz_cli.render.mpl import new_figure
+    from lstmviz_cli.render.palette import GATE_COLORS
 
     fig = new_figure(2.2 * max(len(changes), 1), 2.0)
     axes = fig.subplots(1, max(len(changes), 1), squeeze=False)[0]
@@ -318,8 +318,8 @@ def plot_weight_distributions(changes: list[WeightChange]) -> Any:
 
 def plot_saturation(changes: list[GateStatChange]) -> Any:
     """Share of saturated gate values per layer and gate, before vs after (grouped bars)."""
-    from lstmviz_cli._mpl import new_figure
-    from lstmviz_cli.palette import GATE_COLORS
+    from lstmviz_cli.render.mpl import new_figure
+    from lstmviz_cli.render.palette import GATE_COLORS
 
     gates = [c for c in changes if c.series in GATE_SERIES and c.before_low is not None]
     fig = new_figure(max(3.0, 0.6 * len(gates) + 1.5), 2.6)
@@ -339,9 +339,9 @@ def plot_saturation(changes: list[GateStatChange]) -> Any:
 
 def render_diff(result: DiffResult) -> str:
     """The diff as one self-contained HTML page (inline SVG, autoescaped template)."""
-    from lstmviz_cli._mpl import to_svg
-    from lstmviz_cli.batch import template_environment
+    from lstmviz_cli.commands.batch import template_environment
     from lstmviz_cli.output import GENERATOR_MARKER
+    from lstmviz_cli.render.mpl import to_svg
 
     by_layer: dict[str, list[WeightChange]] = {}
     for change in result.weights:
@@ -366,16 +366,16 @@ def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult
     """
     from dataclasses import replace
 
-    from lstmviz_cli.analysis import analyze_run
-    from lstmviz_cli.pipeline import Run, load_and_trace
-    from lstmviz_cli.tracing import trace_sample
+    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.commands.pipeline import Run, load_and_trace
+    from lstmviz_cli.tracing.tracer import trace_sample
 
     before = load_and_trace(options)
     after = load_and_trace(replace(options, checkpoint=after_checkpoint))
     require_same_architecture(before.trace, after.trace)
     if not _same_sample(before.sample, after.sample):
         # Behaviour is only comparable on one input: trace AFTER again on BEFORE's sample.
-        from lstmviz_cli._forwardargs import parse_forward_args
+        from lstmviz_cli.tracing.forwardargs import parse_forward_args
 
         after = Run(loaded=after.loaded, sample=before.sample,
                     trace=trace_sample(after.loaded, before.sample, verify=options.verify, module=options.module,
@@ -399,8 +399,8 @@ def run_diff_command(options: Any, after_checkpoint: Any, view: Any, *, output: 
     """`lstmviz diff`: refuse unwritable outputs first, compare, write the page (and JSON)."""
     import json
 
+    from lstmviz_cli.commands.pipeline import announce
     from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
-    from lstmviz_cli.pipeline import announce
 
     check_writable(output, force=force)
     if json_path is not None:

@@ -21,9 +21,9 @@ import torch
 from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from lstmviz_cli import _gates
 from lstmviz_cli.errors import InputError, LstmvizError, ModelError, VerificationError
-from lstmviz_cli.tracedata import SERIES, LayerTrace, RecurrentConfig, Trace
+from lstmviz_cli.tracing import gates as _gates
+from lstmviz_cli.tracing.records import SERIES, LayerTrace, RecurrentConfig, Trace
 
 # Above this max |recorded - real| the trace is refused (unless verify=False).
 VERIFY_TOLERANCE = 1e-4
@@ -679,9 +679,9 @@ def trace_sample(
     has a time axis (`_layout`; `meta["output_layout"]` names its own axes). Errors the model
     raises are one-line ModelErrors; `options` go to `trace`.
     """
-    from lstmviz_cli import _forwardargs
-    from lstmviz_cli._layout import locate_output_axes, to_batch_major
     from lstmviz_cli._warncapture import captured_warnings
+    from lstmviz_cli.tracing import forwardargs as _forwardargs
+    from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 
     model, device = loaded.model, loaded.device
     x = _sample_tensor(model, sample, device)
@@ -719,7 +719,7 @@ def trace_sample(
         with captured_warnings() as caught:
             try:
                 if custom:
-                    from lstmviz_cli.cells import trace_custom
+                    from lstmviz_cli.tracing.cells import trace_custom
 
                     tried.result = trace_custom(model, call_input, module=module, verify=verify, **kwargs)
                 else:

@@ -413,8 +413,8 @@ def export_checkpoint(checkpoint: Path, options: Any, view: Any, out_dir: Path, 
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from lstmviz_cli.analysis import analyze_run
-    from lstmviz_cli.pipeline import load_and_trace
+    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.commands.pipeline import load_and_trace
 
     run = load_and_trace(replace(options, checkpoint=checkpoint))
     analysis = analyze_run(run, view)
@@ -435,7 +435,7 @@ def run_figures(checkpoints: list[str | Path], options: Any, view: Any, *, out_d
                 style: PublicationStyle, jobs: int = 1, force: bool = False,
                 show_progress: bool = True) -> FiguresOutcome:
     """`lstmviz figures`: every checkpoint's figures into `out_dir` plus figures.json; failures don't stop the rest."""
-    from lstmviz_cli.batch import expand_checkpoints, run_many, unique_stems
+    from lstmviz_cli.commands.batch import expand_checkpoints, run_many, unique_stems
 
     fmt = check_format(fmt)
     paths = expand_checkpoints(checkpoints)
@@ -462,8 +462,9 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
     The report renders SVG inside its section functions, so the few lines of glue that feed the
     heatmap builder are mirrored here (same helpers, same order); every plot is the report's function.
     """
-    from lstmviz_cli import diagrams, figures, report
-    from lstmviz_cli import figures_analysis as fa
+    from lstmviz_cli.page import report
+    from lstmviz_cli.render import diagrams, figures
+    from lstmviz_cli.render import figures_analysis as fa
 
     trace = run.trace
     rv = report.resolve_view(view, run)

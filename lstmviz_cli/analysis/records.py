@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from lstmviz_cli.provenance import Provenance
-from lstmviz_cli.tracedata import GATE_SERIES, SERIES_NAMES, LayerTrace, ModelInfo, Trace
+from lstmviz_cli.tracing.provenance import Provenance
+from lstmviz_cli.tracing.records import GATE_SERIES, SERIES_NAMES, LayerTrace, ModelInfo, Trace
 
 SEVERITIES = ("info", "warning", "error")
 
@@ -418,7 +418,7 @@ def predict(
     one-wide output is a value; anything else is shown as output values, never softmaxed.
     Per-step outputs are read after `last_step` (default the last step).
     """
-    from lstmviz_cli.textfeatures import display_token
+    from lstmviz_cli.analysis.textfeatures import display_token
 
     if output is None or (provenance is not None and not provenance.has_head):
         return None
@@ -868,7 +868,7 @@ def analyze_trace(
     true, give the built-in text features; `labels` adds user features (read_labels_csv).
     `provenance` (what is known of the model) decides whether its output is a prediction.
     """
-    from lstmviz_cli.textfeatures import FEATURE_DEFINITIONS, text_features
+    from lstmviz_cli.analysis.textfeatures import FEATURE_DEFINITIONS, text_features
 
     th = thresholds or Thresholds()
     features: dict[str, np.ndarray] = {}
@@ -909,9 +909,9 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     A model that cannot be differentiated (or probed) costs only that section, with a note saying
     why; user mistakes (a step outside the sample, a bad labels file) are errors.
     """
+    from lstmviz_cli.analysis.textfeatures import read_labels_csv, step_tokens
     from lstmviz_cli.errors import InputError
-    from lstmviz_cli.provenance import describe_run
-    from lstmviz_cli.textfeatures import read_labels_csv, step_tokens
+    from lstmviz_cli.tracing.provenance import describe_run
 
     trace: Trace = run.trace
     facts = describe_run(run)
@@ -963,8 +963,8 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     saliency = probe = None
     model = getattr(loaded, "model", None)
     if model is not None and sample is not None:
-        from lstmviz_cli import saliency as saliency_mod
         from lstmviz_cli._warncapture import captured_warnings
+        from lstmviz_cli.explain import saliency as saliency_mod
 
         values = np.asarray(sample.values)[:1, :steps]
         device = getattr(loaded, "device", "cpu")
@@ -1029,7 +1029,7 @@ def _first_line(error: BaseException) -> str:
 
 def _saliency_forward_kwargs(trace: Trace, sample: Any, model: Any, device: str, steps: int) -> dict[str, Any]:
     """The forward's other arguments (lengths, .npz arrays) for batch element 0 cut to `steps`."""
-    from lstmviz_cli._forwardargs import ForwardPlan, forward_kwargs
+    from lstmviz_cli.tracing.forwardargs import ForwardPlan, forward_kwargs
 
     plan = ForwardPlan.from_meta(trace.meta.get("forward_args"))
     if not plan.params:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from lstmviz_cli.errors import CheckpointError, ModelError, VerificationError
-from lstmviz_cli.provenance import (
+from lstmviz_cli.tracing.provenance import (
     HEAD_WIRINGS,
     OUTPUT_TOLERANCE,
     Verification,
@@ -256,7 +256,7 @@ def check_archive(loaded: Any, sample: Any, *, verify: bool = True) -> ArchiveRe
     archive (recorded as source "archive"). Raises CheckpointError with one line when no wiring
     does (unless `verify` is false), naming what to pass instead.
     """
-    from lstmviz_cli.provenance import HeadInfo
+    from lstmviz_cli.tracing.provenance import HeadInfo
 
     reference = archive_reference(loaded, sample)
     model = loaded.model

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.tracedata import RecurrentConfig
+from lstmviz_cli.tracing.records import RecurrentConfig
 
 SUFFIXES = (".npy", ".npz", ".csv", ".pt", ".pth", ".txt")
 _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
@@ -434,7 +434,7 @@ def _display(token: str) -> str:
 
 
 def _check_budget(loaded: Any, sample: SampleInput, max_memory_bytes: int | None) -> None:
-    from lstmviz_cli.checkpoint import recurrent_configs
+    from lstmviz_cli.loading.checkpoint import recurrent_configs
 
     budget = default_memory_budget() if max_memory_bytes is None else int(max_memory_bytes)
     configs = list(recurrent_configs(loaded.model).values())

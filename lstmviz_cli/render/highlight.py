@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmviz_cli.palette import STATE_CMAP
+from lstmviz_cli.render.palette import STATE_CMAP
 
 _WHITESPACE = {"\n": "\u21b5", "\t": "\u21e5", "\r": "\u240d"}
 

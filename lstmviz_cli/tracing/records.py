@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmviz_cli.provenance import HeadInfo, TensorAccounting
+from lstmviz_cli.tracing.provenance import HeadInfo, TensorAccounting
 
 # Series recorded per recurrent family, in the order figures show them.
 # LSTM: input, forget, candidate (cell input), output gates, cell state, hidden output;

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmviz_cli.tracing.records import LayerTrace, RecurrentConfig, Trace
+from lstmviz_cli.loading.records import RecurrentConfig
+from lstmviz_cli.tracing.records import LayerTrace, Trace
 
 
 def lstm_layer(series: dict[str, np.ndarray], *, module: str = "lstm", layer: int = 0) -> LayerTrace:

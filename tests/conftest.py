@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from lstmviz_cli.commands.pipeline import Run
-from lstmviz_cli.loading.checkpoint import LoadedModel
-from lstmviz_cli.loading.inputs import SampleInput
-from lstmviz_cli.tracing.records import LayerTrace, ModelInfo, RecurrentConfig, Trace
+from lstmviz_cli.loading.records import LoadedModel, ModelInfo, RecurrentConfig, SampleInput
+from lstmviz_cli.tracing.records import LayerTrace, Trace
 
 HOSTILE = '<script>alert(1)</script></script></svg>"\'&\u202eevil\u202c\U0001f600\x07'
 

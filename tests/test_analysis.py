@@ -25,7 +25,7 @@ from lstmviz_cli.analysis.records import (
 from lstmviz_cli.analysis.textfeatures import text_features
 from lstmviz_cli.commands.pipeline import ViewOptions
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.tracing.records import ModelInfo
+from lstmviz_cli.loading.records import ModelInfo
 from tests.analysis_helpers import lstm_layer, make_trace
 
 QUOTED = 'He said "no way" and left (fast). She said "yes [really]" twice.\n"Go," he said.'
@@ -368,7 +368,7 @@ def test_view_names_both_directions(bilstm_run) -> None:  # noqa: ANN001
 
 def test_view_shows_text_units_with_highlighting() -> None:
     from lstmviz_cli.commands.pipeline import Run
-    from lstmviz_cli.loading.inputs import SampleInput
+    from lstmviz_cli.loading.records import SampleInput
     from lstmviz_cli.page.analysis_view import analysis_context
 
     trace = _quote_trace()
@@ -401,8 +401,9 @@ def test_figures_bounded_for_long_sequences() -> None:
 
 
 def test_plain_rnn_trace_has_no_gates_but_still_a_report() -> None:
+    from lstmviz_cli.loading.records import RecurrentConfig
     from lstmviz_cli.page.analysis_view import analysis_context
-    from lstmviz_cli.tracing.records import LayerTrace, RecurrentConfig
+    from lstmviz_cli.tracing.records import LayerTrace
 
     rng = np.random.default_rng(0)
     series = {"a": rng.normal(size=(1, 15, 4)).astype(np.float32)}

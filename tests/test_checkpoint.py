@@ -14,7 +14,7 @@ from torch import nn
 
 from lstmviz_cli.errors import CheckpointError, LstmvizError, ModelError
 from lstmviz_cli.loading.checkpoint import load_checkpoint, recurrent_configs, resolve_device
-from lstmviz_cli.tracing.records import RecurrentConfig
+from lstmviz_cli.loading.records import RecurrentConfig
 
 META = {"vocab": fx.VOCAB, "task": "char-lm", "input_format": "text", "sample_input": "abc", "description": "tiny"}
 

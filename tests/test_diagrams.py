@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import HOSTILE, numpy_trace
 
+from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.render import diagrams
 from lstmviz_cli.render.diagrams import CellValues, UnrolledRow
-from lstmviz_cli.tracing.records import RecurrentConfig
 
 GOLD = Path(__file__).parent / "gold"
 UPDATE = os.environ.get("LSTMVIZ_UPDATE_GOLD") == "1"  # LSTMVIZ_UPDATE_GOLD=1 pytest tests/test_diagrams.py

@@ -36,7 +36,8 @@ from lstmviz_cli.explain.significance import (  # noqa: E402
     unit_significance,
 )
 from lstmviz_cli.explain.timescales import forget_timescales, timescale  # noqa: E402
-from lstmviz_cli.tracing.records import LayerTrace, RecurrentConfig, Trace  # noqa: E402
+from lstmviz_cli.loading.records import RecurrentConfig  # noqa: E402
+from lstmviz_cli.tracing.records import LayerTrace, Trace  # noqa: E402
 
 METHODS = [contextual_decomposition, layerwise_relevance]
 

@@ -17,14 +17,14 @@ from torch import nn
 
 from lstmviz_cli.cli import main
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.loading.checkpoint import LoadedModel, load_checkpoint, recurrent_configs
+from lstmviz_cli.loading.checkpoint import load_checkpoint, recurrent_configs
 from lstmviz_cli.loading.inputs import (
     default_memory_budget,
     estimate_trace_bytes,
     load_sample,
     parse_memory_size,
 )
-from lstmviz_cli.tracing.records import RecurrentConfig
+from lstmviz_cli.loading.records import LoadedModel, RecurrentConfig
 
 FEATURE_SAMPLE = [[0.5, -1.0, 2.0], [0.25, 0.0, 1.0]]
 

@@ -11,9 +11,7 @@ from torch import nn  # noqa: E402
 from lstmviz_cli.analysis.records import analyze_run, memory_horizon  # noqa: E402
 from lstmviz_cli.commands.pipeline import Run, ViewOptions  # noqa: E402
 from lstmviz_cli.explain.saliency import compute_saliency, memory_probe  # noqa: E402
-from lstmviz_cli.loading.checkpoint import LoadedModel  # noqa: E402
-from lstmviz_cli.loading.inputs import SampleInput  # noqa: E402
-from lstmviz_cli.tracing.records import ModelInfo  # noqa: E402
+from lstmviz_cli.loading.records import LoadedModel, ModelInfo, SampleInput  # noqa: E402
 
 
 class FirstStepOnly(nn.Module):

@@ -20,11 +20,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from lstmviz_cli import trace as public_trace
 from lstmviz_cli.errors import ModelError, VerificationError
-from lstmviz_cli.loading.checkpoint import LoadedModel
-from lstmviz_cli.loading.inputs import SampleInput
+from lstmviz_cli.loading.records import LoadedModel, ModelInfo, SampleInput
 from lstmviz_cli.tracing import gates as _gates
 from lstmviz_cli.tracing import tracer as tracing
-from lstmviz_cli.tracing.records import SERIES, ModelInfo, Trace
+from lstmviz_cli.tracing.records import SERIES, Trace
 from lstmviz_cli.tracing.tracer import trace, trace_sample
 
 TOL = 1e-5

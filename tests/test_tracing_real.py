@@ -333,9 +333,8 @@ def test_bare_stack_and_public_trace_pad_to_the_input(tmp_path: Path) -> None:
     assert np.isnan(t["lstm/l0/fwd/c"][:, 6:]).all() and t.output.shape == (2, 8, 4)
     assert trace(lstm, packed)["lstm/l0/fwd/h"].shape == (2, 6, 4)  # nothing says 8: as long as the longest
     np.savez(tmp_path / "b.npz", input=x.numpy(), lengths=np.array([6, 2]))
-    from lstmviz_cli.loading.checkpoint import LoadedModel
     from lstmviz_cli.loading.inputs import load_sample
-    from lstmviz_cli.tracing.records import ModelInfo
+    from lstmviz_cli.loading.records import LoadedModel, ModelInfo
     from lstmviz_cli.tracing.tracer import trace_sample
 
     info = ModelInfo(name="m.pt", path="m.pt", format="state_dict", size_bytes=1, n_params=1, device="cpu")

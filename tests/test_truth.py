@@ -23,7 +23,7 @@ from torch import nn  # noqa: E402
 from lstmviz_cli.analysis.records import analyze_run  # noqa: E402
 from lstmviz_cli.cli import main  # noqa: E402
 from lstmviz_cli.commands import pipeline  # noqa: E402
-from lstmviz_cli.tracing.provenance import TensorAccounting  # noqa: E402
+from lstmviz_cli.loading.records import TensorAccounting  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 # The tests script models the way users do; torch's own advice to move off TorchScript is not ours.

@@ -49,8 +49,9 @@ from typing import Any
 
 import numpy as np
 
+from lstmviz_cli.loading.records import ModelInfo
 from lstmviz_cli.tracing.provenance import Provenance
-from lstmviz_cli.tracing.records import GATE_SERIES, SERIES_NAMES, LayerTrace, ModelInfo, Trace
+from lstmviz_cli.tracing.records import GATE_SERIES, SERIES_NAMES, LayerTrace, Trace
 
 SEVERITIES = ("info", "warning", "error")
 

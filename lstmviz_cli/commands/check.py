@@ -220,7 +220,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
             ))
         for level in levels:
             if level.level == "model" and level.status != "not-checked":
-                from lstmviz_cli.tracing.provenance import OUTPUT_TOLERANCE
+                from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE
 
                 cases.append(CheckCase(
                     "model_output", level.label, None, level.error, OUTPUT_TOLERANCE, level.status == "ok",

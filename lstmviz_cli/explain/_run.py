@@ -21,7 +21,8 @@ from torch.nn.utils.rnn import PackedSequence
 
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain.attribution import target_label
-from lstmviz_cli.tracing.records import LayerTrace, RecurrentConfig, Trace
+from lstmviz_cli.loading.records import RecurrentConfig
+from lstmviz_cli.tracing.records import LayerTrace, Trace
 
 _STACKS = (nn.LSTM, nn.GRU, nn.RNN)
 _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)

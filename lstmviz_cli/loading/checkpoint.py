@@ -45,12 +45,11 @@ import re
 import sys
 import zipfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lstmviz_cli.errors import CheckpointError, LstmvizError, ModelError, UnsafeCheckpointError
-from lstmviz_cli.tracing.records import ModelInfo, RecurrentConfig
+from lstmviz_cli.loading.records import LoadedModel, ModelInfo, RecurrentConfig
 
 TASKS = ("char-lm", "classification", "regression")
 INPUT_FORMATS = ("text", "tokens", "features")
@@ -58,18 +57,6 @@ INPUT_FORMATS = ("text", "tokens", "features")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _ENV_DOWNGRADE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 _SCAN_LIMIT = 64 * 1024 * 1024  # bytes of a raw pickle scanned for the globals it needs
-
-
-@dataclass
-class LoadedModel:
-    """A ready-to-run model (torch nn.Module in eval mode on `device`) and what we know of it."""
-
-    model: Any  # torch.nn.Module
-    info: ModelInfo
-    meta: dict[str, Any] = field(default_factory=dict)  # vocab, task, sample_input, config, ...
-    device: str = "cpu"
-    # The TorchScript module itself (hooks do not fire inside it; `model` is its eager rebuild).
-    scripted: Any = None
 
 
 def load_checkpoint(
@@ -669,7 +656,7 @@ def _rebuild(
 
 def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
     """The one line that refuses a rebuild whose recurrent layers would see a made-up input."""
-    from lstmviz_cli.tracing.provenance import TensorAccounting
+    from lstmviz_cli.loading.records import TensorAccounting
 
     modules = [g.label() for g in plan.front]
     shown = ", ".join(modules[:5]) + (f" and {len(modules) - 5} more" if len(modules) > 5 else "")
@@ -687,7 +674,7 @@ def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
 
 def _plan_facts(plan: Any) -> dict[str, Any]:
     """ModelInfo fields from a rebuild plan: the tensor accounting and the head."""
-    from lstmviz_cli.tracing.provenance import HeadInfo, TensorAccounting
+    from lstmviz_cli.loading.records import HeadInfo, TensorAccounting
 
     head = plan.head
     return {

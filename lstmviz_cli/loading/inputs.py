@@ -11,44 +11,19 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.tracing.records import RecurrentConfig
+from lstmviz_cli.loading.records import RecurrentConfig, SampleInput
 
 SUFFIXES = (".npy", ".npz", ".csv", ".pt", ".pth", ".txt")
 _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
 # Series recorded per layer and direction, and which of them are as wide as the projection.
 _SERIES_COUNT = {"lstm": 6, "gru": 4, "rnn": 2}
 _DISPLAY = {" ": "␣", "\n": "⏎", "\t": "⇥", "\r": "␍"}
-
-
-@dataclass
-class SampleInput:
-    """A sample ready to feed the model, with what a person needs to read the time axis."""
-
-    values: np.ndarray  # int64 (batch, time) token ids, or float32 (batch, time, features)
-    kind: str  # "tokens" | "features"
-    labels: list[str] | None  # display label per time step of batch element 0 (chars, tokens)
-    description: str  # e.g. "charlm.txt: 212 characters" — shown in the report summary
-    text: str | None = None  # the raw text for character models (token highlighting)
-    lengths: np.ndarray | None = None  # (batch,) valid steps per sequence, from an .npz's `lengths`
-    extra: dict = field(default_factory=dict)
-    # The other arrays of an .npz input (not the input, not `lengths`), by name: candidates for the
-    # model's other forward arguments (tracing._forwardargs), passed as stored.
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def batch(self) -> int:
-        return int(self.values.shape[0])
-
-    @property
-    def steps(self) -> int:
-        return int(self.values.shape[1])
 
 
 def estimate_trace_bytes(configs: Iterable[RecurrentConfig], batch: int, steps: int) -> int:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import graphviz
 
+from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.render.highlight import visible
 from lstmviz_cli.render.palette import GATE_CMAP, GATE_COLORS
-from lstmviz_cli.tracing.records import RecurrentConfig
 
 FONT = "Helvetica"
 INK = "#1f2430"

@@ -28,9 +28,10 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from lstmviz_cli.errors import ModelError, VerificationError
+from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.tracing import cellsource as _cellsource
 from lstmviz_cli.tracing.cellsource import Site
-from lstmviz_cli.tracing.records import SERIES, LayerTrace, RecurrentConfig, Trace
+from lstmviz_cli.tracing.records import SERIES, LayerTrace, Trace
 
 VERIFY_TOLERANCE = 1e-4  # the stock tracer's tolerance: max |recorded - returned|
 

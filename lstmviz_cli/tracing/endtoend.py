@@ -21,13 +21,8 @@ from typing import Any
 import numpy as np
 
 from lstmviz_cli.errors import CheckpointError, ModelError, VerificationError
-from lstmviz_cli.tracing.provenance import (
-    HEAD_WIRINGS,
-    OUTPUT_TOLERANCE,
-    Verification,
-    output_error,
-    output_matches,
-)
+from lstmviz_cli.loading.records import HEAD_WIRINGS
+from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE, Verification, output_error, output_matches
 
 YOUR_MODEL = "model output vs your model"
 ARCHIVE = "model output vs the TorchScript archive"
@@ -256,7 +251,7 @@ def check_archive(loaded: Any, sample: Any, *, verify: bool = True) -> ArchiveRe
     archive (recorded as source "archive"). Raises CheckpointError with one line when no wiring
     does (unless `verify` is false), naming what to pass instead.
     """
-    from lstmviz_cli.tracing.provenance import HeadInfo
+    from lstmviz_cli.loading.records import HeadInfo
 
     reference = archive_reference(loaded, sample)
     model = loaded.model

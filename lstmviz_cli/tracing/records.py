@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmviz_cli.tracing.provenance import HeadInfo, TensorAccounting
+from lstmviz_cli.loading.records import RecurrentConfig
 
 # Series recorded per recurrent family, in the order figures show them.
 # LSTM: input, forget, candidate (cell input), output gates, cell state, hidden output;
@@ -43,48 +43,6 @@ SERIES_NAMES = {
     "n": "new gate",
     "a": "pre-activation",
 }
-
-
-@dataclass(frozen=True)
-class RecurrentConfig:
-    """The configuration of one traced recurrent module (an nn.LSTM, a GRUCell, ...)."""
-
-    kind: str  # the class name: "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"
-    input_size: int
-    hidden_size: int
-    num_layers: int = 1
-    bidirectional: bool = False
-    proj_size: int = 0
-    batch_first: bool = False
-    bias: bool = True
-    nonlinearity: str = "tanh"
-
-    @property
-    def family(self) -> str:
-        """"lstm", "gru" or "rnn": which gate equations apply."""
-        return self.kind.lower().removesuffix("cell")
-
-    @property
-    def is_cell(self) -> bool:
-        return self.kind.endswith("Cell")
-
-    @property
-    def output_size(self) -> int:
-        """Width of h as seen by the next layer (proj_size when projected)."""
-        return self.proj_size or self.hidden_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "bidirectional": self.bidirectional,
-            "proj_size": self.proj_size,
-            "batch_first": self.batch_first,
-            "bias": self.bias,
-            "nonlinearity": self.nonlinearity,
-        }
 
 
 @dataclass
@@ -216,35 +174,3 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the report says about the checkpoint: plain data, built by the loader."""
-
-    name: str  # the checkpoint's file name without directories
-    path: str
-    format: str  # "dict-checkpoint" | "state_dict" | "safetensors" | "torchscript" | "pickled-module"
-    size_bytes: int
-    n_params: int
-    device: str
-    unsafe: bool = False  # loaded through --trust-pickle / --trust-torchscript
-    rebuilt: bool = False  # the model was rebuilt from a state dict by lstmviz
-    task: str | None = None  # "char-lm" | "classification" | "regression" | None
-    vocab: tuple[str, ...] | None = None  # token id -> display string
-    output_labels: tuple[str, ...] | None = None  # class id -> label
-    description: str | None = None
-    # Where the weights were and how they were stored (the summary says so).
-    weights_key: str | None = None  # key of the state dict in a dict checkpoint, e.g. "model_state", "checkpoint/model"
-    key_prefix: str | None = None  # attribute prefix removed from the keys, e.g. "model." of a LightningModule
-    lightning: bool = False  # a PyTorch Lightning checkpoint
-    stored_dtype: str | None = None  # floating dtypes of the saved weights, e.g. "float16", "bfloat16/float32"
-    run_dtype: str | None = None  # the dtype the model runs in (half precision is upcast on CPU)
-    skipped: tuple[tuple[str, str], ...] = ()  # (where, class) of objects opened as plain data, e.g. ("vocab", "vocab_mod.Vocab")
-    vocab_source: str | None = None  # where the vocabulary was found when not under "vocab", e.g. "char_to_int"
-    labels_source: str | None = None  # likewise for output labels, e.g. "idx2label"
-    load_notes: tuple[str, ...] = ()  # what was found but not used (vocabularies that disagree, ...)
-    # What a rebuild from weights placed and assumed (provenance.py); None/"" for the user's own model.
-    model_class: str | None = None  # --model-class as given
-    accounting: TensorAccounting | None = None  # every tensor of the state dict: placed or listed
-    head: HeadInfo | None = None  # the rebuilt output head and its wiring; None: none rebuilt
-    head_note: str = ""  # why no head was rebuilt
-    recurrent_only: bool = False  # --recurrent-only: the recurrent layers alone, the sample as their input

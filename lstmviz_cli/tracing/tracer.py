@@ -22,8 +22,9 @@ from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from lstmviz_cli.errors import InputError, LstmvizError, ModelError, VerificationError
+from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.tracing import gates as _gates
-from lstmviz_cli.tracing.records import SERIES, LayerTrace, RecurrentConfig, Trace
+from lstmviz_cli.tracing.records import SERIES, LayerTrace, Trace
 
 # Above this max |recorded - real| the trace is refused (unless verify=False).
 VERIFY_TOLERANCE = 1e-4

@@ -1,0 +1,240 @@
+"""The loading stage's records: plain data (no torch) that every later stage reads.
+
+`RecurrentConfig` describes a recurrent module, `ModelInfo` what the report says about the checkpoint
+(with the `TensorAccounting` and `HeadInfo` of a model rebuilt from weights), `LoadedModel` the
+ready-to-run model, `SampleInput` the sample in the one input convention (see `loading.inputs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+HEAD_WIRINGS = ("all", "last", "final-states")
+
+
+WIRING_TEXT = {
+    "all": "every step's output",
+    "last": "the last step's output",
+    "final-states": "the final hidden states",
+}
+
+
+# Where a rebuilt head's wiring came from, as the page says it.
+WIRING_SOURCES = {
+    "option": "--head",
+    "metadata": "the checkpoint's config 'head_on'",
+    "task": "the declared task 'char-lm' (a next-token head reads every step)",
+    "default": "assumed",
+    "archive": "matched against the TorchScript archive's own output",
+}
+
+
+@dataclass(frozen=True)
+class TensorAccounting:
+    """Every tensor of the state dict a model was rebuilt from: placed, or listed as not used."""
+
+    total: int
+    unused: tuple[str, ...] = ()  # state-dict keys no rebuilt module holds, in the file's order
+    front: tuple[str, ...] = ()  # unplaced modules that may run before the recurrent layers
+
+    @property
+    def placed(self) -> int:
+        return self.total - len(self.unused)
+
+    def modules(self) -> list[tuple[str, list[str]]]:
+        """The unused keys grouped by module, in order: [("norm", ["weight", "bias"]), ("h0", [""])]."""
+        groups: dict[str, list[str]] = {}
+        for key in self.unused:
+            module, dot, param = key.rpartition(".")
+            groups.setdefault(module if dot else key, []).append(param if dot else "")
+        return list(groups.items())
+
+    def unused_text(self, limit: int = 6) -> str:
+        """Module-level and compact: "norm.{weight,bias,running_mean}, attn.v" (+ "… and 3 more modules")."""
+        parts = []
+        groups = self.modules()
+        for module, params in groups[:limit]:
+            named = [p for p in params if p]
+            if not named:
+                parts.append(module)
+            elif len(named) == 1:
+                parts.append(f"{module}.{named[0]}")
+            else:
+                parts.append(f"{module}.{{{','.join(named)}}}")
+        more = len(groups) - limit
+        return ", ".join(parts) + (f", … and {more} more modules" if more > 0 else "")
+
+    def line(self) -> str:
+        """The one line the CLI prints on stderr and the page repeats."""
+        if not self.unused:
+            return f"rebuilt from weights: all {self.total} tensors placed"
+        return (
+            f"rebuilt from weights: placed {self.placed} of {self.total} tensors; "
+            f"not used ({len(self.unused)}): {self.unused_text()}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total": self.total, "placed": self.placed, "unused": list(self.unused), "front": list(self.front)}
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """The output head of a model rebuilt from weights, and how it is wired to the recurrent layers."""
+
+    modules: tuple[str, ...]  # Linear prefixes in order, e.g. ("fc",) or ("fc.0", "fc.2")
+    widths: tuple[int, ...]  # in, hidden..., out: (64, 32, 1)
+    wiring: str  # "all" | "last" | "final-states"
+    source: str  # "option" | "metadata" | "task" | "default" | "archive"
+    activation: str | None = None  # between Linears of a chain (config 'head_activation')
+    bidirectional: bool = False  # of the recurrent layers it reads (for "final-states" wording)
+
+    @property
+    def out_features(self) -> int:
+        return self.widths[-1]
+
+    @property
+    def assumed(self) -> bool:
+        return self.source == "default"
+
+    def describe(self) -> str:
+        """ "fc (Linear 64→19)" or "fc.0 → relu → fc.2 (Linear 64→32→1)". """
+        widths = "→".join(str(w) for w in self.widths)
+        if len(self.modules) == 1:
+            return f"{self.modules[0]} (Linear {widths})"
+        joiner = f" → {self.activation} → " if self.activation not in (None, "none", "identity") else " → "
+        return f"{joiner.join(self.modules)} (Linear {widths})"
+
+    def wiring_text(self) -> str:
+        if self.wiring == "final-states":
+            return ("the final hidden states of both directions, cat(h_n[-2], h_n[-1])" if self.bidirectional
+                    else "the final hidden state h_n[-1]")
+        return WIRING_TEXT[self.wiring]
+
+    def basis(self) -> str:
+        """The sentence the page writes where the prediction is."""
+        reads = f"rebuilt head {self.describe()} reading {self.wiring_text()}"
+        if self.assumed:
+            return f"assumed: {reads}; pass --head all|last|final-states to choose"
+        return f"{reads} ({WIRING_SOURCES[self.source]})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "modules": list(self.modules), "widths": list(self.widths), "activation": self.activation,
+            "wiring": self.wiring, "wiring_text": self.wiring_text(), "source": self.source,
+            "assumed": self.assumed,
+        }
+
+
+@dataclass(frozen=True)
+class RecurrentConfig:
+    """The configuration of one traced recurrent module (an nn.LSTM, a GRUCell, ...)."""
+
+    kind: str  # the class name: "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    proj_size: int = 0
+    batch_first: bool = False
+    bias: bool = True
+    nonlinearity: str = "tanh"
+
+    @property
+    def family(self) -> str:
+        """"lstm", "gru" or "rnn": which gate equations apply."""
+        return self.kind.lower().removesuffix("cell")
+
+    @property
+    def is_cell(self) -> bool:
+        return self.kind.endswith("Cell")
+
+    @property
+    def output_size(self) -> int:
+        """Width of h as seen by the next layer (proj_size when projected)."""
+        return self.proj_size or self.hidden_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "proj_size": self.proj_size,
+            "batch_first": self.batch_first,
+            "bias": self.bias,
+            "nonlinearity": self.nonlinearity,
+        }
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the report says about the checkpoint: plain data, built by the loader."""
+
+    name: str  # the checkpoint's file name without directories
+    path: str
+    format: str  # "dict-checkpoint" | "state_dict" | "safetensors" | "torchscript" | "pickled-module"
+    size_bytes: int
+    n_params: int
+    device: str
+    unsafe: bool = False  # loaded through --trust-pickle / --trust-torchscript
+    rebuilt: bool = False  # the model was rebuilt from a state dict by lstmviz
+    task: str | None = None  # "char-lm" | "classification" | "regression" | None
+    vocab: tuple[str, ...] | None = None  # token id -> display string
+    output_labels: tuple[str, ...] | None = None  # class id -> label
+    description: str | None = None
+    # Where the weights were and how they were stored (the summary says so).
+    weights_key: str | None = None  # key of the state dict in a dict checkpoint, e.g. "model_state", "checkpoint/model"
+    key_prefix: str | None = None  # attribute prefix removed from the keys, e.g. "model." of a LightningModule
+    lightning: bool = False  # a PyTorch Lightning checkpoint
+    stored_dtype: str | None = None  # floating dtypes of the saved weights, e.g. "float16", "bfloat16/float32"
+    run_dtype: str | None = None  # the dtype the model runs in (half precision is upcast on CPU)
+    skipped: tuple[tuple[str, str], ...] = ()  # (where, class) of objects opened as plain data, e.g. ("vocab", "vocab_mod.Vocab")
+    vocab_source: str | None = None  # where the vocabulary was found when not under "vocab", e.g. "char_to_int"
+    labels_source: str | None = None  # likewise for output labels, e.g. "idx2label"
+    load_notes: tuple[str, ...] = ()  # what was found but not used (vocabularies that disagree, ...)
+    # What a rebuild from weights placed and assumed (provenance.py); None/"" for the user's own model.
+    model_class: str | None = None  # --model-class as given
+    accounting: TensorAccounting | None = None  # every tensor of the state dict: placed or listed
+    head: HeadInfo | None = None  # the rebuilt output head and its wiring; None: none rebuilt
+    head_note: str = ""  # why no head was rebuilt
+    recurrent_only: bool = False  # --recurrent-only: the recurrent layers alone, the sample as their input
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-run model (torch nn.Module in eval mode on `device`) and what we know of it."""
+
+    model: Any  # torch.nn.Module
+    info: ModelInfo
+    meta: dict[str, Any] = field(default_factory=dict)  # vocab, task, sample_input, config, ...
+    device: str = "cpu"
+    # The TorchScript module itself (hooks do not fire inside it; `model` is its eager rebuild).
+    scripted: Any = None
+
+
+@dataclass
+class SampleInput:
+    """A sample ready to feed the model, with what a person needs to read the time axis."""
+
+    values: np.ndarray  # int64 (batch, time) token ids, or float32 (batch, time, features)
+    kind: str  # "tokens" | "features"
+    labels: list[str] | None  # display label per time step of batch element 0 (chars, tokens)
+    description: str  # e.g. "charlm.txt: 212 characters" — shown in the report summary
+    text: str | None = None  # the raw text for character models (token highlighting)
+    lengths: np.ndarray | None = None  # (batch,) valid steps per sequence, from an .npz's `lengths`
+    extra: dict = field(default_factory=dict)
+    # The other arrays of an .npz input (not the input, not `lengths`), by name: candidates for the
+    # model's other forward arguments (tracing._forwardargs), passed as stored.
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def batch(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return int(self.values.shape[1])

@@ -65,3 +65,10 @@ class CheckFailed(LstmvizError):
     """`lstmviz check` found a threshold crossed."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for one-line errors."""
+    text = str(error).strip().splitlines()
+    line = text[0].strip() if text else type(error).__name__
+    return line if len(line) <= 200 else line[:197] + "..."

@@ -13,7 +13,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from lstmviz_cli.errors import CheckpointError, LstmvizError, ModelError
-from lstmviz_cli.loading.checkpoint import load_checkpoint, recurrent_configs, resolve_device
+from lstmviz_cli.loading.checkpoint import load_checkpoint
+from lstmviz_cli.loading.device import resolve_device
+from lstmviz_cli.loading.metadata import recurrent_configs
 from lstmviz_cli.loading.records import RecurrentConfig
 
 META = {"vocab": fx.VOCAB, "task": "char-lm", "input_format": "text", "sample_input": "abc", "description": "tiny"}

@@ -17,13 +17,14 @@ from torch import nn
 
 from lstmviz_cli.cli import main
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.loading.checkpoint import load_checkpoint, recurrent_configs
-from lstmviz_cli.loading.inputs import (
+from lstmviz_cli.loading.budget import (
     default_memory_budget,
     estimate_trace_bytes,
-    load_sample,
     parse_memory_size,
 )
+from lstmviz_cli.loading.checkpoint import load_checkpoint
+from lstmviz_cli.loading.inputs import load_sample
+from lstmviz_cli.loading.metadata import recurrent_configs
 from lstmviz_cli.loading.records import LoadedModel, RecurrentConfig
 
 FEATURE_SAMPLE = [[0.5, -1.0, 2.0], [0.25, 0.0, 1.0]]
@@ -354,6 +355,6 @@ def test_data_contracts_import_without_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, lstmviz_cli.loading.checkpoint, lstmviz_cli.loading.inputs, lstmviz_cli.loading.sniff; print('torch' in sys.modules)"
+    code = "import sys, lstmviz_cli.loading.records, lstmviz_cli.loading.sniff, lstmviz_cli.tracing.records; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"  # later stages import LoadedModel / SampleInput freely

@@ -129,8 +129,9 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
     """
+    from lstmviz_cli.loading.budget import parse_memory_size
     from lstmviz_cli.loading.checkpoint import load_checkpoint
-    from lstmviz_cli.loading.inputs import load_sample, parse_memory_size
+    from lstmviz_cli.loading.inputs import load_sample
     from lstmviz_cli.tracing import endtoend
     from lstmviz_cli.tracing.forwardargs import parse_forward_args
     from lstmviz_cli.tracing.tracer import trace_sample

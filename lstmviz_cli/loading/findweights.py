@@ -6,6 +6,8 @@ whose keys carry the LightningModule's attribute, ``model.lstm.weight_ih_l0``). 
 mapping of parameter names to tensors holding at least one weight matrix; an optimizer's state
 (``{"state": {0: {...}}, "param_groups": [...]}``) is not one. Among the state dicts found, the one
 with recurrent weights is taken; when several qualify the user chooses with ``--weights-key``.
+Prefixes that wrappers add to every key (DataParallel's ``module.``, torch.compile's ``_orig_mod.``)
+are stripped.
 """
 
 from __future__ import annotations
@@ -250,4 +252,20 @@ def _as_state(value: Mapping[Any, Any], name: str) -> dict[str, Any]:
         if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
             raise CheckpointError(f"{name!r}: state dict entry {key!r} is a {type(tensor).__name__}, not a tensor")
         state[key] = tensor
+    return state
+
+
+# Prefixes that wrappers add to every key: DataParallel/DDP and torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
+    """Drop `module.` (DataParallel) or `_orig_mod.` (torch.compile) when every key carries it."""
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(key.startswith(prefix) for key in state):
+                state = {key[len(prefix):]: value for key, value in state.items()}
+                changed = True
     return state

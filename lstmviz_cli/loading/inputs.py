@@ -7,65 +7,24 @@ Convention, whatever the model's batch_first: float arrays 2-D are (time, featur
 from __future__ import annotations
 
 import csv
-import os
-import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.loading.records import RecurrentConfig, SampleInput
+from lstmviz_cli.loading.budget import check_budget
+from lstmviz_cli.loading.records import SampleInput
 
 SUFFIXES = (".npy", ".npz", ".csv", ".pt", ".pth", ".txt")
+
+
 _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
-# Series recorded per layer and direction, and which of them are as wide as the projection.
-_SERIES_COUNT = {"lstm": 6, "gru": 4, "rnn": 2}
+
+
 _DISPLAY = {" ": "␣", "\n": "⏎", "\t": "⇥", "\r": "␍"}
-
-
-def estimate_trace_bytes(configs: Iterable[RecurrentConfig], batch: int, steps: int) -> int:
-    """Bytes the float32 trace of `batch` x `steps` will hold: every series of every layer.
-
-    batch * steps * sum over layers and directions of (series * units) * 4. The tracer can call
-    this with the configs it found to check the same budget.
-    """
-    per_step = 0
-    for cfg in configs:
-        family = cfg.family
-        directions = 2 if cfg.bidirectional else 1
-        layers = 1 if cfg.is_cell else cfg.num_layers
-        units = _SERIES_COUNT.get(family, 6) * cfg.hidden_size
-        if family == "lstm" and cfg.proj_size:
-            units += cfg.proj_size  # i f g o c and m are hidden wide, h is proj wide
-        per_step += units * layers * directions
-    return int(batch) * int(steps) * per_step * 4
-
-
-def default_memory_budget() -> int:
-    """A quarter of physical memory (4 GiB when the platform will not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
-
-
-_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kmgt]?)(?:i?b)?")
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_memory_size(text: str) -> int:
-    """A --max-memory value: bytes, "512M", "2GiB", "1.5GB" (binary units) or "50%" of RAM."""
-    value = text.strip().lower().replace(" ", "")
-    percent = re.fullmatch(r"(\d+(?:\.\d*)?)%", value)
-    match = _SIZE.fullmatch(value)
-    if percent and 0 < float(percent.group(1)) <= 100:
-        return int(default_memory_budget() * 4 * float(percent.group(1)) / 100)
-    if not match or float(match.group(1)) <= 0:
-        raise InputError(f"--max-memory must be a positive size like 2G, 512MiB or 25%, not {text!r}")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
 def load_sample(
@@ -113,7 +72,7 @@ def load_sample(
         sample.values = np.eye(int(meta["vocab_size"]), dtype=np.float32)[sample.values]
         sample.kind = "features"
         sample.extra["one_hot"] = True
-    _check_budget(loaded, sample, max_memory_bytes)
+    check_budget(loaded, sample, max_memory_bytes)
     return sample
 
 
@@ -406,28 +365,3 @@ def _display(token: str) -> str:
     if len(token) == 1 and not token.isprintable():
         return repr(token)[1:-1]
     return token
-
-
-def _check_budget(loaded: Any, sample: SampleInput, max_memory_bytes: int | None) -> None:
-    from lstmviz_cli.loading.checkpoint import recurrent_configs
-
-    budget = default_memory_budget() if max_memory_bytes is None else int(max_memory_bytes)
-    configs = list(recurrent_configs(loaded.model).values())
-    needed = estimate_trace_bytes(configs, sample.batch, sample.steps)
-    sample.extra["trace_bytes"] = needed
-    if needed > budget:
-        per_step = max(1, needed // max(1, sample.steps))
-        fits = max(1, budget // per_step)
-        raise InputError(
-            f"tracing {sample.batch} × {sample.steps} steps would need about {_human(needed)}, over the memory "
-            f"budget of {_human(budget)}; pass a shorter input (at most {fits} steps for this batch) or raise --max-memory"
-        )
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

@@ -1,0 +1,48 @@
+"""Where the model runs: `--device` resolved to a real device, the model placed there in eval mode.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lstmviz_cli.errors import (
+    LstmvizError,
+    ModelError,
+    first_line,
+)
+
+
+def place_model(model: Any, dev: str, meta: dict[str, Any]) -> Any:
+    """Eval mode on the device; half precision is upcast on CPU, where its kernels are missing."""
+    import torch
+
+    dtypes = {p.dtype for p in model.parameters()}
+    if dev == "cpu" and dtypes & {torch.float16, torch.bfloat16}:
+        meta["upcast_from"] = str(sorted(dtypes, key=str)[0]).removeprefix("torch.")
+        model = model.float()
+    try:
+        model = model.to(dev)
+    except Exception as error:  # noqa: BLE001 - out of GPU memory, driver problems
+        raise ModelError(f"cannot move the model to {dev}: {first_line(error)}") from None
+    model.eval()
+    return model
+
+
+def resolve_device(device: str) -> str:
+    """"cpu", "cuda[:N]" or "auto" -> a concrete device; asking for a missing GPU is an error."""
+    import torch
+
+    wanted = (device or "cpu").strip().lower()
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cpu":
+        return "cpu"
+    match = re.fullmatch(r"cuda(?::(\d+))?", wanted)
+    if not match:
+        raise LstmvizError(f"--device must be cpu, cuda, cuda:N or auto, not {device!r}")
+    if not torch.cuda.is_available():
+        raise ModelError("--device cuda was given but no CUDA GPU is available; use --device cpu or --device auto")
+    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+        raise ModelError(f"--device {wanted}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return wanted

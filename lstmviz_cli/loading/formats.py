@@ -1,0 +1,49 @@
+"""The two kinds that are not pickles: safetensors (the reference reader) and TorchScript archives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lstmviz_cli.errors import (
+    CheckpointError,
+    first_line,
+)
+from lstmviz_cli.loading.metadata import parse_json_object
+from lstmviz_cli.loading.safeload import quiet
+
+
+# -- the kinds ---------------------------------------------------------------------------------
+def load_safetensors(path: Path, size: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    from lstmviz_cli.loading.sniff import validate_safetensors
+
+    header = validate_safetensors(path, size)
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as error:  # noqa: BLE001 - the library's own checks
+        raise CheckpointError(f"cannot read safetensors file {path.name!r}: {first_line(error)}") from None
+    # Keep the header's order (the library returns its own).
+    ordered = {key: state[key] for key in header if key in state}
+    meta: dict[str, Any] = {}
+    raw = (header.get("__metadata__") or {}).get("lstmviz")
+    if raw is not None:
+        meta = parse_json_object(raw, f"{path.name!r} __metadata__['lstmviz']")
+    return ordered, meta
+
+
+def load_torchscript(path: Path, dev: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    import torch
+
+    extra = {"lstmviz.json": ""}
+    try:
+        with quiet():  # jit.load is deprecated, and still the only reader of these archives
+            scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as error:  # noqa: BLE001
+        raise CheckpointError(f"cannot load TorchScript archive {path.name!r}: {first_line(error)}") from None
+    scripted.eval()
+    meta = parse_json_object(extra["lstmviz.json"], f"{path.name!r} lstmviz.json") if extra["lstmviz.json"] else {}
+    state = dict(scripted.state_dict())
+    return scripted.to(dev), state, meta

@@ -30,7 +30,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.baseline import python_loop_trace  # noqa: E402
-from lstmviz_cli.tracing import tracer as tracing  # noqa: E402
+from lstmviz_cli.tracing import kernels  # noqa: E402
+from lstmviz_cli.tracing.tracer import trace as traced  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,11 @@ def _forward(model: nn.Module, x: torch.Tensor) -> object:
 
 def _rebuild(model: nn.Module, x: torch.Tensor) -> object:
     """trace() with the oneDNN workspace shortcut off: every gate rebuilt by the batched GEMM."""
-    tracing.USE_WORKSPACE = False
+    kernels.USE_WORKSPACE = False
     try:
-        return tracing.trace(model, x)
+        return traced(model, x)
     finally:
-        tracing.USE_WORKSPACE = True
+        kernels.USE_WORKSPACE = True
 
 
 def _trace_bytes(tr) -> int:
@@ -150,12 +151,12 @@ def bench_configs(repeats: int, loop_repeats: int, threads: int) -> list[str]:
     for cfg in CONFIGS:
         model, x = cfg.build()
         _forward(model, x)  # warm-up: oneDNN primitive creation
-        tr = tracing.trace(model, x)
+        tr = traced(model, x)
         python_loop_trace(model, x)
         fwd, trc, rebuild, loop = [], [], [], []
         for r in range(repeats):
             fwd.append(_timed(_forward, model, x))
-            trc.append(_timed(tracing.trace, model, x))
+            trc.append(_timed(traced, model, x))
             rebuild.append(_timed(_rebuild, model, x))
             if r < loop_repeats:
                 loop.append(_timed(python_loop_trace, model, x))

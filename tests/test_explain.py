@@ -364,7 +364,7 @@ def charlm():
     from lstmviz_cli.analysis.textfeatures import text_features
     from lstmviz_cli.loading.checkpoint import load_checkpoint
     from lstmviz_cli.loading.inputs import load_sample
-    from lstmviz_cli.tracing.tracer import trace_sample
+    from lstmviz_cli.tracing.sample import trace_sample
 
     loaded = load_checkpoint("sample_models/charlm.pt")
     sample = load_sample(loaded)

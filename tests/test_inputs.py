@@ -339,7 +339,7 @@ def test_npz_lengths_mark_unequal_sequences(feature_model: LoadedModel, tmp_path
 
 
 def test_estimate_equals_the_real_trace_size(tmp_path: Path) -> None:
-    from lstmviz_cli.tracing.tracer import trace_sample
+    from lstmviz_cli.tracing.sample import trace_sample
 
     torch.manual_seed(0)
     lstm = nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, batch_first=True)

@@ -153,7 +153,7 @@ def test_memory_probe_remembering_vs_forgetting_stack() -> None:
 
 
 def _run(model: nn.Module, values: np.ndarray, kind: str) -> Run:
-    from lstmviz_cli.tracing.tracer import trace_sample
+    from lstmviz_cli.tracing.sample import trace_sample
 
     info = ModelInfo(name="m.pt", path="m.pt", format="state_dict", size_bytes=1, n_params=1, device="cpu",
                      task="classification", output_labels=tuple("abcde"))

@@ -22,9 +22,10 @@ from lstmviz_cli import trace as public_trace
 from lstmviz_cli.errors import ModelError, VerificationError
 from lstmviz_cli.loading.records import LoadedModel, ModelInfo, SampleInput
 from lstmviz_cli.tracing import gates as _gates
-from lstmviz_cli.tracing import tracer as tracing
+from lstmviz_cli.tracing import kernels
 from lstmviz_cli.tracing.records import SERIES, Trace
-from lstmviz_cli.tracing.tracer import trace, trace_sample
+from lstmviz_cli.tracing.sample import trace_sample
+from lstmviz_cli.tracing.tracer import trace
 
 TOL = 1e-5
 KEY = re.compile(r"^[\w.]+/l\d+/(fwd|bwd)/[a-z]$")
@@ -391,7 +392,7 @@ def test_no_recurrent_module_is_a_clear_error() -> None:
 def test_verification_failure_raises_unless_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     module = make("lstm")
     x = torch.randn(5, 1, 3)
-    monkeypatch.setattr(tracing, "USE_WORKSPACE", False)
+    monkeypatch.setattr(kernels, "USE_WORKSPACE", False)
     # A scan that forgets the previous cell state reconstructs the wrong c (and so the wrong h).
     monkeypatch.setattr(_gates, "scan_loop", lambda f, u, c0, reverse: u)
     with pytest.raises(VerificationError, match=r"lstm/l0/fwd .*tolerance"):
@@ -415,7 +416,7 @@ def test_the_gpu_code_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """What CUDA runs (parallel scan, chunked host copies) checked here against the reference."""
     monkeypatch.setattr(_gates, "_direct", lambda spec, x: False)
     monkeypatch.setattr(_gates, "scan_loop", _gates.scan_parallel)
-    monkeypatch.setattr(tracing, "USE_WORKSPACE", False)
+    monkeypatch.setattr(kernels, "USE_WORKSPACE", False)
     module = make("lstm", num_layers=2, bidirectional=True)
     x = np.random.default_rng(8).normal(size=(3, 11, 3)).astype(np.float32)
     lengths = np.array([11, 4, 7])
@@ -429,7 +430,7 @@ def test_the_gpu_code_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_workspace_and_rebuilt_gates_agree(monkeypatch: pytest.MonkeyPatch, use_workspace: bool) -> None:
     module = make("lstm", hidden=64, num_layers=2, bidirectional=True)  # 4H = 256: padded rows
     x = torch.randn(9, 3, 3)
-    monkeypatch.setattr(tracing, "USE_WORKSPACE", use_workspace)
+    monkeypatch.setattr(kernels, "USE_WORKSPACE", use_workspace)
     tr = trace(module, x, chunk_steps=4)  # several time chunks, carried cell state
     assert_matches(tr, "lstm", reference(module, x.transpose(0, 1).numpy()))
 

@@ -335,7 +335,7 @@ def test_bare_stack_and_public_trace_pad_to_the_input(tmp_path: Path) -> None:
     np.savez(tmp_path / "b.npz", input=x.numpy(), lengths=np.array([6, 2]))
     from lstmviz_cli.loading.inputs import load_sample
     from lstmviz_cli.loading.records import LoadedModel, ModelInfo
-    from lstmviz_cli.tracing.tracer import trace_sample
+    from lstmviz_cli.tracing.sample import trace_sample
 
     info = ModelInfo(name="m.pt", path="m.pt", format="state_dict", size_bytes=1, n_params=1, device="cpu")
     loaded = LoadedModel(model=lstm, info=info, meta={"input_size": 3, "input_format": "features"})

@@ -368,7 +368,7 @@ def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult
 
     from lstmviz_cli.analysis.records import analyze_run
     from lstmviz_cli.commands.pipeline import Run, load_and_trace
-    from lstmviz_cli.tracing.tracer import trace_sample
+    from lstmviz_cli.tracing.sample import trace_sample
 
     before = load_and_trace(options)
     after = load_and_trace(replace(options, checkpoint=after_checkpoint))

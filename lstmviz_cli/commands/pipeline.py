@@ -134,7 +134,7 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     from lstmviz_cli.loading.inputs import load_sample
     from lstmviz_cli.tracing import endtoend
     from lstmviz_cli.tracing.forwardargs import parse_forward_args
-    from lstmviz_cli.tracing.tracer import trace_sample
+    from lstmviz_cli.tracing.sample import trace_sample
 
     forward_args = parse_forward_args(options.forward_args)
 

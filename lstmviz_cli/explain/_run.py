@@ -94,7 +94,7 @@ def call_model(model: nn.Module, x: torch.Tensor, batch_first: bool) -> torch.Te
 
 def find_stack(model: nn.Module) -> tuple[str, nn.Module]:
     """The model's one nn.LSTM / nn.GRU / nn.RNN, with its trace name; ExplainError otherwise."""
-    from lstmviz_cli.tracing.tracer import _module_name
+    from lstmviz_cli.tracing.recorder import module_name
 
     stacks = [(name, m) for name, m in model.named_modules() if isinstance(m, _STACKS)]
     if any(isinstance(m, _CELLS) for m in model.modules()):
@@ -104,7 +104,7 @@ def find_stack(model: nn.Module) -> tuple[str, nn.Module]:
         raise ExplainError(f"the model has {len(stacks)} recurrent stacks; these explanations need "
                            "exactly one nn.LSTM / nn.GRU / nn.RNN")
     name, module = stacks[0]
-    return _module_name(name, module), module
+    return module_name(name, module), module
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:

@@ -215,7 +215,7 @@ def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, 
     from torch import nn
     from torch.nn.utils.rnn import PackedSequence
 
-    from lstmviz_cli.tracing.tracer import _fused
+    from lstmviz_cli.tracing.kernels import fused_layer
 
     is_lstm = isinstance(stack, nn.LSTM)
     dirs = 2 if stack.bidirectional else 1
@@ -224,14 +224,14 @@ def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, 
     def run_direction(x: Any, state: Any, weights: list, d: int, stepwise: bool, values: dict[int, float]) -> tuple:
         if not stepwise:  # the reverse direction reads time backwards
             seq = x if d == 0 else x.flip(0)
-            result = _fused(stack, seq, None, state, weights, False)
+            result = fused_layer(stack, seq, None, state, weights, False)
             out = result[0] if d == 0 else result[0].flip(0)
             return out, result[1], (result[2] if is_lstm else None)
         steps = x.shape[0]
         pieces: list[Any] = [None] * steps
         h, c = state if is_lstm else (state, None)
         for t in range(steps - 1, -1, -1) if d else range(steps):
-            result = _fused(stack, x[t:t + 1], None, (h, c) if is_lstm else h, weights, False)
+            result = fused_layer(stack, x[t:t + 1], None, (h, c) if is_lstm else h, weights, False)
             h = result[1].clone()
             c = result[2] if is_lstm else None
             for unit, value in values.items():
@@ -258,7 +258,7 @@ def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, 
             if not any((layer, d) in stepped for d in range(dirs)):
                 sl = slice(layer * dirs, (layer + 1) * dirs)
                 weights = flat[layer * dirs * per:(layer + 1) * dirs * per]
-                result = _fused(stack, x, None, (h0[sl], c0[sl]) if is_lstm else h0[sl], weights, stack.bidirectional)
+                result = fused_layer(stack, x, None, (h0[sl], c0[sl]) if is_lstm else h0[sl], weights, stack.bidirectional)
                 x = result[0]
                 h_n.append(result[1])
                 if is_lstm:

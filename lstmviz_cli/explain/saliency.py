@@ -89,9 +89,9 @@ def step_norms(grad: Any, steps: int, batch_first: bool) -> np.ndarray:
 
 def model_batch_first(loaded: Any) -> bool:
     """The layout the model's forward expects, decided exactly as the tracer decides it."""
-    from lstmviz_cli.tracing.tracer import _model_batch_first
+    from lstmviz_cli.tracing import sample
 
-    return _model_batch_first(loaded)
+    return sample.model_batch_first(loaded)
 
 
 def _embedding(model: Any) -> Any | None:

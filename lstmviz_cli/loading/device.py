@@ -1,5 +1,4 @@
-"""Where the model runs: `--device` resolved to a real device, the model placed there in eval mode.
-"""
+"""Where the model runs: `--device` resolved to a real device, the model placed there in eval mode."""
 
 from __future__ import annotations
 

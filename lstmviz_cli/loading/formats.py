@@ -1,5 +1,4 @@
-"""The two kinds that are not pickles: safetensors (the reference reader) and TorchScript archives.
-"""
+"""The two kinds that are not pickles: safetensors (the reference reader) and TorchScript archives."""
 
 from __future__ import annotations
 

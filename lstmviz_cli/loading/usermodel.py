@@ -1,5 +1,4 @@
-"""`--model-class`: import the user's class (a module path or a file) and build it with the checkpoint's weights.
-"""
+"""`--model-class`: import the user's class (a module path or a file) and build it with the checkpoint's weights."""
 
 from __future__ import annotations
 

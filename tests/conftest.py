@@ -189,6 +189,6 @@ def hostile_run() -> Run:
 
 def stand_in_analysis(trace: Trace) -> Any:
     """The analysis contract (gate_stats, prediction) from the real analysis module when present."""
-    from lstmviz_cli.analysis.records import analyze_trace
+    from lstmviz_cli.analysis.analyze import analyze_trace
 
     return analyze_trace(trace)

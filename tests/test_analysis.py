@@ -7,22 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from lstmviz_cli.analysis.records import (
-    SaliencyResult,
-    Thresholds,
-    analyze_trace,
-    anchor_id,
-    diagnose,
-    gate_saturation,
-    gate_statistics,
-    memory_horizon,
-    pca_2d,
-    predict,
-    rank_units,
-    state_trajectories,
-    thresholds_from_view,
-)
+from lstmviz_cli.analysis.analyze import analyze_trace
+from lstmviz_cli.analysis.anchors import anchor_id
+from lstmviz_cli.analysis.findings import diagnose
+from lstmviz_cli.analysis.memory import memory_horizon
+from lstmviz_cli.analysis.prediction import predict
+from lstmviz_cli.analysis.records import SaliencyResult
+from lstmviz_cli.analysis.saturation import gate_saturation
+from lstmviz_cli.analysis.serialize import analysis_json
+from lstmviz_cli.analysis.stats import gate_statistics
 from lstmviz_cli.analysis.textfeatures import text_features
+from lstmviz_cli.analysis.thresholds import Thresholds, thresholds_from_view
+from lstmviz_cli.analysis.trajectories import pca_2d, state_trajectories
+from lstmviz_cli.analysis.units import rank_units
 from lstmviz_cli.commands.pipeline import ViewOptions
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.loading.records import ModelInfo
@@ -277,8 +274,8 @@ def test_to_json_is_json_safe_and_deterministic() -> None:
     trace = _quote_trace()
     trace.output = np.random.default_rng(0).normal(size=(1, len(QUOTED), 4)).astype(np.float32)
     saliency = SaliencyResult(step=len(QUOTED) - 1, target="y", values=np.r_[np.nan, np.ones(len(QUOTED) - 1)])
-    first = analyze_trace(trace, tokens=list(QUOTED), saliency=saliency).to_json()
-    second = analyze_trace(trace, tokens=list(QUOTED), saliency=saliency).to_json()
+    first = analysis_json(analyze_trace(trace, tokens=list(QUOTED), saliency=saliency))
+    second = analysis_json(analyze_trace(trace, tokens=list(QUOTED), saliency=saliency))
     text = json.dumps(first, allow_nan=False, sort_keys=True)
     assert text == json.dumps(second, allow_nan=False, sort_keys=True)
     assert first["saliency"]["values"][0] is None
@@ -318,7 +315,7 @@ def _render(run, analysis) -> str:  # noqa: ANN001 - pipeline.Run and Analysis
 
 
 def _analyze(run):  # noqa: ANN001, ANN202
-    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.explain.orchestrate import analyze_run
 
     return analyze_run(run, ViewOptions())
 
@@ -419,17 +416,18 @@ def test_plain_rnn_trace_has_no_gates_but_still_a_report() -> None:
 
 def test_chunked_reductions_match_whole_array_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Long traces are reduced in float64 chunks; the answers are those of one float64 pass."""
-    from lstmviz_cli.analysis import records as analysis
+    from lstmviz_cli.analysis import rows as chunked
+    from lstmviz_cli.analysis.trajectories import pca_2d
 
-    monkeypatch.setattr(analysis, "CHUNK_ROWS", 7)  # many chunks, the last one short
+    monkeypatch.setattr(chunked, "CHUNK_ROWS", 7)  # many chunks, the last one short
     rows = np.random.default_rng(5).standard_normal((100, 6)).astype(np.float32) * 3 + 1
     exact = rows.astype(np.float64)
-    mean, std = analysis.mean_std(rows)
+    mean, std = chunked.mean_std(rows)
     assert mean == pytest.approx(exact.mean(), rel=1e-12) and std == pytest.approx(exact.std(), rel=1e-12)
-    means, stds = analysis.mean_std(rows, axis=0)
+    means, stds = chunked.mean_std(rows, axis=0)
     np.testing.assert_allclose(means, exact.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(stds, exact.std(axis=0), rtol=1e-12)
-    coords, explained = analysis.pca_2d(rows)
+    coords, explained = pca_2d(rows)
     centred = exact - exact.mean(axis=0)
     _, var, vt = np.linalg.svd(centred, full_matrices=False)
     signs = np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(axis=1)])
@@ -437,9 +435,9 @@ def test_chunked_reductions_match_whole_array_numpy(monkeypatch: pytest.MonkeyPa
     assert explained == pytest.approx(tuple(var[:2] ** 2 / (var**2).sum()), rel=1e-9)
     # A view, not a float64 copy, when nothing is padded; padding rows dropped when there is some.
     series = rows[None]
-    assert np.shares_memory(analysis.valid_rows(series), rows)
+    assert np.shares_memory(chunked.valid_rows(series), rows)
     padded = np.concatenate([series, np.full((1, 3, 6), np.nan, dtype=np.float32)], axis=1)
-    assert analysis.first_sequence(padded).shape == (100, 6)
+    assert chunked.first_sequence(padded).shape == (100, 6)
 
 
 @pytest.mark.parametrize("window_start", [0, 150])

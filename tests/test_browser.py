@@ -42,7 +42,7 @@ def run_chromium(page: Path, profile: Path, *extra: str) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.explain.orchestrate import analyze_run
     from lstmviz_cli.page.report import render_report
 
     root = tmp_path_factory.mktemp("browser")

@@ -11,7 +11,7 @@ import pytest
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import junit_schema, sample, write_pinned_forget
 
-from lstmviz_cli.analysis.records import SaliencyResult, analyze_run
+from lstmviz_cli.analysis.records import SaliencyResult
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.check import (
@@ -23,6 +23,7 @@ from lstmviz_cli.commands.check import (
     to_junit,
 )
 from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
+from lstmviz_cli.explain.orchestrate import analyze_run
 
 VIEW = pipeline.ViewOptions()
 

@@ -12,7 +12,6 @@ import pytest
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import sample, write_scaled
 
-from lstmviz_cli.analysis.records import analyze_run
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.diff import (
@@ -24,6 +23,7 @@ from lstmviz_cli.commands.diff import (
     require_same_architecture,
 )
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.explain.orchestrate import analyze_run
 
 VIEW = pipeline.ViewOptions()
 

@@ -11,10 +11,10 @@ import pytest
 from conftest import make_run, numpy_trace
 from conftest_papers import sample
 
-from lstmviz_cli.analysis.records import analyze_run
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.errors import InputError, OutputError
+from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.render import paper as export
 from lstmviz_cli.render.mpl import new_figure
 

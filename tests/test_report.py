@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def render(run: Run, **view: object) -> str:
-    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.explain.orchestrate import analyze_run
 
     options = ViewOptions(**view)
     return render_report(run, analyze_run(run, options), options)
@@ -68,7 +68,7 @@ def test_every_section_is_present_with_real_numbers(lstm_html: str) -> None:
 
 
 def test_cell_values_are_the_analysis_means(core_only: None) -> None:
-    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.explain.orchestrate import analyze_run
 
     trace = numpy_trace("LSTM", steps=8, hidden_size=3)
     run = make_run(trace)
@@ -311,7 +311,7 @@ def test_byte_identical_across_processes(tmp_path: Path) -> None:
     script = (
         "import sys; sys.path.insert(0, 'tests');"
         "from conftest import numpy_trace, make_run, TEXT;"
-        "from lstmviz_cli.commands.pipeline import ViewOptions; from lstmviz_cli.analysis.records import analyze_run;"
+        "from lstmviz_cli.commands.pipeline import ViewOptions; from lstmviz_cli.explain.orchestrate import analyze_run;"
         "from lstmviz_cli.page.report import render_report;"
         "run = make_run(numpy_trace('LSTM', steps=len(TEXT), hidden_size=4, num_layers=2, bidirectional=True), text=TEXT);"
         "v = ViewOptions(); sys.stdout.write(render_report(run, analyze_run(run, v), v, workers=int(sys.argv[1])))"

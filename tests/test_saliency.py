@@ -8,8 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from lstmviz_cli.analysis.records import analyze_run, memory_horizon  # noqa: E402
+from lstmviz_cli.analysis.memory import memory_horizon  # noqa: E402
+from lstmviz_cli.analysis.serialize import analysis_json  # noqa: E402
 from lstmviz_cli.commands.pipeline import Run, ViewOptions  # noqa: E402
+from lstmviz_cli.explain.orchestrate import analyze_run  # noqa: E402
 from lstmviz_cli.explain.saliency import compute_saliency, memory_probe  # noqa: E402
 from lstmviz_cli.loading.records import LoadedModel, ModelInfo, SampleInput  # noqa: E402
 
@@ -174,7 +176,7 @@ def test_analyze_run_end_to_end_with_saliency_and_probe() -> None:
     assert analysis.notes[0].startswith("lstm/l0/fwd ran 1 step on a 6-step input")
     assert "findings skipped" in analysis.notes[1]
     assert analysis.prediction is not None and analysis.prediction.kind == "topk"
-    doc = analysis.to_json()
+    doc = analysis_json(analysis)
     assert doc["saliency"]["horizon"] == 6 and len(doc["saliency"]["values"]) == 6
 
 

@@ -167,8 +167,8 @@ def report_job(checkpoint: Path, options: Any, view: Any, output: Path, force: b
 
     `workers` draw its figures: all CPUs when checkpoints run one at a time, 1 when they run in parallel.
     """
-    from lstmviz_cli.analysis.records import analyze_run
     from lstmviz_cli.commands.pipeline import REPORT_FLOAT16_ABOVE, load_and_trace
+    from lstmviz_cli.explain.orchestrate import analyze_run
     from lstmviz_cli.output import write_atomic
     from lstmviz_cli.page.report import render_report
 

@@ -199,7 +199,7 @@ def resolve_config(flags: dict[str, Any], *, config_path: Path | None = None, cw
 # -- evaluation -----------------------------------------------------------------------------------------
 def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> CheckResult:
     """Compare the analysis's numbers with the thresholds: one case per layer and gate, per layer, per finding."""
-    from lstmviz_cli.analysis.records import figure_anchor
+    from lstmviz_cli.analysis.anchors import figure_anchor
 
     provenance = getattr(analysis, "provenance", None)
     result = CheckResult(model=model, config=config, provenance=provenance)
@@ -487,9 +487,9 @@ def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path
     """
     from dataclasses import replace
 
-    from lstmviz_cli.analysis.records import analyze_run
     from lstmviz_cli.commands.pipeline import announce, load_and_trace
     from lstmviz_cli.errors import VerificationError
+    from lstmviz_cli.explain.orchestrate import analyze_run
 
     name = Path(options.checkpoint).name
     # The tracer verifies at its own tolerance (1e-4); --max-verify-error off skips verification.

@@ -366,8 +366,8 @@ def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult
     """
     from dataclasses import replace
 
-    from lstmviz_cli.analysis.records import analyze_run
     from lstmviz_cli.commands.pipeline import Run, load_and_trace
+    from lstmviz_cli.explain.orchestrate import analyze_run
     from lstmviz_cli.tracing.sample import trace_sample
 
     before = load_and_trace(options)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lstmviz_cli.analysis.serialize import analysis_json
 from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
 
 
@@ -215,7 +216,7 @@ def run_report_command(
 
     `workers`: processes that draw the figures (None: one per CPU, at most figurejobs.MAX_WORKERS).
     """
-    from lstmviz_cli.analysis.records import analyze_run
+    from lstmviz_cli.explain.orchestrate import analyze_run
     from lstmviz_cli.page.report import render_report
     from lstmviz_cli.render.jobs import default_workers
 
@@ -227,7 +228,7 @@ def run_report_command(
     html = render_report(run, analysis, view, workers=workers or default_workers())
     write_atomic(output, html, force=force)
     if json_path is not None:
-        write_json(json_path, analysis.to_json(), force=force)
+        write_json(json_path, analysis_json(analysis), force=force)
     announce(run)
     size_kb = len(html.encode("utf-8")) / 1024
     return f"wrote {output} ({size_kb:,.0f} KB); open it in a browser"

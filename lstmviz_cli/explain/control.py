@@ -63,7 +63,7 @@ def control_correlations(
     without a defined correlation (constant) are left out. Raises ExplainError (see
     `untrained_copy`) and the tracer's errors.
     """
-    from lstmviz_cli.analysis.records import rank_units
+    from lstmviz_cli.analysis.units import rank_units
     from lstmviz_cli.explain._run import model_input
     from lstmviz_cli.tracing.tracer import trace
 

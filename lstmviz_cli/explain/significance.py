@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lstmviz_cli.analysis.records import UNIT_SERIES, _pearson_matrix, rank_units
+from lstmviz_cli.analysis.units import UNIT_SERIES, pearson_matrix, rank_units
 from lstmviz_cli.tracing.records import Trace
 
 PERMUTATIONS = 2000  # block permutations per feature: the smallest p is features / 2001
@@ -178,7 +178,7 @@ def unit_significance(
     pairs = 0
     for name in names:
         f = np.asarray(features[name], dtype=np.float64)[:steps]
-        observed = [np.abs(_pearson_matrix(x, f[keep][:, None])[:, 0]) for _, x, keep in blocks]
+        observed = [np.abs(pearson_matrix(x, f[keep][:, None])[:, 0]) for _, x, keep in blocks]
         testable = sum(int(np.isfinite(o).sum()) for o in observed)
         if testable == 0:
             continue
@@ -189,7 +189,7 @@ def unit_significance(
         shuffled = f[index].T  # (steps, permutations)
         null = np.full(permutations, -np.inf)
         for _, x, keep in blocks:
-            r = np.abs(_pearson_matrix(x, shuffled[keep]))
+            r = np.abs(pearson_matrix(x, shuffled[keep]))
             null = np.maximum(null, np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=0))
         null.sort()
         for (key, _, _), obs in zip(blocks, observed, strict=True):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmviz_cli.analysis.records import column_means, valid_rows
+from lstmviz_cli.analysis.rows import column_means, valid_rows
 from lstmviz_cli.tracing.records import Trace
 
 # Histogram bins in steps: [0, 1), [1, 2), [2, 4), ..., [2^15, 2^16), [2^16, inf).

@@ -202,7 +202,7 @@ def _saturation_reading(analysis: Analysis) -> str:
 
 def saturation_section(analysis: Analysis) -> dict[str, Any]:
     """Karpathy-style saturation scatter plots, one figure per layer and direction."""
-    from lstmviz_cli.analysis.records import figure_anchor
+    from lstmviz_cli.analysis.anchors import figure_anchor
     from lstmviz_cli.render import figures_analysis as figs
 
     th = analysis.thresholds
@@ -259,7 +259,7 @@ def _units_reading(analysis: Analysis) -> str:
 
 def units_section(analysis: Analysis, run: Any) -> dict[str, Any]:
     """Ranked units per feature, with the best units' token highlighting and activation plots."""
-    from lstmviz_cli.analysis.records import anchor_id
+    from lstmviz_cli.analysis.anchors import anchor_id
     from lstmviz_cli.render import figures_analysis as figs
 
     section = _section("interpretable-units", "Interpretable units", _units_reading(analysis))
@@ -347,7 +347,7 @@ def _saliency_reading(analysis: Analysis) -> str:
 
 def memory_section(analysis: Analysis, run: Any) -> dict[str, Any] | None:
     """Gradient saliency over input steps, the horizon, parameter gradient norms, and the probe."""
-    from lstmviz_cli.analysis.records import figure_anchor
+    from lstmviz_cli.analysis.anchors import figure_anchor
     from lstmviz_cli.render import figures_analysis as figs
 
     if analysis.saliency is None and analysis.memory_probe is None:
@@ -461,7 +461,7 @@ def _trajectory_reading(analysis: Analysis) -> str:
 
 def trajectories_section(analysis: Analysis) -> dict[str, Any] | None:
     """PCA trajectories of c and h per layer and direction."""
-    from lstmviz_cli.analysis.records import figure_anchor
+    from lstmviz_cli.analysis.anchors import figure_anchor
     from lstmviz_cli.render import figures_analysis as figs
 
     if not analysis.trajectories:
@@ -506,7 +506,9 @@ def _diagnostics_reading(analysis: Analysis) -> str:
 
 def diagnostics_section(analysis: Analysis, run: Any) -> dict[str, Any]:
     """Findings with severity, each linked to the figure that shows it, and the unit-activity figures."""
-    from lstmviz_cli.analysis.records import figure_anchor, units_text, valid_rows
+    from lstmviz_cli.analysis.anchors import figure_anchor
+    from lstmviz_cli.analysis.findings import units_text
+    from lstmviz_cli.analysis.rows import valid_rows
     from lstmviz_cli.render import figures_analysis as figs
 
     section = _section("diagnostics", "Diagnostics", _diagnostics_reading(analysis))

@@ -18,9 +18,9 @@ from lstmviz_cli.analysis.records import (
     MemoryProbe,
     SaliencyResult,
     Saturation,
-    Thresholds,
     Trajectory,
 )
+from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.render.mpl import margins, new_figure
 from lstmviz_cli.render.palette import GATE_COLORS
 from lstmviz_cli.tracing.records import SERIES_NAMES

@@ -413,8 +413,8 @@ def export_checkpoint(checkpoint: Path, options: Any, view: Any, out_dir: Path, 
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from lstmviz_cli.analysis.records import analyze_run
     from lstmviz_cli.commands.pipeline import load_and_trace
+    from lstmviz_cli.explain.orchestrate import analyze_run
 
     run = load_and_trace(replace(options, checkpoint=checkpoint))
     analysis = analyze_run(run, view)

@@ -1,0 +1,150 @@
+"""The one JSON writer of the analysis summary, from the typed records.
+
+JSON schema of `analysis_json(analysis)` (what `lstmviz report ... --json summary.json` writes, next to
+`"generator": "lstmviz-generated"`; floats rounded to 6 significant digits; NaN/inf become null;
+everything about "units" and "steps" refers to batch element 0 unless said otherwise):
+
+    thresholds     {name: number}: every Thresholds field used (saturation_low, saturation_high, ...)
+    prediction     null | {"kind": "topk"|"values", "step": int|null, "note": str, "basis": str,
+                           "items": [{"label": str, "value": probability or predicted value}]}
+                   # null when the output is no prediction: a rebuild without a known head, or
+                   # --recurrent-only. "basis" says what the number rests on (the rebuilt head and
+                   # its wiring, "assumed: ..." when guessed, or "your model's own output").
+    model          {"source": "rebuilt"|"torchscript"|"model-class"|"pickled-module", "description",
+                    "tensors": null | {"total", "placed", "unused": [key], "front": [module]},
+                    "head": null | {"modules", "widths", "activation", "wiring", "wiring_text",
+                                    "source", "assumed"},
+                    "head_note": str, "recurrent_only": bool,
+                    "verification": [{"level": "gates"|"recurrence"|"names"|"model", "label",
+                                      "error": number|null, "status": "ok"|"bad"|"not-checked",
+                                      "detail"}]}
+    gate_stats     [{"prefix": "lstm/l0/fwd", "series": "f", "mean", "std",
+                     "frac_low", "frac_high",      # share < saturation_low / > saturation_high; null
+                                                   # for series that are not sigmoid gates
+                     "time_std"}]                  # "c" only: mean over units of the std over time
+    saturation     [{"prefix", "series", "frac_low": [per unit], "frac_high": [per unit]}]
+    units          {"features": {feature: definition},
+                    "ranked": [{"feature", "key": "lstm/l0/fwd/c", "unit": int, "r": float}]}
+                   # Pearson r over the steps; the 5 strongest units per feature, sorted by |r|
+    saliency       null | {"step": int, "target": str, "values": [‖∂y/∂x_t‖ per input step],
+                           "horizon": int, "window_start": int (steps before it: null values),
+                           "horizon_mass": 0.9, "param_norms": {name: ‖∂y/∂θ‖},
+                           "gate_norms": {prefix: {gate: ‖∂y/∂θ‖ over that gate's rows}}}
+    memory_probe   null | {"prefix", "state": "c"|"h", "lengths": [int], "dependence": [0..1]}
+    trajectories   [{"prefix", "series", "explained": [pc1, pc2], "jumpiness": float}]
+    findings       [{"code", "severity": "info"|"warning"|"error", "prefix", "units": [int],
+                     "value", "threshold", "message", "anchor"}]
+                   # codes: dead_units, saturated_gate, forget_pinned_low, forget_pinned_high,
+                   # exploding_cell, vanishing_gradient; "anchor" is the report figure's HTML id
+    notes          [str]: analyses that were skipped, and why
+    unjudged       {prefix: values per unit}: layers with fewer than thresholds.min_steps values per
+                   unit, whose dead/saturated/forget-gate/cell findings were skipped (see notes)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lstmviz_cli.analysis.records import Analysis
+
+
+def _num(value: float | None) -> float | None:
+    """A JSON-safe float: 6 significant digits (stable across platforms), None for NaN/inf/None."""
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.6g}")
+
+
+def analysis_json(analysis: Analysis) -> dict[str, Any]:
+    """The JSON summary of an analysis: deterministic (fixed key order, rounded floats, no NaN). Schema above."""
+    return {
+        "thresholds": analysis.thresholds.to_json(),
+        "prediction": None
+        if analysis.prediction is None
+        else {
+            "kind": analysis.prediction.kind,
+            "step": analysis.prediction.step,
+            "note": analysis.prediction.note,
+            "basis": analysis.prediction.basis,
+            "items": [{"label": label, "value": _num(value)} for label, value in analysis.prediction.items],
+        },
+        "model": None if analysis.provenance is None else analysis.provenance.to_json(),
+        "gate_stats": [
+            {
+                "prefix": s.prefix,
+                "series": s.series,
+                "mean": _num(s.mean),
+                "std": _num(s.std),
+                "frac_low": _num(s.frac_low),
+                "frac_high": _num(s.frac_high),
+                "time_std": _num(s.time_std),
+            }
+            for s in analysis.gate_stats
+        ],
+        "saturation": [
+            {
+                "prefix": s.prefix,
+                "series": s.series,
+                "frac_low": [_num(v) for v in s.frac_low],
+                "frac_high": [_num(v) for v in s.frac_high],
+            }
+            for s in analysis.saturation
+        ],
+        "units": {
+            "features": dict(analysis.feature_definitions),
+            "ranked": [
+                {"feature": u.feature, "key": u.key, "unit": u.unit, "r": _num(u.r)} for u in analysis.units
+            ],
+        },
+        "saliency": None
+        if analysis.saliency is None
+        else {
+            "step": analysis.saliency.step,
+            "target": analysis.saliency.target,
+            "values": [_num(v) for v in analysis.saliency.values],
+            "horizon": analysis.saliency.horizon,
+            "window_start": analysis.saliency.window_start,
+            "horizon_mass": analysis.thresholds.horizon_mass,
+            "param_norms": {k: _num(v) for k, v in sorted(analysis.saliency.param_norms.items())},
+            "gate_norms": {
+                prefix: {gate: _num(v) for gate, v in gates.items()}
+                for prefix, gates in sorted(analysis.saliency.gate_norms.items())
+            },
+        },
+        "memory_probe": None
+        if analysis.memory_probe is None
+        else {
+            "prefix": analysis.memory_probe.prefix,
+            "state": analysis.memory_probe.state,
+            "lengths": list(analysis.memory_probe.lengths),
+            "dependence": [_num(v) for v in analysis.memory_probe.dependence],
+        },
+        "trajectories": [
+            {
+                "prefix": t.prefix,
+                "series": t.series,
+                "explained": [_num(v) for v in t.explained],
+                "jumpiness": _num(t.jumpiness),
+            }
+            for t in analysis.trajectories
+        ],
+        "findings": [
+            {
+                "code": f.code,
+                "severity": f.severity,
+                "prefix": f.prefix,
+                "units": list(f.units),
+                "value": _num(f.value),
+                "threshold": _num(f.threshold),
+                "message": f.message,
+                "anchor": f.anchor,
+            }
+            for f in analysis.findings
+        ],
+        "notes": list(analysis.notes),
+        "unjudged": dict(analysis.unjudged),
+    }

@@ -1,0 +1,153 @@
+"""The analysis stage of one run: the trace's numbers, plus the analyses that must run the model.
+
+`analyze_run` reads the prediction to choose saliency's target, runs gradient saliency (and the memory
+probe when asked) on the model, turns what cannot be computed into notes, and hands everything to
+`analyze_trace`. It imports both `analysis/` and `explain.saliency`, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lstmviz_cli.analysis.analyze import analyze_trace
+from lstmviz_cli.analysis.prediction import predict
+from lstmviz_cli.analysis.records import Analysis
+from lstmviz_cli.analysis.thresholds import thresholds_from_view
+from lstmviz_cli.tracing.records import Trace
+
+
+def analyze_run(run: Any, view: Any) -> Analysis:
+    """The pipeline's analysis stage: the trace's numbers, plus saliency from the model when it can run.
+
+    A model that cannot be differentiated (or probed) costs only that section, with a note saying
+    why; user mistakes (a step outside the sample, a bad labels file) are errors.
+    """
+    from lstmviz_cli.analysis.textfeatures import read_labels_csv, step_tokens
+    from lstmviz_cli.errors import InputError
+    from lstmviz_cli.tracing.provenance import describe_run
+
+    trace: Trace = run.trace
+    facts = describe_run(run)
+    sample = getattr(run, "sample", None)
+    loaded = getattr(run, "loaded", None)
+    info = getattr(loaded, "info", None)
+    th = thresholds_from_view(view)
+    notes: list[str] = []
+    if trace.meta.get("store_dtype") == "float16":
+        notes.append(
+            "this long trace is kept as float16 to bound memory: figures and statistics carry about 3 "
+            "significant digits (verification ran in float32; `lstmviz trace` writes full precision)"
+        )
+    notes.extend(str(note) for note in trace.meta.get("notes", []) or [])
+    notes.extend(f"the model warned while it ran: {line}" for line in trace.meta.get("model_warnings", []) or [])
+    if facts.recurrent_only:
+        notes.append(
+            "--recurrent-only: the recurrent layers were fed the sample directly; every statistic and "
+            "finding here is about them alone, not about the model with the layers in front of them"
+        )
+    steps = None  # the valid steps of batch element 0 (the sequence the page shows)
+    tokens = None
+    if sample is not None:
+        steps = _first_length(trace, sample)
+        tokens = step_tokens(getattr(sample, "text", None), sample.labels, sample.steps)
+        tokens = tokens[:steps] if tokens is not None else None
+    last_step = None
+    if steps is not None and trace.output is not None and np.asarray(trace.output).ndim >= 3:
+        last_step = min(steps, np.asarray(trace.output).shape[1]) - 1
+    labels = None
+    labels_path = getattr(view, "labels", None)
+    if labels_path is not None:
+        if steps is None:
+            raise InputError("--labels needs a sample input to align its rows with")
+        # One row per step of the input as padded, or per valid step of batch element 0.
+        labels = read_labels_csv(labels_path, steps, padded_steps=sample.steps)
+    chosen = getattr(view, "saliency_step", None)
+    if chosen is not None and steps is not None and not 0 <= chosen < steps:
+        if steps < sample.steps and steps <= chosen < sample.steps:
+            raise InputError(
+                f"--saliency-step {chosen} is padding of sequence 0, which has {steps} valid steps of "
+                f"{sample.steps}: the model was not run there; choose a step in 0..{steps - 1}"
+            )
+        raise InputError(f"--saliency-step {chosen} is outside the sample's steps 0..{steps - 1}")
+    prediction = predict(trace.output, info, last_step=last_step, provenance=facts)
+    # Without a prediction the model's output is the last recurrent layer's own states: the
+    # saliency is then of ‖h‖ at that step, and says so.
+    kind = prediction.kind if prediction else ("topk" if facts.has_head else "state")
+    saliency = probe = None
+    model = getattr(loaded, "model", None)
+    if model is not None and sample is not None:
+        from lstmviz_cli._warncapture import captured_warnings
+        from lstmviz_cli.explain import saliency as saliency_mod
+
+        values = np.asarray(sample.values)[:1, :steps]
+        device = getattr(loaded, "device", "cpu")
+        batch_first = trace.meta.get("model_batch_first")
+        if batch_first is None or trace.meta.get("packed"):
+            batch_first = saliency_mod.model_batch_first(loaded)
+        with captured_warnings() as caught:
+            try:
+                saliency = saliency_mod.compute_saliency(
+                    model,
+                    values,
+                    step=chosen if chosen is not None else last_step,
+                    kind=kind,
+                    output_labels=list(info.output_labels or info.vocab or []) if info else None,
+                    device=device,
+                    batch_first=bool(batch_first),
+                    forward_kwargs=_saliency_forward_kwargs(trace, sample, model, device, steps),
+                )
+            except Exception as error:  # noqa: BLE001 - the model is the user's code: lose one section only
+                notes.append(f"gradient saliency skipped: {type(error).__name__}: {_first_line(error)}")
+            if saliency is not None and chosen is not None and saliency.step != chosen:
+                notes.append(
+                    f"--saliency-step {chosen} ignored: the model's output has no time axis, so the saliency "
+                    f"is of its output after the last step ({saliency.step})"
+                )
+            if getattr(view, "memory_probe", False):
+                try:
+                    probe = saliency_mod.memory_probe(model, values, device=device)
+                except Exception as error:  # noqa: BLE001 - as above
+                    notes.append(f"memory-length probe skipped: {type(error).__name__}: {_first_line(error)}")
+        known = set(trace.meta.get("model_warnings", []) or [])
+        notes.extend(f"the model warned while its saliency was computed: {line}" for line in caught
+                     if line not in known)
+    return analyze_trace(
+        trace,
+        info=info,
+        tokens=tokens,
+        text=getattr(sample, "text", None) is not None,
+        labels=labels,
+        thresholds=th,
+        saliency=saliency,
+        memory_probe=probe,
+        last_step=last_step,
+        notes=notes,
+        provenance=facts,
+    )
+
+
+def _first_length(trace: Trace, sample: Any) -> int:
+    """Valid steps of batch element 0: its length when the model was told the lengths (packed, or
+    passed to its forward), else every step of the input (a model that ran over the padding)."""
+    lengths = getattr(sample, "lengths", None)
+    plan = trace.meta.get("forward_args") or {}
+    told = trace.meta.get("packed") or "lengths" in (plan.get("params") or {}).values()
+    return int(lengths[0]) if lengths is not None and (told or "packed" not in trace.meta) else sample.steps
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _saliency_forward_kwargs(trace: Trace, sample: Any, model: Any, device: str, steps: int) -> dict[str, Any]:
+    """The forward's other arguments (lengths, .npz arrays) for batch element 0 cut to `steps`."""
+    from lstmviz_cli.tracing.forwardargs import ForwardPlan, forward_kwargs
+
+    plan = ForwardPlan.from_meta(trace.meta.get("forward_args"))
+    if not plan.params:
+        return {}
+    dtype = next((p.dtype for p in model.parameters()), None)
+    return forward_kwargs(plan, sample, device=device, dtype=dtype, first_steps=steps)

@@ -12,7 +12,8 @@ from lstmviz_cli.analysis.memory import memory_horizon  # noqa: E402
 from lstmviz_cli.analysis.serialize import analysis_json  # noqa: E402
 from lstmviz_cli.commands.pipeline import Run, ViewOptions  # noqa: E402
 from lstmviz_cli.explain.orchestrate import analyze_run  # noqa: E402
-from lstmviz_cli.explain.saliency import compute_saliency, memory_probe  # noqa: E402
+from lstmviz_cli.explain.probe import memory_probe  # noqa: E402
+from lstmviz_cli.explain.saliency import compute_saliency  # noqa: E402
 from lstmviz_cli.loading.records import LoadedModel, ModelInfo, SampleInput  # noqa: E402
 
 

@@ -84,12 +84,12 @@ def call_model(model: nn.Module, x: torch.Tensor, batch_first: bool) -> torch.Te
     PyTorch's notes that are expected here (a projected LSTM runs without oneDNN, a layer's
     weights are not one flat buffer) are not shown, as in the tracer.
     """
-    from lstmviz_cli.explain.saliency import _call
+    from lstmviz_cli.explain.saliency import call_model
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*projections is not supported with oneDNN.*")
         warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
-        return _call(model, x, batch_first)
+        return call_model(model, x, batch_first)
 
 
 def find_stack(model: nn.Module) -> tuple[str, nn.Module]:

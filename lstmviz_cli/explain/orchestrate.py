@@ -11,10 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from lstmviz_cli._warncapture import captured_warnings
 from lstmviz_cli.analysis.analyze import analyze_trace
 from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.records import Analysis
+from lstmviz_cli.analysis.textfeatures import read_labels_csv, step_tokens
 from lstmviz_cli.analysis.thresholds import thresholds_from_view
+from lstmviz_cli.errors import InputError
+from lstmviz_cli.explain.probe import memory_probe
+from lstmviz_cli.explain.saliency import compute_saliency, model_batch_first
+from lstmviz_cli.tracing.forwardargs import ForwardPlan, forward_kwargs
+from lstmviz_cli.tracing.provenance import describe_run
 from lstmviz_cli.tracing.records import Trace
 
 
@@ -24,10 +31,6 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     A model that cannot be differentiated (or probed) costs only that section, with a note saying
     why; user mistakes (a step outside the sample, a bad labels file) are errors.
     """
-    from lstmviz_cli.analysis.textfeatures import read_labels_csv, step_tokens
-    from lstmviz_cli.errors import InputError
-    from lstmviz_cli.tracing.provenance import describe_run
-
     trace: Trace = run.trace
     facts = describe_run(run)
     sample = getattr(run, "sample", None)
@@ -78,17 +81,14 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     saliency = probe = None
     model = getattr(loaded, "model", None)
     if model is not None and sample is not None:
-        from lstmviz_cli._warncapture import captured_warnings
-        from lstmviz_cli.explain import saliency as saliency_mod
-
         values = np.asarray(sample.values)[:1, :steps]
         device = getattr(loaded, "device", "cpu")
         batch_first = trace.meta.get("model_batch_first")
         if batch_first is None or trace.meta.get("packed"):
-            batch_first = saliency_mod.model_batch_first(loaded)
+            batch_first = model_batch_first(loaded)
         with captured_warnings() as caught:
             try:
-                saliency = saliency_mod.compute_saliency(
+                saliency = compute_saliency(
                     model,
                     values,
                     step=chosen if chosen is not None else last_step,
@@ -107,7 +107,7 @@ def analyze_run(run: Any, view: Any) -> Analysis:
                 )
             if getattr(view, "memory_probe", False):
                 try:
-                    probe = saliency_mod.memory_probe(model, values, device=device)
+                    probe = memory_probe(model, values, device=device)
                 except Exception as error:  # noqa: BLE001 - as above
                     notes.append(f"memory-length probe skipped: {type(error).__name__}: {_first_line(error)}")
         known = set(trace.meta.get("model_warnings", []) or [])
@@ -144,8 +144,6 @@ def _first_line(error: BaseException) -> str:
 
 def _saliency_forward_kwargs(trace: Trace, sample: Any, model: Any, device: str, steps: int) -> dict[str, Any]:
     """The forward's other arguments (lengths, .npz arrays) for batch element 0 cut to `steps`."""
-    from lstmviz_cli.tracing.forwardargs import ForwardPlan, forward_kwargs
-
     plan = ForwardPlan.from_meta(trace.meta.get("forward_args"))
     if not plan.params:
         return {}

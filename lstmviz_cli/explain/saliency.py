@@ -1,6 +1,7 @@
-"""The analyses that must run the model: gradient saliency over time and the memory-length probe.
+"""Gradient saliency over time: ‖∂y/∂x_t‖ of one output for every input step, and gradient norms per gate.
 
-torch lives here (imported lazily) and nowhere else in the analysis stage; results are NumPy.
+Runs the model (torch); results are NumPy records of `analysis.records`. A sequence too long for the
+memory budget gets exact gradients over a window of the last steps before the target.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from lstmviz_cli.analysis.records import MemoryProbe, SaliencyResult
+from lstmviz_cli.analysis.records import SaliencyResult
 
-PROBE_KEYS = 8  # distinct keys at step 0 in the memory-length probe
 # Autograd keeps every step's activations: beyond this many bytes, only a window of the last steps
 # before the target gets gradients (exact for those steps; see `_gradient_window`).
 SALIENCY_BUDGET = 1 << 29  # 512 MiB: with the outputs and the float16 trace, T = 1e5 x 1024 stays under 4 GB
+
+
 # Bytes autograd holds per step, per (series x unit) of a recurrent layer; measured ~8 for an LSTM
 # (hidden 1024, T = 10,000: +0.55 GB), with margin.
 _BYTES_PER_VALUE = 12
+
+
 HEAD_CHUNK = 4096  # steps per no-grad call before a window (bounds the layer's input projection)
 
 
@@ -45,13 +49,13 @@ def _first_output(value: Any) -> Any:
     return value
 
 
-def _recurrent_types() -> tuple[type, ...]:
+def recurrent_types() -> tuple[type, ...]:
     from torch import nn
 
     return (nn.LSTM, nn.GRU, nn.RNN)
 
 
-def _call(model: Any, x: Any, batch_first: bool, kwargs: dict[str, Any] | None = None) -> Any:
+def call_model(model: Any, x: Any, batch_first: bool, kwargs: dict[str, Any] | None = None) -> Any:
     """Run the model on batch-major input the way tracing.trace_sample does (time-major when asked).
 
     The output comes back batch-major, (batch, time, ...) when it has a time axis, read exactly as
@@ -94,7 +98,7 @@ def model_batch_first(loaded: Any) -> bool:
     return sample.model_batch_first(loaded)
 
 
-def _embedding(model: Any) -> Any | None:
+def first_embedding(model: Any) -> Any | None:
     from torch import nn
 
     for _, module in model.named_modules():
@@ -127,7 +131,7 @@ def saliency_bytes_per_step(model: Any) -> int:
     """What autograd keeps per time step for the model's stock recurrent layers (an estimate)."""
     total = 0
     for module in model.modules():
-        if isinstance(module, _recurrent_types()):
+        if isinstance(module, recurrent_types()):
             series = {"LSTM": 4 + 3, "GRU": 3 + 2}.get(type(module).__name__, 3)
             directions = 2 if module.bidirectional else 1
             total += series * module.hidden_size * module.num_layers * directions * _BYTES_PER_VALUE
@@ -145,7 +149,7 @@ def saliency_window(model: Any, steps: int, budget: int = SALIENCY_BUDGET) -> in
     window = max(64, budget // per_step)
     if window >= steps:
         return None
-    layers = [m for m in model.modules() if isinstance(m, _recurrent_types())]
+    layers = [m for m in model.modules() if isinstance(m, recurrent_types())]
     if any(m.bidirectional for m in layers):
         raise ValueError(
             f"{steps} steps need about {steps * per_step / 2**30:.1f} GiB of gradients, over the "
@@ -200,7 +204,7 @@ def _gradient_window(model: Any, start: int) -> Any:
 
     try:
         for module in model.modules():
-            if isinstance(module, _recurrent_types()):
+            if isinstance(module, recurrent_types()):
                 module.forward = split(module)
                 swapped.append(module)
         yield
@@ -247,7 +251,7 @@ def compute_saliency(
     captured: list[Any] = []
     handle = None
     if x.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        embedding = _embedding(model)
+        embedding = first_embedding(model)
         if embedding is None:
             raise ValueError("token inputs without an nn.Embedding: no continuous input to differentiate")
 
@@ -268,7 +272,7 @@ def compute_saliency(
     try:
         windowed = _gradient_window(model, start) if start > 0 else contextlib.nullcontext()
         with _gradients_allowed(), windowed:
-            out = _call(model, x, batch_first, forward_kwargs)
+            out = call_model(model, x, batch_first, forward_kwargs)
             steps = int(x.shape[1])
             if out.dim() >= 3:
                 at = steps - 1 if step is None else int(step)
@@ -333,7 +337,7 @@ def _gate_norms(model: Any, grads: dict[str, Any]) -> dict[str, dict[str, float]
     result: dict[str, dict[str, float]] = {}
     for name, module in model.named_modules():
         gates = _GATES.get(type(module).__name__)
-        if gates is None or not isinstance(module, _recurrent_types()):
+        if gates is None or not isinstance(module, recurrent_types()):
             continue
         label = name or type(module).__name__.lower()
         dot = f"{name}." if name else ""
@@ -349,73 +353,3 @@ def _gate_norms(model: Any, grads: dict[str, Any]) -> dict[str, dict[str, float]
                     for k, gate in enumerate(gates)
                 }
     return result
-
-
-def _first_recurrent(model: Any) -> tuple[str, Any] | None:
-    for name, module in model.named_modules():
-        if isinstance(module, _recurrent_types()):
-            return name or module.__class__.__name__.lower(), module
-    return None
-
-
-def memory_probe(model: Any, values: np.ndarray, *, max_length: int | None = None, device: str = "cpu") -> MemoryProbe:
-    """Key-at-start recall through the model's first recurrent stack.
-
-    Sequences of growing length L hold one of `PROBE_KEYS` different keys at step 0 followed by
-    the sample's own steps as filler. The dependence at L is the spread of the last layer's final
-    forward state (c for an LSTM, else h) across keys (RMS over units of the std across keys)
-    over the state's RMS size: the share of the final state that the key still decides, 1 when
-    it is all key, towards 0 as the stack forgets step 0.
-    """
-    import torch
-
-    found = _first_recurrent(model)
-    if found is None:
-        raise ValueError("the model has no nn.LSTM / nn.GRU / nn.RNN to probe")
-    name, rnn = found
-    sample = np.asarray(values)[0]
-    steps = int(sample.shape[0])
-    if np.issubdtype(sample.dtype, np.integer):
-        embedding = _embedding(model)
-        if embedding is None or embedding.embedding_dim != rnn.input_size:
-            raise ValueError("token inputs whose embedding does not feed the recurrent stack directly")
-        vocab = int(embedding.num_embeddings)
-        key_ids = np.unique(np.linspace(0, vocab - 1, min(PROBE_KEYS, vocab)).round().astype(np.int64))
-        with torch.no_grad():
-            keys = embedding(torch.as_tensor(key_ids, device=device))
-            filler = embedding(torch.as_tensor(sample, device=device))
-    else:
-        rows = np.linspace(0, steps - 1, min(PROBE_KEYS, steps)).round().astype(np.int64)
-        feats = np.asarray(sample, dtype=np.float32).reshape(steps, -1)
-        keys = torch.as_tensor(feats[np.unique(rows)], device=device)
-        filler = torch.as_tensor(feats, device=device)
-    if keys.shape[0] < 2:
-        raise ValueError("fewer than two distinct keys to compare")
-    limit = max_length or min(512, max(64, 4 * steps))
-    lengths = [1]
-    while lengths[-1] * 2 <= limit:
-        lengths.append(lengths[-1] * 2)
-    filler_cycle = filler[1:] if steps > 1 else filler
-    is_lstm = isinstance(rnn, torch.nn.LSTM)
-    dirs = 2 if rnn.bidirectional else 1
-    top = (rnn.num_layers - 1) * dirs  # last layer, forward direction
-    spreads = []
-    with torch.no_grad():
-        for length in lengths:
-            reps = -(-max(length - 1, 0) // filler_cycle.shape[0]) if length > 1 else 0
-            tail = filler_cycle.repeat(reps, 1)[: length - 1] if reps else filler_cycle[:0]
-            batch = torch.stack([torch.cat([key[None], tail], dim=0) for key in keys])  # (K, L, I)
-            inp = batch if rnn.batch_first else batch.transpose(0, 1)
-            _, state = rnn(inp)
-            final = state[1] if is_lstm else state
-            final = final[top].double()  # (K, H)
-            spread = float(final.std(dim=0, unbiased=False).pow(2).mean().sqrt())
-            size = float(final.pow(2).mean().sqrt())
-            spreads.append(spread / size if size > 0 else 0.0)
-    layer = rnn.num_layers - 1
-    return MemoryProbe(
-        prefix=f"{name}/l{layer}/fwd",
-        lengths=lengths,
-        dependence=spreads,
-        state="c" if is_lstm else "h",
-    )

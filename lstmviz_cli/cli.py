@@ -1,7 +1,8 @@
 """The command line: options, help and the error boundary. No logic lives here.
 
-Heavy imports (torch, matplotlib, the pipeline) happen inside the commands so that
-`lstmviz --help` and `lstmviz --version` stay fast.
+Each command builds the option records (`commands.options`) and calls one function of `commands/`.
+Those are imported inside the command functions: they import torch and matplotlib, which
+`lstmviz --help` and `lstmviz --version` must not pay for.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from lstmviz_cli import __version__
+from lstmviz_cli._warncapture import captured_warnings
+from lstmviz_cli.commands.options import LoadOptions, ViewOptions
 from lstmviz_cli.errors import (
     EXIT_CHECK_FAILED,
     EXIT_INTERNAL,
@@ -132,12 +136,6 @@ NoVerifyOpt = Annotated[
 ]
 
 
-def _load_options(**kwargs):  # noqa: ANN202 - returns pipeline.LoadOptions, imported lazily
-    from lstmviz_cli.commands.pipeline import LoadOptions
-
-    return LoadOptions(**kwargs)
-
-
 @app.command("trace")
 def trace_command(
     checkpoint: CheckpointArg,
@@ -168,9 +166,9 @@ def trace_command(
 
     Example: lstmviz trace sample_models/charlm.pt -o trace.npz --json trace.json
     """
-    from lstmviz_cli.commands import pipeline
+    from lstmviz_cli.commands.trace import run_trace_command  # torch: not for --help
 
-    options = _load_options(
+    options = LoadOptions(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
@@ -178,7 +176,7 @@ def trace_command(
         head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
-    message = pipeline.run_trace_command(
+    message = run_trace_command(
         options, output=output, json_path=json_path, dtype="float16" if float16 else "float32", force=force
     )
     typer.echo(message)
@@ -255,12 +253,10 @@ def report_command(
 
     Batch example: lstmviz report sample_models/*.pt --out-dir reports/ --jobs 2
     """
-    from lstmviz_cli.commands import pipeline
-
     if jobs is not None and jobs < 1:
         raise InputError(f"--jobs {jobs} must be at least 1")
     checkpoint = Path(checkpoints[0])
-    options = _load_options(
+    options = LoadOptions(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
@@ -268,24 +264,29 @@ def report_command(
         head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
-    view = pipeline.ViewOptions(
+    view = ViewOptions(
         title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units,
         labels=labels, saturation_low=saturation_low, saturation_high=saturation_high,
         saliency_step=saliency_step, memory_probe=memory_probe,
     )
     if out_dir is not None or len(checkpoints) > 1:
-        from lstmviz_cli.commands import batch
+        from lstmviz_cli.commands.batch import (  # torch: not for --help
+            EXIT_SOME_FAILED,
+            run_batch_command,
+        )
 
-        rows, index = batch.run_batch_command(checkpoints, options, view, out_dir=out_dir, jobs=jobs or 1,
+        rows, index = run_batch_command(checkpoints, options, view, out_dir=out_dir, jobs=jobs or 1,
                                               json_path=json_path, force=force)
         failed = [row for row in rows if row.error]
         typer.echo(f"wrote {len(rows) - len(failed)} reports and {index}")
         for row in failed:
             typer.echo(f"lstmviz: error: {row.name}: {row.error}", err=True)
         if failed:
-            raise typer.Exit(batch.EXIT_SOME_FAILED)
+            raise typer.Exit(EXIT_SOME_FAILED)
         return
-    message = pipeline.run_report_command(options, view, output=output, json_path=json_path, force=force,
+    from lstmviz_cli.commands.report import run_report_command  # torch, matplotlib: not for --help
+
+    message = run_report_command(options, view, output=output, json_path=json_path, force=force,
                                           workers=jobs)
     typer.echo(message)
 
@@ -333,10 +334,10 @@ def figures_command(
 
     Example: lstmviz figures sample_models/*.pt -o figs/ --format pdf --width double --jobs 2
     """
-    from lstmviz_cli.commands import pipeline
-    from lstmviz_cli.render import paper as export
+    from lstmviz_cli.commands.figures import run_figures  # torch, matplotlib: not for --help
+    from lstmviz_cli.render.paper import PublicationStyle, parse_width
 
-    options = _load_options(
+    options = LoadOptions(
         checkpoint=Path("."), input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
@@ -344,9 +345,9 @@ def figures_command(
         head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
-    style = export.PublicationStyle(width=export.parse_width(width), grayscale=grayscale, font_size=font_size)
-    view = pipeline.ViewOptions(layers=layers, units=units, steps=steps)
-    outcome = export.run_figures(
+    style = PublicationStyle(width=parse_width(width), grayscale=grayscale, font_size=font_size)
+    view = ViewOptions(layers=layers, units=units, steps=steps)
+    outcome = run_figures(
         checkpoints, options, view, out_dir=out_dir, fmt=fmt, style=style, jobs=jobs, force=force
     )
     typer.echo(f"wrote {len(outcome.entries)} figures and {outcome.manifest}")
@@ -399,24 +400,24 @@ def check_command(
 
     Example: lstmviz check sample_models/charlm.pt --max-saturated 0.9 --junit check.xml --report report.html
     """
-    from lstmviz_cli.commands import check, pipeline
+    from lstmviz_cli.commands.check import run_check  # torch, matplotlib: not for --help
+    from lstmviz_cli.commands.checkconfig import resolve_config
+    from lstmviz_cli.render.checkresults import summary_table
 
     flags = {"max_saturated": max_saturated, "max_dead_units": max_dead_units,
              "min_memory_horizon": min_memory_horizon, "max_verify_error": max_verify_error, "fail_on": fail_on}
-    settings, source = check.resolve_config(flags, config_path=config)
-    options = _load_options(
+    settings, source = resolve_config(flags, config_path=config)
+    options = LoadOptions(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
         forward_args=tuple(forward_arg or ()),
         head=head, recurrent_only=recurrent_only,
     )
-    result = check.run_check(options, settings, pipeline.ViewOptions(), json_path=json_path,
+    result = run_check(options, settings, ViewOptions(), json_path=json_path,
                              junit_path=junit_path, report_path=report_path, force=force)
-    from rich.console import Console
-
     console = Console(width=110)
-    console.print(check.summary_table([result]))
+    console.print(summary_table([result]))
     verdict = "healthy" if result.passed else f"{len(result.failures)} of {len(result.cases)} checks failed"
     console.print(f"{result.model}: {verdict}" + (f" (settings from {source})" if source else ""), highlight=False)
     if result.recurrent_only:
@@ -452,9 +453,9 @@ def diff_command(
 
     Example: lstmviz diff epoch1.pt epoch10.pt -o diff.html
     """
-    from lstmviz_cli.commands import diff, pipeline
+    from lstmviz_cli.commands.diff import run_diff_command  # torch, matplotlib: not for --help
 
-    options = _load_options(
+    options = LoadOptions(
         checkpoint=before, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
         trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
         module=module, max_memory=max_memory, weights_key=weights_key,
@@ -462,14 +463,12 @@ def diff_command(
         head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
-    typer.echo(diff.run_diff_command(options, after, pipeline.ViewOptions(), output=output,
+    typer.echo(run_diff_command(options, after, ViewOptions(), output=output,
                                      json_path=json_path, force=force))
 
 
 @contextlib.contextmanager
 def _quiet_warnings(debug: bool) -> Iterator[None]:
-    from lstmviz_cli._warncapture import captured_warnings
-
     caught: list[str] = []
     try:
         with captured_warnings() as caught:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lstmviz_cli.errors import OutputError
 
@@ -85,6 +87,12 @@ def write_atomic(path: Path, writer: Callable[[Path], None] | bytes | str, *, fo
             os.close(fd)
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(path: Path, payload: dict[str, Any], *, force: bool) -> None:
+    """Deterministic JSON (sorted keys) carrying the generator marker."""
+    document = {"generator": GENERATOR_MARKER, **payload}
+    write_atomic(path, json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n", force=force)
 
 
 def _describe_os_error(path: Path, error: OSError) -> str:

@@ -20,7 +20,7 @@ from lstmviz_cli.analysis.textfeatures import text_features
 from lstmviz_cli.analysis.thresholds import Thresholds, thresholds_from_view
 from lstmviz_cli.analysis.trajectories import pca_2d, state_trajectories
 from lstmviz_cli.analysis.units import rank_units
-from lstmviz_cli.commands.pipeline import ViewOptions
+from lstmviz_cli.commands.options import ViewOptions
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.loading.records import ModelInfo
 from tests.analysis_helpers import lstm_layer, make_trace

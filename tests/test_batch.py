@@ -10,8 +10,9 @@ from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import sample
 
 from lstmviz_cli.cli import main
-from lstmviz_cli.commands import batch, pipeline
+from lstmviz_cli.commands import batch, many, pipeline
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.render import html
 
 
 def square_or_fail(path: Path, factor: int) -> int:
@@ -26,39 +27,39 @@ def square_or_fail(path: Path, factor: int) -> int:
 def test_expand_checkpoints_globs_order_and_duplicates(tmp_path: Path) -> None:
     for name in ("b.pt", "a.pt", "c.safetensors"):
         (tmp_path / name).write_bytes(b"x")
-    found = batch.expand_checkpoints([str(tmp_path / "*.pt"), str(tmp_path / "a.pt"), str(tmp_path / "c.safetensors")])
+    found = many.expand_checkpoints([str(tmp_path / "*.pt"), str(tmp_path / "a.pt"), str(tmp_path / "c.safetensors")])
     assert [p.name for p in found] == ["a.pt", "b.pt", "c.safetensors"]
-    assert batch.expand_checkpoints([str(tmp_path / "missing.pt")]) == [tmp_path / "missing.pt"]  # the loader says why
+    assert many.expand_checkpoints([str(tmp_path / "missing.pt")]) == [tmp_path / "missing.pt"]  # the loader says why
     with pytest.raises(InputError, match=r"no checkpoint matches '.*\*\.ckpt'"):
-        batch.expand_checkpoints([str(tmp_path / "*.ckpt")])
+        many.expand_checkpoints([str(tmp_path / "*.ckpt")])
 
 
 def test_unique_stems() -> None:
     paths = [Path("a/model.pt"), Path("b/model.pt"), Path("c/other model.safetensors")]
-    assert batch.unique_stems(paths) == ["model", "model-2", "other-model"]
+    assert many.unique_stems(paths) == ["model", "model-2", "other-model"]
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_run_many_keeps_order_and_reports_failures(jobs: int) -> None:
     paths = [Path(f"{n}.pt") for n in ("3", "bad", "5", "bug", "7")]
-    results = batch.run_many(square_or_fail, paths, [(2,)] * len(paths), jobs=jobs, show_progress=False)
+    results = many.run_many(square_or_fail, paths, [(2,)] * len(paths), jobs=jobs, show_progress=False)
     assert [r.checkpoint for r in results] == paths
     assert [r.value for r in results] == [18, None, 50, None, 98]
     assert results[1].error == "'bad.pt' is broken"
     assert results[3].error == "internal error: ZeroDivisionError: division by zero"
     with pytest.raises(InputError, match="--jobs 0 must be at least 1"):
-        batch.run_many(square_or_fail, paths, [(2,)] * len(paths), jobs=0)
+        many.run_many(square_or_fail, paths, [(2,)] * len(paths), jobs=0)
 
 
 def test_index_links_each_report_with_a_summary_row_and_escapes_names() -> None:
     rows = [
-        batch.ReportSummary(name="charlm.pt", file="charlm.html", format="dict-checkpoint", n_params=131124,
+        html.ReportSummary(name="charlm.pt", file="charlm.html", format="dict-checkpoint", n_params=131124,
                             layers=["lstm/l0/fwd", "lstm/l1/fwd"], verify_error=7.6e-6,
                             findings={"info": 5, "warning": 1}),
-        batch.ReportSummary(name=HOSTILE + ".pt", file=None, error="cannot read <b>it</b>"),
+        html.ReportSummary(name=HOSTILE + ".pt", file=None, error="cannot read <b>it</b>"),
     ]
-    page = batch.render_index(rows, title="epochs")
-    assert page == batch.render_index(rows, title="epochs")
+    page = html.render_index(rows, title="epochs")
+    assert page == html.render_index(rows, title="epochs")
     assert '<a href="charlm.html">charlm.pt</a>' in page
     assert "131,124" in page and "7.6e-06" in page and "1 warning" in page
     assert "1 failed" in page and "failed: cannot read &lt;b&gt;it&lt;/b&gt;" in page

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import HOSTILE, TEXT, make_run, numpy_trace
 
-from lstmviz_cli.commands.pipeline import ViewOptions
+from lstmviz_cli.commands.options import ViewOptions
 
 pytestmark = pytest.mark.browser
 

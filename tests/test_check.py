@@ -11,21 +11,17 @@ import pytest
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import junit_schema, sample, write_pinned_forget
 
+from lstmviz_cli.analysis.checks import CheckConfig, evaluate, parse_dead_limit
 from lstmviz_cli.analysis.records import SaliencyResult
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
-from lstmviz_cli.commands.check import (
-    CheckConfig,
-    evaluate,
-    parse_dead_limit,
-    resolve_config,
-    to_json,
-    to_junit,
-)
+from lstmviz_cli.commands.checkconfig import resolve_config
+from lstmviz_cli.commands.options import ViewOptions
 from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.render.checkresults import to_json, to_junit
 
-VIEW = pipeline.ViewOptions()
+VIEW = ViewOptions()
 
 
 def _run(trace=None, name: str = "tiny.pt"):  # noqa: ANN001, ANN202
@@ -272,7 +268,7 @@ def test_cli_report_from_the_same_trace(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_summary_table_exact_output() -> None:
     from rich.console import Console
 
-    from lstmviz_cli.commands.check import summary_table
+    from lstmviz_cli.render.checkresults import summary_table
 
     console = Console(width=90, record=True, color_system=None)
     console.print(summary_table([_evaluate(_pinned_run())]))

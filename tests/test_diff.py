@@ -12,20 +12,20 @@ import pytest
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import sample, write_scaled
 
-from lstmviz_cli.cli import main
-from lstmviz_cli.commands import pipeline
-from lstmviz_cli.commands.diff import (
+from lstmviz_cli.analysis.diff import (
     architecture_difference,
     compare_units,
     compare_weights,
     diff_traces,
-    render_diff,
     require_same_architecture,
 )
+from lstmviz_cli.cli import main
+from lstmviz_cli.commands.options import ViewOptions
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.render.diffpage import render_diff
 
-VIEW = pipeline.ViewOptions()
+VIEW = ViewOptions()
 
 
 def _diff(before, after):  # noqa: ANN001, ANN202

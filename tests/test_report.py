@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from conftest import HOSTILE, TEXT, make_run, numpy_trace
 
-from lstmviz_cli.commands.pipeline import Run, ViewOptions
+from lstmviz_cli.commands.options import ViewOptions
+from lstmviz_cli.commands.pipeline import Run
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.page.report import environment, render_report, resolve_view
+from lstmviz_cli.page.report import render_report, resolve_view
+from lstmviz_cli.render.html import environment
 
 SECTIONS = ("summary", "architecture", "cell", "unrolled", "heatmaps", "weights", "gate-plots")
 ROOT = Path(__file__).resolve().parent.parent
@@ -311,7 +313,7 @@ def test_byte_identical_across_processes(tmp_path: Path) -> None:
     script = (
         "import sys; sys.path.insert(0, 'tests');"
         "from conftest import numpy_trace, make_run, TEXT;"
-        "from lstmviz_cli.commands.pipeline import ViewOptions; from lstmviz_cli.explain.orchestrate import analyze_run;"
+        "from lstmviz_cli.commands.options import ViewOptions; from lstmviz_cli.explain.orchestrate import analyze_run;"
         "from lstmviz_cli.page.report import render_report;"
         "run = make_run(numpy_trace('LSTM', steps=len(TEXT), hidden_size=4, num_layers=2, bidirectional=True), text=TEXT);"
         "v = ViewOptions(); sys.stdout.write(render_report(run, analyze_run(run, v), v, workers=int(sys.argv[1])))"

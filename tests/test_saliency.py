@@ -10,7 +10,8 @@ from torch import nn  # noqa: E402
 
 from lstmviz_cli.analysis.memory import memory_horizon  # noqa: E402
 from lstmviz_cli.analysis.serialize import analysis_json  # noqa: E402
-from lstmviz_cli.commands.pipeline import Run, ViewOptions  # noqa: E402
+from lstmviz_cli.commands.options import ViewOptions  # noqa: E402
+from lstmviz_cli.commands.pipeline import Run  # noqa: E402
 from lstmviz_cli.explain.orchestrate import analyze_run  # noqa: E402
 from lstmviz_cli.explain.probe import memory_probe  # noqa: E402
 from lstmviz_cli.explain.saliency import compute_saliency  # noqa: E402
@@ -222,7 +223,8 @@ SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "sample_mo
 
 
 def _sample_analysis(name: str, **view: object):  # noqa: ANN202
-    from lstmviz_cli.commands.pipeline import LoadOptions, load_and_trace
+    from lstmviz_cli.commands.options import LoadOptions
+    from lstmviz_cli.commands.pipeline import load_and_trace
 
     path = SAMPLES / name
     if not path.is_file():

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from lstmviz_cli.cli import main
-from lstmviz_cli.commands.pipeline import LoadOptions, ViewOptions, load_and_trace
+from lstmviz_cli.commands.options import LoadOptions, ViewOptions
+from lstmviz_cli.commands.pipeline import load_and_trace
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major

@@ -23,6 +23,7 @@ from torch import nn  # noqa: E402
 from lstmviz_cli.analysis.serialize import analysis_json  # noqa: E402
 from lstmviz_cli.cli import main  # noqa: E402
 from lstmviz_cli.commands import pipeline  # noqa: E402
+from lstmviz_cli.commands.options import LoadOptions, ViewOptions  # noqa: E402
 from lstmviz_cli.explain.orchestrate import analyze_run  # noqa: E402
 from lstmviz_cli.loading.records import TensorAccounting  # noqa: E402
 
@@ -238,8 +239,8 @@ def _features(steps: int = 6, features: int = 3, seed: int = 1) -> list[list[flo
 
 def _analysis(path: Path, **options: Any) -> tuple[Any, dict[str, Any]]:
     """The run and the report's analysis JSON (what `report --json` writes), without drawing a page."""
-    run = pipeline.load_and_trace(pipeline.LoadOptions(checkpoint=path, **options))
-    return run, analysis_json(analyze_run(run, pipeline.ViewOptions()))
+    run = pipeline.load_and_trace(LoadOptions(checkpoint=path, **options))
+    return run, analysis_json(analyze_run(run, ViewOptions()))
 
 
 def _own_output(model: nn.Module, sample: Any) -> np.ndarray:
@@ -430,7 +431,7 @@ def test_norm_before_the_lstm_is_refused_or_traced_truthfully(
     assert _levels(document)["model"]["detail"] == "not compared: --recurrent-only traces the recurrent layers alone"
 
     # With the user's class the LSTM sees what the model gives it, and the refusal was warranted.
-    partial = pipeline.load_and_trace(pipeline.LoadOptions(checkpoint=path, recurrent_only=True))
+    partial = pipeline.load_and_trace(LoadOptions(checkpoint=path, recurrent_only=True))
     run, document = _analysis(path, model_class=f"{models.PATH}:NormFirst")
     np.testing.assert_allclose(_values(document["prediction"]), _own_output(model, _features(features=4)), atol=1e-5)
     assert np.abs(run.trace["lstm/l0/fwd/h"] - partial.trace["lstm/l0/fwd/h"]).max() > 0.05

@@ -1,6 +1,6 @@
-"""The render stage: validate the view options, build every figure and diagram, fill one Jinja2 template.
+"""The report page: validate the view options, build every section's figures and diagrams, fill one template.
 
-One `Environment(autoescape=True, undefined=StrictUndefined)`: every string from the checkpoint or
+The Jinja2 environment is `render.html.environment()` (autoescape, StrictUndefined): every string from the checkpoint or
 the input is escaped by Jinja. Only SVG that matplotlib or Graphviz produced (both escape the text
 they are given) and the report's own script are marked safe.
 """
@@ -8,16 +8,12 @@ they are given) and the report's own script are marked safe.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import importlib.resources
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from lstmviz_cli import __version__
@@ -30,6 +26,7 @@ from lstmviz_cli.render.highlight import (
     top_variance_units,
     visible,
 )
+from lstmviz_cli.render.html import environment, templates_dir
 from lstmviz_cli.render.jobs import FigureJob, job, resolve
 from lstmviz_cli.render.palette import GATE_COLORS
 from lstmviz_cli.tracing.provenance import Provenance, describe_run
@@ -46,29 +43,6 @@ SHADE_SERIES = {"lstm": "f", "gru": "z", "rnn": "h"}
 
 
 # -- templates --------------------------------------------------------------------------------
-
-
-def templates_dir() -> Path:
-    """Templates inside the installed wheel (lstmviz_cli/templates), else the repository's templates/."""
-    packaged = importlib.resources.files("lstmviz_cli") / "templates"
-    if packaged.is_dir():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "templates"
-
-
-@functools.lru_cache(maxsize=1)
-def environment() -> Environment:
-    """The one Jinja2 environment: autoescape on for every name (`.j2` included), strict undefined."""
-    env = Environment(
-        loader=FileSystemLoader(str(templates_dir())),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["visible"] = visible
-    return env
 
 
 # -- view options -----------------------------------------------------------------------------
@@ -271,7 +245,7 @@ def _fmt_bytes(size: int) -> str:
 
 def loading_rows(info: Any) -> list[tuple[str, str]]:
     """Summary rows on where the weights were, how they were stored and what loading skipped."""
-    from lstmviz_cli.commands.pipeline import loading_notes
+    from lstmviz_cli.loading.summary import loading_notes
 
     rows = []
     if info.weights_key or info.key_prefix:

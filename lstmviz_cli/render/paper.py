@@ -15,12 +15,22 @@ from lstmviz_cli.errors import InputError, OutputError
 from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic
 
 FORMATS = ("pdf", "svg", "png", "pgf")
+
+
 # Column widths of the common two-column templates (IEEE, ACM, NeurIPS single column ~ 5.5 in).
 WIDTHS = {"single": 3.5, "double": 7.16}
+
+
 MANIFEST_NAME = "figures.json"
+
+
 PNG_DPI = 300
+
+
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+
 _FIXED_PDF_DATE = b"D:19700101000000Z"
 
 
@@ -397,142 +407,3 @@ def export_items(items: list[FigureItem], *, model: str, out_dir: Path, fmt: str
             format=path.suffix.lstrip("."), width_in=size[0], height_in=size[1],
         ))
     return entries
-
-
-# -- the command -----------------------------------------------------------------------------------
-def collect_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
-    """Every figure of the report for this run, as unbuilt items (the report's own figure functions)."""
-    return _report_items(run, analysis, view)
-
-
-def export_checkpoint(checkpoint: Path, options: Any, view: Any, out_dir: Path, fmt: str,
-                      style: PublicationStyle, model: str, force: bool, owned: set[str]) -> list[ManifestEntry]:
-    """One checkpoint of `lstmviz figures`: trace, analyze, write every figure (runs in a worker)."""
-    from dataclasses import replace
-
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from lstmviz_cli.commands.pipeline import load_and_trace
-    from lstmviz_cli.explain.orchestrate import analyze_run
-
-    run = load_and_trace(replace(options, checkpoint=checkpoint))
-    analysis = analyze_run(run, view)
-    items = collect_items(run, analysis, view)
-    return export_items(items, model=model, out_dir=out_dir, fmt=fmt, style=style, force=force, owned=owned)
-
-
-@dataclass
-class FiguresOutcome:
-    """What `lstmviz figures` did: files written, checkpoints that failed (name -> message), manifest."""
-
-    entries: list[ManifestEntry]
-    failures: dict[str, str]
-    manifest: Path
-
-
-def run_figures(checkpoints: list[str | Path], options: Any, view: Any, *, out_dir: Path, fmt: str,
-                style: PublicationStyle, jobs: int = 1, force: bool = False,
-                show_progress: bool = True) -> FiguresOutcome:
-    """`lstmviz figures`: every checkpoint's figures into `out_dir` plus figures.json; failures don't stop the rest."""
-    from lstmviz_cli.commands.batch import expand_checkpoints, run_many, unique_stems
-
-    fmt = check_format(fmt)
-    paths = expand_checkpoints(checkpoints)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"-o {str(out_dir)!r} is a file; name a directory for the figures")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = out_dir / MANIFEST_NAME
-    from lstmviz_cli.output import check_writable
-
-    check_writable(manifest, force=force)
-    owned = manifest_owned(out_dir)
-    stems = unique_stems(paths)
-    args = [(options, view, out_dir, fmt, style, stem, force, owned) for stem in stems]
-    results = run_many(export_checkpoint, paths, args, jobs=jobs, label="figures", show_progress=show_progress)
-    entries = [entry for r in results if r.ok for entry in r.value]
-    failures = {r.checkpoint.name: r.error for r in results if not r.ok}
-    write_manifest(out_dir, entries, style, fmt, force=True, failures=failures)
-    return FiguresOutcome(entries=entries, failures=failures, manifest=manifest)
-
-
-def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
-    """The report's figures and diagrams, from the report's own builders and view resolution.
-
-    The report renders SVG inside its section functions, so the few lines of glue that feed the
-    heatmap builder are mirrored here (same helpers, same order); every plot is the report's function.
-    """
-    from lstmviz_cli.page import report
-    from lstmviz_cli.render import diagrams, figures
-    from lstmviz_cli.render import figures_analysis as fa
-
-    trace = run.trace
-    rv = report.resolve_view(view, run)
-    tokens = report._tokens(run, report._total_steps(trace))
-    items: list[FigureItem] = [
-        FigureItem(
-            "architecture", None, "Architecture: the model's modules along the data path with tensor shapes.",
-            lambda: diagrams.architecture_graph(diagrams.read_path(trace.meta.get("path"), trace.modules), trace.modules),
-            kind="diagram",
-        )
-    ]
-    items.append(FigureItem(
-        "unrolled", None, "The recurrent layers unrolled over the first steps, each cell shaded by its mean "
-        "forget (LSTM) or update (GRU) gate, inputs below and outputs above.",
-        lambda: report.unrolled_diagram(run, rv, tokens)[0], kind="diagram",
-    ))
-    for k, layer in enumerate(rv.layers):
-        family = layer.family.upper()
-        items.append(FigureItem(
-            "cell", layer.prefix,
-            f"{family} cell of {layer.label} with its gates, sized with this model's dimensions and the mean of each gate.",
-            lambda layer=layer, k=k: diagrams.cell_graph(
-                layer.config, report._cell_values(layer, analysis, rv, tokens), name=f"cell{k}",
-                input_size=layer.input_width),
-            kind="diagram",
-        ))
-        items.append(FigureItem(
-            "heatmaps", layer.prefix, f"Units x time heatmaps of every gate and state of {layer.label}.",
-            lambda layer=layer: report.layer_heatmap(run, layer, rv, tokens)[0].figure(),
-        ))
-        if layer.weights:
-            items.append(FigureItem(
-                "weights", layer.prefix, f"W_ih and W_hh split per gate, biases and weight histograms of {layer.label}.",
-                lambda layer=layer: figures.plot_weights(layer),
-            ))
-    prefixes = [layer.prefix for layer in rv.layers]
-    labels = {layer.prefix: layer.label for layer in rv.layers}
-    if analysis.gate_stats:
-        items.append(FigureItem(
-            "gate-stats", None, "Gate statistics per layer: mean, spread and saturated share of each gate.",
-            lambda: figures.plot_gate_stats(analysis.gate_stats, prefixes, labels),
-        ))
-    th = analysis.thresholds
-    for prefix in dict.fromkeys(s.prefix for s in analysis.saturation):
-        if prefix in labels:
-            sats = [s for s in analysis.saturation if s.prefix == prefix]
-            items.append(FigureItem(
-                "saturation", prefix, f"Gate saturation per unit of {labels[prefix]} (after Karpathy et al. 2015).",
-                lambda sats=sats, prefix=prefix: fa.plot_saturation(sats, th, prefix),
-            ))
-    display = None if analysis.tokens is None else list(tokens or analysis.tokens)
-    if analysis.saliency is not None:
-        items.append(FigureItem(
-            "saliency", None, f"Gradient saliency over input steps ({analysis.saliency.target}).",
-            lambda: fa.plot_saliency(analysis.saliency, display),
-        ))
-    if analysis.memory_probe is not None:
-        items.append(FigureItem(
-            "memory-probe", None, "Memory-length probe: how long the recurrent stack keeps step 0.",
-            lambda: fa.plot_memory_probe(analysis.memory_probe),
-        ))
-    for prefix in dict.fromkeys(t.prefix for t in analysis.trajectories):
-        if prefix in labels:
-            trajs = [t for t in analysis.trajectories if t.prefix == prefix]
-            items.append(FigureItem(
-                "trajectories", prefix, f"States of {labels[prefix]} on their first two principal components.",
-                lambda trajs=trajs, prefix=prefix: fa.plot_trajectories(trajs, display, prefix),
-            ))
-    return items
-
-

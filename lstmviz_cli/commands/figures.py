@@ -1,0 +1,62 @@
+"""`lstmviz figures`: every checkpoint's figures as publication-ready files, plus figures.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from lstmviz_cli.commands import pipeline
+from lstmviz_cli.commands.many import expand_checkpoints, run_many, unique_stems
+from lstmviz_cli.errors import OutputError
+from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.output import check_writable
+from lstmviz_cli.page.figurelist import collect_items
+from lstmviz_cli.render.paper import (
+    MANIFEST_NAME,
+    ManifestEntry,
+    PublicationStyle,
+    check_format,
+    export_items,
+    manifest_owned,
+    write_manifest,
+)
+
+
+def export_checkpoint(checkpoint: Path, options: Any, view: Any, out_dir: Path, fmt: str,
+                      style: PublicationStyle, model: str, force: bool, owned: set[str]) -> list[ManifestEntry]:
+    """One checkpoint of `lstmviz figures`: trace, analyze, write every figure (runs in a worker)."""
+    run = pipeline.load_and_trace(replace(options, checkpoint=checkpoint))
+    analysis = analyze_run(run, view)
+    items = collect_items(run, analysis, view)
+    return export_items(items, model=model, out_dir=out_dir, fmt=fmt, style=style, force=force, owned=owned)
+
+
+@dataclass
+class FiguresOutcome:
+    """What `lstmviz figures` did: files written, checkpoints that failed (name -> message), manifest."""
+
+    entries: list[ManifestEntry]
+    failures: dict[str, str]
+    manifest: Path
+
+
+def run_figures(checkpoints: list[str | Path], options: Any, view: Any, *, out_dir: Path, fmt: str,
+                style: PublicationStyle, jobs: int = 1, force: bool = False,
+                show_progress: bool = True) -> FiguresOutcome:
+    """`lstmviz figures`: every checkpoint's figures into `out_dir` plus figures.json; failures don't stop the rest."""
+    fmt = check_format(fmt)
+    paths = expand_checkpoints(checkpoints)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"-o {str(out_dir)!r} is a file; name a directory for the figures")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / MANIFEST_NAME
+    check_writable(manifest, force=force)
+    owned = manifest_owned(out_dir)
+    stems = unique_stems(paths)
+    args = [(options, view, out_dir, fmt, style, stem, force, owned) for stem in stems]
+    results = run_many(export_checkpoint, paths, args, jobs=jobs, label="figures", show_progress=show_progress)
+    entries = [entry for r in results if r.ok for entry in r.value]
+    failures = {r.checkpoint.name: r.error for r in results if not r.ok}
+    write_manifest(out_dir, entries, style, fmt, force=True, failures=failures)
+    return FiguresOutcome(entries=entries, failures=failures, manifest=manifest)

@@ -1,0 +1,49 @@
+"""The option records the CLI builds: how to load and trace (`LoadOptions`), what the page shows (`ViewOptions`).
+
+Plain dataclasses, no heavy imports: `cli.py` reads them at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load the checkpoint and the sample, and how strictly to verify the trace."""
+
+    checkpoint: Path
+    input: Path | None = None
+    tokens: str | None = None
+    device: str = "cpu"
+    trust_pickle: bool = False
+    trust_torchscript: bool = False
+    model_class: str | None = None
+    model_kwargs: str | None = None
+    verify: bool = True
+    module: str | None = None  # hand-written cell to open up (cells.py); None: automatic
+    max_memory: str | None = None  # e.g. "2G" or "50%"; None: a quarter of RAM
+    weights_key: str | None = None  # which state dict of a dict checkpoint holding several ("model", "ckpt/model")
+    # "PARAM=ARRAY" pairs: arrays of an .npz input (or its lengths) for the model's forward
+    forward_args: tuple[str, ...] = ()
+    head: str | None = None  # a rebuilt head's wiring: "all" | "last" | "final-states"; None: metadata/assumed
+    recurrent_only: bool = False  # trace the recurrent layers alone, the sample as their direct input
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """What the report shows: a selection of layers, units and steps, and presentation choices."""
+
+    title: str | None = None
+    layers: str | None = None
+    units: str | None = None
+    steps: str | None = None
+    at_step: int | None = None
+    sort_units: str = "variance"
+    # The analysis stage (analysis.py / saliency.py).
+    labels: Path | None = None  # per-step user labels CSV for the interpretable-units ranking
+    saturation_low: float = 0.1  # gate values below this are left-saturated
+    saturation_high: float = 0.9  # gate values above this are right-saturated
+    saliency_step: int | None = None  # the output step whose gradient saliency is shown (default last)
+    memory_probe: bool = False  # run the key-at-start memory-length probe

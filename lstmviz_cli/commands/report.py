@@ -1,0 +1,35 @@
+"""`lstmviz report` for one checkpoint: trace, analyze and write one self-contained HTML file (and its JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lstmviz_cli.analysis.serialize import analysis_json
+from lstmviz_cli.commands import pipeline
+from lstmviz_cli.commands.options import LoadOptions, ViewOptions
+from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.output import check_writable, write_atomic, write_json
+from lstmviz_cli.page.report import render_report
+from lstmviz_cli.render.jobs import default_workers
+
+
+def run_report_command(
+    options: LoadOptions, view: ViewOptions, *, output: Path, json_path: Path | None, force: bool,
+    workers: int | None = None,
+) -> str:
+    """`lstmviz report`: trace, analyze and write one self-contained HTML file.
+
+    `workers`: processes that draw the figures (None: one per CPU, at most render.jobs.MAX_WORKERS).
+    """
+    check_writable(output, force=force)
+    if json_path is not None:
+        check_writable(json_path, force=force)
+    run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
+    analysis = analyze_run(run, view)
+    html = render_report(run, analysis, view, workers=workers or default_workers())
+    write_atomic(output, html, force=force)
+    if json_path is not None:
+        write_json(json_path, analysis_json(analysis), force=force)
+    pipeline.announce(run)
+    size_kb = len(html.encode("utf-8")) / 1024
+    return f"wrote {output} ({size_kb:,.0f} KB); open it in a browser"

@@ -12,6 +12,7 @@ from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.records import Analysis, MemoryProbe, SaliencyResult
 from lstmviz_cli.analysis.saturation import gate_saturation
 from lstmviz_cli.analysis.stats import gate_statistics
+from lstmviz_cli.analysis.textfeatures import FEATURE_DEFINITIONS, text_features
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.analysis.trajectories import state_trajectories
 from lstmviz_cli.analysis.units import rank_units
@@ -40,8 +41,6 @@ def analyze_trace(
     true, give the built-in text features; `labels` adds user features (read_labels_csv).
     `provenance` (what is known of the model) decides whether its output is a prediction.
     """
-    from lstmviz_cli.analysis.textfeatures import FEATURE_DEFINITIONS, text_features
-
     th = thresholds or Thresholds()
     features: dict[str, np.ndarray] = {}
     definitions: dict[str, str] = {}

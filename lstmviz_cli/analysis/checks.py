@@ -11,7 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lstmviz_cli.analysis.anchors import figure_anchor
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE
 
 FAIL_ON = ("error", "warning", "never")
 
@@ -113,8 +115,6 @@ def parse_dead_limit(text: str) -> tuple[float, bool]:
 # -- evaluation -----------------------------------------------------------------------------------------
 def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> CheckResult:
     """Compare the analysis's numbers with the thresholds: one case per layer and gate, per layer, per finding."""
-    from lstmviz_cli.analysis.anchors import figure_anchor
-
     provenance = getattr(analysis, "provenance", None)
     result = CheckResult(model=model, config=config, provenance=provenance)
     cases = result.cases
@@ -134,8 +134,6 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
             ))
         for level in levels:
             if level.level == "model" and level.status != "not-checked":
-                from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE
-
                 cases.append(CheckCase(
                     "model_output", level.label, None, level.error, OUTPUT_TOLERANCE, level.status == "ok",
                     level.text() + ("" if level.status == "ok" else " (relative to the output's size)"),

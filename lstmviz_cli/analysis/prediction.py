@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstmviz_cli.analysis.records import Prediction
+from lstmviz_cli.analysis.textfeatures import display_token
 from lstmviz_cli.loading.records import ModelInfo
 from lstmviz_cli.tracing.provenance import Provenance
 
@@ -33,8 +34,6 @@ def predict(
     one-wide output is a value; anything else is shown as output values, never softmaxed.
     Per-step outputs are read after `last_step` (default the last step).
     """
-    from lstmviz_cli.analysis.textfeatures import display_token
-
     if output is None or (provenance is not None and not provenance.has_head):
         return None
     out = np.asarray(output, dtype=np.float64)

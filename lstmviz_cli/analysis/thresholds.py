@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from lstmviz_cli.errors import InputError
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -40,8 +42,6 @@ def thresholds_from_view(view: Any) -> Thresholds:
         saturation_high=Thresholds.saturation_high if high is None else float(high),
     )
     if not 0.0 < th.saturation_low < th.saturation_high < 1.0:
-        from lstmviz_cli.errors import InputError
-
         raise InputError(
             f"saturation thresholds must satisfy 0 < low < high < 1; got low={th.saturation_low:g}, "
             f"high={th.saturation_high:g}"

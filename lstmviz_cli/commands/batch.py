@@ -7,9 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.many import expand_checkpoints, run_many, unique_stems
 from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
+from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.output import check_writable, write_atomic
+from lstmviz_cli.page.report import render_report
 from lstmviz_cli.render.html import ReportSummary, render_index
+from lstmviz_cli.render.jobs import default_workers
 
 # Partial failure of a batch: some outputs were written, at least one checkpoint failed.
 EXIT_SOME_FAILED = EXIT_CHECK_FAILED
@@ -24,12 +29,7 @@ def report_job(checkpoint: Path, options: Any, view: Any, output: Path, force: b
 
     `workers` draw its figures: all CPUs when checkpoints run one at a time, 1 when they run in parallel.
     """
-    from lstmviz_cli.commands.pipeline import REPORT_FLOAT16_ABOVE, load_and_trace
-    from lstmviz_cli.explain.orchestrate import analyze_run
-    from lstmviz_cli.output import write_atomic
-    from lstmviz_cli.page.report import render_report
-
-    run = load_and_trace(replace(options, checkpoint=checkpoint), float16_above=REPORT_FLOAT16_ABOVE)
+    run = pipeline.load_and_trace(replace(options, checkpoint=checkpoint), float16_above=pipeline.REPORT_FLOAT16_ABOVE)
     analysis = analyze_run(run, view)
     write_atomic(output, render_report(run, analysis, view, workers=workers), force=force)
     return summarize(run, analysis, name=checkpoint.name, file=output.name)
@@ -54,8 +54,6 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: Any, view: Any,
 
     A failing checkpoint becomes a failed row; the others still run. Returns the rows and the index path.
     """
-    from lstmviz_cli.output import check_writable
-
     paths = expand_checkpoints(checkpoints)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out-dir {str(out_dir)!r} is a file; name a directory")
@@ -65,7 +63,6 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: Any, view: Any,
     index = out_dir / INDEX_NAME
     for path in [*outputs, index]:
         check_writable(path, force=force)  # refuse before hours of work, not after
-    from lstmviz_cli.render.jobs import default_workers
 
     workers = default_workers() if jobs == 1 else 1
     args = [(options, view, output, force, workers) for output in outputs]
@@ -74,7 +71,6 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: Any, view: Any,
         r.value if r.ok else ReportSummary(name=r.checkpoint.name, file=None, error=r.error)
         for r in results
     ]
-    from lstmviz_cli.output import write_atomic
 
     write_atomic(index, render_index(rows, title=getattr(view, "title", None) or "lstmviz reports"), force=force)
     return rows, index

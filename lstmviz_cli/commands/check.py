@@ -7,18 +7,22 @@ Every number compared comes from the analysis stage (`analysis.checks`); the out
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lstmviz_cli.analysis.checks import CheckCase, CheckConfig, CheckResult, evaluate
-from lstmviz_cli.output import GENERATOR_MARKER
+from lstmviz_cli.commands import pipeline
+from lstmviz_cli.errors import VerificationError
+from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
+from lstmviz_cli.page.report import render_report
 from lstmviz_cli.render.checkresults import to_json, to_junit
+from lstmviz_cli.render.jobs import default_workers
 
 
 def write_outputs(results: list[CheckResult], *, json_path: Path | None, junit_path: Path | None, force: bool) -> None:
     """Write the JSON and JUnit files atomically (refusing to replace files lstmviz did not write)."""
-    from lstmviz_cli.output import write_atomic
-
     if json_path is not None:
         payload: Any = to_json(results[0]) if len(results) == 1 else {
             "generator": GENERATOR_MARKER, "passed": all(r.passed for r in results),
@@ -36,37 +40,25 @@ def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path
 
     A trace whose gates do not reproduce the model's outputs is a failed check, not a crash.
     """
-    from dataclasses import replace
-
-    from lstmviz_cli.commands.pipeline import announce, load_and_trace
-    from lstmviz_cli.errors import VerificationError
-    from lstmviz_cli.explain.orchestrate import analyze_run
-
     name = Path(options.checkpoint).name
     # The tracer verifies at its own tolerance (1e-4); --max-verify-error off skips verification.
     options = replace(options, verify=config.max_verify_error is not None)
     try:
-        run = load_and_trace(options)
+        run = pipeline.load_and_trace(options)
     except VerificationError as error:
         case = CheckCase("verify_error", "verification error", None, None, config.max_verify_error, False,
                          error.message)
         return CheckResult(model=name, cases=[case], config=config)
     analysis = analyze_run(run, view)
     if report_path is not None:
-        from lstmviz_cli.output import write_atomic
-        from lstmviz_cli.page.report import render_report
-        from lstmviz_cli.render.jobs import default_workers
-
         write_atomic(report_path, render_report(run, analysis, view, workers=default_workers()), force=force)
-    announce(run)
+    pipeline.announce(run)
     return evaluate(run.trace, analysis, config, model=name)
 
 
 def run_check(options: Any, config: CheckConfig, view: Any, *, json_path: Path | None = None,
               junit_path: Path | None = None, report_path: Path | None = None, force: bool = False) -> CheckResult:
     """`lstmviz check`: refuse unwritable outputs first, check, then write JSON/JUnit/report."""
-    from lstmviz_cli.output import check_writable
-
     for path in (json_path, junit_path, report_path):
         if path is not None:
             check_writable(path, force=force)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from lstmviz_cli.analysis.diff import DiffResult, diff_traces, require_same_architecture
+from lstmviz_cli.commands import pipeline
+from lstmviz_cli.commands.pipeline import Run
+from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
 from lstmviz_cli.render.diffpage import render_diff
+from lstmviz_cli.tracing.forwardargs import parse_forward_args
+from lstmviz_cli.tracing.sample import trace_sample
 
 
 def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult, Any, Any]:
@@ -15,19 +23,11 @@ def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult
 
     Returns the result and both runs. `options` loads BEFORE; AFTER is loaded with the same options.
     """
-    from dataclasses import replace
-
-    from lstmviz_cli.commands.pipeline import Run, load_and_trace
-    from lstmviz_cli.explain.orchestrate import analyze_run
-    from lstmviz_cli.tracing.sample import trace_sample
-
-    before = load_and_trace(options)
-    after = load_and_trace(replace(options, checkpoint=after_checkpoint))
+    before = pipeline.load_and_trace(options)
+    after = pipeline.load_and_trace(replace(options, checkpoint=after_checkpoint))
     require_same_architecture(before.trace, after.trace)
     if not _same_sample(before.sample, after.sample):
         # Behaviour is only comparable on one input: trace AFTER again on BEFORE's sample.
-        from lstmviz_cli.tracing.forwardargs import parse_forward_args
-
         after = Run(loaded=after.loaded, sample=before.sample,
                     trace=trace_sample(after.loaded, before.sample, verify=options.verify, module=options.module,
                                        forward_args=parse_forward_args(options.forward_args)),
@@ -48,11 +48,6 @@ def _same_sample(a: Any, b: Any) -> bool:
 def run_diff_command(options: Any, after_checkpoint: Any, view: Any, *, output: Any, json_path: Any,
                      force: bool) -> str:
     """`lstmviz diff`: refuse unwritable outputs first, compare, write the page (and JSON)."""
-    import json
-
-    from lstmviz_cli.commands.pipeline import announce
-    from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
-
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
@@ -61,7 +56,7 @@ def run_diff_command(options: Any, after_checkpoint: Any, view: Any, *, output: 
     if json_path is not None:
         document = {"generator": GENERATOR_MARKER, **result.to_json()}
         write_atomic(json_path, json.dumps(document, indent=2, sort_keys=True) + "\n", force=force)
-    announce(before, after)
+    pipeline.announce(before, after)
     verdict = "no change" if result.unchanged else (
         f"largest weight change {result.max_weight_change:.3g}, activation change {result.max_activation_change:.3g}")
     return f"wrote {output}: {result.before} -> {result.after}, {verdict}"

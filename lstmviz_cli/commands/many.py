@@ -6,11 +6,15 @@ A failing checkpoint is one line in the results (the others still run); the prog
 from __future__ import annotations
 
 import glob
+import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lstmviz_cli.errors import InputError, LstmvizError
 from lstmviz_cli.render.paper import model_stem
@@ -94,8 +98,6 @@ def run_many(job: Callable[..., Any], checkpoints: Sequence[Path], per_item_args
                 results[index] = _call(job, path, args)
                 progress.advance(task)
         else:
-            import multiprocessing
-
             # spawn, not fork: forking a process that has started torch's thread pools can hang.
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(jobs, len(checkpoints)), mp_context=context) as pool:
@@ -134,8 +136,6 @@ def _progress(show: bool) -> Any:
     """A rich progress bar on stderr; nothing at all when stderr is not a terminal (CI logs stay clean)."""
     if not show:
         return _NoProgress()
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     if not console.is_terminal:

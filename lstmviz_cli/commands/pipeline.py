@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lstmviz_cli.commands.options import LoadOptions
+from lstmviz_cli.loading.budget import parse_memory_size
+from lstmviz_cli.loading.checkpoint import load_checkpoint
+from lstmviz_cli.loading.inputs import load_sample
 from lstmviz_cli.loading.summary import loading_notes, loading_summary
+from lstmviz_cli.tracing import endtoend
+from lstmviz_cli.tracing.forwardargs import parse_forward_args
+from lstmviz_cli.tracing.sample import trace_sample
 
 
 @dataclass
@@ -57,13 +63,6 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
     """
-    from lstmviz_cli.loading.budget import parse_memory_size
-    from lstmviz_cli.loading.checkpoint import load_checkpoint
-    from lstmviz_cli.loading.inputs import load_sample
-    from lstmviz_cli.tracing import endtoend
-    from lstmviz_cli.tracing.forwardargs import parse_forward_args
-    from lstmviz_cli.tracing.sample import trace_sample
-
     forward_args = parse_forward_args(options.forward_args)
 
     loaded = load_checkpoint(

@@ -21,8 +21,11 @@ from torch.nn.utils.rnn import PackedSequence
 
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain.attribution import target_label
+from lstmviz_cli.explain.saliency import call_batch_major
 from lstmviz_cli.loading.records import RecurrentConfig
+from lstmviz_cli.tracing.recorder import module_name
 from lstmviz_cli.tracing.records import LayerTrace, Trace
+from lstmviz_cli.tracing.tracer import trace
 
 _STACKS = (nn.LSTM, nn.GRU, nn.RNN)
 _CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
@@ -84,18 +87,14 @@ def call_model(model: nn.Module, x: torch.Tensor, batch_first: bool) -> torch.Te
     PyTorch's notes that are expected here (a projected LSTM runs without oneDNN, a layer's
     weights are not one flat buffer) are not shown, as in the tracer.
     """
-    from lstmviz_cli.explain.saliency import call_model
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*projections is not supported with oneDNN.*")
         warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
-        return call_model(model, x, batch_first)
+        return call_batch_major(model, x, batch_first)
 
 
 def find_stack(model: nn.Module) -> tuple[str, nn.Module]:
     """The model's one nn.LSTM / nn.GRU / nn.RNN, with its trace name; ExplainError otherwise."""
-    from lstmviz_cli.tracing.recorder import module_name
-
     stacks = [(name, m) for name, m in model.named_modules() if isinstance(m, _STACKS)]
     if any(isinstance(m, _CELLS) for m in model.modules()):
         raise ExplainError("the model steps a recurrent cell in its own loop; these explanations "
@@ -118,8 +117,6 @@ def traced_run(model: nn.Module, values: np.ndarray, *, batch_first: bool = True
     (checked on the real run, by equality of the tensors passed between the modules), and the
     tracer's own errors (VerificationError, ModelError) when the trace itself fails.
     """
-    from lstmviz_cli.tracing.tracer import trace
-
     name, stack = find_stack(model)
     if isinstance(stack, nn.RNN):
         raise ExplainError("attribution over input steps supports nn.LSTM and nn.GRU, not nn.RNN")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lstmviz_cli.analysis.textfeatures import display_token
 from lstmviz_cli.errors import ConservationError
 
 # A decomposition whose parts miss the model's real output by more than this share is refused.
@@ -73,8 +74,6 @@ class Attribution:
 def target_label(target: int, output_labels: Sequence[str] | None) -> str:
     """How an output index is named: its label (quoted, whitespace made visible) or "output N"."""
     if output_labels is not None and 0 <= target < len(output_labels):
-        from lstmviz_cli.analysis.textfeatures import display_token
-
         return repr(display_token(str(output_labels[target])))
     return f"output {target}"
 

@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from lstmviz_cli.errors import ExplainError
+from lstmviz_cli.explain._run import call_model, find_stack, model_input, output_at, target_value
 from lstmviz_cli.explain.attribution import target_label
 
 ABLATION_TOLERANCE = 0.1  # a change below this share of the largest change counts as none
@@ -122,16 +124,6 @@ def context_ablation(
     Source: Khandelwal et al., ACL 2018 (context perturbation), with zero input as the neutral
     input (module docstring).
     """
-    import torch
-
-    from lstmviz_cli.explain._run import (
-        call_model,
-        find_stack,
-        model_input,
-        output_at,
-        target_value,
-    )
-
     _, stack = find_stack(model)
     x = model_input(model, values)
     steps = int(x.shape[1])

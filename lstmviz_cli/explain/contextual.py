@@ -39,6 +39,8 @@ import numpy as np
 
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain import _components as comp
+from lstmviz_cli.explain import _run  # _run.traced_run is read at call time: tests replace it
+from lstmviz_cli.explain._run import resolve_target
 from lstmviz_cli.explain.attribution import Attribution, checked, relative_error
 
 # Bytes of decomposed states (steps x components x units, float64) one decomposition may hold.
@@ -69,9 +71,7 @@ def contextual_decomposition(
     Contextual Decomposition to Extract Interactions from LSTMs", ICLR 2018, generalised to one
     component per step as described in this module's docstring.
     """
-    from lstmviz_cli.explain._run import resolve_target, traced_run
-
-    run = traced_run(model, values, batch_first=batch_first)
+    run = _run.traced_run(model, values, batch_first=batch_first)
     goal = resolve_target(run, target=target, step=step, output_labels=output_labels)
     cfg = run.config
     dirs = 2 if cfg.bidirectional else 1

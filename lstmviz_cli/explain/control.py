@@ -16,8 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import torch
 
+from lstmviz_cli.analysis.units import rank_units
 from lstmviz_cli.errors import ExplainError
+from lstmviz_cli.explain._run import model_input
+from lstmviz_cli.tracing.tracer import trace
 
 CONTROL_SEED = 0
 
@@ -28,8 +32,6 @@ def untrained_copy(model: Any, seed: int = CONTROL_SEED) -> Any:
     Raises ExplainError when a parameter belongs to a module without `reset_parameters` (a
     custom layer whose initialisation lstmviz cannot know).
     """
-    import torch
-
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     fresh = copy.deepcopy(model).to("cpu")
@@ -63,10 +65,6 @@ def control_correlations(
     without a defined correlation (constant) are left out. Raises ExplainError (see
     `untrained_copy`) and the tracer's errors.
     """
-    from lstmviz_cli.analysis.units import rank_units
-    from lstmviz_cli.explain._run import model_input
-    from lstmviz_cli.tracing.tracer import trace
-
     fresh = untrained_copy(model, seed)
     x = model_input(fresh, values)
     traced = trace(fresh, x if batch_first or x.dim() < 2 else x.transpose(0, 1))

@@ -41,9 +41,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from lstmviz_cli.errors import ExplainError
+from lstmviz_cli.explain._run import call_model, find_stack, model_input, output_at, target_value
 from lstmviz_cli.explain.attribution import target_label
+from lstmviz_cli.tracing.kernels import fused_layer
 
 # Changes of the watched output or loss below this are "no change" (a float rounding).
 NO_EFFECT_TOLERANCE = 1e-6
@@ -185,8 +190,6 @@ class UnitAblation:
 
 def _check_units(units: Sequence[UnitSpec], name: str, stack: Any) -> dict[tuple[int, int], dict[int, float]]:
     """(layer, direction) -> {unit: value}, validated against the stack; ExplainError otherwise."""
-    from torch import nn
-
     clamps: dict[tuple[int, int], dict[int, float]] = {}
     width = (getattr(stack, "proj_size", 0) or stack.hidden_size)
     for spec in units:
@@ -211,12 +214,6 @@ def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, 
     Replaces the instance's forward (restored in `finally`), returning what nn.LSTM/GRU/RNN
     return for an unpacked batched input.
     """
-    import torch
-    from torch import nn
-    from torch.nn.utils.rnn import PackedSequence
-
-    from lstmviz_cli.tracing.kernels import fused_layer
-
     is_lstm = isinstance(stack, nn.LSTM)
     dirs = 2 if stack.bidirectional else 1
     layers = stack.num_layers
@@ -309,16 +306,6 @@ def ablate_units(
     or when the layered replay does not reproduce the model's own output. Source: ablation of
     single units as in Radford, Jozefowicz & Sutskever (2017) and Lakretz et al. (NAACL 2019).
     """
-    import torch
-
-    from lstmviz_cli.explain._run import (
-        call_model,
-        find_stack,
-        model_input,
-        output_at,
-        target_value,
-    )
-
     specs = tuple(parse_unit_spec(u) if isinstance(u, str) else u for u in units)
     if not specs:
         raise ExplainError("no unit to ablate")
@@ -360,8 +347,6 @@ def ablate_units(
 def _losses(task: str | None, x: Any, before: Any, after: Any, vec_before: Any, vec_after: Any,
             target: int) -> tuple:
     """(kind, loss before, loss after, per-step before, per-step after) for the task."""
-    import torch
-
     if task == "regression":
         return None, None, None, None, None
     if task == "char-lm":

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from lstmviz_cli.explain import _run  # _run.traced_run is read at call time: tests replace it
+from lstmviz_cli.explain._run import resolve_target
 from lstmviz_cli.explain.attribution import Attribution, checked, relative_error
 
 LRP_EPSILON = 1e-3  # the stabiliser of the epsilon rule, as in Arras et al.'s code
@@ -57,9 +59,7 @@ def layerwise_relevance(
     relevance misses the real output. Source: Arras et al., "Explaining Recurrent Neural Network
     Predictions in Sentiment Analysis", WASSA 2017 (LRP for LSTMs, epsilon rule, signal-takes-all).
     """
-    from lstmviz_cli.explain._run import resolve_target, traced_run
-
-    run = traced_run(model, values, batch_first=batch_first)
+    run = _run.traced_run(model, values, batch_first=batch_first)
     goal = resolve_target(run, target=target, step=step, output_labels=output_labels)
     cfg = run.config
     dirs = 2 if cfg.bidirectional else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from lstmviz_cli.analysis.records import MemoryProbe
 from lstmviz_cli.explain.saliency import first_embedding, recurrent_types
@@ -28,8 +29,6 @@ def memory_probe(model: Any, values: np.ndarray, *, max_length: int | None = Non
     over the state's RMS size: the share of the final state that the key still decides, 1 when
     it is all key, towards 0 as the stack forgets step 0.
     """
-    import torch
-
     found = _first_recurrent(model)
     if found is None:
         raise ValueError("the model has no nn.LSTM / nn.GRU / nn.RNN to probe")

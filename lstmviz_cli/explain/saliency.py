@@ -6,12 +6,20 @@ memory budget gets exact gradients over a window of the last steps before the ta
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from lstmviz_cli.analysis.records import SaliencyResult
+from lstmviz_cli.analysis.textfeatures import display_token
+from lstmviz_cli.tracing import sample
+from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
+from lstmviz_cli.tracing.tracer import first_output
 
 # Autograd keeps every step's activations: beyond this many bytes, only a window of the last steps
 # before the target gets gradients (exact for those steps; see `_gradient_window`).
@@ -29,16 +37,12 @@ HEAD_CHUNK = 4096  # steps per no-grad call before a window (bounds the layer's 
 @contextmanager
 def _gradients_allowed() -> Any:
     """Autograd on, and cuDNN's RNN off (its backward refuses eval mode); the model's mode is untouched."""
-    import torch
-
     with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
         yield
 
 
 def _first_output(value: Any) -> Any:
     """The first tensor of whatever the model returns (tuples, lists, dicts of outputs)."""
-    import torch
-
     while not isinstance(value, torch.Tensor):
         if isinstance(value, (tuple, list)) and value:
             value = value[0]
@@ -50,20 +54,15 @@ def _first_output(value: Any) -> Any:
 
 
 def recurrent_types() -> tuple[type, ...]:
-    from torch import nn
-
     return (nn.LSTM, nn.GRU, nn.RNN)
 
 
-def call_model(model: Any, x: Any, batch_first: bool, kwargs: dict[str, Any] | None = None) -> Any:
+def call_batch_major(model: Any, x: Any, batch_first: bool, kwargs: dict[str, Any] | None = None) -> Any:
     """Run the model on batch-major input the way tracing.trace_sample does (time-major when asked).
 
     The output comes back batch-major, (batch, time, ...) when it has a time axis, read exactly as
     the tracer reads the model's output (`_layout.locate_output_axes`).
     """
-    from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
-    from lstmviz_cli.tracing.tracer import first_output
-
     call = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
     batch, steps = int(x.shape[0]), int(x.shape[1]) if x.dim() >= 2 else 1
     out, stacked = first_output(model(call, **(kwargs or {})), steps, steps)
@@ -80,8 +79,6 @@ def step_norms(grad: Any, steps: int, batch_first: bool) -> np.ndarray:
     An embedding called on the model's (time, batch) input returns (time, batch, E); the time
     axis is found as for outputs, so the norms follow the model's steps, not its batch.
     """
-    from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
-
     if grad.dim() < 2:
         return grad.reshape(1, -1).norm(dim=1).detach().cpu().double().numpy()
     axes = locate_output_axes(grad.shape, batch=1, steps=steps, batch_first=batch_first)
@@ -93,14 +90,10 @@ def step_norms(grad: Any, steps: int, batch_first: bool) -> np.ndarray:
 
 def model_batch_first(loaded: Any) -> bool:
     """The layout the model's forward expects, decided exactly as the tracer decides it."""
-    from lstmviz_cli.tracing import sample
-
     return sample.model_batch_first(loaded)
 
 
 def first_embedding(model: Any) -> Any | None:
-    from torch import nn
-
     for _, module in model.named_modules():
         if isinstance(module, nn.Embedding):
             return module
@@ -114,10 +107,6 @@ def _choose_target(vector: Any, kind: str, labels: list[str] | None) -> tuple[An
     The log-probability, not the raw logit: it measures what moves the model's confidence in its
     answer, so a step that shifts every logit alike does not count.
     """
-    import torch
-
-    from lstmviz_cli.analysis.textfeatures import display_token
-
     if kind == "values":
         return vector.sum(), "predicted value" if vector.numel() == 1 else "sum of the output values"
     if kind == "state":  # no output head: the model's output is the last recurrent layer's h
@@ -171,9 +160,6 @@ def _gradient_window(model: Any, start: int) -> Any:
     Assumes, like the tracer's step labels, that a layer's time axis is the sample's: a model that
     reverses or resamples time before a recurrent layer would get its window in the wrong place.
     """
-    import torch
-    from torch.nn.utils.rnn import PackedSequence
-
     swapped = []
 
     def split(module: Any) -> Any:
@@ -238,10 +224,6 @@ def compute_saliency(
     lengths of batch element 0, ...). Steps are the model's own: outputs and the embedding's
     gradient are read along their time axis, wherever the model's layout puts it.
     """
-    import contextlib
-
-    import torch
-
     x = torch.as_tensor(np.asarray(values)[:1], device=device)
     total_steps = int(x.shape[1]) if x.dim() >= 2 else 1
     window = saliency_window(model, total_steps, SALIENCY_BUDGET if budget is None else budget)
@@ -272,7 +254,7 @@ def compute_saliency(
     try:
         windowed = _gradient_window(model, start) if start > 0 else contextlib.nullcontext()
         with _gradients_allowed(), windowed:
-            out = call_model(model, x, batch_first, forward_kwargs)
+            out = call_batch_major(model, x, batch_first, forward_kwargs)
             steps = int(x.shape[1])
             if out.dim() >= 3:
                 at = steps - 1 if step is None else int(step)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.loading.metadata import recurrent_configs
 from lstmviz_cli.loading.records import RecurrentConfig, SampleInput
 
 # Series recorded per layer and direction, and which of them are as wide as the projection.
@@ -62,8 +63,6 @@ def parse_memory_size(text: str) -> int:
 
 
 def check_budget(loaded: Any, sample: SampleInput, max_memory_bytes: int | None) -> None:
-    from lstmviz_cli.loading.metadata import recurrent_configs
-
     budget = default_memory_budget() if max_memory_bytes is None else int(max_memory_bytes)
     configs = list(recurrent_configs(loaded.model).values())
     needed = estimate_trace_bytes(configs, sample.batch, sample.steps)

@@ -16,7 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lstmviz_cli.errors import CheckpointError, ModelError, UnsafeCheckpointError
+from lstmviz_cli.loading import findweights as _findweights
+from lstmviz_cli.loading import sniff as _sniff
 from lstmviz_cli.loading.device import place_model, resolve_device
 from lstmviz_cli.loading.findweights import strip_wrapper_prefixes
 from lstmviz_cli.loading.formats import load_safetensors, load_torchscript
@@ -53,11 +57,6 @@ def load_checkpoint(
     `weights_key` picks the state dict of a dict checkpoint that holds several ("model" or
     "checkpoint/model"). Raises CheckpointError / UnsafeCheckpointError / ModelError with one-line messages.
     """
-    import torch
-
-    from lstmviz_cli.loading import findweights as _findweights
-    from lstmviz_cli.loading import sniff as _sniff
-
     path = Path(path)
     require_safe_torch(torch)
     dev = resolve_device(device)
@@ -164,8 +163,6 @@ def load_checkpoint(
 
 def _stored_dtypes(state: Mapping[str, Any]) -> str | None:
     """The floating dtypes the weights were saved in, e.g. "float16" or "bfloat16/float32"."""
-    import torch
-
     names = sorted({
         str(t.dtype).removeprefix("torch.") for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()
     })

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import torch
+
 from lstmviz_cli.errors import (
     LstmvizError,
     ModelError,
@@ -14,8 +16,6 @@ from lstmviz_cli.errors import (
 
 def place_model(model: Any, dev: str, meta: dict[str, Any]) -> Any:
     """Eval mode on the device; half precision is upcast on CPU, where its kernels are missing."""
-    import torch
-
     dtypes = {p.dtype for p in model.parameters()}
     if dev == "cpu" and dtypes & {torch.float16, torch.bfloat16}:
         meta["upcast_from"] = str(sorted(dtypes, key=str)[0]).removeprefix("torch.")
@@ -30,8 +30,6 @@ def place_model(model: Any, dev: str, meta: dict[str, Any]) -> Any:
 
 def resolve_device(device: str) -> str:
     """"cpu", "cuda[:N]" or "auto" -> a concrete device; asking for a missing GPU is an error."""
-    import torch
-
     wanted = (device or "cpu").strip().lower()
     if wanted == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -16,8 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+from torch import nn
+
 from lstmviz_cli.errors import CheckpointError
 from lstmviz_cli.loading.standins import StandIn, is_plain, plain_state
+from lstmviz_cli.loading.statedict import find_recurrent_prefixes
 
 # Keys every PyTorch Lightning checkpoint carries beside "state_dict".
 _LIGHTNING_KEYS = ("pytorch-lightning_version", "lightning_version")
@@ -60,9 +64,6 @@ def unpack(obj: Any, name: str, weights_key: str | None = None) -> Unpacked:
     Raises CheckpointError naming what was found when there are no weights, or several sets of
     weights and no `weights_key` ("model" or "checkpoint/model") to choose between them.
     """
-    import torch
-    from torch import nn
-
     if isinstance(obj, nn.Module):
         _no_key(weights_key, name, "a whole pickled module")
         return Unpacked("pickled-module", None, obj)
@@ -99,8 +100,6 @@ def _no_key(weights_key: str | None, name: str, what: str) -> None:
 
 def _candidates(obj: Mapping[Any, Any]) -> list[_Candidate]:
     """State dicts and modules at the top level and one level down, in the file's order."""
-    import torch
-
     found: list[_Candidate] = []
     top = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if _is_state_dict(top):
@@ -119,8 +118,6 @@ def _candidates(obj: Mapping[Any, Any]) -> list[_Candidate]:
 
 
 def _as_candidate(path: tuple[str, ...], value: Any) -> _Candidate | None:
-    from torch import nn
-
     if isinstance(value, nn.Module):
         recurrent = any(isinstance(m, (nn.RNNBase, nn.RNNCellBase)) for m in value.modules())
         return _Candidate(path, None, value, recurrent)
@@ -130,16 +127,12 @@ def _as_candidate(path: tuple[str, ...], value: Any) -> _Candidate | None:
 
 
 def _make(path: tuple[str, ...], value: Mapping[str, Any]) -> _Candidate:
-    from lstmviz_cli.loading.statedict import find_recurrent_prefixes
-
     state = dict(value)
     return _Candidate(path, state, None, bool(find_recurrent_prefixes(state)))
 
 
 def _is_state_dict(value: Any) -> bool:
     """Parameter names -> tensors, with at least one floating-point weight matrix."""
-    import torch
-
     if not isinstance(value, Mapping) or not value:
         return False
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()):
@@ -189,8 +182,6 @@ def _meta_beside(obj: Mapping[Any, Any], path: tuple[str, ...]) -> dict[str, Any
 
 def _plain_items(container: Mapping[Any, Any], skip: str | None) -> dict[str, Any]:
     """JSON-like entries; an object opened as plain data (a stand-in) contributes its plain state."""
-    import torch
-
     items: dict[str, Any] = {}
     for key, value in container.items():
         if not isinstance(key, str) or key == skip or isinstance(value, torch.Tensor):
@@ -245,8 +236,6 @@ def align_to_class(state: dict[str, Any], own: list[str]) -> tuple[dict[str, Any
 
 
 def _as_state(value: Mapping[Any, Any], name: str) -> dict[str, Any]:
-    import torch
-
     state: dict[str, Any] = {}
     for key, tensor in value.items():
         if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):

@@ -5,20 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file
+
 from lstmviz_cli.errors import (
     CheckpointError,
     first_line,
 )
 from lstmviz_cli.loading.metadata import parse_json_object
 from lstmviz_cli.loading.safeload import quiet
+from lstmviz_cli.loading.sniff import validate_safetensors
 
 
 # -- the kinds ---------------------------------------------------------------------------------
 def load_safetensors(path: Path, size: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    from safetensors.torch import load_file
-
-    from lstmviz_cli.loading.sniff import validate_safetensors
-
     header = validate_safetensors(path, size)
     try:
         state = load_file(str(path), device="cpu")
@@ -34,8 +34,6 @@ def load_safetensors(path: Path, size: int) -> tuple[dict[str, Any], dict[str, A
 
 
 def load_torchscript(path: Path, dev: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    import torch
-
     extra = {"lstmviz.json": ""}
     try:
         with quiet():  # jit.load is deprecated, and still the only reader of these archives

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.loading.budget import check_budget
@@ -218,8 +219,6 @@ def _numeric_row(row: list[str]) -> bool:
 
 
 def _read_pt(path: Path) -> np.ndarray:
-    import torch
-
     try:
         with warnings.catch_warnings(), open(path, "rb") as handle:
             warnings.simplefilter("ignore")  # the CLI prints one line on stderr, not torch's warnings

@@ -33,7 +33,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from lstmviz_cli.errors import CheckpointError
+from lstmviz_cli.loading import vocab as _vocab
 from lstmviz_cli.loading.records import RecurrentConfig
 
 TASKS = ("char-lm", "classification", "regression")
@@ -97,8 +100,6 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
     labels likewise when `output_labels` is absent. A character vocabulary makes the input format
     "text". Returns the `_vocab.Found` whose vocab/labels were used (None fields otherwise) and notes.
     """
-    from lstmviz_cli.loading import vocab as _vocab
-
     vocab = meta.get("vocab")
     explicit: list[str] | None = None
     if isinstance(vocab, (list, tuple)):
@@ -133,8 +134,6 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
 
 def infer_meta(model: Any, meta: dict[str, Any]) -> None:
     """Fill input_format / vocab_size / input_size from the model where the metadata is silent."""
-    from torch import nn
-
     embedding = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
     configs = recurrent_configs(model)
     first = next(iter(configs.values()), None)
@@ -156,8 +155,6 @@ def infer_meta(model: Any, meta: dict[str, Any]) -> None:
 
 def recurrent_configs(model: Any) -> dict[str, RecurrentConfig]:
     """Every nn.LSTM/GRU/RNN and cell of `model` by its name in named_modules(), in order."""
-    from torch import nn
-
     configs: dict[str, RecurrentConfig] = {}
     for name, module in model.named_modules():
         if isinstance(module, (nn.LSTM, nn.GRU, nn.RNN)):

@@ -13,10 +13,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmviz_cli.errors import CheckpointError, first_line
 from lstmviz_cli.loading.metadata import TASKS
 from lstmviz_cli.loading.rebuildplan import RebuildPlan, plan_rebuild
+from lstmviz_cli.loading.records import HeadInfo, TensorAccounting
 
 
 # -- building the model ----------------------------------------------------------------------------
@@ -44,8 +47,6 @@ def rebuild_from_state(
 
 def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
     """The one line that refuses a rebuild whose recurrent layers would see a made-up input."""
-    from lstmviz_cli.loading.records import TensorAccounting
-
     modules = [g.label() for g in plan.front]
     shown = ", ".join(modules[:5]) + (f" and {len(modules) - 5} more" if len(modules) > 5 else "")
     keys = [k for g in plan.front for k in g.keys]
@@ -62,8 +63,6 @@ def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
 
 def plan_facts(plan: Any) -> dict[str, Any]:
     """ModelInfo fields from a rebuild plan: the tensor accounting and the head."""
-    from lstmviz_cli.loading.records import HeadInfo, TensorAccounting
-
     head = plan.head
     return {
         "accounting": TensorAccounting(
@@ -109,8 +108,6 @@ class RebuiltModel(nn.Module):
 
         With `lengths`, the RNN sees a PackedSequence and "last" reads each sequence's own last step.
         """
-        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
         steps = int(x.shape[1])
         if self.lstmviz_embedding is not None:
             x = self.get_submodule(self.lstmviz_embedding)(x)
@@ -138,8 +135,6 @@ class RebuiltModel(nn.Module):
 
 
 def _activate(x: torch.Tensor, name: str | None) -> torch.Tensor:
-    from torch.nn import functional
-
     if name in (None, "none"):
         return x
     return getattr(functional, name)(x) if name not in ("tanh", "sigmoid") else getattr(torch, name)(x)

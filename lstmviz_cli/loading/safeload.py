@@ -11,18 +11,27 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import pickle
 import re
 import sys
+import types
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import _weights_only_unpickler as wou
 
 from lstmviz_cli.errors import (
     CheckpointError,
     UnsafeCheckpointError,
     first_line,
 )
+from lstmviz_cli.loading import standins as _unpickle
+from lstmviz_cli.loading.sniff import TORCH_ZIP, pickle_globals
+from lstmviz_cli.loading.standins import StandInRefused
 from lstmviz_cli.loading.usermodel import UserClass
 
 _ENV_DOWNGRADE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -32,11 +41,12 @@ _SCAN_LIMIT = 64 * 1024 * 1024  # bytes of a raw pickle scanned for the globals 
 
 
 # -- safety ----------------------------------------------------------------------------------------
-def require_safe_torch(torch: Any) -> None:
+def require_safe_torch(torch_module: Any) -> None:
     """torch < 2.6 let an environment variable turn weights_only off: refuse to run on it."""
-    match = re.match(r"(\d+)\.(\d+)", torch.__version__)
+    version = torch_module.__version__
+    match = re.match(r"(\d+)\.(\d+)", version)
     if match and (int(match.group(1)), int(match.group(2))) < (2, 6):
-        raise CheckpointError(f"lstmviz needs torch >= 2.6 for safe loading; this is torch {torch.__version__}")
+        raise CheckpointError(f"lstmviz needs torch >= 2.6 for safe loading; this is torch {version}")
 
 
 @contextlib.contextmanager
@@ -61,10 +71,6 @@ def torch_load_safe(path: Path, kind: str, dev: str) -> tuple[Any, list[Any]]:
     is opened again with those classes as inert stand-ins (`_unpickle`); the objects skipped so are
     returned beside the loaded object.
     """
-    import pickle
-
-    from lstmviz_cli.loading import standins as _unpickle
-
     try:
         return _weights_only_load(path, dev), []
     except pickle.UnpicklingError as error:
@@ -86,8 +92,6 @@ def torch_load_safe(path: Path, kind: str, dev: str) -> tuple[Any, list[Any]]:
 
 
 def _weights_only_load(path: Path, dev: str) -> Any:
-    import torch
-
     with _no_downgrade_env(), quiet(), open(path, "rb") as handle:
         # A handle, not the name: torch.load would treat a name ending in .safetensors specially.
         return torch.load(handle, map_location=dev, weights_only=True)
@@ -95,12 +99,6 @@ def _weights_only_load(path: Path, dev: str) -> Any:
 
 def _load_with_standins(path: Path, dev: str, standins: dict[str, type], needed: list[str]) -> Any:
     """The weights-only unpickler again, with each needed global mapped to its inert stand-in."""
-    import pickle
-
-    import torch
-
-    from lstmviz_cli.loading.standins import StandInRefused
-
     try:
         with torch.serialization.safe_globals([(cls, name) for name, cls in standins.items()]):
             return _weights_only_load(path, dev)
@@ -121,8 +119,6 @@ def _corrupted(path: Path, error: BaseException) -> CheckpointError:
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """torch warns on stderr about pickle protocols and deprecations; the CLI prints one line only."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
@@ -130,10 +126,6 @@ def quiet() -> Iterator[None]:
 
 def unsafe_globals(path: Path, kind: str) -> list[str]:
     """The importable names a pickle needs that weights_only loading does not allow (no code runs)."""
-    import torch
-
-    from lstmviz_cli.loading.sniff import TORCH_ZIP, pickle_globals
-
     if kind == TORCH_ZIP:
         with contextlib.suppress(Exception):
             return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
@@ -152,8 +144,6 @@ def unsafe_globals(path: Path, kind: str) -> list[str]:
 
 def _allowed_globals() -> set[str]:
     try:
-        from torch import _weights_only_unpickler as wou
-
         return set(wou._get_allowed_globals()) | set(wou._get_user_allowed_globals())
     except Exception:  # noqa: BLE001 - private API moved: then every global is reported
         return set()
@@ -209,8 +199,6 @@ def torch_load_trusted(path: Path, dev: str, main: Mapping[str, Any] | None = No
 
     `main`: the user's classes that stand for `__main__.Name` (the file was saved from a script).
     """
-    import torch
-
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)
     extra = {"pickle_module": _main_pickle_module(main)} if main else {}
@@ -234,9 +222,6 @@ def torch_load_trusted(path: Path, dev: str, main: Mapping[str, Any] | None = No
 
 def _main_pickle_module(main: Mapping[str, Any]) -> Any:
     """A pickle module for torch.load whose Unpickler resolves `__main__.Name` to main[Name]."""
-    import pickle
-    import types
-
     class MainUnpickler(pickle.Unpickler):
         def find_class(self, module_name: str, name: str) -> Any:
             if module_name == "__main__" and name in main:

@@ -14,11 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from lstmviz_cli.errors import (
     LstmvizError,
     ModelError,
     first_line,
 )
+from lstmviz_cli.loading.findweights import align_to_class
 
 
 class UserClass:
@@ -109,11 +113,6 @@ def build_user_model(
     matched to the class's own state_dict() keys; tensors outside that prefix go to
     meta["ignored_keys"].
     """
-    import torch
-    from torch import nn
-
-    from lstmviz_cli.loading.findweights import align_to_class
-
     kwargs = _user_kwargs(cls, model_kwargs, meta)
     try:
         model = cls(**kwargs)

@@ -13,8 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 
+from lstmviz_cli.analysis.anchors import anchor_id, figure_anchor
+from lstmviz_cli.analysis.findings import units_text
 from lstmviz_cli.analysis.records import Analysis, GateStat
+from lstmviz_cli.analysis.rows import valid_rows
+from lstmviz_cli.analysis.textfeatures import display_token
+from lstmviz_cli.render import figures_analysis as figs
 from lstmviz_cli.render.jobs import job
 from lstmviz_cli.tracing.records import SERIES_NAMES
 
@@ -136,8 +142,6 @@ def _figure(figure_id: str, caption: str, build: Callable[..., Any], *args: Any)
 
 
 def _display_tokens(analysis: Analysis) -> list[str] | None:
-    from lstmviz_cli.analysis.textfeatures import display_token
-
     return None if analysis.tokens is None else [display_token(t) for t in analysis.tokens]
 
 
@@ -149,8 +153,6 @@ def _highlight(
     tokens: list[str], values: np.ndarray, *, signed: bool, joiner: str, label: str
 ) -> list[dict[str, str]]:
     """Token spans coloured by `values` (diverging when signed, else sequential), first MAX_HIGHLIGHT."""
-    from matplotlib import colormaps
-
     n = min(len(tokens), len(values), MAX_HIGHLIGHT)
     vals = np.nan_to_num(np.asarray(values[:n], dtype=np.float64))
     scale = float(np.abs(vals).max()) or 1.0
@@ -202,9 +204,6 @@ def _saturation_reading(analysis: Analysis) -> str:
 
 def saturation_section(analysis: Analysis) -> dict[str, Any]:
     """Karpathy-style saturation scatter plots, one figure per layer and direction."""
-    from lstmviz_cli.analysis.anchors import figure_anchor
-    from lstmviz_cli.render import figures_analysis as figs
-
     th = analysis.thresholds
     section = _section("gate-saturation", "Gate saturation", _saturation_reading(analysis))
     section["definitions"] = [
@@ -259,9 +258,6 @@ def _units_reading(analysis: Analysis) -> str:
 
 def units_section(analysis: Analysis, run: Any) -> dict[str, Any]:
     """Ranked units per feature, with the best units' token highlighting and activation plots."""
-    from lstmviz_cli.analysis.anchors import anchor_id
-    from lstmviz_cli.render import figures_analysis as figs
-
     section = _section("interpretable-units", "Interpretable units", _units_reading(analysis))
     section["definitions"] = [
         ("r", "Pearson correlation between a unit's activation and a feature over the time steps of the sample"),
@@ -347,9 +343,6 @@ def _saliency_reading(analysis: Analysis) -> str:
 
 def memory_section(analysis: Analysis, run: Any) -> dict[str, Any] | None:
     """Gradient saliency over input steps, the horizon, parameter gradient norms, and the probe."""
-    from lstmviz_cli.analysis.anchors import figure_anchor
-    from lstmviz_cli.render import figures_analysis as figs
-
     if analysis.saliency is None and analysis.memory_probe is None:
         return None
     reading = _saliency_reading(analysis) if analysis.saliency is not None else ""
@@ -461,9 +454,6 @@ def _trajectory_reading(analysis: Analysis) -> str:
 
 def trajectories_section(analysis: Analysis) -> dict[str, Any] | None:
     """PCA trajectories of c and h per layer and direction."""
-    from lstmviz_cli.analysis.anchors import figure_anchor
-    from lstmviz_cli.render import figures_analysis as figs
-
     if not analysis.trajectories:
         return None
     section = _section("state-trajectories", "State trajectories", _trajectory_reading(analysis))
@@ -506,11 +496,6 @@ def _diagnostics_reading(analysis: Analysis) -> str:
 
 def diagnostics_section(analysis: Analysis, run: Any) -> dict[str, Any]:
     """Findings with severity, each linked to the figure that shows it, and the unit-activity figures."""
-    from lstmviz_cli.analysis.anchors import figure_anchor
-    from lstmviz_cli.analysis.findings import units_text
-    from lstmviz_cli.analysis.rows import valid_rows
-    from lstmviz_cli.render import figures_analysis as figs
-
     section = _section("diagnostics", "Diagnostics", _diagnostics_reading(analysis))
     th = analysis.thresholds
     ordered = sorted(analysis.findings, key=lambda f: (_SEVERITY_ORDER.get(f.severity, 3),))
@@ -552,7 +537,6 @@ def diagnostics_section(analysis: Analysis, run: Any) -> dict[str, Any]:
 def analysis_context(run: Any, analysis: Analysis, view: Any) -> dict[str, Any]:
     """Everything `_analysis.html.j2` renders, plus the table-of-contents entries it adds."""
     stats = gate_stats_section(analysis)
-    from lstmviz_cli.render import figures_analysis as figs
 
     if any(s.frac_low is not None and s.frac_high is not None for s in analysis.gate_stats):
         stats["figures"].append(_figure("fig-gate-statistics", "share of saturated values per gate",

@@ -17,8 +17,28 @@ import numpy as np
 from markupsafe import Markup
 
 from lstmviz_cli import __version__
+from lstmviz_cli.analysis.textfeatures import step_tokens
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.loading.summary import loading_notes
 from lstmviz_cli.output import GENERATOR_MARKER
+from lstmviz_cli.render.diagrams import (
+    CellValues,
+    UnrolledRow,
+    architecture_graph,
+    cell_graph,
+    read_path,
+    to_svg,
+    unrolled_graph,
+)
+from lstmviz_cli.render.figures import (
+    HeatPanel,
+    bin_time,
+    order_units,
+    plot_gate_heatmaps,
+    plot_gate_stats,
+    plot_weights,
+    unit_variance,
+)
 from lstmviz_cli.render.highlight import (
     HighlightBlock,
     highlight_block,
@@ -187,15 +207,11 @@ def anchor(*parts: str) -> str:
 
 def _dot_svg(graph: Any, prefix: str) -> Markup:
     """A Graphviz diagram as inline SVG, its element ids prefixed so several diagrams share one page."""
-    from lstmviz_cli.render.diagrams import to_svg
-
     return Markup(to_svg(graph).replace(' id="', f' id="{prefix}-'))
 
 
 def _tokens(run: Any, total: int) -> list[str] | None:
     """One display string per step of batch element 0, when the input is text or labelled tokens."""
-    from lstmviz_cli.analysis.textfeatures import step_tokens
-
     sample = run.sample
     return step_tokens(getattr(sample, "text", None), getattr(sample, "labels", None), total) or (
         step_tokens(None, getattr(sample, "labels", None), total)
@@ -245,8 +261,6 @@ def _fmt_bytes(size: int) -> str:
 
 def loading_rows(info: Any) -> list[tuple[str, str]]:
     """Summary rows on where the weights were, how they were stored and what loading skipped."""
-    from lstmviz_cli.loading.summary import loading_notes
-
     rows = []
     if info.weights_key or info.key_prefix:
         where = f"{info.weights_key!r} of the checkpoint dict" if info.weights_key else "the state dict"
@@ -364,16 +378,12 @@ def knowledge_rows(facts: Provenance) -> list[dict[str, Any]]:
 
 
 def architecture_section(run: Any) -> Markup:
-    from lstmviz_cli.render.diagrams import architecture_graph, read_path
-
     trace: Trace = run.trace
     path = read_path(trace.meta.get("path"), trace.modules)
     return _dot_svg(architecture_graph(path, trace.modules), "arch")
 
 
 def _cell_values(layer: LayerTrace, analysis: Any, rv: ReportView, tokens: list[str] | None) -> Any:
-    from lstmviz_cli.render.diagrams import CellValues
-
     if rv.at_step is not None:
         t = rv.at_step
         values = {name: float(np.nanmean(array[0, t])) for name, array in layer.series.items()}
@@ -389,8 +399,6 @@ def _cell_values(layer: LayerTrace, analysis: Any, rv: ReportView, tokens: list[
 
 def cell_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | None) -> list[dict[str, Any]]:
     """One cell diagram per selected layer and direction."""
-    from lstmviz_cli.render.diagrams import cell_graph
-
     cells = []
     for k, layer in enumerate(rv.layers):
         values = _cell_values(layer, analysis, rv, tokens)
@@ -401,8 +409,6 @@ def cell_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | No
 
 def unrolled_diagram(run: Any, rv: ReportView, tokens: list[str] | None) -> tuple[Any, str]:
     """The unrolled-time Digraph and what shades its cells (shared with `lstmviz figures`)."""
-    from lstmviz_cli.render.diagrams import UnrolledRow, unrolled_graph
-
     start, stop = rv.diagram_window
     steps = range(start, stop)
     rows = []
@@ -446,7 +452,6 @@ def _row_order(layer: LayerTrace, rv: ReportView) -> tuple[list[int], str]:
     """Which hidden units each heatmap shows, in which order, and a sentence saying so."""
     key = "c" if "c" in layer.series else "h"
     values = _sequence(layer, key, rv.window)
-    from lstmviz_cli.render.figures import order_units, unit_variance
 
     variance = unit_variance(values)  # one pass over a possibly long window, used twice below
     order = [int(u) for u in order_units(values, rv.sort_units, variance=variance)]
@@ -472,8 +477,6 @@ def layer_heatmap(
     which units are shown, the time-bin width and the column of `--at-step` (None when outside the
     window).
     """
-    from lstmviz_cli.render.figures import HeatPanel, bin_time, plot_gate_heatmaps, unit_variance
-
     start, stop = rv.window
     rows, how = _row_order(layer, rv)
     panels = []
@@ -556,8 +559,6 @@ def token_section(run: Any, analysis: Any, rv: ReportView, tokens: list[str] | N
 
 
 def weights_section(rv: ReportView) -> list[dict[str, Any]]:
-    from lstmviz_cli.render.figures import plot_weights
-
     figures = []
     for layer in rv.layers:
         if not layer.weights:
@@ -567,8 +568,6 @@ def weights_section(rv: ReportView) -> list[dict[str, Any]]:
 
 
 def stats_section(analysis: Any, rv: ReportView, need_table: bool) -> dict[str, Any] | None:
-    from lstmviz_cli.render.figures import plot_gate_stats
-
     stats = list(getattr(analysis, "gate_stats", []) or [])
     if not stats:
         return None

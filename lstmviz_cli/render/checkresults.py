@@ -24,6 +24,8 @@ from dataclasses import asdict
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from rich.table import Table
+
 from lstmviz_cli.analysis.checks import CheckCase, CheckResult
 from lstmviz_cli.output import GENERATOR_MARKER
 
@@ -129,8 +131,6 @@ def _failure_text(case: CheckCase) -> str:
 
 def summary_table(results: list[CheckResult]) -> Any:
     """A short rich Table: failures first, then one line per kind of passing check."""
-    from rich.table import Table
-
     table = Table(title="lstmviz check", show_lines=False, expand=False)
     table.add_column("model")
     table.add_column("check")

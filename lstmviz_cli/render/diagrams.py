@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import graphviz
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 
+from lstmviz_cli.errors import LstmvizError
 from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.render.highlight import visible
 from lstmviz_cli.render.palette import GATE_CMAP, GATE_COLORS
@@ -50,8 +53,6 @@ def to_svg(graph: graphviz.Digraph) -> str:
     try:
         text = graph.pipe(format="svg", encoding="utf-8")
     except graphviz.ExecutableNotFound as error:
-        from lstmviz_cli.errors import LstmvizError
-
         raise LstmvizError(
             "Graphviz 'dot' is not installed; install it (Debian/Ubuntu: apt-get install graphviz) and rerun"
         ) from error
@@ -314,9 +315,6 @@ class UnrolledRow:
 
 def _cmap_hex(value: float) -> tuple[str, str]:
     """Fill colour from the gate colormap, and a readable text colour on it."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
     rgba = colormaps[GATE_CMAP](min(max(float(value), 0.0), 1.0))
     luminance = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2]
     return to_hex(rgba), ("#111111" if luminance > 0.5 else "#ffffff")

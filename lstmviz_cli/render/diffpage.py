@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from lstmviz_cli.analysis.diff import DiffResult, GateStatChange, WeightChange
+from lstmviz_cli.output import GENERATOR_MARKER
+from lstmviz_cli.render.html import template_environment
+from lstmviz_cli.render.mpl import new_figure, to_svg
+from lstmviz_cli.render.palette import GATE_COLORS
 from lstmviz_cli.tracing.records import GATE_SERIES, SERIES_NAMES
 
 
 # -- figures and page ------------------------------------------------------------------------------------
 def plot_weight_distributions(changes: list[WeightChange]) -> Any:
     """One panel per gate: the weight histogram before (filled) and after (outline), shared bins."""
-    from lstmviz_cli.render.mpl import new_figure
-    from lstmviz_cli.render.palette import GATE_COLORS
-
     fig = new_figure(2.2 * max(len(changes), 1), 2.0)
     axes = fig.subplots(1, max(len(changes), 1), squeeze=False)[0]
     for ax, change in zip(axes, changes, strict=False):
@@ -33,9 +35,6 @@ def plot_weight_distributions(changes: list[WeightChange]) -> Any:
 
 def plot_saturation(changes: list[GateStatChange]) -> Any:
     """Share of saturated gate values per layer and gate, before vs after (grouped bars)."""
-    from lstmviz_cli.render.mpl import new_figure
-    from lstmviz_cli.render.palette import GATE_COLORS
-
     gates = [c for c in changes if c.series in GATE_SERIES and c.before_low is not None]
     fig = new_figure(max(3.0, 0.6 * len(gates) + 1.5), 2.6)
     ax = fig.subplots()
@@ -54,14 +53,9 @@ def plot_saturation(changes: list[GateStatChange]) -> Any:
 
 def render_diff(result: DiffResult) -> str:
     """The diff as one self-contained HTML page (inline SVG, autoescaped template)."""
-    from lstmviz_cli.output import GENERATOR_MARKER
-    from lstmviz_cli.render.html import template_environment
-    from lstmviz_cli.render.mpl import to_svg
-
     by_layer: dict[str, list[WeightChange]] = {}
     for change in result.weights:
         by_layer.setdefault(change.prefix, []).append(change)
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # glyphs missing from DejaVu (emoji) draw as boxes

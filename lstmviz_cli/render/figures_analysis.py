@@ -20,6 +20,7 @@ from lstmviz_cli.analysis.records import (
     Saturation,
     Trajectory,
 )
+from lstmviz_cli.analysis.textfeatures import display_token
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.render.mpl import margins, new_figure
 from lstmviz_cli.render.palette import GATE_COLORS
@@ -38,8 +39,6 @@ MAX_MARKERS = 200  # trajectory markers per panel (the path itself keeps every s
 def plain(text: str) -> str:
     """User text as literal matplotlib text: `$` would start mathtext (and can fail to parse);
     control characters have no glyph, so they are written as escapes."""
-    from lstmviz_cli.analysis.textfeatures import display_token
-
     return display_token(str(text)).replace("$", r"\$")
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 
 from lstmviz_cli.render.palette import STATE_CMAP
 
@@ -74,9 +76,6 @@ def activation_level(value: float) -> int:
 
 def level_colours() -> list[tuple[str, str]]:
     """(background, ink) of every level on the state colormap, ink chosen for contrast."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
     colours = []
     for level in range(LEVELS):
         rgba = colormaps[STATE_CMAP](level / (LEVELS - 1))

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from lstmviz_cli.output import GENERATOR_MARKER
 from lstmviz_cli.render.highlight import visible
 
 
@@ -36,8 +38,6 @@ class ReportSummary:
 
 def render_index(rows: Sequence[ReportSummary], *, title: str) -> str:
     """index.html: one row per checkpoint, linking its report (autoescaped template, no outside links)."""
-    from lstmviz_cli.output import GENERATOR_MARKER
-
     env = template_environment()
     template = env.get_template("index.html.j2")
     return template.render(title=title, rows=list(rows), generator=GENERATOR_MARKER,
@@ -46,8 +46,6 @@ def render_index(rows: Sequence[ReportSummary], *, title: str) -> str:
 
 def template_environment() -> Any:
     """The Jinja2 environment for this module's pages: autoescape on for every name, strict undefined."""
-    import jinja2
-
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         autoescape=True,  # select_autoescape() would skip *.j2 names

@@ -14,11 +14,18 @@ not used (anything but Linux) or a pool cannot start, the jobs run in this proce
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
+
+from markupsafe import Markup
+
+from lstmviz_cli.render.mpl import to_svg
 
 MAX_WORKERS = 4  # more processes than this buy nothing for ~25 figures and cost memory
 
@@ -38,8 +45,6 @@ class FigureJob:
         return self.build(*self.args, **self.kwargs)
 
     def svg(self) -> str:
-        from lstmviz_cli.render.mpl import to_svg
-
         fig = self.figure()
         return "" if fig is None else to_svg(fig)
 
@@ -60,8 +65,6 @@ def default_workers() -> int:
 
 def can_fork() -> bool:
     """Linux only: macOS offers fork, but system libraries there can crash in a forked child."""
-    import multiprocessing
-
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
@@ -74,13 +77,9 @@ def _render_pending(index: int) -> str:
 
 def render_jobs(jobs: Sequence[FigureJob], workers: int = 1) -> list[str]:
     """SVG of every job, in order. `workers` > 1 renders in that many forked processes."""
-    import multiprocessing
-
     workers = min(workers, len(jobs))
     if workers <= 1 or not can_fork():
         return [j.svg() for j in jobs]
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
     global _PENDING
     _PENDING = jobs
@@ -122,8 +121,6 @@ def resolve(context: Any, workers: int = 1) -> Any:
 
     All jobs render in one `render_jobs` call, so one pool serves the whole page.
     """
-    from markupsafe import Markup
-
     jobs = _jobs_in(context)
     svg = {id(j): Markup(text) for j, text in zip(jobs, render_jobs(jobs, workers), strict=True)}
     return _filled(context, svg)

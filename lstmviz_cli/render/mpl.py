@@ -10,6 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 
+import base64
+
 from matplotlib.figure import Figure  # noqa: E402
 
 
@@ -58,8 +60,6 @@ def to_svg(fig: Figure) -> str:
 
 def to_png_data_uri(fig: Figure, dpi: int = 110) -> str:
     """PNG as a data: URI, for figures whose SVG would be huge (dense heatmaps are rasterised)."""
-    import base64
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

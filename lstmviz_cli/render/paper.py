@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import graphviz
+import matplotlib
+import numpy as np
+from cycler import cycler
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import Collection
+from matplotlib.colors import ListedColormap, to_hex, to_rgba
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.text import Text
 
 from lstmviz_cli.errors import InputError, OutputError
 from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic
@@ -94,8 +107,6 @@ def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if fmt == "pgf":
-        import matplotlib
-
         texsystem = matplotlib.rcParams["pgf.texsystem"]
         if shutil.which(texsystem) is None:
             raise InputError(
@@ -135,8 +146,6 @@ def model_stem(checkpoint_name: str) -> str:
 # -- publication style ---------------------------------------------------------------------------
 def publication_rc(style: PublicationStyle) -> dict[str, Any]:
     """rcParams for print: embedded TrueType fonts, small consistent sizes, thin lines, CB-safe cycle."""
-    from cycler import cycler
-
     size = style.font_size
     colors = [_to_gray(c) for c in OKABE_ITO] if style.grayscale else list(OKABE_ITO)
     rc: dict[str, Any] = {
@@ -175,15 +184,11 @@ def publication_rc(style: PublicationStyle) -> dict[str, Any]:
 @contextlib.contextmanager
 def publication_context(style: PublicationStyle) -> Iterator[None]:
     """Figures built (not only saved) inside this context take the print style: fonts are set at creation."""
-    import matplotlib
-
     with matplotlib.rc_context(publication_rc(style)):
         yield
 
 
 def _to_gray(color: Any) -> str:
-    from matplotlib.colors import to_hex, to_rgba
-
     r, g, b, a = to_rgba(color)
     y = 0.2126 * r + 0.7152 * g + 0.0722 * b  # Rec. 709 luminance
     return to_hex((y, y, y, a), keep_alpha=a < 1)
@@ -191,9 +196,6 @@ def _to_gray(color: Any) -> str:
 
 def _gray_cmap(cmap: Any) -> Any:
     """The colormap's own luminance as a gray ramp, so light/dark order is kept (viridis, RdBu...)."""
-    import numpy as np
-    from matplotlib.colors import ListedColormap
-
     rgba = cmap(np.linspace(0.0, 1.0, 256))
     y = 0.2126 * rgba[:, 0] + 0.7152 * rgba[:, 1] + 0.0722 * rgba[:, 2]
     if abs(y[-1] - y[0]) < 0.25:  # diverging: both ends about as dark; a plain ramp keeps the sign readable
@@ -203,12 +205,6 @@ def _gray_cmap(cmap: Any) -> Any:
 
 def apply_grayscale(fig: Any) -> None:
     """Convert every artist's colour to its luminance; colormaps become gray ramps of the same order."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.collections import Collection
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-    from matplotlib.text import Text
-
     for artist in fig.findobj():
         if isinstance(artist, ScalarMappable) and artist.get_array() is not None:
             artist.set_cmap(_gray_cmap(artist.get_cmap()))
@@ -248,8 +244,6 @@ def latex_escape(text: str) -> str:
 
 
 def _escape_texts_for_pgf(fig: Any) -> None:
-    from matplotlib.text import Text
-
     for artist in fig.findobj(Text):
         text = artist.get_text()
         if text:
@@ -264,9 +258,6 @@ def resize(fig: Any, width: float, font_size: float = 8.0) -> tuple[float, float
     and 1 pt over the publication size, so it is readable in print; constrained layout re-flows
     (it is switched on for figures the report lays out by hand).
     """
-    from matplotlib.lines import Line2D
-    from matplotlib.text import Text
-
     w, h = (float(v) for v in fig.get_size_inches())
     scale = width / w
     low, high = max(font_size - 2.0, 4.0), font_size + 1.0
@@ -281,8 +272,6 @@ def resize(fig: Any, width: float, font_size: float = 8.0) -> tuple[float, float
     if fig.get_layout_engine() is None:
         # The report's fixed margins are inches on screen: at print size let constrained layout fit the
         # text once, and keep the hand layout where it cannot (too many panels for the height).
-        import warnings
-
         fig.set_layout_engine("constrained")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "constrained_layout not applied")
@@ -294,8 +283,6 @@ def resize(fig: Any, width: float, font_size: float = 8.0) -> tuple[float, float
 # -- writing -------------------------------------------------------------------------------------
 def figure_bytes(fig: Any, fmt: str, *, grayscale: bool = False) -> bytes:
     """Render one matplotlib Figure deterministically (no dates, fixed ids) in `fmt`."""
-    import io
-
     if grayscale:
         apply_grayscale(fig)
     buffer = io.BytesIO()
@@ -343,8 +330,6 @@ def diagram_bytes(graph: Any, fmt: str, *, grayscale: bool = False, width: float
 
 def _gray_dot(graph: Any) -> Any:
     """Replace every #rrggbb colour in the DOT source by its luminance."""
-    import graphviz
-
     text = re.sub(r"#[0-9A-Fa-f]{6}(?:[0-9A-Fa-f]{2})?", lambda m: _to_gray(m.group(0)), graph.source)
     return graphviz.Source(text)
 

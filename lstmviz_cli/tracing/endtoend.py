@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from lstmviz_cli.errors import CheckpointError, ModelError, VerificationError
-from lstmviz_cli.loading.records import HEAD_WIRINGS
+from lstmviz_cli.loading.records import HEAD_WIRINGS, HeadInfo
 from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE, Verification, output_error, output_matches
 
 YOUR_MODEL = "model output vs your model"
@@ -73,9 +75,6 @@ def _quiet() -> Iterator[None]:
 
 def _tensors(value: Any) -> list[Any]:
     """Every tensor of a (nested) model output, in order; a PackedSequence counts as its padded data."""
-    import torch
-    from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
-
     if isinstance(value, PackedSequence):
         return [pad_packed_sequence(value, batch_first=True)[0]]
     if isinstance(value, torch.Tensor):
@@ -110,8 +109,6 @@ def verify_user_model(model: Any, captured: CapturedCall, *, verify: bool = True
     Raises VerificationError (unless `verify` is false) when the traced run's output is not the
     model's own.
     """
-    import torch
-
     if captured.args is None or not captured.done:
         return Verification("model", YOUR_MODEL, None, "not-checked", "the model was not called as a whole")
     was_training = model.training
@@ -151,8 +148,6 @@ class ArchiveReference:
 
 
 def _sample_tensor(sample: Any, device: str, dtype: Any) -> Any:
-    import torch
-
     if sample.kind == "tokens":
         return torch.as_tensor(np.asarray(sample.values), dtype=torch.int64, device=device)
     return torch.as_tensor(np.asarray(sample.values, dtype=np.float32), device=device).to(dtype)
@@ -176,8 +171,6 @@ def _archive_batch_first(scripted: Any, rnn_name: str) -> bool:
 
 
 def _run_archive(scripted: Any, x: Any, batch_first: bool) -> np.ndarray:
-    import torch
-
     with torch.no_grad(), _quiet():
         out = scripted(x if batch_first else x.transpose(0, 1))
     tensors = _tensors(out)
@@ -191,8 +184,6 @@ def _run_archive(scripted: Any, x: Any, batch_first: bool) -> np.ndarray:
 
 def archive_reference(loaded: Any, sample: Any) -> ArchiveReference:
     """Run the TorchScript archive itself on the sample (each sequence at its own length when they differ)."""
-    import torch
-
     scripted = loaded.scripted
     dtype = next((p.dtype for p in scripted.parameters() if p.is_floating_point()), torch.float32)
     x = _sample_tensor(sample, loaded.device, dtype)
@@ -230,8 +221,6 @@ def _against(reference: ArchiveReference, output: np.ndarray | None) -> tuple[fl
 
 
 def _rebuild_output(loaded: Any, sample: Any) -> np.ndarray:
-    import torch
-
     model = loaded.model
     x = _sample_tensor(sample, loaded.device, next((p.dtype for p in model.parameters()), torch.float32))
     lengths = _unequal(sample)
@@ -251,8 +240,6 @@ def check_archive(loaded: Any, sample: Any, *, verify: bool = True) -> ArchiveRe
     archive (recorded as source "archive"). Raises CheckpointError with one line when no wiring
     does (unless `verify` is false), naming what to pass instead.
     """
-    from lstmviz_cli.loading.records import HeadInfo
-
     reference = archive_reference(loaded, sample)
     model = loaded.model
     info = loaded.info

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from lstmviz_cli.errors import InputError
 
@@ -142,8 +143,6 @@ def forward_kwargs(plan: ForwardPlan, sample: Any, *, device: str = "cpu", dtype
     saliency pass): lengths become `[first_steps]`; an array whose first axis is the batch keeps
     row 0, and its second axis is cut when it is as long as the input.
     """
-    import torch
-
     batch, steps = sample.batch, sample.steps
     kwargs: dict[str, Any] = {}
     for param, source in plan.params.items():

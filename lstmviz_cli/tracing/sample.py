@@ -11,7 +11,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from lstmviz_cli._warncapture import captured_warnings
 from lstmviz_cli.errors import InputError, LstmvizError, ModelError, VerificationError
+from lstmviz_cli.tracing import forwardargs as _forwardargs
+from lstmviz_cli.tracing.cells import trace_custom
+from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 from lstmviz_cli.tracing.recorder import CELL_TYPES, LAYER_TYPES, RECURRENT_TYPES
 from lstmviz_cli.tracing.records import Trace
 from lstmviz_cli.tracing.tracer import first_output, trace
@@ -83,10 +87,6 @@ def trace_sample(
     has a time axis (`_layout`; `meta["output_layout"]` names its own axes). Errors the model
     raises are one-line ModelErrors; `options` go to `trace`.
     """
-    from lstmviz_cli._warncapture import captured_warnings
-    from lstmviz_cli.tracing import forwardargs as _forwardargs
-    from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
-
     model, device = loaded.model, loaded.device
     x = _sample_tensor(model, sample, device)
     batch, steps = sample.batch, sample.steps
@@ -123,8 +123,6 @@ def trace_sample(
         with captured_warnings() as caught:
             try:
                 if custom:
-                    from lstmviz_cli.tracing.cells import trace_custom
-
                     tried.result = trace_custom(model, call_input, module=module, verify=verify, **kwargs)
                 else:
                     tried.result = trace(model, call_input, verify=verify, total_length=steps, **kwargs,

@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 # A model output within this (relative to its size) of the reference counts as the same output.
 OUTPUT_TOLERANCE = 1e-4
 
@@ -51,8 +53,6 @@ class Verification:
 
 def output_error(reference: Any, value: Any) -> float:
     """max |reference - value| of two NumPy arrays of one shape (inf when the shapes differ)."""
-    import numpy as np
-
     a = np.asarray(reference, dtype=np.float64)
     b = np.asarray(value, dtype=np.float64)
     if a.shape != b.shape:
@@ -66,8 +66,6 @@ def output_error(reference: Any, value: Any) -> float:
 
 def output_matches(error: float, reference: Any) -> bool:
     """Whether `error` is within OUTPUT_TOLERANCE of an output of this size."""
-    import numpy as np
-
     ref = np.asarray(reference, dtype=np.float64)
     scale = float(np.nanmax(np.abs(ref))) if ref.size and np.isfinite(ref).any() else 0.0
     return math.isfinite(error) and error <= OUTPUT_TOLERANCE * max(1.0, scale)

@@ -42,4 +42,6 @@ def test_wheel_contains_templates(tmp_path: Path) -> None:
     templates = sorted(n for n in names if n.startswith("lstmviz_cli/templates/"))
     expected = sorted(f"lstmviz_cli/templates/{p.name}" for p in (ROOT / "templates").iterdir() if p.is_file())
     assert expected and templates == expected
-    assert "lstmviz_cli/cli.py" in names
+    modules = sorted(str(p.relative_to(ROOT).as_posix()) for p in (ROOT / "lstmviz_cli").rglob("*.py"))
+    assert "lstmviz_cli/cli.py" in modules and "lstmviz_cli/tracing/tracer.py" in modules
+    assert [m for m in modules if m not in names] == []  # every stage folder ships

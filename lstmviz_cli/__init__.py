@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
 
         return trace
     if name in ("Trace", "LayerTrace"):
-        from lstmviz_cli.tracing import records as tracedata
+        from lstmviz_cli.tracing import records
 
-        return getattr(tracedata, name)
+        return getattr(records, name)
     raise AttributeError(f"module 'lstmviz_cli' has no attribute {name!r}")

@@ -83,7 +83,7 @@ def test_resolve_replaces_jobs_everywhere_in_a_context() -> None:
 
 def test_an_unresolved_job_cannot_reach_a_page() -> None:
     template = jinja2.Environment(autoescape=True).from_string("{{ figure }}")
-    with pytest.raises(TypeError, match="figurejobs.resolve"):
+    with pytest.raises(TypeError, match="render.jobs.resolve"):
         template.render(figure=JOBS[0])
 
 

@@ -35,7 +35,7 @@ def analyze_trace(
     notes: list[str] | None = None,
     provenance: Provenance | None = None,
 ) -> Analysis:
-    """Every analysis over the trace; `saliency`/`memory_probe` come from saliency.py (the model).
+    """Every analysis over the trace; `saliency`/`memory_probe` come from `explain.saliency` and `explain.probe` (the model).
 
     `tokens` (one string per step of batch element 0) label the time axis and, when `text` is
     true, give the built-in text features; `labels` adds user features (read_labels_csv).

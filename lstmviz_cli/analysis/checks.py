@@ -16,11 +16,7 @@ from lstmviz_cli.errors import InputError
 from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE
 
 FAIL_ON = ("error", "warning", "never")
-
-
 _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
-
-
 # The analysis's finding code for dead units; the check reads its unit lists.
 _DEAD_CODES = ("dead_units",)
 

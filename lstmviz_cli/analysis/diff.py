@@ -3,6 +3,7 @@
 Gate statistics and saturation come from the analysis of each checkpoint (the same numbers their
 reports show); the diff only subtracts them. Activations are compared on one shared sample.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,14 +16,8 @@ from lstmviz_cli.tracing.records import LayerTrace, Trace
 
 # Row blocks of weight_ih / weight_hh / biases, in PyTorch's order.
 GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("a",)}
-
-
 HIST_BINS = 40
-
-
 TOP_UNITS = 8
-
-
 _EPS = 1e-12
 
 

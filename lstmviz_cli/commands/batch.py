@@ -18,8 +18,6 @@ from lstmviz_cli.render.jobs import default_workers
 
 # Partial failure of a batch: some outputs were written, at least one checkpoint failed.
 EXIT_SOME_FAILED = EXIT_CHECK_FAILED
-
-
 INDEX_NAME = "index.html"
 
 

@@ -22,7 +22,7 @@ class LoadOptions:
     model_class: str | None = None
     model_kwargs: str | None = None
     verify: bool = True
-    module: str | None = None  # hand-written cell to open up (cells.py); None: automatic
+    module: str | None = None  # hand-written cell to open up (`tracing.cells`); None: automatic
     max_memory: str | None = None  # e.g. "2G" or "50%"; None: a quarter of RAM
     weights_key: str | None = None  # which state dict of a dict checkpoint holding several ("model", "ckpt/model")
     # "PARAM=ARRAY" pairs: arrays of an .npz input (or its lengths) for the model's forward
@@ -41,7 +41,7 @@ class ViewOptions:
     steps: str | None = None
     at_step: int | None = None
     sort_units: str = "variance"
-    # The analysis stage (analysis.py / saliency.py).
+    # The analysis stage (`analysis/`, `explain.saliency`, `explain.probe`).
     labels: Path | None = None  # per-step user labels CSV for the interpretable-units ranking
     saturation_low: float = 0.1  # gate values below this are left-saturated
     saturation_high: float = 0.9  # gate values above this are right-saturated

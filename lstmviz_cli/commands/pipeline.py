@@ -25,12 +25,12 @@ from lstmviz_cli.tracing.sample import trace_sample
 class Run:
     """One loaded model traced on one sample. `loaded` keeps the torch model for saliency."""
 
-    loaded: Any  # checkpoint.LoadedModel
-    sample: Any  # inputs.SampleInput
-    trace: Any  # tracedata.Trace
+    loaded: Any  # loading.records.LoadedModel
+    sample: Any  # loading.records.SampleInput
+    trace: Any  # tracing.records.Trace
     # The traced output against the real model (your code run plainly, or a TorchScript archive);
     # None when no real model exists (a rebuild from weights) or --recurrent-only.
-    end_to_end: Any = None  # provenance.Verification | None
+    end_to_end: Any = None  # tracing.verify.Verification | None
     # Lines for stderr once the command has succeeded (an error stays one line): the tensor accounting.
     notes: list[str] = field(default_factory=list)
 

@@ -1,10 +1,13 @@
-"""Explanations with evidence (issue 18): analyses that must run the model, and their statistics.
+"""Explain: the analyses that must run the model, and the evidence that they are right.
 
-One idea per module; every result is a frozen dataclass of NumPy arrays with a `to_json()`:
+One idea per module; the issue-18 methods return a frozen dataclass of NumPy arrays with a `to_json()`:
 
 =====================  =====  ===============================================================
 module                 torch  what it computes
 =====================  =====  ===============================================================
+``orchestrate``        yes    `analyze_run`: the trace's analysis plus saliency (and the probe)
+``saliency``           yes    gradient saliency over input steps, gradient norms per gate
+``probe``              yes    the key-at-start memory-length probe
 ``attribution``        no     the `Attribution` record and its conservation check
 ``contextual``         yes    contextual decomposition of one output over the input steps
 ``lrp``                yes    layer-wise relevance propagation (epsilon, signal-takes-all)
@@ -16,8 +19,9 @@ module                 torch  what it computes
 =====================  =====  ===============================================================
 
 The torch-free modules (`attribution`, `timescales`, `significance`, `_components`) read only
-`Trace` records and NumPy arrays; they belong to the analysis stage once the package is split
-into stage folders. Importing this package imports nothing heavy.
+`Trace` records and NumPy arrays, and stay beside the methods whose results they check. explain/
+reads the loading, tracing and analysis stages; analysis/ never imports it. Importing this package
+imports nothing heavy.
 """
 
 from __future__ import annotations

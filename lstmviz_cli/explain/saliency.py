@@ -24,13 +24,9 @@ from lstmviz_cli.tracing.tracer import first_output
 # Autograd keeps every step's activations: beyond this many bytes, only a window of the last steps
 # before the target gets gradients (exact for those steps; see `_gradient_window`).
 SALIENCY_BUDGET = 1 << 29  # 512 MiB: with the outputs and the float16 trace, T = 1e5 x 1024 stays under 4 GB
-
-
 # Bytes autograd holds per step, per (series x unit) of a recurrent layer; measured ~8 for an LSTM
 # (hidden 1024, T = 10,000: +0.55 GB), with margin.
 _BYTES_PER_VALUE = 12
-
-
 HEAD_CHUNK = 4096  # steps per no-grad call before a window (bounds the layer's input projection)
 
 
@@ -61,7 +57,7 @@ def call_batch_major(model: Any, x: Any, batch_first: bool, kwargs: dict[str, An
     """Run the model on batch-major input the way tracing.trace_sample does (time-major when asked).
 
     The output comes back batch-major, (batch, time, ...) when it has a time axis, read exactly as
-    the tracer reads the model's output (`_layout.locate_output_axes`).
+    the tracer reads the model's output (`tracing.layout.locate_output_axes`).
     """
     call = x if batch_first or x.dim() < 2 else x.transpose(0, 1)
     batch, steps = int(x.shape[0]), int(x.shape[1]) if x.dim() >= 2 else 1

@@ -19,8 +19,7 @@ from typing import Any
 import torch
 
 from lstmviz_cli.errors import CheckpointError, ModelError, UnsafeCheckpointError
-from lstmviz_cli.loading import findweights as _findweights
-from lstmviz_cli.loading import sniff as _sniff
+from lstmviz_cli.loading import findweights, sniff
 from lstmviz_cli.loading.device import place_model, resolve_device
 from lstmviz_cli.loading.findweights import strip_wrapper_prefixes
 from lstmviz_cli.loading.formats import load_safetensors, load_torchscript
@@ -60,7 +59,7 @@ def load_checkpoint(
     path = Path(path)
     require_safe_torch(torch)
     dev = resolve_device(device)
-    sniffed = _sniff.sniff_checkpoint(path)
+    sniffed = sniff.sniff_checkpoint(path)
     meta = read_sidecar(path)
     unsafe = False
     scripted = None
@@ -70,11 +69,11 @@ def load_checkpoint(
     user_class = UserClass(model_class)
     unpacked = None
 
-    if sniffed.kind == _sniff.SAFETENSORS:
+    if sniffed.kind == sniff.SAFETENSORS:
         fmt = "safetensors"
         state, file_meta = load_safetensors(path, sniffed.size)
         meta.update(file_meta)
-    elif sniffed.kind == _sniff.TORCHSCRIPT:
+    elif sniffed.kind == sniff.TORCHSCRIPT:
         if not trust_torchscript:
             raise UnsafeCheckpointError(
                 f"{path.name!r} is a TorchScript archive, which is code: loading it would run code from "
@@ -92,7 +91,7 @@ def load_checkpoint(
                 raise
             main = main_classes(path, sniffed.kind, user_class)
             obj, unsafe = torch_load_trusted(path, dev, main), True
-        unpacked = _findweights.unpack(obj, path.name, weights_key)
+        unpacked = findweights.unpack(obj, path.name, weights_key)
         fmt, state, module = unpacked.format, unpacked.state, unpacked.module
         meta.update(unpacked.meta)
     if weights_key is not None and unpacked is None:
@@ -125,7 +124,7 @@ def load_checkpoint(
     else:
         assert state is not None
         if unpacked is not None and unpacked.lightning:
-            state, prefix = _findweights.strip_attribute_prefix(state)
+            state, prefix = findweights.strip_attribute_prefix(state)
             state = strip_wrapper_prefixes(state)  # model._orig_mod.lstm: compiled inside the LightningModule
         model, plan = rebuild_from_state(state, meta, path, torchscript=scripted is not None, head=head,
                                recurrent_only=recurrent_only)

@@ -20,8 +20,6 @@ from lstmviz_cli.loading.budget import check_budget
 from lstmviz_cli.loading.records import SampleInput
 
 SUFFIXES = (".npy", ".npz", ".csv", ".pt", ".pth", ".txt")
-
-
 _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
 
 

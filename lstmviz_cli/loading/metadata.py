@@ -10,7 +10,7 @@ Metadata convention (every key optional) that the sample models follow::
                               "head_activation" (between the Linears of an nn.Sequential head:
                               none|relu|tanh|sigmoid|gelu|elu|leaky_relu|silu)
     vocab          list[str]  token id -> token (a {token: id} dict is accepted too; without it,
-                              itos / char_to_int / word2idx / chars ... are found, see ``_vocab``)
+                              itos / char_to_int / word2idx / chars ... are found, see ``loading.vocab``)
     task           str        "char-lm" | "classification" | "regression"
     input_format   str        "text" | "tokens" | "features"
     sample_input   str text, list[int] token ids, or nested floats (time, features)
@@ -36,12 +36,10 @@ from typing import Any
 from torch import nn
 
 from lstmviz_cli.errors import CheckpointError
-from lstmviz_cli.loading import vocab as _vocab
 from lstmviz_cli.loading.records import RecurrentConfig
+from lstmviz_cli.loading.vocab import find_vocabularies, vocabulary_level
 
 TASKS = ("char-lm", "classification", "regression")
-
-
 INPUT_FORMATS = ("text", "tokens", "features")
 
 
@@ -70,7 +68,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
 def check_meta(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], Any]:
     """Normalise the convention's keys; a malformed value is an error naming the key.
 
-    Also returns what `_vocab` found under other names (a `_vocab.Found`: used sources and notes).
+    Also returns what `loading.vocab` found under other names (a `vocab.Found`: used sources and notes).
     """
     def bad(key: str, expected: str) -> CheckpointError:
         return CheckpointError(f"metadata {key!r} of {path.name!r} must be {expected}, got {type(meta[key]).__name__}")
@@ -93,12 +91,12 @@ def check_meta(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], Any]:
 
 
 def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
-    """`vocab` as a token list, from the convention's key or the names people use (see `_vocab`).
+    """`vocab` as a token list, from the convention's key or the names people use (see `loading.vocab`).
 
     An explicit `vocab` list or {token: id} dict is used as given (ids must be 0..n-1). Otherwise
     `itos`, `char_to_int`, `word2idx`, ... are searched, also inside a `vocab` dict or object; output
     labels likewise when `output_labels` is absent. A character vocabulary makes the input format
-    "text". Returns the `_vocab.Found` whose vocab/labels were used (None fields otherwise) and notes.
+    "text". Returns the `vocab.Found` whose vocab/labels were used (None fields otherwise) and notes.
     """
     vocab = meta.get("vocab")
     explicit: list[str] | None = None
@@ -111,10 +109,10 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
     elif vocab is not None and not isinstance(vocab, Mapping):
         raise CheckpointError(f"metadata 'vocab' of {path.name!r} must be a list of tokens, got {type(vocab).__name__}")
     roles = tuple(role for role, given in (("input", explicit), ("output", meta.get("output_labels"))) if given is None)
-    found = _vocab.find_vocabularies(meta, roles)
+    found = find_vocabularies(meta, roles)
     if explicit is not None:
         meta["vocab"] = explicit
-        level: str | None = _vocab.vocabulary_level(explicit)
+        level: str | None = vocabulary_level(explicit)
     elif found.vocab is not None:
         meta["vocab"] = list(found.vocab.tokens)
         level = found.vocab.level

@@ -4,6 +4,7 @@ Every key is accounted for: placed in a rebuilt module, or listed with the modul
 and whether that module may run before the recurrent layers (then the loader refuses) or clearly
 after them (then it is listed as not used and no prediction is read).
 """
+
 from __future__ import annotations
 
 import re
@@ -17,12 +18,8 @@ from lstmviz_cli.errors import CheckpointError
 from lstmviz_cli.loading.statedict import RecurrentSpec, find_recurrent_prefixes, infer_recurrent
 
 HEAD_WIRINGS = ("all", "last", "final-states")
-
-
 # config "head_activation": the function between the Linears of a head chain (nn.Sequential of Linears).
 HEAD_ACTIVATIONS = ("none", "relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu", "silu")
-
-
 # A Linear with such a name scores steps for attention pooling: it is never taken as the output head.
 _ATTENTION_NAME = re.compile(r"(^|[._])(attn|attention|att|score|scorer|align|alignment|context)([._]|\d|$)", re.I)
 

@@ -13,15 +13,11 @@ from typing import Any
 import numpy as np
 
 HEAD_WIRINGS = ("all", "last", "final-states")
-
-
 WIRING_TEXT = {
     "all": "every step's output",
     "last": "the last step's output",
     "final-states": "the final hidden states",
 }
-
-
 # Where a rebuilt head's wiring came from, as the page says it.
 WIRING_SOURCES = {
     "option": "--head",
@@ -196,7 +192,7 @@ class ModelInfo:
     vocab_source: str | None = None  # where the vocabulary was found when not under "vocab", e.g. "char_to_int"
     labels_source: str | None = None  # likewise for output labels, e.g. "idx2label"
     load_notes: tuple[str, ...] = ()  # what was found but not used (vocabularies that disagree, ...)
-    # What a rebuild from weights placed and assumed (provenance.py); None/"" for the user's own model.
+    # What a rebuild from weights placed and assumed (`tracing.provenance`); None/"" for the user's own model.
     model_class: str | None = None  # --model-class as given
     accounting: TensorAccounting | None = None  # every tensor of the state dict: placed or listed
     head: HeadInfo | None = None  # the rebuilt output head and its wiring; None: none rebuilt
@@ -228,7 +224,7 @@ class SampleInput:
     lengths: np.ndarray | None = None  # (batch,) valid steps per sequence, from an .npz's `lengths`
     extra: dict = field(default_factory=dict)
     # The other arrays of an .npz input (not the input, not `lengths`), by name: candidates for the
-    # model's other forward arguments (tracing._forwardargs), passed as stored.
+    # model's other forward arguments (`tracing.forwardargs`), passed as stored.
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property

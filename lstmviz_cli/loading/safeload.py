@@ -29,14 +29,11 @@ from lstmviz_cli.errors import (
     UnsafeCheckpointError,
     first_line,
 )
-from lstmviz_cli.loading import standins as _unpickle
 from lstmviz_cli.loading.sniff import TORCH_ZIP, pickle_globals
-from lstmviz_cli.loading.standins import StandInRefused
+from lstmviz_cli.loading.standins import StandInRefused, find_standins, standins_for
 from lstmviz_cli.loading.usermodel import UserClass
 
 _ENV_DOWNGRADE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
-
-
 _SCAN_LIMIT = 64 * 1024 * 1024  # bytes of a raw pickle scanned for the globals it needs
 
 
@@ -68,7 +65,7 @@ def torch_load_safe(path: Path, kind: str, dev: str) -> tuple[Any, list[Any]]:
     """torch.load with weights_only=True passed explicitly; unsafe files raise UnsafeCheckpointError.
 
     A file that needs only plain classes lstmviz cannot import (a user's Vocab beside the weights)
-    is opened again with those classes as inert stand-ins (`_unpickle`); the objects skipped so are
+    is opened again with those classes as inert stand-ins (`loading.standins`); the objects skipped so are
     returned beside the loaded object.
     """
     try:
@@ -76,10 +73,10 @@ def torch_load_safe(path: Path, kind: str, dev: str) -> tuple[Any, list[Any]]:
     except pickle.UnpicklingError as error:
         needed = unsafe_globals(path, kind)
         reason = str(error).partition("WeightsUnpickler error:")[2].strip() or first_line(error)
-        standins = _unpickle.standins_for(needed) if needed else None
+        standins = standins_for(needed) if needed else None
         if standins is not None:
             obj = _load_with_standins(path, dev, standins, needed)
-            return obj, _unpickle.find_standins(obj)
+            return obj, find_standins(obj)
         # A refused global the static scan could not name (e.g. built through the memo) is still
         # unsafe; anything else the weights-only unpickler rejects is a damaged file.
         if needed or "global" in reason.lower():

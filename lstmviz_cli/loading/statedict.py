@@ -18,11 +18,7 @@ from lstmviz_cli.errors import CheckpointError
 _RNN_KEY = re.compile(
     r"^(?:(?P<prefix>.+)\.)?(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(?P<layer>\d+)(?P<rev>_reverse)?$"
 )
-
-
 _FAMILY_BY_GATES = {4: "LSTM", 3: "GRU", 1: "RNN"}
-
-
 _DEFAULT_NAMES = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 
 

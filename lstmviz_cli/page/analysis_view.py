@@ -137,7 +137,7 @@ UNIT_FEATURES_SHOWN = 4  # features whose best unit gets a highlighted text and 
 
 
 def _figure(figure_id: str, caption: str, build: Callable[..., Any], *args: Any) -> dict[str, Any]:
-    """A figure entry; `build(*args)` runs when the report renders all its figures (figurejobs)."""
+    """A figure entry; `build(*args)` runs when the report renders all its figures (`render.jobs`)."""
     return {"id": figure_id, "caption": caption, "svg": job(build, *args)}
 
 

@@ -613,7 +613,7 @@ def render_report(run: Any, analysis: Any, view: Any, *, workers: int = 1) -> st
     """The whole report as one self-contained HTML string (deterministic for identical inputs).
 
     The sections describe their figures as jobs; all of them are drawn at the end, in `workers`
-    processes (figurejobs): the page is the same for any number of workers.
+    processes (`render.jobs`): the page is the same for any number of workers.
     """
     rv = resolve_view(view, run)
     tokens = _tokens(run, _total_steps(run.trace))

@@ -1,6 +1,6 @@
 """Matplotlib figures as pure functions of NumPy data: gate heatmaps, weights, gate statistics.
 
-No pyplot: every function returns a `Figure` that `_mpl.to_svg` renders byte-stably. Colours come
+No pyplot: every function returns a `Figure` that `render.mpl.to_svg` renders byte-stably. Colours come
 from `palette` so a gate looks the same in every figure, diagram and table.
 """
 

@@ -1,6 +1,6 @@
 """Figures of the analysis sections: pure functions from analysis data to matplotlib Figures.
 
-No pyplot state (figures come from `_mpl.new_figure`); gate colours from `palette`. Long inputs
+No pyplot state (figures come from `render.mpl.new_figure`); gate colours from `palette`. Long inputs
 are subsampled or aggregated so that a figure's size does not grow with the sequence.
 """
 

@@ -39,7 +39,7 @@ class FigureJob:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __html__(self) -> str:
-        raise TypeError("a FigureJob reached a template: pass the context through figurejobs.resolve first")
+        raise TypeError("a FigureJob reached a template: pass the context through render.jobs.resolve first")
 
     def figure(self) -> Any:
         return self.build(*self.args, **self.kwargs)

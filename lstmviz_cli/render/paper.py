@@ -28,22 +28,12 @@ from lstmviz_cli.errors import InputError, OutputError
 from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic
 
 FORMATS = ("pdf", "svg", "png", "pgf")
-
-
 # Column widths of the common two-column templates (IEEE, ACM, NeurIPS single column ~ 5.5 in).
 WIDTHS = {"single": 3.5, "double": 7.16}
-
-
 MANIFEST_NAME = "figures.json"
-
-
 PNG_DPI = 300
-
-
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
-
-
 _FIXED_PDF_DATE = b"D:19700101000000Z"
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lstmviz_cli.loading.records import RecurrentConfig
-from lstmviz_cli.tracing import cellsource as _cellsource
+from lstmviz_cli.tracing import cellsource
 from lstmviz_cli.tracing.cellrecord import SiteSeries, split_fused
 from lstmviz_cli.tracing.records import SERIES, LayerTrace
 
@@ -130,7 +130,7 @@ def _max_abs(a: np.ndarray) -> float:
 
 def _hint_score(assign: dict[str, SiteSeries], allowed: str) -> int:
     """How many of an assignment's series the user's names agree with (breaks numeric ties)."""
-    return sum(_cellsource.name_hint(s.name.split("@")[0], allowed) == key for key, s in assign.items())
+    return sum(cellsource.name_hint(s.name.split("@")[0], allowed) == key for key, s in assign.items())
 
 
 def _fit_lstm(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.ndarray],
@@ -194,7 +194,7 @@ def _by_names(sites: list[SiteSeries], allowed: str) -> dict[str, SiteSeries] | 
     """A mapping read from the names alone, when every series of the family is named once."""
     found: dict[str, SiteSeries] = {}
     for s in sites:
-        hint = _cellsource.name_hint(s.name.split("@")[0], allowed)
+        hint = cellsource.name_hint(s.name.split("@")[0], allowed)
         if hint:
             if hint in found:
                 return None
@@ -243,7 +243,7 @@ def analyse_cell(cell: CustomCell, calls: list, config_input: int) -> None:
             if returned and np.isfinite(c_err):
                 cell.notes.append(f"returned cell state matches to {c_err:.1e}")
             cell.names = {k: assign[k].name for k in "ifgo"}
-            cell.names["c"] = _cellsource.argument_name(c_site.site) or "c"
+            cell.names["c"] = cellsource.argument_name(c_site.site) or "c"
             cell.names["h"] = c_site.name if "@" not in c_site.name else "h"
             cell.where = {k: assign[k].site.where for k in "ifgo"} | {"c": c_site.site.where, "h": c_site.site.where}
     if series is None and len(sig) >= 2:

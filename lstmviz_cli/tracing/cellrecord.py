@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from lstmviz_cli.tracing import cellsource as _cellsource
+from lstmviz_cli.tracing import cellsource
 from lstmviz_cli.tracing.cellsource import Site
 
 _KINDS = {"sigmoid": "sigmoid", "sigmoid_": "sigmoid", "special_expit": "sigmoid", "expit": "sigmoid",
@@ -88,7 +88,7 @@ class _ActivationMode(TorchFunctionMode):
         result = func(*args, **(kwargs or {}))
         if owner is not None and isinstance(result, torch.Tensor):
             self.recorder.events.append(
-                Event(owner, _cellsource.user_site(kind), result.detach().clone(), kept))
+                Event(owner, cellsource.user_site(kind), result.detach().clone(), kept))
         return result
 
 
@@ -190,7 +190,7 @@ def group_sites(events: list[Event]) -> tuple[list[SiteSeries], list[str]]:
 def _name_sites(series: list[SiteSeries]) -> None:
     per_line = Counter((s.site.filename, s.site.lineno) for s in series)
     for s in series:
-        s.name = _cellsource.source_name(s.site) or _cellsource.fallback_name(
+        s.name = cellsource.source_name(s.site) or cellsource.fallback_name(
             s.site, with_col=per_line[(s.site.filename, s.site.lineno)] > 1)
     taken = Counter(s.name for s in series)
     for s in series:  # the same variable assigned on two lines: say which line

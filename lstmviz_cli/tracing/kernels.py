@@ -42,8 +42,6 @@ def fused_layer(module: nn.Module, x: torch.Tensor, batch_sizes: torch.Tensor | 
 # workspace layout is oneDNN's, so it is only trusted after a spot check against rebuilt gates
 # (and the full c/h verification after it); anything else falls back to rebuilding.
 _WORKSPACE_LIMIT = 1 << 30  # bytes of workspace we accept to keep alive per direction
-
-
 USE_WORKSPACE = True  # off: always rebuild gates (the benchmark compares both)
 
 

@@ -13,8 +13,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from lstmviz_cli._warncapture import captured_warnings
 from lstmviz_cli.errors import InputError, LstmvizError, ModelError, VerificationError
-from lstmviz_cli.tracing import forwardargs as _forwardargs
 from lstmviz_cli.tracing.cells import trace_custom
+from lstmviz_cli.tracing.forwardargs import forward_kwargs, plan_forward_args
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 from lstmviz_cli.tracing.recorder import CELL_TYPES, LAYER_TYPES, RECURRENT_TYPES
 from lstmviz_cli.tracing.records import Trace
@@ -75,16 +75,16 @@ def trace_sample(
 
     Padded `sample.lengths` are packed when the model is a bare recurrent stack (padding would
     change its states); a model whose forward takes other arguments gets them from the sample
-    (`_forwardargs`: its lengths, arrays of an .npz, `forward_args` {parameter: array}); every
+    (`tracing.forwardargs`: its lengths, arrays of an .npz, `forward_args` {parameter: array}); every
     series is as long as the padded input, NaN past each length. A model with no stock recurrent
-    layer, or a named `module`, is opened up by the hand-written-cell tracer (cells.py).
+    layer, or a named `module`, is opened up by the hand-written-cell tracer (`tracing.cells`).
 
     The model is called in its own layout: the loader's word, else its first stock layer's
     `batch_first`. When that is unknown or wrong (a hand-written cell looping `for x in inputs`
     over a (time, batch, features) tensor, a model that fails in that layout) the other layout is
     tried too; the one whose recorded (batch, steps) are the sample's is kept (`meta
     ["model_batch_first"]`). The model's output is stored batch-major, (batch, time, ...) when it
-    has a time axis (`_layout`; `meta["output_layout"]` names its own axes). Errors the model
+    has a time axis (`tracing.layout`; `meta["output_layout"]` names its own axes). Errors the model
     raises are one-line ModelErrors; `options` go to `trace`.
     """
     model, device = loaded.model, loaded.device
@@ -106,9 +106,9 @@ def trace_sample(
             packed_input = pack_padded_sequence(x, torch.as_tensor(lengths), batch_first=True,
                                                 enforce_sorted=False)
     else:
-        plan = _forwardargs.plan_forward_args(model, sample, forward_args)
+        plan = plan_forward_args(model, sample, forward_args)
         dtype = next((p.dtype for p in model.parameters()), torch.float32)
-        kwargs = _forwardargs.forward_kwargs(plan, sample, device=device, dtype=dtype)
+        kwargs = forward_kwargs(plan, sample, device=device, dtype=dtype)
         notes.extend(plan.notes)
     custom = module is not None or not any(isinstance(m, RECURRENT_TYPES) for m in model.modules())
 

@@ -71,7 +71,7 @@ def output_matches(error: float, reference: Any) -> bool:
     return math.isfinite(error) and error <= OUTPUT_TOLERANCE * max(1.0, scale)
 
 
-GATE_TOLERANCE = 1e-4  # the tracer's own tolerance (tracing.VERIFY_TOLERANCE), for the badge's colour
+GATE_TOLERANCE = 1e-4  # the tracer's own tolerance (tracing.tracer.VERIFY_TOLERANCE), for the badge's colour
 
 
 def recurrent_levels(trace: Any) -> list[Verification]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
+    # Imported on first use: tracing/ loads torch, which `import lstmviz_cli` and --help must not.
     if name == "trace":
         from lstmviz_cli.tracing.tracer import trace
 

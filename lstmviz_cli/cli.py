@@ -166,7 +166,8 @@ def trace_command(
 
     Example: lstmviz trace sample_models/charlm.pt -o trace.npz --json trace.json
     """
-    from lstmviz_cli.commands.trace import run_trace_command  # torch: not for --help
+    # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
+    from lstmviz_cli.commands.trace import run_trace_command
 
     options = LoadOptions(
         checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
@@ -286,8 +287,7 @@ def report_command(
         return
     from lstmviz_cli.commands.report import run_report_command  # torch, matplotlib: not for --help
 
-    message = run_report_command(options, view, output=output, json_path=json_path, force=force,
-                                          workers=jobs)
+    message = run_report_command(options, view, output=output, json_path=json_path, force=force, workers=jobs)
     typer.echo(message)
 
 
@@ -334,7 +334,8 @@ def figures_command(
 
     Example: lstmviz figures sample_models/*.pt -o figs/ --format pdf --width double --jobs 2
     """
-    from lstmviz_cli.commands.figures import run_figures  # torch, matplotlib: not for --help
+    # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
+    from lstmviz_cli.commands.figures import run_figures
     from lstmviz_cli.render.paper import PublicationStyle, parse_width
 
     options = LoadOptions(
@@ -400,7 +401,8 @@ def check_command(
 
     Example: lstmviz check sample_models/charlm.pt --max-saturated 0.9 --junit check.xml --report report.html
     """
-    from lstmviz_cli.commands.check import run_check  # torch, matplotlib: not for --help
+    # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
+    from lstmviz_cli.commands.check import run_check
     from lstmviz_cli.commands.checkconfig import resolve_config
     from lstmviz_cli.render.checkresults import summary_table
 
@@ -453,7 +455,8 @@ def diff_command(
 
     Example: lstmviz diff epoch1.pt epoch10.pt -o diff.html
     """
-    from lstmviz_cli.commands.diff import run_diff_command  # torch, matplotlib: not for --help
+    # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
+    from lstmviz_cli.commands.diff import run_diff_command
 
     options = LoadOptions(
         checkpoint=before, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,

@@ -64,6 +64,7 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check lstmviz_cli tests sample_models benchmarks
+	$(VENV)/bin/mypy
 
 clean-venv:
 	rm -rf $(VENV)

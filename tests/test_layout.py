@@ -14,8 +14,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "lstmviz_cli"
 STAGES = ("loading", "tracing", "analysis", "explain", "page", "render", "commands")
 # Shared by every stage, importing nothing but each other: the error hierarchy, atomic writes,
-# warning capture.
-SHARED = ("errors", "output", "_warncapture")
+# warning capture, the recurrent families (gate order, names) and the glyphs of invisible characters.
+SHARED = ("errors", "output", "_warncapture", "families", "glyphs")
 # What each stage folder may import besides itself and SHARED. Data flows one way:
 # loading -> tracing -> analysis/explain -> page -> render; commands wire them all.
 # Phase 1 of issue 15: the page still draws through render's figure functions (page -> render);

@@ -9,12 +9,12 @@ import pytest
 
 from lstmviz_cli.analysis.textfeatures import (
     FEATURE_DEFINITIONS,
-    display_token,
     read_labels_csv,
     step_tokens,
     text_features,
 )
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.glyphs import display_token
 
 
 def test_features_of_a_known_string() -> None:

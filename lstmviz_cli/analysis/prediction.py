@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstmviz_cli.analysis.records import Prediction
-from lstmviz_cli.analysis.textfeatures import display_token
+from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.loading.records import ModelInfo
 from lstmviz_cli.tracing.provenance import Provenance
 

@@ -22,14 +22,6 @@ FEATURE_DEFINITIONS: dict[str, str] = {
 }
 _OPEN = "([{"
 _CLOSE = ")]}"
-_DISPLAY = {" ": "\u2423", "\n": "\u21b5", "\t": "\u21e5", "\r": "\u240d"}
-
-
-def display_token(token: str) -> str:
-    """How a token is written in tables and labels: visible symbols for whitespace and controls."""
-    if token in _DISPLAY:
-        return _DISPLAY[token]
-    return "".join(ch if ch.isprintable() or ch == " " else _DISPLAY.get(ch, repr(ch)[1:-1]) for ch in token)
 
 
 def step_tokens(text: str | None, labels: list[str] | None, steps: int) -> list[str] | None:

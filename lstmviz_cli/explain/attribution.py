@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstmviz_cli.analysis.textfeatures import display_token
 from lstmviz_cli.errors import ConservationError
+from lstmviz_cli.glyphs import display_token
 
 # A decomposition whose parts miss the model's real output by more than this share is refused.
 CONSERVATION_TOLERANCE = 1e-4

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from lstmviz_cli.analysis.records import SaliencyResult
-from lstmviz_cli.analysis.textfeatures import display_token
+from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.tracing import sample
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 from lstmviz_cli.tracing.tracer import first_output

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.loading.budget import check_budget
 from lstmviz_cli.loading.records import SampleInput
 
@@ -23,7 +24,6 @@ SUFFIXES = (".npy", ".npz", ".csv", ".pt", ".pth", ".txt")
 _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
 
 
-_DISPLAY = {" ": "␣", "\n": "⏎", "\t": "⇥", "\r": "␍"}
 
 
 def load_sample(
@@ -318,7 +318,7 @@ def _validate_tokens(values: np.ndarray, meta: Mapping[str, Any], source: str) -
         limit = f"0..{vocab_size - 1}" if vocab_size is not None else "non-negative"
         raise InputError(f"{source}: token id {bad} at (batch, step) {where} is outside the vocabulary ({limit})")
     vocab = meta.get("vocab")
-    labels = [_display(vocab[i]) if vocab and i < len(vocab) else str(i) for i in values[0].tolist()]
+    labels = [display_token(vocab[i]) if vocab and i < len(vocab) else str(i) for i in values[0].tolist()]
     steps = values.shape[1]
     desc = f"{source}: {steps} tokens" if values.shape[0] == 1 else f"{source}: {values.shape[0]} sequences × {steps} tokens"
     return SampleInput(values=np.ascontiguousarray(values), kind="tokens", labels=labels, description=desc)
@@ -354,11 +354,3 @@ def _validate_features(values: np.ndarray, meta: Mapping[str, Any], source: str)
         desc = f"{source}: {batch} sequences × {steps} steps × {width} features"
     return SampleInput(values=np.ascontiguousarray(as32), kind="features", labels=labels, description=desc)
 
-
-def _display(token: str) -> str:
-    """Whitespace and control characters made visible for per-step labels."""
-    if token in _DISPLAY:
-        return _DISPLAY[token]
-    if len(token) == 1 and not token.isprintable():
-        return repr(token)[1:-1]
-    return token

@@ -19,7 +19,7 @@ from lstmviz_cli.analysis.anchors import anchor_id, figure_anchor
 from lstmviz_cli.analysis.findings import units_text
 from lstmviz_cli.analysis.records import Analysis, GateStat
 from lstmviz_cli.analysis.rows import valid_rows
-from lstmviz_cli.analysis.textfeatures import display_token
+from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.render import figures_analysis as figs
 from lstmviz_cli.render.jobs import job
 from lstmviz_cli.tracing.records import SERIES_NAMES

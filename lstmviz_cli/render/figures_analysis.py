@@ -20,8 +20,8 @@ from lstmviz_cli.analysis.records import (
     Saturation,
     Trajectory,
 )
-from lstmviz_cli.analysis.textfeatures import display_token
 from lstmviz_cli.analysis.thresholds import Thresholds
+from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.render.mpl import margins, new_figure
 from lstmviz_cli.render.palette import GATE_COLORS
 from lstmviz_cli.tracing.records import SERIES_NAMES

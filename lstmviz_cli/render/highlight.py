@@ -11,29 +11,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
+from lstmviz_cli.glyphs import visible
 from lstmviz_cli.render.palette import STATE_CMAP
-
-_WHITESPACE = {"\n": "\u21b5", "\t": "\u21e5", "\r": "\u240d"}
-
-
-def _escape_char(ch: str) -> str:
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(text: str, limit: int = 40) -> str:
-    """`text` with newlines, tabs and invisible characters (controls, bidi overrides) made visible.
-
-    A lone space becomes "␣" so a one-character token is never blank; long text is shortened.
-    """
-    text = str(text)
-    if text == " ":
-        return "\u2423"
-    shown = "".join(
-        _WHITESPACE[ch] if ch in _WHITESPACE else (ch if ch.isprintable() or ch == " " else _escape_char(ch))
-        for ch in text
-    )
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def display_char(token: str) -> str:

@@ -19,7 +19,8 @@ from rich.console import Console
 
 from lstmviz_cli import __version__
 from lstmviz_cli._warncapture import captured_warnings
-from lstmviz_cli.commands.options import LoadOptions, ViewOptions
+from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import (
     EXIT_CHECK_FAILED,
     EXIT_INTERNAL,
@@ -27,6 +28,7 @@ from lstmviz_cli.errors import (
     InputError,
     LstmvizError,
 )
+from lstmviz_cli.page.view import ViewOptions
 
 app = typer.Typer(
     name="lstmviz",
@@ -265,8 +267,8 @@ def report_command(
         head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
-    view = ViewOptions(
-        title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units,
+    view = ViewOptions(title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units)
+    analysis_options = AnalysisOptions(
         labels=labels, saturation_low=saturation_low, saturation_high=saturation_high,
         saliency_step=saliency_step, memory_probe=memory_probe,
     )
@@ -276,7 +278,7 @@ def report_command(
             run_batch_command,
         )
 
-        rows, index = run_batch_command(checkpoints, options, view, out_dir=out_dir, jobs=jobs or 1,
+        rows, index = run_batch_command(checkpoints, options, view, analysis_options, out_dir=out_dir, jobs=jobs or 1,
                                               json_path=json_path, force=force)
         failed = [row for row in rows if row.error]
         typer.echo(f"wrote {len(rows) - len(failed)} reports and {index}")
@@ -287,7 +289,7 @@ def report_command(
         return
     from lstmviz_cli.commands.report import run_report_command  # torch, matplotlib: not for --help
 
-    message = run_report_command(options, view, output=output, json_path=json_path, force=force, workers=jobs)
+    message = run_report_command(options, view, analysis_options, output=output, json_path=json_path, force=force, workers=jobs)
     typer.echo(message)
 
 
@@ -466,7 +468,7 @@ def diff_command(
         head=head, recurrent_only=recurrent_only,
         verify=not no_verify,
     )
-    typer.echo(run_diff_command(options, after, ViewOptions(), output=output,
+    typer.echo(run_diff_command(options, after, AnalysisOptions(), output=output,
                                      json_path=json_path, force=force))
 
 

@@ -6,14 +6,16 @@ Stable names other test modules may import or request: `numpy_trace`, `make_run`
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pytest
 
-from lstmviz_cli.commands.pipeline import Run
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.loading.records import LoadedModel, ModelInfo, RecurrentConfig, SampleInput
-from lstmviz_cli.tracing.records import LayerTrace, Trace
+from lstmviz_cli.page.view import ViewOptions
+from lstmviz_cli.tracing.records import LayerTrace, Run, Trace
 
 HOSTILE = '<script>alert(1)</script></script></svg>"\'&\u202eevil\u202c\U0001f600\x07'
 
@@ -192,3 +194,11 @@ def stand_in_analysis(trace: Trace) -> Any:
     from lstmviz_cli.analysis.analyze import analyze_trace
 
     return analyze_trace(trace)
+
+
+def split_options(**kwargs: object) -> tuple[ViewOptions, AnalysisOptions]:
+    """The CLI's report flags split as the CLI splits them: what the page shows, what the analysis does."""
+    analysis_fields = {f.name for f in dataclasses.fields(AnalysisOptions)}
+    view = ViewOptions(**{k: v for k, v in kwargs.items() if k not in analysis_fields})  # type: ignore[arg-type]
+    analysis = AnalysisOptions(**{k: v for k, v in kwargs.items() if k in analysis_fields})  # type: ignore[arg-type]
+    return view, analysis

@@ -11,16 +11,16 @@ from lstmviz_cli.analysis.analyze import analyze_trace
 from lstmviz_cli.analysis.anchors import anchor_id
 from lstmviz_cli.analysis.findings import diagnose
 from lstmviz_cli.analysis.memory import memory_horizon
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.records import SaliencyResult
 from lstmviz_cli.analysis.saturation import gate_saturation
 from lstmviz_cli.analysis.serialize import analysis_json
 from lstmviz_cli.analysis.stats import gate_statistics
 from lstmviz_cli.analysis.textfeatures import text_features
-from lstmviz_cli.analysis.thresholds import Thresholds, thresholds_from_view
+from lstmviz_cli.analysis.thresholds import Thresholds, saturation_thresholds
 from lstmviz_cli.analysis.trajectories import pca_2d, state_trajectories
 from lstmviz_cli.analysis.units import rank_units
-from lstmviz_cli.commands.options import ViewOptions
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.loading.records import ModelInfo
 from tests.analysis_helpers import lstm_layer, make_trace
@@ -287,10 +287,10 @@ def test_to_json_is_json_safe_and_deterministic() -> None:
     }
 
 
-def test_thresholds_from_view_validates() -> None:
-    assert thresholds_from_view(ViewOptions(saturation_low=0.2, saturation_high=0.7)).saturation_low == 0.2
+def test_saturation_thresholds_validate() -> None:
+    assert saturation_thresholds(0.2, 0.7).saturation_low == 0.2
     with pytest.raises(InputError, match="0 < low < high < 1"):
-        thresholds_from_view(ViewOptions(saturation_low=0.9, saturation_high=0.1))
+        saturation_thresholds(0.9, 0.1)
 
 
 def test_anchor_ids_are_html_safe() -> None:
@@ -317,7 +317,7 @@ def _render(run, analysis) -> str:  # noqa: ANN001 - pipeline.Run and Analysis
 def _analyze(run):  # noqa: ANN001, ANN202
     from lstmviz_cli.explain.orchestrate import analyze_run
 
-    return analyze_run(run, ViewOptions())
+    return analyze_run(run, AnalysisOptions())
 
 
 def test_view_sections_toc_and_anchors(lstm_run) -> None:  # noqa: ANN001
@@ -364,9 +364,9 @@ def test_view_names_both_directions(bilstm_run) -> None:  # noqa: ANN001
 
 
 def test_view_shows_text_units_with_highlighting() -> None:
-    from lstmviz_cli.commands.pipeline import Run
     from lstmviz_cli.loading.records import SampleInput
     from lstmviz_cli.page.analysis_view import analysis_context
+    from lstmviz_cli.tracing.records import Run
 
     trace = _quote_trace()
     sample = SampleInput(values=np.zeros((1, len(QUOTED)), dtype=np.int64), kind="tokens", labels=list(QUOTED),

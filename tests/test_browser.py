@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import HOSTILE, TEXT, make_run, numpy_trace
 
-from lstmviz_cli.commands.options import ViewOptions
+from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.page.view import ViewOptions
 
 pytestmark = pytest.mark.browser
 
@@ -55,7 +56,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, run in (("normal", normal), ("hostile", hostile)):
         view = ViewOptions(title=MARKER if name == "hostile" else None)
         path = root / f"{name}.html"
-        path.write_text(render_report(run, analyze_run(run, view), view), encoding="utf-8")
+        path.write_text(render_report(run, analyze_run(run, AnalysisOptions()), view), encoding="utf-8")
         out[name] = path
     return out
 

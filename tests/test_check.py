@@ -12,13 +12,14 @@ from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import junit_schema, sample, write_pinned_forget
 
 from lstmviz_cli.analysis.checks import CheckConfig, evaluate, parse_dead_limit
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.records import SaliencyResult
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.checkconfig import resolve_config
-from lstmviz_cli.commands.options import ViewOptions
 from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.checkresults import to_json, to_junit
 
 VIEW = ViewOptions()
@@ -29,7 +30,7 @@ def _run(trace=None, name: str = "tiny.pt"):  # noqa: ANN001, ANN202
 
 
 def _evaluate(run, **config):  # noqa: ANN001, ANN003, ANN202
-    return evaluate(run.trace, analyze_run(run, VIEW), CheckConfig(**config), model=run.loaded.info.name)
+    return evaluate(run.trace, analyze_run(run, AnalysisOptions()), CheckConfig(**config), model=run.loaded.info.name)
 
 
 def _pinned_run():  # noqa: ANN202
@@ -98,7 +99,7 @@ def test_healthy_trace_passes_every_check() -> None:
 
 def test_pinned_forget_gate_fails_saturation_with_the_analysis_numbers() -> None:
     run = _pinned_run()
-    analysis = analyze_run(run, VIEW)
+    analysis = analyze_run(run, AnalysisOptions())
     result = evaluate(run.trace, analysis, CheckConfig(), model="pinned.pt")
     assert not result.passed
     (failure,) = result.failures
@@ -142,7 +143,7 @@ def test_verify_error_threshold() -> None:
 
 def test_memory_horizon_reads_the_saliency_result() -> None:
     run = _run()
-    analysis = analyze_run(run, VIEW)
+    analysis = analyze_run(run, AnalysisOptions())
     analysis.saliency = SaliencyResult(step=19, target="y", values=np.ones(20), horizon=3)
     low = evaluate(run.trace, analysis, CheckConfig(min_memory_horizon=5), model="m")
     assert [c.value for c in low.failures] == [3.0]

@@ -19,13 +19,13 @@ from lstmviz_cli.analysis.diff import (
     diff_traces,
     require_same_architecture,
 )
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.cli import main
-from lstmviz_cli.commands.options import ViewOptions
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.render.diffpage import render_diff
 
-VIEW = ViewOptions()
+VIEW = AnalysisOptions()
 
 
 def _diff(before, after):  # noqa: ANN001, ANN202

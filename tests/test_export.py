@@ -11,12 +11,13 @@ import pytest
 from conftest import make_run, numpy_trace
 from conftest_papers import sample
 
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
-from lstmviz_cli.commands.options import ViewOptions
 from lstmviz_cli.errors import InputError, OutputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.page.figurelist import collect_items
+from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render import paper as export
 from lstmviz_cli.render.mpl import new_figure
 
@@ -193,7 +194,7 @@ def test_refuses_foreign_files_but_replaces_its_own(tmp_path: Path) -> None:
 
 def test_report_items_cover_every_layer() -> None:
     run = make_run(numpy_trace("LSTM", num_layers=2, bidirectional=True, proj_size=3), name="sine.pt")
-    items = collect_items(run, analyze_run(run, VIEW), VIEW)
+    items = collect_items(run, analyze_run(run, AnalysisOptions()), VIEW)
     names = {(i.figure, i.layer) for i in items}
     for prefix in ("lstm/l0/fwd", "lstm/l0/bwd", "lstm/l1/fwd", "lstm/l1/bwd"):
         for figure in ("cell", "heatmaps", "weights", "saturation"):
@@ -259,6 +260,6 @@ def test_sample_model_pdfs_open_with_page_size_and_fonts(tmp_path: Path, capsys:
 def test_view_options_choose_the_layers_exported() -> None:
     run = make_run(numpy_trace("LSTM", num_layers=2, bidirectional=True), name="sine.pt")
     view = ViewOptions(layers="lstm/l1", steps="0:6")
-    items = collect_items(run, analyze_run(run, view), view)
+    items = collect_items(run, analyze_run(run, AnalysisOptions()), view)
     layers = {i.layer for i in items if i.layer is not None}
     assert layers == {"lstm/l1/fwd", "lstm/l1/bwd"}

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HOSTILE, TEXT, make_run, numpy_trace
+from conftest import HOSTILE, TEXT, make_run, numpy_trace, split_options
 
-from lstmviz_cli.commands.options import ViewOptions
-from lstmviz_cli.commands.pipeline import Run
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.page.report import render_report, resolve_view
+from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.html import environment
+from lstmviz_cli.tracing.records import Run
 
 SECTIONS = ("summary", "architecture", "cell", "unrolled", "heatmaps", "weights", "gate-plots")
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def render(run: Run, **view: object) -> str:
     from lstmviz_cli.explain.orchestrate import analyze_run
 
-    options = ViewOptions(**view)
-    return render_report(run, analyze_run(run, options), options)
+    view_options, analysis_options = split_options(**view)
+    return render_report(run, analyze_run(run, analysis_options), view_options)
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_cell_values_are_the_analysis_means(core_only: None) -> None:
 
     trace = numpy_trace("LSTM", steps=8, hidden_size=3)
     run = make_run(trace)
-    analysis = analyze_run(run, ViewOptions())
+    analysis = analyze_run(run, AnalysisOptions())
     html = render_report(run, analysis, ViewOptions())
     mean_f = [s.mean for s in analysis.gate_stats if s.series == "f"][0]
     assert f"= {mean_f:.2f}" in html
@@ -313,10 +314,10 @@ def test_byte_identical_across_processes(tmp_path: Path) -> None:
     script = (
         "import sys; sys.path.insert(0, 'tests');"
         "from conftest import numpy_trace, make_run, TEXT;"
-        "from lstmviz_cli.commands.options import ViewOptions; from lstmviz_cli.explain.orchestrate import analyze_run;"
+        "from lstmviz_cli.page.view import ViewOptions; from lstmviz_cli.analysis.options import AnalysisOptions; from lstmviz_cli.explain.orchestrate import analyze_run;"
         "from lstmviz_cli.page.report import render_report;"
         "run = make_run(numpy_trace('LSTM', steps=len(TEXT), hidden_size=4, num_layers=2, bidirectional=True), text=TEXT);"
-        "v = ViewOptions(); sys.stdout.write(render_report(run, analyze_run(run, v), v, workers=int(sys.argv[1])))"
+        "v = ViewOptions(); sys.stdout.write(render_report(run, analyze_run(run, AnalysisOptions()), v, workers=int(sys.argv[1])))"
     )
     outputs = []
     for seed, workers in (("1", "1"), ("2", "2")):

@@ -9,13 +9,13 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from lstmviz_cli.analysis.memory import memory_horizon  # noqa: E402
+from lstmviz_cli.analysis.options import AnalysisOptions  # noqa: E402
 from lstmviz_cli.analysis.serialize import analysis_json  # noqa: E402
-from lstmviz_cli.commands.options import ViewOptions  # noqa: E402
-from lstmviz_cli.commands.pipeline import Run  # noqa: E402
 from lstmviz_cli.explain.orchestrate import analyze_run  # noqa: E402
 from lstmviz_cli.explain.probe import memory_probe  # noqa: E402
 from lstmviz_cli.explain.saliency import compute_saliency  # noqa: E402
 from lstmviz_cli.loading.records import LoadedModel, ModelInfo, SampleInput  # noqa: E402
+from lstmviz_cli.tracing.records import Run  # noqa: E402
 
 
 class FirstStepOnly(nn.Module):
@@ -169,7 +169,7 @@ def _run(model: nn.Module, values: np.ndarray, kind: str) -> Run:
 
 def test_analyze_run_end_to_end_with_saliency_and_probe() -> None:
     run = _run(FirstStepOnly().eval(), np.array([[1, 2, 3, 4, 0, 1]]), "tokens")
-    analysis = analyze_run(run, ViewOptions(memory_probe=True))
+    analysis = analyze_run(run, AnalysisOptions(memory_probe=True))
     assert analysis.saliency is not None and analysis.saliency.values.argmax() == 0
     assert analysis.saliency.horizon == 6
     assert analysis.memory_probe is not None
@@ -187,7 +187,7 @@ def test_analyze_run_bad_saliency_step_is_an_input_error() -> None:
 
     run = _run(FirstStepOnly().eval(), np.array([[1, 2, 3]]), "tokens")
     with pytest.raises(InputError, match="--saliency-step 7 is outside"):
-        analyze_run(run, ViewOptions(saliency_step=7))
+        analyze_run(run, AnalysisOptions(saliency_step=7))
 
 
 def test_analyze_run_notes_a_model_that_cannot_be_differentiated() -> None:
@@ -200,7 +200,7 @@ def test_analyze_run_notes_a_model_that_cannot_be_differentiated() -> None:
             return self.lstm(x.float().unsqueeze(-1))[0]
 
     run = _run(NoEmbedding().eval(), np.array([[1, 2, 3]]), "tokens")
-    analysis = analyze_run(run, ViewOptions())
+    analysis = analyze_run(run, AnalysisOptions())
     assert analysis.saliency is None
     assert analysis.notes and analysis.notes[0].startswith("gradient saliency skipped: ValueError: token inputs")
 
@@ -231,7 +231,7 @@ def _sample_analysis(name: str, **view: object):  # noqa: ANN202
         pytest.skip(f"{name} is not trained yet")
     torch.set_num_threads(1)
     run = load_and_trace(LoadOptions(checkpoint=path))
-    return analyze_run(run, ViewOptions(**view))
+    return analyze_run(run, AnalysisOptions(**view))
 
 
 def test_charlm_has_a_quote_or_bracket_unit_found_by_itself() -> None:

@@ -18,11 +18,13 @@ import numpy as np
 import pytest
 import torch
 
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.cli import main
-from lstmviz_cli.commands.options import LoadOptions, ViewOptions
+from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.commands.pipeline import load_and_trace
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 
 TOL = 1e-5
@@ -304,12 +306,12 @@ def test_packed_batch_keeps_the_padded_length(models_py: Path, tmp_path: Path) -
 
     labels = tmp_path / "labels.csv"
     labels.write_text("feature\n" + "".join(f"{t % 2}\n" for t in range(8)))
-    analysis = analyze_run(run, ViewOptions(labels=labels, saliency_step=5))
+    analysis = analyze_run(run, AnalysisOptions(labels=labels, saliency_step=5))
     assert analysis.prediction.step == 5
     assert [v for _, v in analysis.prediction.items] == pytest.approx(own[0, 5].tolist(), abs=TOL)
     assert analysis.saliency is not None and len(analysis.saliency.values) == 6
     with pytest.raises(InputError, match=r"--saliency-step 7 is padding of sequence 0, which has 6 valid steps of 8"):
-        analyze_run(run, ViewOptions(saliency_step=7))
+        analyze_run(run, AnalysisOptions(saliency_step=7))
     from lstmviz_cli.page import report
 
     view = report.resolve_view(ViewOptions(steps="4:8"), run)
@@ -362,13 +364,13 @@ def test_tutorial_tagger_prediction_and_saliency_at_its_steps(models_py: Path, t
     _assert_gates(trace, "lstm/l0/fwd", 0, _np_lstm(embeds, *_weights(model.lstm)))
     assert trace.output.shape == (1, 5, 3)
     np.testing.assert_allclose(trace.output[0], scores, atol=TOL)
-    analysis = analyze_run(run, ViewOptions())
+    analysis = analyze_run(run, AnalysisOptions())
     assert analysis.prediction.step == 4  # the last word, not the first
     assert [v for _, v in analysis.prediction.items] == pytest.approx(scores[4].tolist(), abs=TOL)
     assert len(analysis.saliency.values) == 5 and analysis.saliency.target.endswith("at step 4")
     assert analysis.saliency.values[0] > 0  # every word reaches the last tag through the LSTM
     assert any("one row per input step" in note for note in analysis.notes)
-    first = analyze_run(run, ViewOptions(saliency_step=0))
+    first = analyze_run(run, AnalysisOptions(saliency_step=0))
     assert first.saliency.step == 0 and np.all(first.saliency.values[1:] == 0)  # the first tag sees word 0 only
 
 
@@ -395,7 +397,7 @@ def test_forward_with_text_lengths_gets_the_npz_lengths(models_py: Path, tmp_pat
         _assert_gates(trace, "rnn/l0/fwd", b, _np_lstm(embedded[b, :n], *_weights(model.rnn)))
         _assert_gates(trace, "rnn/l0/bwd", b, _np_lstm(embedded[b, :n], *_weights(model.rnn, 0, "_reverse"), reverse=True))
     np.testing.assert_allclose(trace.output, own, atol=TOL)
-    analysis = analyze_run(run, ViewOptions())
+    analysis = analyze_run(run, AnalysisOptions())
     assert analysis.prediction.items[0][1] == pytest.approx(float(own[0, 0]), abs=TOL)
     assert len(analysis.saliency.values) == 7 and analysis.notes == []
 
@@ -436,7 +438,7 @@ def test_a_forward_without_lengths_runs_over_the_padding_and_says_so(models_py: 
     np.savez(tmp_path / "b.npz", x=np.ones((2, 8, 3), np.float32), lengths=np.array([5, 8]))
     run = load_and_trace(_options(path, models_py, "Warns", tmp_path / "b.npz"))
     assert not np.isnan(run.trace["lstm/l0/fwd/h"]).any() and run.trace.lengths == {}
-    analysis = analyze_run(run, ViewOptions())
+    analysis = analyze_run(run, AnalysisOptions())
     assert any("takes no lengths, so it ran over the padding" in note for note in analysis.notes)
     assert len(analysis.saliency.values) == 8 and analysis.prediction.step == 7  # every step the model ran
 
@@ -466,7 +468,7 @@ def test_textbook_scratch_lstm_fed_time_major(models_py: Path, tmp_path: Path,
         outputs, _ = model(torch.as_tensor(x[:, None, :]))
     assert trace.output.shape == (1, 9, 5)
     np.testing.assert_allclose(trace.output[0], torch.cat(outputs).numpy(), atol=TOL)
-    analysis = analyze_run(run, ViewOptions())
+    analysis = analyze_run(run, AnalysisOptions())
     assert analysis.prediction.step == 8 and len(analysis.saliency.values) == 9
     assert analysis.saliency.target.endswith("at step 8")
 
@@ -496,7 +498,7 @@ def test_one_step_rnn_is_not_dead_and_check_skips(models_py: Path, tmp_path: Pat
     _, path = _checkpoint(models_py, "TfidfRNN", tmp_path)
     np.save(tmp_path / "tfidf.npy", np.random.default_rng(3).random((1, 30)).astype(np.float32))
     run = load_and_trace(_options(path, models_py, "TfidfRNN", tmp_path / "tfidf.npy"))
-    analysis = analyze_run(run, ViewOptions())
+    analysis = analyze_run(run, AnalysisOptions())
     assert analysis.unjudged == {"rnn/l0/fwd": 1} and not analysis.findings
     assert any("fewer than the 4 needed to judge" in note for note in analysis.notes)
     capsys.readouterr()
@@ -510,7 +512,7 @@ def test_one_step_rnn_is_not_dead_and_check_skips(models_py: Path, tmp_path: Pat
     assert cases["memory horizon"]["skipped"]
     # Four sequences of one step are four values per unit: judged again.
     np.save(tmp_path / "four.npy", np.random.default_rng(3).random((4, 1, 30)).astype(np.float32))
-    four = analyze_run(load_and_trace(_options(path, models_py, "TfidfRNN", tmp_path / "four.npy")), ViewOptions())
+    four = analyze_run(load_and_trace(_options(path, models_py, "TfidfRNN", tmp_path / "four.npy")), AnalysisOptions())
     assert four.unjudged == {}
 
 

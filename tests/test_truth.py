@@ -20,10 +20,11 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
+from lstmviz_cli.analysis.options import AnalysisOptions  # noqa: E402
 from lstmviz_cli.analysis.serialize import analysis_json  # noqa: E402
 from lstmviz_cli.cli import main  # noqa: E402
 from lstmviz_cli.commands import pipeline  # noqa: E402
-from lstmviz_cli.commands.options import LoadOptions, ViewOptions  # noqa: E402
+from lstmviz_cli.commands.options import LoadOptions  # noqa: E402
 from lstmviz_cli.explain.orchestrate import analyze_run  # noqa: E402
 from lstmviz_cli.loading.records import TensorAccounting  # noqa: E402
 
@@ -240,7 +241,7 @@ def _features(steps: int = 6, features: int = 3, seed: int = 1) -> list[list[flo
 def _analysis(path: Path, **options: Any) -> tuple[Any, dict[str, Any]]:
     """The run and the report's analysis JSON (what `report --json` writes), without drawing a page."""
     run = pipeline.load_and_trace(LoadOptions(checkpoint=path, **options))
-    return run, analysis_json(analyze_run(run, ViewOptions()))
+    return run, analysis_json(analyze_run(run, AnalysisOptions()))
 
 
 def _own_output(model: nn.Module, sample: Any) -> np.ndarray:

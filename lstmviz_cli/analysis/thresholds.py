@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
 
 from lstmviz_cli.errors import InputError
 
@@ -33,14 +32,12 @@ class Thresholds:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def thresholds_from_view(view: Any) -> Thresholds:
-    """Thresholds from ViewOptions (fields it lacks keep their defaults)."""
-    low = getattr(view, "saturation_low", None)
-    high = getattr(view, "saturation_high", None)
-    th = Thresholds(
-        saturation_low=Thresholds.saturation_low if low is None else float(low),
-        saturation_high=Thresholds.saturation_high if high is None else float(high),
-    )
+def saturation_thresholds(low: float, high: float) -> Thresholds:
+    """The default Thresholds with the saturation band [low, high] the user chose.
+
+    Raises InputError unless 0 < low < high < 1.
+    """
+    th = Thresholds(saturation_low=float(low), saturation_high=float(high))
     if not 0.0 < th.saturation_low < th.saturation_high < 1.0:
         raise InputError(
             f"saturation thresholds must satisfy 0 < low < high < 1; got low={th.saturation_low:g}, "

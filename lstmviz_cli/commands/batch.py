@@ -7,12 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.many import expand_checkpoints, run_many, unique_stems
+from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic
 from lstmviz_cli.page.report import render_report
+from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.html import ReportSummary, render_index
 from lstmviz_cli.render.jobs import default_workers
 
@@ -22,13 +25,14 @@ INDEX_NAME = "index.html"
 
 
 # -- batch reports ------------------------------------------------------------------------------------
-def report_job(checkpoint: Path, options: Any, view: Any, output: Path, force: bool, workers: int = 1) -> ReportSummary:
+def report_job(checkpoint: Path, options: LoadOptions, view: ViewOptions, analysis_options: AnalysisOptions,
+               output: Path, force: bool, workers: int = 1) -> ReportSummary:
     """One checkpoint of `lstmviz report A.pt B.pt --out-dir D`: trace, analyze, render, summarise.
 
     `workers` draw its figures: all CPUs when checkpoints run one at a time, 1 when they run in parallel.
     """
     run = pipeline.load_and_trace(replace(options, checkpoint=checkpoint), float16_above=pipeline.REPORT_FLOAT16_ABOVE)
-    analysis = analyze_run(run, view)
+    analysis = analyze_run(run, analysis_options)
     write_atomic(output, render_report(run, analysis, view, workers=workers), force=force)
     return summarize(run, analysis, name=checkpoint.name, file=output.name)
 
@@ -46,7 +50,8 @@ def summarize(run: Any, analysis: Any, *, name: str, file: str | None) -> Report
     )
 
 
-def run_batch_report(checkpoints: Sequence[str | Path], options: Any, view: Any, *, out_dir: Path, jobs: int = 1,
+def run_batch_report(checkpoints: Sequence[str | Path], options: LoadOptions, view: ViewOptions,
+                     analysis_options: AnalysisOptions, *, out_dir: Path, jobs: int = 1,
                      force: bool = False, show_progress: bool = True) -> tuple[list[ReportSummary], Path]:
     """`lstmviz report A.pt B.pt --out-dir D`: one report per checkpoint and D/index.html linking them.
 
@@ -63,22 +68,23 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: Any, view: Any,
         check_writable(path, force=force)  # refuse before hours of work, not after
 
     workers = default_workers() if jobs == 1 else 1
-    args = [(options, view, output, force, workers) for output in outputs]
+    args = [(options, view, analysis_options, output, force, workers) for output in outputs]
     results = run_many(report_job, paths, args, jobs=jobs, label="report", show_progress=show_progress)
     rows = [
         r.value if r.ok else ReportSummary(name=r.checkpoint.name, file=None, error=r.error)
         for r in results
     ]
 
-    write_atomic(index, render_index(rows, title=getattr(view, "title", None) or "lstmviz reports"), force=force)
+    write_atomic(index, render_index(rows, title=view.title or "lstmviz reports"), force=force)
     return rows, index
 
 
-def run_batch_command(checkpoints: Sequence[str], options: Any, view: Any, *, out_dir: Path | None, jobs: int,
+def run_batch_command(checkpoints: Sequence[str], options: LoadOptions, view: ViewOptions,
+                      analysis_options: AnalysisOptions, *, out_dir: Path | None, jobs: int,
                       json_path: Path | None, force: bool) -> tuple[list[ReportSummary], Path]:
     """`lstmviz report A B --out-dir D`: validate the batch form's options, then run the batch."""
     if out_dir is None:
         raise InputError("several checkpoints need --out-dir DIR (one report each, plus DIR/index.html)")
     if json_path is not None:
         raise InputError("--json takes one checkpoint; in a batch, use `lstmviz check --json` per checkpoint")
-    return run_batch_report(checkpoints, options, view, out_dir=out_dir, jobs=jobs, force=force)
+    return run_batch_report(checkpoints, options, view, analysis_options, out_dir=out_dir, jobs=jobs, force=force)

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from lstmviz_cli.analysis.checks import CheckCase, CheckConfig, CheckResult, evaluate
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.commands import pipeline
+from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import VerificationError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
 from lstmviz_cli.page.report import render_report
+from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.checkresults import to_json, to_junit
 from lstmviz_cli.render.jobs import default_workers
 
@@ -34,7 +37,7 @@ def write_outputs(results: list[CheckResult], *, json_path: Path | None, junit_p
 
 
 # -- the command ---------------------------------------------------------------------------------------
-def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path | None = None,
+def check_one(options: LoadOptions, config: CheckConfig, view: ViewOptions, *, report_path: Path | None = None,
               force: bool = False) -> CheckResult:
     """Trace and analyze one checkpoint and evaluate it; optionally also write its HTML report.
 
@@ -49,14 +52,14 @@ def check_one(options: Any, config: CheckConfig, view: Any, *, report_path: Path
         case = CheckCase("verify_error", "verification error", None, None, config.max_verify_error, False,
                          error.message)
         return CheckResult(model=name, cases=[case], config=config)
-    analysis = analyze_run(run, view)
+    analysis = analyze_run(run, AnalysisOptions())
     if report_path is not None:
         write_atomic(report_path, render_report(run, analysis, view, workers=default_workers()), force=force)
     pipeline.announce(run)
     return evaluate(run.trace, analysis, config, model=name)
 
 
-def run_check(options: Any, config: CheckConfig, view: Any, *, json_path: Path | None = None,
+def run_check(options: LoadOptions, config: CheckConfig, view: ViewOptions, *, json_path: Path | None = None,
               junit_path: Path | None = None, report_path: Path | None = None, force: bool = False) -> CheckResult:
     """`lstmviz check`: refuse unwritable outputs first, check, then write JSON/JUnit/report."""
     for path in (json_path, junit_path, report_path):

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 
 from lstmviz_cli.analysis.diff import DiffResult, diff_traces, require_same_architecture
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.commands import pipeline
-from lstmviz_cli.commands.pipeline import Run
+from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.loading.records import SampleInput
 from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
 from lstmviz_cli.render.diffpage import render_diff
 from lstmviz_cli.tracing.forwardargs import parse_forward_args
+from lstmviz_cli.tracing.records import Run
 from lstmviz_cli.tracing.sample import trace_sample
 
 
-def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult, Any, Any]:
+def run_diff(options: LoadOptions, after_checkpoint: Path, analysis_options: AnalysisOptions) -> tuple[DiffResult, Run, Run]:
     """Load and trace both checkpoints on BEFORE's sample, analyze each, compare.
 
     Returns the result and both runs. `options` loads BEFORE; AFTER is loaded with the same options.
@@ -33,25 +36,26 @@ def run_diff(options: Any, after_checkpoint: Any, view: Any) -> tuple[DiffResult
                                        forward_args=parse_forward_args(options.forward_args)),
                     notes=after.notes)
     result = diff_traces(
-        before.trace, after.trace, analyze_run(before, view), analyze_run(after, view),
+        before.trace, after.trace, analyze_run(before, analysis_options), analyze_run(after, analysis_options),
         before_name=before.loaded.info.name, after_name=after.loaded.info.name,
-        sample=getattr(before.sample, "description", ""),
+        sample=before.sample.description,
     )
     return result, before, after
 
 
-def _same_sample(a: Any, b: Any) -> bool:
+def _same_sample(a: SampleInput, b: SampleInput) -> bool:
     va, vb = np.asarray(a.values), np.asarray(b.values)
     return va.shape == vb.shape and va.dtype == vb.dtype and bool(np.array_equal(va, vb))
 
 
-def run_diff_command(options: Any, after_checkpoint: Any, view: Any, *, output: Any, json_path: Any,
+def run_diff_command(options: LoadOptions, after_checkpoint: Path, analysis_options: AnalysisOptions, *,
+                     output: Path, json_path: Path | None,
                      force: bool) -> str:
     """`lstmviz diff`: refuse unwritable outputs first, compare, write the page (and JSON)."""
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
-    result, before, after = run_diff(options, after_checkpoint, view)
+    result, before, after = run_diff(options, after_checkpoint, analysis_options)
     write_atomic(output, render_diff(result), force=force)
     if json_path is not None:
         document = {"generator": GENERATOR_MARKER, **result.to_json()}

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.many import expand_checkpoints, run_many, unique_stems
+from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import OutputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable
 from lstmviz_cli.page.figurelist import collect_items
+from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.paper import (
     MANIFEST_NAME,
     ManifestEntry,
@@ -23,11 +25,11 @@ from lstmviz_cli.render.paper import (
 )
 
 
-def export_checkpoint(checkpoint: Path, options: Any, view: Any, out_dir: Path, fmt: str,
+def export_checkpoint(checkpoint: Path, options: LoadOptions, view: ViewOptions, out_dir: Path, fmt: str,
                       style: PublicationStyle, model: str, force: bool, owned: set[str]) -> list[ManifestEntry]:
     """One checkpoint of `lstmviz figures`: trace, analyze, write every figure (runs in a worker)."""
     run = pipeline.load_and_trace(replace(options, checkpoint=checkpoint))
-    analysis = analyze_run(run, view)
+    analysis = analyze_run(run, AnalysisOptions())
     items = collect_items(run, analysis, view)
     return export_items(items, model=model, out_dir=out_dir, fmt=fmt, style=style, force=force, owned=owned)
 
@@ -41,7 +43,7 @@ class FiguresOutcome:
     manifest: Path
 
 
-def run_figures(checkpoints: list[str | Path], options: Any, view: Any, *, out_dir: Path, fmt: str,
+def run_figures(checkpoints: list[str | Path], options: LoadOptions, view: ViewOptions, *, out_dir: Path, fmt: str,
                 style: PublicationStyle, jobs: int = 1, force: bool = False,
                 show_progress: bool = True) -> FiguresOutcome:
     """`lstmviz figures`: every checkpoint's figures into `out_dir` plus figures.json; failures don't stop the rest."""

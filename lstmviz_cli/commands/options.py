@@ -1,4 +1,5 @@
-"""The option records the CLI builds: how to load and trace (`LoadOptions`), what the page shows (`ViewOptions`).
+"""How to load and trace (`LoadOptions`); what the page shows is `page.view.ViewOptions`, what the
+analysis does `analysis.options.AnalysisOptions`.
 
 Plain dataclasses, no heavy imports: `cli.py` reads them at import time.
 """
@@ -29,21 +30,3 @@ class LoadOptions:
     forward_args: tuple[str, ...] = ()
     head: str | None = None  # a rebuilt head's wiring: "all" | "last" | "final-states"; None: metadata/assumed
     recurrent_only: bool = False  # trace the recurrent layers alone, the sample as their direct input
-
-
-@dataclass(frozen=True)
-class ViewOptions:
-    """What the report shows: a selection of layers, units and steps, and presentation choices."""
-
-    title: str | None = None
-    layers: str | None = None
-    units: str | None = None
-    steps: str | None = None
-    at_step: int | None = None
-    sort_units: str = "variance"
-    # The analysis stage (`analysis/`, `explain.saliency`, `explain.probe`).
-    labels: Path | None = None  # per-step user labels CSV for the interpretable-units ranking
-    saturation_low: float = 0.1  # gate values below this are left-saturated
-    saturation_high: float = 0.9  # gate values above this are right-saturated
-    saliency_step: int | None = None  # the output step whose gradient saliency is shown (default last)
-    memory_probe: bool = False  # run the key-at-start memory-length probe

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.loading.budget import parse_memory_size
@@ -18,27 +16,16 @@ from lstmviz_cli.loading.inputs import load_sample
 from lstmviz_cli.loading.summary import loading_notes, loading_summary
 from lstmviz_cli.tracing import endtoend
 from lstmviz_cli.tracing.forwardargs import parse_forward_args
+from lstmviz_cli.tracing.records import Run
 from lstmviz_cli.tracing.sample import trace_sample
 
-
-@dataclass
-class Run:
-    """One loaded model traced on one sample. `loaded` keeps the torch model for saliency."""
-
-    loaded: Any  # loading.records.LoadedModel
-    sample: Any  # loading.records.SampleInput
-    trace: Any  # tracing.records.Trace
-    # The traced output against the real model (your code run plainly, or a TorchScript archive);
-    # None when no real model exists (a rebuild from weights) or --recurrent-only.
-    end_to_end: Any = None  # tracing.verify.Verification | None
-    # Lines for stderr once the command has succeeded (an error stays one line): the tensor accounting.
-    notes: list[str] = field(default_factory=list)
+__all__ = ["Run", "announce", "load_and_trace"]
 
 
 def announce(*runs: Run) -> None:
     """Print the runs' stderr notes; commands call this after their outputs are written."""
     for run in runs:
-        for note in getattr(run, "notes", []):
+        for note in run.notes:
             _warn(note)
 
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.serialize import analysis_json
 from lstmviz_cli.commands import pipeline
-from lstmviz_cli.commands.options import LoadOptions, ViewOptions
+from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic, write_json
 from lstmviz_cli.page.report import render_report
+from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.jobs import default_workers
 
 
 def run_report_command(
-    options: LoadOptions, view: ViewOptions, *, output: Path, json_path: Path | None, force: bool,
-    workers: int | None = None,
+    options: LoadOptions, view: ViewOptions, analysis_options: AnalysisOptions, *, output: Path,
+    json_path: Path | None, force: bool, workers: int | None = None,
 ) -> str:
     """`lstmviz report`: trace, analyze and write one self-contained HTML file.
 
@@ -25,7 +27,7 @@ def run_report_command(
     if json_path is not None:
         check_writable(json_path, force=force)
     run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
-    analysis = analyze_run(run, view)
+    analysis = analyze_run(run, analysis_options)
     html = render_report(run, analysis, view, workers=workers or default_workers())
     write_atomic(output, html, force=force)
     if json_path is not None:

@@ -13,19 +13,20 @@ import numpy as np
 
 from lstmviz_cli._warncapture import captured_warnings
 from lstmviz_cli.analysis.analyze import analyze_trace
+from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.analysis.textfeatures import read_labels_csv, step_tokens
-from lstmviz_cli.analysis.thresholds import thresholds_from_view
+from lstmviz_cli.analysis.thresholds import saturation_thresholds
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.explain.probe import memory_probe
 from lstmviz_cli.explain.saliency import compute_saliency, model_batch_first
 from lstmviz_cli.tracing.forwardargs import ForwardPlan, forward_kwargs
 from lstmviz_cli.tracing.provenance import describe_run
-from lstmviz_cli.tracing.records import Trace
+from lstmviz_cli.tracing.records import Run, Trace
 
 
-def analyze_run(run: Any, view: Any) -> Analysis:
+def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
     """The pipeline's analysis stage: the trace's numbers, plus saliency from the model when it can run.
 
     A model that cannot be differentiated (or probed) costs only that section, with a note saying
@@ -36,7 +37,7 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     sample = getattr(run, "sample", None)
     loaded = getattr(run, "loaded", None)
     info = getattr(loaded, "info", None)
-    th = thresholds_from_view(view)
+    th = saturation_thresholds(options.saturation_low, options.saturation_high)
     notes: list[str] = []
     if trace.meta.get("store_dtype") == "float16":
         notes.append(
@@ -60,13 +61,13 @@ def analyze_run(run: Any, view: Any) -> Analysis:
     if steps is not None and trace.output is not None and np.asarray(trace.output).ndim >= 3:
         last_step = min(steps, np.asarray(trace.output).shape[1]) - 1
     labels = None
-    labels_path = getattr(view, "labels", None)
+    labels_path = options.labels
     if labels_path is not None:
         if steps is None:
             raise InputError("--labels needs a sample input to align its rows with")
         # One row per step of the input as padded, or per valid step of batch element 0.
         labels = read_labels_csv(labels_path, steps, padded_steps=sample.steps)
-    chosen = getattr(view, "saliency_step", None)
+    chosen = options.saliency_step
     if chosen is not None and steps is not None and not 0 <= chosen < steps:
         if steps < sample.steps and steps <= chosen < sample.steps:
             raise InputError(
@@ -105,7 +106,7 @@ def analyze_run(run: Any, view: Any) -> Analysis:
                     f"--saliency-step {chosen} ignored: the model's output has no time axis, so the saliency "
                     f"is of its output after the last step ({saliency.step})"
                 )
-            if getattr(view, "memory_probe", False):
+            if options.memory_probe:
                 try:
                     probe = memory_probe(model, values, device=device)
                 except Exception as error:  # noqa: BLE001 - as above

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from lstmviz_cli.loading.records import RecurrentConfig
+from lstmviz_cli.loading.records import LoadedModel, RecurrentConfig, SampleInput
+from lstmviz_cli.tracing.verify import Verification
 
 # Series recorded per recurrent family, in the order figures show them.
 # LSTM: input, forget, candidate (cell input), output gates, cell state, hidden output;
@@ -174,3 +175,20 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+
+
+@dataclass
+class Run:
+    """One loaded model traced on one sample: what the analysis, the page and the commands read.
+
+    `loaded` keeps the torch model (saliency and the other analyses that run it).
+    """
+
+    loaded: LoadedModel
+    sample: SampleInput
+    trace: Trace
+    # The traced output against the real model (your code run plainly, or a TorchScript archive);
+    # None when no real model exists (a rebuild from weights) or with --recurrent-only.
+    end_to_end: Verification | None = None
+    # Lines for stderr once the command has succeeded (an error stays one line): the tensor accounting.
+    notes: list[str] = field(default_factory=list)

@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 
 from lstmviz_cli.analysis.analyze import analyze_trace
-from lstmviz_cli.analysis.anchors import anchor_id
 from lstmviz_cli.analysis.findings import diagnose
 from lstmviz_cli.analysis.memory import memory_horizon
-from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.prediction import predict
-from lstmviz_cli.analysis.records import SaliencyResult
+from lstmviz_cli.analysis.records import FigureRef, SaliencyResult
 from lstmviz_cli.analysis.saturation import gate_saturation
 from lstmviz_cli.analysis.serialize import analysis_json
 from lstmviz_cli.analysis.stats import gate_statistics
@@ -223,7 +221,7 @@ def test_dead_units_fire_and_name_the_units() -> None:
     found = _codes(diagnose(make_trace(lstm_layer({"h": h}))))
     dead = found["dead_units"]
     assert dead.units == [2, 5] and dead.value == pytest.approx(0.25) and dead.severity == "warning"
-    assert dead.prefix == "lstm/l0/fwd" and dead.anchor == "fig-activity-lstm-l0-fwd"
+    assert dead.prefix == "lstm/l0/fwd" and dead.figure == FigureRef("activity", "lstm/l0/fwd")
     assert "2 of 8 units" in dead.message
 
 
@@ -233,7 +231,7 @@ def test_saturated_gate_fires() -> None:
     found = _codes(diagnose(make_trace(lstm_layer({"o": o}))))
     sat = found["saturated_gate"]
     assert sat.units == [0, 1, 2] and sat.severity == "warning" and sat.value == pytest.approx(0.75)
-    assert sat.anchor == "fig-saturation-lstm-l0-fwd"
+    assert sat.figure == FigureRef("saturation", "lstm/l0/fwd")
 
 
 def test_forget_gates_pinned_near_zero_and_near_one() -> None:
@@ -264,7 +262,7 @@ def test_vanishing_gradient_fires_on_exponential_decay_only() -> None:
     trace = make_trace(lstm_layer({"h": np.random.default_rng(2).uniform(-0.5, 0.5, size=(40, 8))}))
     decaying = SaliencyResult(step=39, target="y", values=0.5 ** np.arange(40)[::-1], horizon=4)
     found = _codes(diagnose(trace, saliency=decaying))
-    assert found["vanishing_gradient"].value < 1e-3 and found["vanishing_gradient"].anchor == "fig-saliency"
+    assert found["vanishing_gradient"].value < 1e-3 and found["vanishing_gradient"].figure == FigureRef("saliency")
 
 
 # -- the stage, JSON, options ----------------------------------------------------------------------
@@ -293,96 +291,6 @@ def test_saturation_thresholds_validate() -> None:
         saturation_thresholds(0.9, 0.1)
 
 
-def test_anchor_ids_are_html_safe() -> None:
-    assert anchor_id("fig", "saturation", "enc.<script>/l0/fwd") == "fig-saturation-enc-script-l0-fwd"
-
-
-# -- the view and its template -------------------------------------------------------------------
-
-
-def _render(run, analysis) -> str:  # noqa: ANN001 - pipeline.Run and Analysis
-    import jinja2
-
-    from lstmviz_cli.page.analysis_view import analysis_context
-
-    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "templates"
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(root), autoescape=True, undefined=jinja2.StrictUndefined
-    )
-    from lstmviz_cli.render.jobs import resolve
-
-    return env.get_template("_analysis.html.j2").render(analysis_ctx=resolve(analysis_context(run, analysis, None)))
-
-
-def _analyze(run):  # noqa: ANN001, ANN202
-    from lstmviz_cli.explain.orchestrate import analyze_run
-
-    return analyze_run(run, AnalysisOptions())
-
-
-def test_view_sections_toc_and_anchors(lstm_run) -> None:  # noqa: ANN001
-    from lstmviz_cli.page.analysis_view import analysis_context
-
-    analysis = _analyze(lstm_run)
-    ctx = analysis_context(lstm_run, analysis, None)
-    ids = [section_id for section_id, _ in ctx["toc"]]
-    assert ids == ["gate-statistics", "gate-saturation", "interpretable-units", "state-trajectories", "diagnostics"]
-    html = _render(lstm_run, analysis)
-    for section_id in ids:
-        assert f'<section id="{section_id}"' in html
-    assert 'id="fig-saturation-lstm-l0-fwd"' in html and 'id="fig-activity-lstm-l0-fwd"' in html
-    for finding in analysis.findings:  # every finding links to a figure that exists
-        assert f'id="{finding.anchor}"' in html
-    assert ctx["prediction"]["rows"] and ctx["prediction"]["rows"][0][1].endswith("%")
-
-
-def test_view_escapes_hostile_tokens_and_names(hostile_run) -> None:  # noqa: ANN001
-    from tests.conftest import HOSTILE
-
-    analysis = _analyze(hostile_run)
-    html = _render(hostile_run, analysis)
-    assert "<script>alert(1)</script>" not in html
-    assert "alert(1)" not in html.replace("&lt;script&gt;alert(1)&lt;/script&gt;", "")
-    assert HOSTILE not in html
-
-
-def test_view_is_deterministic(gru_run) -> None:  # noqa: ANN001
-    first = _render(gru_run, _analyze(gru_run))
-    second = _render(gru_run, _analyze(gru_run))
-    assert first == second
-    assert 'id="fig-trajectory-gru-l0-fwd"' in first and "update gate" in first
-
-
-def test_view_names_both_directions(bilstm_run) -> None:  # noqa: ANN001
-    from lstmviz_cli.page.analysis_view import trajectories_section
-
-    section = trajectories_section(_analyze(bilstm_run))
-    assert [f["id"] for f in section["figures"]] == [
-        "fig-trajectory-lstm-l0-fwd", "fig-trajectory-lstm-l0-bwd",
-        "fig-trajectory-lstm-l1-fwd", "fig-trajectory-lstm-l1-bwd",
-    ]
-
-
-def test_view_shows_text_units_with_highlighting() -> None:
-    from lstmviz_cli.loading.records import SampleInput
-    from lstmviz_cli.page.analysis_view import analysis_context
-    from lstmviz_cli.tracing.records import Run
-
-    trace = _quote_trace()
-    sample = SampleInput(values=np.zeros((1, len(QUOTED)), dtype=np.int64), kind="tokens", labels=list(QUOTED),
-                         description="t", text=QUOTED)
-    run = Run(loaded=None, sample=sample, trace=trace)
-    analysis = _analyze(run)
-    assert analysis.units[0].feature == "inside_quotes" and analysis.units[0].unit == 3
-    ctx = analysis_context(run, analysis, None)
-    units = next(s for s in ctx["sections"] if s["id"] == "interpretable-units")
-    assert "unit 3 of lstm/l0/fwd/c, which follows inside quotes" in units["reading"]
-    block = units["highlights"][0]
-    assert "".join(t["text"] for t in block["tokens"]) == QUOTED
-    assert all(t["color"].startswith("#") and len(t["color"]) == 7 for t in block["tokens"])
-    assert units["tables"][0]["rows"][0][:3] == ["inside quotes", "lstm/l0/fwd/c", "3"]
-
-
 def test_figures_bounded_for_long_sequences() -> None:
     from lstmviz_cli.render.figures_analysis import plot_saliency, plot_trajectories
     from lstmviz_cli.render.mpl import to_svg
@@ -395,23 +303,6 @@ def test_figures_bounded_for_long_sequences() -> None:
         traj = state_trajectories(make_trace(lstm_layer({"c": coords, "h": coords[:, ::-1]})))
         sizes.append(len(to_svg(plot_saliency(sal, None))) + len(to_svg(plot_trajectories(traj, None, "t"))))
     assert sizes[1] < 1.5 * sizes[0]
-
-
-def test_plain_rnn_trace_has_no_gates_but_still_a_report() -> None:
-    from lstmviz_cli.loading.records import RecurrentConfig
-    from lstmviz_cli.page.analysis_view import analysis_context
-    from lstmviz_cli.tracing.records import LayerTrace
-
-    rng = np.random.default_rng(0)
-    series = {"a": rng.normal(size=(1, 15, 4)).astype(np.float32)}
-    series["h"] = np.tanh(series["a"])
-    layer = LayerTrace("rnn", 0, "fwd", RecurrentConfig(kind="RNN", input_size=2, hidden_size=4), series)
-    analysis = analyze_trace(make_trace(layer))
-    assert analysis.saturation == [] and [t.series for t in analysis.trajectories] == ["h"]
-    ctx = analysis_context(None, analysis, None)
-    by_id = {s["id"]: s for s in ctx["sections"]}
-    assert "no sigmoid gates" in by_id["gate-saturation"]["reading"]
-    assert by_id["gate-saturation"]["figures"] == []
 
 
 def test_chunked_reductions_match_whole_array_numpy(monkeypatch: pytest.MonkeyPatch) -> None:

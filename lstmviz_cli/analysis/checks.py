@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lstmviz_cli.analysis.anchors import figure_anchor
+from lstmviz_cli.analysis.records import FigureRef
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE
 
@@ -57,7 +57,7 @@ class CheckCase:
     threshold: float | None
     passed: bool
     message: str
-    anchor: str | None = None
+    figure: FigureRef | None = None  # the report figure that shows it (the page gives its id)
     skipped: bool = False  # not judged (too few steps): passes, and says so
 
 
@@ -69,6 +69,9 @@ class CheckResult:
     cases: list[CheckCase] = field(default_factory=list)
     config: CheckConfig = field(default_factory=CheckConfig)
     provenance: Any = None  # provenance.Provenance: what was verified, and whether the model was partial
+    # The report page's HTML id of each figure the cases name (`page.model.Page.anchors`), set by the
+    # command that builds the page; the JSON and JUnit writers link cases to the page with it.
+    anchors: dict[FigureRef, str] = field(default_factory=dict)
 
     @property
     def recurrent_only(self) -> bool:
@@ -143,7 +146,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
             if stat.prefix in unjudged:
                 cases.append(_skipped("saturation", f"saturation {stat.prefix} {stat.series}", stat.prefix,
                                       config.max_saturated, unjudged[stat.prefix], minimum,
-                                      figure_anchor("saturation", stat.prefix)))
+                                      FigureRef("saturation", stat.prefix)))
                 continue
             share = float(stat.frac_low) + float(stat.frac_high)
             ok = share <= config.max_saturated
@@ -153,7 +156,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                 f"{label}: {share:.0%} of gate values saturated "
                 f"({stat.frac_low:.0%} near 0, {stat.frac_high:.0%} near 1)"
                 + ("" if ok else f" > {config.max_saturated:.0%}"),
-                figure_anchor("saturation", stat.prefix),
+                FigureRef("saturation", stat.prefix),
             ))
     if config.max_dead_units is not None:
         limit, is_share = parse_dead_limit(config.max_dead_units)
@@ -161,7 +164,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
         for layer in trace.layers:
             if layer.prefix in unjudged:
                 cases.append(_skipped("dead_units", f"dead units {layer.prefix}", layer.prefix, limit,
-                                      unjudged[layer.prefix], minimum, figure_anchor("activity", layer.prefix)))
+                                      unjudged[layer.prefix], minimum, FigureRef("activity", layer.prefix)))
                 continue
             units = dead.get(layer.prefix, [])
             count = len(units)
@@ -173,7 +176,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                 "dead_units", f"dead units {layer.prefix}", layer.prefix, value, limit, ok,
                 f"{layer.prefix}: {shown}" + (f" (units {_unit_list(units)})" if units else "")
                 + ("" if ok else f" > {config.max_dead_units}"),
-                figure_anchor("activity", layer.prefix),
+                FigureRef("activity", layer.prefix),
             ))
     if config.min_memory_horizon is not None:
         saliency = getattr(analysis, "saliency", None)
@@ -183,7 +186,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
         elif sum(math.isfinite(float(v)) for v in saliency.values) < minimum:
             counted = sum(math.isfinite(float(v)) for v in saliency.values)
             cases.append(_skipped("memory_horizon", "memory horizon", None, float(config.min_memory_horizon),
-                                  counted, minimum, figure_anchor("saliency"), what="input steps of saliency"))
+                                  counted, minimum, FigureRef("saliency"), what="input steps of saliency"))
         else:
             horizon = int(saliency.horizon)
             ok = horizon >= config.min_memory_horizon
@@ -191,7 +194,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                 "memory_horizon", "memory horizon", None, float(horizon), float(config.min_memory_horizon), ok,
                 f"90% of the saliency lies within the last {horizon} steps"
                 + ("" if ok else f" < {config.min_memory_horizon}"),
-                figure_anchor("saliency"),
+                FigureRef("saliency"),
             ))
     if config.fail_on != "never":
         floor = _SEVERITY_RANK[config.fail_on]
@@ -200,18 +203,18 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                 cases.append(CheckCase(
                     f"finding:{finding.code}", f"{finding.code} {finding.prefix}", finding.prefix,
                     _finite(finding.value), _finite(finding.threshold), False,
-                    f"{finding.severity}: {finding.message}", finding.anchor,
+                    f"{finding.severity}: {finding.message}", finding.figure,
                 ))
     return result
 
 
 def _skipped(check: str, name: str, prefix: str | None, threshold: float | None, count: int, minimum: int,
-             anchor: str | None, *, what: str = "values per unit") -> CheckCase:
+             figure: FigureRef | None, *, what: str = "values per unit") -> CheckCase:
     """A case not judged (too few steps to tell): it passes, and its message says it was skipped."""
     if count == 1:
         what = what.replace("values", "value").replace("steps", "step")
     return CheckCase(check, name, prefix, None, threshold, True,
-                     f"skipped: {count} {what}, fewer than the {minimum} needed to judge", anchor, skipped=True)
+                     f"skipped: {count} {what}, fewer than the {minimum} needed to judge", figure, skipped=True)
 
 
 def dead_units_by_layer(analysis: Any) -> dict[str, list[int]]:

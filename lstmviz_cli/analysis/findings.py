@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmviz_cli.analysis.anchors import figure_anchor
 from lstmviz_cli.analysis.memory import vanishing_ratio
-from lstmviz_cli.analysis.records import Finding, SaliencyResult, Saturation
+from lstmviz_cli.analysis.records import FigureRef, Finding, SaliencyResult, Saturation
 from lstmviz_cli.analysis.rows import first_sequence, valid_rows
 from lstmviz_cli.analysis.saturation import gate_saturation
 from lstmviz_cli.analysis.thresholds import Thresholds
@@ -25,7 +24,7 @@ def units_text(units: list[int], limit: int = 8) -> str:
 
 
 def _fraction_finding(
-    code: str, prefix: str, units: np.ndarray, n_units: int, limit: float, text: str, anchor: str
+    code: str, prefix: str, units: np.ndarray, n_units: int, limit: float, text: str, figure: FigureRef
 ) -> Finding | None:
     """A finding about a share of a layer's units: warning at or above `limit`, info below, none at 0."""
     listed = [int(u) for u in units]
@@ -34,10 +33,10 @@ def _fraction_finding(
     fraction = len(listed) / max(n_units, 1)
     severity = "warning" if fraction >= limit else "info"
     message = f"{prefix}: {len(listed)} of {n_units} units ({100 * fraction:.0f}%) {text} — {units_text(listed)}"
-    return Finding(code, severity, prefix, listed, fraction, limit, message, anchor)
+    return Finding(code, severity, prefix, listed, fraction, limit, message, figure)
 
 
-def _cell_finding(layer: LayerTrace, th: Thresholds, anchor: str) -> Finding | None:
+def _cell_finding(layer: LayerTrace, th: Thresholds, figure: FigureRef) -> Finding | None:
     """|c| past cell_max: a warning when it is still growing (exploding), info when it stays bounded."""
     rows = valid_rows(layer.series["c"])
     if not len(rows):
@@ -64,13 +63,13 @@ def _cell_finding(layer: LayerTrace, th: Thresholds, anchor: str) -> Finding | N
             f"(mean |c| of the last quarter ≥ {th.cell_growth:g}x the first) in {units_text(growing)}: "
             "exploding cell state"
         )
-        return Finding("exploding_cell", severity, prefix, growing, top, th.cell_max, message, anchor)
+        return Finding("exploding_cell", severity, prefix, growing, top, th.cell_max, message, figure)
     units = [int(u) for u in big]
     message = (
         f"{prefix}: cell state reaches |c| = {top:.1f} (> {th.cell_max:g}) in {units_text(units)} but stays "
         "bounded over the sample (a counter-like unit; tanh(c) is saturated there)"
     )
-    return Finding("exploding_cell", "info", prefix, units, top, th.cell_max, message, anchor)
+    return Finding("exploding_cell", "info", prefix, units, top, th.cell_max, message, figure)
 
 
 def unjudged_layers(trace: Trace, thresholds: Thresholds | None = None) -> dict[str, int]:
@@ -113,7 +112,7 @@ def diagnose(
         prefix = layer.prefix
         if prefix in short:  # too few values to tell a dead or saturated unit from a short sample
             continue
-        activity = figure_anchor("activity", prefix)
+        activity = FigureRef("activity", prefix)
         if "h" in layer.series:
             rows = valid_rows(layer.series["h"])
             if len(rows):
@@ -131,7 +130,7 @@ def diagnose(
             if sat is None:
                 continue
             n_units = len(sat.frac_low)
-            anchor = figure_anchor("saturation", prefix)
+            saturation_figure = FigureRef("saturation", prefix)
             if name == memory_gate:
                 rows = valid_rows(layer.series[name])
                 low_p95 = np.percentile(rows, 95, axis=0)
@@ -144,7 +143,7 @@ def diagnose(
                     "forget_pinned_low", prefix, np.flatnonzero(low_p95 < th.saturation_low), n_units,
                     th.forget_pinned_fraction,
                     f"have the {label} pinned near 0 (95% of steps < {th.saturation_low:g}): they {drops}",
-                    anchor,
+                    saturation_figure,
                 )
                 if finding:
                     findings.append(finding)
@@ -152,7 +151,7 @@ def diagnose(
                     "forget_pinned_high", prefix, np.flatnonzero(high_p5 > th.forget_pinned_high), n_units,
                     th.forget_pinned_fraction,
                     f"have the {label} pinned near 1 (95% of steps > {th.forget_pinned_high:g}): they {keeps}",
-                    anchor,
+                    saturation_figure,
                 )
                 if finding:
                     findings.append(finding)
@@ -162,7 +161,7 @@ def diagnose(
                 "saturated_gate", prefix, always, n_units, th.saturated_fraction,
                 f"have the {SERIES_NAMES[name]} saturated (< {th.saturation_low:g} or > "
                 f"{th.saturation_high:g}) at least {100 * th.saturated_unit:.0f}% of the time",
-                anchor,
+                saturation_figure,
             )
             if finding:
                 findings.append(finding)
@@ -180,7 +179,7 @@ def diagnose(
                     f"the gradient of the output at step {saliency.step} reaching the oldest {oldest} "
                     f"input steps is {ratio:.1e} of its peak: inputs older than ~{saliency.horizon} "
                     "steps barely influence it",
-                    figure_anchor("saliency"),
+                    FigureRef("saliency"),
                 )
             )
     return findings

@@ -94,6 +94,16 @@ class Trajectory:
     jumpiness: float  # median step length / RMS distance from the mean: ~0 smooth, ~1 jumpy
 
 
+@dataclass(frozen=True)
+class FigureRef:
+    """Which figure shows a number: its kind (the name `lstmviz figures` gives its file, e.g.
+    "saturation") and the layer prefix (None: a whole-model figure). The page resolves it to the
+    HTML id it gave that figure (`page.model.Page.anchor`); the analysis never builds page ids."""
+
+    kind: str
+    prefix: str | None = None
+
+
 @dataclass
 class Finding:
     """One diagnostic result; the report shows it and `lstmviz check` turns it into pass/fail."""
@@ -105,7 +115,7 @@ class Finding:
     value: float
     threshold: float
     message: str
-    anchor: str  # HTML id of the figure that shows it
+    figure: FigureRef | None  # the figure that shows it
 
 
 @dataclass

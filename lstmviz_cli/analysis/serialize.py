@@ -35,7 +35,8 @@ everything about "units" and "steps" refers to batch element 0 unless said other
     findings       [{"code", "severity": "info"|"warning"|"error", "prefix", "units": [int],
                      "value", "threshold", "message", "anchor"}]
                    # codes: dead_units, saturated_gate, forget_pinned_low, forget_pinned_high,
-                   # exploding_cell, vanishing_gradient; "anchor" is the report figure's HTML id
+                   # exploding_cell, vanishing_gradient; "anchor" is the HTML id of the report's
+                   # figure that shows it (`anchors`, the page's ids), null without a page
     notes          [str]: analyses that were skipped, and why
     unjudged       {prefix: values per unit}: layers with fewer than thresholds.min_steps values per
                    unit, whose dead/saturated/forget-gate/cell findings were skipped (see notes)
@@ -44,9 +45,10 @@ everything about "units" and "steps" refers to batch element 0 unless said other
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from lstmviz_cli.analysis.records import Analysis
+from lstmviz_cli.analysis.records import Analysis, FigureRef
 
 
 def _num(value: float | None) -> float | None:
@@ -59,8 +61,11 @@ def _num(value: float | None) -> float | None:
     return float(f"{value:.6g}")
 
 
-def analysis_json(analysis: Analysis) -> dict[str, Any]:
-    """The JSON summary of an analysis: deterministic (fixed key order, rounded floats, no NaN). Schema above."""
+def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None] | None = None) -> dict[str, Any]:
+    """The JSON summary of an analysis: deterministic (fixed key order, rounded floats, no NaN). Schema above.
+
+    `anchors` maps a finding's figure to the HTML id the report gave it (`page.model.Page.anchor`).
+    """
     return {
         "thresholds": analysis.thresholds.to_json(),
         "prediction": None
@@ -141,7 +146,7 @@ def analysis_json(analysis: Analysis) -> dict[str, Any]:
                 "value": _num(f.value),
                 "threshold": _num(f.threshold),
                 "message": f.message,
-                "anchor": f.anchor,
+                "anchor": None if anchors is None or f.figure is None else anchors(f.figure),
             }
             for f in analysis.findings
         ],

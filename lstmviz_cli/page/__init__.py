@@ -1,5 +1,6 @@
-"""The page: what the HTML report shows, section by section, built from a run and its analysis.
+"""The page: what lstmviz shows, as typed data (`model.Page`), built before anything is drawn.
 
-Phase 1 of issue 15 moved `report.py` and `analysis_view.py` here as they were; the typed page model
-(`build_page(run, analysis, view) -> Page`) replaces them.
+`build.build_page(run, analysis, view)` builds the report from one section module per section
+(`sections/`); `diff.build_diff_page` and `index.build_index_page` build the other pages. Every
+renderer (`render.html`, `lstmviz figures`) reads a Page; the page imports nothing from `render/`.
 """

@@ -1,0 +1,77 @@
+"""Diagnostics: every finding with its severity, numbers and a link to the figure that shows it,
+and per layer the unit-activity figure (how far each unit's h moves, its largest |c|)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstmviz_cli.analysis.findings import units_text
+from lstmviz_cli.analysis.records import Analysis
+from lstmviz_cli.analysis.rows import valid_rows
+from lstmviz_cli.glyphs import visible
+from lstmviz_cli.page import captions
+from lstmviz_cli.page.context import PageContext
+from lstmviz_cli.page.figuredata import ActivityData
+from lstmviz_cli.page.model import (
+    Block,
+    Definitions,
+    FigureRef,
+    FigureSpec,
+    FindingRow,
+    Findings,
+    Paragraph,
+    Section,
+)
+
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+def reading(analysis: Analysis) -> str:
+    if not analysis.findings:
+        return ("No threshold is crossed: no dead units, saturated or pinned gates, exploding cell state or "
+                "vanishing gradient.")
+    counts = {sev: sum(1 for f in analysis.findings if f.severity == sev) for sev in ("error", "warning", "info")}
+    head = ", ".join(f"{n} {sev}{'s' if n != 1 else ''}" for sev, n in counts.items() if n)
+    worst = min(analysis.findings, key=lambda f: SEVERITY_ORDER.get(f.severity, 3))
+    return f"{head}. The most serious: {worst.message}."
+
+
+def diagnostics_section(ctx: PageContext) -> Section:
+    """Findings with severity, each linked to the figure that shows it, and the unit-activity figures."""
+    analysis = ctx.analysis
+    th = analysis.thresholds
+    section_id = ctx.ids.take("diagnostics")
+    definitions = captions.finding_definitions(th)
+    rows = tuple(
+        FindingRow(
+            severity=f.severity, layer=f.prefix or "model", units=units_text(f.units) if f.units else "–",
+            message=f.message, value=f"{f.value:.3g}", threshold=f"{f.threshold:.3g}",
+            definition=definitions.get(f.code, ""), figure=f.figure,
+        )
+        for f in sorted(analysis.findings, key=lambda f: SEVERITY_ORDER.get(f.severity, 3))
+    )
+    figures = []
+    for layer in ctx.layers:
+        h = valid_rows(layer.series["h"]) if "h" in layer.series else None
+        c = valid_rows(layer.series["c"]) if "c" in layer.series else None
+        h_range = h.max(axis=0) - h.min(axis=0) if h is not None and len(h) else None
+        c_peak = np.abs(c).max(axis=0) if c is not None and len(c) else None
+        if h_range is None and c_peak is None:
+            continue
+        figures.append(FigureSpec(
+            id=ctx.ids.take("fig", "activity", layer.prefix), ref=FigureRef("activity", layer.prefix),
+            data=ActivityData(layer.prefix, h_range, c_peak, th),
+            description=f"How far each unit's h moves and its largest |c|, per unit of {layer.label}, against the "
+                        "dead-unit and cell-state thresholds.",
+            caption=visible(f"{layer.prefix}: how far each unit's h moves, and its largest |c|", 300), frame="analysis",
+        ))
+    terms = (
+        ("severity", "warning: a threshold is crossed for a large share of a layer; info: a few units only, "
+         "or a property worth knowing; error: far past the threshold"),
+        *((code.replace("_", " "), text) for code, text in definitions.items()),
+        ("thresholds", captions.thresholds_line(th)),
+    )
+    blocks: tuple[Block, ...] = (Paragraph((reading(analysis),), role="reading"),
+                                 *([Findings(rows)] if rows else []), *figures, Definitions(terms))
+    return Section(section_id, "Diagnostics", blocks, analysis=True)
+

@@ -1,0 +1,80 @@
+"""Gate heatmaps: units × time for every gate and state of each chosen layer, time binned when long."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstmviz_cli.glyphs import visible
+from lstmviz_cli.page.context import PageContext, sequence
+from lstmviz_cli.page.figuredata import HeatmapData, HeatPanel
+from lstmviz_cli.page.model import FigureRef, FigureSpec, Paragraph, Section, Span
+from lstmviz_cli.page.unitorder import bin_time, order_units, unit_variance
+from lstmviz_cli.page.view import valid_steps
+from lstmviz_cli.tracing.records import LayerTrace
+
+
+def row_order(ctx: PageContext, layer: LayerTrace) -> tuple[list[int], str]:
+    """Which hidden units each heatmap shows, in which order, and a sentence saying so."""
+    view = ctx.view
+    key = "c" if "c" in layer.series else "h"
+    values = sequence(layer, key, view.window)
+    variance = unit_variance(values)  # one pass over a possibly long window, used twice below
+    order = [int(u) for u in order_units(values, view.sort_units, variance=variance)]
+    total = values.shape[1]
+    how = {"none": "in index order", "variance": f"by variance of {key} (highest first)",
+           "cluster": f"clustered (units whose {key} moves together sit together)"}[view.sort_units]
+    if isinstance(view.units, tuple):
+        chosen = [u for u in order if u in view.units]
+        return chosen, f"units {', '.join(map(str, view.units))} of {total}, {how}"
+    if view.units >= total:
+        return order, f"all {total} units, {how}"
+    by_var = {int(u) for u in np.argsort(-variance, kind="stable")[: view.units]}
+    return [u for u in order if u in by_var], f"the {view.units} of {total} units with the highest variance of {key}, {how}"
+
+
+def layer_heatmap(ctx: PageContext, layer: LayerTrace) -> tuple[HeatmapData, str]:
+    """One layer's units × time heatmaps and the sentence saying which units are shown."""
+    start, stop = ctx.view.window
+    rows, how = row_order(ctx, layer)
+    panels = []
+    width = 1
+    source_names = ctx.run.trace.meta.get("series_names", {}).get(layer.prefix, {})
+    for name in layer.series:
+        values = sequence(layer, name, ctx.view.window)
+        if values.shape[1] == layer.config.hidden_size:
+            units = rows
+        else:  # a projected h has its own width: its own top units
+            units = [int(u) for u in np.argsort(-unit_variance(values), kind="stable")[: len(rows)]]
+        binned, width = bin_time(values[:, units])
+        panels.append(HeatPanel(series=name, values=binned.T, units=tuple(units), source_name=source_names.get(name)))
+    tokens = ctx.tokens[start:stop] if ctx.tokens is not None else None
+    at_step = ctx.view.at_step
+    mark = (at_step - start) // width if at_step is not None and start <= at_step < stop else None
+    caption = f"{how}; steps {start}–{stop - 1}"
+    valid = valid_steps(ctx.run.trace)
+    if stop > valid:
+        caption += f" (from step {max(valid, start)}: padding of sequence 0, left blank)"
+    if mark is not None:
+        caption += f"; dashed line: step {at_step}, shown on the cell diagram"
+    if width > 1:
+        caption += f", averaged over bins of {width} steps (full data: lstmviz trace)"
+    return HeatmapData(tuple(panels), start=start, width=width, tokens=tokens, mark=mark), caption
+
+
+def heatmap_section(ctx: PageContext) -> Section:
+    """Units × time heatmaps per chosen layer and direction."""
+    section_id = ctx.ids.take("heatmaps")
+    lead = Paragraph((
+        "Units (rows) over time (columns) for every gate and state. Gates share one [0, 1] scale (", Span("", "ramp"),
+        "); candidates and hidden states share [−1, 1] and the cell state is symmetric around 0 (",
+        Span("", "ramp-div"), ").",
+    ), role="lead")
+    figures = []
+    for layer in ctx.layers:
+        data, caption = layer_heatmap(ctx, layer)
+        figures.append(FigureSpec(
+            id=ctx.ids.take("heatmap", layer.prefix), ref=FigureRef("heatmaps", layer.prefix), data=data,
+            description=f"Units x time heatmaps of every gate and state of {layer.label}.",
+            title=visible(layer.label, 80), caption=visible(caption, 300),
+        ))
+    return Section(section_id, "Gate heatmaps", (lead, *figures), toc="Gate heatmaps")

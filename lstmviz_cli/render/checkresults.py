@@ -43,10 +43,16 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "verification": [v.to_json() for v in result.verification],
         "provenance": None if result.provenance is None else result.provenance.to_json(),
         "cases": [
-            {**asdict(case), "value": _round(case.value), "threshold": _round(case.threshold)}
+            {**{k: v for k, v in asdict(case).items() if k != "figure"}, "anchor": _anchor(result, case),
+             "value": _round(case.value), "threshold": _round(case.threshold)}
             for case in result.cases
         ],
     }
+
+
+def _anchor(result: CheckResult, case: CheckCase) -> str | None:
+    """The report's id of the figure that shows the case (None: no figure, or no page built)."""
+    return None if case.figure is None else result.anchors.get(case.figure)
 
 
 def _round(value: float | None) -> float | None:
@@ -110,7 +116,7 @@ def to_junit(results: list[CheckResult]) -> str:
                 lines.append(head + ">")
                 lines.append(
                     f"      <failure type={_attr(case.check)} message={_attr(case.message)}>"
-                    f"{_text(_failure_text(case))}</failure>"
+                    f"{_text(_failure_text(result, case))}</failure>"
                 )
                 lines.append("    </testcase>")
         lines.append("  </testsuite>")
@@ -118,14 +124,15 @@ def to_junit(results: list[CheckResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _failure_text(case: CheckCase) -> str:
+def _failure_text(result: CheckResult, case: CheckCase) -> str:
     parts = [case.message]
     if case.value is not None:
         parts.append(f"value: {case.value:.6g}")
     if case.threshold is not None:
         parts.append(f"threshold: {case.threshold:.6g}")
-    if case.anchor:
-        parts.append(f"report section: #{case.anchor}")
+    anchor = _anchor(result, case)
+    if anchor:
+        parts.append(f"report section: #{anchor}")
     return "\n".join(parts)
 
 

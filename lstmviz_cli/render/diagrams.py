@@ -1,6 +1,6 @@
 """Graphviz diagrams with stable ids: the architecture, the LSTM/GRU cell, and the network unrolled in time.
 
-Every builder returns a `graphviz.Digraph` whose DOT text depends only on its arguments (node ids
+The data they draw is the page's (`page.figuredata`: PathStep, CellValues, UnrolledRow). Every builder returns a `graphviz.Digraph` whose DOT text depends only on its arguments (node ids
 are positional, never `id()`-based), so tests compare it with golden `.gv` files. User text
 (module names, tokens) goes through `_text`, which makes control characters visible and escapes
 backslashes; Graphviz then XML-escapes it in the SVG.
@@ -8,20 +8,19 @@ backslashes; Graphviz then XML-escapes it in the SVG.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
 
 import graphviz
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
 from lstmviz_cli.errors import LstmvizError
+from lstmviz_cli.glyphs import visible
 from lstmviz_cli.loading.records import RecurrentConfig
-from lstmviz_cli.render.highlight import visible
-from lstmviz_cli.render.palette import GATE_CMAP, GATE_COLORS
+from lstmviz_cli.page.figuredata import CellValues, PathStep, UnrolledRow
+from lstmviz_cli.render.palette import GATE_CMAP, GATE_COLORS, INK
 
 FONT = "Helvetica"
-INK = "#1f2430"
 MUTED = "#6b7280"
 STATE_FILL = "#f3f4f6"
 
@@ -51,7 +50,7 @@ def _fmt(value: float | None) -> str:
 def to_svg(graph: graphviz.Digraph) -> str:
     """Render with `dot` to an inline-able SVG (no XML prolog, DOCTYPE or generator comment)."""
     try:
-        text = graph.pipe(format="svg", encoding="utf-8")
+        text: str = graph.pipe(format="svg", encoding="utf-8")
     except graphviz.ExecutableNotFound as error:
         raise LstmvizError(
             "Graphviz 'dot' is not installed; install it (Debian/Ubuntu: apt-get install graphviz) and rerun"
@@ -63,63 +62,6 @@ def to_svg(graph: graphviz.Digraph) -> str:
 
 
 # -- architecture ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PathStep:
-    """One module on the data path, with the shapes it received and produced."""
-
-    name: str
-    kind: str
-    inputs: tuple[tuple[int, ...], ...]
-    outputs: tuple[tuple[int, ...], ...]
-    calls: int = 1  # calls in one forward pass (a cell in a Python loop: once per step); drawn ×N
-
-
-def _shapes(value: object) -> tuple[tuple[int, ...], ...]:
-    """Shapes from `[2, 3]`, `[[2, 3], [4]]` or None."""
-    if not value:
-        return ()
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
-        return (tuple(int(v) for v in value),)
-    if isinstance(value, (list, tuple)):
-        return tuple(tuple(int(d) for d in shape) for shape in value if isinstance(shape, (list, tuple)))
-    return ()
-
-
-def read_path(meta_path: object, modules: dict[str, RecurrentConfig]) -> list[PathStep]:
-    """`Trace.meta["path"]` as PathSteps (one per module name, calls summed); without one, the
-    recurrent modules with shapes from their configs."""
-    steps: list[PathStep] = []
-    seen: dict[str, int] = {}
-    if isinstance(meta_path, (list, tuple)):
-        for entry in meta_path:
-            if not isinstance(entry, dict):
-                continue
-            name = str(entry.get("name", ""))
-            calls = int(entry.get("calls", 1) or 1)
-            if name in seen:  # a module met again (an older path, or interleaved calls): one node
-                k = seen[name]
-                steps[k] = replace(steps[k], calls=steps[k].calls + calls)
-                continue
-            seen[name] = len(steps)
-            steps.append(
-                PathStep(
-                    name=name,
-                    kind=str(entry.get("type", entry.get("kind", "?"))),
-                    inputs=_shapes(entry.get("in", entry.get("input", entry.get("in_shapes")))),
-                    outputs=_shapes(entry.get("out", entry.get("output", entry.get("out_shapes")))),
-                    calls=calls,
-                )
-            )
-    if steps:
-        return steps
-    for name, cfg in modules.items():
-        dirs = 2 if cfg.bidirectional else 1
-        steps.append(
-            PathStep(name, cfg.kind, ((-1, -1, cfg.input_size),), ((-1, -1, dirs * cfg.output_size),))
-        )
-    return steps
 
 
 def shape_text(shape: Sequence[int]) -> str:
@@ -140,7 +82,7 @@ def config_text(cfg: RecurrentConfig) -> str:
     return " · ".join(parts)
 
 
-def architecture_graph(path: list[PathStep], modules: dict[str, RecurrentConfig]) -> graphviz.Digraph:
+def architecture_graph(path: Sequence[PathStep], modules: Mapping[str, RecurrentConfig]) -> graphviz.Digraph:
     """Modules along the data path, left to right, with tensor shapes on the edges.
 
     One node per module, in first-call order: a module called many times (a cell, embedding and
@@ -173,14 +115,6 @@ def architecture_graph(path: list[PathStep], modules: dict[str, RecurrentConfig]
 
 
 # -- cell ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CellValues:
-    """What the cell diagram writes on each gate: a mean over the sample or the values at one step."""
-
-    values: dict[str, float]  # series -> unit-mean value
-    caption: str  # "mean over the sample" | "at step 12 ('e')"
 
 
 def _gate_node(graph: graphviz.Digraph, name: str, fn: str, title: str, values: CellValues | None) -> None:
@@ -301,18 +235,6 @@ def cell_graph(
 # -- unrolled in time --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class UnrolledRow:
-    """One layer and direction of the unrolled diagram: per-step shading values in [0, 1]."""
-
-    key: str  # stable id fragment, e.g. "r0"
-    group: int  # rows of one layer (both directions) share a group and their inputs
-    label: str  # "lstm · layer 0 · forward" (user text: escaped here)
-    backward: bool
-    shade: Sequence[float]  # one value per step of the window
-    carries_c: bool  # LSTM rows draw a c arrow beside the h arrow
-
-
 def _cmap_hex(value: float) -> tuple[str, str]:
     """Fill colour from the gate colormap, and a readable text colour on it."""
     rgba = colormaps[GATE_CMAP](min(max(float(value), 0.0), 1.0))
@@ -321,7 +243,7 @@ def _cmap_hex(value: float) -> tuple[str, str]:
 
 
 def unrolled_graph(
-    rows: list[UnrolledRow],
+    rows: Sequence[UnrolledRow],
     window: tuple[int, int],
     total: int,
     inputs: Sequence[str],
@@ -388,16 +310,18 @@ def unrolled_graph(
         else:
             layers.append([row])
     below = "x"
+    columns: list[str | int] = ["label", *steps]
     graph.edge("x_label", f"x_{steps[0]}", style="invis")
     graph.edge("y_label", f"y_{steps[0]}", style="invis")
     for group in layers:
-        for t in ["label", *steps]:
-            style = "invis" if t == "label" else "solid"
-            graph.edge(f"{below}_{t}", f"{group[0].key}_{t}", color="#9aa0aa", arrowsize="0.4", weight="4", style=style)
+        for column in columns:
+            style = "invis" if column == "label" else "solid"
+            graph.edge(f"{below}_{column}", f"{group[0].key}_{column}", color="#9aa0aa", arrowsize="0.4", weight="4",
+                       style=style)
             for lower, upper in zip(group, group[1:], strict=False):
-                graph.edge(f"{lower.key}_{t}", f"{upper.key}_{t}", style="invis", weight="8")
+                graph.edge(f"{lower.key}_{column}", f"{upper.key}_{column}", style="invis", weight="8")
         below = group[-1].key
-    for t in ["label", *steps]:
-        style = "invis" if t == "label" else "solid"
-        graph.edge(f"{below}_{t}", f"y_{t}", color="#9aa0aa", arrowsize="0.4", weight="4", style=style)
+    for column in columns:
+        style = "invis" if column == "label" else "solid"
+        graph.edge(f"{below}_{column}", f"y_{column}", color="#9aa0aa", arrowsize="0.4", weight="4", style=style)
     return graph

@@ -1,132 +1,31 @@
 """Matplotlib figures as pure functions of NumPy data: gate heatmaps, weights, gate statistics.
 
 No pyplot: every function returns a `Figure` that `render.mpl.to_svg` renders byte-stably. Colours come
-from `palette` so a gate looks the same in every figure, diagram and table.
+from `palette` so a gate looks the same in every figure, diagram and table. Which units and steps a
+heatmap shows is the page's choice (`page.unitorder`); these functions draw what they are given.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lstmviz_cli.render.highlight import visible
+from lstmviz_cli.analysis.records import GateStat
+from lstmviz_cli.families import FAMILIES, GATE_SERIES, SERIES_NAMES
+from lstmviz_cli.glyphs import visible
+from lstmviz_cli.page.figuredata import HeatPanel
 from lstmviz_cli.render.mpl import new_figure
 from lstmviz_cli.render.palette import GATE_CMAP, GATE_COLORS, STATE_CMAP
-from lstmviz_cli.tracing.records import GATE_SERIES, SERIES_NAMES, LayerTrace
+from lstmviz_cli.tracing.records import LayerTrace
 
-MAX_COLUMNS = 400  # heatmaps wider than this many steps are averaged into bins
 TOKEN_TICKS = 120  # label every step with its token up to this many columns
 
 
-# -- data preparation (tested on its own) ------------------------------------------------------
-
-
-def bin_time(values: np.ndarray, max_columns: int = MAX_COLUMNS) -> tuple[np.ndarray, int]:
-    """(time, units) -> (bins, units) of per-bin means, and the bin width (1: no binning).
-
-    Keeps figures and the file bounded for long sequences; NaN (padding) is ignored in means.
-    """
-    steps = values.shape[0]
-    if steps <= max_columns:
-        return values, 1
-    width = -(-steps // max_columns)
-    n_bins = -(-steps // width)
-    padded = np.full((n_bins * width, values.shape[1]), np.nan, dtype=np.float64)
-    padded[:steps] = values
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN bin stays NaN
-        binned = np.nanmean(padded.reshape(n_bins, width, values.shape[1]), axis=1)
-    return binned.astype(np.float32), width
-
-
-CHUNK_ROWS = 8192  # time steps per float64 chunk: a (100,000 x 1024) window is never copied whole
-
-
-def _float_chunks(values: np.ndarray) -> Iterator[np.ndarray]:
-    """(time, units) in float64 chunks of time, NaN (padding) as 0 like the whole-array code had it."""
-    for start in range(0, values.shape[0], CHUNK_ROWS):
-        yield np.nan_to_num(values[start : start + CHUNK_ROWS].astype(np.float64), nan=0.0)
-
-
-def unit_scatter(values: np.ndarray, *, full: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-unit means and either the per-unit sums of squared deviations (`full=False`) or the
-    (units, units) scatter matrix (`full=True`), accumulated over time chunks in float64."""
-    steps = max(values.shape[0], 1)
-    mean = sum((chunk.sum(axis=0) for chunk in _float_chunks(values)), np.zeros(values.shape[1])) / steps
-    shape = (values.shape[1],) * (2 if full else 1)
-    scatter = np.zeros(shape)
-    for chunk in _float_chunks(values):
-        centred = chunk - mean
-        scatter += centred.T @ centred if full else (centred**2).sum(axis=0)
-    return mean, scatter
-
-
-def unit_variance(values: np.ndarray) -> np.ndarray:
-    """Variance over time of every column of (time, units), NaN counted as 0 (bounded memory)."""
-    return unit_scatter(values, full=False)[1] / max(values.shape[0], 1)
-
-
-def order_units(values: np.ndarray, method: str, *, variance: np.ndarray | None = None) -> np.ndarray:
-    """Row order for a (time, units) array: "none", "variance" (highest first) or "cluster".
-
-    "cluster" is average-linkage agglomerative clustering on 1 − correlation, rows in dendrogram
-    leaf order, so units that move together sit together (deterministic: ties go to lower indices).
-    `variance`: `unit_variance(values)` when the caller has it already.
-    """
-    units = values.shape[1]
-    if method == "none" or units <= 1:
-        return np.arange(units)
-    if method == "variance":
-        return np.argsort(-(unit_variance(values) if variance is None else variance), kind="stable")
-    if method == "cluster":
-        return np.asarray(_cluster_order(values))
-    raise ValueError(f"unknown unit order {method!r}")
-
-
-def _cluster_order(values: np.ndarray) -> list[int]:
-    """Leaf order of average-linkage clustering of the columns of `values` on 1 − Pearson r."""
-    n = values.shape[1]
-    _, scatter = unit_scatter(values, full=True)
-    norms = np.sqrt(np.diag(scatter)).copy()
-    norms[norms == 0] = 1.0
-    dist = 1.0 - scatter / np.outer(norms, norms)
-    np.fill_diagonal(dist, np.inf)
-    members: list[list[int]] = [[k] for k in range(n)]
-    sizes = np.ones(n)
-    active = np.ones(n, dtype=bool)
-    for _ in range(n - 1):
-        flat = int(np.argmin(dist))
-        i, j = divmod(flat, n)
-        i, j = min(i, j), max(i, j)
-        merged = (sizes[i] * dist[i] + sizes[j] * dist[j]) / (sizes[i] + sizes[j])
-        dist[i, :] = merged
-        dist[:, i] = merged
-        dist[i, i] = np.inf
-        dist[j, :] = np.inf
-        dist[:, j] = np.inf
-        members[i] = members[i] + members[j]
-        sizes[i] += sizes[j]
-        active[j] = False
-    return members[int(np.flatnonzero(active)[0])]
-
-
 # -- gate heatmaps -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HeatPanel:
-    """One units × time panel: `values` is (rows, columns), rows already selected and ordered."""
-
-    series: str
-    values: np.ndarray
-    units: Sequence[int]  # unit index of each row
-    source_name: str | None = None  # the user's own variable name for a hand-written cell's series
 
 
 def cell_state_limit(values: np.ndarray | None) -> float:
@@ -161,7 +60,7 @@ def time_ticks(columns: int, start: int, width: int, tokens: Sequence[str] | Non
 
 
 def plot_gate_heatmaps(
-    panels: list[HeatPanel],
+    panels: Sequence[HeatPanel],
     *,
     start: int,
     width: int,
@@ -210,7 +109,7 @@ def plot_gate_heatmaps(
             ax.set_xticks([])
         clipped = panel.series == "c" and bool(np.nanmax(np.abs(panel.values), initial=0.0) > c_limit)
         bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, 1]), extend="both" if clipped else "neither")
-        low, high = norm.vmin, norm.vmax
+        low, high = float(norm.vmin or 0.0), float(norm.vmax or 0.0)
         bar.set_ticks([low, (low + high) / 2, high], labels=[f"{v:.2g}" for v in (low, (low + high) / 2, high)])
         bar.set_label(bar_label, fontsize=6)
         bar.ax.tick_params(labelsize=6)
@@ -226,9 +125,6 @@ def plot_gate_heatmaps(
 
 
 # -- weights -----------------------------------------------------------------------------------
-
-_GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("a",)}
-
 
 MAX_WEIGHT_ROWS = 128  # larger gate blocks show their first 128 rows and columns (file size)
 
@@ -262,7 +158,8 @@ def plot_weights(layer: LayerTrace) -> Figure:
     cost. Blocks larger than MAX_WEIGHT_ROWS show their top-left corner (the label gives the full
     size); histograms and the colour scale use every weight.
     """
-    gates = _GATE_ORDER.get(layer.family, ("a",))
+    family = FAMILIES.get(layer.family)
+    gates = family.gates if family is not None else ("a",)
     hidden = layer.config.hidden_size
     w_ih = layer.weights.get("weight_ih")
     w_hh = layer.weights.get("weight_hh")
@@ -317,7 +214,7 @@ def plot_weights(layer: LayerTrace) -> Figure:
         edges = np.linspace(-limit * 1.5, limit * 1.5, 61)
         for k, gate in enumerate(gates):
             values = np.concatenate([m[k * hidden : (k + 1) * hidden].ravel() for m in mats])
-            ax.hist(np.clip(values, edges[0], edges[-1]), bins=edges, histtype="step", linewidth=1.4,
+            ax.hist(np.clip(values, edges[0], edges[-1]), bins=list(edges), histtype="step", linewidth=1.4,
                     color=GATE_COLORS.get(gate, "#444"), label=f"{gate} · {SERIES_NAMES.get(gate, gate)}")
         ax.legend(fontsize=7, frameon=False, ncols=len(gates), loc="upper left")
         ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
@@ -331,11 +228,8 @@ def plot_weights(layer: LayerTrace) -> Figure:
 # -- gate statistics ---------------------------------------------------------------------------
 
 
-def plot_gate_stats(stats: Sequence[object], prefixes: Sequence[str], labels: dict[str, str]) -> Figure:
-    """Small multiples per layer: mean ± std of each series, and the saturated fractions of each gate.
-
-    `stats` are analysis GateStat records (prefix, series, mean, std, frac_low, frac_high).
-    """
+def plot_gate_stats(stats: Sequence[GateStat], prefixes: Sequence[str], labels: Mapping[str, str]) -> Figure:
+    """Small multiples per layer: mean ± std of each series, and the saturated fractions of each gate."""
     n = max(1, len(prefixes))
     cols = min(n, 4)
     rows = -(-n // cols)
@@ -346,7 +240,7 @@ def plot_gate_stats(stats: Sequence[object], prefixes: Sequence[str], labels: di
     for index, prefix in enumerate(prefixes):
         r, c = divmod(index, cols)
         # The unbounded cell state (and m) would flatten every gate: it has its own table column.
-        mine = [s for s in stats if getattr(s, "prefix", None) == prefix and s.series not in ("c", "m")]
+        mine = [s for s in stats if s.prefix == prefix and s.series not in ("c", "m")]
         names = [s.series for s in mine]
         colours = [GATE_COLORS.get(s, "#444") for s in names]
         ax = fig.add_subplot(grid[2 * r, c])
@@ -360,8 +254,8 @@ def plot_gate_stats(stats: Sequence[object], prefixes: Sequence[str], labels: di
         ax2 = fig.add_subplot(grid[2 * r + 1, c])
         if gates:
             xs = np.arange(len(gates))
-            low = [s.frac_low for s in gates]
-            high = [s.frac_high for s in gates]
+            low = [s.frac_low or 0.0 for s in gates]
+            high = [s.frac_high or 0.0 for s in gates]
             gate_colours = [GATE_COLORS.get(s.series, "#444") for s in gates]
             ax2.bar(xs, low, color=gate_colours, alpha=0.35, label="< low")
             ax2.bar(xs, high, bottom=low, color=gate_colours, label="> high")

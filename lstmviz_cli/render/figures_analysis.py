@@ -10,21 +10,22 @@ import textwrap
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
 from lstmviz_cli.analysis.records import (
-    GateStat,
     MemoryProbe,
     SaliencyResult,
     Saturation,
     Trajectory,
 )
 from lstmviz_cli.analysis.thresholds import Thresholds
+from lstmviz_cli.families import SERIES_NAMES
 from lstmviz_cli.glyphs import display_token
+from lstmviz_cli.page.figuredata import FloatArray, UnitPanel
 from lstmviz_cli.render.mpl import margins, new_figure
 from lstmviz_cli.render.palette import GATE_COLORS
-from lstmviz_cli.tracing.records import SERIES_NAMES
 
 MAX_POINTS = 600  # time steps drawn per curve before aggregation
 MAX_LABELS = 40  # token labels on a time axis
@@ -42,7 +43,7 @@ def plain(text: str) -> str:
     return display_token(str(text)).replace("$", r"\$")
 
 
-def _plain_log_labels(ax) -> None:  # noqa: ANN001 - a matplotlib Axes
+def _plain_log_labels(ax: Axes) -> None:
     """Log-axis labels as plain numbers ("0.01", "0.3"): mathtext is slow to parse and, on the minor
     ticks of a short range, wider than the fixed margin."""
     ax.yaxis.set_major_formatter(LogFormatter())
@@ -62,7 +63,7 @@ def _label_height(labels: list[str] | None) -> float:
     return 0.15 + 0.055 * longest if longest > 2 else 0.15
 
 
-def _time_ticks(ax, tokens: Sequence[str] | None, steps: int) -> None:
+def _time_ticks(ax: Axes, tokens: Sequence[str] | None, steps: int) -> None:
     """Token labels on a time axis when they fit, else step numbers; words stand up so they never overlap."""
     labels = _time_labels(tokens, steps)
     if labels is not None:
@@ -71,41 +72,14 @@ def _time_ticks(ax, tokens: Sequence[str] | None, steps: int) -> None:
     ax.set_xlabel("time step" + (" (input token below)" if labels is not None else ""))
 
 
-def _aggregate(values: np.ndarray, limit: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+def _aggregate(values: FloatArray, limit: int = MAX_POINTS) -> tuple[FloatArray, FloatArray]:
     """(x, y) with at most `limit` points: the max of each bin keeps peaks visible."""
     n = len(values)
     if n <= limit:
-        return np.arange(n), values
+        return np.arange(n, dtype=np.float64), values
     edges = np.linspace(0, n, limit + 1).astype(int)
     y = np.array([values[a:b].max() for a, b in zip(edges[:-1], edges[1:], strict=True)])
     return (edges[:-1] + edges[1:] - 1) / 2, y
-
-
-def plot_gate_stats(stats: Sequence[GateStat], thresholds: Thresholds) -> Figure | None:
-    """Stacked bars per layer and gate: share left-saturated, in between, right-saturated."""
-    gates = [s for s in stats if s.frac_low is not None and s.frac_high is not None]
-    if not gates:
-        return None
-    names = [plain(f"{s.prefix} · {SERIES_NAMES.get(s.series, s.series)}") for s in gates]
-    names = [n if len(n) <= 46 else n[:45] + "…" for n in names]
-    fig = new_figure(7.0, 1.25 + 0.32 * len(gates), fixed=True)
-    # Room for the longest row label (8 pt DejaVu Sans: about 0.07 in per character), at most half the width.
-    margins(fig, left=min(3.5, 0.2 + 0.07 * max(len(n) for n in names)), right=0.15, top=0.1, bottom=0.8)
-    ax = fig.add_subplot()
-    y = np.arange(len(gates))[::-1]
-    low = np.array([s.frac_low for s in gates])
-    high = np.array([s.frac_high for s in gates])
-    colors = [GATE_COLORS.get(s.series, "#444444") for s in gates]
-    ax.barh(y, low, color="#bbbbbb", edgecolor="white", label=f"left-saturated (< {thresholds.saturation_low:g})")
-    ax.barh(y, 1 - low - high, left=low, color="white", edgecolor=colors, linewidth=0.8, label="in between")
-    ax.barh(y, high, left=1 - high, color=colors, edgecolor="white", label=f"right-saturated (> {thresholds.saturation_high:g})")
-    ax.scatter([s.mean for s in gates], y, marker="|", s=120, color="black", zorder=3, label="mean value")
-    ax.set_yticks(y)
-    ax.set_yticklabels(names, fontsize=8)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("share of all values (every unit, every step)")
-    fig.legend(loc="lower center", ncol=4, fontsize=7, frameon=False)
-    return fig
 
 
 def plot_saturation(sats: Sequence[Saturation], thresholds: Thresholds, title: str) -> Figure:
@@ -128,13 +102,16 @@ def plot_saturation(sats: Sequence[Saturation], thresholds: Thresholds, title: s
     return fig
 
 
-def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None) -> Figure:
-    """‖∂y/∂x_t‖ over input steps, linear and log scale, with the memory horizon shaded."""
+def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None, *,
+                  horizon_mass: float = Thresholds.horizon_mass) -> Figure:
+    """‖∂y/∂x_t‖ over input steps, linear and log scale, with the memory horizon (the fewest last steps
+    holding `horizon_mass` of the saliency) shaded."""
     values = np.nan_to_num(np.asarray(result.values, dtype=np.float64))
     peak = values.max() if values.size and values.max() > 0 else 1.0
     x, y = _aggregate(values / peak)
     title = textwrap.wrap(
-        plain(f"saliency of the {result.target}; shaded: the {result.horizon} steps holding 90% of it"), 120
+        plain(f"saliency of the {result.target}; shaded: the {result.horizon} steps holding "
+              f"{100 * horizon_mass:.0f}% of it"), 120
     )
     fig = new_figure(7.5, 3.6 + 0.15 * (len(title) - 1), fixed=True)
     margins(fig, left=0.75, right=0.15, top=0.15 + 0.15 * len(title),
@@ -225,10 +202,10 @@ def plot_trajectories(trajs: Sequence[Trajectory], tokens: Sequence[str] | None,
 
 
 def plot_activity(
-    prefix: str, h_range: np.ndarray | None, c_peak: np.ndarray | None, thresholds: Thresholds
+    prefix: str, h_range: FloatArray | None, c_peak: FloatArray | None, thresholds: Thresholds
 ) -> Figure:
     """Per unit: how far h moves (dead units sit under the band) and how large |c| gets."""
-    panels = [p for p in (("h", h_range), ("c", c_peak)) if p[1] is not None]
+    panels: list[tuple[str, FloatArray]] = [(name, v) for name, v in (("h", h_range), ("c", c_peak)) if v is not None]
     fig = new_figure(7.0, 1.6 * len(panels) + 0.5, fixed=True)
     margins(fig, left=0.9, right=0.15, top=0.35, bottom=0.45, hspace=0.25)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
@@ -263,14 +240,13 @@ def plot_activity(
     return fig
 
 
-def plot_unit_features(
-    panels: Sequence[tuple[np.ndarray, np.ndarray, str]], tokens: Sequence[str] | None
-) -> Figure:
-    """Each (activation, feature, title): a unit's activation over time on twin axes with the
-    feature it tracks. One figure for all panels (glyph outlines are stored once per SVG)."""
+def plot_unit_features(panels: Sequence[UnitPanel], tokens: Sequence[str] | None) -> Figure:
+    """Each panel: a unit's activation over time on twin axes with the feature it tracks. One
+    figure for all panels (glyph outlines are stored once per SVG)."""
     fig = new_figure(7.5, 1.75 * len(panels) + 0.3)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    for ax, (activation, feature, title) in zip(axes, panels, strict=True):
+    for ax, panel in zip(axes, panels, strict=True):
+        activation, feature, title = panel.activation, panel.feature, panel.title
         steps = min(len(activation), len(feature), MAX_POINTS)
         x = np.arange(steps)
         ax.step(x, feature[:steps], where="mid", color="#999999", linewidth=0.9)

@@ -45,13 +45,13 @@ def to_svg(fig: Figure) -> str:
     matplotlib): 20-25 % smaller pages than glyph outlines, and labels can be selected and searched.
     """
     buffer = io.StringIO()
-    engine = fig.get_layout_engine()
-    if engine is not None:
-        # Lay out once, then drop the engine: otherwise savefig draws everything twice.
-        engine.execute(fig)
-        fig.set_layout_engine(None)
     with matplotlib.rc_context({"svg.hashsalt": "lstmviz", "svg.fonttype": "none"}), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # glyphs missing from DejaVu (emoji) draw as boxes
+        engine = fig.get_layout_engine()
+        if engine is not None:
+            # Lay out once, then drop the engine: otherwise savefig draws everything twice.
+            engine.execute(fig)
+            fig.set_layout_engine(None)
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     start = text.find("<svg")

@@ -20,6 +20,8 @@ GATE_COLORS: dict[str, str] = {
     "a": "#7B3294",
 }
 
+INK = "#1f2430"  # text, outlines and the hidden state carried from step to step
+
 # Sequential maps for [0, 1] gate values and a diverging map for signed states.
 GATE_CMAP = "viridis"
 STATE_CMAP = "RdBu_r"

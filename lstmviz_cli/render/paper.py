@@ -1,4 +1,8 @@
-"""Figures for papers: publication style, stable file names, every format, and a manifest."""
+"""Figures for papers: publication style, stable file names, every format, and a manifest.
+
+`lstmviz figures` exports exactly the report's figures: `page_items(page)` turns the page's figure
+specs (`Page.figures()`) into items drawn by the same functions as the report (`render.draw`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import graphviz
 import matplotlib
@@ -19,13 +23,18 @@ import numpy as np
 from cycler import cycler
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import Collection
-from matplotlib.colors import ListedColormap, to_hex, to_rgba
+from matplotlib.colors import Colormap, ListedColormap, to_hex, to_rgba
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.text import Text
+from matplotlib.typing import ColorType, RcKeyType
 
 from lstmviz_cli.errors import InputError, OutputError
 from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic
+from lstmviz_cli.page.figuredata import ArchitectureData, CellData, UnrolledData
+from lstmviz_cli.page.model import FigureSpec, Page
+from lstmviz_cli.render.draw import diagram, plot
 
 FORMATS = ("pdf", "svg", "png", "pgf")
 # Column widths of the common two-column templates (IEEE, ACM, NeurIPS single column ~ 5.5 in).
@@ -57,7 +66,7 @@ class FigureItem:
     figure: str  # short stable id, e.g. "heatmap_f" or "cell_diagram"
     layer: str | None  # the trace prefix "lstm/l0/fwd", or None for whole-model figures
     description: str  # one sentence for the manifest
-    build: Callable[[], Any]  # -> matplotlib Figure, or graphviz Digraph when kind == "diagram"
+    build: Callable[[], Figure | graphviz.Digraph | None]  # a Digraph when kind == "diagram"; None: nothing
     kind: str = "plot"  # "plot" | "diagram"
 
 
@@ -74,6 +83,22 @@ class ManifestEntry:
     width_in: float | None = None
     height_in: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _builder(spec: FigureSpec) -> Callable[[], Figure | graphviz.Digraph | None]:
+    data = spec.data
+    if isinstance(data, ArchitectureData | CellData | UnrolledData):
+        return lambda: diagram(data)
+    return lambda: plot(data)
+
+
+def page_items(page: Page) -> list[FigureItem]:
+    """Every figure and diagram of the page, in page order, as items to export (named by kind and layer)."""
+    return [
+        FigureItem(spec.ref.kind, spec.ref.prefix, spec.description, _builder(spec),
+                   kind="diagram" if spec.is_diagram else "plot")
+        for spec in page.figures()
+    ]
 
 
 def parse_width(text: str | float) -> float:
@@ -134,11 +159,11 @@ def model_stem(checkpoint_name: str) -> str:
 
 
 # -- publication style ---------------------------------------------------------------------------
-def publication_rc(style: PublicationStyle) -> dict[str, Any]:
+def publication_rc(style: PublicationStyle) -> dict[RcKeyType, Any]:
     """rcParams for print: embedded TrueType fonts, small consistent sizes, thin lines, CB-safe cycle."""
     size = style.font_size
     colors = [_to_gray(c) for c in OKABE_ITO] if style.grayscale else list(OKABE_ITO)
-    rc: dict[str, Any] = {
+    rc: dict[RcKeyType, Any] = {
         "pdf.fonttype": 42,  # TrueType, embedded: journals reject Type 3 fonts
         "ps.fonttype": 42,
         "svg.fonttype": "path",  # the SVG renders the same without the font installed
@@ -178,13 +203,13 @@ def publication_context(style: PublicationStyle) -> Iterator[None]:
         yield
 
 
-def _to_gray(color: Any) -> str:
+def _to_gray(color: ColorType) -> str:
     r, g, b, a = to_rgba(color)
     y = 0.2126 * r + 0.7152 * g + 0.0722 * b  # Rec. 709 luminance
     return to_hex((y, y, y, a), keep_alpha=a < 1)
 
 
-def _gray_cmap(cmap: Any) -> Any:
+def _gray_cmap(cmap: Colormap) -> ListedColormap:
     """The colormap's own luminance as a gray ramp, so light/dark order is kept (viridis, RdBu...)."""
     rgba = cmap(np.linspace(0.0, 1.0, 256))
     y = 0.2126 * rgba[:, 0] + 0.7152 * rgba[:, 1] + 0.0722 * rgba[:, 2]
@@ -193,7 +218,7 @@ def _gray_cmap(cmap: Any) -> Any:
     return ListedColormap(np.stack([y, y, y, rgba[:, 3]], axis=1), name=f"{cmap.name}_gray")
 
 
-def apply_grayscale(fig: Any) -> None:
+def apply_grayscale(fig: Figure) -> None:
     """Convert every artist's colour to its luminance; colormaps become gray ramps of the same order."""
     for artist in fig.findobj():
         if isinstance(artist, ScalarMappable) and artist.get_array() is not None:
@@ -204,12 +229,12 @@ def apply_grayscale(fig: Any) -> None:
             artist.set_markeredgecolor(_to_gray(artist.get_markeredgecolor()))
         elif isinstance(artist, Collection):
             if not (isinstance(artist, ScalarMappable) and artist.get_array() is not None):
-                faces = artist.get_facecolors()
+                faces = artist.get_facecolor()
                 if len(faces):
-                    artist.set_facecolors([_to_gray(c) for c in faces])
-            edges = artist.get_edgecolors()
+                    artist.set_facecolor([_to_gray(cast(ColorType, c)) for c in faces])
+            edges = artist.get_edgecolor()
             if len(edges):
-                artist.set_edgecolors([_to_gray(c) for c in edges])
+                artist.set_edgecolor([_to_gray(cast(ColorType, c)) for c in edges])
         elif isinstance(artist, Patch):
             artist.set_facecolor(_to_gray(artist.get_facecolor()))
             artist.set_edgecolor(_to_gray(artist.get_edgecolor()))
@@ -233,14 +258,14 @@ def latex_escape(text: str) -> str:
     return "".join(out)
 
 
-def _escape_texts_for_pgf(fig: Any) -> None:
+def _escape_texts_for_pgf(fig: Figure) -> None:
     for artist in fig.findobj(Text):
         text = artist.get_text()
         if text:
             artist.set_text(latex_escape(text))
 
 
-def resize(fig: Any, width: float, font_size: float = 8.0) -> tuple[float, float]:
+def resize(fig: Figure, width: float, font_size: float = 8.0) -> tuple[float, float]:
     """Scale the figure to `width` inches keeping its aspect ratio, text and lines scaled with it.
 
     The report draws for a screen (~8-10 in wide); shrinking only the canvas would leave its text
@@ -252,7 +277,7 @@ def resize(fig: Any, width: float, font_size: float = 8.0) -> tuple[float, float
     scale = width / w
     low, high = max(font_size - 2.0, 4.0), font_size + 1.0
     for text in fig.findobj(Text):
-        text.set_fontsize(round(min(high, max(low, text.get_fontsize() * scale)), 2))
+        text.set_fontsize(round(min(high, max(low, float(text.get_fontsize()) * scale)), 2))
     if scale < 1.0:
         for line in fig.findobj(Line2D):
             line.set_linewidth(line.get_linewidth() * max(scale, 0.6))
@@ -265,13 +290,15 @@ def resize(fig: Any, width: float, font_size: float = 8.0) -> tuple[float, float
         fig.set_layout_engine("constrained")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "constrained_layout not applied")
-            fig.get_layout_engine().execute(fig)
+            engine = fig.get_layout_engine()
+            if engine is not None:
+                engine.execute(fig)
         fig.set_layout_engine(None)
     return width, height
 
 
 # -- writing -------------------------------------------------------------------------------------
-def figure_bytes(fig: Any, fmt: str, *, grayscale: bool = False) -> bytes:
+def figure_bytes(fig: Figure, fmt: str, *, grayscale: bool = False) -> bytes:
     """Render one matplotlib Figure deterministically (no dates, fixed ids) in `fmt`."""
     if grayscale:
         apply_grayscale(fig)
@@ -292,7 +319,7 @@ def figure_bytes(fig: Any, fmt: str, *, grayscale: bool = False) -> bytes:
     return data
 
 
-def diagram_bytes(graph: Any, fmt: str, *, grayscale: bool = False, width: float | None = None) -> bytes:
+def diagram_bytes(graph: graphviz.Digraph, fmt: str, *, grayscale: bool = False, width: float | None = None) -> bytes:
     """Render a graphviz Digraph with `dot` in the same format; pgf falls back to pdf (dot has no pgf).
 
     With `width`, a diagram wider than the column is scaled down to it (never up).
@@ -306,7 +333,7 @@ def diagram_bytes(graph: Any, fmt: str, *, grayscale: bool = False, width: float
         source.attr(dpi=str(PNG_DPI))
     if grayscale:
         source = _gray_dot(source)
-    data = source.pipe(format=render_format)
+    data: bytes = source.pipe(format=render_format)
     if render_format == "pdf":
         # cairo stamps the wall clock; an equal-length fixed date keeps the xref offsets valid.
         data = re.sub(rb"D:\d{14}[^)]*", lambda m: _FIXED_PDF_DATE.ljust(len(m.group(0)), b" "), data)
@@ -318,7 +345,7 @@ def diagram_bytes(graph: Any, fmt: str, *, grayscale: bool = False, width: float
     return data
 
 
-def _gray_dot(graph: Any) -> Any:
+def _gray_dot(graph: graphviz.Digraph) -> graphviz.Source:
     """Replace every #rrggbb colour in the DOT source by its luminance."""
     text = re.sub(r"#[0-9A-Fa-f]{6}(?:[0-9A-Fa-f]{2})?", lambda m: _to_gray(m.group(0)), graph.source)
     return graphviz.Source(text)

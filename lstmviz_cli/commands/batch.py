@@ -5,19 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.many import expand_checkpoints, run_many, unique_stems
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic
-from lstmviz_cli.page.report import render_report
+from lstmviz_cli.page.build import build_page, select
+from lstmviz_cli.page.index import ReportSummary, build_index_page
 from lstmviz_cli.page.view import ViewOptions
-from lstmviz_cli.render.html import ReportSummary, render_index
+from lstmviz_cli.render.html import render_html
 from lstmviz_cli.render.jobs import default_workers
+from lstmviz_cli.tracing.records import Run
 
 # Partial failure of a batch: some outputs were written, at least one checkpoint failed.
 EXIT_SOME_FAILED = EXIT_CHECK_FAILED
@@ -32,15 +34,15 @@ def report_job(checkpoint: Path, options: LoadOptions, view: ViewOptions, analys
     `workers` draw its figures: all CPUs when checkpoints run one at a time, 1 when they run in parallel.
     """
     run = pipeline.load_and_trace(replace(options, checkpoint=checkpoint), float16_above=pipeline.REPORT_FLOAT16_ABOVE)
-    analysis = analyze_run(run, analysis_options)
-    write_atomic(output, render_report(run, analysis, view, workers=workers), force=force)
+    run, analysis, shown = select(run, analyze_run(run, analysis_options), view)
+    write_atomic(output, render_html(build_page(run, analysis, shown), workers=workers), force=force)
     return summarize(run, analysis, name=checkpoint.name, file=output.name)
 
 
-def summarize(run: Any, analysis: Any, *, name: str, file: str | None) -> ReportSummary:
+def summarize(run: Run, analysis: Analysis, *, name: str, file: str | None) -> ReportSummary:
     """The index row of one report, read from the same run and analysis the report shows."""
     counts: dict[str, int] = {}
-    for finding in getattr(analysis, "findings", []):
+    for finding in analysis.findings:
         counts[finding.severity] = counts.get(finding.severity, 0) + 1
     info = run.loaded.info
     return ReportSummary(
@@ -75,7 +77,7 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: LoadOptions, vi
         for r in results
     ]
 
-    write_atomic(index, render_index(rows, title=view.title or "lstmviz reports"), force=force)
+    write_atomic(index, render_html(build_index_page(rows, title=view.title or "lstmviz reports")), force=force)
     return rows, index
 
 

@@ -18,9 +18,10 @@ from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import VerificationError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
-from lstmviz_cli.page.report import render_report
+from lstmviz_cli.page.build import build_page, select
 from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.checkresults import to_json, to_junit
+from lstmviz_cli.render.html import render_html
 from lstmviz_cli.render.jobs import default_workers
 
 
@@ -41,7 +42,9 @@ def check_one(options: LoadOptions, config: CheckConfig, view: ViewOptions, *, r
               force: bool = False) -> CheckResult:
     """Trace and analyze one checkpoint and evaluate it; optionally also write its HTML report.
 
-    A trace whose gates do not reproduce the model's outputs is a failed check, not a crash.
+    The report page is built (not drawn) even without `report_path`: the JSON and JUnit link each case
+    to its figure by the page's ids. A trace whose gates do not reproduce the model's outputs is a
+    failed check, not a crash.
     """
     name = Path(options.checkpoint).name
     # The tracer verifies at its own tolerance (1e-4); --max-verify-error off skips verification.
@@ -53,10 +56,13 @@ def check_one(options: LoadOptions, config: CheckConfig, view: ViewOptions, *, r
                          error.message)
         return CheckResult(model=name, cases=[case], config=config)
     analysis = analyze_run(run, AnalysisOptions())
+    page = build_page(*select(run, analysis, view))
     if report_path is not None:
-        write_atomic(report_path, render_report(run, analysis, view, workers=default_workers()), force=force)
+        write_atomic(report_path, render_html(page, workers=default_workers()), force=force)
     pipeline.announce(run)
-    return evaluate(run.trace, analysis, config, model=name)
+    result = evaluate(run.trace, analysis, config, model=name)
+    result.anchors = page.anchors()
+    return result
 
 
 def run_check(options: LoadOptions, config: CheckConfig, view: ViewOptions, *, json_path: Path | None = None,

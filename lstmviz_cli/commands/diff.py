@@ -10,12 +10,14 @@ import numpy as np
 
 from lstmviz_cli.analysis.diff import DiffResult, diff_traces, require_same_architecture
 from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.analysis.thresholds import saturation_thresholds
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.loading.records import SampleInput
 from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
-from lstmviz_cli.render.diffpage import render_diff
+from lstmviz_cli.page.diff import build_diff_page
+from lstmviz_cli.render.html import render_html
 from lstmviz_cli.tracing.forwardargs import parse_forward_args
 from lstmviz_cli.tracing.records import Run
 from lstmviz_cli.tracing.sample import trace_sample
@@ -56,7 +58,8 @@ def run_diff_command(options: LoadOptions, after_checkpoint: Path, analysis_opti
     if json_path is not None:
         check_writable(json_path, force=force)
     result, before, after = run_diff(options, after_checkpoint, analysis_options)
-    write_atomic(output, render_diff(result), force=force)
+    thresholds = saturation_thresholds(analysis_options.saturation_low, analysis_options.saturation_high)
+    write_atomic(output, render_html(build_diff_page(result, thresholds)), force=force)
     if json_path is not None:
         document = {"generator": GENERATOR_MARKER, **result.to_json()}
         write_atomic(json_path, json.dumps(document, indent=2, sort_keys=True) + "\n", force=force)

@@ -12,7 +12,7 @@ from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import OutputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable
-from lstmviz_cli.page.figurelist import collect_items
+from lstmviz_cli.page.build import report_page
 from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.paper import (
     MANIFEST_NAME,
@@ -21,17 +21,21 @@ from lstmviz_cli.render.paper import (
     check_format,
     export_items,
     manifest_owned,
+    page_items,
     write_manifest,
 )
 
 
 def export_checkpoint(checkpoint: Path, options: LoadOptions, view: ViewOptions, out_dir: Path, fmt: str,
                       style: PublicationStyle, model: str, force: bool, owned: set[str]) -> list[ManifestEntry]:
-    """One checkpoint of `lstmviz figures`: trace, analyze, write every figure (runs in a worker)."""
+    """One checkpoint of `lstmviz figures`: trace, analyze, write every figure of its report (runs in a worker).
+
+    The figures are the report page's own (`Page.figures()`): the report and the files cannot differ.
+    """
     run = pipeline.load_and_trace(replace(options, checkpoint=checkpoint))
-    analysis = analyze_run(run, AnalysisOptions())
-    items = collect_items(run, analysis, view)
-    return export_items(items, model=model, out_dir=out_dir, fmt=fmt, style=style, force=force, owned=owned)
+    page = report_page(run, analyze_run(run, AnalysisOptions()), view)
+    return export_items(page_items(page), model=model, out_dir=out_dir, fmt=fmt, style=style, force=force,
+                        owned=owned)
 
 
 @dataclass

@@ -10,8 +10,9 @@ from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic, write_json
-from lstmviz_cli.page.report import render_report
+from lstmviz_cli.page.build import build_page, select
 from lstmviz_cli.page.view import ViewOptions
+from lstmviz_cli.render.html import render_html
 from lstmviz_cli.render.jobs import default_workers
 
 
@@ -21,17 +22,19 @@ def run_report_command(
 ) -> str:
     """`lstmviz report`: trace, analyze and write one self-contained HTML file.
 
+    The page and the JSON summary come from the same run and analysis, cut once to `--layers`.
     `workers`: processes that draw the figures (None: one per CPU, at most render.jobs.MAX_WORKERS).
     """
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
     run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
-    analysis = analyze_run(run, analysis_options)
-    html = render_report(run, analysis, view, workers=workers or default_workers())
+    run, analysis, shown = select(run, analyze_run(run, analysis_options), view)
+    page = build_page(run, analysis, shown)
+    html = render_html(page, workers=workers or default_workers())
     write_atomic(output, html, force=force)
     if json_path is not None:
-        write_json(json_path, analysis_json(analysis), force=force)
+        write_json(json_path, analysis_json(analysis, page.anchor), force=force)
     pipeline.announce(run)
     size_kb = len(html.encode("utf-8")) / 1024
     return f"wrote {output} ({size_kb:,.0f} KB); open it in a browser"

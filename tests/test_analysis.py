@@ -351,3 +351,23 @@ def test_saliency_figure_marks_the_step_and_zooms_on_a_window(window_start: int)
         assert "steps < 150:\nnot differentiated" in texts
     else:
         assert top.get_xlim()[0] < 0 and "not differentiated" not in texts
+
+
+def test_select_layers_keeps_the_chosen_layers_numbers_and_the_whole_models() -> None:
+    from conftest import numpy_trace
+
+    from lstmviz_cli.analysis.select import select_layers
+
+    trace = numpy_trace("LSTM", steps=3, hidden_size=4, num_layers=2)  # 3 steps: too short to judge
+    saliency = SaliencyResult(step=2, target="y", values=np.array([0.1, 0.5, 1.0]),
+                              gate_norms={"lstm/l0/fwd": {"f": 1.0}, "lstm/l1/fwd": {"f": 2.0}})
+    full = analyze_trace(trace, saliency=saliency)
+    assert set(full.unjudged) == {"lstm/l0/fwd", "lstm/l1/fwd"} and len(full.notes) == 2
+    chosen = select_layers(full, ["lstm/l1/fwd"])
+    assert {s.prefix for s in chosen.gate_stats} == {"lstm/l1/fwd"}
+    assert [s for s in full.gate_stats if s.prefix == "lstm/l1/fwd"] == chosen.gate_stats  # not recomputed
+    assert {t.prefix for t in chosen.trajectories} == {"lstm/l1/fwd"}
+    assert chosen.unjudged == {"lstm/l1/fwd": 3} and len(chosen.notes) == 1 and "lstm/l1/fwd" in chosen.notes[0]
+    assert chosen.saliency is not None and chosen.saliency.gate_norms == {"lstm/l1/fwd": {"f": 2.0}}
+    assert chosen.saliency.values is full.saliency.values and chosen.prediction == full.prediction
+    assert full.saliency.gate_norms.keys() == {"lstm/l0/fwd", "lstm/l1/fwd"}  # the input is not modified

@@ -12,7 +12,8 @@ from conftest_papers import sample
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import batch, many, pipeline
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.render import html
+from lstmviz_cli.page.index import ReportSummary, build_index_page
+from lstmviz_cli.render.html import render_html
 
 
 def square_or_fail(path: Path, factor: int) -> int:
@@ -53,19 +54,17 @@ def test_run_many_keeps_order_and_reports_failures(jobs: int) -> None:
 
 def test_index_links_each_report_with_a_summary_row_and_escapes_names() -> None:
     rows = [
-        html.ReportSummary(name="charlm.pt", file="charlm.html", format="dict-checkpoint", n_params=131124,
-                            layers=["lstm/l0/fwd", "lstm/l1/fwd"], verify_error=7.6e-6,
-                            findings={"info": 5, "warning": 1}),
-        html.ReportSummary(name=HOSTILE + ".pt", file=None, error="cannot read <b>it</b>"),
+        ReportSummary(name="charlm.pt", file="charlm.html", format="dict-checkpoint", n_params=131124,
+                      layers=["lstm/l0/fwd", "lstm/l1/fwd"], verify_error=7.6e-6, findings={"info": 5, "warning": 1}),
+        ReportSummary(name=HOSTILE + ".pt", file=None, error="cannot read <b>it</b>"),
     ]
-    page = html.render_index(rows, title="epochs")
-    assert page == html.render_index(rows, title="epochs")
+    page = render_html(build_index_page(rows, title="epochs"))
     assert '<a href="charlm.html">charlm.pt</a>' in page
     assert "131,124" in page and "7.6e-06" in page and "1 warning" in page
     assert "1 failed" in page and "failed: cannot read &lt;b&gt;it&lt;/b&gt;" in page
-    assert "<script" not in page and "&lt;script&gt;alert(1)" in page
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)" in page
     assert not re.search(r'(?:src|href)="(?:https?:|//|file:)', page)
-    assert 'name="generator" content="lstmviz-generated"' in page
+    assert 'name="generator" content="lstmviz-generated lstmviz ' in page
 
 
 def test_batch_report_goes_on_after_a_failure(

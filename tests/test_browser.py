@@ -15,7 +15,7 @@ from lstmviz_cli.page.view import ViewOptions
 
 pytestmark = pytest.mark.browser
 
-SECTIONS = ("summary", "architecture", "cell", "unrolled", "heatmaps", "tokens", "weights", "gate-plots")
+SECTIONS = ("summary", "architecture", "cell", "unrolled", "heatmaps", "tokens", "weights", "gate-statistics", "diagnostics")
 MARKER = "<script>document.documentElement.setAttribute('data-pwned','1')</script>"
 
 
@@ -44,7 +44,8 @@ def run_chromium(page: Path, profile: Path, *extra: str) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from lstmviz_cli.explain.orchestrate import analyze_run
-    from lstmviz_cli.page.report import render_report
+    from lstmviz_cli.page.build import report_page
+    from lstmviz_cli.render.html import render_html
 
     root = tmp_path_factory.mktemp("browser")
     tokens = [HOSTILE, MARKER, "</script>", "<b>x</b>", '"', "\u05e9\u05dc\u05d5\u05dd", "\x00", "a", "b"]
@@ -56,7 +57,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, run in (("normal", normal), ("hostile", hostile)):
         view = ViewOptions(title=MARKER if name == "hostile" else None)
         path = root / f"{name}.html"
-        path.write_text(render_report(run, analyze_run(run, AnalysisOptions()), view), encoding="utf-8")
+        path.write_text(render_html(report_page(run, analyze_run(run, AnalysisOptions()), view)), encoding="utf-8")
         out[name] = path
     return out
 

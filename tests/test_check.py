@@ -13,7 +13,7 @@ from conftest_papers import junit_schema, sample, write_pinned_forget
 
 from lstmviz_cli.analysis.checks import CheckConfig, evaluate, parse_dead_limit
 from lstmviz_cli.analysis.options import AnalysisOptions
-from lstmviz_cli.analysis.records import SaliencyResult
+from lstmviz_cli.analysis.records import FigureRef, SaliencyResult
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.checkconfig import resolve_config
@@ -106,7 +106,7 @@ def test_pinned_forget_gate_fails_saturation_with_the_analysis_numbers() -> None
     assert failure.name == "saturation lstm/l0/fwd f"
     stat = next(s for s in analysis.gate_stats if s.series == "f")
     assert failure.value == pytest.approx(stat.frac_low + stat.frac_high) == pytest.approx(1.0)
-    assert "100% of gate values saturated" in failure.message and failure.anchor == "fig-saturation-lstm-l0-fwd"
+    assert "100% of gate values saturated" in failure.message and failure.figure == FigureRef("saturation", "lstm/l0/fwd")
 
 
 def test_fail_on_warning_turns_analysis_findings_into_failures() -> None:
@@ -259,10 +259,18 @@ def test_cli_report_from_the_same_trace(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(pipeline, "load_and_trace", load)
-    assert main(["check", "pinned.pt", "--report", "report.html"]) == EXIT_CHECK_FAILED
+    assert main(["check", "pinned.pt", "--report", "report.html", "--json", "check.json", "--junit", "check.xml"]) \
+        == EXIT_CHECK_FAILED
     assert len(calls) == 1 and calls[0].verify is True  # one trace feeds both; verified by default
     page = (tmp_path / "report.html").read_text()
     assert "lstmviz-generated" in page and "pinned.pt" in page
+    # Every case links to the page's figure by the id the page gave it (one page, one set of ids).
+    anchors = {case["name"]: case["anchor"] for case in json.loads((tmp_path / "check.json").read_text())["cases"]}
+    assert anchors["saturation lstm/l0/fwd f"] == "fig-saturation-lstm-l0-fwd"
+    assert anchors["dead units lstm/l0/fwd"] == "fig-activity-lstm-l0-fwd"
+    for anchor in filter(None, anchors.values()):
+        assert f'<figure id="{anchor}"' in page
+    assert "report section: #fig-saturation-lstm-l0-fwd" in (tmp_path / "check.xml").read_text()
     assert main(["check", "pinned.pt", "--max-verify-error", "-1"]) == 2  # bad value: usage error, no trace
 
 

@@ -9,8 +9,9 @@ import pytest
 from conftest import HOSTILE, numpy_trace
 
 from lstmviz_cli.loading.records import RecurrentConfig
+from lstmviz_cli.page.figuredata import CellValues, PathStep, UnrolledRow
+from lstmviz_cli.page.sections.architecture import read_path
 from lstmviz_cli.render import diagrams
-from lstmviz_cli.render.diagrams import CellValues, UnrolledRow
 
 GOLD = Path(__file__).parent / "gold"
 UPDATE = os.environ.get("LSTMVIZ_UPDATE_GOLD") == "1"  # LSTMVIZ_UPDATE_GOLD=1 pytest tests/test_diagrams.py
@@ -73,22 +74,22 @@ def test_architecture_from_tracer_path_gold() -> None:
         {"name": "lstm", "type": "LSTM", "input": [1, 7, 3], "output": [1, 7, 8], "calls": 1},
         {"name": "fc", "type": "Linear", "input": [1, 7, 8], "output": [1, 7, 5], "calls": 1},
     ]
-    graph = diagrams.architecture_graph(diagrams.read_path(path, trace.modules), trace.modules)
+    graph = diagrams.architecture_graph(read_path(path, trace.modules), trace.modules)
     check_gold("architecture.gv", graph.source)
     assert "(1, 7)" in graph.source and "(1, 7, 3)" in graph.source and "(1, 7, 5)" in graph.source
     assert "×2 bidirectional" in graph.source
 
 
 def test_architecture_without_path_uses_configs() -> None:
-    steps = diagrams.read_path(None, {"gru": GRU})
-    assert steps == [diagrams.PathStep("gru", "GRU", ((-1, -1, 16),), ((-1, -1, 64),))]
+    steps = read_path(None, {"gru": GRU})
+    assert steps == (PathStep("gru", "GRU", ((-1, -1, 16),), ((-1, -1, 64),)),)
     assert diagrams.shape_text((-1, -1, 16)) == "(B, T, 16)"
 
 
 def test_hostile_text_is_escaped_in_svg() -> None:
     cfg = RecurrentConfig("LSTM", input_size=3, hidden_size=4)
     name = "</svg><script>alert(1)</script>"
-    path = [diagrams.PathStep(name, "LSTM", ((1, 2, 3),), ((1, 2, 4),)), diagrams.PathStep(HOSTILE, "<b>", (), ())]
+    path = [PathStep(name, "LSTM", ((1, 2, 3),), ((1, 2, 4),)), PathStep(HOSTILE, "<b>", (), ())]
     svg = diagrams.to_svg(diagrams.architecture_graph(path, {name: cfg}))
     rows = [UnrolledRow("r0", 0, HOSTILE, False, [0.5, 0.5], True)]
     svg += diagrams.to_svg(diagrams.unrolled_graph(rows, (0, 2), 2, [HOSTILE, "<i>"], ["\"'", "</svg>"], "f"))

@@ -16,7 +16,7 @@ from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.errors import InputError, OutputError
 from lstmviz_cli.explain.orchestrate import analyze_run
-from lstmviz_cli.page.figurelist import collect_items
+from lstmviz_cli.page.build import report_page
 from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render import paper as export
 from lstmviz_cli.render.mpl import new_figure
@@ -192,15 +192,32 @@ def test_refuses_foreign_files_but_replaces_its_own(tmp_path: Path) -> None:
     export.export_items(_items(), model="m", out_dir=tmp_path, fmt="pdf", style=style)
 
 
+def _items_of(run: object, view: ViewOptions = VIEW) -> tuple[list[export.FigureItem], object]:
+    page = report_page(run, analyze_run(run, AnalysisOptions()), view)
+    return export.page_items(page), page
+
+
 def test_report_items_cover_every_layer() -> None:
     run = make_run(numpy_trace("LSTM", num_layers=2, bidirectional=True, proj_size=3), name="sine.pt")
-    items = collect_items(run, analyze_run(run, AnalysisOptions()), VIEW)
+    items, _ = _items_of(run)
     names = {(i.figure, i.layer) for i in items}
     for prefix in ("lstm/l0/fwd", "lstm/l0/bwd", "lstm/l1/fwd", "lstm/l1/bwd"):
-        for figure in ("cell", "heatmaps", "weights", "saturation"):
+        for figure in ("cell", "heatmaps", "weights", "saturation", "trajectories", "activity"):
             assert (figure, prefix) in names
     assert {("architecture", None), ("unrolled", None), ("gate-stats", None)} <= names
     assert len({export.export_name("sine", i.layer, i.figure, "pdf") for i in items}) == len(items)
+
+
+def test_exported_figures_are_exactly_the_reports() -> None:
+    """`lstmviz figures` writes `Page.figures()`: every figure of the page, the analysis ones included."""
+    from conftest import TEXT
+
+    run = make_run(numpy_trace("LSTM", steps=len(TEXT), hidden_size=6), name="charlm.pt", text=TEXT)
+    items, page = _items_of(run)
+    assert [(i.figure, i.layer, i.description) for i in items] == [
+        (spec.ref.kind, spec.ref.prefix, spec.description) for spec in page.figures()]
+    assert {"units", "activity", "saturation", "gate-stats"} <= {i.figure for i in items}
+    assert [i.kind for i in items].count("diagram") == 3  # architecture, cell, unrolled
 
 
 # -- the command ------------------------------------------------------------------------------------------
@@ -243,7 +260,8 @@ def test_sample_model_pdfs_open_with_page_size_and_fonts(tmp_path: Path, capsys:
     assert main(["figures", str(model), "-o", str(tmp_path), "--width", "double"]) == 0
     manifest = json.loads((tmp_path / "figures.json").read_text())
     files = {f["figure"]: f for f in manifest["figures"]}
-    assert {"architecture", "unrolled", "cell", "heatmaps", "weights", "gate-stats", "saturation"} <= set(files)
+    assert {"architecture", "unrolled", "cell", "heatmaps", "weights", "gate-stats", "saturation", "saliency",
+            "trajectories", "activity"} <= set(files)
     for entry in manifest["figures"]:
         reader = pypdf.PdfReader(tmp_path / entry["file"])
         page = reader.pages[0]
@@ -260,6 +278,6 @@ def test_sample_model_pdfs_open_with_page_size_and_fonts(tmp_path: Path, capsys:
 def test_view_options_choose_the_layers_exported() -> None:
     run = make_run(numpy_trace("LSTM", num_layers=2, bidirectional=True), name="sine.pt")
     view = ViewOptions(layers="lstm/l1", steps="0:6")
-    items = collect_items(run, analyze_run(run, AnalysisOptions()), view)
+    items, _ = _items_of(run, view)
     layers = {i.layer for i in items if i.layer is not None}
     assert layers == {"lstm/l1/fwd", "lstm/l1/bwd"}

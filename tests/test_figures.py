@@ -1,4 +1,4 @@
-"""Figures: time binning and unit ordering with known answers; heatmaps and weights render byte-stably."""
+"""Figures: time binning and unit ordering (the page's choice) with known answers; heatmaps and weights render byte-stably."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 from conftest import HOSTILE, numpy_trace
 
+from lstmviz_cli.page import unitorder
+from lstmviz_cli.page.figuredata import HeatPanel
 from lstmviz_cli.render import figures
-from lstmviz_cli.render.figures import HeatPanel
 from lstmviz_cli.render.mpl import to_svg
 
 
 def test_bin_time_means_per_bin() -> None:
     values = np.arange(1000 * 2, dtype=np.float64).reshape(1000, 2)
-    binned, width = figures.bin_time(values, max_columns=400)
+    binned, width = unitorder.bin_time(values, max_columns=400)
     assert width == 3 and binned.shape == (334, 2)
     np.testing.assert_allclose(binned[0], values[:3].mean(axis=0))
     np.testing.assert_allclose(binned[-1], values[999])  # the last bin holds one step
@@ -21,20 +22,20 @@ def test_bin_time_means_per_bin() -> None:
 
 def test_bin_time_keeps_short_sequences_and_ignores_padding() -> None:
     values = np.ones((10, 3))
-    same, width = figures.bin_time(values, max_columns=400)
+    same, width = unitorder.bin_time(values, max_columns=400)
     assert width == 1 and same is values
     padded = np.array([[1.0], [3.0], [np.nan], [np.nan]])
-    binned, width = figures.bin_time(padded, max_columns=2)
+    binned, width = unitorder.bin_time(padded, max_columns=2)
     assert width == 2 and binned[0, 0] == 2.0 and np.isnan(binned[1, 0])
 
 
 def test_order_units_variance_and_none() -> None:
     t = np.linspace(0, 1, 50)
     values = np.stack([0.1 * t, 3.0 * t, 1.0 * t, 0.0 * t], axis=1)
-    assert figures.order_units(values, "variance").tolist() == [1, 2, 0, 3]
-    assert figures.order_units(values, "none").tolist() == [0, 1, 2, 3]
+    assert unitorder.order_units(values, "variance").tolist() == [1, 2, 0, 3]
+    assert unitorder.order_units(values, "none").tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError):
-        figures.order_units(values, "random")
+        unitorder.order_units(values, "random")
 
 
 def test_order_units_cluster_puts_correlated_units_together() -> None:
@@ -42,10 +43,10 @@ def test_order_units_cluster_puts_correlated_units_together() -> None:
     a, b = rng.normal(size=200), rng.normal(size=200)
     # units 0 and 2 follow a, units 1 and 3 follow -a... and b: two groups interleaved by index.
     values = np.stack([a, b, a + 0.05 * rng.normal(size=200), b + 0.05 * rng.normal(size=200)], axis=1)
-    order = figures.order_units(values, "cluster").tolist()
+    order = unitorder.order_units(values, "cluster").tolist()
     groups = ["a" if u in (0, 2) else "b" for u in order]
     assert groups in (["a", "a", "b", "b"], ["b", "b", "a", "a"])
-    assert figures.order_units(values, "cluster").tolist() == order  # deterministic
+    assert unitorder.order_units(values, "cluster").tolist() == order  # deterministic
 
 
 def test_time_ticks_use_tokens_when_few_and_subsets_when_many() -> None:

@@ -18,15 +18,15 @@ STAGES = ("loading", "tracing", "analysis", "explain", "page", "render", "comman
 SHARED = ("errors", "output", "_warncapture", "families", "glyphs")
 # What each stage folder may import besides itself and SHARED. Data flows one way:
 # loading -> tracing -> analysis/explain -> page -> render; commands wire them all.
-# Phase 1 of issue 15: the page still draws through render's figure functions (page -> render);
-# once the page holds figure specs, render reads the page and this edge turns round.
+# The page says what is shown (figure specs hold a kind of data, not a plot function); render
+# reads the page and maps each kind to the function that draws it, so the page never imports render.
 ALLOWED = {
     "loading": set(),
     "tracing": {"loading"},
     "analysis": {"loading", "tracing"},
     "explain": {"loading", "tracing", "analysis"},
-    "render": {"loading", "tracing", "analysis"},
-    "page": {"loading", "tracing", "analysis", "explain", "render"},
+    "page": {"loading", "tracing", "analysis", "explain"},
+    "render": {"loading", "tracing", "analysis", "explain", "page"},
     "commands": {"loading", "tracing", "analysis", "explain", "page", "render"},
 }
 # Modules whose import must not start torch: the records later stages read, everything after

@@ -26,7 +26,7 @@ from lstmviz_cli.cli import main
 from lstmviz_cli.errors import CheckpointError, UnsafeCheckpointError
 from lstmviz_cli.loading import standins as _unpickle
 from lstmviz_cli.loading.checkpoint import load_checkpoint
-from lstmviz_cli.page.report import loading_rows
+from lstmviz_cli.page.sections.summary import loading_rows
 
 CHARS = list("abcdefgh ")  # 9 tokens
 

@@ -1,4 +1,8 @@
-"""The HTML report: every section from the trace, self-contained, safe, deterministic, bounded, validated."""
+"""The HTML report: every section from the trace, self-contained, safe, deterministic, bounded, validated.
+
+What a section says is checked on the page model (`test_page.py`, no drawing); the few tests here that
+draw a whole page check what only the drawn page can show: figures, escaping inside SVG, ids, size.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +11,54 @@ import hashlib
 import html as htmllib
 import os
 import re
+from collections import Counter
 from dataclasses import replace
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HOSTILE, TEXT, make_run, numpy_trace, split_options
+from conftest import HOSTILE, TEXT, make_run, numpy_trace
+from test_page import page_of, text_of
 
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.page.report import render_report, resolve_view
-from lstmviz_cli.page.view import ViewOptions
-from lstmviz_cli.render.html import environment
+from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.page.figuredata import CellData
+from lstmviz_cli.page.model import FigureSpec
+from lstmviz_cli.page.view import ViewOptions, resolve_view
+from lstmviz_cli.render.draw import diagram
+from lstmviz_cli.render.html import environment, render_html, templates_dir
 from lstmviz_cli.tracing.records import Run
 
-SECTIONS = ("summary", "architecture", "cell", "unrolled", "heatmaps", "weights", "gate-plots")
+SECTIONS = ("summary", "architecture", "cell", "unrolled", "heatmaps", "weights", "gate-statistics", "diagnostics")
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def render(run: Run, **view: object) -> str:
-    from lstmviz_cli.explain.orchestrate import analyze_run
-
-    view_options, analysis_options = split_options(**view)
-    return render_report(run, analyze_run(run, analysis_options), view_options)
+    return render_html(page_of(run, **view))
 
 
-@pytest.fixture
-def core_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Skip the analysis engineer's sections (tested in their files) where a test checks only ours."""
-    from lstmviz_cli.page import report
+def ids_of(html: str) -> Counter[str]:
+    """Every id attribute of a page, parsed as a browser would (SVG included)."""
 
-    monkeypatch.setattr(report, "_analysis_context", lambda run, analysis, view: None)
+    class Ids(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: Counter[str] = Counter()
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.found.update(value for key, value in attrs if key == "id" and value is not None)
+
+    parser = Ids()
+    parser.feed(html)
+    return parser.found
+
+
+def cell_dot(spec: FigureSpec) -> str:
+    """The DOT text of a cell diagram spec (what Graphviz draws; no `dot` run)."""
+    assert isinstance(spec.data, CellData)
+    return str(diagram(spec.data).source)
 
 
 @pytest.fixture(scope="module")
@@ -57,71 +78,64 @@ def hostile_html() -> str:
     return render(run, title=HOSTILE)
 
 
-# -- content ------------------------------------------------------------------------------------
+# -- content (on the page model) -----------------------------------------------------------------
 
 
-def test_every_section_is_present_with_real_numbers(lstm_html: str) -> None:
+def test_every_section_is_present_with_real_numbers(lstm_run: Run) -> None:
+    page = page_of(lstm_run)
+    ids = [section.id for section in page.sections]
     for section in (*SECTIONS, "tokens"):
-        assert f'<section id="{section}"' in lstm_html
-        assert f'href="#{section}"' in lstm_html  # and in the table of contents
-    assert "W_ih 4H×I = 24×3" in lstm_html  # the cell diagram carries this model's sizes
-    assert "3.10e-07" in lstm_html  # the verification error of the trace
-    assert 'id="heatmap-lstm-l0-fwd"' in lstm_html and 'id="weights-lstm-l0-fwd"' in lstm_html
-    assert "charlm.pt" in lstm_html and "He said" not in lstm_html.split("<body>")[0]
+        assert section in ids and (section, dict(page.toc())[section]) in page.toc()
+    cell = next(spec for spec in page.figures() if spec.ref.kind == "cell")
+    assert "W_ih 4H×I = 24×3" in cell_dot(cell)  # the cell diagram carries this model's sizes
+    assert "3.10e-07" in text_of(page)  # the verification error of the trace
+    figure_ids = {spec.id for spec in page.figures()}
+    assert {"heatmap-lstm-l0-fwd", "weights-lstm-l0-fwd", "fig-gate-statistics"} <= figure_ids
+    assert page.title == "lstmviz report: charlm.pt"
 
 
-def test_cell_values_are_the_analysis_means(core_only: None) -> None:
-    from lstmviz_cli.explain.orchestrate import analyze_run
-
+def test_cell_values_are_the_analysis_means() -> None:
     trace = numpy_trace("LSTM", steps=8, hidden_size=3)
     run = make_run(trace)
     analysis = analyze_run(run, AnalysisOptions())
-    html = render_report(run, analysis, ViewOptions())
+    page = page_of(run)
     mean_f = [s.mean for s in analysis.gate_stats if s.series == "f"][0]
-    assert f"= {mean_f:.2f}" in html
+    cell = next(spec for spec in page.figures() if spec.ref.kind == "cell")
+    assert isinstance(cell.data, CellData) and cell.data.values is not None
+    assert cell.data.values.values["f"] == mean_f and f"= {mean_f:.2f}" in cell_dot(cell)
     assert mean_f == pytest.approx(float(trace.layers[0].series["f"].mean()), abs=1e-6)
 
 
-def test_at_step_writes_that_steps_values(core_only: None) -> None:
+def test_at_step_writes_that_steps_values() -> None:
     trace = numpy_trace("LSTM", steps=8, hidden_size=3)
-    html = render(make_run(trace), at_step=3)
+    page = page_of(make_run(trace), at_step=3)
     f3 = float(trace.layers[0].series["f"][0, 3].mean())
-    assert "step 3, mean over units" in html and f"= {f3:.2f}" in html
-    assert "dashed line: step 3, shown on the cell diagram" in html
+    cell = next(spec for spec in page.figures() if spec.ref.kind == "cell")
+    assert "step 3, mean over units" in cell_dot(cell) and f"= {f3:.2f}" in cell_dot(cell)
+    heatmap = next(spec for spec in page.figures() if spec.ref.kind == "heatmaps")
+    assert "dashed line: step 3, shown on the cell diagram" in heatmap.caption
 
 
-def test_token_highlighting_colours_by_the_unit(core_only: None) -> None:
-    from lstmviz_cli.render.highlight import LEVELS
-
-    trace = numpy_trace("LSTM", steps=len(TEXT), hidden_size=6)
-    html = render(make_run(trace, text=TEXT))
-    block = re.search(r'<div class="highlight" id="tokens-lstm-l0-fwd-c-(\d+)(-ranked)?">.*?</pre>', html, re.S)
-    unit = int(block.group(1))
-    cells = trace.layers[0].series["c"][0]
-    top = int(np.argmax(cells.var(axis=0)))
-    assert re.search(rf'id="tokens-lstm-l0-fwd-c-{top}(-ranked)?"', html)  # the highest-variance unit is shown
-    c = cells[:, unit].astype(np.float64)
-    levels = [int(v) for v in re.findall(r'<span class="v(-?\d+)"', block.group(0))]
-    expected = [round((v / np.abs(c).max() + 1) / 2 * (LEVELS - 1)) for v in c]
-    assert levels == expected and len(levels) == len(TEXT)
-    assert f"colour scale ±{np.abs(c).max():.3g}" in block.group(0)
-    assert '<div id="unit-picker">' in html
-
-
-def test_gru_and_bidirectional_projected_models(gru_run: Run, bilstm_run: Run, core_only: None) -> None:
-    gru = render(gru_run)
-    assert "update gate (z)" in gru and "1 − z" in gru and "c carried" not in gru
-    bi = render(bilstm_run)
+def test_gru_and_bidirectional_projected_models(gru_run: Run, bilstm_run: Run) -> None:
+    gru = page_of(gru_run)
+    assert "update gate" in text_of(gru) and "c carried" not in text_of(gru)
+    assert "1 − z" in cell_dot(next(spec for spec in gru.figures() if spec.ref.kind == "cell"))
+    bi = page_of(bilstm_run)
+    ids = {spec.id for spec in bi.figures()}
     for prefix in ("lstm-l0-fwd", "lstm-l0-bwd", "lstm-l1-fwd", "lstm-l1-bwd"):
-        assert f'id="heatmap-{prefix}"' in bi and f'id="cell-{prefix}"' in bi
-    assert "W_hr P×H = 3×6" in bi and "backward rows run right to left" in bi
-    assert 'id="tokens"' not in bi  # float features: no text to highlight
+        assert f"heatmap-{prefix}" in ids and f"cell-{prefix}" in ids
+    assert "W_hr P×H = 3×6" in cell_dot(next(spec for spec in bi.figures() if spec.ref.kind == "cell"))
+    assert "backward rows run right to left" in text_of(bi)
+    assert "tokens" not in [section.id for section in bi.sections]  # float features: no text to highlight
 
 
-def test_view_selection_layers_units_steps(bilstm_run: Run, core_only: None) -> None:
-    html = render(bilstm_run, layers="lstm/l1/bwd", units="0,2", steps="2:6", sort_units="cluster")
-    assert 'id="heatmap-lstm-l1-bwd"' in html and 'id="heatmap-lstm-l0-fwd"' not in html
-    assert "units 0, 2 of 6" in html and "steps 2–5" in html and "Steps 2–5 of 10" in html
+def test_view_selection_layers_units_steps(bilstm_run: Run) -> None:
+    page = page_of(bilstm_run, layers="lstm/l1/bwd", units="0,2", steps="2:6", sort_units="cluster")
+    ids = {spec.id for spec in page.figures()}
+    assert "heatmap-lstm-l1-bwd" in ids and "heatmap-lstm-l0-fwd" not in ids
+    heatmap = next(spec for spec in page.figures() if spec.ref.kind == "heatmaps")
+    assert "units 0, 2 of 6" in heatmap.caption and "steps 2–5" in heatmap.caption
+    assert "Steps 2–5 of 10" in text_of(page)
 
 
 @pytest.mark.parametrize(
@@ -144,19 +158,16 @@ def test_bad_view_options_are_one_line_errors(bilstm_run: Run, view: dict, messa
     assert message in error.value.message and "\n" not in error.value.message
 
 
-def test_tolerates_a_minimal_analysis(lstm_run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the analysis module's view (or with an analysis lacking optional parts) sections are omitted."""
-    from types import SimpleNamespace
-
-    from lstmviz_cli.page import report
-
-    monkeypatch.setattr(report, "_analysis_context", lambda run, analysis, view: None)
-    html = render_report(lstm_run, SimpleNamespace(gate_stats=[], prediction=None), ViewOptions())
-    assert '<section id="gate-plots"' not in html and "No prediction" in html
-    assert '<section id="heatmaps"' in html
+def test_unsafe_load_is_stamped(lstm_run: Run) -> None:
+    run = Run(
+        loaded=replace(lstm_run.loaded, info=replace(lstm_run.loaded.info, unsafe=True)),
+        sample=lstm_run.sample,
+        trace=lstm_run.trace,
+    )
+    assert "Loaded with unsafe deserialization" in text_of(page_of(run, layers="lstm"))
 
 
-# -- properties ---------------------------------------------------------------------------------
+# -- the drawn page --------------------------------------------------------------------------------------
 
 
 def external_references(html: str) -> list[str]:
@@ -172,6 +183,27 @@ def external_references(html: str) -> list[str]:
     found += re.findall(r"url\((?!\s*[\"']?#|\s*[\"']?data:)[^)]*\)", html)
     found += re.findall(r"@import", html)
     return found
+
+
+def test_drawn_page_has_every_section_and_figure(lstm_html: str) -> None:
+    for section in (*SECTIONS, "tokens"):
+        assert f'<section id="{section}"' in lstm_html and f'href="#{section}"' in lstm_html
+    assert 'id="heatmap-lstm-l0-fwd"' in lstm_html and "charlm.pt" in lstm_html
+    assert "He said" not in lstm_html.split("<body>")[0]
+    assert lstm_html.count("<svg") == lstm_html.count("</svg>") == 10  # one per figure of the page
+    assert "W_ih 4H×I = 24×3" in lstm_html and '<div id="unit-picker">' in lstm_html
+
+
+def test_no_duplicate_ids_on_a_page(lstm_html: str, hostile_html: str) -> None:
+    """matplotlib and Graphviz repeat their SVG ids in every figure; scoped per figure, none repeats."""
+    for html in (lstm_html, hostile_html):
+        ids = ids_of(html)
+        assert sum(ident.startswith("fig-") and "_" in ident for ident in ids) > 5  # clip paths, markers
+        assert [key for key, count in ids.items() if count > 1] == []
+    # Every reference inside an SVG still points at an id of its own figure.
+    ids = ids_of(lstm_html)
+    for target in re.findall(r'(?:url\(#|href="#)([^)"]+)', lstm_html):
+        assert target in ids, target
 
 
 def test_self_contained(lstm_html: str, hostile_html: str) -> None:
@@ -215,21 +247,19 @@ def test_hostile_strings_are_text_never_markup(hostile_html: str) -> None:
     assert html.count("<svg") == html.count("</svg>")
 
 
-def test_deterministic(lstm_run: Run) -> None:
-    assert render(lstm_run) == render(lstm_run)
-
-
 def test_bounded_for_a_very_long_sequence() -> None:
     steps = 20_000
     text = ("the quick (brown) fox said \"hi\". " * 700)[:steps]
     trace = numpy_trace("LSTM", steps=steps, hidden_size=8, seed=3)
-    html = render(make_run(trace, text=text))
-    size = len(html.encode("utf-8"))
-    assert size < 3_000_000, size
-    assert "averaged over bins of 50 steps" in html  # 20,000 steps into 400 columns
-    assert "Steps 0–19 of 20000" in html  # the unrolled diagram shows a window
+    run = make_run(trace, text=text)
+    page = page_of(run)
+    words = text_of(page)
+    assert "averaged over bins of 50 steps" in words  # 20,000 steps into 400 columns
+    assert "Steps 0–19 of 20000" in words  # the unrolled diagram shows a window
+    assert "showing steps 0–1999 of 0–19999" in words  # highlighted text is capped
+    html = render_html(page)
+    assert len(html.encode("utf-8")) < 3_000_000
     assert "… 19980 steps" in html
-    assert "showing steps 0–1999 of 0–19999" in html  # highlighted text is capped
 
 
 def test_environment_autoescapes_j2_and_is_strict() -> None:
@@ -238,25 +268,20 @@ def test_environment_autoescapes_j2_and_is_strict() -> None:
     assert env.autoescape is True
     with pytest.raises(Exception, match="undefined"):
         env.from_string("{{ missing }}").render()
-    assert not re.search(r"\|\s*safe", (ROOT / "templates" / "_summary.html.j2").read_text())
 
 
-def test_templates_never_mark_user_text_safe() -> None:
-    """`|safe` appears only on SVG produced by matplotlib/Graphviz (figure/diagram fields)."""
+def test_templates_never_mark_anything_safe() -> None:
+    """Only render.html hands Markup to the templates (the figures' SVG, the script): no `|safe` anywhere."""
     for path in sorted((ROOT / "templates").glob("*.j2")):
-        if path.name == "_analysis.html.j2":
-            continue
-        for match in re.finditer(r"\{\{\s*([^}|]+?)\s*\|\s*safe", path.read_text()):
-            assert match.group(1).endswith(("svg",)), (path.name, match.group(0))
+        assert not re.search(r"\|\s*safe\b", path.read_text()), path.name
 
 
-def test_unsafe_load_is_stamped(lstm_run: Run, core_only: None) -> None:
-    run = Run(
-        loaded=replace(lstm_run.loaded, info=replace(lstm_run.loaded.info, unsafe=True)),
-        sample=lstm_run.sample,
-        trace=lstm_run.trace,
-    )
-    assert "Loaded with unsafe deserialization" in render(run, layers="lstm")
+def test_one_jinja_environment() -> None:
+    """Every page renders through render.html.environment(); nothing else builds one."""
+    for path in sorted((ROOT / "lstmviz_cli").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if path.name != "html.py" or path.parent.name != "render":
+            assert "Environment(" not in text, path
 
 
 # -- end to end through the CLI -------------------------------------------------------------------
@@ -280,6 +305,7 @@ def test_sample_model_report_end_to_end(name: str, tmp_path: Path) -> None:
     assert ('<section id="tokens"' in html) == (name != "sine.pt")  # text/token inputs only
     assert external_references(html) == []
     assert len(html.encode()) < 8_000_000
+    assert [key for key, count in ids_of(html).items() if count > 1] == []
     if name == "gru_digitsum.safetensors":
         assert "update gate (z)" in html and "W_ih 3H×I" in html
     if name == "sine.pt":
@@ -292,14 +318,12 @@ def test_templates_found_in_the_package_when_installed(tmp_path: Path, monkeypat
     """A wheel ships templates/ as lstmviz_cli/templates (force-include); the editable checkout uses the repo's."""
     import importlib.resources
 
-    from lstmviz_cli.page import report
-
-    assert report.templates_dir() == ROOT / "templates"
-    for name in re.findall(r'include "([^"]+)"', (ROOT / "templates" / "report.html.j2").read_text()):
+    assert templates_dir() == ROOT / "templates"
+    for name in re.findall(r'(?:include|import) "([^"]+)"', (ROOT / "templates" / "page.html.j2").read_text()):
         assert (ROOT / "templates" / name).is_file(), name
     (tmp_path / "templates").mkdir()
     monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)
-    assert report.templates_dir() == tmp_path / "templates"
+    assert templates_dir() == tmp_path / "templates"
 
 
 @pytest.mark.slow
@@ -314,10 +338,11 @@ def test_byte_identical_across_processes(tmp_path: Path) -> None:
     script = (
         "import sys; sys.path.insert(0, 'tests');"
         "from conftest import numpy_trace, make_run, TEXT;"
-        "from lstmviz_cli.page.view import ViewOptions; from lstmviz_cli.analysis.options import AnalysisOptions; from lstmviz_cli.explain.orchestrate import analyze_run;"
-        "from lstmviz_cli.page.report import render_report;"
-        "run = make_run(numpy_trace('LSTM', steps=len(TEXT), hidden_size=4, num_layers=2, bidirectional=True), text=TEXT);"
-        "v = ViewOptions(); sys.stdout.write(render_report(run, analyze_run(run, AnalysisOptions()), v, workers=int(sys.argv[1])))"
+        "from lstmviz_cli.page.view import ViewOptions; from lstmviz_cli.analysis.analyze import analyze_trace;"
+        "from lstmviz_cli.page.build import report_page; from lstmviz_cli.render.html import render_html;"
+        "run = make_run(numpy_trace('LSTM', steps=len(TEXT), hidden_size=4, bidirectional=True), text=TEXT);"
+        "page = report_page(run, analyze_trace(run.trace, tokens=list(TEXT)), ViewOptions());"
+        "sys.stdout.write(render_html(page, workers=int(sys.argv[1])))"
     )
     outputs = []
     for seed, workers in (("1", "1"), ("2", "2")):
@@ -326,3 +351,36 @@ def test_byte_identical_across_processes(tmp_path: Path) -> None:
                               check=True)
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1] and len(outputs[0]) > 10_000
+
+
+def test_page_model_is_the_same_in_two_processes() -> None:
+    """The page model (ids, captions, every word) does not depend on the interpreter's hash seed."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, json; sys.path.insert(0, 'tests');"
+        "from conftest import numpy_trace, make_run, TEXT;"
+        "from lstmviz_cli.analysis.analyze import analyze_trace; from lstmviz_cli.page.build import report_page;"
+        "from lstmviz_cli.page.outline import outline; from lstmviz_cli.page.view import ViewOptions;"
+        "run = make_run(numpy_trace('LSTM', steps=len(TEXT), hidden_size=5, num_layers=2), text=TEXT);"
+        "page = report_page(run, analyze_trace(run.trace, tokens=list(TEXT)), ViewOptions(sort_units='cluster'));"
+        "sys.stdout.write(json.dumps(outline(page)))"
+    )
+    outputs = [
+        subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed},
+                       capture_output=True, check=True).stdout
+        for seed in ("3", "4")
+    ]
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 5_000
+
+
+def test_long_labels_and_tokens_leave_numbers_exact() -> None:
+    """Numbers the summary shows are the analysis' (one source), not a second computation."""
+    trace = numpy_trace("LSTM", steps=10, hidden_size=3, seed=9)
+    run = make_run(trace)
+    analysis = analyze_run(run, AnalysisOptions())
+    words = text_of(page_of(run))
+    for stat in analysis.gate_stats:
+        assert f"{stat.mean:.3f}" in words
+    assert np.isfinite([s.mean for s in analysis.gate_stats]).all()

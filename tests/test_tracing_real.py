@@ -312,13 +312,15 @@ def test_packed_batch_keeps_the_padded_length(models_py: Path, tmp_path: Path) -
     assert analysis.saliency is not None and len(analysis.saliency.values) == 6
     with pytest.raises(InputError, match=r"--saliency-step 7 is padding of sequence 0, which has 6 valid steps of 8"):
         analyze_run(run, AnalysisOptions(saliency_step=7))
-    from lstmviz_cli.page import report
+    from lstmviz_cli.page.build import report_page
+    from lstmviz_cli.page.outline import outline
+    from lstmviz_cli.page.view import resolve_view
 
-    view = report.resolve_view(ViewOptions(steps="4:8"), run)
+    view = resolve_view(ViewOptions(steps="4:8"), run)
     assert view.window == (4, 8)
-    assert report.steps_text(trace) == "8 (sequence 0: 6 valid, then padding)"
+    assert "8 (sequence 0: 6 valid, then padding)" in str(outline(report_page(run, analysis, ViewOptions())))
     with pytest.raises(InputError, match="later steps are padding"):
-        report.resolve_view(ViewOptions(at_step=7), run)
+        resolve_view(ViewOptions(at_step=7), run)
 
 
 def test_bare_stack_and_public_trace_pad_to_the_input(tmp_path: Path) -> None:
@@ -520,7 +522,8 @@ def test_one_step_rnn_is_not_dead_and_check_skips(models_py: Path, tmp_path: Pat
 
 
 def test_cell_loop_is_one_architecture_box(models_py: Path, tmp_path: Path) -> None:
-    from lstmviz_cli.render.diagrams import architecture_graph, read_path
+    from lstmviz_cli.page.sections.architecture import read_path
+    from lstmviz_cli.render.diagrams import architecture_graph
 
     _, path = _checkpoint(models_py, "CellLoop", tmp_path)
     np.save(tmp_path / "tokens.npy", np.random.default_rng(4).integers(0, 10, 2000))

@@ -77,7 +77,7 @@ def build_index_page(rows: Sequence[ReportSummary], *, title: str) -> Page:
     ), role="lead")
     table = Table(
         ("checkpoint", "format", "parameters", "recurrent layers", "verification error", "findings"),
-        tuple(_row(row) for row in rows), numeric=(False, False, True, False, True, False),
+        tuple(_row(row) for row in rows), numeric=(False, False, True, False, True, False), wide=True,
     )
     shown = visible(title, 200)
     return Page(title=shown, heading=(shown,), sections=(), intro=(lead, table), layout="plain")

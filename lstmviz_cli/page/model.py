@@ -125,6 +125,7 @@ class Table:
     caption: str = ""
     numeric: tuple[bool, ...] = ()  # per column; empty: none
     analysis: bool = False  # a table of the analysis sections (captioned, compact)
+    wide: bool = False  # the page's full width (the batch index)
 
 
 @dataclass(frozen=True)

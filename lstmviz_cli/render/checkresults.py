@@ -136,7 +136,7 @@ def _failure_text(result: CheckResult, case: CheckCase) -> str:
     return "\n".join(parts)
 
 
-def summary_table(results: list[CheckResult]) -> Any:
+def summary_table(results: list[CheckResult]) -> Table:
     """A short rich Table: failures first, then one line per kind of passing check."""
     table = Table(title="lstmviz check", show_lines=False, expand=False)
     table.add_column("model")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Any
 
 import matplotlib
 
@@ -15,14 +14,14 @@ import base64
 from matplotlib.figure import Figure  # noqa: E402
 
 
-def new_figure(width: float, height: float, *, fixed: bool = False, **kwargs: Any) -> Figure:
+def new_figure(width: float, height: float, *, fixed: bool = False) -> Figure:
     """A Figure not registered with pyplot (no global state, garbage-collected normally).
 
     `fixed=True`: no layout engine at all, for figures that place their axes themselves. Any
     engine, even `set_layout_engine("none")`'s placeholder, makes `savefig` draw the whole figure
     an extra time; constrained layout adds a third pass of text measuring on top.
     """
-    return Figure(figsize=(width, height), layout=None if fixed else "constrained", **kwargs)
+    return Figure(figsize=(width, height), layout=None if fixed else "constrained")
 
 
 def margins(fig: Figure, *, left: float, right: float, top: float, bottom: float,

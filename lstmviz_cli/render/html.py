@@ -26,10 +26,7 @@ from lstmviz_cli.page.model import Page
 from lstmviz_cli.render.draw import figure_svg
 from lstmviz_cli.render.highlight import level_colours, token_class
 from lstmviz_cli.render.jobs import Drawer, draw_figures
-from lstmviz_cli.render.palette import GATE_COLORS, INK
-
-# The colour of each legend swatch: a gate's colour, or the ink of h.
-SWATCHES = {**GATE_COLORS, "ink": INK}
+from lstmviz_cli.render.palette import GATE_COLORS
 
 
 def templates_dir() -> Path:
@@ -83,7 +80,6 @@ def render_html(page: Page, *, workers: int = 1, drawer: Drawer = figure_svg) ->
         generator=f"{GENERATOR_MARKER} lstmviz {__version__}",
         version=__version__,
         gate_colors=GATE_COLORS,
-        swatches=SWATCHES,
         token_levels=level_colours(),
         picker=[{"id": ident, "label": label} for ident, label in page.pickers()],
     )

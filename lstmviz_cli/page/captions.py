@@ -24,9 +24,14 @@ def band(th: Thresholds) -> str:
     return f"below {th.saturation_low:g} or above {th.saturation_high:g}"
 
 
+def share(fraction: float) -> str:
+    """0.9 -> "90%"."""
+    return f"{100 * fraction:.0f}%"
+
+
 def horizon_share(th: Thresholds) -> str:
     """"90%": the share of the saliency the memory horizon holds."""
-    return f"{100 * th.horizon_mass:.0f}%"
+    return share(th.horizon_mass)
 
 
 def gate_stats_caption(th: Thresholds) -> str:

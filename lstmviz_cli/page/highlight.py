@@ -15,6 +15,8 @@ from lstmviz_cli.glyphs import WHITESPACE, visible
 from lstmviz_cli.page.figuredata import FloatArray
 from lstmviz_cli.page.model import Highlight, Scale
 
+MAX_TOKENS = 600  # tokens per highlighted text in the analysis sections (units, saliency)
+
 
 def display_char(token: str) -> str:
     """A token inside running text: like `visible`, but a newline also breaks the line after its symbol."""

@@ -23,6 +23,7 @@ from lstmviz_cli.analysis.records import (
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.families import SERIES_NAMES
 from lstmviz_cli.glyphs import display_token
+from lstmviz_cli.page.captions import share
 from lstmviz_cli.page.figuredata import FloatArray, UnitPanel
 from lstmviz_cli.render.mpl import margins, new_figure
 from lstmviz_cli.render.palette import GATE_COLORS
@@ -110,8 +111,8 @@ def plot_saliency(result: SaliencyResult, tokens: Sequence[str] | None, *,
     peak = values.max() if values.size and values.max() > 0 else 1.0
     x, y = _aggregate(values / peak)
     title = textwrap.wrap(
-        plain(f"saliency of the {result.target}; shaded: the {result.horizon} steps holding "
-              f"{100 * horizon_mass:.0f}% of it"), 120
+        plain(f"saliency of the {result.target}; shaded: the {result.horizon} steps holding {share(horizon_mass)} of it"),
+        120
     )
     fig = new_figure(7.5, 3.6 + 0.15 * (len(title) - 1), fixed=True)
     margins(fig, left=0.75, right=0.15, top=0.15 + 0.15 * len(title),

@@ -10,7 +10,7 @@ from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.page import captions
 from lstmviz_cli.page.context import PageContext
 from lstmviz_cli.page.figuredata import MemoryProbeData, SaliencyData
-from lstmviz_cli.page.highlight import highlight
+from lstmviz_cli.page.highlight import MAX_TOKENS, highlight
 from lstmviz_cli.page.model import (
     Block,
     Cell,
@@ -24,7 +24,6 @@ from lstmviz_cli.page.model import (
 )
 from lstmviz_cli.page.numbers import percent
 
-MAX_HIGHLIGHT = 600  # tokens per highlighted text
 MAX_PARAMETERS = 20  # rows of the per-parameter gradient norms
 
 
@@ -93,7 +92,7 @@ def _saliency_blocks(ctx: PageContext) -> tuple[list[Block], list[Block], list[B
         # decay over many orders of magnitude and a two-fold difference stay visible.
         decades = float(np.clip(np.log10(peak / positive.min()), 1.0, 8.0)) if len(positive) else 1.0
         shade = np.clip(1 + np.log10(np.maximum(values / peak, 1e-300)) / decades, 0, 1)
-        n = min(len(analysis.tokens), len(shade), MAX_HIGHLIGHT)
+        n = min(len(analysis.tokens), len(shade), MAX_TOKENS)
         highlights.append(highlight(
             None, f"the sample coloured by saliency (log scale: white ≤ {10 ** -decades:.0e} of the peak, darkest = peak)",
             analysis.tokens[:n], shade[:n], [f"step {t}: log-saliency {shade[t]:.3g}" for t in range(n)],

@@ -7,7 +7,7 @@ import numpy as np
 from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.page.context import PageContext
 from lstmviz_cli.page.figuredata import UnitFeaturesData, UnitPanel
-from lstmviz_cli.page.highlight import highlight
+from lstmviz_cli.page.highlight import MAX_TOKENS, highlight
 from lstmviz_cli.page.model import (
     Block,
     Cell,
@@ -20,7 +20,6 @@ from lstmviz_cli.page.model import (
     Table,
 )
 
-MAX_HIGHLIGHT = 600  # tokens per highlighted text
 UNIT_FEATURES_SHOWN = 4  # features whose best unit gets a highlighted text and a plot
 
 
@@ -80,7 +79,7 @@ def units_section(ctx: PageContext) -> Section:
         activation = np.asarray(layer.series[series][0, :, u.unit], dtype=np.float64)
         caption = f"unit {u.unit} of {u.key} · {u.feature.replace('_', ' ')} · r = {u.r:+.2f}"
         if analysis.tokens is not None:
-            n = min(len(analysis.tokens), len(activation), MAX_HIGHLIGHT)
+            n = min(len(analysis.tokens), len(activation), MAX_TOKENS)
             values = np.nan_to_num(activation[:n])
             scale = float(np.abs(values).max()) or 1.0
             highlights.append(highlight(

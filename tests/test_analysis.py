@@ -24,6 +24,7 @@ from lstmviz_cli.analysis.units import rank_units
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.loading.records import ModelInfo
 from tests.analysis_helpers import lstm_layer, make_trace
+from tests.conftest import make_run
 
 QUOTED = 'He said "no way" and left (fast). She said "yes [really]" twice.\n"Go," he said.'
 
@@ -364,14 +365,9 @@ def test_view_names_both_directions(bilstm_run) -> None:  # noqa: ANN001
 
 
 def test_view_shows_text_units_with_highlighting() -> None:
-    from lstmviz_cli.loading.records import SampleInput
     from lstmviz_cli.page.analysis_view import analysis_context
-    from lstmviz_cli.tracing.records import Run
 
-    trace = _quote_trace()
-    sample = SampleInput(values=np.zeros((1, len(QUOTED)), dtype=np.int64), kind="tokens", labels=list(QUOTED),
-                         description="t", text=QUOTED)
-    run = Run(loaded=None, sample=sample, trace=trace)
+    run = make_run(_quote_trace(), text=QUOTED)
     analysis = _analyze(run)
     assert analysis.units[0].feature == "inside_quotes" and analysis.units[0].unit == 3
     ctx = analysis_context(run, analysis, None)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from lstmviz_cli.analysis.records import SaliencyResult
+from lstmviz_cli.families import FAMILIES
 from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.tracing import sample
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
@@ -303,9 +304,6 @@ def _input_step_norms(captured: list[Any], grads: tuple, x: Any, steps: int, bat
     return np.zeros(steps) if g is None else step_norms(g, steps, batch_first)
 
 
-_GATES = {"LSTM": "ifgo", "GRU": "rzn"}
-
-
 def _gate_norms(model: Any, grads: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per recurrent layer and direction, the gradient norm reaching each gate's parameters.
 
@@ -314,9 +312,10 @@ def _gate_norms(model: Any, grads: dict[str, Any]) -> dict[str, dict[str, float]
     """
     result: dict[str, dict[str, float]] = {}
     for name, module in model.named_modules():
-        gates = _GATES.get(type(module).__name__)
-        if gates is None or not isinstance(module, recurrent_types()):
+        kind = type(module).__name__  # stock nn.LSTM / nn.GRU by name, as before: a subclass may rename its rows
+        if kind not in ("LSTM", "GRU") or not isinstance(module, recurrent_types()):
             continue
+        gates = FAMILIES[kind.lower()].gates
         label = name or type(module).__name__.lower()
         dot = f"{name}." if name else ""
         for layer in range(module.num_layers):

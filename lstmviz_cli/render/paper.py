@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.text import Text
 
 from lstmviz_cli.errors import InputError, OutputError
-from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic
+from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic, write_json
 
 FORMATS = ("pdf", "svg", "png", "pgf")
 # Column widths of the common two-column templates (IEEE, ACM, NeurIPS single column ~ 5.5 in).
@@ -340,14 +340,13 @@ def write_manifest(out_dir: Path, entries: list[ManifestEntry], style: Publicati
                    force: bool, failures: dict[str, str] | None = None) -> Path:
     """figures.json: every file with what it shows, sorted, with the style used (deterministic)."""
     document = {
-        "generator": GENERATOR_MARKER,
         "format": fmt,
         "style": asdict(style),
         "figures": [asdict(e) for e in sorted(entries, key=lambda e: e.file)],
         "failed": dict(sorted((failures or {}).items())),
     }
     path = out_dir / MANIFEST_NAME
-    write_atomic(path, json.dumps(document, indent=2, sort_keys=True) + "\n", force=force)
+    write_json(path, document, force=force)
     return path
 
 

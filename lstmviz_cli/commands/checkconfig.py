@@ -12,7 +12,7 @@ try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
-from lstmviz_cli.analysis.checks import CheckConfig, flag_name
+from lstmviz_cli.analysis.checksettings import CheckConfig, flag_name
 
 CONFIG_FILE = "lstmviz.toml"
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.core import Context  # the vendored Click Typer's commands are built on
 from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.models import OptionInfo
 
 from lstmviz_cli.analysis.checksettings import CheckConfig
 from lstmviz_cli.analysis.thresholds import Thresholds
@@ -27,16 +29,17 @@ from lstmviz_cli.commands.options import LoadOptions
 
 
 # -- flags --------------------------------------------------------------------------------------------
-def flag(name: str, help: str) -> typer.models.OptionInfo:
+def flag(name: str, help: str) -> OptionInfo:
     """A boolean flag. Typer shows a value type (`<bool>`) after every option unless it has a metavar,
     which reads as if `--force true` were the way to write it (issue 17): flags show none."""
-    return typer.Option(name, help=help, metavar="")
+    option: OptionInfo = typer.Option(name, help=help, metavar="")
+    return option
 
 
 class Command(TyperCommand):
     """A command whose `--help` option, too, is shown as a flag (Typer declares it, not us)."""
 
-    def get_help_option(self, ctx: typer.Context) -> TyperOption | None:
+    def get_help_option(self, ctx: Context) -> TyperOption | None:
         option = super().get_help_option(ctx)
         if option is not None:
             option.metavar = ""
@@ -46,7 +49,7 @@ class Command(TyperCommand):
 class Group(TyperGroup):
     """The root `lstmviz` group, with the same flag-looking `--help`."""
 
-    def get_help_option(self, ctx: typer.Context) -> TyperOption | None:
+    def get_help_option(self, ctx: Context) -> TyperOption | None:
         option = super().get_help_option(ctx)
         if option is not None:
             option.metavar = ""
@@ -80,7 +83,7 @@ LayersOpt = Annotated[
 ]
 
 
-def force_flag(what: str) -> typer.models.OptionInfo:
+def force_flag(what: str) -> OptionInfo:
     """`--force`, saying which outputs it may replace."""
     return flag("--force", f"Overwrite {what} lstmviz did not write.")
 

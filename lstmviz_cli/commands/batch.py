@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.many import expand_checkpoints, run_many, unique_stems
 from lstmviz_cli.commands.options import LoadOptions
@@ -18,6 +18,7 @@ from lstmviz_cli.page.report import render_report
 from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.html import ReportSummary, render_index
 from lstmviz_cli.render.jobs import default_workers
+from lstmviz_cli.tracing.records import Run
 
 # Partial failure of a batch: some outputs were written, at least one checkpoint failed.
 EXIT_SOME_FAILED = EXIT_CHECK_FAILED
@@ -37,10 +38,10 @@ def report_job(checkpoint: Path, options: LoadOptions, view: ViewOptions, analys
     return summarize(run, analysis, name=checkpoint.name, file=output.name)
 
 
-def summarize(run: Any, analysis: Any, *, name: str, file: str | None) -> ReportSummary:
+def summarize(run: Run, analysis: Analysis, *, name: str, file: str | None) -> ReportSummary:
     """The index row of one report, read from the same run and analysis the report shows."""
     counts: dict[str, int] = {}
-    for finding in getattr(analysis, "findings", []):
+    for finding in analysis.findings:
         counts[finding.severity] = counts.get(finding.severity, 0) + 1
     info = run.loaded.info
     return ReportSummary(
@@ -71,7 +72,7 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: LoadOptions, vi
     args = [(options, view, analysis_options, output, force, workers) for output in outputs]
     results = run_many(report_job, paths, args, jobs=jobs, label="report", show_progress=show_progress)
     rows = [
-        r.value if r.ok else ReportSummary(name=r.checkpoint.name, file=None, error=r.error)
+        r.value if r.value is not None else ReportSummary(name=r.checkpoint.name, file=None, error=r.error)
         for r in results
     ]
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from lstmviz_cli.analysis.checks import CheckCase, CheckConfig, CheckResult, evaluate
+from lstmviz_cli.analysis.checks import CheckCase, CheckResult, evaluate
+from lstmviz_cli.analysis.checksettings import CheckConfig
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions

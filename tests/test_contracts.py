@@ -2,17 +2,26 @@
 
 Read from the source with `ast`, so a parameter annotated `Any` (or `dict[str, Any]`, ...) or a
 three-argument getattr that papers over a record's field fails here, before mypy is even run. The
-folders listed are the ones whose contracts are typed (mypy strict is clean on them, `make typecheck`);
-a folder joins the list when it is.
+folders scanned are the Makefile's TYPECHECKED, the ones `make typecheck` (mypy strict) is clean on: a
+folder joins both at once, and an empty list means the whole package.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "lstmviz_cli"
-TYPED = ("analysis", "explain", "commands", "cli.py", "cli_options.py")
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "lstmviz_cli"
+
+
+def _typechecked() -> list[Path]:
+    """The Makefile's TYPECHECKED paths (the whole package when it is empty)."""
+    match = re.search(r"^TYPECHECKED \?=(.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert match is not None, "the Makefile names what `make typecheck` checks in TYPECHECKED"
+    return [ROOT / name for name in match.group(1).split()] or [PACKAGE]
+
 # Three-argument getattr calls allowed, on objects that are not the project's: (file, attribute, why).
 FOREIGN_GETATTR = {
     ("explain/control.py", "reset_parameters"): "any torch module may or may not define it",
@@ -21,8 +30,7 @@ FOREIGN_GETATTR = {
 
 def _files() -> list[Path]:
     found: list[Path] = []
-    for name in TYPED:
-        path = PACKAGE / name
+    for path in _typechecked():
         found.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
     return found
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from batch_jobs import square_or_fail
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import sample
 
@@ -13,15 +14,6 @@ from lstmviz_cli.cli import main
 from lstmviz_cli.commands import batch, many, pipeline
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.render import html
-
-
-def square_or_fail(path: Path, factor: int) -> int:
-    """A job for run_many: module-level so worker processes can import it."""
-    if path.stem == "bad":
-        raise InputError(f"{path.name!r} is broken")
-    if path.stem == "bug":
-        raise ZeroDivisionError("division by zero")
-    return int(path.stem) ** 2 * factor
 
 
 def test_expand_checkpoints_globs_order_and_duplicates(tmp_path: Path) -> None:
@@ -59,7 +51,6 @@ def test_index_links_each_report_with_a_summary_row_and_escapes_names() -> None:
         html.ReportSummary(name=HOSTILE + ".pt", file=None, error="cannot read <b>it</b>"),
     ]
     page = html.render_index(rows, title="epochs")
-    assert page == html.render_index(rows, title="epochs")
     assert '<a href="charlm.html">charlm.pt</a>' in page
     assert "131,124" in page and "7.6e-06" in page and "1 warning" in page
     assert "1 failed" in page and "failed: cannot read &lt;b&gt;it&lt;/b&gt;" in page
@@ -83,7 +74,11 @@ def test_batch_report_goes_on_after_a_failure(
             raise InputError(f"{name!r} holds no recurrent layer")
         return runs[name]
 
+    def page(run, analysis, view, *, workers):  # noqa: ANN001, ANN202 - the report itself is test_report's
+        return f'<meta name="generator" content="lstmviz-generated"><p>{run.loaded.info.name}: {len(analysis.gate_stats)}'
+
     monkeypatch.setattr(pipeline, "load_and_trace", load)
+    monkeypatch.setattr(batch, "render_report", page)
     for name in ("one.pt", "two.pt", "zero.pt", "index.pt"):
         (tmp_path / name).write_bytes(b"x")
     out = tmp_path / "reports"
@@ -96,6 +91,7 @@ def test_batch_report_goes_on_after_a_failure(
     assert index.index("one.pt") < index.index("two.pt") < index.index("zero.pt")
     assert '<a href="one.html">' in index and '<a href="two.html">' in index
     assert "lstm/l0/fwd" in index and "gru/l0/fwd" in index
+    assert (out / "two.html").read_text().endswith("<p>two.pt: 4")  # GRU r z n h: the run's own analysis
 
 
 def test_batch_form_needs_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

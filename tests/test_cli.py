@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -38,20 +39,27 @@ def test_console_script_and_module_entry_points() -> None:
 
 
 def test_console_script_exits_fast_without_losing_output_or_codes(tmp_path: Path) -> None:
-    """`run()` skips interpreter teardown (os._exit): streams are flushed and exit codes kept."""
+    """`run()` skips interpreter teardown (os._exit): streams are flushed, files complete, exit codes kept.
+
+    (The report itself, drawn in one or two processes by fresh interpreters: tests/test_determinism.py.)
+    """
     script = str(BIN / "lstmviz")
-    bad = subprocess.run([script, "report", str(tmp_path / "missing.pt")], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
-    pages = []
-    for jobs in ("1", "2"):
-        out = tmp_path / f"jobs{jobs}.html"
-        done = subprocess.run([script, "report", DIGITSUM, "-o", str(out), "--jobs", jobs], capture_output=True,
-                              text=True)
-        assert done.returncode == 0 and done.stdout.startswith(f"wrote {out}"), done.stderr
-        pages.append(out.read_bytes())
-    assert pages[0] == pages[1] and pages[0].rstrip().endswith(b"</html>")  # figures drawn in 2 processes: same page
-    zero = subprocess.run([script, "report", DIGITSUM, "--jobs", "0"], capture_output=True, text=True)
-    assert zero.returncode == 2 and zero.stderr == "lstmviz: error: --jobs 0 must be at least 1\n"
+    out = tmp_path / "t.npz"
+    runs = {  # the three at once: two cores
+        "missing": [script, "report", str(tmp_path / "missing.pt")],
+        "zero": [script, "report", DIGITSUM, "--jobs", "0"],
+        "trace": [script, "trace", DIGITSUM, "-o", str(out), "--json", str(tmp_path / "t.json")],
+    }
+    started = {name: subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for name, args in runs.items()}
+    done = {name: (process.wait(timeout=120), *process.communicate()) for name, process in started.items()}
+    code, _, err = done["missing"]
+    assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+    assert done["zero"] == (2, "", "lstmviz: error: --jobs 0 must be at least 1\n")
+    code, stdout, err = done["trace"]
+    assert code == 0 and stdout.startswith(f"wrote {out} (6 arrays;") and stdout.endswith("\n"), err
+    assert err == "lstmviz: digitsum.pt: rebuilt from weights: all 7 tensors placed\n"
+    assert sorted(np.load(out)) == sorted([*json.loads((tmp_path / "t.json").read_text())["keys"], "__summary__"])
 
 
 def test_subcommand_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:

@@ -107,11 +107,11 @@ def test_gate_statistics_come_from_both_analyses() -> None:
     assert not result.unchanged
 
 
-def test_page_is_deterministic_and_escapes_names() -> None:
+def test_page_escapes_names() -> None:
+    """(The diff page is byte-identical across interpreters: tests/test_determinism.py.)"""
     trace = numpy_trace("LSTM", hidden_size=4, module=HOSTILE)
     result = _diff(trace, copy.deepcopy(trace))
     page = render_diff(result)
-    assert page == render_diff(_diff(trace, copy.deepcopy(trace)))
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     assert "<script" not in page  # no script at all, and nothing loaded from outside:
     assert not re.search(r'(?:src|href)="(?!#)', page)

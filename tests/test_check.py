@@ -15,6 +15,7 @@ from lstmviz_cli.analysis.checks import CheckConfig, evaluate, parse_dead_limit
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.records import SaliencyResult
 from lstmviz_cli.cli import main
+from lstmviz_cli.commands import check as check_command
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.checkconfig import resolve_config
 from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
@@ -257,12 +258,23 @@ def test_cli_report_from_the_same_trace(monkeypatch: pytest.MonkeyPatch, tmp_pat
         calls.append(options)
         return _pinned_run()
 
+    pages = []
+
+    def page(run, analysis, view, *, workers):  # noqa: ANN001, ANN202 - the page itself is test_report's
+        pages.append((run, analysis))
+        return f'<meta name="generator" content="lstmviz-generated">{run.loaded.info.name}'
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(pipeline, "load_and_trace", load)
+    monkeypatch.setattr(check_command, "render_report", page)
+    evaluated = []
+    monkeypatch.setattr(check_command, "evaluate",
+                        lambda trace, analysis, config, *, model: evaluated.append(analysis) or evaluate(
+                            trace, analysis, config, model=model))
     assert main(["check", "pinned.pt", "--report", "report.html"]) == EXIT_CHECK_FAILED
     assert len(calls) == 1 and calls[0].verify is True  # one trace feeds both; verified by default
-    page = (tmp_path / "report.html").read_text()
-    assert "lstmviz-generated" in page and "pinned.pt" in page
+    assert len(pages) == 1 and pages[0][1] is evaluated[0]  # the page shows the analysis the check judged
+    assert (tmp_path / "report.html").read_text().endswith("pinned.pt")
     assert main(["check", "pinned.pt", "--max-verify-error", "-1"]) == 2  # bad value: usage error, no trace
 
 

@@ -1,8 +1,9 @@
 """The command line: options, help and the error boundary. No logic lives here.
 
-Each command builds the option records (`commands.options`) and calls one function of `commands/`.
-Those are imported inside the command functions: they import torch and matplotlib, which
-`lstmviz --help` and `lstmviz --version` must not pay for.
+Each command is its options and one call to `commands/`: the options shared by every command that
+loads a model arrive as one `LoadOptions` record (`cli_options.with_load_options`); the others build
+`ViewOptions` / `AnalysisOptions`. `commands/` is imported inside the command functions: it imports
+torch and matplotlib, which `lstmviz --help` and `lstmviz --version` must not pay for.
 """
 
 from __future__ import annotations
@@ -19,7 +20,22 @@ from rich.console import Console
 
 from lstmviz_cli import __version__
 from lstmviz_cli._warncapture import captured_warnings
+from lstmviz_cli.analysis.checksettings import CheckConfig
 from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.analysis.thresholds import Thresholds
+from lstmviz_cli.cli_options import (
+    HORIZON_SHARE,
+    SATURATION_BAND,
+    CheckpointArg,
+    CheckpointsArg,
+    Command,
+    Group,
+    LayersOpt,
+    flag,
+    force_flag,
+    in_words,
+    with_load_options,
+)
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import (
     EXIT_CHECK_FAILED,
@@ -32,6 +48,7 @@ from lstmviz_cli.page.view import ViewOptions
 
 app = typer.Typer(
     name="lstmviz",
+    cls=Group,
     help="See inside recurrent networks: every gate of every LSTM/GRU layer, as one offline HTML report.",
     add_completion=False,
     no_args_is_help=True,
@@ -53,92 +70,16 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool | None,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.", metavar=""),
     ] = None,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
-    ] = False,
+    debug: Annotated[bool, flag("--debug", "Show full tracebacks instead of one-line errors.")] = False,
 ) -> None:
     """lstmviz: trace a PyTorch checkpoint and show what its gates do."""
     _state["debug"] = debug
 
 
-# -- options shared by every command that loads a model ---------------------------------------
-CheckpointArg = Annotated[
-    Path, typer.Argument(help="Checkpoint: .pt/.pth dict or state_dict, .safetensors, TorchScript, pickled module.")
-]
-InputOpt = Annotated[
-    Path | None,
-    typer.Option("--input", "-i", help="Sample input: .npy .npz .csv .pt .txt (default: the checkpoint's own sample)."),
-]
-TokensOpt = Annotated[
-    str | None, typer.Option("--tokens", help="Inline token ids, e.g. 6,7,0,0,1.")
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
-TrustPickleOpt = Annotated[
-    bool, typer.Option("--trust-pickle", help="Allow loading a whole pickled nn.Module (runs code from the file).")
-]
-TrustTorchscriptOpt = Annotated[
-    bool, typer.Option("--trust-torchscript", help="Allow loading a TorchScript archive (runs code from the file).")
-]
-ModelClassOpt = Annotated[
-    str | None,
-    typer.Option("--model-class", help="Build your own model: 'package.module:Class' or 'path/to/file.py:Class'."),
-]
-ModelKwargsOpt = Annotated[
-    str | None, typer.Option("--model-kwargs", help="JSON keyword arguments for --model-class.")
-]
-ModuleOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--module",
-        help="Open up this hand-written recurrent cell (its named_modules() name, or the model's class name). "
-        "Default: stock LSTM/GRU/RNN layers, or any user-written module whose sigmoid/tanh calls repeat per step.",
-    ),
-]
-MaxMemoryOpt = Annotated[
-    str | None,
-    typer.Option("--max-memory", help="Refuse inputs whose trace would exceed this (e.g. 2G, 512MiB, 50%; default 25% of RAM)."),
-]
-WeightsKeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--weights-key",
-        help="Which state dict of a checkpoint that holds several, by key: 'model', or 'checkpoint/model' one level down.",
-    ),
-]
-ForwardArgOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--forward-arg",
-        help="Pass an array of the .npz input to the model's forward: PARAM=ARRAY (repeatable), e.g. "
-        "text_lengths=lengths. Arrays named like a parameter, and 'lengths' for a parameter named like "
-        "lengths, are passed without it.",
-    ),
-]
-HeadOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--head",
-        help="How a rebuilt Linear head reads the recurrent output: all (every step), last (the last step) or "
-        "final-states (h_n of the last layer; both directions concatenated). Default: the checkpoint's "
-        "config 'head_on', else 'all', labelled as assumed.",
-    ),
-]
-RecurrentOnlyOpt = Annotated[
-    bool,
-    typer.Option(
-        "--recurrent-only",
-        help="Trace the recurrent layers alone, with the sample as their direct input, when modules that cannot "
-        "be rebuilt from weights may run before them. No head, no prediction; the page and JSON say so.",
-    ),
-]
-NoVerifyOpt = Annotated[
-    bool, typer.Option("--no-verify", help="Do not fail when recorded gates miss the real outputs by > 1e-4.")
-]
-
-
-@app.command("trace")
+@app.command("trace", cls=Command)
+@with_load_options(checkpoint="checkpoint")
 def trace_command(
     checkpoint: CheckpointArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the .npz of every series.")] = Path(
@@ -147,22 +88,10 @@ def trace_command(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write a JSON summary (keys, shapes, config, error).")
     ] = None,
-    float16: Annotated[bool, typer.Option("--float16", help="Store series as float16 (half the size).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite outputs lstmviz did not write.")] = False,
-    input: InputOpt = None,
-    tokens: TokensOpt = None,
-    device: DeviceOpt = "cpu",
-    trust_pickle: TrustPickleOpt = False,
-    trust_torchscript: TrustTorchscriptOpt = False,
-    model_class: ModelClassOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    module: ModuleOpt = None,
-    max_memory: MaxMemoryOpt = None,
-    weights_key: WeightsKeyOpt = None,
-    forward_arg: ForwardArgOpt = None,
-    head: HeadOpt = None,
-    recurrent_only: RecurrentOnlyOpt = False,
-    no_verify: NoVerifyOpt = False,
+    float16: Annotated[bool, flag("--float16", "Store series as float16 (half the size).")] = False,
+    force: Annotated[bool, force_flag("outputs")] = False,
+    *,
+    load: LoadOptions,
 ) -> None:
     """Record every gate of every recurrent layer and save them as arrays.
 
@@ -171,21 +100,12 @@ def trace_command(
     # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
     from lstmviz_cli.commands.trace import run_trace_command
 
-    options = LoadOptions(
-        checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
-        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory, weights_key=weights_key,
-        forward_args=tuple(forward_arg or ()),
-        head=head, recurrent_only=recurrent_only,
-        verify=not no_verify,
-    )
-    message = run_trace_command(
-        options, output=output, json_path=json_path, dtype="float16" if float16 else "float32", force=force
-    )
-    typer.echo(message)
+    typer.echo(run_trace_command(load, output=output, json_path=json_path, dtype="float16" if float16 else "float32",
+                                 force=force))
 
 
-@app.command("report")
+@app.command("report", cls=Command)
+@with_load_options(checkpoint="checkpoints")
 def report_command(
     checkpoints: Annotated[
         list[str], typer.Argument(help="Checkpoint(s); with several (or a glob such as 'ckpts/*.pt') use --out-dir.")
@@ -200,9 +120,7 @@ def report_command(
                      "Batch: checkpoints in parallel (default 1)."),
     ] = None,
     title: Annotated[str | None, typer.Option("--title", help="Report title (default: the checkpoint name).")] = None,
-    layers: Annotated[
-        str | None, typer.Option("--layers", help="Only these layers, e.g. 'lstm/l1' or 'lstm/l0,lstm/l1/bwd'.")
-    ] = None,
+    layers: LayersOpt = None,
     units: Annotated[
         str | None, typer.Option("--units", help="Units to show: a count (top-N by variance, e.g. 32) or a list '0,5,9'.")
     ] = None,
@@ -221,34 +139,20 @@ def report_command(
     ] = None,
     saturation_low: Annotated[
         float, typer.Option("--saturation-low", help="Gate values below this count as left-saturated.")
-    ] = 0.1,
+    ] = Thresholds.saturation_low,
     saturation_high: Annotated[
         float, typer.Option("--saturation-high", help="Gate values above this count as right-saturated.")
-    ] = 0.9,
+    ] = Thresholds.saturation_high,
     saliency_step: Annotated[
         int | None, typer.Option("--saliency-step", help="Output step whose gradient saliency is shown (default: the last).")
     ] = None,
-    memory_probe: Annotated[
-        bool, typer.Option("--memory-probe", help="Also run the key-at-start memory-length probe.")
-    ] = False,
+    memory_probe: Annotated[bool, flag("--memory-probe", "Also run the key-at-start memory-length probe.")] = False,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the analysis results as JSON.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an output file lstmviz did not write.")] = False,
-    input: InputOpt = None,
-    tokens: TokensOpt = None,
-    device: DeviceOpt = "cpu",
-    trust_pickle: TrustPickleOpt = False,
-    trust_torchscript: TrustTorchscriptOpt = False,
-    model_class: ModelClassOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    module: ModuleOpt = None,
-    max_memory: MaxMemoryOpt = None,
-    weights_key: WeightsKeyOpt = None,
-    forward_arg: ForwardArgOpt = None,
-    head: HeadOpt = None,
-    recurrent_only: RecurrentOnlyOpt = False,
-    no_verify: NoVerifyOpt = False,
+    force: Annotated[bool, force_flag("an output file")] = False,
+    *,
+    load: LoadOptions,
 ) -> None:
     """Trace the model on a sample and write one self-contained HTML report.
 
@@ -258,15 +162,6 @@ def report_command(
     """
     if jobs is not None and jobs < 1:
         raise InputError(f"--jobs {jobs} must be at least 1")
-    checkpoint = Path(checkpoints[0])
-    options = LoadOptions(
-        checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
-        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory, weights_key=weights_key,
-        forward_args=tuple(forward_arg or ()),
-        head=head, recurrent_only=recurrent_only,
-        verify=not no_verify,
-    )
     view = ViewOptions(title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units)
     analysis_options = AnalysisOptions(
         labels=labels, saturation_low=saturation_low, saturation_high=saturation_high,
@@ -278,8 +173,8 @@ def report_command(
             run_batch_command,
         )
 
-        rows, index = run_batch_command(checkpoints, options, view, analysis_options, out_dir=out_dir, jobs=jobs or 1,
-                                              json_path=json_path, force=force)
+        rows, index = run_batch_command(checkpoints, load, view, analysis_options, out_dir=out_dir, jobs=jobs or 1,
+                                        json_path=json_path, force=force)
         failed = [row for row in rows if row.error]
         typer.echo(f"wrote {len(rows) - len(failed)} reports and {index}")
         for row in failed:
@@ -289,48 +184,29 @@ def report_command(
         return
     from lstmviz_cli.commands.report import run_report_command  # torch, matplotlib: not for --help
 
-    message = run_report_command(options, view, analysis_options, output=output, json_path=json_path, force=force, workers=jobs)
-    typer.echo(message)
+    typer.echo(run_report_command(load, view, analysis_options, output=output, json_path=json_path, force=force,
+                                  workers=jobs))
 
 
 # -- papers and CI (issue 6): figures, check, diff ------------------------------------------------
-CheckpointsArg = Annotated[
-    list[str], typer.Argument(help="One or more checkpoints; glob patterns such as 'ckpts/*.pt' are expanded.")
-]
-JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Checkpoints processed in parallel (processes).")]
-
-
-@app.command("figures")
+@app.command("figures", cls=Command)
+@with_load_options(checkpoint="checkpoints")
 def figures_command(
     checkpoints: CheckpointsArg,
     out_dir: Annotated[Path, typer.Option("--output", "-o", help="Directory for the figure files and figures.json.")] = Path("figs"),
     fmt: Annotated[str, typer.Option("--format", "-f", help="pdf, svg, png or pgf (pgf needs LaTeX).")] = "pdf",
     width: Annotated[str, typer.Option("--width", help="single (3.5 in), double (7.16 in) or inches, e.g. 5.5.")] = "double",
-    grayscale: Annotated[bool, typer.Option("--grayscale", help="Print-safe gray: luminance of every colour.")] = False,
+    grayscale: Annotated[bool, flag("--grayscale", "Print-safe gray: luminance of every colour.")] = False,
     font_size: Annotated[float, typer.Option("--font-size", help="Base font size in points.")] = 8.0,
-    layers: Annotated[
-        str | None, typer.Option("--layers", help="Only these layers, e.g. 'lstm/l1' or 'lstm/l0,lstm/l1/bwd'.")
-    ] = None,
+    layers: LayersOpt = None,
     units: Annotated[
         str | None, typer.Option("--units", help="Heatmap units: a count (top-N by variance) or a list '0,5,9'.")
     ] = None,
     steps: Annotated[str | None, typer.Option("--steps", help="Time window of heatmaps and diagrams, e.g. 0:20.")] = None,
-    jobs: JobsOpt = 1,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite files lstmviz did not write.")] = False,
-    input: InputOpt = None,
-    tokens: TokensOpt = None,
-    device: DeviceOpt = "cpu",
-    trust_pickle: TrustPickleOpt = False,
-    trust_torchscript: TrustTorchscriptOpt = False,
-    model_class: ModelClassOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    module: ModuleOpt = None,
-    max_memory: MaxMemoryOpt = None,
-    weights_key: WeightsKeyOpt = None,
-    forward_arg: ForwardArgOpt = None,
-    head: HeadOpt = None,
-    recurrent_only: RecurrentOnlyOpt = False,
-    no_verify: NoVerifyOpt = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Checkpoints processed in parallel (processes).")] = 1,
+    force: Annotated[bool, force_flag("files")] = False,
+    *,
+    load: LoadOptions,
 ) -> None:
     """Export every figure of the report as its own publication-ready file, plus a figures.json manifest.
 
@@ -340,19 +216,9 @@ def figures_command(
     from lstmviz_cli.commands.figures import run_figures
     from lstmviz_cli.render.paper import PublicationStyle, parse_width
 
-    options = LoadOptions(
-        checkpoint=Path("."), input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
-        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory, weights_key=weights_key,
-        forward_args=tuple(forward_arg or ()),
-        head=head, recurrent_only=recurrent_only,
-        verify=not no_verify,
-    )
     style = PublicationStyle(width=parse_width(width), grayscale=grayscale, font_size=font_size)
     view = ViewOptions(layers=layers, units=units, steps=steps)
-    outcome = run_figures(
-        checkpoints, options, view, out_dir=out_dir, fmt=fmt, style=style, jobs=jobs, force=force
-    )
+    outcome = run_figures(checkpoints, load, view, out_dir=out_dir, fmt=fmt, style=style, jobs=jobs, force=force)
     typer.echo(f"wrote {len(outcome.entries)} figures and {outcome.manifest}")
     for name, message in outcome.failures.items():
         typer.echo(f"lstmviz: error: {name}: {message}", err=True)
@@ -360,23 +226,34 @@ def figures_command(
         raise typer.Exit(1)
 
 
-@app.command("check")
+@app.command("check", cls=Command)
+@with_load_options(checkpoint="checkpoint", no_verify=False)
 def check_command(
     checkpoint: CheckpointArg,
     max_saturated: Annotated[
-        float | None, typer.Option("--max-saturated", help="Max share of a gate's values < 0.1 or > 0.9 (default 0.95).")
+        float | None,
+        typer.Option("--max-saturated", help=f"Max share of a gate's values {SATURATION_BAND} "
+                     f"(default {in_words(CheckConfig.max_saturated)})."),
     ] = None,
     max_dead_units: Annotated[
-        str | None, typer.Option("--max-dead-units", help="Max dead units per layer: a count (3) or a share (10%) (default 25%).")
+        str | None,
+        typer.Option("--max-dead-units", help="Max dead units per layer: a count (3) or a share (10%) "
+                     f"(default {in_words(CheckConfig.max_dead_units)})."),
     ] = None,
     min_memory_horizon: Annotated[
-        int | None, typer.Option("--min-memory-horizon", help="Min steps back holding 90% of the output's saliency (default off).")
+        int | None,
+        typer.Option("--min-memory-horizon", help=f"Min steps back holding {HORIZON_SHARE} of the output's saliency "
+                     f"(default {in_words(CheckConfig.min_memory_horizon)})."),
     ] = None,
     max_verify_error: Annotated[
-        float | None, typer.Option("--max-verify-error", help="Max |recorded - real| of the trace (default 1e-4).")
+        float | None,
+        typer.Option("--max-verify-error", help="Max |recorded - real| of the trace "
+                     f"(default {in_words(CheckConfig.max_verify_error)})."),
     ] = None,
     fail_on: Annotated[
-        str | None, typer.Option("--fail-on", help="Analysis findings that fail the check: error, warning or never (default error).")
+        str | None,
+        typer.Option("--fail-on", help="Analysis findings that fail the check: error, warning or never "
+                     f"(default {in_words(CheckConfig.fail_on)})."),
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Settings file (default: ./lstmviz.toml or the tool.lstmviz table of pyproject.toml).")
@@ -384,20 +261,9 @@ def check_command(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write every check as JSON.")] = None,
     junit_path: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (one test case per check).")] = None,
     report_path: Annotated[Path | None, typer.Option("--report", help="Also write the HTML report (one trace for both).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite output files lstmviz did not write.")] = False,
-    input: InputOpt = None,
-    tokens: TokensOpt = None,
-    device: DeviceOpt = "cpu",
-    trust_pickle: TrustPickleOpt = False,
-    trust_torchscript: TrustTorchscriptOpt = False,
-    model_class: ModelClassOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    module: ModuleOpt = None,
-    max_memory: MaxMemoryOpt = None,
-    weights_key: WeightsKeyOpt = None,
-    forward_arg: ForwardArgOpt = None,
-    head: HeadOpt = None,
-    recurrent_only: RecurrentOnlyOpt = False,
+    force: Annotated[bool, force_flag("output files")] = False,
+    *,
+    load: LoadOptions,
 ) -> None:
     """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed.
 
@@ -411,15 +277,8 @@ def check_command(
     flags = {"max_saturated": max_saturated, "max_dead_units": max_dead_units,
              "min_memory_horizon": min_memory_horizon, "max_verify_error": max_verify_error, "fail_on": fail_on}
     settings, source = resolve_config(flags, config_path=config)
-    options = LoadOptions(
-        checkpoint=checkpoint, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
-        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory, weights_key=weights_key,
-        forward_args=tuple(forward_arg or ()),
-        head=head, recurrent_only=recurrent_only,
-    )
-    result = run_check(options, settings, ViewOptions(), json_path=json_path,
-                             junit_path=junit_path, report_path=report_path, force=force)
+    result = run_check(load, settings, ViewOptions(), json_path=json_path, junit_path=junit_path,
+                       report_path=report_path, force=force)
     console = Console(width=110)
     console.print(summary_table([result]))
     verdict = "healthy" if result.passed else f"{len(result.failures)} of {len(result.cases)} checks failed"
@@ -431,27 +290,16 @@ def check_command(
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-@app.command("diff")
+@app.command("diff", cls=Command)
+@with_load_options(checkpoint="before")
 def diff_command(
     before: Annotated[Path, typer.Argument(help="The earlier checkpoint.")],
     after: Annotated[Path, typer.Argument(help="The later checkpoint (same architecture).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("diff.html"),
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the comparison as JSON.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an output file lstmviz did not write.")] = False,
-    input: InputOpt = None,
-    tokens: TokensOpt = None,
-    device: DeviceOpt = "cpu",
-    trust_pickle: TrustPickleOpt = False,
-    trust_torchscript: TrustTorchscriptOpt = False,
-    model_class: ModelClassOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    module: ModuleOpt = None,
-    max_memory: MaxMemoryOpt = None,
-    weights_key: WeightsKeyOpt = None,
-    forward_arg: ForwardArgOpt = None,
-    head: HeadOpt = None,
-    recurrent_only: RecurrentOnlyOpt = False,
-    no_verify: NoVerifyOpt = False,
+    force: Annotated[bool, force_flag("an output file")] = False,
+    *,
+    load: LoadOptions,
 ) -> None:
     """Compare two checkpoints of one architecture: weights per gate, gate statistics, saturation, units.
 
@@ -460,16 +308,7 @@ def diff_command(
     # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
     from lstmviz_cli.commands.diff import run_diff_command
 
-    options = LoadOptions(
-        checkpoint=before, input=input, tokens=tokens, device=device, trust_pickle=trust_pickle,
-        trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
-        module=module, max_memory=max_memory, weights_key=weights_key,
-        forward_args=tuple(forward_arg or ()),
-        head=head, recurrent_only=recurrent_only,
-        verify=not no_verify,
-    )
-    typer.echo(run_diff_command(options, after, AnalysisOptions(), output=output,
-                                     json_path=json_path, force=force))
+    typer.echo(run_diff_command(load, after, AnalysisOptions(), output=output, json_path=json_path, force=force))
 
 
 @contextlib.contextmanager

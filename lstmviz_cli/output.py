@@ -1,15 +1,19 @@
-"""Writing outputs without ever losing the user's files: ownership check, temp file, atomic rename."""
+"""Writing outputs without ever losing the user's files: ownership check, temp file, atomic rename.
+
+Every JSON file lstmviz writes (the report's `--json`, `trace --json`, `check --json`, `diff --json`,
+the figures manifest) goes through `write_json`: one encoding, so they cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from lstmviz_cli.errors import OutputError
 
@@ -89,10 +93,42 @@ def write_atomic(path: Path, writer: Callable[[Path], None] | bytes | str, *, fo
             tmp.unlink()
 
 
-def write_json(path: Path, payload: dict[str, Any], *, force: bool) -> None:
-    """Deterministic JSON (sorted keys) carrying the generator marker."""
-    document = {"generator": GENERATOR_MARKER, **payload}
-    write_atomic(path, json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n", force=force)
+def json_number(value: float | None) -> float | None:
+    """A number as the JSON schemas say "rounded": 6 significant digits (stable across platforms and
+    BLAS builds), None (null) for NaN, inf and None."""
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.6g}")
+
+
+def _finite(value: object) -> object:
+    """`value` with every NaN/inf float replaced by None: JSON has no NaN, and null says "no number"."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def json_text(document: Mapping[str, object]) -> str:
+    """The one JSON encoding of lstmviz's outputs: the generator marker, keys sorted, two-space indent,
+    NaN/inf as null (never the non-standard `NaN`), a final newline. Deterministic for equal input.
+
+    Rounding is the schema's (`json_number` on the fields it names), not this function's: some numbers
+    (a trace's verification error, a figure's size) are written exactly.
+    """
+    payload = _finite({"generator": GENERATOR_MARKER, **document})
+    return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_json(path: Path, document: Mapping[str, object], *, force: bool) -> None:
+    """Write `json_text(document)` atomically (refusing to replace a file lstmviz did not write)."""
+    write_atomic(path, json_text(document), force=force)
 
 
 def _describe_os_error(path: Path, error: OSError) -> str:

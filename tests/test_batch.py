@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from batch_jobs import square_or_fail
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import sample
 
@@ -14,15 +15,6 @@ from lstmviz_cli.commands import batch, many, pipeline
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.page.index import ReportSummary, build_index_page
 from lstmviz_cli.render.html import render_html
-
-
-def square_or_fail(path: Path, factor: int) -> int:
-    """A job for run_many: module-level so worker processes can import it."""
-    if path.stem == "bad":
-        raise InputError(f"{path.name!r} is broken")
-    if path.stem == "bug":
-        raise ZeroDivisionError("division by zero")
-    return int(path.stem) ** 2 * factor
 
 
 def test_expand_checkpoints_globs_order_and_duplicates(tmp_path: Path) -> None:
@@ -95,6 +87,7 @@ def test_batch_report_goes_on_after_a_failure(
     assert index.index("one.pt") < index.index("two.pt") < index.index("zero.pt")
     assert '<a href="one.html">' in index and '<a href="two.html">' in index
     assert "lstm/l0/fwd" in index and "gru/l0/fwd" in index
+    assert "two.pt" in (out / "two.html").read_text() and "gru/l0/fwd" in (out / "two.html").read_text()
 
 
 def test_batch_form_needs_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

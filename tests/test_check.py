@@ -169,17 +169,17 @@ def test_junit_validates_and_carries_the_finding_message() -> None:
     assert len(failures) == len(result.failures) == int(suite.get("failures")) == 2
     assert {f.get("message") for f in failures} == {c.message.replace("\x07", "\\x07") for c in result.failures}
     assert suite.get("name") == "lstmviz check " + HOSTILE.replace("\x07", "\\x07") + ".pt"
-    assert to_junit([result]) == xml  # deterministic: no timestamp, no hostname
+    assert "timestamp" not in xml and "hostname" not in xml  # a rerun is byte-identical: test_determinism.py
 
 
-def test_json_is_deterministic_and_complete() -> None:
+def test_json_is_complete() -> None:
     result = _evaluate(_pinned_run())
     document = to_json(result)
     assert document["passed"] is False and document["failures"] == 1
     assert document["config"]["max_saturated"] == 0.95
     names = [case["name"] for case in document["cases"]]
     assert "saturation lstm/l0/fwd f" in names
-    assert json.dumps(document, sort_keys=True) == json.dumps(to_json(_evaluate(_pinned_run())), sort_keys=True)
+    json.dumps(document, allow_nan=False)  # JSON-ready (byte-identical across interpreters: test_determinism.py)
 
 
 # -- the command --------------------------------------------------------------------------------------

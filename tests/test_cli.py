@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +15,7 @@ import pytest
 from lstmviz_cli import __version__
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
+from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import CheckpointError
 
 BIN = Path(sys.executable).parent
@@ -35,20 +39,27 @@ def test_console_script_and_module_entry_points() -> None:
 
 
 def test_console_script_exits_fast_without_losing_output_or_codes(tmp_path: Path) -> None:
-    """`run()` skips interpreter teardown (os._exit): streams are flushed and exit codes kept."""
+    """`run()` skips interpreter teardown (os._exit): streams are flushed, files complete, exit codes kept.
+
+    (The report itself, drawn in one or two processes by fresh interpreters: tests/test_determinism.py.)
+    """
     script = str(BIN / "lstmviz")
-    bad = subprocess.run([script, "report", str(tmp_path / "missing.pt")], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
-    pages = []
-    for jobs in ("1", "2"):
-        out = tmp_path / f"jobs{jobs}.html"
-        done = subprocess.run([script, "report", DIGITSUM, "-o", str(out), "--jobs", jobs], capture_output=True,
-                              text=True)
-        assert done.returncode == 0 and done.stdout.startswith(f"wrote {out}"), done.stderr
-        pages.append(out.read_bytes())
-    assert pages[0] == pages[1] and pages[0].rstrip().endswith(b"</html>")  # figures drawn in 2 processes: same page
-    zero = subprocess.run([script, "report", DIGITSUM, "--jobs", "0"], capture_output=True, text=True)
-    assert zero.returncode == 2 and zero.stderr == "lstmviz: error: --jobs 0 must be at least 1\n"
+    out = tmp_path / "t.npz"
+    runs = {  # the three at once: two cores
+        "missing": [script, "report", str(tmp_path / "missing.pt")],
+        "zero": [script, "report", DIGITSUM, "--jobs", "0"],
+        "trace": [script, "trace", DIGITSUM, "-o", str(out), "--json", str(tmp_path / "t.json")],
+    }
+    started = {name: subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for name, args in runs.items()}
+    done = {name: (process.wait(timeout=120), *process.communicate()) for name, process in started.items()}
+    code, _, err = done["missing"]
+    assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+    assert done["zero"] == (2, "", "lstmviz: error: --jobs 0 must be at least 1\n")
+    code, stdout, err = done["trace"]
+    assert code == 0 and stdout.startswith(f"wrote {out} (6 arrays;") and stdout.endswith("\n"), err
+    assert err == "lstmviz: digitsum.pt: rebuilt from weights: all 7 tensors placed\n"
+    assert sorted(np.load(out)) == sorted([*json.loads((tmp_path / "t.json").read_text())["keys"], "__summary__"])
 
 
 def test_subcommand_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,3 +147,74 @@ def test_hand_written_cell_sample_from_the_cli(tmp_path: Path, capsys: pytest.Ca
     assert main(["trace", str(SAMPLES / "digitsum.pt"), "--module", "nope", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--module 'nope' is not a module" in err and err.count("\n") == 1
+
+
+COMMANDS = ("trace", "report", "figures", "check", "diff")
+
+
+def test_flags_look_like_flags_in_help(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: `--force <bool>` read as if `--force true` were how to write it; a flag shows no value type."""
+    monkeypatch.setenv("COLUMNS", "160")
+    for command in ("", *COMMANDS):
+        assert main([*([command] if command else []), "--help"]) == 0
+        out = capsys.readouterr().out
+        assert "<bool>" not in out, command
+        assert re.search(r"--help +-h +Show this message", out), command
+    assert main(["trace", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"--force +Overwrite outputs", out) and re.search(r"--input +-i +<path>", out)
+    assert main(["trace", DIGITSUM, "--force", "true"]) == 2  # still a flag: "true" is an extra argument
+    assert "unexpected extra argument(s) (true)" in capsys.readouterr().err
+
+
+def test_every_loading_command_takes_the_same_load_options(capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """One declaration (cli_options.LOAD_OPTIONS) for all five commands; `check` decides verification itself."""
+    from lstmviz_cli.cli_options import LOAD_OPTIONS
+
+    monkeypatch.setenv("COLUMNS", "200")
+    expected = ["--input", "--tokens", "--device", "--trust-pickle", "--trust-torchscript", "--model-class",
+                "--model-kwargs", "--module", "--max-memory", "--weights-key", "--forward-arg", "--head",
+                "--recurrent-only"]
+    assert len(LOAD_OPTIONS) == len(expected)
+    for command in COMMANDS:
+        assert main([command, "--help"]) == 0
+        shown = re.findall(r"│ (--[a-z0-9-]+)", capsys.readouterr().out)
+        load = [name for name in shown if name in expected]
+        assert load == expected, command
+        assert ("--no-verify" in shown) is (command != "check"), command
+
+
+def test_load_options_reach_the_command_as_one_record(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen = []
+
+    def record(options: object, **kwargs: object) -> str:
+        seen.append(options)
+        return "ok"
+
+    import lstmviz_cli.commands.trace as trace_module
+
+    monkeypatch.setattr(trace_module, "run_trace_command", record)
+    args = ["trace", "m.pt", "-i", "x.npz", "--device", "auto", "--trust-pickle", "--forward-arg", "a=b",
+            "--forward-arg", "c=d", "--head", "last", "--recurrent-only", "--no-verify", "-o", str(tmp_path / "t.npz")]
+    assert main(args) == 0
+    assert seen == [LoadOptions(checkpoint=Path("m.pt"), input=Path("x.npz"), device="auto", trust_pickle=True,
+                                forward_args=("a=b", "c=d"), head="last", recurrent_only=True, verify=False)]
+
+
+def test_help_states_the_defaults_of_the_records_that_hold_them() -> None:
+    """Threshold defaults have one source: change them there and the CLI's defaults and help follow."""
+    code = (
+        "from lstmviz_cli.analysis.thresholds import Thresholds\n"
+        "from lstmviz_cli.analysis.checksettings import CheckConfig\n"
+        "Thresholds.saturation_low, Thresholds.saturation_high, Thresholds.horizon_mass = 0.2, 0.7, 0.8\n"
+        "CheckConfig.max_saturated, CheckConfig.max_dead_units, CheckConfig.max_verify_error = 0.5, '7%', 3e-5\n"
+        "from lstmviz_cli.cli import main\n"
+        "main(['check', '--help']); main(['report', '--help'])\n"
+    )
+    env = {**os.environ, "COLUMNS": "250"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert "values < 0.2 or > 0.7 (default 0.5)" in out and "(default 7%)" in out and "holding 80%" in out
+    assert "trace (default 3e-5)" in out
+    assert re.search(r"--saturation-low +<float> +Gate values below this count as left-saturated\. +\[default: 0\.2\]",
+                     out)

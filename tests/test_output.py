@@ -96,3 +96,34 @@ def test_unwritable_directory(tmp_path: Path) -> None:
             write_atomic(locked / "r.html", "x")
     finally:
         locked.chmod(0o700)
+
+
+# -- the one JSON writer --------------------------------------------------------------------------------
+def test_json_text_is_one_deterministic_encoding() -> None:
+    document = {"b": [1.5, float("nan"), {"z": float("inf"), "a": (float("-inf"), 2)}], "a": None, "c": "é"}
+    text = output.json_text(document)
+    assert text == (
+        '{\n  "a": null,\n  "b": [\n    1.5,\n    null,\n    {\n      "a": [\n        null,\n        2\n      ],\n'
+        '      "z": null\n    }\n  ],\n  "c": "\\u00e9",\n  "generator": "lstmviz-generated"\n}\n'
+    )
+    # Rounding is the schema's, through one function: 6 significant digits, null for what is no number.
+    assert output.json_number(0.123456789) == 0.123457 and output.json_number(123456789.0) == 123457000.0
+    assert output.json_number(float("nan")) is None and output.json_number(None) is None
+    assert output.json_text({"x": 0.1 + 0.2}) == '{\n  "generator": "lstmviz-generated",\n  "x": 0.30000000000000004\n}\n'
+
+
+def test_every_json_file_is_written_by_write_json() -> None:
+    """`json.dump(s)` appears only in output.json_text: report, trace, check, diff and the figures manifest
+    cannot drift apart (one used to write NaN, another omitted allow_nan). The npz's embedded summary
+    string is the tracer's (`Trace.save_npz`), not a JSON file."""
+    import ast
+
+    package = Path(output.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("dump", "dumps") and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "json"):
+                found.append(str(path.relative_to(package)))
+    assert sorted(found) == ["output.py", "tracing/records.py"]

@@ -182,6 +182,38 @@ def test_analyze_run_end_to_end_with_saliency_and_probe() -> None:
     assert doc["saliency"]["horizon"] == 6 and len(doc["saliency"]["values"]) == 6
 
 
+def test_analyze_run_reads_the_prediction_once_and_changes_neither_the_run_nor_the_saliency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: `predict` ran twice (to pick saliency's target, then in the analysis) and the analysis
+    wrote the memory horizon into the saliency record it was given."""
+    from dataclasses import replace
+
+    from lstmviz_cli.analysis import analyze, prediction
+    from lstmviz_cli.analysis.analyze import analyze_trace
+    from lstmviz_cli.explain import orchestrate
+
+    calls = []
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return prediction.predict(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(orchestrate, "predict", counted)
+    assert not hasattr(analyze, "predict")  # the pure stage takes the prediction; it never reads one
+    run = _run(FirstStepOnly().eval(), np.array([[1, 2, 3, 4, 0, 1]]), "tokens")
+    meta = dict(run.trace.meta)
+    analysis = analyze_run(run, AnalysisOptions())
+    assert len(calls) == 1 and analysis.prediction is not None and analysis.prediction.kind == "topk"
+    assert run.trace.meta == meta
+    given = replace(analysis.saliency, horizon=0)
+    again = analyze_trace(run.trace, saliency=given, prediction=analysis.prediction)
+    assert given.horizon == 0 and again.saliency is not given and again.saliency.horizon == 6
+    assert again.prediction is analysis.prediction
+    with pytest.raises(AttributeError):  # frozen: nothing downstream can rewrite it either
+        given.horizon = 3  # type: ignore[misc]
+
+
 def test_analyze_run_bad_saliency_step_is_an_input_error() -> None:
     from lstmviz_cli.errors import InputError
 

@@ -9,41 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
-from lstmviz_cli.analysis.records import FigureRef
-from lstmviz_cli.errors import InputError
-from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE
+from lstmviz_cli.analysis.checksettings import CheckConfig, parse_dead_limit
+from lstmviz_cli.analysis.records import Analysis, FigureRef
+from lstmviz_cli.tracing.provenance import Provenance
+from lstmviz_cli.tracing.records import Trace
+from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE, Verification
 
-FAIL_ON = ("error", "warning", "never")
 _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 # The analysis's finding code for dead units; the check reads its unit lists.
 _DEAD_CODES = ("dead_units",)
-
-
-@dataclass(frozen=True)
-class CheckConfig:
-    """The thresholds. None turns a check off. Flags override the config file, which overrides these."""
-
-    max_saturated: float | None = 0.95  # share of a gate's values that are < low or > high
-    max_dead_units: str | None = "25%"  # per layer: a count ("3") or a share of its units ("10%")
-    min_memory_horizon: int | None = None  # steps back that hold 90% of the saliency (task-dependent)
-    max_verify_error: float | None = 1e-4  # max |recorded - real| of the trace
-    fail_on: str = "error"  # analysis findings of this severity or worse fail: error, warning, never
-
-    def __post_init__(self) -> None:
-        for name in ("max_saturated",):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise InputError(f"{flag_name(name)} {value!r} must be a fraction between 0 and 1")
-        if self.max_verify_error is not None and self.max_verify_error < 0:
-            raise InputError(f"--max-verify-error {self.max_verify_error!r} must be >= 0")
-        if self.min_memory_horizon is not None and self.min_memory_horizon < 0:
-            raise InputError(f"--min-memory-horizon {self.min_memory_horizon!r} must be >= 0")
-        if self.fail_on not in FAIL_ON:
-            raise InputError(f"--fail-on {self.fail_on!r} must be one of {', '.join(FAIL_ON)}")
-        if self.max_dead_units is not None:
-            parse_dead_limit(self.max_dead_units)
 
 
 @dataclass
@@ -68,7 +43,7 @@ class CheckResult:
     model: str
     cases: list[CheckCase] = field(default_factory=list)
     config: CheckConfig = field(default_factory=CheckConfig)
-    provenance: Any = None  # provenance.Provenance: what was verified, and whether the model was partial
+    provenance: Provenance | None = None  # what was verified, and whether the model was partial
     # The report page's HTML id of each figure the cases name (`page.model.Page.anchors`), set by the
     # command that builds the page; the JSON and JUnit writers link cases to the page with it.
     anchors: dict[FigureRef, str] = field(default_factory=dict)
@@ -78,7 +53,7 @@ class CheckResult:
         return bool(self.provenance is not None and self.provenance.recurrent_only)
 
     @property
-    def verification(self) -> list[Any]:
+    def verification(self) -> list[Verification]:
         return list(self.provenance.verification) if self.provenance is not None else []
 
     @property
@@ -90,31 +65,10 @@ class CheckResult:
         return not self.failures
 
 
-def flag_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def parse_dead_limit(text: str) -> tuple[float, bool]:
-    """'3' -> (3, False) a count; '10%' -> (0.1, True) a share of the layer's units."""
-    raw = str(text).strip()
-    try:
-        if raw.endswith("%"):
-            share = float(raw[:-1]) / 100.0
-            if not 0.0 <= share <= 1.0:
-                raise ValueError
-            return share, True
-        count = float(raw)
-        if count < 0 or count != int(count):
-            raise ValueError
-        return count, False
-    except ValueError:
-        raise InputError(f"--max-dead-units {text!r} must be a count (e.g. 3) or a percentage (e.g. 10%)") from None
-
-
 # -- evaluation -----------------------------------------------------------------------------------------
-def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> CheckResult:
+def evaluate(trace: Trace, analysis: Analysis, config: CheckConfig, *, model: str) -> CheckResult:
     """Compare the analysis's numbers with the thresholds: one case per layer and gate, per layer, per finding."""
-    provenance = getattr(analysis, "provenance", None)
+    provenance = analysis.provenance
     result = CheckResult(model=model, config=config, provenance=provenance)
     cases = result.cases
     levels = list(provenance.verification) if provenance is not None else []
@@ -137,8 +91,8 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                     "model_output", level.label, None, level.error, OUTPUT_TOLERANCE, level.status == "ok",
                     level.text() + ("" if level.status == "ok" else " (relative to the output's size)"),
                 ))
-    unjudged: dict[str, int] = dict(getattr(analysis, "unjudged", {}) or {})
-    minimum = int(getattr(getattr(analysis, "thresholds", None), "min_steps", 0) or 0)
+    unjudged = analysis.unjudged
+    minimum = analysis.thresholds.min_steps
     if config.max_saturated is not None:
         for stat in analysis.gate_stats:
             if stat.frac_low is None or stat.frac_high is None:
@@ -179,7 +133,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
                 FigureRef("activity", layer.prefix),
             ))
     if config.min_memory_horizon is not None:
-        saliency = getattr(analysis, "saliency", None)
+        saliency = analysis.saliency
         if saliency is None:
             cases.append(CheckCase("memory_horizon", "memory horizon", None, None, config.min_memory_horizon, False,
                                    "memory horizon unavailable (saliency could not be computed for this model)"))
@@ -192,7 +146,7 @@ def evaluate(trace: Any, analysis: Any, config: CheckConfig, *, model: str) -> C
             ok = horizon >= config.min_memory_horizon
             cases.append(CheckCase(
                 "memory_horizon", "memory horizon", None, float(horizon), float(config.min_memory_horizon), ok,
-                f"90% of the saliency lies within the last {horizon} steps"
+                f"{analysis.thresholds.horizon_mass:.0%} of the saliency lies within the last {horizon} steps"
                 + ("" if ok else f" < {config.min_memory_horizon}"),
                 FigureRef("saliency"),
             ))
@@ -217,7 +171,7 @@ def _skipped(check: str, name: str, prefix: str | None, threshold: float | None,
                      f"skipped: {count} {what}, fewer than the {minimum} needed to judge", figure, skipped=True)
 
 
-def dead_units_by_layer(analysis: Any) -> dict[str, list[int]]:
+def dead_units_by_layer(analysis: Analysis) -> dict[str, list[int]]:
     """Dead units per layer prefix, as the analysis's findings name them."""
     dead: dict[str, list[int]] = {}
     for finding in analysis.findings:
@@ -232,9 +186,6 @@ def _unit_list(units: list[int], limit: int = 8) -> str:
     return shown + (f", … ({len(units)} in all)" if len(units) > limit else "")
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
+def _finite(value: float) -> float | None:
+    number = float(value)
     return number if math.isfinite(number) else None

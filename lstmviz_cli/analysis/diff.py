@@ -7,15 +7,14 @@ reports show); the diff only subtracts them. Activations are compared on one sha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.families import FAMILIES
 from lstmviz_cli.tracing.records import LayerTrace, Trace
 
-# Row blocks of weight_ih / weight_hh / biases, in PyTorch's order.
-GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("a",)}
 HIST_BINS = 40
 TOP_UNITS = 8
 _EPS = 1e-12
@@ -59,9 +58,9 @@ class GateStatChange:
 
     @property
     def delta_saturated(self) -> float | None:
-        if None in (self.before_low, self.before_high, self.after_low, self.after_high):
+        if self.before_low is None or self.before_high is None or self.after_low is None or self.after_high is None:
             return None
-        return (self.after_low + self.after_high) - (self.before_low + self.before_high)  # type: ignore[operator]
+        return (self.after_low + self.after_high) - (self.before_low + self.before_high)
 
 
 @dataclass
@@ -77,7 +76,7 @@ class UnitChange:
 
 @dataclass
 class DiffResult:
-    """Everything the diff page and its JSON show."""
+    """Everything the diff page and its JSON (`analysis.serialize.diff_json`) show."""
 
     before: str
     after: str
@@ -92,44 +91,6 @@ class DiffResult:
     def unchanged(self) -> bool:
         """True when no weight and no activation moved at all (a model against itself)."""
         return self.max_weight_change == 0.0 and self.max_activation_change == 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "before": self.before,
-            "after": self.after,
-            "sample": self.sample,
-            "unchanged": self.unchanged,
-            "max_weight_change": _num(self.max_weight_change),
-            "max_activation_change": _num(self.max_activation_change),
-            "weights": [
-                {"prefix": w.prefix, "gate": w.gate, "before_mean": _num(w.before_mean),
-                 "before_std": _num(w.before_std), "after_mean": _num(w.after_mean),
-                 "after_std": _num(w.after_std), "rel_change": _num(w.rel_change),
-                 "max_abs_change": _num(w.max_abs_change)}
-                for w in self.weights
-            ],
-            "gate_stats": [
-                {"prefix": g.prefix, "series": g.series, "before_mean": _num(g.before_mean),
-                 "after_mean": _num(g.after_mean), "delta_mean": _num(g.delta_mean),
-                 "before_std": _num(g.before_std), "after_std": _num(g.after_std),
-                 "before_frac_low": _num(g.before_low), "after_frac_low": _num(g.after_low),
-                 "before_frac_high": _num(g.before_high), "after_frac_high": _num(g.after_high),
-                 "delta_saturated": _num(g.delta_saturated)}
-                for g in self.gate_stats
-            ],
-            "units": [
-                {"prefix": u.prefix, "unit": u.unit, "activation_change": _num(u.activation_change),
-                 "weight_change": _num(u.weight_change),
-                 "series_change": {k: _num(v) for k, v in sorted(u.series_change.items())}}
-                for u in self.units
-            ],
-        }
-
-
-def _num(value: float | None) -> float | None:
-    if value is None or not np.isfinite(value):
-        return None
-    return float(f"{float(value):.6g}")
 
 
 # -- architecture --------------------------------------------------------------------------------------
@@ -154,8 +115,9 @@ def architecture_difference(before: Trace, after: Trace) -> str | None:
     for prefix, layer in layers_a.items():
         other = layers_b[prefix]
         for key in sorted(set(layer.weights) | set(other.weights)):
-            shape_a = getattr(layer.weights.get(key), "shape", None)
-            shape_b = getattr(other.weights.get(key), "shape", None)
+            a, b = layer.weights.get(key), other.weights.get(key)
+            shape_a = None if a is None else a.shape
+            shape_b = None if b is None else b.shape
             if shape_a != shape_b:
                 return f"{prefix}: {key} has shape {shape_a} in BEFORE but {shape_b} in AFTER"
     return None
@@ -171,7 +133,8 @@ def require_same_architecture(before: Trace, after: Trace) -> None:
 # -- comparisons ----------------------------------------------------------------------------------------
 def _gate_blocks(layer: LayerTrace) -> dict[str, list[np.ndarray]]:
     """Each gate's parameters (its rows of weight_ih, weight_hh, bias_ih, bias_hh), flattened."""
-    gates = GATE_ORDER.get(layer.family, ())
+    family = FAMILIES.get(layer.family)
+    gates = family.gates if family is not None else ()  # row blocks of weight_ih / weight_hh / biases
     hidden = layer.config.hidden_size
     blocks: dict[str, list[np.ndarray]] = {g: [] for g in gates}
     for key in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -213,7 +176,7 @@ def compare_weights(before: LayerTrace, after: LayerTrace) -> list[WeightChange]
     return changes
 
 
-def compare_gate_stats(before: Any, after: Any) -> list[GateStatChange]:
+def compare_gate_stats(before: Analysis, after: Analysis) -> list[GateStatChange]:
     """Pair the two analyses' gate statistics (prefix, series) in the BEFORE order."""
     index = {(s.prefix, s.series): s for s in after.gate_stats}
     changes = []
@@ -255,7 +218,8 @@ def compare_units(before: LayerTrace, after: LayerTrace, *, top: int = TOP_UNITS
 def _unit_weight_change(before: LayerTrace, after: LayerTrace, units: int) -> np.ndarray:
     """Relative change of each unit's rows across every gate block of weight_ih/weight_hh/biases."""
     hidden = before.config.hidden_size
-    gates = len(GATE_ORDER.get(before.family, ("a",)))
+    family = FAMILIES.get(before.family)
+    gates = family.n_gates if family is not None else 1
     num = np.zeros(hidden)
     den = np.zeros(hidden)
     for key in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -271,7 +235,7 @@ def _unit_weight_change(before: LayerTrace, after: LayerTrace, units: int) -> np
     return out
 
 
-def diff_traces(before: Trace, after: Trace, before_analysis: Any, after_analysis: Any, *,
+def diff_traces(before: Trace, after: Trace, before_analysis: Analysis, after_analysis: Analysis, *,
                 before_name: str, after_name: str, sample: str) -> DiffResult:
     """The whole comparison. Both traces must come from the same sample."""
     require_same_architecture(before, after)

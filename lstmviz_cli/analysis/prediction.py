@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from lstmviz_cli.analysis.records import Prediction
@@ -18,7 +20,8 @@ def _probabilities(vector: np.ndarray) -> np.ndarray:
     if (v <= 0).all() and abs(np.exp(v).sum() - 1.0) < 1e-3:
         return np.exp(v)
     shifted = np.exp(v - v.max())
-    return shifted / shifted.sum()
+    probs: np.ndarray = shifted / shifted.sum()
+    return probs
 
 
 def predict(
@@ -57,15 +60,15 @@ def predict(
     after = f" after step {step}" if step is not None else ""
     at = f" at step {step}" if step is not None else ""
     if vocab is not None and len(vocab) == width and task in (None, "char-lm"):
-        names = [display_token(str(v)) for v in vocab]
-        return _top(vector, names, top_k, step, "most likely next tokens" + after, basis)
+        tokens = [display_token(str(v)) for v in vocab]
+        return _top(vector, tokens, top_k, step, "most likely next tokens" + after, basis)
     if labels is not None and len(labels) == width and task != "regression":
         return _top(vector, [str(v) for v in labels], top_k, step, "most likely classes" + at, basis)
     if task == "classification":
         return _top(vector, [f"class {k}" for k in range(width)], top_k, step, "most likely classes" + at, basis)
     if task == "char-lm":
         return _top(vector, [f"token {k}" for k in range(width)], top_k, step, "most likely next tokens" + after, basis)
-    names = labels if labels is not None and len(labels) == width else [f"y{k}" for k in range(width)]
+    names: Sequence[str] = labels if labels is not None and len(labels) == width else [f"y{k}" for k in range(width)]
     shown = min(width, 16)
     first = f", first {shown} of {width}" if width > shown else ""
     if width == 1 or task == "regression":

@@ -57,9 +57,13 @@ class UnitCorrelation:
     r: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class SaliencyResult:
-    """‖∂y/∂x_t‖ of one output at `step` for every input step, and gradient norms per parameter."""
+    """‖∂y/∂x_t‖ of one output at `step` for every input step, and gradient norms per parameter.
+
+    `horizon` is the analysis's (`analyze_trace` returns a copy with it, from the thresholds'
+    horizon_mass); 0 in the record `explain.saliency.compute_saliency` returns.
+    """
 
     step: int
     target: str  # what y is, e.g. "logit of 'e' at step 211"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Literal, overload
 
 import numpy as np
 
@@ -30,7 +31,8 @@ def first_sequence(array: np.ndarray) -> np.ndarray:
     return _without_padding(np.asarray(array[0]))
 
 
-def float64_chunks(rows: np.ndarray) -> Any:
+def float64_chunks(rows: np.ndarray) -> Iterator[np.ndarray]:
+    """(n, units) rows as float64, CHUNK_ROWS at a time (a float16 trace is never copied whole)."""
     for start in range(0, len(rows), CHUNK_ROWS):
         yield rows[start : start + CHUNK_ROWS].astype(np.float64)
 
@@ -43,7 +45,15 @@ def column_means(rows: np.ndarray) -> np.ndarray:
     return total / max(len(rows), 1)
 
 
-def mean_std(rows: np.ndarray, axis: int | None = None) -> tuple[Any, Any]:
+@overload
+def mean_std(rows: np.ndarray, axis: None = None) -> tuple[float, float]: ...
+
+
+@overload
+def mean_std(rows: np.ndarray, axis: Literal[0]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def mean_std(rows: np.ndarray, axis: Literal[0] | None = None) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """Float64 mean and (population) std of all values (axis None) or per column (axis 0), in chunks."""
     means = column_means(rows)
     mean = means.mean() if axis is None else means

@@ -1,4 +1,6 @@
-"""The one JSON writer of the analysis summary, from the typed records.
+"""The JSON form of the analysis stage's records: the report's summary (`analysis_json`) and the diff
+(`diff_json`). Built from the typed records; written by the one JSON writer, `output.write_json`
+(keys sorted, NaN/inf as null). Numbers are rounded with `output.json_number`.
 
 JSON schema of `analysis_json(analysis)` (what `lstmviz report ... --json summary.json` writes, next to
 `"generator": "lstmviz-generated"`; floats rounded to 6 significant digits; NaN/inf become null;
@@ -44,21 +46,12 @@ everything about "units" and "steps" refers to batch element 0 unless said other
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
+from lstmviz_cli.analysis.diff import DiffResult
 from lstmviz_cli.analysis.records import Analysis, FigureRef
-
-
-def _num(value: float | None) -> float | None:
-    """A JSON-safe float: 6 significant digits (stable across platforms), None for NaN/inf/None."""
-    if value is None:
-        return None
-    value = float(value)
-    if not math.isfinite(value):
-        return None
-    return float(f"{value:.6g}")
+from lstmviz_cli.output import json_number as _num
 
 
 def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None] | None = None) -> dict[str, Any]:
@@ -152,4 +145,38 @@ def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None]
         ],
         "notes": list(analysis.notes),
         "unjudged": dict(analysis.unjudged),
+    }
+
+
+def diff_json(result: DiffResult) -> dict[str, Any]:
+    """The JSON of `lstmviz diff --json` (rounded like the summary; `"unchanged"`: nothing moved at all)."""
+    return {
+        "before": result.before,
+        "after": result.after,
+        "sample": result.sample,
+        "unchanged": result.unchanged,
+        "max_weight_change": _num(result.max_weight_change),
+        "max_activation_change": _num(result.max_activation_change),
+        "weights": [
+            {"prefix": w.prefix, "gate": w.gate, "before_mean": _num(w.before_mean),
+             "before_std": _num(w.before_std), "after_mean": _num(w.after_mean),
+             "after_std": _num(w.after_std), "rel_change": _num(w.rel_change),
+             "max_abs_change": _num(w.max_abs_change)}
+            for w in result.weights
+        ],
+        "gate_stats": [
+            {"prefix": g.prefix, "series": g.series, "before_mean": _num(g.before_mean),
+             "after_mean": _num(g.after_mean), "delta_mean": _num(g.delta_mean),
+             "before_std": _num(g.before_std), "after_std": _num(g.after_std),
+             "before_frac_low": _num(g.before_low), "after_frac_low": _num(g.after_low),
+             "before_frac_high": _num(g.before_high), "after_frac_high": _num(g.after_high),
+             "delta_saturated": _num(g.delta_saturated)}
+            for g in result.gate_stats
+        ],
+        "units": [
+            {"prefix": u.prefix, "unit": u.unit, "activation_change": _num(u.activation_change),
+             "weight_change": _num(u.weight_change),
+             "series_change": {k: _num(v) for k, v in sorted(u.series_change.items())}}
+            for u in result.units
+        ],
     }

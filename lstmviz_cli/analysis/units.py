@@ -62,4 +62,5 @@ def pearson_matrix(x: np.ndarray, f: np.ndarray) -> np.ndarray:
     # A unit (or feature) that never moves has no correlation; tiny norms are float noise.
     r[x_norm < 1e-8 * np.sqrt(len(x)), :] = np.nan
     r[:, f_norm < 1e-12] = np.nan
-    return np.clip(r, -1.0, 1.0)
+    clipped: np.ndarray = np.clip(r, -1.0, 1.0)
+    return clipped

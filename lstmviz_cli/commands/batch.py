@@ -73,7 +73,7 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: LoadOptions, vi
     args = [(options, view, analysis_options, output, force, workers) for output in outputs]
     results = run_many(report_job, paths, args, jobs=jobs, label="report", show_progress=show_progress)
     rows = [
-        r.value if r.ok else ReportSummary(name=r.checkpoint.name, file=None, error=r.error)
+        r.value if r.value is not None else ReportSummary(name=r.checkpoint.name, file=None, error=r.error)
         for r in results
     ]
 

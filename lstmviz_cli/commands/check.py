@@ -6,18 +6,17 @@ Every number compared comes from the analysis stage (`analysis.checks`); the out
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from lstmviz_cli.analysis.checks import CheckCase, CheckConfig, CheckResult, evaluate
+from lstmviz_cli.analysis.checks import CheckCase, CheckResult, evaluate
+from lstmviz_cli.analysis.checksettings import CheckConfig
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import VerificationError
 from lstmviz_cli.explain.orchestrate import analyze_run
-from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
+from lstmviz_cli.output import check_writable, write_atomic, write_json
 from lstmviz_cli.page.build import build_page, select
 from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.checkresults import to_json, to_junit
@@ -28,11 +27,10 @@ from lstmviz_cli.render.jobs import default_workers
 def write_outputs(results: list[CheckResult], *, json_path: Path | None, junit_path: Path | None, force: bool) -> None:
     """Write the JSON and JUnit files atomically (refusing to replace files lstmviz did not write)."""
     if json_path is not None:
-        payload: Any = to_json(results[0]) if len(results) == 1 else {
-            "generator": GENERATOR_MARKER, "passed": all(r.passed for r in results),
-            "models": [to_json(r) for r in results],
+        payload = to_json(results[0]) if len(results) == 1 else {
+            "passed": all(r.passed for r in results), "models": [to_json(r) for r in results],
         }
-        write_atomic(json_path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n", force=force)
+        write_json(json_path, payload, force=force)
     if junit_path is not None:
         write_atomic(junit_path, to_junit(results), force=force)
 

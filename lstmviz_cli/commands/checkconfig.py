@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from lstmviz_cli.analysis.checksettings import CheckConfig, flag_name
 from lstmviz_cli.errors import InputError
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-from lstmviz_cli.analysis.checks import CheckConfig, flag_name
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 CONFIG_FILE = "lstmviz.toml"
 
 
 # -- configuration ----------------------------------------------------------------------------------
-def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
+# A TOML table as tomllib reads it: keys to strings, numbers, booleans, arrays and tables.
+Table = dict[str, Any]
+
+
+def find_config(start: Path) -> tuple[Path, Table] | None:
     """The nearest `lstmviz.toml`, or `pyproject.toml` with a [tool.lstmviz] table, from `start` upwards."""
     for directory in [start, *start.parents]:
         candidate = directory / CONFIG_FILE
@@ -32,19 +38,23 @@ def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> Table:
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            table: Table = tomllib.load(handle)
+            return table
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise InputError(f"cannot read config {str(path)!r}: {error}") from None
 
 
-def config_values(table: dict[str, Any], source: str) -> dict[str, Any]:
+def config_values(table: Mapping[str, object], source: str) -> dict[str, object]:
     """The check settings of a config table (a [check] sub-table, or keys at the top), validated."""
-    table = table.get("check", table)
+    check = table.get("check", table)
+    if not isinstance(check, Mapping):
+        raise InputError(f"{source}: 'check' must be a table of settings")
+    table = check
     known = {f.name for f in fields(CheckConfig)}
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     for key, value in table.items():
         name = key.replace("-", "_")
         if name not in known:
@@ -57,9 +67,9 @@ def config_values(table: dict[str, Any], source: str) -> dict[str, Any]:
     return values
 
 
-def resolve_config(flags: dict[str, Any], *, config_path: Path | None = None, cwd: Path | None = None) -> tuple[CheckConfig, Path | None]:
+def resolve_config(flags: Mapping[str, object], *, config_path: Path | None = None, cwd: Path | None = None) -> tuple[CheckConfig, Path | None]:
     """Defaults < config file < flags (flags that are None were not given)."""
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {}  # CheckConfig's fields, checked by its constructor
     source: Path | None = None
     if config_path is not None:
         if not config_path.is_file():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,12 +9,13 @@ import numpy as np
 
 from lstmviz_cli.analysis.diff import DiffResult, diff_traces, require_same_architecture
 from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.analysis.serialize import diff_json
 from lstmviz_cli.analysis.thresholds import saturation_thresholds
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.loading.records import SampleInput
-from lstmviz_cli.output import GENERATOR_MARKER, check_writable, write_atomic
+from lstmviz_cli.output import check_writable, write_atomic, write_json
 from lstmviz_cli.page.diff import build_diff_page
 from lstmviz_cli.render.html import render_html
 from lstmviz_cli.tracing.forwardargs import parse_forward_args
@@ -61,8 +61,7 @@ def run_diff_command(options: LoadOptions, after_checkpoint: Path, analysis_opti
     thresholds = saturation_thresholds(analysis_options.saturation_low, analysis_options.saturation_high)
     write_atomic(output, render_html(build_diff_page(result, thresholds)), force=force)
     if json_path is not None:
-        document = {"generator": GENERATOR_MARKER, **result.to_json()}
-        write_atomic(json_path, json.dumps(document, indent=2, sort_keys=True) + "\n", force=force)
+        write_json(json_path, diff_json(result), force=force)
     pipeline.announce(before, after)
     verdict = "no change" if result.unchanged else (
         f"largest weight change {result.max_weight_change:.3g}, activation change {result.max_activation_change:.3g}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class FiguresOutcome:
     manifest: Path
 
 
-def run_figures(checkpoints: list[str | Path], options: LoadOptions, view: ViewOptions, *, out_dir: Path, fmt: str,
+def run_figures(checkpoints: Sequence[str | Path], options: LoadOptions, view: ViewOptions, *, out_dir: Path, fmt: str,
                 style: PublicationStyle, jobs: int = 1, force: bool = False,
                 show_progress: bool = True) -> FiguresOutcome:
     """`lstmviz figures`: every checkpoint's figures into `out_dir` plus figures.json; failures don't stop the rest."""
@@ -62,7 +63,7 @@ def run_figures(checkpoints: list[str | Path], options: LoadOptions, view: ViewO
     stems = unique_stems(paths)
     args = [(options, view, out_dir, fmt, style, stem, force, owned) for stem in stems]
     results = run_many(export_checkpoint, paths, args, jobs=jobs, label="figures", show_progress=show_progress)
-    entries = [entry for r in results if r.ok for entry in r.value]
-    failures = {r.checkpoint.name: r.error for r in results if not r.ok}
+    entries = [entry for r in results if r.value is not None for entry in r.value]
+    failures = {r.checkpoint.name: r.error for r in results if r.error is not None}
     write_manifest(out_dir, entries, style, fmt, force=True, failures=failures)
     return FiguresOutcome(entries=entries, failures=failures, manifest=manifest)

@@ -11,21 +11,31 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Generic, Protocol, TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from lstmviz_cli.errors import InputError, LstmvizError
 from lstmviz_cli.render.paper import model_stem
 
+T = TypeVar("T")
+
 
 @dataclass
-class ItemResult:
+class ItemResult(Generic[T]):
     """What one checkpoint's job returned: a value, or the one-line error that stopped it."""
 
     checkpoint: Path
-    value: Any = None
+    value: T | None = None
     error: str | None = None
 
     @property
@@ -70,7 +80,7 @@ def unique_stems(paths: Sequence[Path]) -> list[str]:
     return stems
 
 
-def _call(job: Callable[..., Any], checkpoint: Path, args: tuple[Any, ...]) -> ItemResult:
+def _call(job: Callable[..., T], checkpoint: Path, args: tuple[object, ...]) -> ItemResult[T]:
     """Run one job, turning the tool's errors (and bugs) into a message so the batch goes on."""
     try:
         return ItemResult(checkpoint, value=job(checkpoint, *args))
@@ -80,8 +90,8 @@ def _call(job: Callable[..., Any], checkpoint: Path, args: tuple[Any, ...]) -> I
         return ItemResult(checkpoint, error=f"internal error: {type(error).__name__}: {error}")
 
 
-def run_many(job: Callable[..., Any], checkpoints: Sequence[Path], per_item_args: Sequence[tuple[Any, ...]], *,
-             jobs: int = 1, label: str = "working", show_progress: bool = True) -> list[ItemResult]:
+def run_many(job: Callable[..., T], checkpoints: Sequence[Path], per_item_args: Sequence[tuple[object, ...]], *,
+             jobs: int = 1, label: str = "working", show_progress: bool = True) -> list[ItemResult[T]]:
     """Run `job(checkpoint, *args)` for every checkpoint, in `jobs` processes, results in input order.
 
     `job` must be a module-level function (it is pickled for the worker processes). The progress
@@ -89,7 +99,7 @@ def run_many(job: Callable[..., Any], checkpoints: Sequence[Path], per_item_args
     """
     if jobs < 1:
         raise InputError(f"--jobs {jobs} must be at least 1")
-    results: list[ItemResult | None] = [None] * len(checkpoints)
+    results: list[ItemResult[T] | None] = [None] * len(checkpoints)
     with _progress(show_progress) as progress:
         task = progress.add_task(label, total=len(checkpoints))
         if jobs == 1 or len(checkpoints) == 1:
@@ -115,24 +125,40 @@ def run_many(job: Callable[..., Any], checkpoints: Sequence[Path], per_item_args
     return [r for r in results if r is not None]
 
 
+class _Bar(Protocol):
+    """What run_many asks of a progress bar (rich's Progress, or none)."""
+
+    def __enter__(self) -> _Bar: ...
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None: ...
+
+    def add_task(self, description: str, start: bool = ..., total: float | None = ...) -> TaskID: ...
+
+    def update(self, task_id: TaskID, *, description: str | None = ...) -> None: ...
+
+    def advance(self, task_id: TaskID, advance: float = ...) -> None: ...
+
+
 class _NoProgress:
     def __enter__(self) -> _NoProgress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         return None
 
-    def add_task(self, *args: Any, **kwargs: Any) -> int:
-        return 0
+    def add_task(self, description: str, start: bool = True, total: float | None = None) -> TaskID:
+        return TaskID(0)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:
+    def update(self, task_id: TaskID, *, description: str | None = None) -> None:
         return None
 
-    def advance(self, *args: Any, **kwargs: Any) -> None:
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
         return None
 
 
-def _progress(show: bool) -> Any:
+def _progress(show: bool) -> _Bar:
     """A rich progress bar on stderr; nothing at all when stderr is not a terminal (CI logs stay clean)."""
     if not show:
         return _NoProgress()

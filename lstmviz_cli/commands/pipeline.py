@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from contextlib import AbstractContextManager
 
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.loading.budget import parse_memory_size
@@ -76,12 +77,14 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     if loaded.scripted is not None and not loaded.info.recurrent_only:
         archive = endtoend.check_archive(loaded, sample, verify=options.verify)
     own_code = not loaded.info.rebuilt  # --model-class or a pickled module: the real model runs
-    watch = endtoend.capture_call(loaded.model) if own_code else contextlib.nullcontext()
+    watch: AbstractContextManager[endtoend.CapturedCall | None] = (
+        endtoend.capture_call(loaded.model) if own_code else contextlib.nullcontext()
+    )
     with watch as captured:
         trace = trace_sample(loaded, sample, verify=options.verify, module=options.module,
                              forward_args=forward_args, **store)
     end_to_end = None
-    if own_code:
+    if captured is not None:  # own code: its first call was recorded
         end_to_end = endtoend.verify_user_model(loaded.model, captured, verify=options.verify)
     elif archive is not None:
         end_to_end = endtoend.verify_archive(archive, trace, verify=options.verify)

@@ -37,7 +37,8 @@ def _dsigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _dtanh(x: np.ndarray) -> np.ndarray:
-    return 1.0 - np.tanh(x) ** 2
+    slope: np.ndarray = 1.0 - np.tanh(x) ** 2
+    return slope
 
 
 DERIVATIVES: dict[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]] = {
@@ -66,6 +67,6 @@ def linearise(parts: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> tupl
 def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a * b (elementwise) of two decomposed vectors (components, ...) as decomposed rows."""
     a_rest, b_rest = a[1:].sum(axis=0), b[1:].sum(axis=0)
-    out = a * b[0] + a[0] * b + 0.5 * (a * b_rest + a_rest * b)
+    out: np.ndarray = a * b[0] + a[0] * b + 0.5 * (a * b_rest + a_rest * b)
     out[0] = a[0] * b[0]
     return out

@@ -11,6 +11,7 @@ is the stack's output, and the model's output is the head's output. Anything els
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain.attribution import target_label
-from lstmviz_cli.explain.saliency import call_batch_major
+from lstmviz_cli.explain.saliency import RecurrentStack, call_batch_major
 from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.tracing.recorder import module_name
 from lstmviz_cli.tracing.records import LayerTrace, Trace
@@ -59,6 +60,13 @@ class TracedRun:
     def layer(self, layer: int, direction: str) -> LayerTrace:
         return self.trace.layer(f"{self.module}/l{layer}/{direction}")
 
+    def cell0(self, k: int) -> np.ndarray:
+        """The initial cell state of layer-direction `k` (an LSTM's; ExplainError for a GRU, which has none)."""
+        if self.c0 is None:
+            raise ExplainError(f"the {self.config.family.upper()} stack has no cell state")
+        state: np.ndarray = self.c0[k]
+        return state
+
     def output_vector(self, step: int) -> np.ndarray:
         """The model's output vector that a prediction at `step` reads."""
         return self.output if self.head_on == "last" else self.output[step]
@@ -93,9 +101,11 @@ def call_model(model: nn.Module, x: torch.Tensor, batch_first: bool) -> torch.Te
         return call_batch_major(model, x, batch_first)
 
 
-def find_stack(model: nn.Module) -> tuple[str, nn.Module]:
+def find_stack(model: nn.Module) -> tuple[str, RecurrentStack]:
     """The model's one nn.LSTM / nn.GRU / nn.RNN, with its trace name; ExplainError otherwise."""
-    stacks = [(name, m) for name, m in model.named_modules() if isinstance(m, _STACKS)]
+    stacks: list[tuple[str, RecurrentStack]] = [
+        (name, m) for name, m in model.named_modules() if isinstance(m, _STACKS)
+    ]
     if any(isinstance(m, _CELLS) for m in model.modules()):
         raise ExplainError("the model steps a recurrent cell in its own loop; these explanations "
                            "need a stock nn.LSTM / nn.GRU / nn.RNN stack")
@@ -122,21 +132,21 @@ def traced_run(model: nn.Module, values: np.ndarray, *, batch_first: bool = True
         raise ExplainError("attribution over input steps supports nn.LSTM and nn.GRU, not nn.RNN")
     x = model_input(model, values)
     seen: dict[str, Any] = {}
-    linears: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+    linears: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]] = []
     embeddings: list[torch.Tensor] = []
 
-    def stack_pre(_m: nn.Module, args: tuple, kwargs: dict) -> None:
+    def stack_pre(_m: nn.Module, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
         seen.setdefault("input", args[0] if args else kwargs.get("input"))
         seen.setdefault("hx", args[1] if len(args) > 1 else kwargs.get("hx"))
         seen["calls"] = seen.get("calls", 0) + 1
 
-    def stack_post(_m: nn.Module, _args: tuple, output: Any) -> None:
+    def stack_post(_m: nn.Module, _args: tuple[object, ...], output: tuple[torch.Tensor, object]) -> None:
         seen.setdefault("output", output[0])
 
-    def linear_post(m: nn.Module, args: tuple, output: torch.Tensor) -> None:
+    def linear_post(m: nn.Linear, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         linears.append((m, args[0].detach().clone(), output.detach().clone()))
 
-    def embedding_post(_m: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+    def embedding_post(_m: nn.Module, _args: tuple[object, ...], output: torch.Tensor) -> None:
         embeddings.append(output.detach().clone())
 
     handles = [stack.register_forward_pre_hook(stack_pre, with_kwargs=True),
@@ -191,7 +201,7 @@ def _check_input_per_step(x: torch.Tensor, stack_in: torch.Tensor, embeddings: l
                            "attribution needs the features to reach the stack unchanged")
 
 
-def _find_head(model: nn.Module, linears: list, stack_out: torch.Tensor,
+def _find_head(model: nn.Module, linears: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]], stack_out: torch.Tensor,
                traced: Trace) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
     """The nn.Linear that maps the stack's output to the model's output, and what it reads."""
     if traced.output is None:
@@ -224,7 +234,7 @@ class Target:
 
 
 def resolve_target(run: TracedRun, *, target: int | None, step: int | None,
-                   output_labels: Any = None) -> Target:
+                   output_labels: Sequence[str] | None = None) -> Target:
     """The output to explain: `target` (default the largest output, the predicted class) at `step`.
 
     `step` defaults to the last step and must be the last one when the head reads only it.

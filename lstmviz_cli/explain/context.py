@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain._run import call_model, find_stack, model_input, output_at, target_value
@@ -64,7 +65,7 @@ class ContextAblation:
     tolerance: float
     neutral: str = "zero input"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "target": self.target,
@@ -102,7 +103,7 @@ def context_grid(step: int, max_points: int = ABLATION_MAX_POINTS) -> np.ndarray
 
 
 def context_ablation(
-    model: Any,
+    model: nn.Module,
     values: np.ndarray,
     *,
     step: int | None = None,
@@ -127,16 +128,17 @@ def context_ablation(
     _, stack = find_stack(model)
     x = model_input(model, values)
     steps = int(x.shape[1])
-    mask: list[Any] = [None]  # (batch, time) 1 = keep, 0 = neutral; None: run unchanged
+    mask: list[torch.Tensor | None] = [None]  # (batch, time) 1 = keep, 0 = neutral; None: run unchanged
 
-    def neutralise(_m: Any, args: tuple, kwargs: dict) -> Any:
+    def neutralise(_m: nn.Module, args: tuple[object, ...],
+                   kwargs: dict[str, object]) -> tuple[tuple[object, ...], dict[str, object]] | None:
         if mask[0] is None:
             return None
         data = args[0] if args else kwargs["input"]
         if not isinstance(data, torch.Tensor) or data.dim() != 3:
             raise ExplainError("the recurrent stack reads a packed or unbatched input; "
                                "context ablation needs (batch, time, features)")
-        keep = mask[0].to(data.device, data.dtype)
+        keep = mask[0].to(data.device, data.dtype)  # not None: tested above
         data = data * (keep[:, :, None] if stack.batch_first else keep.t()[:, :, None])
         return ((data, *args[1:]), kwargs) if args else (args, {**kwargs, "input": data})
 

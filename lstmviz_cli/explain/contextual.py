@@ -33,9 +33,9 @@ against the model's real output.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+from torch import nn
 
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain import _components as comp
@@ -48,7 +48,7 @@ CD_BUDGET = 1 << 30
 
 
 def contextual_decomposition(
-    model: Any,
+    model: nn.Module,
     values: np.ndarray,
     *,
     target: int | None = None,
@@ -101,7 +101,7 @@ def contextual_decomposition(
                    note="rest: the output for zero input vectors at every step (biases and initial state)")
 
 
-def _weights(run: Any, layer: int, direction: str) -> dict[str, np.ndarray]:
+def _weights(run: _run.TracedRun, layer: int, direction: str) -> dict[str, np.ndarray]:
     w = {k: v.astype(np.float64) for k, v in run.layer(layer, direction).weights.items()}
     rows = w["weight_ih"].shape[0]
     w.setdefault("bias_ih", np.zeros(rows))
@@ -109,7 +109,7 @@ def _weights(run: Any, layer: int, direction: str) -> dict[str, np.ndarray]:
     return w
 
 
-def _direction(run: Any, layer: int, d: int, direction: str, below: np.ndarray | None, stop: int,
+def _direction(run: _run.TracedRun, layer: int, d: int, direction: str, below: np.ndarray | None, stop: int,
                causal: bool) -> tuple[np.ndarray, float]:
     """Decomposed h (time, components, out) of one layer direction, and its largest state error."""
     cfg = run.config
@@ -122,7 +122,7 @@ def _direction(run: Any, layer: int, d: int, direction: str, below: np.ndarray |
     h_prev = np.zeros((comps, cfg.output_size))
     h_prev[0] = run.h0[k]
     c_prev = None
-    if cfg.family == "lstm":
+    if run.c0 is not None:  # an LSTM's cell state (TracedRun: zeros when the model passed none)
         c_prev = np.zeros((comps, cfg.hidden_size))
         c_prev[0] = run.c0[k]
     order = range(steps - 1, -1, -1) if direction == "bwd" else range(stop)
@@ -139,7 +139,7 @@ def _direction(run: Any, layer: int, d: int, direction: str, below: np.ndarray |
         x_part[0] += w["bias_ih"]
         hh = h_prev[rows] @ w["weight_hh"].T
         hh[0] += w["bias_hh"]
-        if cfg.family == "lstm":
+        if c_prev is not None:
             h_new, c_new, err = _lstm_step(x_part + hh, c_prev[rows], w, series, t)
             c_prev[rows] = c_new
         else:

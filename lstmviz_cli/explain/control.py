@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lstmviz_cli.analysis.units import rank_units
 from lstmviz_cli.errors import ExplainError
@@ -26,7 +26,7 @@ from lstmviz_cli.tracing.tracer import trace
 CONTROL_SEED = 0
 
 
-def untrained_copy(model: Any, seed: int = CONTROL_SEED) -> Any:
+def untrained_copy(model: nn.Module, seed: int = CONTROL_SEED) -> nn.Module:
     """A copy of `model` with every parameter freshly initialised (eval mode, the model's device).
 
     Raises ExplainError when a parameter belongs to a module without `reset_parameters` (a
@@ -51,7 +51,7 @@ def untrained_copy(model: Any, seed: int = CONTROL_SEED) -> Any:
 
 
 def control_correlations(
-    model: Any,
+    model: nn.Module,
     values: np.ndarray,
     features: Mapping[str, np.ndarray],
     *,

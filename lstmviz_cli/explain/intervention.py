@@ -38,7 +38,7 @@ import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -48,7 +48,10 @@ from torch.nn.utils.rnn import PackedSequence
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain._run import call_model, find_stack, model_input, output_at, target_value
 from lstmviz_cli.explain.attribution import target_label
+from lstmviz_cli.explain.saliency import RecurrentStack
+from lstmviz_cli.explain.significance import UnitTests
 from lstmviz_cli.tracing.kernels import fused_layer
+from lstmviz_cli.tracing.records import Trace
 
 # Changes of the watched output or loss below this are "no change" (a float rounding).
 NO_EFFECT_TOLERANCE = 1e-6
@@ -99,7 +102,7 @@ def parse_unit_spec(text: str) -> UnitSpec:
     return UnitSpec(prefix=match.group("prefix"), unit=int(match.group("unit")), value=value)
 
 
-def units_for_feature(tests: Any, feature: str, count: int = 1) -> list[UnitSpec]:
+def units_for_feature(tests: UnitTests, feature: str, count: int = 1) -> list[UnitSpec]:
     """The `count` strongest significant units for `feature` in a `UnitTests` (c and h of a unit count once)."""
     specs: list[UnitSpec] = []
     for row in tests.ranked:
@@ -109,7 +112,7 @@ def units_for_feature(tests: Any, feature: str, count: int = 1) -> list[UnitSpec
     return specs[:count]
 
 
-def feature_clamp(trace: Any, unit: UnitSpec | str, feature: np.ndarray, *, present: bool = False) -> UnitSpec:
+def feature_clamp(trace: Trace, unit: UnitSpec | str, feature: np.ndarray, *, present: bool = False) -> UnitSpec:
     """`unit` clamped to its mean h over the steps where `feature` is absent (or `present`).
 
     trace: the model's Trace on the same input; feature: (time,) values per step of batch
@@ -168,7 +171,7 @@ class UnitAblation:
         moved = abs(self.target_change) > NO_EFFECT_TOLERANCE
         return moved or (self.loss_change is not None and abs(self.loss_change) > NO_EFFECT_TOLERANCE)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         step_change = None
         if self.step_loss_before is not None and self.step_loss_after is not None:
             step_change = [float(v) for v in self.step_loss_after - self.step_loss_before]
@@ -188,10 +191,11 @@ class UnitAblation:
         }
 
 
-def _check_units(units: Sequence[UnitSpec], name: str, stack: Any) -> dict[tuple[int, int], dict[int, float]]:
+def _check_units(units: Sequence[UnitSpec], name: str,
+                 stack: RecurrentStack) -> dict[tuple[int, int], dict[int, float]]:
     """(layer, direction) -> {unit: value}, validated against the stack; ExplainError otherwise."""
     clamps: dict[tuple[int, int], dict[int, float]] = {}
-    width = (getattr(stack, "proj_size", 0) or stack.hidden_size)
+    width = _output_width(stack)
     for spec in units:
         if spec.module != name:
             raise ExplainError(f"unit {str(spec)!r}: the model's recurrent stack is {name!r}")
@@ -207,8 +211,13 @@ def _check_units(units: Sequence[UnitSpec], name: str, stack: Any) -> dict[tuple
     return clamps
 
 
+def _output_width(stack: RecurrentStack) -> int:
+    """Width of the stack's h: proj_size for a projected LSTM, else hidden_size."""
+    return (stack.proj_size if isinstance(stack, nn.LSTM) else 0) or stack.hidden_size
+
+
 @contextlib.contextmanager
-def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, int], dict[int, float]]) -> Iterator[None]:
+def _layered(stack: RecurrentStack, stepped: set[tuple[int, int]], clamps: dict[tuple[int, int], dict[int, float]]) -> Iterator[None]:
     """Run `stack` layer by layer with the kernel; `stepped` directions one step at a time with `clamps`.
 
     Replaces the instance's forward (restored in `finally`), returning what nn.LSTM/GRU/RNN
@@ -218,15 +227,17 @@ def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, 
     dirs = 2 if stack.bidirectional else 1
     layers = stack.num_layers
 
-    def run_direction(x: Any, state: Any, weights: list, d: int, stepwise: bool, values: dict[int, float]) -> tuple:
+    def run_direction(x: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                      weights: list[torch.Tensor], d: int, stepwise: bool,
+                      values: dict[int, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         if not stepwise:  # the reverse direction reads time backwards
             seq = x if d == 0 else x.flip(0)
             result = fused_layer(stack, seq, None, state, weights, False)
             out = result[0] if d == 0 else result[0].flip(0)
             return out, result[1], (result[2] if is_lstm else None)
         steps = x.shape[0]
-        pieces: list[Any] = [None] * steps
-        h, c = state if is_lstm else (state, None)
+        pieces: list[torch.Tensor | None] = [None] * steps
+        h, c = state if isinstance(state, tuple) else (state, None)
         for t in range(steps - 1, -1, -1) if d else range(steps):
             result = fused_layer(stack, x[t:t + 1], None, (h, c) if is_lstm else h, weights, False)
             h = result[1].clone()
@@ -234,28 +245,34 @@ def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, 
             for unit, value in values.items():
                 h[..., unit] = value
             pieces[t] = h[0]
-        return torch.stack(pieces), h, c
+        return torch.stack([p for p in pieces if p is not None]), h, c
 
-    def forward(input: Any, hx: Any = None) -> Any:
+    def forward(input: torch.Tensor | PackedSequence,
+                hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None) -> object:
         if isinstance(input, PackedSequence) or input.dim() != 3:
             raise ExplainError("unit ablation needs the recurrent stack to read a plain (batch, time, features) tensor")
         stack._update_flat_weights()
         x = input.transpose(0, 1) if stack.batch_first else input
         batch = x.shape[1]
-        out_size = (getattr(stack, "proj_size", 0) or stack.hidden_size)
+        out_size = _output_width(stack)
+        c0: torch.Tensor | None
         if hx is None:
             h0 = x.new_zeros(layers * dirs, batch, out_size)
             c0 = x.new_zeros(layers * dirs, batch, stack.hidden_size) if is_lstm else None
+        elif isinstance(hx, tuple):  # an LSTM's (h_0, c_0)
+            h0, c0 = hx
         else:
-            h0, c0 = hx if is_lstm else (hx, None)
-        flat = stack._flat_weights
+            h0, c0 = hx, None
+        # Set for every weight of the layer by _update_flat_weights (torch types the list as Optional).
+        flat = cast(list[torch.Tensor], stack._flat_weights)
         per = len(flat) // (layers * dirs)
         h_n, c_n = [], []
         for layer in range(layers):
             if not any((layer, d) in stepped for d in range(dirs)):
                 sl = slice(layer * dirs, (layer + 1) * dirs)
                 weights = flat[layer * dirs * per:(layer + 1) * dirs * per]
-                result = fused_layer(stack, x, None, (h0[sl], c0[sl]) if is_lstm else h0[sl], weights, stack.bidirectional)
+                result = fused_layer(stack, x, None, (h0[sl], c0[sl]) if c0 is not None else h0[sl], weights,
+                                     stack.bidirectional)
                 x = result[0]
                 h_n.append(result[1])
                 if is_lstm:
@@ -264,7 +281,7 @@ def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, 
             outs = []
             for d in range(dirs):
                 k = layer * dirs + d
-                state = (h0[k:k + 1], c0[k:k + 1]) if is_lstm else h0[k:k + 1]
+                state = (h0[k:k + 1], c0[k:k + 1]) if c0 is not None else h0[k:k + 1]
                 out, hn, cn = run_direction(x, state, flat[k * per:(k + 1) * per], d, (layer, d) in stepped,
                                             clamps.get((layer, d), {}))
                 outs.append(out)
@@ -284,7 +301,7 @@ def _layered(stack: Any, stepped: set[tuple[int, int]], clamps: dict[tuple[int, 
 
 
 def ablate_units(
-    model: Any,
+    model: nn.Module,
     values: np.ndarray,
     units: Sequence[UnitSpec | str],
     *,
@@ -344,8 +361,11 @@ def ablate_units(
         loss_before=loss_b, loss_after=loss_a, step_loss_before=per_b, step_loss_after=per_a)
 
 
-def _losses(task: str | None, x: Any, before: Any, after: Any, vec_before: Any, vec_after: Any,
-            target: int) -> tuple:
+_Losses = tuple[str | None, float | None, float | None, np.ndarray | None, np.ndarray | None]
+
+
+def _losses(task: str | None, x: torch.Tensor, before: torch.Tensor, after: torch.Tensor, vec_before: torch.Tensor,
+            vec_after: torch.Tensor, target: int) -> _Losses:
     """(kind, loss before, loss after, per-step before, per-step after) for the task."""
     if task == "regression":
         return None, None, None, None, None
@@ -356,9 +376,10 @@ def _losses(task: str | None, x: Any, before: Any, after: Any, vec_before: Any, 
             raise ExplainError("next-token loss needs the output to cover the token vocabulary")
         nxt = x[0, 1:]
 
-        def per_step(out: Any) -> np.ndarray:
+        def per_step(out: torch.Tensor) -> np.ndarray:
             logp = torch.log_softmax(out[0, :-1].double(), dim=-1)
-            return (-logp.gather(1, nxt[:, None])[:, 0]).cpu().numpy()
+            losses: np.ndarray = (-logp.gather(1, nxt[:, None])[:, 0]).cpu().numpy()
+            return losses
 
         b, a = per_step(before), per_step(after)
         return "next-token", float(b.mean()), float(a.mean()), b, a

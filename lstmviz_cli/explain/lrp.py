@@ -20,9 +20,9 @@ applied to PyTorch's GRU equations (the update gate z and reset gate r are gates
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+from torch import nn
 
 from lstmviz_cli.explain import _run  # _run.traced_run is read at call time: tests replace it
 from lstmviz_cli.explain._run import resolve_target
@@ -37,7 +37,7 @@ def _stab(z: np.ndarray, eps: float) -> np.ndarray:
 
 
 def layerwise_relevance(
-    model: Any,
+    model: nn.Module,
     values: np.ndarray,
     *,
     target: int | None = None,
@@ -88,7 +88,7 @@ def layerwise_relevance(
                    note=f"epsilon {epsilon:g}; rest: bias and stabiliser relevance, and the initial state's")
 
 
-def _direction(run: Any, layer: int, d: int, direction: str, r_h: np.ndarray,
+def _direction(run: _run.TracedRun, layer: int, d: int, direction: str, r_h: np.ndarray,
                eps: float) -> tuple[np.ndarray, float, float]:
     """Relevance of this direction's inputs (time, input width), the relevance it absorbs, its check error.
 
@@ -132,7 +132,7 @@ def _direction(run: Any, layer: int, d: int, direction: str, r_h: np.ndarray,
             r_c = r_cell + r  # h = o * tanh(c): signal takes it all
             c = s["c"][t]
             den = c + _stab(c, eps)
-            c_prev = run.c0[k] if first else s["c"][prev]
+            c_prev = run.cell0(k) if first else s["c"][prev]
             r_cell = s["f"][t] * c_prev / den * r_c  # to c_{t-1}
             r_new = s["i"][t] * s["g"][t] / den * r_c  # i * g: signal takes it all
             absorbed += float((_stab(c, eps) / den * r_c).sum())

@@ -1,26 +1,27 @@
 """The analysis stage of one run: the trace's numbers, plus the analyses that must run the model.
 
-`analyze_run` reads the prediction to choose saliency's target, runs gradient saliency (and the memory
-probe when asked) on the model, turns what cannot be computed into notes, and hands everything to
-`analyze_trace`. It imports both `analysis/` and `explain.saliency`, so neither imports the other.
+`analyze_run` reads the prediction once (it chooses saliency's target and is the analysis's prediction),
+runs gradient saliency (and the memory probe when asked) on the model, turns what cannot be computed
+into notes, and hands everything to `analyze_trace`. It imports both `analysis/` and `explain.saliency`, so neither imports the other.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+import torch
+from torch import nn
 
 from lstmviz_cli._warncapture import captured_warnings
 from lstmviz_cli.analysis.analyze import analyze_trace
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.prediction import predict
-from lstmviz_cli.analysis.records import Analysis
+from lstmviz_cli.analysis.records import Analysis, MemoryProbe, SaliencyResult
 from lstmviz_cli.analysis.textfeatures import read_labels_csv, step_tokens
 from lstmviz_cli.analysis.thresholds import saturation_thresholds
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.explain.probe import memory_probe
 from lstmviz_cli.explain.saliency import compute_saliency, model_batch_first
+from lstmviz_cli.loading.records import SampleInput
 from lstmviz_cli.tracing.forwardargs import ForwardPlan, forward_kwargs
 from lstmviz_cli.tracing.provenance import describe_run
 from lstmviz_cli.tracing.records import Run, Trace
@@ -29,14 +30,15 @@ from lstmviz_cli.tracing.records import Run, Trace
 def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
     """The pipeline's analysis stage: the trace's numbers, plus saliency from the model when it can run.
 
+    The prediction is read once, here: it picks saliency's target and is the analysis's prediction.
     A model that cannot be differentiated (or probed) costs only that section, with a note saying
-    why; user mistakes (a step outside the sample, a bad labels file) are errors.
+    why; user mistakes (a step outside the sample, a bad labels file) are errors. `run` is not changed.
     """
-    trace: Trace = run.trace
+    trace = run.trace
+    sample = run.sample
+    loaded = run.loaded
+    info = loaded.info
     facts = describe_run(run)
-    sample = getattr(run, "sample", None)
-    loaded = getattr(run, "loaded", None)
-    info = getattr(loaded, "info", None)
     th = saturation_thresholds(options.saturation_low, options.saturation_high)
     notes: list[str] = []
     if trace.meta.get("store_dtype") == "float16":
@@ -51,24 +53,18 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
             "--recurrent-only: the recurrent layers were fed the sample directly; every statistic and "
             "finding here is about them alone, not about the model with the layers in front of them"
         )
-    steps = None  # the valid steps of batch element 0 (the sequence the page shows)
-    tokens = None
-    if sample is not None:
-        steps = _first_length(trace, sample)
-        tokens = step_tokens(getattr(sample, "text", None), sample.labels, sample.steps)
-        tokens = tokens[:steps] if tokens is not None else None
+    steps = _first_length(trace, sample)  # the valid steps of batch element 0 (the sequence the page shows)
+    tokens = step_tokens(sample.text, sample.labels, sample.steps)
+    tokens = tokens[:steps] if tokens is not None else None
     last_step = None
-    if steps is not None and trace.output is not None and np.asarray(trace.output).ndim >= 3:
+    if trace.output is not None and np.asarray(trace.output).ndim >= 3:
         last_step = min(steps, np.asarray(trace.output).shape[1]) - 1
     labels = None
-    labels_path = options.labels
-    if labels_path is not None:
-        if steps is None:
-            raise InputError("--labels needs a sample input to align its rows with")
+    if options.labels is not None:
         # One row per step of the input as padded, or per valid step of batch element 0.
-        labels = read_labels_csv(labels_path, steps, padded_steps=sample.steps)
+        labels = read_labels_csv(options.labels, steps, padded_steps=sample.steps)
     chosen = options.saliency_step
-    if chosen is not None and steps is not None and not 0 <= chosen < steps:
+    if chosen is not None and not 0 <= chosen < steps:
         if steps < sample.steps and steps <= chosen < sample.steps:
             raise InputError(
                 f"--saliency-step {chosen} is padding of sequence 0, which has {steps} valid steps of "
@@ -79,11 +75,12 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
     # Without a prediction the model's output is the last recurrent layer's own states: the
     # saliency is then of ‖h‖ at that step, and says so.
     kind = prediction.kind if prediction else ("topk" if facts.has_head else "state")
-    saliency = probe = None
-    model = getattr(loaded, "model", None)
-    if model is not None and sample is not None:
+    saliency: SaliencyResult | None = None
+    probe: MemoryProbe | None = None
+    model: nn.Module | None = loaded.model
+    if model is not None:
         values = np.asarray(sample.values)[:1, :steps]
-        device = getattr(loaded, "device", "cpu")
+        device = loaded.device
         batch_first = trace.meta.get("model_batch_first")
         if batch_first is None or trace.meta.get("packed"):
             batch_first = model_batch_first(loaded)
@@ -94,7 +91,7 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
                     values,
                     step=chosen if chosen is not None else last_step,
                     kind=kind,
-                    output_labels=list(info.output_labels or info.vocab or []) if info else None,
+                    output_labels=list(info.output_labels or info.vocab or []),
                     device=device,
                     batch_first=bool(batch_first),
                     forward_kwargs=_saliency_forward_kwargs(trace, sample, model, device, steps),
@@ -116,23 +113,22 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
                      if line not in known)
     return analyze_trace(
         trace,
-        info=info,
+        prediction=prediction,
         tokens=tokens,
-        text=getattr(sample, "text", None) is not None,
+        text=sample.text is not None,
         labels=labels,
         thresholds=th,
         saliency=saliency,
         memory_probe=probe,
-        last_step=last_step,
         notes=notes,
         provenance=facts,
     )
 
 
-def _first_length(trace: Trace, sample: Any) -> int:
+def _first_length(trace: Trace, sample: SampleInput) -> int:
     """Valid steps of batch element 0: its length when the model was told the lengths (packed, or
     passed to its forward), else every step of the input (a model that ran over the padding)."""
-    lengths = getattr(sample, "lengths", None)
+    lengths = sample.lengths
     plan = trace.meta.get("forward_args") or {}
     told = trace.meta.get("packed") or "lengths" in (plan.get("params") or {}).values()
     return int(lengths[0]) if lengths is not None and (told or "packed" not in trace.meta) else sample.steps
@@ -143,7 +139,8 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _saliency_forward_kwargs(trace: Trace, sample: Any, model: Any, device: str, steps: int) -> dict[str, Any]:
+def _saliency_forward_kwargs(trace: Trace, sample: SampleInput, model: nn.Module, device: str,
+                             steps: int) -> dict[str, torch.Tensor]:
     """The forward's other arguments (lengths, .npz arrays) for batch element 0 cut to `steps`."""
     plan = ForwardPlan.from_meta(trace.meta.get("forward_args"))
     if not plan.params:

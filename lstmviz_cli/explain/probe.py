@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
+from torch import nn
 
 from lstmviz_cli.analysis.records import MemoryProbe
-from lstmviz_cli.explain.saliency import first_embedding, recurrent_types
+from lstmviz_cli.explain.saliency import RecurrentStack, first_embedding, recurrent_types
 
 PROBE_KEYS = 8  # distinct keys at step 0 in the memory-length probe
 
 
-def _first_recurrent(model: Any) -> tuple[str, Any] | None:
+def _first_recurrent(model: nn.Module) -> tuple[str, RecurrentStack] | None:
     for name, module in model.named_modules():
         if isinstance(module, recurrent_types()):
             return name or module.__class__.__name__.lower(), module
     return None
 
 
-def memory_probe(model: Any, values: np.ndarray, *, max_length: int | None = None, device: str = "cpu") -> MemoryProbe:
+def memory_probe(model: nn.Module, values: np.ndarray, *, max_length: int | None = None, device: str = "cpu") -> MemoryProbe:
     """Key-at-start recall through the model's first recurrent stack.
 
     Sequences of growing length L hold one of `PROBE_KEYS` different keys at step 0 followed by

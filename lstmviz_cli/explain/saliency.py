@@ -7,8 +7,9 @@ memory budget gets exact gradients over a window of the last steps before the ta
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import cast
 
 import numpy as np
 import torch
@@ -16,7 +17,9 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from lstmviz_cli.analysis.records import SaliencyResult
+from lstmviz_cli.families import FAMILIES
 from lstmviz_cli.glyphs import display_token
+from lstmviz_cli.loading.records import LoadedModel
 from lstmviz_cli.tracing import sample
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 from lstmviz_cli.tracing.tracer import first_output
@@ -31,29 +34,22 @@ HEAD_CHUNK = 4096  # steps per no-grad call before a window (bounds the layer's 
 
 
 @contextmanager
-def _gradients_allowed() -> Any:
+def _gradients_allowed() -> Iterator[None]:
     """Autograd on, and cuDNN's RNN off (its backward refuses eval mode); the model's mode is untouched."""
     with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
         yield
 
 
-def _first_output(value: Any) -> Any:
-    """The first tensor of whatever the model returns (tuples, lists, dicts of outputs)."""
-    while not isinstance(value, torch.Tensor):
-        if isinstance(value, (tuple, list)) and value:
-            value = value[0]
-        elif isinstance(value, dict) and value:
-            value = next(iter(value.values()))
-        else:
-            raise TypeError(f"the model returned {type(value).__name__}, not a tensor")
-    return value
+RecurrentStack = nn.LSTM | nn.GRU | nn.RNN
 
 
-def recurrent_types() -> tuple[type, ...]:
+def recurrent_types() -> tuple[type[nn.LSTM], type[nn.GRU], type[nn.RNN]]:
+    """The stock recurrent stacks whose gradients saliency windows and splits per gate."""
     return (nn.LSTM, nn.GRU, nn.RNN)
 
 
-def call_batch_major(model: Any, x: Any, batch_first: bool, kwargs: dict[str, Any] | None = None) -> Any:
+def call_batch_major(model: nn.Module, x: torch.Tensor, batch_first: bool,
+                     kwargs: Mapping[str, object] | None = None) -> torch.Tensor:
     """Run the model on batch-major input the way tracing.trace_sample does (time-major when asked).
 
     The output comes back batch-major, (batch, time, ...) when it has a time axis, read exactly as
@@ -63,40 +59,48 @@ def call_batch_major(model: Any, x: Any, batch_first: bool, kwargs: dict[str, An
     batch, steps = int(x.shape[0]), int(x.shape[1]) if x.dim() >= 2 else 1
     out, stacked = first_output(model(call, **(kwargs or {})), steps, steps)
     if out is None:
-        _first_output(None)  # raises: the model returned no tensor
+        raise TypeError("the model returned NoneType, not a tensor")
     axes = locate_output_axes(out.shape, batch=batch, steps=steps,
                               batch_first=(batch_first or x.dim() < 2) and not stacked)
-    return to_batch_major(out, axes, batch=batch, steps=steps)
+    major: torch.Tensor = to_batch_major(out, axes, batch=batch, steps=steps)
+    return major
 
 
-def step_norms(grad: Any, steps: int, batch_first: bool) -> np.ndarray:
+def step_norms(grad: torch.Tensor, steps: int, batch_first: bool) -> np.ndarray:
     """‖g_t‖ per step of batch element 0 of a gradient laid out like the model's own input.
 
     An embedding called on the model's (time, batch) input returns (time, batch, E); the time
     axis is found as for outputs, so the norms follow the model's steps, not its batch.
     """
     if grad.dim() < 2:
-        return grad.reshape(1, -1).norm(dim=1).detach().cpu().double().numpy()
+        return _numpy(grad.reshape(1, -1).norm(dim=1))
     axes = locate_output_axes(grad.shape, batch=1, steps=steps, batch_first=batch_first)
     if axes.time is None:  # one vector for the whole sequence: no per-step values to give
         raise ValueError(f"the input's gradient has shape {tuple(grad.shape)}, with no axis of {steps} steps")
-    g = to_batch_major(grad, axes, batch=1, steps=steps)
-    return g[0].reshape(g.shape[1], -1).norm(dim=1).detach().cpu().double().numpy()
+    g: torch.Tensor = to_batch_major(grad, axes, batch=1, steps=steps)
+    return _numpy(g[0].reshape(g.shape[1], -1).norm(dim=1))
 
 
-def model_batch_first(loaded: Any) -> bool:
+def _numpy(values: torch.Tensor) -> np.ndarray:
+    """A tensor as a float64 NumPy array on the CPU, out of autograd."""
+    array: np.ndarray = values.detach().cpu().double().numpy()
+    return array
+
+
+def model_batch_first(loaded: LoadedModel) -> bool:
     """The layout the model's forward expects, decided exactly as the tracer decides it."""
     return sample.model_batch_first(loaded)
 
 
-def first_embedding(model: Any) -> Any | None:
+def first_embedding(model: nn.Module) -> nn.Embedding | None:
+    """The model's first nn.Embedding (named_modules() order), if any."""
     for _, module in model.named_modules():
         if isinstance(module, nn.Embedding):
             return module
     return None
 
 
-def _choose_target(vector: Any, kind: str, labels: list[str] | None) -> tuple[Any, str]:
+def _choose_target(vector: torch.Tensor, kind: str, labels: list[str] | None) -> tuple[torch.Tensor, str]:
     """The scalar y: the predicted output's log-probability (top-k outputs), the value (regression),
     or ‖h‖ ("state": a model without a known head outputs the last recurrent layer's states).
 
@@ -112,7 +116,7 @@ def _choose_target(vector: Any, kind: str, labels: list[str] | None) -> tuple[An
     return torch.log_softmax(vector, dim=0)[index], f"log-probability of the predicted {name!r}"
 
 
-def saliency_bytes_per_step(model: Any) -> int:
+def saliency_bytes_per_step(model: nn.Module) -> int:
     """What autograd keeps per time step for the model's stock recurrent layers (an estimate)."""
     total = 0
     for module in model.modules():
@@ -123,7 +127,7 @@ def saliency_bytes_per_step(model: Any) -> int:
     return total
 
 
-def saliency_window(model: Any, steps: int, budget: int = SALIENCY_BUDGET) -> int | None:
+def saliency_window(model: nn.Module, steps: int, budget: int = SALIENCY_BUDGET) -> int | None:
     """How many steps up to the target get gradients: None (all of them) when they fit the budget.
 
     Raises ValueError when they do not fit and the model cannot be run in two pieces.
@@ -145,7 +149,7 @@ def saliency_window(model: Any, steps: int, budget: int = SALIENCY_BUDGET) -> in
 
 
 @contextmanager
-def _gradient_window(model: Any, start: int) -> Any:
+def _gradient_window(model: nn.Module, start: int) -> Iterator[None]:
     """Run each stock recurrent layer in two pieces: steps < `start` without autograd, the rest with it.
 
     The state at `start` is handed over exactly, so the model's outputs are unchanged and the
@@ -156,19 +160,21 @@ def _gradient_window(model: Any, start: int) -> Any:
     Assumes, like the tracer's step labels, that a layer's time axis is the sample's: a model that
     reverses or resamples time before a recurrent layer would get its window in the wrong place.
     """
-    swapped = []
+    swapped: list[RecurrentStack] = []
 
-    def split(module: Any) -> Any:
-        original = module.forward
+    def split(module: RecurrentStack) -> Callable[..., object]:
+        # Called on unpacked tensors only past the first test below: the Tensor overload of forward.
+        original = cast(Callable[..., tuple[torch.Tensor, object]], module.forward)
 
-        def forward(input: Any, hx: Any = None) -> Any:
+        def forward(input: torch.Tensor | PackedSequence, hx: object = None) -> object:
             if isinstance(input, PackedSequence) or input.dim() < 2:
                 return original(input, hx)
             axis = 1 if module.batch_first and input.dim() == 3 else 0
             steps = int(input.shape[axis])
             if steps <= start:
                 return original(input, hx)
-            out, state = None, hx
+            out: torch.Tensor | None = None
+            state = hx
             with torch.no_grad():  # in chunks: the layer projects a whole call's inputs at once
                 for first in range(0, start, HEAD_CHUNK):
                     count = min(HEAD_CHUNK, start - first)
@@ -179,6 +185,7 @@ def _gradient_window(model: Any, start: int) -> Any:
                         out = piece.new_empty(shape)
                     out.narrow(axis, first, count).copy_(piece)
             tail, state = original(input.narrow(axis, start, steps - start), state)
+            assert out is not None  # start > 0 steps ran above
             out.narrow(axis, start, steps - start).copy_(tail)  # autograd records the copy (CopySlices)
             return out, state
 
@@ -187,7 +194,7 @@ def _gradient_window(model: Any, start: int) -> Any:
     try:
         for module in model.modules():
             if isinstance(module, recurrent_types()):
-                module.forward = split(module)
+                module.forward = split(module)  # type: ignore[assignment]  # an instance attribute, deleted below
                 swapped.append(module)
         yield
     finally:
@@ -196,7 +203,7 @@ def _gradient_window(model: Any, start: int) -> Any:
 
 
 def compute_saliency(
-    model: Any,
+    model: nn.Module,
     values: np.ndarray,
     *,
     step: int | None = None,
@@ -205,7 +212,7 @@ def compute_saliency(
     device: str = "cpu",
     batch_first: bool = True,
     budget: int | None = None,
-    forward_kwargs: dict[str, Any] | None = None,
+    forward_kwargs: Mapping[str, object] | None = None,
 ) -> SaliencyResult:
     """‖∂y/∂x_t‖ for every input step t of batch element 0, with y one output at `step`.
 
@@ -226,14 +233,14 @@ def compute_saliency(
     target_step = total_steps - 1 if step is None else min(int(step), total_steps - 1)
     start = 0 if window is None else max(0, target_step - window + 1)
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    captured: list[Any] = []
+    captured: list[torch.Tensor] = []
     handle = None
     if x.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
         embedding = first_embedding(model)
         if embedding is None:
             raise ValueError("token inputs without an nn.Embedding: no continuous input to differentiate")
 
-        def _capture(_module: Any, _inputs: Any, output: Any) -> Any:
+        def _capture(_module: nn.Module, _inputs: tuple[object, ...], output: torch.Tensor) -> torch.Tensor:
             # Every call: a model that embeds one step per loop iteration calls it once per step.
             if output.requires_grad:  # keep the graph so the embedding weights get gradients too
                 captured.append(output)
@@ -282,7 +289,8 @@ def compute_saliency(
     )
 
 
-def _input_step_norms(captured: list[Any], grads: tuple, x: Any, steps: int, batch_first: bool) -> np.ndarray:
+def _input_step_norms(captured: list[torch.Tensor], grads: Sequence[torch.Tensor | None], x: torch.Tensor, steps: int,
+                      batch_first: bool) -> np.ndarray:
     """‖∂y/∂x_t‖ per step from the gradients of the captured inputs.
 
     The input itself is batch-major (built here). An embedding called once returns the sample's
@@ -294,7 +302,7 @@ def _input_step_norms(captured: list[Any], grads: tuple, x: Any, steps: int, bat
         g = grads[0]
         if g is None:
             return np.zeros(steps)
-        return g[0].reshape(g.shape[1], -1).norm(dim=1).detach().cpu().double().numpy()
+        return _numpy(g[0].reshape(g.shape[1], -1).norm(dim=1))
     per_call = len(captured) == steps > 1 and all(c.dim() <= 2 and c.reshape(-1, c.shape[-1]).shape[0] == 1
                                                   for c in captured)
     if per_call:
@@ -303,10 +311,7 @@ def _input_step_norms(captured: list[Any], grads: tuple, x: Any, steps: int, bat
     return np.zeros(steps) if g is None else step_norms(g, steps, batch_first)
 
 
-_GATES = {"LSTM": "ifgo", "GRU": "rzn"}
-
-
-def _gate_norms(model: Any, grads: dict[str, Any]) -> dict[str, dict[str, float]]:
+def _gate_norms(model: nn.Module, grads: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
     """Per recurrent layer and direction, the gradient norm reaching each gate's parameters.
 
     PyTorch stacks the gates' rows in W_ih, W_hh and the biases (LSTM i, f, g, o; GRU r, z, n);
@@ -314,15 +319,16 @@ def _gate_norms(model: Any, grads: dict[str, Any]) -> dict[str, dict[str, float]
     """
     result: dict[str, dict[str, float]] = {}
     for name, module in model.named_modules():
-        gates = _GATES.get(type(module).__name__)
-        if gates is None or not isinstance(module, recurrent_types()):
+        kind = type(module).__name__  # stock nn.LSTM / nn.GRU by name, as before: a subclass may rename its rows
+        if kind not in ("LSTM", "GRU") or not isinstance(module, recurrent_types()):
             continue
+        gates = FAMILIES[kind.lower()].gates
         label = name or type(module).__name__.lower()
         dot = f"{name}." if name else ""
         for layer in range(module.num_layers):
             for suffix, direction in (("", "fwd"), ("_reverse", "bwd"))[: 2 if module.bidirectional else 1]:
-                pieces = [grads.get(f"{dot}{p}_l{layer}{suffix}") for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                pieces = [g for g in pieces if g is not None]
+                found = [grads.get(f"{dot}{p}_l{layer}{suffix}") for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                pieces = [g for g in found if g is not None]
                 if not pieces:
                     continue
                 rows = module.hidden_size

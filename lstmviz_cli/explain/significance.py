@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class UnitEvidence:
     def prefix(self) -> str:
         return self.key.rsplit("/", 1)[0]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"feature": self.feature, "key": self.key, "unit": self.unit, "r": self.r, "p": self.p,
                 "control_r": self.control_r, "significant": self.significant}
 
@@ -95,7 +96,7 @@ class UnitTests:
                     f"alpha {self.alpha:g} over {self.pairs_tested} pairs): units are not ranked")
         return ""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "ranked": [u.to_json() for u in self.ranked],
             "not_significant": [u.to_json() for u in self.not_significant],

@@ -16,6 +16,7 @@ JSON (one entry per layer direction)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class LayerTimescales:
     def median(self) -> float:
         return float(np.median(self.tau)) if self.tau.size else float("nan")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         def num(v: float) -> float | None:
             return float(v) if np.isfinite(v) else None
 

@@ -31,7 +31,7 @@ from matplotlib.text import Text
 from matplotlib.typing import ColorType, RcKeyType
 
 from lstmviz_cli.errors import InputError, OutputError
-from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic
+from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic, write_json
 from lstmviz_cli.page.figuredata import ArchitectureData, CellData, UnrolledData
 from lstmviz_cli.page.model import FigureSpec, Page
 from lstmviz_cli.render.draw import diagram, plot
@@ -367,14 +367,13 @@ def write_manifest(out_dir: Path, entries: list[ManifestEntry], style: Publicati
                    force: bool, failures: dict[str, str] | None = None) -> Path:
     """figures.json: every file with what it shows, sorted, with the style used (deterministic)."""
     document = {
-        "generator": GENERATOR_MARKER,
         "format": fmt,
         "style": asdict(style),
         "figures": [asdict(e) for e in sorted(entries, key=lambda e: e.file)],
         "failed": dict(sorted((failures or {}).items())),
     }
     path = out_dir / MANIFEST_NAME
-    write_atomic(path, json.dumps(document, indent=2, sort_keys=True) + "\n", force=force)
+    write_json(path, document, force=force)
     return path
 
 

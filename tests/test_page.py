@@ -15,6 +15,7 @@ from conftest import HOSTILE, TEXT, make_run, numpy_trace, split_options
 from gold import check_gold, check_gold_json, scrub
 
 from lstmviz_cli.analysis.analyze import analyze_trace
+from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.diff import diff_traces
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.records import Analysis, FigureRef, MemoryProbe, SaliencyResult
@@ -57,7 +58,9 @@ def _memory_run() -> tuple[Run, Analysis]:
                               param_norms={"lstm.weight_hh_l0": 0.5, "lstm.bias_ih_l0": 0.25},
                               gate_norms={"lstm/l0/fwd": {"i": 0.1, "f": 0.2, "g": 0.3, "o": 0.4}})
     probe = MemoryProbe(prefix="lstm/l0/fwd", lengths=[1, 2, 4, 8], dependence=[1.0, 0.8, 0.4, 0.1])
-    analysis = analyze_trace(trace, tokens=list(TEXT), saliency=saliency, memory_probe=probe)
+    # The prediction as the orchestration reads it (once, from the model's output and what is known of it).
+    prediction = predict(trace.output, run.loaded.info)
+    analysis = analyze_trace(trace, prediction=prediction, tokens=list(TEXT), saliency=saliency, memory_probe=probe)
     return run, analysis
 
 

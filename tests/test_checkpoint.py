@@ -195,8 +195,8 @@ def test_bias_free_head_of_embedding_width_is_told_apart_by_key_order(tmp_path: 
 
 def test_unplaced_keys_are_reported(tmp_path: Path) -> None:
     state = dict(fx.token_model().state_dict())
-    state["norm.weight"] = torch.ones(3)  # a LayerNorm(3) that reads no width the LSTM produces
-    state["norm.bias"] = torch.zeros(3)
+    state["norm.weight"] = torch.ones(5)  # a LayerNorm(5): as wide as the LSTM's input, it may feed it
+    state["norm.bias"] = torch.zeros(5)
     torch.save(state, tmp_path / "sd.pt")
     with pytest.raises(CheckpointError, match=r"norm \(LayerNorm\) may run before the recurrent layer 'lstm'"):
         load_checkpoint(tmp_path / "sd.pt")

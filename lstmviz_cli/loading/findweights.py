@@ -12,6 +12,7 @@ are stripped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,14 @@ from lstmviz_cli.loading.statedict import find_recurrent_prefixes
 # Keys every PyTorch Lightning checkpoint carries beside "state_dict".
 _LIGHTNING_KEYS = ("pytorch-lightning_version", "lightning_version")
 _LIGHTNING_HINTS = ("hyper_parameters", "optimizer_states", "lr_schedulers", "global_step", "callbacks")
+# A loss registered on the model (`self.criterion = nn.CrossEntropyLoss(weight=w)`, common in a
+# LightningModule) saves its class weights beside the network's; the forward never reads them.
+_LOSS_COMPONENT = re.compile(r"criterion|loss|loss_?fn|loss_?func(tion)?|\w+_(loss|criterion)", re.IGNORECASE)
+
+
+def is_loss_module(name: str) -> bool:
+    """`criterion`, `loss_fn`, `model.ce_loss`: a module name with a component that names a loss."""
+    return any(_LOSS_COMPONENT.fullmatch(part) for part in name.split("."))
 
 
 @dataclass
@@ -38,6 +47,9 @@ class Unpacked:
     key: str | None = None  # path of the weights in the file ("model_state", "checkpoint/model"); None: the file itself
     meta: dict[str, Any] = field(default_factory=dict)
     lightning: bool = False  # a PyTorch Lightning checkpoint (its keys may carry an attribute prefix)
+    # Objects of the user's classes (a trusted pickle: --trust-pickle) whose plain attributes were read
+    # as metadata: (where, class), e.g. ("vocab", "vocab_mod.Vocab").
+    objects: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -83,13 +95,14 @@ def unpack(obj: Any, name: str, weights_key: str | None = None) -> Unpacked:
     lightning = any(key in obj for key in _LIGHTNING_KEYS) or (
         "state_dict" in obj and sum(key in obj for key in _LIGHTNING_HINTS) >= 2
     )
-    meta = _meta_beside(obj, candidate.path)
+    objects: list[tuple[str, str]] = []
+    meta = _meta_beside(obj, candidate.path, objects)
     if lightning and meta.get("config") is None and isinstance(obj.get("hyper_parameters"), Mapping):
         # Lightning's save_hyperparameters(): the constructor arguments, as a saved `config` is.
         meta["config"] = {k: v for k, v in obj["hyper_parameters"].items() if isinstance(k, str) and is_plain(v)}
     return Unpacked(
         "dict-checkpoint", candidate.state, candidate.module, key=candidate.key or None, meta=meta,
-        lightning=lightning,
+        lightning=lightning, objects=objects,
     )
 
 
@@ -172,19 +185,24 @@ def _is_optimizer_state(value: Any) -> bool:
     return isinstance(value, Mapping) and "state" in value and "param_groups" in value
 
 
-def _meta_beside(obj: Mapping[Any, Any], path: tuple[str, ...]) -> dict[str, Any]:
+def _meta_beside(obj: Mapping[Any, Any], path: tuple[str, ...], objects: list[tuple[str, str]]) -> dict[str, Any]:
     """Plain metadata beside the weights: the top level's, then (nested weights) their container's."""
-    meta = _plain_items(obj, skip=path[0] if path else None)
+    meta = _plain_items(obj, skip=path[0] if path else None, where="", objects=objects)
     if len(path) == 2:
-        meta.update(_plain_items(obj[path[0]], skip=path[1]))
+        meta.update(_plain_items(obj[path[0]], skip=path[1], where=f"{path[0]}/", objects=objects))
     return meta
 
 
-def _plain_items(container: Mapping[Any, Any], skip: str | None) -> dict[str, Any]:
-    """JSON-like entries; an object opened as plain data (a stand-in) contributes its plain state."""
+def _plain_items(container: Mapping[Any, Any], skip: str | None, where: str,
+                 objects: list[tuple[str, str]]) -> dict[str, Any]:
+    """JSON-like entries; an object opened as plain data (a stand-in) contributes its plain state.
+
+    So does an object of the user's own class from a trusted pickle (a torchtext-style `Vocab` with
+    `itos` and a `stoi` defaultdict): its instance attributes that are plain data, listed in `objects`.
+    """
     items: dict[str, Any] = {}
     for key, value in container.items():
-        if not isinstance(key, str) or key == skip or isinstance(value, torch.Tensor):
+        if not isinstance(key, str) or key == skip or isinstance(value, (torch.Tensor, nn.Module)):
             continue
         if isinstance(value, StandIn):
             state = plain_state(value)
@@ -192,22 +210,31 @@ def _plain_items(container: Mapping[Any, Any], skip: str | None) -> dict[str, An
                 items[key] = state
         elif is_plain(value):
             items[key] = value
+        elif isinstance(getattr(value, "__dict__", None), dict):
+            attributes = {k: v for k, v in vars(value).items() if isinstance(k, str) and is_plain(v)}
+            if attributes:
+                items[key] = attributes
+                cls = type(value)
+                objects.append((f"{where}{key}", f"{cls.__module__}.{cls.__qualname__}"))
     return items
 
 
 def strip_attribute_prefix(state: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """Drop a LightningModule's attribute (`model.`, `net.`) when every key carries the same one.
 
-    For a rebuild from weights, where no class says what the keys should be. Kept when it is the
-    recurrent module's own name (`lstm.weight_ih_l0`): then nothing wraps the network.
+    For a rebuild from weights, where no class says what the keys should be. A loss's weights
+    registered on the LightningModule itself (`criterion.weight`) do not count against the prefix
+    and stay as they are (listed as not used). Kept when it is the recurrent module's own name
+    (`lstm.weight_ih_l0`): then nothing wraps the network.
     """
-    firsts = {key.split(".", 1)[0] for key in state}
-    if len(firsts) != 1 or not all("." in key for key in state):
+    network = [key for key in state if not is_loss_module(key.split(".", 1)[0])]
+    firsts = {key.split(".", 1)[0] for key in network}
+    if len(firsts) != 1 or not all("." in key for key in network):
         return state, None
     prefix = f"{next(iter(firsts))}."
-    stripped = {key[len(prefix):]: value for key, value in state.items()}
-    if not all("." in key for key in stripped):
+    if not all("." in key[len(prefix):] for key in network):
         return state, None
+    stripped = {(key[len(prefix):] if key in network else key): value for key, value in state.items()}
     return stripped, prefix
 
 

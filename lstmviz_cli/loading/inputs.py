@@ -67,12 +67,20 @@ def load_sample(
         unit = "characters" if _char_level(meta) else "words"
         sample.description = f"{source}: {sample.steps if unit == 'words' else len(text)} {unit}"
     if meta.get("one_hot") and sample.kind == "tokens":
-        # A model without an Embedding that reads one-hot rows of its vocabulary.
-        sample.values = np.eye(int(meta["vocab_size"]), dtype=np.float32)[sample.values]
+        # A rebuilt model without an Embedding reads one-hot rows of its vocabulary.
+        sample.values = one_hot(sample.values, int(meta["vocab_size"]))
         sample.kind = "features"
         sample.extra["one_hot"] = True
+    elif meta.get("one_hot_width") and sample.kind == "tokens":
+        # Your own code without an Embedding: ids, or one-hot rows if it refuses them (tracing.sample).
+        sample.one_hot_width = int(meta["one_hot_width"])
     check_budget(loaded, sample, max_memory_bytes)
     return sample
+
+
+def one_hot(ids: np.ndarray, width: int) -> np.ndarray:
+    """(batch, time) token ids -> (batch, time, width) float32 one-hot rows."""
+    return np.eye(width, dtype=np.float32)[ids]
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -238,7 +246,9 @@ def _encode_text(text: str, meta: Mapping[str, Any], name: str) -> np.ndarray:
     """Characters (or whitespace-separated words, for word vocabularies) -> ids via the vocab."""
     vocab = meta.get("vocab")
     if not vocab:
-        raise InputError(f"cannot encode text {name!r}: the checkpoint has no vocabulary; pass --tokens or an array file")
+        why = (f"the checkpoint's vocabulary was not used ({meta['vocab_unused']})" if meta.get("vocab_unused")
+               else "the checkpoint has no vocabulary")
+        raise InputError(f"cannot encode text {name!r}: {why}; pass --tokens or an array file")
     if not text:
         raise InputError(f"input text {name!r} is empty")
     index = {token: i for i, token in enumerate(vocab)}
@@ -294,7 +304,7 @@ def _validate(values: np.ndarray, meta: Mapping[str, Any], source: str) -> Sampl
     if np.issubdtype(dtype, np.integer):
         return _validate_tokens(values, meta, source)
     if np.issubdtype(dtype, np.floating):
-        if wants_tokens and not meta.get("one_hot"):
+        if wants_tokens and not meta.get("one_hot") and not meta.get("reads_features"):
             raise InputError(
                 f"{source}: got floats of dtype {dtype}, but the model reads integer token ids "
                 "(a 1-D sequence or (batch, time)); save the array as integers"

@@ -25,7 +25,7 @@ from lstmviz_cli.loading.records import HeadInfo, TensorAccounting
 # -- building the model ----------------------------------------------------------------------------
 def rebuild_from_state(
     state: dict[str, Any], meta: dict[str, Any], path: Path, *, torchscript: bool, head: str | None,
-    recurrent_only: bool,
+    recurrent_only: bool, ordered: bool = True,
 ) -> tuple[Any, Any]:
     """The model rebuilt from the state dict, and the plan that says what was placed.
 
@@ -36,7 +36,7 @@ def rebuild_from_state(
     vocab = meta.get("vocab")
     task = meta.get("task") if meta.get("task") in TASKS else None
     plan = plan_rebuild(state, config, len(vocab) if vocab else None, head=head,
-                                   recurrent_only=recurrent_only, task=task)
+                                   recurrent_only=recurrent_only, task=task, ordered=ordered)
     if plan.front and not recurrent_only:
         raise CheckpointError(front_refusal(path.name, plan, torchscript=torchscript))
     try:

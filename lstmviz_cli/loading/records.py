@@ -35,6 +35,8 @@ class TensorAccounting:
     total: int
     unused: tuple[str, ...] = ()  # state-dict keys no rebuilt module holds, in the file's order
     front: tuple[str, ...] = ()  # unplaced modules that may run before the recurrent layers
+    # None: rebuilt from weights; else the --model-class the tensors were loaded into.
+    into: str | None = None
 
     @property
     def placed(self) -> int:
@@ -65,12 +67,12 @@ class TensorAccounting:
 
     def line(self) -> str:
         """The one line the CLI prints on stderr and the page repeats."""
+        target, colon, cls = (self.into or "").rpartition(":")
+        into = f"{target.replace(chr(92), '/').rsplit('/', 1)[-1]}{colon}{cls}"  # models.py:Net, not its folders
+        how = "rebuilt from weights" if self.into is None else f"loaded into {into}"
         if not self.unused:
-            return f"rebuilt from weights: all {self.total} tensors placed"
-        return (
-            f"rebuilt from weights: placed {self.placed} of {self.total} tensors; "
-            f"not used ({len(self.unused)}): {self.unused_text()}"
-        )
+            return f"{how}: all {self.total} tensors placed"
+        return f"{how}: placed {self.placed} of {self.total} tensors; not used ({len(self.unused)}): {self.unused_text()}"
 
     def to_json(self) -> dict[str, Any]:
         return {"total": self.total, "placed": self.placed, "unused": list(self.unused), "front": list(self.front)}
@@ -189,6 +191,8 @@ class ModelInfo:
     stored_dtype: str | None = None  # floating dtypes of the saved weights, e.g. "float16", "bfloat16/float32"
     run_dtype: str | None = None  # the dtype the model runs in (half precision is upcast on CPU)
     skipped: tuple[tuple[str, str], ...] = ()  # (where, class) of objects opened as plain data, e.g. ("vocab", "vocab_mod.Vocab")
+    # (where, class) of your own objects (a trusted pickle) whose plain attributes were read as metadata.
+    objects_read: tuple[tuple[str, str], ...] = ()
     vocab_source: str | None = None  # where the vocabulary was found when not under "vocab", e.g. "char_to_int"
     labels_source: str | None = None  # likewise for output labels, e.g. "idx2label"
     load_notes: tuple[str, ...] = ()  # what was found but not used (vocabularies that disagree, ...)
@@ -226,6 +230,9 @@ class SampleInput:
     # The other arrays of an .npz input (not the input, not `lengths`), by name: candidates for the
     # model's other forward arguments (`tracing.forwardargs`), passed as stored.
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # Your own model without an Embedding, given text or ids: the vocabulary's size, for one-hot
+    # rows when the model refuses ids (`tracing.sample` tries ids first). None: not applicable.
+    one_hot_width: int | None = None
 
     @property
     def batch(self) -> int:

@@ -14,12 +14,11 @@ from typing import Any
 import torch
 
 from lstmviz_cli.errors import CheckpointError
+from lstmviz_cli.families import FAMILY_BY_GATE_COUNT, family
 
 _RNN_KEY = re.compile(
     r"^(?:(?P<prefix>.+)\.)?(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(?P<layer>\d+)(?P<rev>_reverse)?$"
 )
-_FAMILY_BY_GATES = {4: "LSTM", 3: "GRU", 1: "RNN"}
-_DEFAULT_NAMES = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 
 
 @dataclass
@@ -40,7 +39,7 @@ class RecurrentSpec:
     @property
     def name(self) -> str:
         """Module name in the rebuilt model: the original prefix, else "lstm"/"gru"/"rnn"."""
-        return self.prefix or _DEFAULT_NAMES[self.kind]
+        return self.prefix or family(self.kind).name
 
     @property
     def output_width(self) -> int:
@@ -72,6 +71,25 @@ def find_recurrent_prefixes(state: Mapping[str, Any]) -> dict[str, list[str]]:
         if match:
             groups.setdefault(match.group("prefix") or "", []).append(key)
     return groups
+
+
+_CELL_KEY = re.compile(r"^(?:(?P<prefix>.+)\.)?weight_hh$")
+
+
+def find_cell_prefixes(state: Mapping[str, Any]) -> dict[str, str]:
+    """Cells' weights (`cell.weight_ih`, `cell.weight_hh`, no `_l0`): {prefix: "LSTMCell" | "GRUCell" | "RNNCell"}."""
+    cells: dict[str, str] = {}
+    for key, value in state.items():
+        match = _CELL_KEY.match(key)
+        if not match or not isinstance(value, torch.Tensor) or value.dim() != 2:
+            continue
+        prefix = match.group("prefix") or ""
+        weight_ih = state.get(f"{prefix}.weight_ih" if prefix else "weight_ih")
+        rows, hidden = int(value.shape[0]), int(value.shape[1])
+        family = FAMILY_BY_GATE_COUNT.get(rows // hidden) if hidden and rows % hidden == 0 else None
+        if isinstance(weight_ih, torch.Tensor) and family is not None:
+            cells[prefix] = f"{family.name.upper()}Cell"
+    return cells
 
 
 def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], config: Mapping[str, Any]) -> RecurrentSpec:
@@ -116,7 +134,7 @@ def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], conf
     else:
         proj_size, hidden = 0, int(w_hh.shape[1])
     rows = int(w_hh.shape[0])
-    if hidden <= 0 or rows % hidden or rows // hidden not in _FAMILY_BY_GATES or (proj_size and rows != 4 * hidden):
+    if hidden <= 0 or rows % hidden or rows // hidden not in FAMILY_BY_GATE_COUNT or (proj_size and rows != 4 * hidden):
         raise CheckpointError(
             f"tensor {first['weight_hh']!r} has shape {_shape(w_hh)}, which is not 4, 3 or 1 times the "
             f"hidden size {hidden} (LSTM, GRU, RNN)"
@@ -128,7 +146,7 @@ def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], conf
             f"tensor {first['weight_hr']!r} has shape {_shape(state[first['weight_hr']])}: proj_size must be "
             f"between 1 and hidden size - 1 ({hidden - 1})"
         )
-    kind = _FAMILY_BY_GATES[rows // hidden]
+    kind = FAMILY_BY_GATE_COUNT[rows // hidden].name.upper()
     has_bias = "bias_ih" in first or "bias_hh" in first
     spec = RecurrentSpec(
         prefix=prefix,
@@ -150,7 +168,7 @@ def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], conf
 
 def _check_shapes(state: Mapping[str, Any], spec: RecurrentSpec, params: dict[tuple[int, bool], dict[str, str]]) -> None:
     """Every key must have the shape the l0 weights imply, and every slot all its keys."""
-    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[spec.kind] * spec.hidden_size
+    gates = family(spec.kind).n_gates * spec.hidden_size
     out = spec.proj_size or spec.hidden_size
     dot = f"{spec.prefix}." if spec.prefix else ""
     for layer in range(spec.num_layers):

@@ -33,5 +33,10 @@ def loading_notes(info: Any) -> list[str]:
             f"opened without running code: {objects} "
             f"({'a class' if len(info.skipped) == 1 else 'classes'} lstmviz did not import, read as plain data){used}"
         )
+    source = info.vocab_source or ""
+    for where, cls in info.objects_read:
+        if source == where or source.startswith(f"{where}/"):
+            notes.append(f"{where!r} is a {cls} object: the vocabulary inside ({source!r}, "
+                         f"{len(info.vocab or ())} tokens) is used")
     notes.extend(info.load_notes)
     return notes

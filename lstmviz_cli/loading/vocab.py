@@ -55,6 +55,8 @@ class Found:
     vocab: Vocabulary | None = None
     labels: tuple[tuple[str, ...], str] | None = None  # (labels by class id, source)
     notes: list[str] = field(default_factory=list)
+    # Why an input vocabulary that was found is not used (both directions saved and disagreeing).
+    vocab_rejected: str | None = None
 
 
 def find_vocabularies(meta: Mapping[str, Any], roles: tuple[str, ...] = ("input", "output")) -> Found:
@@ -64,7 +66,10 @@ def find_vocabularies(meta: Mapping[str, Any], roles: tuple[str, ...] = ("input"
     """
     found = Found()
     for role in roles:
+        seen = len(found.notes)
         result = _search(meta, role, found.notes)
+        if result is None and role == "input" and len(found.notes) > seen:
+            found.vocab_rejected = found.notes[-1].removeprefix("vocabulary not used: ")
         if result is None:
             continue
         tokens, source = result
@@ -172,5 +177,6 @@ def _search_level(level: Mapping[str, Any], where: str, role: str, notes: list[s
             notes.append(f"{what} not used: {source!r} and {other_source!r} disagree")
             return None
     if gaps:
-        notes.append(f"{source!r} assigns no token to id {', '.join(map(str, gaps))} (shown as <id N>)")
+        shown = ", ".join(f"<id {gap}>" for gap in gaps)
+        notes.append(f"{source!r} assigns no token to id {', '.join(map(str, gaps))} (shown as {shown})")
     return tokens, source

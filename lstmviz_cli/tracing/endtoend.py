@@ -245,8 +245,12 @@ def check_archive(loaded: Any, sample: Any, *, verify: bool = True) -> ArchiveRe
     info = loaded.info
     head: HeadInfo | None = info.head
     declared = head is not None and head.source in ("option", "metadata")
-    candidates = [head.wiring] if head is None or declared else [head.wiring] + [
-        w for w in HEAD_WIRINGS if w != head.wiring]
+    if head is None:  # no head: the rebuild returns the recurrent output, whatever its wiring
+        candidates = [model.lstmviz_head_on]
+    elif declared:
+        candidates = [head.wiring]
+    else:
+        candidates = [head.wiring] + [w for w in HEAD_WIRINGS if w != head.wiring]
     tried: list[tuple[str, float, np.ndarray]] = []
     for wiring in candidates:
         model.lstmviz_head_on = wiring

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lstmviz_cli.loading.records import HeadInfo, TensorAccounting
+from lstmviz_cli.loading.records import HeadInfo, ModelInfo, TensorAccounting
 from lstmviz_cli.tracing.verify import Verification, recurrent_levels
 
 
@@ -49,12 +49,12 @@ class Provenance:
         }
 
 
-def _source(info: Any) -> str:
-    if getattr(info, "format", None) == "torchscript":
+def _source(info: ModelInfo) -> str:
+    if info.model_class:
+        return "model-class"
+    if info.format == "torchscript":
         return "torchscript"
-    if getattr(info, "rebuilt", False):
-        return "rebuilt"
-    return "model-class" if getattr(info, "model_class", None) else "pickled-module"
+    return "rebuilt" if info.rebuilt else "pickled-module"
 
 
 _DESCRIPTIONS = {

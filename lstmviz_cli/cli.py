@@ -29,6 +29,7 @@ from lstmviz_cli.errors import (
     LstmvizError,
 )
 from lstmviz_cli.page.view import ViewOptions
+from lstmviz_cli.tracing.verify import GATE_TOLERANCE
 
 app = typer.Typer(
     name="lstmviz",
@@ -134,7 +135,8 @@ RecurrentOnlyOpt = Annotated[
     ),
 ]
 NoVerifyOpt = Annotated[
-    bool, typer.Option("--no-verify", help="Do not fail when recorded gates miss the real outputs by > 1e-4.")
+    bool, typer.Option("--no-verify", help=f"Do not fail when recorded gates miss the real outputs by > {GATE_TOLERANCE:g}: "
+                       "show every error (in red) instead.")
 ]
 
 
@@ -373,7 +375,8 @@ def check_command(
         int | None, typer.Option("--min-memory-horizon", help="Min steps back holding 90% of the output's saliency (default off).")
     ] = None,
     max_verify_error: Annotated[
-        float | None, typer.Option("--max-verify-error", help="Max |recorded - real| of the trace (default 1e-4).")
+        float | None, typer.Option("--max-verify-error", help="Max |recorded - real| of the trace, looser or "
+                                   f"tighter than the default {GATE_TOLERANCE:g}.")
     ] = None,
     fail_on: Annotated[
         str | None, typer.Option("--fail-on", help="Analysis findings that fail the check: error, warning or never (default error).")

@@ -364,14 +364,15 @@ def test_view_names_both_directions(bilstm_run) -> None:  # noqa: ANN001
 
 
 def test_view_shows_text_units_with_highlighting() -> None:
-    from lstmviz_cli.loading.records import SampleInput
+    from lstmviz_cli.loading.records import LoadedModel, ModelInfo, SampleInput
     from lstmviz_cli.page.analysis_view import analysis_context
     from lstmviz_cli.tracing.records import Run
 
     trace = _quote_trace()
     sample = SampleInput(values=np.zeros((1, len(QUOTED)), dtype=np.int64), kind="tokens", labels=list(QUOTED),
                          description="t", text=QUOTED)
-    run = Run(loaded=None, sample=sample, trace=trace)
+    info = ModelInfo(name="q.pt", path="q.pt", format="state_dict", size_bytes=1, n_params=1, device="cpu")
+    run = Run(loaded=LoadedModel(model=None, info=info), sample=sample, trace=trace)
     analysis = _analyze(run)
     assert analysis.units[0].feature == "inside_quotes" and analysis.units[0].unit == 3
     ctx = analysis_context(run, analysis, None)

@@ -283,7 +283,7 @@ def test_cells_in_a_user_loop(cls: type) -> None:
             h[b] = hb
             if cb is not None:
                 c[b] = cb
-    assert tr.meta["path"][0] == {"name": "cell", "type": cls.__name__, "input": [2, 3],
+    assert tr.meta.path[0] == {"name": "cell", "type": cls.__name__, "input": [2, 3],
                                   "output": [2, 4], "calls": 5}
     assert tr.verify_error < TOL
 
@@ -317,13 +317,13 @@ def test_two_modules_and_extra_forward_arguments() -> None:
         enc = model.encoder(model.embed(tokens))[0].numpy()
     assert_matches(tr, "encoder", reference(model.encoder, emb))
     assert_matches(tr, "decoder", reference(model.decoder, enc + 0.25))
-    assert [(p["name"], p["type"], p["input"], p["output"]) for p in tr.meta["path"]] == [
+    assert [(p["name"], p["type"], p["input"], p["output"]) for p in tr.meta.path] == [
         ("embed", "Embedding", [2, 4], [2, 4, 3]),
         ("encoder", "LSTM", [2, 4, 3], [2, 4, 8]),
         ("decoder", "GRU", [2, 4, 8], [2, 4, 5]),
         ("out", "Linear", [2, 4, 5], [2, 4, 10]),
     ]
-    assert tr.meta["device"] == "cpu"
+    assert tr.meta.device == "cpu"
     assert [lt.prefix for lt in tr.layers] == ["encoder/l0/fwd", "encoder/l0/bwd", "decoder/l0/fwd"]
 
 
@@ -398,7 +398,7 @@ def test_verification_failure_raises_unless_disabled(monkeypatch: pytest.MonkeyP
     with pytest.raises(VerificationError, match=r"lstm/l0/fwd .*tolerance"):
         trace(module, x)
     tr = trace(module, x, verify=False)
-    assert tr.verify_error is None and "verify_errors" not in tr.meta
+    assert tr.verify_error is None and tr.meta.verify_errors is None
 
 
 def test_parallel_scan_equals_sequential_scan() -> None:
@@ -448,7 +448,7 @@ def test_float16_and_selected_series_and_units() -> None:
     np.testing.assert_allclose(small["lstm/l1/fwd/f"], full["lstm/l1/fwd/f"][..., [1, 4]], atol=1e-3)
     # h has only proj_size = 3 units: the selection keeps the units that exist
     np.testing.assert_allclose(small["lstm/l1/fwd/h"], full["lstm/l1/fwd/h"][..., [1]], atol=1e-3)
-    assert small.meta["kept_units"] == [1, 4] and small.meta["store_dtype"] == "float16"
+    assert small.meta.kept_units == [1, 4] and small.meta.store_dtype == "float16"
     assert small.verify_error == full.verify_error
 
 
@@ -503,7 +503,7 @@ def test_trace_sample_packs_unequal_lengths_for_a_bare_stack() -> None:
     np.testing.assert_array_equal(tr.lengths["lstm"], [5, 3])
     assert np.isnan(tr["lstm/l1/fwd/h"][1, 3:]).all()
     assert_matches(tr, "lstm", reference(module, values, lengths=[5, 3]))
-    assert tr.meta["sample"] == "two sequences" and tr.meta["packed"] is True
+    assert tr.meta.sample == "two sequences" and tr.meta.packed is True
 
 
 def test_trace_sample_time_major_features_and_tokens() -> None:
@@ -513,7 +513,7 @@ def test_trace_sample_time_major_features_and_tokens() -> None:
                       SampleInput(values=values, kind="features", labels=["a"] * 4, description="d"))
     assert tr.output.shape == (1, 4, 5)  # batch-major again for the report
     assert_matches(tr, "gru", reference(module, values))
-    assert tr.meta["labels"] == ["a"] * 4 and tr.meta["model_batch_first"] is False
+    assert tr.meta.labels == ["a"] * 4 and tr.meta.model_batch_first is False
 
     model = EncoderDecoder()
 
@@ -597,7 +597,7 @@ def test_cuda_trace_matches_cpu() -> None:
     x = torch.randn(50, 3, 3)
     cpu = trace(module, x)
     gpu = trace(module.cuda(), x.cuda())
-    assert gpu.meta["device"].startswith("cuda")
+    assert gpu.meta.device.startswith("cuda")
     for key in cpu.keys():
         np.testing.assert_allclose(gpu[key], cpu[key], atol=1e-4)
     assert gpu.verify_error < 1e-4

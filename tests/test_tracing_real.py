@@ -298,7 +298,7 @@ def test_packed_batch_keeps_the_padded_length(models_py: Path, tmp_path: Path) -
             series = trace[f"lstm/l0/fwd/{key}"][b]
             assert np.isnan(series[n:]).all() and not np.isnan(series[:n]).any()
         _assert_gates(trace, "lstm/l0/fwd", b, _np_lstm(x[b, :n].astype(np.float64), *_weights(model.lstm)))
-    assert trace.meta["forward_args"]["params"] == {"lengths": "lengths"}
+    assert trace.meta.forward_args.params == {"lengths": "lengths"}
     # The model's own per-step output, batch-major, and its prediction at sequence 0's last valid step.
     with torch.no_grad():
         own = model(torch.as_tensor(x), torch.as_tensor(lengths)).numpy()
@@ -344,7 +344,7 @@ def test_bare_stack_and_public_trace_pad_to_the_input(tmp_path: Path) -> None:
     loaded = LoadedModel(model=lstm, info=info, meta={"input_size": 3, "input_format": "features"})
     sample = load_sample(loaded, path=tmp_path / "b.npz")
     t = trace_sample(loaded, sample)
-    assert t.meta["packed"] and t["lstm/l0/fwd/h"].shape == (2, 8, 4)
+    assert t.meta.packed and t["lstm/l0/fwd/h"].shape == (2, 8, 4)
     _assert_gates(t, "lstm/l0/fwd", 1, _np_lstm(x[1, :2].double().numpy(), *_weights(lstm)))
 
 
@@ -357,7 +357,7 @@ def test_tutorial_tagger_prediction_and_saliency_at_its_steps(models_py: Path, t
     np.save(tmp_path / "sentence.npy", sentence)
     run = load_and_trace(_options(path, models_py, "LSTMTagger", tmp_path / "sentence.npy"))
     trace = run.trace
-    assert trace["lstm/l0/fwd/h"].shape == (1, 5, 6) and run.trace.meta["model_batch_first"] is False
+    assert trace["lstm/l0/fwd/h"].shape == (1, 5, 6) and run.trace.meta.model_batch_first is False
     with torch.no_grad():
         embeds = model.word_embeddings(torch.as_tensor(sentence)).double().numpy()
         scores = model(torch.as_tensor(sentence)).numpy()  # the tutorial's own call: (words, tags)
@@ -388,7 +388,7 @@ def test_forward_with_text_lengths_gets_the_npz_lengths(models_py: Path, tmp_pat
     np.savez(tmp_path / "batch.npz", text=text, lengths=np.array(lengths))
     run = load_and_trace(_options(path, models_py, "RNN", tmp_path / "batch.npz"))
     trace = run.trace
-    assert trace.meta["forward_args"]["params"] == {"text_lengths": "lengths"}
+    assert trace.meta.forward_args.params == {"text_lengths": "lengths"}
     assert trace["rnn/l1/bwd/h"].shape == (3, 7, 6) and np.isnan(trace["rnn/l1/bwd/h"][2, 3:]).all()
     with torch.no_grad():
         embedded = model.embedding(torch.as_tensor(text)).double().numpy()
@@ -409,7 +409,7 @@ def test_forward_with_text_lengths_gets_the_npz_lengths(models_py: Path, tmp_pat
     np.testing.assert_array_equal(np.isnan(np.load(out)["rnn/l0/fwd/h"][:, :, 0]), np.isnan(trace["rnn/l0/fwd/h"][:, :, 0]))
     np.save(tmp_path / "one.npy", text[0])
     one = load_and_trace(_options(path, models_py, "RNN", tmp_path / "one.npy"))
-    assert one.trace.meta["forward_args"]["full_lengths"] and "full length" in one.trace.meta["notes"][0]
+    assert one.trace.meta.forward_args.full_lengths and "full length" in one.trace.meta.notes[0]
     capsys.readouterr()
     for extra, message in (
         (["--forward-arg", "text_lengths=nope"], "the input has no array 'nope'"),
@@ -453,16 +453,16 @@ def test_textbook_scratch_lstm_fed_time_major(models_py: Path, tmp_path: Path,
     np.save(tmp_path / "seq.npy", x)  # (time, features): one sequence
     run = load_and_trace(_options(path, models_py, "LSTMScratch", tmp_path / "seq.npy"))
     trace = run.trace
-    assert trace.meta["model_batch_first"] is False and trace["LSTMScratch/l0/fwd/h"].shape == (1, 9, 5)
+    assert trace.meta.model_batch_first is False and trace["LSTMScratch/l0/fwd/h"].shape == (1, 9, 5)
     p = {k: v.detach().double().numpy() for k, v in model.named_parameters()}
     # d2l's X @ W_x + H @ W_h + b is PyTorch's layout transposed, gates stacked i, f, g, o.
     w_ih = np.concatenate([p["W_xi"].T, p["W_xf"].T, p["W_xc"].T, p["W_xo"].T])
     w_hh = np.concatenate([p["W_hi"].T, p["W_hf"].T, p["W_hc"].T, p["W_ho"].T])
     b = np.concatenate([p["b_i"], p["b_f"], p["b_c"], p["b_o"]])
     _assert_gates(trace, "LSTMScratch/l0/fwd", 0, _np_lstm(x.astype(np.float64), w_ih, w_hh, b))
-    assert trace.meta["series_names"]["LSTMScratch/l0/fwd"]["f"] == "F_"
+    assert trace.meta.series_names["LSTMScratch/l0/fwd"]["f"] == "F_"
     assert trace.verify_error is not None and trace.verify_error < 1e-5
-    assert any("(time, batch, …)" in note for note in trace.meta["notes"])
+    assert any("(time, batch, …)" in note for note in trace.meta.notes)
     # Its output is a list of per-step H: stacked along time, so "the prediction" is the last step's.
     with torch.no_grad():
         outputs, _ = model(torch.as_tensor(x[:, None, :]))
@@ -532,7 +532,7 @@ def test_cell_loop_is_one_architecture_box(models_py: Path, tmp_path: Path) -> N
     assert len(saliency["values"]) == 2000 and saliency["step"] == 1999  # one embedding call per step
     assert len(page.encode()) < 2_000_000  # was 5.3 MB with one box per call
     run = load_and_trace(_options(path, models_py, "CellLoop", tmp_path / "tokens.npy"))
-    steps = read_path(run.trace.meta["path"], run.trace.modules)
+    steps = read_path(run.trace.meta.path, run.trace.modules)
     assert [(s.name, s.calls) for s in steps] == [("embedding", 2000), ("cell", 2000), ("head", 2000)]
     dot = architecture_graph(steps, run.trace.modules).source
     assert dot.count("×2000") == 3 and dot.count(" -> ") == 4

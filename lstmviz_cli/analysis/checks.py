@@ -13,7 +13,7 @@ from typing import Any
 
 from lstmviz_cli.analysis.anchors import figure_anchor
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE
+from lstmviz_cli.tracing.verify import GATE_TOLERANCE, OUTPUT_TOLERANCE
 
 FAIL_ON = ("error", "warning", "never")
 _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
@@ -28,7 +28,7 @@ class CheckConfig:
     max_saturated: float | None = 0.95  # share of a gate's values that are < low or > high
     max_dead_units: str | None = "25%"  # per layer: a count ("3") or a share of its units ("10%")
     min_memory_horizon: int | None = None  # steps back that hold 90% of the saliency (task-dependent)
-    max_verify_error: float | None = 1e-4  # max |recorded - real| of the trace
+    max_verify_error: float | None = GATE_TOLERANCE  # max |recorded - real| of the trace
     fail_on: str = "error"  # analysis findings of this severity or worse fail: error, warning, never
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ from lstmviz_cli.tracing import endtoend
 from lstmviz_cli.tracing.forwardargs import parse_forward_args
 from lstmviz_cli.tracing.records import Run
 from lstmviz_cli.tracing.sample import trace_sample
+from lstmviz_cli.tracing.verify import VerifyPolicy
 
 __all__ = ["Run", "announce", "load_and_trace"]
 
@@ -44,12 +45,17 @@ def _warn(message: str) -> None:
 REPORT_FLOAT16_ABOVE = 1 << 30
 
 
-def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) -> Run:
+def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,
+                   policy: VerifyPolicy | None = None) -> Run:
     """Load the checkpoint safely, read the sample, and trace every recurrent layer.
 
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
+    `policy`: how the trace is verified (default: refuse over the tolerance, or with `options.verify`
+    off compute every error and refuse none: --no-verify shows them in red); `lstmviz check` passes its own.
     """
+    if policy is None:
+        policy = VerifyPolicy() if options.verify else VerifyPolicy(refuse=False)
     forward_args = parse_forward_args(options.forward_args)
 
     loaded = load_checkpoint(
@@ -74,20 +80,20 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     store = {"store_dtype": "float16"} if compact else {}
     archive = None
     if loaded.scripted is not None and not loaded.info.recurrent_only:
-        archive = endtoend.check_archive(loaded, sample, verify=options.verify)
+        archive = endtoend.check_archive(loaded, sample, verify=policy.refuse)
     own_code = not loaded.info.rebuilt  # --model-class or a pickled module: the real model runs
     watch = endtoend.capture_call(loaded.model) if own_code else contextlib.nullcontext()
     with watch as captured:
-        trace = trace_sample(loaded, sample, verify=options.verify, module=options.module,
+        trace = trace_sample(loaded, sample, verify=policy, module=options.module,
                              forward_args=forward_args, **store)
     end_to_end = None
     if own_code:
-        end_to_end = endtoend.verify_user_model(loaded.model, captured, verify=options.verify)
+        end_to_end = endtoend.verify_user_model(loaded.model, captured, verify=policy, notes=trace.meta.notes)
     elif archive is not None:
-        end_to_end = endtoend.verify_archive(archive, trace, verify=options.verify)
+        end_to_end = endtoend.verify_archive(archive, trace, verify=policy)
     loading = loading_summary(loaded.info)
     if loading:
-        trace.meta["loading"] = loading
+        trace.meta.loading = loading
     notes = []
     if loaded.info.accounting is not None:
         notes.append(f"lstmviz: {loaded.info.name}: {loaded.info.accounting.line()}")

@@ -16,6 +16,7 @@ import torch
 
 from lstmviz_cli.errors import CheckpointError
 from lstmviz_cli.loading.findweights import is_loss_module
+from lstmviz_cli.loading.records import HEAD_WIRINGS
 from lstmviz_cli.loading.statedict import (
     RecurrentSpec,
     find_cell_prefixes,
@@ -23,7 +24,6 @@ from lstmviz_cli.loading.statedict import (
     infer_recurrent,
 )
 
-HEAD_WIRINGS = ("all", "last", "final-states")
 # config "head_activation": the function between the Linears of a head chain (nn.Sequential of Linears).
 HEAD_ACTIVATIONS = ("none", "relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu", "silu")
 # A Linear with such a name scores steps for attention pooling: it is never taken as the output head.

@@ -8,9 +8,12 @@ ready-to-run model, `SampleInput` the sample in the one input convention (see `l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+
+# What JSON holds: the summaries, the npz `__summary__` and metadata read from files are made of these.
+JSON: TypeAlias = "str | int | float | bool | None | list[JSON] | dict[str, JSON]"
 
 HEAD_WIRINGS = ("all", "last", "final-states")
 WIRING_TEXT = {

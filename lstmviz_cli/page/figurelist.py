@@ -32,7 +32,7 @@ def _report_items(run: Any, analysis: Any, view: Any) -> list[FigureItem]:
     items: list[FigureItem] = [
         FigureItem(
             "architecture", None, "Architecture: the model's modules along the data path with tensor shapes.",
-            lambda: diagrams.architecture_graph(diagrams.read_path(trace.meta.get("path"), trace.modules), trace.modules),
+            lambda: diagrams.architecture_graph(diagrams.read_path(trace.meta.path, trace.modules), trace.modules),
             kind="diagram",
         )
     ]

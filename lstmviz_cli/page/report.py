@@ -379,7 +379,7 @@ def knowledge_rows(facts: Provenance) -> list[dict[str, Any]]:
 
 def architecture_section(run: Any) -> Markup:
     trace: Trace = run.trace
-    path = read_path(trace.meta.get("path"), trace.modules)
+    path = read_path(trace.meta.path, trace.modules)
     return _dot_svg(architecture_graph(path, trace.modules), "arch")
 
 
@@ -481,7 +481,7 @@ def layer_heatmap(
     rows, how = _row_order(layer, rv)
     panels = []
     width = 1
-    source_names = run.trace.meta.get("series_names", {}).get(layer.prefix, {})
+    source_names = (run.trace.meta.series_names or {}).get(layer.prefix, {})
     for name in layer.series:
         values = _sequence(layer, name, rv.window)
         if values.shape[1] == layer.config.hidden_size:

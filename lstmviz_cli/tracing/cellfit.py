@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,9 +16,8 @@ import torch
 from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.tracing import cellsource
 from lstmviz_cli.tracing.cellrecord import SiteSeries, split_fused
-from lstmviz_cli.tracing.records import SERIES, LayerTrace
-
-VERIFY_TOLERANCE = 1e-4  # the stock tracer's tolerance: max |recorded - returned|
+from lstmviz_cli.tracing.records import SERIES, CellInfo, LayerTrace, SiteInfo
+from lstmviz_cli.tracing.verify import GATE_TOLERANCE
 
 
 @dataclass
@@ -40,15 +38,15 @@ class CustomCell:
     layer: LayerTrace | None = None
     notes: list[str] = field(default_factory=list)
 
-    def to_meta(self) -> dict[str, Any]:
-        """JSON-ready description for Trace.meta["custom_cells"]."""
-        return {
-            "class": self.class_name, "style": self.style, "family": self.family, "names": self.names,
-            "where": self.where, "mapping": self.mapping, "verify_error": self.verify_error, "check": self.check,
-            "sites": [{"name": s.name, "where": s.site.where, "kind": s.site.kind,
-                       "shape": list(s.values.shape)} for s in self.sites],
-            "notes": self.notes,
-        }
+    def to_info(self) -> CellInfo:
+        """The plain record of what was recognised (`Trace.meta.custom_cells[module]`)."""
+        return CellInfo(
+            class_name=self.class_name, style=self.style, family=self.family, names=dict(self.names),
+            where=dict(self.where), mapping=self.mapping, verify_error=self.verify_error, check=self.check,
+            sites=tuple(SiteInfo(s.name, s.site.where, s.site.kind, tuple(int(d) for d in s.values.shape))
+                        for s in self.sites),
+            notes=tuple(self.notes),
+        )
 
 
 def _returned(calls: list[tuple[list[torch.Tensor], list[torch.Tensor]]], batch: int, steps: int,
@@ -149,7 +147,7 @@ def _fit_lstm(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.n
                     continue
                 state = c[:, 1:] - (f_site.values[:, 1:] * c[:, :-1] + i_site.values[:, 1:] * g_site.values[:, 1:])
                 state_err = _max_abs(state)
-                if state_err > VERIFY_TOLERANCE * scale:
+                if state_err > GATE_TOLERANCE * scale:
                     continue
                 h = o_site.values * c_site.values
                 h_err, _ = _match(h, returned)
@@ -249,7 +247,7 @@ def analyse_cell(cell: CustomCell, calls: list, config_input: int) -> None:
     if series is None and len(sig) >= 2:
         h0 = _initial_state(calls, batch, hidden)
         fit_gru = _fit_gru(sig, tanh, returned, h0)
-        if fit_gru is not None and fit_gru[3] <= VERIFY_TOLERANCE * 10:
+        if fit_gru is not None and fit_gru[3] <= GATE_TOLERANCE * 10:
             assign, h, convention, err = fit_gru
             series = {k: assign[k].values for k in "rzn"} | {"h": h}
             cell.family = "gru"

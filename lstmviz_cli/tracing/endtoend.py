@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from lstmviz_cli.errors import CheckpointError, ModelError, VerificationError
 from lstmviz_cli.loading.records import HEAD_WIRINGS, HeadInfo
-from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE, Verification, output_error, output_matches
+from lstmviz_cli.tracing.records import Trace
+from lstmviz_cli.tracing.seeding import SEED, seeded
+from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE, Verification, VerifyPolicy
 
 YOUR_MODEL = "model output vs your model"
 ARCHIVE = "model output vs the TorchScript archive"
@@ -46,7 +49,7 @@ def capture_call(model: Any) -> Iterator[CapturedCall]:
     captured = CapturedCall()
 
     def before(_module: Any, args: tuple, kwargs: dict) -> None:
-        if captured.args is None:
+        if not captured.done:  # a call that failed (another layout tried after it) is not the traced call
             captured.args, captured.kwargs = args, dict(kwargs)
 
     def after(_module: Any, _args: tuple, _kwargs: dict, output: Any) -> None:
@@ -86,6 +89,26 @@ def _tensors(value: Any) -> list[Any]:
     return []
 
 
+def output_error(reference: np.ndarray, value: np.ndarray) -> float:
+    """max |reference - value| of two arrays of one shape (inf when the shapes differ; NaN in both agrees)."""
+    a = np.asarray(reference, dtype=np.float64)
+    b = np.asarray(value, dtype=np.float64)
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    both_nan = np.isnan(a) & np.isnan(b)
+    diff = np.abs(np.where(both_nan, 0.0, a - b))
+    return float(np.nan_to_num(diff, nan=math.inf).max())
+
+
+def output_matches(error: float, reference: np.ndarray) -> bool:
+    """Whether `error` is within OUTPUT_TOLERANCE of an output of this size."""
+    ref = np.asarray(reference, dtype=np.float64)
+    scale = float(np.nanmax(np.abs(ref))) if ref.size and np.isfinite(ref).any() else 0.0
+    return math.isfinite(error) and error <= OUTPUT_TOLERANCE * max(1.0, scale)
+
+
 def _numpy(tensor: Any) -> np.ndarray:
     return tensor.detach().to("cpu").double().numpy()
 
@@ -103,36 +126,62 @@ def _result(label: str, error: float, ok: bool, detail: str = "") -> Verificatio
     return Verification("model", label, error if math.isfinite(error) else None, "ok" if ok else "bad", detail)
 
 
-def verify_user_model(model: Any, captured: CapturedCall, *, verify: bool = True) -> Verification:
-    """Run the user's model again, plainly, on the traced call's arguments, and compare every output.
-
-    Raises VerificationError (unless `verify` is false) when the traced run's output is not the
-    model's own.
-    """
-    if captured.args is None or not captured.done:
-        return Verification("model", YOUR_MODEL, None, "not-checked", "the model was not called as a whole")
+def _plain_run(model: nn.Module, captured: CapturedCall, seed: int = SEED) -> tuple[list[np.ndarray], bool]:
+    """The model run plainly (eval, no grad, no hooks of lstmviz) on the traced call's arguments, from the
+    random state `seed`: its output tensors, and whether it drew random numbers."""
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad(), _quiet():
-            plain = model(*captured.args, **captured.kwargs)
+        with torch.no_grad(), _quiet(), seeded(seed) as rng:
+            plain = model(*(captured.args or ()), **captured.kwargs)
+    finally:
+        model.train(was_training)
+    return [_numpy(t) for t in _tensors(plain)], rng.drew
+
+
+def verify_user_model(model: nn.Module, captured: CapturedCall, *, verify: bool | VerifyPolicy = True,
+                      notes: list[str] | None = None) -> Verification:
+    """Run the user's model again, plainly, on the traced call's arguments, and compare every output.
+
+    Both runs start from the same random state (`tracing.seeding`). When the plain run draws random
+    numbers and a run from another state gives another output, a note (appended to `notes`, the
+    trace's) says the model's output depends on them. Raises VerificationError (when `verify`'s
+    policy refuses) when the traced run's output is not the model's own, and ModelError when two
+    identical plain calls differ (a model that keeps state between calls).
+    """
+    policy = VerifyPolicy.of(verify)
+    if captured.args is None or not captured.done:
+        return Verification("model", YOUR_MODEL, None, "not-checked", "the model was not called as a whole")
+    try:
+        reference, drew = _plain_run(model, captured)
     except Exception as error:  # noqa: BLE001 - the user's code; the traced call of it worked
         return Verification("model", YOUR_MODEL, None, "not-checked",
                             f"your model failed when run again: {type(error).__name__}")
-    finally:
-        model.train(was_training)
-    reference = [_numpy(t) for t in _tensors(plain)]
     traced = [_numpy(t) for t in _tensors(captured.output)]
     error, ok = _compare(reference, traced)
     detail = "" if len(reference) == len(traced) else (
         f"your model returned {len(reference)} tensors, the traced run {len(traced)}")
+    if ok and drew and notes is not None:
+        other, _ = _plain_run(model, captured, seed=SEED + 1)
+        spread, same = _compare(reference, other)
+        if not same:
+            notes.append(f"your model's output depends on the random numbers it draws (two runs from different "
+                         f"random states differ by {spread:.2e}): what is shown is its run from seed {SEED}")
+    if not ok:
+        again, _ = _plain_run(model, captured)
+        drift, same = _compare(reference, again)
+        if not same:  # the model itself does not repeat: it keeps state between calls
+            what = (f"your model's output changes between two identical calls (by {drift:.2e}): it keeps state "
+                    "between calls (e.g. self.hidden), so no run of it can be checked against another")
+            if policy.refuse:
+                raise ModelError(f"{what}; reset that state at the start of forward")
+            return Verification("model", YOUR_MODEL, None, "not-checked", what)
     result = _result(YOUR_MODEL, error, ok, detail)
-    if not ok and verify:
+    if not ok and policy.refuse:
         shown = f"differs by {error:.2e}" if math.isfinite(error) else "has another shape"
-        raise VerificationError(
+        raise VerificationError(policy.refusal(
             f"the traced run's output {shown} from your model's own output (tolerance {OUTPUT_TOLERANCE:.0e} of "
-            "its size); rerun with --no-verify to see the trace anyway"
-        )
+            "its size)"))
     return result
 
 
@@ -171,7 +220,7 @@ def _archive_batch_first(scripted: Any, rnn_name: str) -> bool:
 
 
 def _run_archive(scripted: Any, x: Any, batch_first: bool) -> np.ndarray:
-    with torch.no_grad(), _quiet():
+    with torch.no_grad(), _quiet(), seeded():
         out = scripted(x if batch_first else x.transpose(0, 1))
     tensors = _tensors(out)
     if not tensors:
@@ -281,13 +330,12 @@ def check_archive(loaded: Any, sample: Any, *, verify: bool = True) -> ArchiveRe
     )
 
 
-def verify_archive(reference: ArchiveReference, trace: Any, *, verify: bool = True) -> Verification:
+def verify_archive(reference: ArchiveReference, trace: Trace, *, verify: bool | VerifyPolicy = True) -> Verification:
     """After tracing: the traced run's output against the archive's own."""
-    error, ok = _against(reference, getattr(trace, "output", None))
+    policy = VerifyPolicy.of(verify)
+    error, ok = _against(reference, trace.output)
     result = _result(ARCHIVE, error, ok)
-    if not ok and verify:
-        raise VerificationError(
-            f"the traced run's output differs from the TorchScript archive's own output by {error:.2e}; "
-            "rerun with --no-verify to see the trace anyway"
-        )
+    if not ok and policy.refuse:
+        raise VerificationError(policy.refusal(
+            f"the traced run's output differs from the TorchScript archive's own output by {error:.2e}"))
     return result

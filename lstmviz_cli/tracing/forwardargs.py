@@ -10,7 +10,7 @@ and a model may ask for a mask or a second sequence. They are filled by the forw
    the input has no `lengths` (said in a note);
 4. any other required parameter is an error that says what to pass.
 
-The plan is plain data (`ForwardPlan.params`, stored in `Trace.meta["forward_args"]`), so the
+The plan is plain data (`ForwardPlan.params`, stored in `Trace.meta.forward_args`), so the
 saliency pass builds the same arguments for batch element 0 alone.
 """
 
@@ -19,35 +19,19 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.tracing.records import ForwardPlan
+
+__all__ = ["LENGTHS", "ForwardPlan", "forward_kwargs", "is_lengths_name", "parse_forward_args", "plan_forward_args"]
 
 LENGTHS = "lengths"  # the source name of the sample's lengths
 _LENGTH_NAME = re.compile(r"(?:^|_)(?:len|lens|length|lengths|seqlen|seqlens)$", re.IGNORECASE)
 _NOT_LENGTHS = re.compile(r"^(?:max|min|total|pad|padded)_", re.IGNORECASE)
-
-
-@dataclass
-class ForwardPlan:
-    """Which forward parameter gets which array: {parameter: source}, source an .npz array name or
-    "lengths"; `full_lengths` when the lengths are every sequence's full length (none were given)."""
-
-    params: dict[str, str] = field(default_factory=dict)
-    full_lengths: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    def to_meta(self) -> dict[str, Any]:
-        return {"params": dict(self.params), "full_lengths": self.full_lengths}
-
-    @classmethod
-    def from_meta(cls, meta: Mapping[str, Any] | None) -> ForwardPlan:
-        meta = meta or {}
-        return cls(params=dict(meta.get("params") or {}), full_lengths=bool(meta.get("full_lengths")))
 
 
 def is_lengths_name(name: str) -> bool:

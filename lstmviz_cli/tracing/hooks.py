@@ -75,15 +75,17 @@ def finish_cell(module: nn.Module, name: str, calls: list[CellCall], recorder: R
     recorder.add((name, 0, "fwd"), Segment(series, err, w.to_numpy()))
 
 
-def _shape(value: Any) -> list[int] | None:
+def _shape(value: object, batch_first: bool = True) -> list[int] | None:
+    """The shape of the first tensor in `value`; a PackedSequence as padded in the layout of the
+    module that takes or returns it (`batch_first`: a time-major nn.LSTM's is (T, B, F))."""
     if isinstance(value, PackedSequence):
-        return list(pad_packed_sequence(value, batch_first=True)[0].shape)
+        return list(pad_packed_sequence(value, batch_first=batch_first)[0].shape)
     if isinstance(value, torch.Tensor):
         return list(value.shape)
     if isinstance(value, (tuple, list)) and value:
-        return _shape(value[0])
+        return _shape(value[0], batch_first)
     if isinstance(value, dict) and value:
-        return _shape(next(iter(value.values())))
+        return _shape(next(iter(value.values())), batch_first)
     return None
 
 
@@ -99,8 +101,9 @@ def _path_hook(name: str, recorder: Recorder):
             recorder.path[index]["calls"] += 1
             return
         recorder.path_index[name] = len(recorder.path)
-        recorder.path.append({"name": name, "type": type(module).__name__, "input": _shape(args),
-                              "output": _shape(output), "calls": 1})
+        batch_first = bool(module.batch_first) if isinstance(module, LAYER_TYPES) else True
+        recorder.path.append({"name": name, "type": type(module).__name__, "input": _shape(args, batch_first),
+                              "output": _shape(output, batch_first), "calls": 1})
 
     return hook
 

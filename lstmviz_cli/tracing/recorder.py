@@ -7,7 +7,6 @@ yields two), the calls of each cell, and the model's path of leaf modules for th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 
 from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.tracing import gates as _gates
+from lstmviz_cli.tracing.records import PathEntry
 
 LAYER_TYPES = (nn.LSTM, nn.GRU, nn.RNN)
 CELL_TYPES = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
@@ -49,7 +49,7 @@ class Recorder:
     chunk: int | None
     segments: dict[tuple[str, int, str], list[Segment]] = field(default_factory=dict)
     cells: dict[str, list[CellCall]] = field(default_factory=dict)
-    path: list[dict[str, Any]] = field(default_factory=list)
+    path: list[PathEntry] = field(default_factory=list)
     path_index: dict[str, int] = field(default_factory=dict)  # module name -> its entry in `path`
     # Packed sequences are padded back to this many steps (the padded input's length, which a
     # PackedSequence does not carry): given by the caller, or read from the model call's input.

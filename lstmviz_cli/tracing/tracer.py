@@ -24,10 +24,8 @@ from lstmviz_cli.errors import ModelError, VerificationError
 from lstmviz_cli.tracing import gates as _gates
 from lstmviz_cli.tracing.hooks import finish_cell, hooked
 from lstmviz_cli.tracing.recorder import Recorder, Segment, module_config
-from lstmviz_cli.tracing.records import SERIES, LayerTrace, Trace
-
-# Above this max |recorded - real| the trace is refused (unless verify=False).
-VERIFY_TOLERANCE = 1e-4
+from lstmviz_cli.tracing.records import SERIES, SERIES_NAMES, LayerTrace, Trace, TraceMeta
+from lstmviz_cli.tracing.verify import GATE_TOLERANCE, VerifyPolicy
 
 
 def _first_tensor(value: Any, total_length: int | None = None) -> torch.Tensor | None:
@@ -83,10 +81,18 @@ def _concat(segments: list[Segment]) -> tuple[dict[str, np.ndarray], float | Non
     return series, (max(errors) if errors else None)
 
 
-def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str = "float32",
-          keep_series: Iterable[str] | None = None, keep_units: Sequence[int] | None = None,
-          chunk_steps: int | None = None, total_length: int | None = None, **kwargs: Any) -> Trace:
+def trace(model: nn.Module, *inputs: Any, verify: bool | VerifyPolicy = True, tolerance: float = GATE_TOLERANCE,
+          store_dtype: str = "float32", keep_series: Iterable[str] | None = None,
+          keep_units: Sequence[int] | None = None, chunk_steps: int | None = None,
+          total_length: int | None = None, **kwargs: Any) -> Trace:
     """Run `model(*inputs, **kwargs)` once in eval mode and record every recurrent gate.
+
+    Verification: every layer's rebuilt gates must reproduce its own outputs to `tolerance` (max
+    |recorded - real|, default `tracing.verify.GATE_TOLERANCE`), else VerificationError; the errors
+    are `verify_error` and `meta.verify_errors`. `verify=False` skips it (fastest); a
+    `VerifyPolicy` chooses what is computed, refused and suggested (the CLI's --no-verify, `lstmviz
+    check --max-verify-error`). A layer whose series turn NaN within its valid steps is a ModelError
+    naming the layer and the first step, with or without verification.
 
     Memory options for very long sequences (the arrays are what a trace costs):
     `store_dtype="float16"` halves them; `keep_series=("f", "c", "h")` keeps only those series;
@@ -106,7 +112,10 @@ def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str 
     )
     if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)):
         raise ValueError(f"store_dtype must be float32, float16 or float64, not {store_dtype!r}")
-    recorder = Recorder(spec=spec, verify=verify, chunk=chunk_steps, total_length=total_length)
+    policy = VerifyPolicy.of(verify)
+    if not isinstance(verify, VerifyPolicy) and tolerance != GATE_TOLERANCE:
+        policy = VerifyPolicy(compute=policy.compute, tolerance=float(tolerance), refuse=policy.refuse)
+    recorder = Recorder(spec=spec, verify=policy.compute, chunk=chunk_steps, total_length=total_length)
     first_input = next((v for v in inputs if isinstance(v, torch.Tensor)), None)
     if first_input is not None:
         recorder.input_dims = tuple(int(d) for d in first_input.shape[:2])
@@ -126,11 +135,11 @@ def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str 
                 finish_cell(found[name], name, calls, recorder)
     finally:
         model.train(was_training)
-    return _assemble(model, inputs, found, recorder, output, verify)
+    return _assemble(model, inputs, found, recorder, output, policy)
 
 
 def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Module],
-              recorder: Recorder, output: Any, verify: bool) -> Trace:
+              recorder: Recorder, output: Any, policy: VerifyPolicy) -> Trace:
     layers: list[LayerTrace] = []
     lengths: dict[str, np.ndarray] = {}
     errors: dict[str, float | None] = {}
@@ -152,28 +161,51 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
     layers.sort(key=lambda lt: (list(found).index(lt.module), lt.layer, lt.direction != "fwd"))
     traced = {lt.module for lt in layers}
     first = _first_tensor(output, recorder.total_length)
-    meta: dict[str, Any] = {
-        "path": recorder.path,
-        "device": _device_of(model, inputs),
-        "store_dtype": recorder.spec.dtype.name,
-        "not_called": sorted(set(found) - traced),
-    }
-    if recorder.spec.series is not None:
-        meta["kept_series"] = sorted(recorder.spec.series)
-    if recorder.spec.units is not None:
-        meta["kept_units"] = recorder.spec.units.tolist()
+    meta = TraceMeta(
+        path=recorder.path,
+        device=_device_of(model, inputs),
+        store_dtype=recorder.spec.dtype.name,
+        not_called=sorted(set(found) - traced),
+        kept_series=None if recorder.spec.series is None else sorted(recorder.spec.series),
+        kept_units=None if recorder.spec.units is None else recorder.spec.units.tolist(),
+    )
+    for layer in layers:
+        refuse_nan(layer, lengths.get(layer.module))
     verify_error = None
-    if verify:
-        meta["verify_errors"] = errors
+    if policy.compute:
+        meta.verify_errors = errors
+        meta.verify_tolerance = policy.tolerance
         known = [e for e in errors.values() if e is not None]
         verify_error = float(max(known)) if known else 0.0
-        if not verify_error <= VERIFY_TOLERANCE:  # NaN fails too
+        if policy.refuse and not verify_error <= policy.tolerance:  # NaN fails too
             worst = max(errors, key=lambda k: -1.0 if errors[k] is None else
                         (np.inf if np.isnan(errors[k]) else errors[k]))
-            raise VerificationError(
+            raise VerificationError(policy.refusal(
                 f"the recorded gates of {worst} reproduce the module's outputs only to "
-                f"{verify_error:.2e} (tolerance {VERIFY_TOLERANCE:.0e}); rerun with --no-verify "
-                "to see the trace anyway")
+                f"{verify_error:.2e} (tolerance {policy.tolerance:.0e})"))
     return Trace(layers=layers, modules=modules, lengths=lengths, verify_error=verify_error,
                  output=None if first is None else first.detach().to("cpu", torch.float32).numpy(),
                  meta=meta)
+
+
+def refuse_nan(layer: LayerTrace, lengths: np.ndarray | None = None) -> None:
+    """Raise ModelError when `layer` is NaN within its valid steps (before each packed length).
+
+    NaN is padding only past a packed sequence's length; anywhere else the model computed it (a
+    non-finite value fed to the layer, an overflow), and no figure can be drawn from it. A NaN in
+    any gate reaches h (through c for an LSTM), so the output series is checked: one float32 sum
+    per sequence, the step searched only when it is NaN.
+    """
+    name = next((n for n in ("h", "m", "c") if n in layer.series), None)
+    for key in [name] if name is not None else list(layer.series):
+        array = layer.series[key]
+        for sequence in range(array.shape[0]):
+            valid = array[sequence, : int(lengths[sequence]) if lengths is not None else array.shape[1]]
+            if not np.isnan(valid.sum()):
+                continue
+            step = int(np.argmax(np.isnan(valid).any(axis=1)))
+            where = f"step {step}" + (f" of sequence {sequence}" if sequence else "")
+            raise ModelError(
+                f"{layer.prefix} is NaN from {where} on (its {SERIES_NAMES.get(key, key)}): the model feeds it "
+                "non-finite values there, or computes them; lstmviz cannot show a trace of NaN"
+            )

@@ -15,7 +15,7 @@ from torch import nn
 from lstmviz_cli.errors import CheckpointError, LstmvizError, ModelError
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.device import resolve_device
-from lstmviz_cli.loading.metadata import recurrent_configs
+from lstmviz_cli.loading.modules import recurrent_configs
 from lstmviz_cli.loading.records import RecurrentConfig
 
 META = {"vocab": fx.VOCAB, "task": "char-lm", "input_format": "text", "sample_input": "abc", "description": "tiny"}
@@ -335,7 +335,8 @@ def test_recurrent_configs_cover_cells() -> None:
     model.lstm = nn.LSTM(4, 5, num_layers=2, proj_size=3)
     configs = recurrent_configs(model)
     assert configs["cell"] == RecurrentConfig(kind="GRUCell", input_size=3, hidden_size=4)
-    assert configs["lstm"] == RecurrentConfig(kind="LSTM", input_size=4, hidden_size=5, num_layers=2, proj_size=3)
+    assert configs["lstm"] == RecurrentConfig(kind="LSTM", input_size=4, hidden_size=5, num_layers=2, proj_size=3,
+                                                batch_first=False)
 
 
 def test_pickled_module_inside_a_dict_needs_trust(tmp_path: Path) -> None:

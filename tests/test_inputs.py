@@ -24,7 +24,7 @@ from lstmviz_cli.loading.budget import (
 )
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.inputs import load_sample
-from lstmviz_cli.loading.metadata import recurrent_configs
+from lstmviz_cli.loading.modules import recurrent_configs
 from lstmviz_cli.loading.records import LoadedModel, RecurrentConfig
 
 FEATURE_SAMPLE = [[0.5, -1.0, 2.0], [0.25, 0.0, 1.0]]

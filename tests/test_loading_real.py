@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -828,3 +829,16 @@ def test_a_cells_state_dict_is_named_as_such(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"the weights of a recurrent cell \('cell' \(an nn.LSTMCell\)\): your code "
                                               r"calls it in a loop"):
         load_checkpoint(tmp_path / "cell.pt")
+
+
+def test_names_from_the_checkpoint_reach_the_terminal_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """D11: escape sequences in module names (clear screen, window title) never reach the terminal raw: not in
+    the stderr accounting line, not in check's table, not as rich markup."""
+    rnn = nn.GRU(3, 4, batch_first=True)
+    state = {f"d.rnn\x1b[2J\x1b]0;owned\x07.{k}": v for k, v in rnn.state_dict().items()}
+    state["d.unused\x1b[31m[red]RED.weight"] = torch.randn(2, 7)
+    torch.save(state, tmp_path / "ansi.pt")
+    np.save(tmp_path / "x.npy", np.zeros((5, 3), dtype=np.float32))
+    code, out, err = _cli(["check", str(tmp_path / "ansi.pt"), "-i", str(tmp_path / "x.npy"), "--recurrent-only"], capsys)
+    assert code in (0, 1) and "\x1b" not in out + err and "\x07" not in out + err
+    assert "d.unused\\x1b[31m[red]RED.weight" in err and "d.rnn\\x1b[2J\\x1b]0;owned\\x07/l0/fwd" in out

@@ -10,6 +10,7 @@ import contextlib
 import sys
 
 from lstmviz_cli.commands.options import LoadOptions
+from lstmviz_cli.glyphs import for_terminal
 from lstmviz_cli.loading.budget import parse_memory_size
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.inputs import load_sample
@@ -37,7 +38,7 @@ UNSAFE_WARNING = (
 
 
 def _warn(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(for_terminal(message), file=sys.stderr)  # module and file names come from the checkpoint
 
 
 # A report keeps traces larger than this as float16 (figures need 3 digits, not 7): with the
@@ -80,7 +81,9 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,
     store = {"store_dtype": "float16"} if compact else {}
     archive = None
     if loaded.scripted is not None and not loaded.info.recurrent_only:
-        archive = endtoend.check_archive(loaded, sample, verify=policy.refuse)
+        # The archive's forward takes the other arguments; its rebuild takes `lengths` of its own.
+        archive = endtoend.check_archive(loaded, sample, verify=policy.refuse, forward_args=forward_args)
+        forward_args = {}
     own_code = not loaded.info.rebuilt  # --model-class or a pickled module: the real model runs
     watch = endtoend.capture_call(loaded.model) if own_code else contextlib.nullcontext()
     with watch as captured:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.loading.metadata import recurrent_configs
+from lstmviz_cli.loading.modules import recurrent_configs
 from lstmviz_cli.loading.records import RecurrentConfig, SampleInput
 
 # Series recorded per layer and direction, and which of them are as wide as the projection.

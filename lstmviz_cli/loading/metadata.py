@@ -36,7 +36,7 @@ from typing import Any
 from torch import nn
 
 from lstmviz_cli.errors import CheckpointError
-from lstmviz_cli.loading.records import RecurrentConfig
+from lstmviz_cli.loading.modules import recurrent_configs
 from lstmviz_cli.loading.vocab import find_vocabularies, vocabulary_level
 
 TASKS = ("char-lm", "classification", "regression")
@@ -182,34 +182,3 @@ def infer_meta(model: nn.Module, meta: dict[str, Any], *, rebuilt: bool = True) 
     if first is not None and rebuilt:
         meta.setdefault("input_size", first.input_size)
     return notes
-
-
-def recurrent_configs(model: Any) -> dict[str, RecurrentConfig]:
-    """Every nn.LSTM/GRU/RNN and cell of `model` by its name in named_modules(), in order."""
-    configs: dict[str, RecurrentConfig] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.LSTM, nn.GRU, nn.RNN)):
-            kind = "LSTM" if isinstance(module, nn.LSTM) else "GRU" if isinstance(module, nn.GRU) else "RNN"
-            configs[name] = RecurrentConfig(
-                kind=kind,
-                input_size=int(module.input_size),
-                hidden_size=int(module.hidden_size),
-                num_layers=int(module.num_layers),
-                bidirectional=bool(module.bidirectional),
-                proj_size=int(getattr(module, "proj_size", 0) or 0),
-                batch_first=bool(module.batch_first),
-                bias=bool(module.bias),
-                nonlinearity=str(getattr(module, "nonlinearity", "tanh")),
-            )
-        elif isinstance(module, (nn.LSTMCell, nn.GRUCell, nn.RNNCell)):
-            kind = (
-                "LSTMCell" if isinstance(module, nn.LSTMCell) else "GRUCell" if isinstance(module, nn.GRUCell) else "RNNCell"
-            )
-            configs[name] = RecurrentConfig(
-                kind=kind,
-                input_size=int(module.input_size),
-                hidden_size=int(module.hidden_size),
-                bias=bool(module.bias),
-                nonlinearity=str(getattr(module, "nonlinearity", "tanh")),
-            )
-    return configs

@@ -139,7 +139,9 @@ class RecurrentConfig:
     num_layers: int = 1
     bidirectional: bool = False
     proj_size: int = 0
-    batch_first: bool = False
+    # The module's own layout; None when the model does not say: a cell (no time axis), a layer
+    # rebuilt from weights (a state dict does not record it), a hand-written cell.
+    batch_first: bool | None = None
     bias: bool = True
     nonlinearity: str = "tanh"
 

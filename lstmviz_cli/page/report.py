@@ -82,11 +82,8 @@ class ReportView:
 
 
 def _valid_steps(trace: Trace) -> int:
-    """Steps of batch element 0 that are not padding."""
-    layer = trace.layers[0]
-    h = next(iter(layer.series.values()))[0]
-    valid = ~np.isnan(h).any(axis=1)
-    return int(valid.sum()) if not valid.all() else int(h.shape[0])
+    """Steps of batch element 0 that are not padding (from the packed lengths, never from NaN values)."""
+    return int(trace.valid_steps()[0])
 
 
 def _total_steps(trace: Trace) -> int:
@@ -308,7 +305,7 @@ def summary_section(run: Any, analysis: Any, rv: ReportView, analysis_ctx: dict 
             "proj": cfg.proj_size or "–",
             "layers": cfg.num_layers,
             "bidirectional": "yes" if cfg.bidirectional else "no",
-            "batch_first": "yes" if cfg.batch_first else "no",
+            "batch_first": {True: "yes", False: "no"}.get(cfg.batch_first, "not known"),
         }
         for name, cfg in trace.modules.items()
     ]
@@ -444,6 +441,8 @@ def unrolled_section(run: Any, rv: ReportView, tokens: list[str] | None) -> dict
         "window": (start, stop),
         "total": _total_steps(run.trace),
         "lstm": any(layer.family == "lstm" for layer in rv.layers),
+        # Layers whose memory gate near 1 replaces the state (a GRU written h = (1 - z)·h + z·n).
+        "replaces": [layer.label for layer in rv.layers if not layer.keeps_when_high],
         "backward": any(layer.direction == "bwd" for layer in rv.layers),
     }
 

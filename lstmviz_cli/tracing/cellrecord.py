@@ -7,7 +7,7 @@ across time steps form one `SiteSeries`, named after the variable the user assig
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from lstmviz_cli.loading.modules import RECURRENT_TYPES
 from lstmviz_cli.tracing import cellsource
 from lstmviz_cli.tracing.cellsource import Site
 
@@ -25,7 +26,8 @@ _KINDS = {"sigmoid": "sigmoid", "sigmoid_": "sigmoid", "special_expit": "sigmoid
           "tanh": "tanh", "tanh_": "tanh"}
 
 
-STOCK_TYPES = (nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+_RECENT = 8  # ops remembered for what made a tanh's argument
+
 
 
 @dataclass
@@ -37,6 +39,10 @@ class SiteSeries:
     values: np.ndarray  # (batch, time, units) float32
     inputs: np.ndarray | None = None  # the tanh's argument (the cell state, for h = o*tanh(c))
     part: int | None = None  # index when one call computed several gates at once (then split)
+    # When the tanh's argument was made by one op from another tensor (h = o*tanh(layer_norm(c))):
+    # that op's name and its first argument, stacked (candidates for the cell state).
+    pre_op: str | None = None
+    pre_inputs: np.ndarray | None = None
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Event:
     site: Site | None
     value: torch.Tensor
     arg: torch.Tensor | None
+    pre: tuple[str, torch.Tensor] | None = None  # (op, its first argument) that made `arg`, if recent
 
 
 @dataclass
@@ -79,16 +86,26 @@ class _ActivationMode(TorchFunctionMode):
     def __init__(self, recorder: _Recorder) -> None:
         super().__init__()
         self.recorder = recorder
+        # The last few other ops' (result, name, first argument): what made a tanh's argument, when the
+        # cell state passes through one op first (h = o * tanh(layer_norm(c))).
+        self.recent: deque[tuple[torch.Tensor, str, torch.Tensor]] = deque(maxlen=_RECENT)
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
-        kind = _KINDS.get(getattr(func, "__name__", ""))
-        owner = self.recorder.owner() if kind else None
+        name = getattr(func, "__name__", "")
+        kind = _KINDS.get(name)
+        owner = self.recorder.owner()
         arg = args[0] if args and isinstance(args[0], torch.Tensor) else None
         kept = arg.detach().clone() if owner is not None and kind == "tanh" and arg is not None else None
+        pre = None
+        if kept is not None:
+            made = next(((op, source) for result, op, source in self.recent if result is arg), None)
+            pre = None if made is None else (made[0], made[1].detach().clone())
         result = func(*args, **(kwargs or {}))
-        if owner is not None and isinstance(result, torch.Tensor):
+        if owner is not None and kind and isinstance(result, torch.Tensor):
             self.recorder.events.append(
-                Event(owner, cellsource.user_site(kind), result.detach().clone(), kept))
+                Event(owner, cellsource.user_site(kind), result.detach().clone(), kept, pre))
+        elif owner is not None and arg is not None and isinstance(result, torch.Tensor) and result is not arg:
+            self.recent.append((result, name, arg))
         return result
 
 
@@ -101,7 +118,7 @@ def recording(model: nn.Module) -> Iterator[_Recorder]:
     """Hook every module (handles removed in `finally`) and activate the activation mode."""
     modules = {display_name(raw, m): m for raw, m in model.named_modules()}
     recorder = _Recorder(user={
-        name: not type(m).__module__.startswith("torch.") and not isinstance(m, STOCK_TYPES)
+        name: not type(m).__module__.startswith("torch.") and not isinstance(m, RECURRENT_TYPES)
         for name, m in modules.items()
     })
     handles = []
@@ -181,8 +198,15 @@ def group_sites(events: list[Event]) -> tuple[list[SiteSeries], list[str]]:
         inputs = None
         if group[0].arg is not None and all(e.arg is not None and e.arg.shape == e.value.shape for e in group):
             inputs = torch.stack([_as_rows(e.arg) for e in group], dim=1).float().cpu().numpy()
+        pre_op, pre_inputs = None, None
+        first_pre = group[0].pre
+        if first_pre is not None and all(e.pre is not None and e.pre[0] == first_pre[0]
+                                         and e.pre[1].shape == e.value.shape for e in group):
+            pre_op = first_pre[0]
+            pre_inputs = torch.stack([_as_rows(e.pre[1]) for e in group if e.pre is not None],
+                                     dim=1).float().cpu().numpy()
         series.append(SiteSeries(site=site or Site("?", 0, None, None, None, "?", "sigmoid"),
-                                 name="", values=values, inputs=inputs))
+                                 name="", values=values, inputs=inputs, pre_op=pre_op, pre_inputs=pre_inputs))
     _name_sites(series)
     return series, notes
 

@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from lstmviz_cli.errors import ModelError, VerificationError
+from lstmviz_cli.loading.modules import RECURRENT_TYPES
 from lstmviz_cli.tracing.cellfit import CustomCell, analyse_cell
 from lstmviz_cli.tracing.cellrecord import (
-    STOCK_TYPES,
     Event,
     display_name,
     group_sites,
@@ -36,7 +36,7 @@ from lstmviz_cli.tracing.cellrecord import (
 from lstmviz_cli.tracing.cellsource import Site
 from lstmviz_cli.tracing.records import LayerTrace, Trace, TraceMeta
 from lstmviz_cli.tracing.tracer import refuse_nan
-from lstmviz_cli.tracing.verify import VerifyPolicy
+from lstmviz_cli.tracing.verify import NO_VERIFY_REMEDY, VerifyPolicy
 
 
 def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = None, **kwargs: Any
@@ -50,7 +50,7 @@ def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = Non
     """
     names = {display_name(raw, m): m for raw, m in model.named_modules()}
     if module is not None and module not in names:
-        available = ", ".join(n for n, m in names.items() if not isinstance(m, STOCK_TYPES)) or "none"
+        available = ", ".join(n for n, m in names.items() if not isinstance(m, RECURRENT_TYPES)) or "none"
         raise ModelError(f"--module {module!r} is not a module of {type(model).__name__}; its modules: {available}")
     was_training = model.training
     try:
@@ -118,12 +118,13 @@ def trace_custom(model: nn.Module, *inputs: Any, module: str | None = None, veri
         for cell in cells:
             if cell.layer is None or cell.verify_error is not None:
                 continue
-            if cell.mapping == "names":
-                what = (f"{cell.layer.prefix}: the {cell.family.upper() if cell.family else 'LSTM'} equations did not "
-                        "check out on its sigmoid/tanh calls, so its gates are named from the source only, unverified")
-            else:
-                what = f"{cell.layer.prefix}: the module returns no hidden state lstmviz can compare with"
-            raise VerificationError(policy.refusal(what))
+            if cell.mapping == "names":  # not lstmviz's failure: a model whose arithmetic it cannot check
+                what = (f"{cell.layer.prefix}: the LSTM equations (c_t = f·c_(t−1) + i·g, h_t = o·tanh(c_t)) do "
+                        "not hold on its sigmoid/tanh calls, so its gates are named from the source only, unverified")
+                # A looser tolerance would not help (`check`): only --no-verify shows it.
+                raise ModelError(policy.refusal(what) if policy.remedy == NO_VERIFY_REMEDY else what)
+            raise VerificationError(policy.refusal(
+                f"{cell.layer.prefix}: the module returns no hidden state lstmviz can compare with"))
         if verify_error is not None and not verify_error <= policy.tolerance:
             worst = max(errors, key=lambda p: errors[p] or 0.0)
             raise VerificationError(policy.refusal(
@@ -133,6 +134,7 @@ def trace_custom(model: nn.Module, *inputs: Any, module: str | None = None, veri
     meta = TraceMeta(
         custom_cells={c.module: c.to_info() for c in cells},
         series_names={c.layer.prefix: c.names for c in cells if c.layer is not None},
+        notes=[f"{c.module}: {note}" for c in cells if c.layer is not None for note in c.notes],
         verify_errors=errors,
         verify_tolerance=policy.tolerance,
         device=str(next((p.device for p in model.parameters()), "cpu")),

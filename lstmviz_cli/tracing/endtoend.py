@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +23,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from lstmviz_cli.errors import CheckpointError, ModelError, VerificationError
-from lstmviz_cli.loading.records import HEAD_WIRINGS, HeadInfo
+from lstmviz_cli.errors import CheckpointError, ModelError, VerificationError, first_line
+from lstmviz_cli.loading.records import HEAD_WIRINGS, HeadInfo, LoadedModel, SampleInput
+from lstmviz_cli.tracing.forwardargs import forward_kwargs, plan_forward_args
+from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 from lstmviz_cli.tracing.records import Trace
 from lstmviz_cli.tracing.seeding import SEED, seeded
 from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE, Verification, VerifyPolicy
@@ -126,6 +128,20 @@ def _result(label: str, error: float, ok: bool, detail: str = "") -> Verificatio
     return Verification("model", label, error if math.isfinite(error) else None, "ok" if ok else "bad", detail)
 
 
+def _kept_state(model: nn.Module) -> dict[str, int]:
+    """Tensors a model keeps as plain attributes (`self.hidden = ...`, not parameters or buffers), by
+    name, with the identity of what each holds: a forward that replaces one keeps state between calls."""
+    kept: dict[str, int] = {}
+    for prefix, module in model.named_modules():
+        for name, value in vars(module).items():
+            items = value if isinstance(value, (tuple, list)) else (value,)
+            if items and all(isinstance(item, torch.Tensor) for item in items):
+                kept[f"{prefix}.{name}" if prefix else name] = hash(tuple(id(item) for item in items))
+            elif value is None and not name.startswith("_"):
+                kept[f"{prefix}.{name}" if prefix else name] = 0
+    return kept
+
+
 def _plain_run(model: nn.Module, captured: CapturedCall, seed: int = SEED) -> tuple[list[np.ndarray], bool]:
     """The model run plainly (eval, no grad, no hooks of lstmviz) on the traced call's arguments, from the
     random state `seed`: its output tensors, and whether it drew random numbers."""
@@ -168,11 +184,16 @@ def verify_user_model(model: nn.Module, captured: CapturedCall, *, verify: bool 
             notes.append(f"your model's output depends on the random numbers it draws (two runs from different "
                          f"random states differ by {spread:.2e}): what is shown is its run from seed {SEED}")
     if not ok:
+        before = _kept_state(model)
         again, _ = _plain_run(model, captured)
+        changed = sorted(name for name, held in _kept_state(model).items() if before.get(name) != held)
         drift, same = _compare(reference, again)
-        if not same:  # the model itself does not repeat: it keeps state between calls
-            what = (f"your model's output changes between two identical calls (by {drift:.2e}): it keeps state "
-                    "between calls (e.g. self.hidden), so no run of it can be checked against another")
+        # The model itself does not repeat (it keeps state between calls): a state attribute it replaces
+        # explains any difference; without one, only a difference over the tolerance says so.
+        if not same or (changed and drift > 0):
+            what = (f"your model's output changes between two identical calls (by {max(drift, error):.2e}): it keeps "
+                    f"state between calls ({', '.join(f'self.{n}' for n in changed[:3]) or 'e.g. self.hidden'} "
+                    "changes on every call), so no run of it can be checked against another")
             if policy.refuse:
                 raise ModelError(f"{what}; reset that state at the start of forward")
             return Verification("model", YOUR_MODEL, None, "not-checked", what)
@@ -219,34 +240,45 @@ def _archive_batch_first(scripted: Any, rnn_name: str) -> bool:
     return bool(getattr(module, "batch_first", True))
 
 
-def _run_archive(scripted: Any, x: Any, batch_first: bool) -> np.ndarray:
+def _run_archive(scripted: nn.Module, x: torch.Tensor, batch_first: bool, kwargs: dict[str, torch.Tensor]) -> np.ndarray:
+    """The archive's first output on batch-major `x`, batch-major as the traced output is stored
+    (`tracing.layout`: a tagger's (T, tags) is (1, T, tags))."""
+    batch, steps = int(x.shape[0]), int(x.shape[1])
     with torch.no_grad(), _quiet(), seeded():
-        out = scripted(x if batch_first else x.transpose(0, 1))
+        out = scripted(x if batch_first else x.transpose(0, 1), **kwargs)
     tensors = _tensors(out)
     if not tensors:
         raise TypeError(f"it returned {type(out).__name__}, not a tensor")
-    first = tensors[0]
-    if not batch_first and first.dim() == 3:
-        first = first.transpose(0, 1)
-    return _numpy(first)
+    first = _numpy(tensors[0])
+    axes = locate_output_axes(first.shape, batch=batch, steps=steps, batch_first=batch_first)
+    return np.ascontiguousarray(to_batch_major(first, axes, batch=batch, steps=steps))
 
 
-def archive_reference(loaded: Any, sample: Any) -> ArchiveReference:
-    """Run the TorchScript archive itself on the sample (each sequence at its own length when they differ)."""
+def archive_reference(loaded: LoadedModel, sample: SampleInput,
+                      forward_args: Mapping[str, str] | None = None) -> ArchiveReference:
+    """Run the TorchScript archive itself on the sample.
+
+    Its forward's other parameters are filled as a model's are (`tracing.forwardargs`: its lengths,
+    arrays of an .npz, `forward_args`); an archive that takes the lengths runs the padded batch
+    once, any other runs each sequence at its own length when they differ.
+    """
     scripted = loaded.scripted
+    assert scripted is not None
     dtype = next((p.dtype for p in scripted.parameters() if p.is_floating_point()), torch.float32)
     x = _sample_tensor(sample, loaded.device, dtype)
     batch_first = _archive_batch_first(scripted, loaded.model.lstmviz_rnn)
-    lengths = _unequal(sample)
+    plan = plan_forward_args(scripted, sample, forward_args)
+    kwargs = forward_kwargs(plan, sample, device=loaded.device, dtype=dtype)
+    lengths = None if plan.params else _unequal(sample)
     try:
         if lengths is None:
-            return ArchiveReference([_run_archive(scripted, x, batch_first)], per_sequence=False)
+            return ArchiveReference([_run_archive(scripted, x, batch_first, kwargs)], per_sequence=False)
         return ArchiveReference(
-            [_run_archive(scripted, x[b : b + 1, :n], batch_first) for b, n in enumerate(lengths)], per_sequence=True
-        )
+            [_run_archive(scripted, x[b : b + 1, :n], batch_first, {}) for b, n in enumerate(lengths)],
+            per_sequence=True)
     except Exception as error:  # noqa: BLE001 - the archive's own code
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelError(f"the TorchScript archive failed on the sample ({sample.description}): {first}") from None
+        raise ModelError(f"the TorchScript archive failed on the sample ({sample.description}): "
+                         f"{first_line(error)}") from None
 
 
 def _against(reference: ArchiveReference, output: np.ndarray | None) -> tuple[float, bool]:
@@ -282,14 +314,15 @@ def _shape_text(reference: ArchiveReference) -> str:
     return str(tuple(reference.outputs[0].shape))
 
 
-def check_archive(loaded: Any, sample: Any, *, verify: bool = True) -> ArchiveReference:
+def check_archive(loaded: LoadedModel, sample: SampleInput, *, verify: bool = True,
+                  forward_args: Mapping[str, str] | None = None) -> ArchiveReference:
     """Before tracing: the rebuild must reproduce the archive's output on the sample.
 
     A head whose wiring the checkpoint does not declare gets the wiring that reproduces the
     archive (recorded as source "archive"). Raises CheckpointError with one line when no wiring
     does (unless `verify` is false), naming what to pass instead.
     """
-    reference = archive_reference(loaded, sample)
+    reference = archive_reference(loaded, sample, forward_args)
     model = loaded.model
     info = loaded.info
     head: HeadInfo | None = info.head

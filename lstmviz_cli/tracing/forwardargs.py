@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.tracing.records import ForwardPlan
@@ -53,8 +54,25 @@ def parse_forward_args(specs: Iterable[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _parameters(model: Any) -> tuple[list[inspect.Parameter], bool] | None:
-    """The forward's parameters after its input, and whether it takes **kwargs (None: unreadable)."""
+def _script_parameters(model: nn.Module) -> list[inspect.Parameter] | None:
+    """A TorchScript module's forward parameters after `self`, from its schema (None: not scripted)."""
+    schema = getattr(getattr(model, "forward", None), "schema", None)
+    arguments = getattr(schema, "arguments", None)
+    if not isinstance(model, torch.jit.ScriptModule) or arguments is None:
+        return None
+    return [inspect.Parameter(a.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                              default=None if a.has_default_value() else inspect.Parameter.empty)
+            for a in list(arguments)[1:]]
+
+
+def _parameters(model: nn.Module) -> tuple[list[inspect.Parameter], bool] | None:
+    """The forward's parameters after its input, and whether it takes **kwargs (None: unreadable).
+
+    A TorchScript archive's are read from its schema (it has no Python signature).
+    """
+    scripted = _script_parameters(model)
+    if scripted is not None:
+        return scripted[1:], False
     try:
         signature = inspect.signature(model.forward)
     except (TypeError, ValueError, AttributeError):

@@ -14,16 +14,9 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from lstmviz_cli.errors import ModelError
+from lstmviz_cli.loading.modules import LAYER_TYPES, RECURRENT_TYPES, recurrent_config
 from lstmviz_cli.tracing import gates as _gates
-from lstmviz_cli.tracing.recorder import (
-    LAYER_TYPES,
-    RECURRENT_TYPES,
-    CellCall,
-    Recorder,
-    Segment,
-    module_family,
-    module_name,
-)
+from lstmviz_cli.tracing.recorder import CellCall, Recorder, Segment, module_name
 from lstmviz_cli.tracing.stockforward import traced_forward
 
 
@@ -61,7 +54,7 @@ def finish_cell(module: nn.Module, name: str, calls: list[CellCall], recorder: R
     x, h, h_prev = stack("x"), stack("h"), stack("h_prev")
     w = _gates.Weights(module.weight_ih, module.weight_hh, getattr(module, "bias_ih", None),
                        getattr(module, "bias_hh", None))
-    family = module_family(module)
+    family = recurrent_config(module).family
     d = _gates.Direction(x=x, h=h, h_prev=_gates.explicit_prev(h_prev))
     common = {"verify": recorder.verify, "chunk": recorder.chunk}
     if family == "lstm":
@@ -75,17 +68,20 @@ def finish_cell(module: nn.Module, name: str, calls: list[CellCall], recorder: R
     recorder.add((name, 0, "fwd"), Segment(series, err, w.to_numpy()))
 
 
-def _shape(value: object, batch_first: bool = True) -> list[int] | None:
-    """The shape of the first tensor in `value`; a PackedSequence as padded in the layout of the
+def _shape(value: object, recorder: Recorder, batch_first: bool = True) -> list[int] | None:
+    """The shape of the first tensor in `value`. A PackedSequence has none: it is shown as the padded
+    tensor it was packed from (the input's length, `Recorder.padded_length`), in the layout of the
     module that takes or returns it (`batch_first`: a time-major nn.LSTM's is (T, B, F))."""
     if isinstance(value, PackedSequence):
-        return list(pad_packed_sequence(value, batch_first=batch_first)[0].shape)
+        sizes = value.batch_sizes
+        total = recorder.padded_length(int(sizes[0]), int(sizes.shape[0]))
+        return list(pad_packed_sequence(value, batch_first=batch_first, total_length=total)[0].shape)
     if isinstance(value, torch.Tensor):
         return list(value.shape)
     if isinstance(value, (tuple, list)) and value:
-        return _shape(value[0], batch_first)
+        return _shape(value[0], recorder, batch_first)
     if isinstance(value, dict) and value:
-        return _shape(next(iter(value.values())), batch_first)
+        return _shape(next(iter(value.values())), recorder, batch_first)
     return None
 
 
@@ -102,8 +98,9 @@ def _path_hook(name: str, recorder: Recorder):
             return
         recorder.path_index[name] = len(recorder.path)
         batch_first = bool(module.batch_first) if isinstance(module, LAYER_TYPES) else True
-        recorder.path.append({"name": name, "type": type(module).__name__, "input": _shape(args, batch_first),
-                              "output": _shape(output, batch_first), "calls": 1})
+        recorder.path.append({"name": name, "type": type(module).__name__,
+                              "input": _shape(args, recorder, batch_first),
+                              "output": _shape(output, recorder, batch_first), "calls": 1})
 
     return hook
 

@@ -160,6 +160,9 @@ class LayerTrace:
     # The layer's parameters as NumPy arrays ("weight_ih", "weight_hh", "bias_ih", "bias_hh",
     # "weight_hr"), so weight figures need no torch.
     weights: dict[str, np.ndarray] = field(default_factory=dict)
+    # The family's memory gate (LSTM f, GRU z) near 1 keeps the state. False for a hand-written GRU
+    # written h = (1 - z)·h + z·n (Cho et al.'s convention): its z near 1 replaces the state.
+    keeps_when_high: bool = True
 
     @property
     def prefix(self) -> str:
@@ -228,6 +231,19 @@ class Trace:
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys()
+
+    def valid_steps(self, module: str | None = None) -> np.ndarray:
+        """(batch,) valid steps of each sequence of `module` (default: the first traced layer's).
+
+        Padding comes from the lengths a packed batch carried, never from the values: the tracer
+        refuses NaN within a layer's valid steps, so NaN in a series is exactly this padding.
+        """
+        layer = self.layers[0] if module is None else next(lt for lt in self.layers if lt.module == module)
+        lengths = self.lengths.get(layer.module)
+        if lengths is not None:
+            return np.asarray(lengths, dtype=np.int64)
+        batch, steps = next(iter(layer.series.values())).shape[:2]
+        return np.full(int(batch), int(steps), dtype=np.int64)
 
     def layer(self, prefix: str) -> LayerTrace:
         """The LayerTrace whose prefix is e.g. "lstm/l0/fwd"."""

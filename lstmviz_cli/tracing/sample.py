@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -13,11 +13,11 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from lstmviz_cli._warncapture import captured_warnings
 from lstmviz_cli.errors import InputError, LstmvizError, ModelError, VerificationError, first_line
 from lstmviz_cli.loading.inputs import one_hot
+from lstmviz_cli.loading.modules import CELL_TYPES, LAYER_TYPES, RECURRENT_TYPES
 from lstmviz_cli.loading.records import LoadedModel, SampleInput
 from lstmviz_cli.tracing.cells import trace_custom
 from lstmviz_cli.tracing.forwardargs import forward_kwargs, plan_forward_args
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
-from lstmviz_cli.tracing.recorder import CELL_TYPES, LAYER_TYPES, RECURRENT_TYPES
 from lstmviz_cli.tracing.records import Trace
 from lstmviz_cli.tracing.seeding import SEED, seeded
 from lstmviz_cli.tracing.tracer import first_output, trace
@@ -211,6 +211,7 @@ def trace_sample(
     if chosen.drew_random:
         notes.append(f"the model draws random numbers while it runs: lstmviz ran it from a fixed random state "
                      f"(seed {SEED}), the same for every run of the model")
+    _state_layouts(result, rebuilt=loaded.info.rebuilt, fed_batch_first=used_batch_first)
     meta = result.meta
     stacked = False
     if chosen.raw:
@@ -237,8 +238,25 @@ def trace_sample(
     meta.packed = packed_input is not None
     meta.model_batch_first = used_batch_first
     meta.forward_args = plan
-    meta.notes = notes
+    meta.notes.extend(notes)  # after the tracer's own (a hand-written cell's convention, ...)
     meta.model_warnings = chosen.warnings
     if sample.labels is not None:
         meta.labels = list(sample.labels)
     return result
+
+
+def _state_layouts(result: Trace, *, rebuilt: bool, fed_batch_first: bool) -> None:
+    """Each traced module's `batch_first` as the model says it: a layer rebuilt from weights does not
+    say (None: lstmviz's rebuild is batch-first by its own choice); a hand-written loop takes the layout
+    it was fed; a cell has none."""
+    configs = {}
+    for name, cfg in result.modules.items():
+        if rebuilt and not cfg.is_cell:
+            configs[name] = replace(cfg, batch_first=None)
+        elif result.meta.custom_cells is not None and not cfg.is_cell:
+            configs[name] = replace(cfg, batch_first=fed_batch_first)
+        else:
+            configs[name] = cfg
+    result.modules = configs
+    for layer in result.layers:
+        layer.config = configs[layer.module]

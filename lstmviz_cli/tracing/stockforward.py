@@ -14,10 +14,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from lstmviz_cli.loading.modules import recurrent_config
 from lstmviz_cli.tracing import gates as _gates
 from lstmviz_cli.tracing import kernels
 from lstmviz_cli.tracing.kernels import direction_weights, fused_layer, mkldnn_layer, mkldnn_usable
-from lstmviz_cli.tracing.recorder import Recorder, Segment, module_config
+from lstmviz_cli.tracing.recorder import Recorder, Segment
 
 
 def _record_layer(module: nn.Module, name: str, layer: int, recorder: Recorder,
@@ -28,7 +29,7 @@ def _record_layer(module: nn.Module, name: str, layer: int, recorder: Recorder,
 
     h0, c0 and c_n hold this layer's directions only (shape (directions, batch, units)).
     """
-    cfg = module_config(module)
+    cfg = recurrent_config(module)
     out_size = cfg.output_size
     steps = x.shape[0]
     valid = None

@@ -21,9 +21,10 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from lstmviz_cli.errors import ModelError, VerificationError
+from lstmviz_cli.loading.modules import recurrent_config
 from lstmviz_cli.tracing import gates as _gates
 from lstmviz_cli.tracing.hooks import finish_cell, hooked
-from lstmviz_cli.tracing.recorder import Recorder, Segment, module_config
+from lstmviz_cli.tracing.recorder import Recorder, Segment
 from lstmviz_cli.tracing.records import SERIES, SERIES_NAMES, LayerTrace, Trace, TraceMeta
 from lstmviz_cli.tracing.verify import GATE_TOLERANCE, VerifyPolicy
 
@@ -143,7 +144,7 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
     layers: list[LayerTrace] = []
     lengths: dict[str, np.ndarray] = {}
     errors: dict[str, float | None] = {}
-    modules = {name: module_config(module) for name, module in found.items()}
+    modules = {name: recurrent_config(module) for name, module in found.items()}
     for (name, layer, direction), segments in recorder.segments.items():
         series, err = _concat(segments)
         order = [s for s in SERIES[modules[name].family] if s in series]

@@ -842,3 +842,19 @@ def test_names_from_the_checkpoint_reach_the_terminal_escaped(tmp_path: Path, ca
     code, out, err = _cli(["check", str(tmp_path / "ansi.pt"), "-i", str(tmp_path / "x.npy"), "--recurrent-only"], capsys)
     assert code in (0, 1) and "\x1b" not in out + err and "\x07" not in out + err
     assert "d.unused\\x1b[31m[red]RED.weight" in err and "d.rnn\\x1b[2J\\x1b]0;owned\\x07/l0/fwd" in out
+
+
+def test_text_fed_as_one_hot_rows_is_said(tmp_path: Path) -> None:
+    """S13: a rebuilt char model without an Embedding (the LSTM's input size is the vocabulary's): the text is
+    fed as one-hot rows, and a note says so."""
+    from lstmviz_cli.commands.options import LoadOptions
+    from lstmviz_cli.commands.pipeline import load_and_trace
+
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"lstm": nn.LSTM(len(CHARS), 5, batch_first=True), "fc": nn.Linear(5, len(CHARS))})
+    torch.save({"state_dict": model.state_dict(), "chars": CHARS}, tmp_path / "onehot.pt")
+    (tmp_path / "in.txt").write_text("bad cafe")
+    run = load_and_trace(LoadOptions(checkpoint=tmp_path / "onehot.pt", input=tmp_path / "in.txt"))
+    assert run.sample.kind == "features" and run.sample.values.shape == (1, 8, 9)
+    assert run.trace.meta.notes == ["the tokens were fed as one-hot rows over the 9-token vocabulary (the model has "
+                                    "no Embedding; its input size is the vocabulary's)"]

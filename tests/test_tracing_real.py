@@ -411,6 +411,11 @@ def test_forward_with_text_lengths_gets_the_npz_lengths(models_py: Path, tmp_pat
     np.save(tmp_path / "one.npy", text[0])
     one = load_and_trace(_options(path, models_py, "RNN", tmp_path / "one.npy"))
     assert one.trace.meta.forward_args.full_lengths and "full length" in one.trace.meta.notes[0]
+    # QA S10: lengths saved under another name are suggested, not silently replaced by full lengths.
+    lens = load_and_trace(_options(path, models_py, "RNN", tmp_path / "renamed.npz"))
+    assert lens.trace.meta.notes[0] == ("RNN.forward takes 'text_lengths'; the input has no 'lengths', so every "
+                                        "sequence was given its full length; if 'lens' holds them, pass "
+                                        "--forward-arg text_lengths=lens")
     capsys.readouterr()
     for extra, message in (
         (["--forward-arg", "text_lengths=nope"], "the input has no array 'nope'"),

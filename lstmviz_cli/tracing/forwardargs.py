@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.loading.records import SampleInput
 from lstmviz_cli.tracing.records import ForwardPlan
 
 __all__ = ["LENGTHS", "ForwardPlan", "forward_kwargs", "is_lengths_name", "parse_forward_args", "plan_forward_args"]
@@ -121,8 +122,10 @@ def plan_forward_args(model: Any, sample: Any, explicit: Mapping[str, str] | Non
             plan.params[p.name] = LENGTHS
             if not has_lengths:
                 plan.full_lengths = True
+                looks = [name for name, array in sorted(arrays.items()) if _could_be_lengths(array, sample)]
+                hint = (f"; if {looks[0]!r} holds them, pass --forward-arg {p.name}={looks[0]}" if looks else "")
                 plan.notes.append(f"{cls}.forward takes {p.name!r}; the input has no 'lengths', so every "
-                                  "sequence was given its full length")
+                                  f"sequence was given its full length{hint}")
         elif required:
             raise InputError(
                 f"{cls}.forward needs {p.name!r}, which lstmviz cannot fill: save the input as an .npz with an "
@@ -134,6 +137,13 @@ def plan_forward_args(model: Any, sample: Any, explicit: Mapping[str, str] | Non
             f"(lengths {np.asarray(sample.lengths).tolist()}); name a parameter with --forward-arg PARAM=lengths"
         )
     return plan
+
+
+def _could_be_lengths(array: np.ndarray, sample: SampleInput) -> bool:
+    """One integer per sequence, each in 1..steps: an .npz array that may hold the lengths (`lens`)."""
+    values = np.asarray(array)
+    return (values.shape == (sample.batch,) and np.issubdtype(values.dtype, np.integer)
+            and bool(((values >= 1) & (values <= sample.steps)).all()))
 
 
 def forward_kwargs(plan: ForwardPlan, sample: Any, *, device: str = "cpu", dtype: Any = None,

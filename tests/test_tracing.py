@@ -392,12 +392,11 @@ def test_no_recurrent_module_is_a_clear_error() -> None:
 def test_verification_failure_raises_unless_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     module = make("lstm")
     x = torch.randn(5, 1, 3)
-    monkeypatch.setattr(kernels, "USE_WORKSPACE", False)
     # A scan that forgets the previous cell state reconstructs the wrong c (and so the wrong h).
     monkeypatch.setattr(_gates, "scan_loop", lambda f, u, c0, reverse: u)
     with pytest.raises(VerificationError, match=r"lstm/l0/fwd .*tolerance"):
-        trace(module, x)
-    tr = trace(module, x, verify=False)
+        trace(module, x, kernel="fused")
+    tr = trace(module, x, verify=False, kernel="fused")
     assert tr.verify_error is None and tr.meta.verify_errors is None
 
 
@@ -416,23 +415,28 @@ def test_the_gpu_code_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """What CUDA runs (parallel scan, chunked host copies) checked here against the reference."""
     monkeypatch.setattr(_gates, "_direct", lambda spec, x: False)
     monkeypatch.setattr(_gates, "scan_loop", _gates.scan_parallel)
-    monkeypatch.setattr(kernels, "USE_WORKSPACE", False)
     module = make("lstm", num_layers=2, bidirectional=True)
     x = np.random.default_rng(8).normal(size=(3, 11, 3)).astype(np.float32)
     lengths = np.array([11, 4, 7])
     packed = pack_padded_sequence(torch.from_numpy(x), torch.as_tensor(lengths), batch_first=True,
                                   enforce_sorted=False)
-    tr = trace(module, packed, chunk_steps=3)
+    tr = trace(module, packed, chunk_steps=3, kernel="fused")
     assert_matches(tr, "lstm", reference(module, x, lengths=lengths))
 
 
-@pytest.mark.parametrize("use_workspace", [True, False])
-def test_workspace_and_rebuilt_gates_agree(monkeypatch: pytest.MonkeyPatch, use_workspace: bool) -> None:
+@pytest.mark.parametrize("kernel", ["onednn-workspace", "fused"])
+def test_workspace_and_rebuilt_gates_agree(kernel: str) -> None:
     module = make("lstm", hidden=64, num_layers=2, bidirectional=True)  # 4H = 256: padded rows
     x = torch.randn(9, 3, 3)
-    monkeypatch.setattr(kernels, "USE_WORKSPACE", use_workspace)
-    tr = trace(module, x, chunk_steps=4)  # several time chunks, carried cell state
+    tr = trace(module, x, chunk_steps=4, kernel=kernel)  # several time chunks, carried cell state
     assert_matches(tr, "lstm", reference(module, x.transpose(0, 1).numpy()))
+    onednn = kernel == "onednn-workspace" and kernels.OneDnnWorkspaceKernel.usable(module, x, False)
+    assert set(tr.meta.kernels.values()) == {"onednn-workspace" if onednn else "fused"}
+
+
+def test_the_workspace_stride_is_onednns_good_leading_dimension() -> None:
+    """oneDNN pads the gates' rows to 64 bytes, and by 64 more when that is a multiple of 256 floats."""
+    assert [kernels.onednn_gates_ld(g) for g in (16, 20, 256, 512, 1024, 1000)] == [16, 32, 272, 528, 1040, 1008]
 
 
 # -- memory options, contract, persistence ------------------------------------------------------

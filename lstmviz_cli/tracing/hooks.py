@@ -17,7 +17,7 @@ from lstmviz_cli.errors import ModelError
 from lstmviz_cli.loading.modules import LAYER_TYPES, RECURRENT_TYPES, recurrent_config
 from lstmviz_cli.tracing import gates as _gates
 from lstmviz_cli.tracing.recorder import CellCall, Recorder, Segment, module_name
-from lstmviz_cli.tracing.stockforward import traced_forward
+from lstmviz_cli.tracing.stockforward import TracedForward
 
 
 def _cell_hook(name: str, recorder: Recorder):
@@ -120,7 +120,7 @@ def hooked(model: nn.Module, recorder: Recorder) -> Iterator[dict[str, nn.Module
             if recurrent and isinstance(module, LAYER_TYPES):
                 had = "forward" in module.__dict__
                 replaced.append((module, had, module.__dict__.get("forward")))
-                module.__dict__["forward"] = traced_forward(module, name, recorder)
+                module.__dict__["forward"] = TracedForward(module, name, recorder)
             elif recurrent:
                 handles.append(module.register_forward_hook(_cell_hook(name, recorder),
                                                             with_kwargs=True))

@@ -25,6 +25,7 @@ class Segment:
     error: float | None
     weights: dict[str, np.ndarray]
     lengths: np.ndarray | None = None
+    route: str | None = None  # the kernel route that ran the layer (`tracing.kernels`); None: a cell
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Recorder:
     spec: _gates.StoreSpec
     verify: bool
     chunk: int | None
+    kernel: str = "auto"  # the kernel route wanted: "auto" | "fused" | "onednn-workspace"
     segments: dict[tuple[str, int, str], list[Segment]] = field(default_factory=dict)
     cells: dict[str, list[CellCall]] = field(default_factory=dict)
     path: list[PathEntry] = field(default_factory=list)

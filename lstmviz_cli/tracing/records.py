@@ -110,6 +110,7 @@ class TraceMeta:
     # max |recorded - real| per layer prefix; None: the layer could not be compared. Set when verified.
     verify_errors: dict[str, float | None] | None = None
     verify_tolerance: float | None = None  # the tolerance the tracer judged verify_errors by
+    kernels: dict[str, str] | None = None  # layer prefix -> kernel route that ran it (`tracing.kernels`)
     # -- hand-written cells (`tracing.cells`) ------------------------------------------------------
     custom_cells: dict[str, CellInfo] | None = None  # module -> what was recognised
     series_names: dict[str, dict[str, str]] | None = None  # layer prefix -> {series: the user's name}

@@ -24,6 +24,7 @@ from lstmviz_cli.errors import ModelError, VerificationError
 from lstmviz_cli.loading.modules import recurrent_config
 from lstmviz_cli.tracing import gates as _gates
 from lstmviz_cli.tracing.hooks import finish_cell, hooked
+from lstmviz_cli.tracing.kernels import KERNELS
 from lstmviz_cli.tracing.recorder import Recorder, Segment
 from lstmviz_cli.tracing.records import SERIES, SERIES_NAMES, LayerTrace, Trace, TraceMeta
 from lstmviz_cli.tracing.verify import GATE_TOLERANCE, VerifyPolicy
@@ -85,7 +86,7 @@ def _concat(segments: list[Segment]) -> tuple[dict[str, np.ndarray], float | Non
 def trace(model: nn.Module, *inputs: Any, verify: bool | VerifyPolicy = True, tolerance: float = GATE_TOLERANCE,
           store_dtype: str = "float32", keep_series: Iterable[str] | None = None,
           keep_units: Sequence[int] | None = None, chunk_steps: int | None = None,
-          total_length: int | None = None, **kwargs: Any) -> Trace:
+          total_length: int | None = None, kernel: str = "auto", **kwargs: Any) -> Trace:
     """Run `model(*inputs, **kwargs)` once in eval mode and record every recurrent gate.
 
     Verification: every layer's rebuilt gates must reproduce its own outputs to `tolerance` (max
@@ -99,6 +100,9 @@ def trace(model: nn.Module, *inputs: Any, verify: bool | VerifyPolicy = True, to
     `store_dtype="float16"` halves them; `keep_series=("f", "c", "h")` keeps only those series;
     `keep_units=[0, 5, 9]` keeps only those units. Verification always runs on full precision.
     `chunk_steps` bounds the gate workspace (time steps per batched matmul; default ~32 MB).
+    `kernel` chooses the route stock layers run through (`tracing.kernels`): "auto" (oneDNN's
+    workspace where it applies, else the fused op), "fused" (always the fused op, gates rebuilt), or
+    "onednn-workspace"; `meta.kernels` says which ran each layer.
     A module called several times (a decoder loop) has its calls concatenated along time.
 
     Packed sequences are recorded as long as the padded input they came from, NaN past each
@@ -116,7 +120,10 @@ def trace(model: nn.Module, *inputs: Any, verify: bool | VerifyPolicy = True, to
     policy = VerifyPolicy.of(verify)
     if not isinstance(verify, VerifyPolicy) and tolerance != GATE_TOLERANCE:
         policy = VerifyPolicy(compute=policy.compute, tolerance=float(tolerance), refuse=policy.refuse)
-    recorder = Recorder(spec=spec, verify=policy.compute, chunk=chunk_steps, total_length=total_length)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
+    recorder = Recorder(spec=spec, verify=policy.compute, chunk=chunk_steps, total_length=total_length,
+                        kernel=kernel)
     first_input = next((v for v in inputs if isinstance(v, torch.Tensor)), None)
     if first_input is not None:
         recorder.input_dims = tuple(int(d) for d in first_input.shape[:2])
@@ -144,6 +151,7 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
     layers: list[LayerTrace] = []
     lengths: dict[str, np.ndarray] = {}
     errors: dict[str, float | None] = {}
+    routes: dict[str, str] = {}
     modules = {name: recurrent_config(module) for name, module in found.items()}
     for (name, layer, direction), segments in recorder.segments.items():
         series, err = _concat(segments)
@@ -154,6 +162,9 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
                                  config=modules[name], series={s: series[s] for s in order},
                                  weights=segments[0].weights))
         errors[f"{name}/l{layer}/{direction}"] = err
+        route = segments[0].route
+        if route is not None:
+            routes[f"{name}/l{layer}/{direction}"] = route
         seg_lengths = segments[0].lengths
         steps = next(iter(series.values())).shape[1] if series else 0
         if len(segments) == 1 and seg_lengths is not None and (
@@ -169,6 +180,7 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
         not_called=sorted(set(found) - traced),
         kept_series=None if recorder.spec.series is None else sorted(recorder.spec.series),
         kept_units=None if recorder.spec.units is None else recorder.spec.units.tolist(),
+        kernels=routes or None,
     )
     for layer in layers:
         refuse_nan(layer, lengths.get(layer.module))

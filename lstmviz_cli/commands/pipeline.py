@@ -77,7 +77,7 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,
         _warn(f"lstmviz: note: {loaded.info.name}: {note}")
     budget = parse_memory_size(options.max_memory) if options.max_memory else None
     sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
-    compact = float16_above is not None and sample.extra.get("trace_bytes", 0) > float16_above
+    compact = float16_above is not None and sample.trace_bytes > float16_above
     store = {"store_dtype": "float16"} if compact else {}
     archive = None
     if loaded.scripted is not None and not loaded.info.recurrent_only:

@@ -64,7 +64,7 @@ def check_budget(loaded: Any, sample: SampleInput, max_memory_bytes: int | None)
     budget = default_memory_budget() if max_memory_bytes is None else int(max_memory_bytes)
     configs = list(recurrent_configs(loaded.model).values())
     needed = estimate_trace_bytes(configs, sample.batch, sample.steps)
-    sample.extra["trace_bytes"] = needed
+    sample.trace_bytes = needed
     if needed > budget:
         per_step = max(1, needed // max(1, sample.steps))
         fits = max(1, budget // per_step)

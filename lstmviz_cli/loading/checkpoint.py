@@ -100,7 +100,10 @@ def load_checkpoint(
     meta, vocab_found = check_meta(meta, path)
     if state is not None:
         state = strip_wrapper_prefixes(state)
-    stored = _stored_dtypes(state if state is not None else dict(module.state_dict()))
+    if state is None:
+        assert module is not None  # a pickled module: its own tensors
+        state = dict(module.state_dict())
+    stored = _stored_dtypes(state)
     prefix: str | None = None
     rebuilt = False
     plan = None
@@ -116,11 +119,9 @@ def load_checkpoint(
         )
     if model_class:
         cls = user_class.get()
-        if module is not None and isinstance(module, cls):
+        if module is not None and isinstance(cls, type) and isinstance(module, cls):
             model = module  # unpickled as the user's own class (torch.save(model) from a script)
         else:
-            if state is None:
-                state = dict(module.state_dict())
             model, prefix, leftover = build_user_model(cls, model_class, model_kwargs, meta, state)
             if leftover:  # tensors of the file the class does not hold (a loss's weights): listed
                 accounting = TensorAccounting(total=len(state), unused=tuple(leftover), into=model_class)

@@ -70,7 +70,7 @@ def load_sample(
         # A rebuilt model without an Embedding reads one-hot rows of its vocabulary.
         sample.values = one_hot(sample.values, int(meta["vocab_size"]))
         sample.kind = "features"
-        sample.extra["one_hot"] = True
+        sample.one_hot = True
     elif meta.get("one_hot_width") and sample.kind == "tokens":
         # Your own code without an Embedding: ids, or one-hot rows if it refuses them (tracing.sample).
         sample.one_hot_width = int(meta["one_hot_width"])
@@ -80,7 +80,8 @@ def load_sample(
 
 def one_hot(ids: np.ndarray, width: int) -> np.ndarray:
     """(batch, time) token ids -> (batch, time, width) float32 one-hot rows."""
-    return np.eye(width, dtype=np.float32)[ids]
+    rows: np.ndarray = np.eye(width, dtype=np.float32)[ids]
+    return rows
 
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -103,8 +103,7 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
     duplicate: str | None = None
     if isinstance(vocab, (list, tuple)):
         explicit = [str(token) for token in vocab]
-        seen: set[str] = set()
-        duplicate = next((token for token in explicit if token in seen or seen.add(token)), None)
+        duplicate = next((token for k, token in enumerate(explicit) if token in explicit[:k]), None)
     elif isinstance(vocab, Mapping) and vocab and all(isinstance(v, int) for v in vocab.values()):  # {token: id}
         if sorted(vocab.values()) != list(range(len(vocab))):
             raise CheckpointError(f"metadata 'vocab' of {path.name!r} maps tokens to ids that are not 0..{len(vocab) - 1}")

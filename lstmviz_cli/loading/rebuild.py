@@ -7,7 +7,7 @@ them) is refused with one line, unless `--recurrent-only`; what was placed and a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -90,15 +90,15 @@ class RebuiltModel(nn.Module):
         head_on: str = "all", head_activation: str | None = None,
     ) -> None:
         super().__init__()
-        self.lstmviz_rnn = rnn_name
-        self.lstmviz_embedding = embedding_name
+        self.lstmviz_rnn: str = rnn_name
+        self.lstmviz_embedding: str | None = embedding_name
         names = [head_name] if isinstance(head_name, str) else list(head_name or [])
-        self.lstmviz_head_modules = names
-        self.lstmviz_head = names[0] if len(names) == 1 else (names or None)
+        self.lstmviz_head_modules: list[str] = names
+        self.lstmviz_head: str | list[str] | None = names[0] if len(names) == 1 else (names or None)
         # "all": the head reads every step; "last": each sequence's last step; "final-states": the
         # last layer's final hidden states (both directions concatenated, as cat(h_n[-2], h_n[-1])).
-        self.lstmviz_head_on = head_on
-        self.lstmviz_head_activation = head_activation
+        self.lstmviz_head_on: str = head_on
+        self.lstmviz_head_activation: str | None = head_activation
 
     # Callers (the tracer) may pass `lengths=` for a padded batch of unequal sequences.
     lstmviz_accepts_lengths = True
@@ -119,6 +119,7 @@ class RebuiltModel(nn.Module):
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             packed_out, state = rnn(packed)
             out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=steps)
+        assert isinstance(out, torch.Tensor)
         if not self.lstmviz_head_modules:
             return out
         if self.lstmviz_head_on == "last":  # each sequence's own last step
@@ -131,13 +132,17 @@ class RebuiltModel(nn.Module):
             if k:
                 out = _activate(out, self.lstmviz_head_activation)
             out = self.get_submodule(name)(out)
+        assert isinstance(out, torch.Tensor)
         return out
 
 
 def _activate(x: torch.Tensor, name: str | None) -> torch.Tensor:
+    """The activation between a head chain's Linears (config 'head_activation', `HEAD_ACTIVATIONS`)."""
     if name in (None, "none"):
         return x
-    return getattr(functional, name)(x) if name not in ("tanh", "sigmoid") else getattr(torch, name)(x)
+    fn: Callable[[torch.Tensor], torch.Tensor] = (getattr(torch, name) if name in ("tanh", "sigmoid")
+                                                  else getattr(functional, str(name)))
+    return fn(x)
 
 
 def build_model(state: Mapping[str, Any], plan: RebuildPlan) -> RebuiltModel:

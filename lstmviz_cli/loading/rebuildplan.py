@@ -300,7 +300,7 @@ def _pick_embedding(
     found = []
     for name, keys in others.items():
         weight = state.get(f"{name}.weight")
-        if keys != [f"{name}.weight"] or not _float_matrix(weight) or int(weight.shape[1]) != spec.input_size:
+        if keys != [f"{name}.weight"] or weight is None or not _float_matrix(weight) or int(weight.shape[1]) != spec.input_size:
             continue
         if order.index(keys[0]) > rnn_pos and int(weight.shape[1]) == spec.output_width:
             continue  # saved after the RNN and shaped like a bias-free head: that is the head

@@ -8,9 +8,13 @@ ready-to-run model, `SampleInput` the sample in the one input convention (see `l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: the records import without torch
+    import torch
+    from torch import nn
 
 # What JSON holds: the summaries, the npz `__summary__` and metadata read from files are made of these.
 JSON: TypeAlias = "str | int | float | bool | None | list[JSON] | dict[str, JSON]"
@@ -77,7 +81,7 @@ class TensorAccounting:
             return f"{how}: all {self.total} tensors placed"
         return f"{how}: placed {self.placed} of {self.total} tensors; not used ({len(self.unused)}): {self.unused_text()}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSON]:
         return {"total": self.total, "placed": self.placed, "unused": list(self.unused), "front": list(self.front)}
 
 
@@ -121,7 +125,7 @@ class HeadInfo:
             return f"assumed: {reads}; pass --head all|last|final-states to choose"
         return f"{reads} ({WIRING_SOURCES[self.source]})"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSON]:
         return {
             "modules": list(self.modules), "widths": list(self.widths), "activation": self.activation,
             "wiring": self.wiring, "wiring_text": self.wiring_text(), "source": self.source,
@@ -159,7 +163,7 @@ class RecurrentConfig:
         """Width of h as seen by the next layer (proj_size when projected)."""
         return self.proj_size or self.hidden_size
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JSON]:
         return {
             "kind": self.kind,
             "input_size": self.input_size,
@@ -213,12 +217,14 @@ class ModelInfo:
 class LoadedModel:
     """A ready-to-run model (torch nn.Module in eval mode on `device`) and what we know of it."""
 
-    model: Any  # torch.nn.Module
+    model: nn.Module
     info: ModelInfo
-    meta: dict[str, Any] = field(default_factory=dict)  # vocab, task, sample_input, config, ...
+    # The metadata convention's keys (`loading.metadata`): vocab, task, sample_input, config, ... as
+    # read from the file (JSON values), normalised and completed by the loader.
+    meta: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     # The TorchScript module itself (hooks do not fire inside it; `model` is its eager rebuild).
-    scripted: Any = None
+    scripted: torch.jit.ScriptModule | None = None
 
 
 @dataclass
@@ -231,7 +237,8 @@ class SampleInput:
     description: str  # e.g. "charlm.txt: 212 characters" — shown in the report summary
     text: str | None = None  # the raw text for character models (token highlighting)
     lengths: np.ndarray | None = None  # (batch,) valid steps per sequence, from an .npz's `lengths`
-    extra: dict = field(default_factory=dict)
+    trace_bytes: int = 0  # what the float32 trace of this sample will hold (`loading.budget`)
+    one_hot: bool = False  # the values are one-hot rows the loader made from token ids (a rebuilt model)
     # The other arrays of an .npz input (not the input, not `lengths`), by name: candidates for the
     # model's other forward arguments (`tracing.forwardargs`), passed as stored.
     arrays: dict[str, np.ndarray] = field(default_factory=dict)

@@ -17,7 +17,7 @@ import sys
 import types
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +140,9 @@ def unsafe_globals(path: Path, kind: str) -> list[str]:
 
 
 def _allowed_globals() -> set[str]:
+    user_allowed: Callable[[], dict[str, object]] = wou._get_user_allowed_globals  # (unannotated in torch)
     try:
-        return set(wou._get_allowed_globals()) | set(wou._get_user_allowed_globals())
+        return set(wou._get_allowed_globals()) | set(user_allowed())
     except Exception:  # noqa: BLE001 - private API moved: then every global is reported
         return set()
 

@@ -66,6 +66,8 @@ class StandIn(metaclass=_StandInType):
 
     __slots__ = ("state", "_built")
     lstmviz_global = ""
+    state: object  # what the pickle's BUILD gave it
+    _built: bool
 
     def __new__(cls, *args: Any) -> StandIn:
         if args:  # NEWOBJ with arguments: the class builds itself from them (__getnewargs__)
@@ -75,7 +77,7 @@ class StandIn(metaclass=_StandInType):
         obj._built = False
         return obj
 
-    def __setstate__(self, state: Any) -> None:
+    def __setstate__(self, state: object) -> None:
         if self._built:
             raise StandInRefused(f"it sets the state of a {type(self).lstmviz_global} twice")
         self.state = state

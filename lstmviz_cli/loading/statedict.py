@@ -174,7 +174,7 @@ def _check_shapes(state: Mapping[str, Any], spec: RecurrentSpec, params: dict[tu
     for layer in range(spec.num_layers):
         for rev in (False, True) if spec.bidirectional else (False,):
             suffix = f"_l{layer}" + ("_reverse" if rev else "")
-            expected = {
+            expected: dict[str, tuple[int, ...]] = {
                 "weight_ih": (gates, spec.input_size if layer == 0 else out * (2 if spec.bidirectional else 1)),
                 "weight_hh": (gates, out),
             }

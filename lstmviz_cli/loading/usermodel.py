@@ -64,11 +64,11 @@ def _import_target(spec: str) -> Callable[..., object]:
         raise
     except Exception as error:  # noqa: BLE001 - the user's module failed to import
         raise ModelError(f"--model-class: importing {target!r} failed: {type(error).__name__}: {first_line(error)}") from None
-    obj: Any = module
+    obj: object = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ModelError(f"--model-class: {target!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+        obj = getattr(obj, part)  # the user's module: its attribute
     if not callable(obj):
         raise ModelError(f"--model-class: {spec!r} is not a class")
     return obj

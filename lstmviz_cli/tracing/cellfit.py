@@ -114,11 +114,11 @@ def _initial_state(calls: list[tuple[list[torch.Tensor], list[torch.Tensor]]], b
     """h_0 as the user passed it (a (batch, hidden) tensor after the input), else zeros."""
     args = calls[0][0]
     for t in args[1:]:
-        a = t.detach().float().cpu().numpy()
+        a: np.ndarray = t.detach().float().cpu().numpy()
         if a.shape == (batch, hidden):
             return a
         if a.shape == (1, batch, hidden):
-            return a[0]
+            return np.asarray(a[0])
     return np.zeros((batch, hidden), dtype=np.float32)
 
 
@@ -216,7 +216,8 @@ def _by_names(sites: list[SiteSeries], allowed: str) -> dict[str, SiteSeries] | 
     return found if set(found) == set(allowed) else None
 
 
-def analyse_cell(cell: CustomCell, calls: list, config_input: int) -> None:
+def analyse_cell(cell: CustomCell, calls: list[tuple[list[torch.Tensor], list[torch.Tensor]]],
+                 config_input: int) -> None:
     """Recognise LSTM/GRU structure in `cell.sites`, verify it, and build `cell.layer`."""
     tanh = [s for s in cell.sites if s.site.kind == "tanh"]
     if not tanh:
@@ -245,7 +246,7 @@ def analyse_cell(cell: CustomCell, calls: list, config_input: int) -> None:
             # c_t = f*c_(t-1) + i*g, recomputed from the captured gates, is the check that means something.
             has_h = h_err is not None and bool(np.isfinite(h_err))
             if steps > 1:
-                cell.verify_error = max(state_err, h_err) if has_h else state_err
+                cell.verify_error = max(state_err, h_err) if h_err is not None and has_h else state_err
                 cell.check = "recurrence c_t = f·c_(t−1) + i·g recomputed from the captured gates" + (
                     f", and h_t = o·tanh({of_c}) vs the returned h" if has_h else "")
             else:
@@ -299,7 +300,8 @@ def analyse_cell(cell: CustomCell, calls: list, config_input: int) -> None:
             cell.mapping = "none"
             cell.notes.append("no LSTM or GRU structure found among these calls")
             return
-    kind = ("LSTM" if cell.family == "lstm" else "GRU") + ("Cell" if cell.style == "cell" else "")
+    assert cell.family is not None
+    kind = cell.family.upper() + ("Cell" if cell.style == "cell" else "")
     config = RecurrentConfig(kind=kind, input_size=config_input, hidden_size=hidden)  # layout: `trace_sample`
     order = [s for s in SERIES[cell.family] if s in series]
     cell.layer = LayerTrace(module=cell.module, layer=0, direction="fwd", config=config,

@@ -39,7 +39,7 @@ class Site:
         return f"{os.path.basename(self.filename)}:{self.lineno}"
 
 
-_positions_cache: dict[CodeType, list[tuple]] = {}
+_positions_cache: dict[CodeType, list[tuple[int | None, int | None, int | None, int | None]]] = {}
 
 
 def _positions(code: CodeType, lasti: int) -> tuple[int | None, int | None, int | None]:

@@ -16,7 +16,6 @@ import math
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,10 +23,12 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from lstmviz_cli.errors import CheckpointError, ModelError, VerificationError, first_line
+from lstmviz_cli.loading.rebuild import RebuiltModel
 from lstmviz_cli.loading.records import HEAD_WIRINGS, HeadInfo, LoadedModel, SampleInput
 from lstmviz_cli.tracing.forwardargs import forward_kwargs, plan_forward_args
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
 from lstmviz_cli.tracing.records import Trace
+from lstmviz_cli.tracing.sample import sample_tensor
 from lstmviz_cli.tracing.seeding import SEED, seeded
 from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE, Verification, VerifyPolicy
 
@@ -39,22 +40,22 @@ ARCHIVE = "model output vs the TorchScript archive"
 class CapturedCall:
     """The first call of a model: its arguments and what it returned (inside the traced run)."""
 
-    args: tuple[Any, ...] | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    output: Any = None
+    args: tuple[object, ...] | None = None
+    kwargs: dict[str, object] = field(default_factory=dict)
+    output: object = None
     done: bool = False
 
 
 @contextlib.contextmanager
-def capture_call(model: Any) -> Iterator[CapturedCall]:
+def capture_call(model: nn.Module) -> Iterator[CapturedCall]:
     """Record the arguments and the output of the model's first call while the block runs."""
     captured = CapturedCall()
 
-    def before(_module: Any, args: tuple, kwargs: dict) -> None:
+    def before(_module: nn.Module, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
         if not captured.done:  # a call that failed (another layout tried after it) is not the traced call
             captured.args, captured.kwargs = args, dict(kwargs)
 
-    def after(_module: Any, _args: tuple, _kwargs: dict, output: Any) -> None:
+    def after(_module: nn.Module, _args: tuple[object, ...], _kwargs: dict[str, object], output: object) -> None:
         if not captured.done:
             captured.output, captured.done = output, True
 
@@ -78,7 +79,7 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _tensors(value: Any) -> list[Any]:
+def _tensors(value: object) -> list[torch.Tensor]:
     """Every tensor of a (nested) model output, in order; a PackedSequence counts as its padded data."""
     if isinstance(value, PackedSequence):
         return [pad_packed_sequence(value, batch_first=True)[0]]
@@ -111,8 +112,9 @@ def output_matches(error: float, reference: np.ndarray) -> bool:
     return math.isfinite(error) and error <= OUTPUT_TOLERANCE * max(1.0, scale)
 
 
-def _numpy(tensor: Any) -> np.ndarray:
-    return tensor.detach().to("cpu").double().numpy()
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    array: np.ndarray = tensor.detach().to("cpu").double().numpy()
+    return array
 
 
 def _compare(reference: list[np.ndarray], traced: list[np.ndarray]) -> tuple[float, bool]:
@@ -170,9 +172,9 @@ def verify_user_model(model: nn.Module, captured: CapturedCall, *, verify: bool 
         return Verification("model", YOUR_MODEL, None, "not-checked", "the model was not called as a whole")
     try:
         reference, drew = _plain_run(model, captured)
-    except Exception as error:  # noqa: BLE001 - the user's code; the traced call of it worked
+    except Exception as failure:  # noqa: BLE001 - the user's code; the traced call of it worked
         return Verification("model", YOUR_MODEL, None, "not-checked",
-                            f"your model failed when run again: {type(error).__name__}")
+                            f"your model failed when run again: {type(failure).__name__}")
     traced = [_numpy(t) for t in _tensors(captured.output)]
     error, ok = _compare(reference, traced)
     detail = "" if len(reference) == len(traced) else (
@@ -217,23 +219,23 @@ class ArchiveReference:
     per_sequence: bool
 
 
-def _sample_tensor(sample: Any, device: str, dtype: Any) -> Any:
-    if sample.kind == "tokens":
-        return torch.as_tensor(np.asarray(sample.values), dtype=torch.int64, device=device)
-    return torch.as_tensor(np.asarray(sample.values, dtype=np.float32), device=device).to(dtype)
-
-
-def _unequal(sample: Any) -> list[int] | None:
-    lengths = getattr(sample, "lengths", None)
-    if lengths is None:
+def _unequal(sample: SampleInput) -> list[int] | None:
+    if sample.lengths is None:
         return None
-    values = [int(v) for v in np.asarray(lengths).tolist()]
+    values = [int(v) for v in np.asarray(sample.lengths).tolist()]
     return values if len(set(values)) > 1 else None
 
 
-def _archive_batch_first(scripted: Any, rnn_name: str) -> bool:
-    module = scripted
-    for part in rnn_name.split("."):
+def _rebuild(loaded: LoadedModel) -> RebuiltModel:
+    """The eager rebuild a TorchScript archive is traced through (only archives are checked here)."""
+    assert isinstance(loaded.model, RebuiltModel)
+    return loaded.model
+
+
+def _archive_batch_first(scripted: nn.Module, rnn_name: str) -> bool:
+    """The archive's recurrent layer's own layout (a scripted nn.LSTM keeps its attributes)."""
+    module: object = scripted
+    for part in rnn_name.split("."):  # ScriptModules have no get_submodule
         module = getattr(module, part, None)
         if module is None:
             return True
@@ -265,8 +267,8 @@ def archive_reference(loaded: LoadedModel, sample: SampleInput,
     scripted = loaded.scripted
     assert scripted is not None
     dtype = next((p.dtype for p in scripted.parameters() if p.is_floating_point()), torch.float32)
-    x = _sample_tensor(sample, loaded.device, dtype)
-    batch_first = _archive_batch_first(scripted, loaded.model.lstmviz_rnn)
+    x = sample_tensor(sample.values, sample.kind, scripted, loaded.device)
+    batch_first = _archive_batch_first(scripted, _rebuild(loaded).lstmviz_rnn)
     plan = plan_forward_args(scripted, sample, forward_args)
     kwargs = forward_kwargs(plan, sample, device=loaded.device, dtype=dtype)
     lengths = None if plan.params else _unequal(sample)
@@ -301,9 +303,9 @@ def _against(reference: ArchiveReference, output: np.ndarray | None) -> tuple[fl
     return worst, ok
 
 
-def _rebuild_output(loaded: Any, sample: Any) -> np.ndarray:
-    model = loaded.model
-    x = _sample_tensor(sample, loaded.device, next((p.dtype for p in model.parameters()), torch.float32))
+def _rebuild_output(loaded: LoadedModel, sample: SampleInput) -> np.ndarray:
+    model = _rebuild(loaded)
+    x = sample_tensor(sample.values, sample.kind, model, loaded.device)
     lengths = _unequal(sample)
     with torch.no_grad(), _quiet():
         out = model(x, lengths=torch.as_tensor(lengths)) if lengths is not None else model(x)
@@ -323,7 +325,7 @@ def check_archive(loaded: LoadedModel, sample: SampleInput, *, verify: bool = Tr
     does (unless `verify` is false), naming what to pass instead.
     """
     reference = archive_reference(loaded, sample, forward_args)
-    model = loaded.model
+    model = _rebuild(loaded)
     info = loaded.info
     head: HeadInfo | None = info.head
     declared = head is not None and head.source in ("option", "metadata")

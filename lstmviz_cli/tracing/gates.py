@@ -233,7 +233,8 @@ def _direct(spec: StoreSpec, x: torch.Tensor) -> bool:
 
 def _host(t: torch.Tensor) -> np.ndarray:
     """A (time, batch, units) tensor as the contract's (batch, time, units) view, without a copy."""
-    return t.detach().numpy().transpose(1, 0, 2)
+    view: np.ndarray = t.detach().numpy().transpose(1, 0, 2)
+    return view
 
 
 def _pad_views(series: dict[str, np.ndarray], lengths: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -260,7 +261,7 @@ def _fill_gates(out: torch.Tensor, x: torch.Tensor, d: Direction, t0: int, t1: i
     if has_bias:
         operand[..., -1] = 1.0
     torch.mm(operand.view(n * batch, -1), stacked.t(), out=out.view(n * batch, -1))
-    i, f, g, o = out.split(out.shape[-1] // 4, dim=2)
+    i, f, g, o = torch.split(out, out.shape[-1] // 4, dim=2)
     i.sigmoid_(), f.sigmoid_(), g.tanh_(), o.sigmoid_()
 
 
@@ -301,9 +302,9 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
             g4 = gates[t0:t1]
         else:
             g4 = torch.empty(t1 - t0, batch, 4 * hidden, dtype=dt, device=dev)
-        if not given:
+        if stacked is not None:  # no gates given: rebuild them
             _fill_gates(g4, d.x[t0:t1], d, t0, t1, stacked, bias is not None)
-        i, f, g, o = g4.split(hidden, dim=2)
+        i, f, g, o = torch.split(g4, hidden, dim=2)
         valid = None if d.valid is None else d.valid[t0:t1]
         c = c_all[t0:t1] if c_all is not None else torch.empty_like(i)
         torch.mul(i, g, out=c)
@@ -313,6 +314,7 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
             f_scan = f if valid is None else f.masked_fill(~valid[..., None], 1.0)
             if valid is not None:
                 c.masked_fill_(~valid[..., None], 0.0)
+            assert carry is not None
             scanned = scan(f_scan, c, carry, d.reverse)
             if scanned is not c:  # the parallel scan returns a new tensor
                 c.copy_(scanned)
@@ -322,7 +324,8 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
             m = torch.tanh(c, out=m_all[t0:t1]) if m_all is not None else torch.tanh(c)
             m.mul_(o)
         if verify:
-            h_rec = _linear(m, w.w_hr, None) if proj else m.clone() if m_all is not None else m
+            assert m is not None
+            h_rec = _linear(m, w.w_hr, None) if w.w_hr is not None else m.clone() if m_all is not None else m
             h_rec.sub_(d.h[t0:t1]).abs_()
             if valid is not None:
                 h_rec.masked_fill_(~valid[..., None], 0.0)
@@ -339,7 +342,8 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
     error = float(err) if verify else None
     if sink is not None:
         return sink.pad_nan(lengths), error
-    i, f, g, o = gates.split(hidden, dim=2)
+    assert gates is not None and c_all is not None
+    i, f, g, o = torch.split(gates, hidden, dim=2)
     series = {"i": _host(i), "f": _host(f), "g": _host(g), "o": _host(o), "c": _host(c_all)}
     if m_all is not None:
         series["m"] = _host(m_all)
@@ -359,8 +363,8 @@ def trace_gru(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
         prev = d.h_prev(t0, t1)
         gi = _linear(d.x[t0:t1], w.w_ih, w.b_ih)
         gh = _linear(prev, w.w_hh, w.b_hh)
-        gi_r, gi_z, n = gi.split(hidden, dim=2)
-        gh_r, gh_z, gh_n = gh.split(hidden, dim=2)
+        gi_r, gi_z, n = torch.split(gi, hidden, dim=2)
+        gh_r, gh_z, gh_n = torch.split(gh, hidden, dim=2)
         r = gi_r.add_(gh_r).sigmoid_()
         z = gi_z.add_(gh_z).sigmoid_()
         n = n.addcmul_(r, gh_n).tanh_()

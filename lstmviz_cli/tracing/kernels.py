@@ -56,7 +56,8 @@ class LayerRun(NamedTuple):
 class KernelRoute(Protocol):
     """A way to run one layer; `run` returns None to decline it (the next route runs it)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def run(self, call: LayerCall) -> LayerRun | None: ...
 
@@ -79,17 +80,35 @@ def fused_layer(module: nn.RNNBase, x: torch.Tensor, batch_sizes: torch.Tensor |
                 bidirectional: bool) -> tuple[torch.Tensor, ...]:
     """One layer through the op nn.LSTM/GRU/RNN.forward itself calls, with `weights` (its flat weights
     of that layer, one or both directions): (output, h_n[, c_n]) as the op returns them."""
+    has_biases = bool(module.bias)
     if isinstance(module, nn.LSTM):
-        op = _VF.lstm
-    elif isinstance(module, nn.GRU):
+        assert isinstance(hx, tuple)
+        if batch_sizes is None:
+            return tuple(_VF.lstm(input=x, hx=hx, params=weights, has_biases=has_biases, num_layers=1, dropout=0.0,
+                                  train=False, bidirectional=bidirectional, batch_first=False))
+        return tuple(_VF.lstm(data=x, batch_sizes=batch_sizes, hx=hx, params=weights, has_biases=has_biases,
+                              num_layers=1, dropout=0.0, train=False, bidirectional=bidirectional))
+    assert isinstance(hx, torch.Tensor)
+    if isinstance(module, nn.GRU):
         op = _VF.gru
+    elif module.nonlinearity == "tanh":
+        op = _VF.rnn_tanh
     else:
-        op = _VF.rnn_tanh if module.nonlinearity == "tanh" else _VF.rnn_relu
-    common = {"hx": hx, "params": weights, "has_biases": module.bias, "num_layers": 1, "dropout": 0.0,
-              "train": False, "bidirectional": bidirectional}
+        op = _VF.rnn_relu
     if batch_sizes is None:
-        return tuple(op(input=x, batch_first=False, **common))
-    return tuple(op(data=x, batch_sizes=batch_sizes, **common))
+        return tuple(op(input=x, hx=hx, params=weights, has_biases=has_biases, num_layers=1, dropout=0.0,
+                        train=False, bidirectional=bidirectional, batch_first=False))
+    return tuple(op(data=x, batch_sizes=batch_sizes, hx=hx, params=weights, has_biases=has_biases, num_layers=1,
+                    dropout=0.0, train=False, bidirectional=bidirectional))
+
+
+def _layer_weights(module: nn.RNNBase, layer: int) -> list[torch.Tensor]:
+    """The flat weights of one layer, both directions, in the order the fused op takes them."""
+    directions = 2 if module.bidirectional else 1
+    per = len(module._flat_weights) // (module.num_layers * directions)
+    flat = module._flat_weights[layer * directions * per:(layer + 1) * directions * per]
+    assert all(w is not None for w in flat)
+    return [w for w in flat if w is not None]
 
 
 @dataclass(frozen=True)
@@ -100,9 +119,7 @@ class FusedKernel:
 
     def run(self, call: LayerCall) -> LayerRun:
         module = call.module
-        directions = 2 if module.bidirectional else 1
-        per = len(module._flat_weights) // (module.num_layers * directions)
-        weights = module._flat_weights[call.layer * directions * per:(call.layer + 1) * directions * per]
+        weights = _layer_weights(module, call.layer)
         is_lstm = isinstance(module, nn.LSTM)
         if is_lstm:
             assert call.c0 is not None
@@ -134,10 +151,10 @@ class OneDnnWorkspaceKernel:
 
     @staticmethod
     def usable(module: nn.RNNBase, x: torch.Tensor, packed: bool) -> bool:
-        return (isinstance(module, nn.LSTM) and not packed and module.proj_size == 0 and module.bias
-                and x.device.type == "cpu" and x.dtype == torch.float32
-                and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-                and hasattr(torch, "mkldnn_rnn_layer"))
+        return bool(isinstance(module, nn.LSTM) and not packed and module.proj_size == 0 and module.bias
+                    and x.device.type == "cpu" and x.dtype == torch.float32
+                    and torch._C._has_mkldnn and torch._C._get_mkldnn_enabled()
+                    and hasattr(torch, "mkldnn_rnn_layer"))
 
     def run(self, call: LayerCall) -> LayerRun | None:
         module = call.module
@@ -147,7 +164,10 @@ class OneDnnWorkspaceKernel:
         if steps * batch * 4 * module.hidden_size * 4 * 4 > _WORKSPACE_LIMIT:
             return None
         x = call.x.contiguous()
-        outs, h_n, c_n, gates = [], [], [], []
+        outs: list[torch.Tensor] = []
+        h_n: list[torch.Tensor] = []
+        c_n: list[torch.Tensor] = []
+        gates: list[torch.Tensor] = []
         for k in range(2 if module.bidirectional else 1):
             w = direction_weights(module, call.layer, k)
             assert w.b_ih is not None and w.b_hh is not None
@@ -161,7 +181,10 @@ class OneDnnWorkspaceKernel:
             if view is None:
                 return None
             # A compact copy: a view would keep the whole workspace (about 4x the gates) alive.
-            outs.append(out), h_n.append(hn), c_n.append(cn), gates.append(view if k == 1 else view.clone())
+            outs.append(out)
+            h_n.append(hn)
+            c_n.append(cn)
+            gates.append(view if k == 1 else view.clone())
         output = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
         return LayerRun(output, torch.stack(h_n), torch.stack(c_n), gates)
 
@@ -184,7 +207,7 @@ def _workspace_gates(workspace: torch.Tensor | None, x: torch.Tensor, h: torch.T
     assert w.b_ih is not None and w.b_hh is not None
     want = torch.stack([torch.addmm(w.b_ih + w.b_hh, x[t], w.w_ih.t()).addmm_(p, w.w_hh.t())
                         for t, p in zip(probe, prev, strict=True)])
-    i, f, g, o = want.split(gates // 4, dim=2)
+    i, f, g, o = torch.split(want, gates // 4, dim=2)
     want = torch.cat([i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()], dim=2)
     view = flat[: steps * batch * stride].view(steps, batch, stride)[..., :gates]
     if reverse:  # oneDNN keeps a reverse direction's steps in the order it reads them: last step first
@@ -192,8 +215,8 @@ def _workspace_gates(workspace: torch.Tensor | None, x: torch.Tensor, h: torch.T
     return view if torch.allclose(view[probe], want, atol=1e-5, rtol=0) else None
 
 
-FUSED = FusedKernel()
-ONEDNN_WORKSPACE = OneDnnWorkspaceKernel()
+FUSED: KernelRoute = FusedKernel()
+ONEDNN_WORKSPACE: KernelRoute = OneDnnWorkspaceKernel()
 
 
 def select_routes(module: nn.RNNBase, x: torch.Tensor, *, packed: bool, kernel: str = "auto"

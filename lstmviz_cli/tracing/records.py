@@ -10,7 +10,7 @@ both directions. A packed batch is as long as the padded input it came from, NaN
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypedDict
@@ -64,7 +64,7 @@ class SiteInfo:
     kind: str  # "sigmoid" | "tanh"
     shape: tuple[int, ...]  # (batch, time, units) of its recorded values
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JSON]:
         return {"name": self.name, "where": self.where, "kind": self.kind, "shape": list(self.shape)}
 
 
@@ -83,7 +83,7 @@ class CellInfo:
     sites: tuple[SiteInfo, ...] = ()
     notes: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JSON]:
         return {
             "class": self.class_name, "style": self.style, "family": self.family, "names": dict(self.names),
             "where": dict(self.where), "mapping": self.mapping, "verify_error": self.verify_error,
@@ -134,9 +134,9 @@ class TraceMeta:
     # -- loading, added by the pipeline (`loading.summary`) --------------------------------------
     loading: dict[str, JSON] | None = None
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, JSON]:
         """JSON-ready, the keys of the fields that were recorded (None fields left out)."""
-        out: dict[str, object] = {}
+        out: dict[str, JSON] = {}
         for item in fields(self):
             value = getattr(self, item.name)
             if value is None:
@@ -275,8 +275,9 @@ class Trace:
         }
         arrays["__summary__"] = np.array(json.dumps({**self.summary(), **(extra or {})}, sort_keys=True))
         # An open handle, not a name: NumPy would append ".npz" to a temporary file's name.
+        save: Callable[..., None] = np.savez_compressed  # (file, **arrays): its stub types the keywords as options
         with open(path, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            save(handle, **arrays)
 
 
 def _jsonable(value: object) -> JSON:

@@ -36,8 +36,8 @@ def model_batch_first(loaded: LoadedModel) -> bool:
     return True
 
 
-def _as_tensor(values: np.ndarray, kind: str, model: nn.Module, device: str) -> torch.Tensor:
-    """Values as a batch-major tensor in the model's dtype (token ids stay int64)."""
+def sample_tensor(values: np.ndarray, kind: str, model: nn.Module, device: str) -> torch.Tensor:
+    """A sample's values as a batch-major tensor in the model's dtype (token ids stay int64)."""
     if kind == "tokens":
         return torch.as_tensor(np.asarray(values), dtype=torch.int64, device=device)
     dtype = next((p.dtype for p in model.parameters()), torch.float32)
@@ -107,10 +107,10 @@ def trace_sample(
     lengths = None if sample.lengths is None else np.asarray(sample.lengths, dtype=np.int64)
     padded = lengths is not None and int(lengths.min()) < steps
     notes: list[str] = []
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, torch.Tensor] = {}
     plan = None
     packed_input = None
-    x = _as_tensor(sample.values, sample.kind, model, device)
+    x = sample_tensor(sample.values, sample.kind, model, device)
     rows = (one_hot(np.asarray(sample.values), sample.one_hot_width)
             if sample.one_hot_width and sample.kind == "tokens" else None)
     if bare:
@@ -130,7 +130,7 @@ def trace_sample(
 
     def attempt(batch_first: bool, as_rows: bool = False) -> _Attempt:
         tried = _Attempt(batch_first, one_hot=as_rows)
-        values = x if not as_rows or rows is None else _as_tensor(rows, "features", model, device)
+        values = x if not as_rows or rows is None else sample_tensor(rows, "features", model, device)
         call_input: object
         if packed_input is not None:
             call_input = packed_input
@@ -143,8 +143,9 @@ def trace_sample(
                 if custom:
                     tried.result = trace_custom(model, call_input, module=module, verify=policy, **kwargs)
                 else:
-                    tried.result = trace(model, call_input, verify=policy, total_length=steps, store_dtype=store_dtype,
-                                         **kwargs)
+                    # `kwargs` are the model's own arguments (tensors named by its forward), never the tracer's.
+                    tried.result = trace(model, call_input, verify=policy, total_length=steps,
+                                         store_dtype=store_dtype, **kwargs)  # type: ignore[arg-type]
             except VerificationError:
                 raise
             except LstmvizError as error:
@@ -196,7 +197,7 @@ def trace_sample(
     if chosen.result is None or (transposed and chosen is first):
         raise _transposed_input_error(sample)
     result = chosen.result
-    if sample.extra.get("one_hot"):
+    if sample.one_hot:
         notes.append(f"the tokens were fed as one-hot rows over the {np.asarray(sample.values).shape[-1]}-token "
                      "vocabulary (the model has no Embedding; its input size is the vocabulary's)")
     used_batch_first = True if packed_input is not None else (chosen.batch_first or x.dim() < 2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,8 @@ class SeededRun:
 @contextlib.contextmanager
 def seeded(seed: int = SEED) -> Iterator[SeededRun]:
     """Run the block from the random state `seed`; restore the caller's states afterwards."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    cuda_started: Callable[[], bool] = torch.cuda.is_initialized  # (unannotated in torch)
+    devices = list(range(torch.cuda.device_count())) if cuda_started() else []
     python_state = random.getstate()
     numpy_state = np.random.get_state()
     run = SeededRun()
@@ -57,5 +58,5 @@ def seeded(seed: int = SEED) -> Iterator[SeededRun]:
 
 def _numpy_position() -> tuple[bytes, int]:
     """NumPy's global Mersenne Twister: its key and position (what a draw changes)."""
-    state = np.random.get_state()
-    return bytes(np.asarray(state[1]).tobytes()), int(state[2])
+    _name, key, position, *_rest = np.random.get_state(legacy=True)
+    return bytes(np.asarray(key).tobytes()), int(position)

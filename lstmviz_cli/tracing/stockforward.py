@@ -119,8 +119,13 @@ class TracedForward:
             batch = input.size(batch_dim)
             like = input
         h0, c0 = self._initial_state(hx, batch, like, batched)
-        module.check_forward_args(data if batch_sizes is not None else input,  # type: ignore[arg-type]
-                                  (h0, c0) if self._is_lstm else h0, batch_sizes)
+        checked = data if batch_sizes is not None else input
+        assert isinstance(checked, torch.Tensor)
+        if isinstance(module, nn.LSTM):
+            assert c0 is not None
+            module.check_forward_args(checked, (h0, c0), batch_sizes)
+        else:
+            module.check_forward_args(checked, h0, batch_sizes)
 
         total = None
         if isinstance(input, PackedSequence):

@@ -11,6 +11,7 @@ training mode. `trace_sample` (`tracing.sample`) feeds a loaded model its sample
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -140,7 +141,9 @@ def trace(model: nn.Module, *inputs: Any, verify: bool | VerifyPolicy = True, to
                                  "cell module to trace")
             output = model(*inputs, **kwargs)
             for name, calls in recorder.cells.items():
-                finish_cell(found[name], name, calls, recorder)
+                cell = found[name]
+                assert isinstance(cell, nn.RNNCellBase)
+                finish_cell(cell, name, calls, recorder)
     finally:
         model.train(was_training)
     return _assemble(model, inputs, found, recorder, output, policy)
@@ -182,8 +185,8 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
         kept_units=None if recorder.spec.units is None else recorder.spec.units.tolist(),
         kernels=routes or None,
     )
-    for layer in layers:
-        refuse_nan(layer, lengths.get(layer.module))
+    for traced_layer in layers:
+        refuse_nan(traced_layer, lengths.get(traced_layer.module))
     verify_error = None
     if policy.compute:
         meta.verify_errors = errors
@@ -191,14 +194,20 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
         known = [e for e in errors.values() if e is not None]
         verify_error = float(max(known)) if known else 0.0
         if policy.refuse and not verify_error <= policy.tolerance:  # NaN fails too
-            worst = max(errors, key=lambda k: -1.0 if errors[k] is None else
-                        (np.inf if np.isnan(errors[k]) else errors[k]))
+            worst = max(errors, key=lambda k: _severity(errors[k]))
             raise VerificationError(policy.refusal(
                 f"the recorded gates of {worst} reproduce the module's outputs only to "
                 f"{verify_error:.2e} (tolerance {policy.tolerance:.0e})"))
     return Trace(layers=layers, modules=modules, lengths=lengths, verify_error=verify_error,
                  output=None if first is None else first.detach().to("cpu", torch.float32).numpy(),
                  meta=meta)
+
+
+def _severity(error: float | None) -> float:
+    """How bad a layer's error is, for naming the worst: NaN worst of all, not compared least."""
+    if error is None:
+        return -1.0
+    return math.inf if math.isnan(error) else error
 
 
 def refuse_nan(layer: LayerTrace, lengths: np.ndarray | None = None) -> None:

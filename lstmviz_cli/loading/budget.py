@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.loading.modules import recurrent_configs
-from lstmviz_cli.loading.records import RecurrentConfig, SampleInput
+from lstmviz_cli.loading.records import LoadedModel, RecurrentConfig, SampleInput
 
 # Series recorded per layer and direction, and which of them are as wide as the projection.
 _SERIES_COUNT = {"lstm": 6, "gru": 4, "rnn": 2}
@@ -60,7 +59,8 @@ def parse_memory_size(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
-def check_budget(loaded: Any, sample: SampleInput, max_memory_bytes: int | None) -> None:
+def check_budget(loaded: LoadedModel, sample: SampleInput, max_memory_bytes: int | None) -> None:
+    """Refuse (InputError) a sample whose trace would not fit the budget; record its size on the sample."""
     budget = default_memory_budget() if max_memory_bytes is None else int(max_memory_bytes)
     configs = list(recurrent_configs(loaded.model).values())
     needed = estimate_trace_bytes(configs, sample.batch, sample.steps)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lstmviz_cli.errors import CheckpointError, ModelError, UnsafeCheckpointError
 from lstmviz_cli.loading import findweights, sniff
@@ -63,8 +64,9 @@ def load_checkpoint(
     meta = read_sidecar(path)
     unsafe = False
     scripted = None
-    module = None
-    state: dict[str, Any] | None = None
+    module: nn.Module | None = None
+    model: nn.Module
+    state: dict[str, torch.Tensor] | None = None
     skipped: list[Any] = []
     user_class = UserClass(model_class)
     unpacked = None
@@ -177,7 +179,7 @@ def load_checkpoint(
     return LoadedModel(model=model, info=info, meta=meta, device=dev, scripted=scripted if rebuilt else None)
 
 
-def _stored_dtypes(state: Mapping[str, Any]) -> str | None:
+def _stored_dtypes(state: Mapping[str, torch.Tensor]) -> str | None:
     """The floating dtypes the weights were saved in, e.g. "float16" or "bfloat16/float32"."""
     names = sorted({
         str(t.dtype).removeprefix("torch.") for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()

@@ -16,7 +16,7 @@ from lstmviz_cli.errors import (
 )
 
 
-def place_model(model: Any, dev: str, meta: dict[str, Any]) -> Any:
+def place_model(model: nn.Module, dev: str, meta: dict[str, Any]) -> nn.Module:
     """Eval mode on the device; half precision is upcast on CPU, where its kernels are missing."""
     dtypes = {p.dtype for p in model.parameters()}
     if dev == "cpu" and dtypes & {torch.float16, torch.bfloat16}:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -43,7 +43,7 @@ class Unpacked:
 
     format: str  # "state_dict" | "dict-checkpoint" | "pickled-module"
     state: dict[str, Any] | None
-    module: Any  # torch.nn.Module | None
+    module: nn.Module | None
     key: str | None = None  # path of the weights in the file ("model_state", "checkpoint/model"); None: the file itself
     meta: dict[str, Any] = field(default_factory=dict)
     lightning: bool = False  # a PyTorch Lightning checkpoint (its keys may carry an attribute prefix)
@@ -56,7 +56,7 @@ class Unpacked:
 class _Candidate:
     path: tuple[str, ...]  # () for the tensors at the top level of a mixed dict
     state: dict[str, Any] | None
-    module: Any
+    module: nn.Module | None
     recurrent: bool
 
     @property
@@ -70,7 +70,7 @@ class _Candidate:
         return f"{where} ({len(self.state or {})} tensors)"
 
 
-def unpack(obj: Any, name: str, weights_key: str | None = None) -> Unpacked:
+def unpack(obj: object, name: str, weights_key: str | None = None) -> Unpacked:
     """Find the weights in `obj` (what torch.load returned for the file `name`).
 
     Raises CheckpointError naming what was found when there are no weights, or several sets of
@@ -111,10 +111,10 @@ def _no_key(weights_key: str | None, name: str, what: str) -> None:
         raise CheckpointError(f"--weights-key {weights_key!r}: {name!r} is {what}, not a dict of several entries")
 
 
-def _candidates(obj: Mapping[Any, Any]) -> list[_Candidate]:
+def _candidates(obj: Mapping[object, object]) -> list[_Candidate]:
     """State dicts and modules at the top level and one level down, in the file's order."""
     found: list[_Candidate] = []
-    top = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    top = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if _is_state_dict(top):
         found.append(_make((), top))
     for key, value in obj.items():
@@ -130,7 +130,7 @@ def _candidates(obj: Mapping[Any, Any]) -> list[_Candidate]:
     return found
 
 
-def _as_candidate(path: tuple[str, ...], value: Any) -> _Candidate | None:
+def _as_candidate(path: tuple[str, ...], value: object) -> _Candidate | None:
     if isinstance(value, nn.Module):
         recurrent = any(isinstance(m, (nn.RNNBase, nn.RNNCellBase)) for m in value.modules())
         return _Candidate(path, None, value, recurrent)
@@ -139,12 +139,12 @@ def _as_candidate(path: tuple[str, ...], value: Any) -> _Candidate | None:
     return None
 
 
-def _make(path: tuple[str, ...], value: Mapping[str, Any]) -> _Candidate:
+def _make(path: tuple[str, ...], value: Mapping[str, torch.Tensor]) -> _Candidate:
     state = dict(value)
     return _Candidate(path, state, None, bool(find_recurrent_prefixes(state)))
 
 
-def _is_state_dict(value: Any) -> bool:
+def _is_state_dict(value: object) -> TypeGuard[Mapping[str, torch.Tensor]]:
     """Parameter names -> tensors, with at least one floating-point weight matrix."""
     if not isinstance(value, Mapping) or not value:
         return False
@@ -153,7 +153,7 @@ def _is_state_dict(value: Any) -> bool:
     return any(v.is_floating_point() and v.dim() >= 2 for v in value.values())
 
 
-def _choose(found: list[_Candidate], obj: Mapping[Any, Any], name: str, weights_key: str | None) -> _Candidate:
+def _choose(found: list[_Candidate], obj: Mapping[object, object], name: str, weights_key: str | None) -> _Candidate:
     listing = ", ".join(c.describe() for c in found)
     if weights_key is not None:
         chosen = [c for c in found if c.key == weights_key]
@@ -181,19 +181,21 @@ def _choose(found: list[_Candidate], obj: Mapping[Any, Any], name: str, weights_
     return pool[0]
 
 
-def _is_optimizer_state(value: Any) -> bool:
+def _is_optimizer_state(value: object) -> bool:
     return isinstance(value, Mapping) and "state" in value and "param_groups" in value
 
 
-def _meta_beside(obj: Mapping[Any, Any], path: tuple[str, ...], objects: list[tuple[str, str]]) -> dict[str, Any]:
+def _meta_beside(obj: Mapping[object, object], path: tuple[str, ...], objects: list[tuple[str, str]]) -> dict[str, Any]:
     """Plain metadata beside the weights: the top level's, then (nested weights) their container's."""
     meta = _plain_items(obj, skip=path[0] if path else None, where="", objects=objects)
     if len(path) == 2:
-        meta.update(_plain_items(obj[path[0]], skip=path[1], where=f"{path[0]}/", objects=objects))
+        container = obj[path[0]]
+        assert isinstance(container, Mapping)
+        meta.update(_plain_items(container, skip=path[1], where=f"{path[0]}/", objects=objects))
     return meta
 
 
-def _plain_items(container: Mapping[Any, Any], skip: str | None, where: str,
+def _plain_items(container: Mapping[object, object], skip: str | None, where: str,
                  objects: list[tuple[str, str]]) -> dict[str, Any]:
     """JSON-like entries; an object opened as plain data (a stand-in) contributes its plain state.
 
@@ -219,7 +221,7 @@ def _plain_items(container: Mapping[Any, Any], skip: str | None, where: str,
     return items
 
 
-def strip_attribute_prefix(state: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+def strip_attribute_prefix(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str | None]:
     """Drop a LightningModule's attribute (`model.`, `net.`) when every key carries the same one.
 
     For a rebuild from weights, where no class says what the keys should be. A loss's weights
@@ -238,7 +240,7 @@ def strip_attribute_prefix(state: dict[str, Any]) -> tuple[dict[str, Any], str |
     return stripped, prefix
 
 
-def align_to_class(state: dict[str, Any], own: list[str]) -> tuple[dict[str, Any], str | None, list[str]]:
+def align_to_class(state: dict[str, torch.Tensor], own: list[str]) -> tuple[dict[str, torch.Tensor], str | None, list[str]]:
     """Key `state` as a class's own state_dict() keys `own`: (state, prefix removed, keys left out).
 
     Unchanged when the keys already match. Otherwise the first attribute prefix (one or two dotted
@@ -262,7 +264,7 @@ def align_to_class(state: dict[str, Any], own: list[str]) -> tuple[dict[str, Any
     return state, None, []
 
 
-def _as_state(value: Mapping[Any, Any], name: str) -> dict[str, Any]:
+def _as_state(value: Mapping[object, object], name: str) -> dict[str, torch.Tensor]:
     state: dict[str, Any] = {}
     for key, tensor in value.items():
         if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
@@ -275,7 +277,7 @@ def _as_state(value: Mapping[Any, Any], name: str) -> dict[str, Any]:
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop `module.` (DataParallel) or `_orig_mod.` (torch.compile) when every key carries it."""
     changed = True
     while changed and state:

@@ -18,7 +18,7 @@ import torch
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.loading.budget import check_budget
-from lstmviz_cli.loading.records import SampleInput
+from lstmviz_cli.loading.records import LoadedModel, SampleInput
 
 SUFFIXES = (".npy", ".npz", ".csv", ".pt", ".pth", ".txt")
 _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
@@ -27,7 +27,7 @@ _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
 
 
 def load_sample(
-    loaded: Any,
+    loaded: LoadedModel,
     *,
     path: str | Path | None = None,
     tokens: str | None = None,
@@ -134,7 +134,7 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _as_array(value: Any, name: str) -> np.ndarray:
+def _as_array(value: object, name: str) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype == object:
         raise InputError(f"input {name!r} holds Python objects; save a numeric array")
@@ -269,7 +269,7 @@ def _char_level(meta: Mapping[str, Any]) -> bool:
     return meta.get("input_format") == "text" or all(len(token) == 1 for token in vocab)
 
 
-def _from_sample(sample: Any, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | None]:
+def _from_sample(sample: object, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | None]:
     if isinstance(sample, str):
         return _encode_text(sample, meta, "the checkpoint's sample_input"), sample
     try:

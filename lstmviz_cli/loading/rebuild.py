@@ -24,9 +24,9 @@ from lstmviz_cli.loading.records import HeadInfo, TensorAccounting
 
 # -- building the model ----------------------------------------------------------------------------
 def rebuild_from_state(
-    state: dict[str, Any], meta: dict[str, Any], path: Path, *, torchscript: bool, head: str | None,
+    state: dict[str, torch.Tensor], meta: dict[str, Any], path: Path, *, torchscript: bool, head: str | None,
     recurrent_only: bool, ordered: bool = True,
-) -> tuple[Any, Any]:
+) -> tuple[RebuiltModel, RebuildPlan]:
     """The model rebuilt from the state dict, and the plan that says what was placed.
 
     Refuses (CheckpointError, one line) when unplaced modules may run before the recurrent layers:
@@ -45,7 +45,7 @@ def rebuild_from_state(
         raise CheckpointError(f"cannot rebuild {plan.rnn.name!r} from the state dict: {first_line(error)}") from None
 
 
-def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
+def front_refusal(name: str, plan: RebuildPlan, *, torchscript: bool = False) -> str:
     """The one line that refuses a rebuild whose recurrent layers would see a made-up input."""
     modules = [g.label() for g in plan.front]
     shown = ", ".join(modules[:5]) + (f" and {len(modules) - 5} more" if len(modules) > 5 else "")
@@ -61,7 +61,7 @@ def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
     )
 
 
-def plan_facts(plan: Any) -> dict[str, Any]:
+def plan_facts(plan: RebuildPlan) -> dict[str, Any]:
     """ModelInfo fields from a rebuild plan: the tensor accounting and the head."""
     head = plan.head
     return {
@@ -145,7 +145,7 @@ def _activate(x: torch.Tensor, name: str | None) -> torch.Tensor:
     return fn(x)
 
 
-def build_model(state: Mapping[str, Any], plan: RebuildPlan) -> RebuiltModel:
+def build_model(state: Mapping[str, torch.Tensor], plan: RebuildPlan) -> RebuiltModel:
     """Instantiate the planned modules and load their weights (strictly)."""
     spec = plan.rnn
     head = plan.head
@@ -179,7 +179,7 @@ def build_model(state: Mapping[str, Any], plan: RebuildPlan) -> RebuiltModel:
     return model
 
 
-def _load_sub(module: nn.Module, state: Mapping[str, Any], prefix: str) -> None:
+def _load_sub(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: str) -> None:
     dot = f"{prefix}." if prefix else ""
     own = set(module.state_dict())
     sub = {k[len(dot):]: v for k, v in state.items() if k.startswith(dot) and k[len(dot):] in own}

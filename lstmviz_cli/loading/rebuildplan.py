@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -80,7 +79,7 @@ class RebuildPlan:
 
 
 def plan_rebuild(
-    state: Mapping[str, Any], config: Mapping[str, Any], vocab_size: int | None = None, *,
+    state: Mapping[str, torch.Tensor], config: Mapping[str, object], vocab_size: int | None = None, *,
     head: str | None = None, recurrent_only: bool = False, task: str | None = None, ordered: bool = True,
 ) -> RebuildPlan:
     """Find the one recurrent module, its Embedding and output head where unambiguous, and sort the rest.
@@ -146,7 +145,7 @@ def plan_rebuild(
     return plan
 
 
-def _head_wiring(config: Mapping[str, Any], option: str | None, task: str | None) -> tuple[str, str]:
+def _head_wiring(config: Mapping[str, object], option: str | None, task: str | None) -> tuple[str, str]:
     """(wiring, where it came from): the --head option, config "head_on", a char-lm task, else assumed."""
     if option is not None:
         if option not in HEAD_WIRINGS:
@@ -164,7 +163,7 @@ def _head_wiring(config: Mapping[str, Any], option: str | None, task: str | None
     return "all", "default"
 
 
-def _group_modules(state: Mapping[str, Any], skip: set[str]) -> dict[str, list[str]]:
+def _group_modules(state: Mapping[str, torch.Tensor], skip: set[str]) -> dict[str, list[str]]:
     """Keys by module prefix; a key without a dot (a bare parameter or buffer) is its own group."""
     groups: dict[str, list[str]] = {}
     for key in state:
@@ -177,7 +176,7 @@ def _group_modules(state: Mapping[str, Any], skip: set[str]) -> dict[str, list[s
 _NORM_KEYS = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
 
 
-def _describe_group(state: Mapping[str, Any], name: str, keys: list[str], position: int) -> ModuleGroup:
+def _describe_group(state: Mapping[str, torch.Tensor], name: str, keys: list[str], position: int) -> ModuleGroup:
     """What an unplaced module's keys and shapes say it is, with its input and output widths."""
     params = {key[len(name) + 1:] if key != name else "": state[key] for key in keys}
     names = set(params)
@@ -288,12 +287,12 @@ def _pick_head(
                     activation=activation if len(chain) > 1 else None), ""
 
 
-def _float_matrix(value: Any) -> bool:
+def _float_matrix(value: object) -> bool:
     return isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() == 2
 
 
 def _pick_embedding(
-    state: Mapping[str, Any], others: dict[str, list[str]], spec: RecurrentSpec, order: list[str], rnn_pos: int,
+    state: Mapping[str, torch.Tensor], others: dict[str, list[str]], spec: RecurrentSpec, order: list[str], rnn_pos: int,
     vocab_size: int | None,
 ) -> str | None:
     """An Embedding has exactly one `weight` whose columns equal the RNN's input size."""

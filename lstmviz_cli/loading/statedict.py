@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -50,7 +49,7 @@ def _shape(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(d) for d in t.shape)
 
 
-def check_float_tensors(state: Mapping[str, Any], keys: list[str]) -> None:
+def check_float_tensors(state: Mapping[str, object], keys: list[str]) -> None:
     """Refuse integer, boolean or complex weights: no recurrent kernel runs on them."""
     for key in keys:
         value = state[key]
@@ -63,7 +62,7 @@ def check_float_tensors(state: Mapping[str, Any], keys: list[str]) -> None:
             )
 
 
-def find_recurrent_prefixes(state: Mapping[str, Any]) -> dict[str, list[str]]:
+def find_recurrent_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:
     """Group the recurrent keys (weight_ih_l0, ...) by their module prefix."""
     groups: dict[str, list[str]] = {}
     for key in state:
@@ -76,7 +75,7 @@ def find_recurrent_prefixes(state: Mapping[str, Any]) -> dict[str, list[str]]:
 _CELL_KEY = re.compile(r"^(?:(?P<prefix>.+)\.)?weight_hh$")
 
 
-def find_cell_prefixes(state: Mapping[str, Any]) -> dict[str, str]:
+def find_cell_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, str]:
     """Cells' weights (`cell.weight_ih`, `cell.weight_hh`, no `_l0`): {prefix: "LSTMCell" | "GRUCell" | "RNNCell"}."""
     cells: dict[str, str] = {}
     for key, value in state.items():
@@ -92,7 +91,7 @@ def find_cell_prefixes(state: Mapping[str, Any]) -> dict[str, str]:
     return cells
 
 
-def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], config: Mapping[str, Any]) -> RecurrentSpec:
+def infer_recurrent(state: Mapping[str, torch.Tensor], prefix: str, keys: list[str], config: Mapping[str, object]) -> RecurrentSpec:
     """Infer sizes, layers, direction, bias, projection and family from one prefix's keys."""
     check_float_tensors(state, keys)
     dot = f"{prefix}." if prefix else ""
@@ -166,7 +165,7 @@ def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], conf
     return spec
 
 
-def _check_shapes(state: Mapping[str, Any], spec: RecurrentSpec, params: dict[tuple[int, bool], dict[str, str]]) -> None:
+def _check_shapes(state: Mapping[str, torch.Tensor], spec: RecurrentSpec, params: dict[tuple[int, bool], dict[str, str]]) -> None:
     """Every key must have the shape the l0 weights imply, and every slot all its keys."""
     gates = family(spec.kind).n_gates * spec.hidden_size
     out = spec.proj_size or spec.hidden_size

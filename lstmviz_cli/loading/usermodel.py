@@ -105,7 +105,7 @@ def _user_kwargs(cls: Callable[..., object], model_kwargs: str | None, meta: dic
 
 
 def build_user_model(
-    cls: Callable[..., object], spec: str, model_kwargs: str | None, meta: dict[str, Any], state: dict[str, Any]
+    cls: Callable[..., object], spec: str, model_kwargs: str | None, meta: dict[str, Any], state: dict[str, torch.Tensor]
 ) -> tuple[nn.Module, str | None, list[str]]:
     """The user's class built with its kwargs and loaded strictly: (model, attribute prefix removed,
     keys left out).

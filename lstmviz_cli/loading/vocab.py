@@ -86,7 +86,7 @@ def vocabulary_level(tokens: list[str] | tuple[str, ...]) -> str:
     return "char" if plain and all(len(t) == 1 for t in plain) else "word"
 
 
-def id_to_token(value: Any) -> tuple[list[str], list[int]] | None:
+def id_to_token(value: object) -> tuple[list[str], list[int]] | None:
     """A list of distinct strings, or a dict {id: token} (keys may be digit strings) with distinct
     tokens and ids 0..n-1 but for at most two; (tokens by id, ids left unassigned), else None."""
     if isinstance(value, (list, tuple)):
@@ -105,7 +105,7 @@ def id_to_token(value: Any) -> tuple[list[str], list[int]] | None:
     return None
 
 
-def token_to_id(value: Any) -> tuple[list[str], list[int]] | None:
+def token_to_id(value: object) -> tuple[list[str], list[int]] | None:
     """A dict {token: id} with distinct ids; (tokens by id, ids left unassigned), else None."""
     if not isinstance(value, Mapping) or len(value) < 2:
         return None
@@ -124,7 +124,7 @@ def _by_id(by_id: dict[int, str]) -> tuple[list[str], list[int]] | None:
     return [by_id.get(index, f"<id {index}>") for index in range(max(by_id) + 1)], gaps
 
 
-def _as_index(key: Any) -> int | None:
+def _as_index(key: object) -> int | None:
     if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
         return key
     if isinstance(key, str) and key.isdigit() and key.isascii():
@@ -153,7 +153,7 @@ def _search(meta: Mapping[str, Any], role: str, notes: list[str]) -> tuple[list[
     return None
 
 
-def _search_level(level: Mapping[str, Any], where: str, role: str, notes: list[str]) -> tuple[list[str], str] | None:
+def _search_level(level: Mapping[str, object], where: str, role: str, notes: list[str]) -> tuple[list[str], str] | None:
     candidates = sorted(
         ((_ORDER[kind], i, key, kind) for i, key in enumerate(level)
          if isinstance(key, str) and (kind := _kind(key, role)) is not None),

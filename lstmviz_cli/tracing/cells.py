@@ -18,7 +18,6 @@ holds the entry points.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import torch
 from torch import nn
@@ -39,8 +38,8 @@ from lstmviz_cli.tracing.tracer import refuse_nan
 from lstmviz_cli.tracing.verify import NO_VERIFY_REMEDY, VerifyPolicy
 
 
-def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = None, **kwargs: Any
-                        ) -> tuple[list[CustomCell], Any]:
+def record_custom_cells(model: nn.Module, *inputs: object, module: str | None = None, **kwargs: object
+                        ) -> tuple[list[CustomCell], object]:
     """Run `model(*inputs)` once (eval, no grad) and open up hand-written recurrent modules.
 
     `module` names one module (as in `named_modules()`; the model itself by its class name) to
@@ -85,14 +84,14 @@ def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = Non
     return cells, output
 
 
-def trace_custom_cells(model: nn.Module, *inputs: Any, module: str | None = None,
-                       verify: bool | VerifyPolicy = True, **kwargs: Any) -> list[LayerTrace]:
+def trace_custom_cells(model: nn.Module, *inputs: object, module: str | None = None,
+                       verify: bool | VerifyPolicy = True, **kwargs: object) -> list[LayerTrace]:
     """The LayerTraces of every recognised hand-written LSTM/GRU cell (see `trace_custom`)."""
     return trace_custom(model, *inputs, module=module, verify=verify, **kwargs).layers
 
 
-def trace_custom(model: nn.Module, *inputs: Any, module: str | None = None, verify: bool | VerifyPolicy = True,
-                 **kwargs: Any) -> Trace:
+def trace_custom(model: nn.Module, *inputs: object, module: str | None = None, verify: bool | VerifyPolicy = True,
+                 **kwargs: object) -> Trace:
     """A complete `Trace` of the model's hand-written cells, shaped like the stock tracer's.
 
     `meta.custom_cells[module]` (a `CellInfo`) holds, per cell, the user's name and source line of

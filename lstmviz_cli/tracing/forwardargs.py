@@ -19,7 +19,6 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import numpy as np
 import torch
@@ -89,14 +88,14 @@ def _parameters(model: nn.Module) -> tuple[list[inspect.Parameter], bool] | None
     return rest, var_keyword
 
 
-def plan_forward_args(model: Any, sample: Any, explicit: Mapping[str, str] | None = None) -> ForwardPlan:
+def plan_forward_args(model: nn.Module, sample: SampleInput, explicit: Mapping[str, str] | None = None) -> ForwardPlan:
     """Decide which arrays of `sample` fill the forward's other parameters (see the module docstring).
 
     Raises InputError naming the parameter, or the array, when a mapping cannot be made.
     """
     explicit = dict(explicit or {})
-    arrays: Mapping[str, np.ndarray] = getattr(sample, "arrays", None) or {}
-    has_lengths = getattr(sample, "lengths", None) is not None
+    arrays: Mapping[str, np.ndarray] = sample.arrays
+    has_lengths = sample.lengths is not None
     available = sorted(arrays) + ([LENGTHS] if has_lengths else [])
     cls = type(model).__name__
     found = _parameters(model)
@@ -131,7 +130,7 @@ def plan_forward_args(model: Any, sample: Any, explicit: Mapping[str, str] | Non
                 f"{cls}.forward needs {p.name!r}, which lstmviz cannot fill: save the input as an .npz with an "
                 f"array named {p.name!r} next to it, or map one with --forward-arg {p.name}=ARRAY"
             )
-    if has_lengths and LENGTHS not in plan.params.values() and int(np.min(sample.lengths)) < sample.steps:
+    if sample.lengths is not None and LENGTHS not in plan.params.values() and int(np.min(sample.lengths)) < sample.steps:
         plan.notes.append(
             f"{cls}.forward takes no lengths, so it ran over the padding of the shorter sequences "
             f"(lengths {np.asarray(sample.lengths).tolist()}); name a parameter with --forward-arg PARAM=lengths"
@@ -146,8 +145,8 @@ def _could_be_lengths(array: np.ndarray, sample: SampleInput) -> bool:
             and bool(((values >= 1) & (values <= sample.steps)).all()))
 
 
-def forward_kwargs(plan: ForwardPlan, sample: Any, *, device: str = "cpu", dtype: Any = None,
-                   first_steps: int | None = None) -> dict[str, Any]:
+def forward_kwargs(plan: ForwardPlan, sample: SampleInput, *, device: str = "cpu", dtype: torch.dtype | None = None,
+                   first_steps: int | None = None) -> dict[str, torch.Tensor]:
     """The plan's arguments as tensors: lengths int64 on the CPU (as `pack_padded_sequence` wants
     them), other arrays as stored on `device` (floating ones in the model's `dtype`).
 
@@ -156,10 +155,10 @@ def forward_kwargs(plan: ForwardPlan, sample: Any, *, device: str = "cpu", dtype
     row 0, and its second axis is cut when it is as long as the input.
     """
     batch, steps = sample.batch, sample.steps
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, torch.Tensor] = {}
     for param, source in plan.params.items():
         if source == LENGTHS:
-            lengths = (np.full(batch, steps, dtype=np.int64) if getattr(sample, "lengths", None) is None
+            lengths = (np.full(batch, steps, dtype=np.int64) if sample.lengths is None
                        else np.asarray(sample.lengths, dtype=np.int64))
             if first_steps is not None:
                 lengths = np.asarray([first_steps], dtype=np.int64)

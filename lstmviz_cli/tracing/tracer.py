@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +30,7 @@ from lstmviz_cli.tracing.records import SERIES, SERIES_NAMES, LayerTrace, Trace,
 from lstmviz_cli.tracing.verify import GATE_TOLERANCE, VerifyPolicy
 
 
-def _first_tensor(value: Any, total_length: int | None = None) -> torch.Tensor | None:
+def _first_tensor(value: object, total_length: int | None = None) -> torch.Tensor | None:
     """The first tensor in a (nested) value; a PackedSequence padded batch-first (to `total_length`)."""
     if isinstance(value, PackedSequence):
         longest = int(value.batch_sizes.shape[0])
@@ -49,7 +48,7 @@ def _first_tensor(value: Any, total_length: int | None = None) -> torch.Tensor |
     return None
 
 
-def first_output(value: Any, steps: int, total_length: int | None = None) -> tuple[torch.Tensor | None, bool]:
+def first_output(value: object, steps: int, total_length: int | None = None) -> tuple[torch.Tensor | None, bool]:
     """The model's first output tensor, and whether it was stacked from a list of per-step tensors.
 
     A Python list of exactly `steps` tensors of one shape (d2l's `outputs.append(H)` per step) is
@@ -64,7 +63,7 @@ def first_output(value: Any, steps: int, total_length: int | None = None) -> tup
     return _first_tensor(value, total_length), False
 
 
-def _device_of(model: nn.Module, inputs: Sequence[Any]) -> str:
+def _device_of(model: nn.Module, inputs: Sequence[object]) -> str:
     for p in model.parameters():
         return str(p.device)
     first = _first_tensor(list(inputs))
@@ -84,10 +83,10 @@ def _concat(segments: list[Segment]) -> tuple[dict[str, np.ndarray], float | Non
     return series, (max(errors) if errors else None)
 
 
-def trace(model: nn.Module, *inputs: Any, verify: bool | VerifyPolicy = True, tolerance: float = GATE_TOLERANCE,
+def trace(model: nn.Module, *inputs: object, verify: bool | VerifyPolicy = True, tolerance: float = GATE_TOLERANCE,
           store_dtype: str = "float32", keep_series: Iterable[str] | None = None,
           keep_units: Sequence[int] | None = None, chunk_steps: int | None = None,
-          total_length: int | None = None, kernel: str = "auto", **kwargs: Any) -> Trace:
+          total_length: int | None = None, kernel: str = "auto", **kwargs: object) -> Trace:
     """Run `model(*inputs, **kwargs)` once in eval mode and record every recurrent gate.
 
     Verification: every layer's rebuilt gates must reproduce its own outputs to `tolerance` (max
@@ -149,8 +148,8 @@ def trace(model: nn.Module, *inputs: Any, verify: bool | VerifyPolicy = True, to
     return _assemble(model, inputs, found, recorder, output, policy)
 
 
-def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Module],
-              recorder: Recorder, output: Any, policy: VerifyPolicy) -> Trace:
+def _assemble(model: nn.Module, inputs: Sequence[object], found: dict[str, nn.Module],
+              recorder: Recorder, output: object, policy: VerifyPolicy) -> Trace:
     layers: list[LayerTrace] = []
     lengths: dict[str, np.ndarray] = {}
     errors: dict[str, float | None] = {}

@@ -18,7 +18,7 @@ from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.analysis.textfeatures import read_labels_csv, step_tokens
 from lstmviz_cli.analysis.thresholds import saturation_thresholds
-from lstmviz_cli.errors import InputError
+from lstmviz_cli.errors import InputError, first_line
 from lstmviz_cli.explain.probe import memory_probe
 from lstmviz_cli.explain.saliency import compute_saliency, model_batch_first
 from lstmviz_cli.tracing.forwardargs import forward_kwargs
@@ -105,7 +105,7 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
                         forward_kwargs=_saliency_forward_kwargs(trace, sample, model, device, steps),
                     )
             except Exception as error:  # noqa: BLE001 - the model is the user's code: lose one section only
-                notes.append(f"gradient saliency skipped: {type(error).__name__}: {_first_line(error)}")
+                notes.append(f"gradient saliency skipped: {type(error).__name__}: {first_line(error)}")
             if saliency is not None and chosen is not None and saliency.step != chosen:
                 notes.append(
                     f"--saliency-step {chosen} ignored: the model's output has no time axis, so the saliency "
@@ -115,7 +115,7 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
                 try:
                     probe = memory_probe(model, values, device=device)
                 except Exception as error:  # noqa: BLE001 - as above
-                    notes.append(f"memory-length probe skipped: {type(error).__name__}: {_first_line(error)}")
+                    notes.append(f"memory-length probe skipped: {type(error).__name__}: {first_line(error)}")
         known = set(trace.meta.model_warnings)
         notes.extend(f"the model warned while its saliency was computed: {line}" for line in caught
                      if line not in known)
@@ -141,11 +141,6 @@ def _first_length(trace: Trace, sample: Any) -> int:
     plan = trace.meta.forward_args
     told = bool(trace.meta.packed) or (plan is not None and plan.passes_lengths)
     return int(lengths[0]) if lengths is not None and (told or trace.meta.packed is None) else sample.steps
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def _saliency_forward_kwargs(trace: Trace, sample: Any, model: Any, device: str, steps: int) -> dict[str, Any]:

@@ -10,11 +10,9 @@ import re
 from collections.abc import Iterable
 
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.families import FAMILIES
 from lstmviz_cli.loading.modules import recurrent_configs
 from lstmviz_cli.loading.records import LoadedModel, RecurrentConfig, SampleInput
-
-# Series recorded per layer and direction, and which of them are as wide as the projection.
-_SERIES_COUNT = {"lstm": 6, "gru": 4, "rnn": 2}
 
 
 def estimate_trace_bytes(configs: Iterable[RecurrentConfig], batch: int, steps: int) -> int:
@@ -28,7 +26,7 @@ def estimate_trace_bytes(configs: Iterable[RecurrentConfig], batch: int, steps: 
         family = cfg.family
         directions = 2 if cfg.bidirectional else 1
         layers = 1 if cfg.is_cell else cfg.num_layers
-        units = _SERIES_COUNT.get(family, 6) * cfg.hidden_size
+        units = len(FAMILIES[family].series) * cfg.hidden_size
         if family == "lstm" and cfg.proj_size:
             units += cfg.proj_size  # i f g o c and m are hidden wide, h is proj wide
         per_step += units * layers * directions

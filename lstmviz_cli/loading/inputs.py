@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmviz_cli.errors import InputError
+from lstmviz_cli.errors import InputError, first_line
 from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.loading.budget import check_budget
 from lstmviz_cli.loading.records import LoadedModel, SampleInput
@@ -122,16 +122,11 @@ def _read_file(path: Path, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | N
     except UnicodeDecodeError as error:
         raise InputError(f"input {name!r} is not UTF-8 text ({error.reason} at byte {error.start})") from None
     except Exception as error:  # noqa: BLE001 - NumPy/zipfile raise many types for damaged files
-        raise InputError(f"cannot read input {name!r}: {type(error).__name__}: {_first_line(error)}") from None
+        raise InputError(f"cannot read input {name!r}: {type(error).__name__}: {first_line(error)}") from None
     vocab = meta.get("vocab")
     if vocab and text.endswith("\n") and "\n" not in vocab:
         text = text[:-1]  # the newline editors add at the end of a file
     return _encode_text(text, meta, name), text
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def _as_array(value: object, name: str) -> np.ndarray:
@@ -165,7 +160,7 @@ def _read_npz_others(path: Path) -> dict[str, np.ndarray]:
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001
-        raise InputError(f"cannot read the arrays of {str(path)!r}: {_first_line(error)}") from None
+        raise InputError(f"cannot read the arrays of {str(path)!r}: {first_line(error)}") from None
 
 
 def _read_npz_lengths(path: Path) -> np.ndarray | None:
@@ -177,7 +172,7 @@ def _read_npz_lengths(path: Path) -> np.ndarray | None:
                 return None
             return np.asarray(archive["lengths"])
     except Exception as error:  # noqa: BLE001
-        raise InputError(f"cannot read 'lengths' in {str(path)!r}: {_first_line(error)}") from None
+        raise InputError(f"cannot read 'lengths' in {str(path)!r}: {first_line(error)}") from None
 
 
 def _check_lengths(lengths: np.ndarray, sample: SampleInput, source: str) -> np.ndarray:
@@ -231,7 +226,7 @@ def _read_pt(path: Path) -> np.ndarray:
             warnings.simplefilter("ignore")  # the CLI prints one line on stderr, not torch's warnings
             value = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - unsafe or corrupted: either way not an input tensor
-        raise InputError(f"cannot read input {str(path)!r} as a tensor (weights-only load): {_first_line(error)}") from None
+        raise InputError(f"cannot read input {str(path)!r} as a tensor (weights-only load): {first_line(error)}") from None
     if isinstance(value, Mapping):
         value = next((value[k] for k in ("input", "x") if k in value), value)
     if not isinstance(value, torch.Tensor):
@@ -275,7 +270,7 @@ def _from_sample(sample: object, meta: Mapping[str, Any]) -> tuple[np.ndarray, s
     try:
         return _as_array(sample, "the checkpoint's sample_input"), None
     except (ValueError, TypeError) as error:
-        raise InputError(f"the checkpoint's sample_input is not a rectangular array ({_first_line(error)})") from None
+        raise InputError(f"the checkpoint's sample_input is not a rectangular array ({first_line(error)})") from None
 
 
 # -- validation ------------------------------------------------------------------------------------

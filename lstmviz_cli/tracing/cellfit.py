@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lstmviz_cli.families import GRU, LSTM
 from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.tracing import cellsource
 from lstmviz_cli.tracing.cellrecord import SiteSeries, split_fused
@@ -126,7 +127,7 @@ def _max_abs(a: np.ndarray) -> float:
     return float(np.max(np.abs(a))) if a.size else 0.0
 
 
-def _hint_score(assign: dict[str, SiteSeries], allowed: str) -> int:
+def _hint_score(assign: dict[str, SiteSeries], allowed: tuple[str, ...]) -> int:
     """How many of an assignment's series the user's names agree with (breaks numeric ties)."""
     return sum(cellsource.name_hint(s.name.split("@")[0], allowed) == key for key, s in assign.items())
 
@@ -170,7 +171,7 @@ def _fit_lstm(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.n
                 h = o_site.values * c_site.values
                 h_err, _ = _match(h, returned)
                 assign = {"i": i_site, "f": f_site, "g": g_site, "o": o_site}
-                key = (h_err if returned else 0.0, -_hint_score(assign, "ifgo"), state_err)
+                key = (h_err if returned else 0.0, -_hint_score(assign, LSTM.gates), state_err)
                 if best is None or key < best[0]:
                     best = (key, _LstmFit(assign, c_site, c, op, h_err if returned else None, state_err))
     return None if best is None else best[1]
@@ -196,7 +197,7 @@ def _fit_gru(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.nd
                     h[:, t] = prev
                 err, _ = _match(h, returned)
                 assign = {"r": r_site, "z": z_site, "n": n_site}
-                key = (err, -_hint_score(assign, "rzn"))
+                key = (err, -_hint_score(assign, GRU.gates))
                 if best is None or key < best[0]:
                     best = (key, assign, h, convention, err)
     if best is None:
@@ -204,7 +205,7 @@ def _fit_gru(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.nd
     return best[1], best[2], best[3], best[4]
 
 
-def _by_names(sites: list[SiteSeries], allowed: str) -> dict[str, SiteSeries] | None:
+def _by_names(sites: list[SiteSeries], allowed: tuple[str, ...]) -> dict[str, SiteSeries] | None:
     """A mapping read from the names alone, when every series of the family is named once."""
     found: dict[str, SiteSeries] = {}
     for s in sites:
@@ -239,7 +240,7 @@ def analyse_cell(cell: CustomCell, calls: list[tuple[list[torch.Tensor], list[to
             assign, c_site, c, h_err, state_err = fit.assign, fit.c_site, fit.c, fit.h_err, fit.state_err
             h = assign["o"].values * c_site.values
             of_c = f"{fit.op}(c_t)" if fit.op else "c_t"
-            series = {k: assign[k].values for k in "ifgo"} | {"c": c, "h": h}
+            series = {k: assign[k].values for k in LSTM.gates} | {"c": c, "h": h}
             cell.family = "lstm"
             # h = o*tanh(c) against the returned h multiplies the very tensors the module multiplied:
             # it confirms which sigmoid is o, but it is exact by construction. The recurrence
@@ -260,37 +261,37 @@ def analyse_cell(cell: CustomCell, calls: list[tuple[list[torch.Tensor], list[to
             c_err, _ = _match(c, returned)
             if returned and np.isfinite(c_err):
                 cell.notes.append(f"returned cell state matches to {c_err:.1e}")
-            cell.names = {k: assign[k].name for k in "ifgo"}
+            cell.names = {k: assign[k].name for k in LSTM.gates}
             cell.names["c"] = (None if fit.op else cellsource.argument_name(c_site.site)) or "c"
             cell.names["h"] = c_site.name if "@" not in c_site.name else "h"
-            cell.where = {k: assign[k].site.where for k in "ifgo"} | {"c": c_site.site.where, "h": c_site.site.where}
+            cell.where = {k: assign[k].site.where for k in LSTM.gates} | {"c": c_site.site.where, "h": c_site.site.where}
     if series is None and len(sig) >= 2:
         h0 = _initial_state(calls, batch, hidden)
         fit_gru = _fit_gru(sig, tanh, returned, h0)
         if fit_gru is not None and fit_gru[3] <= GATE_TOLERANCE * 10:
             assign, h, convention, err = fit_gru
-            series = {k: assign[k].values for k in "rzn"} | {"h": h}
+            series = {k: assign[k].values for k in GRU.gates} | {"h": h}
             cell.family = "gru"
             cell.verify_error = err
             formula = "h_t = z·h_(t−1) + (1−z)·n" if convention == "z*h_prev" else "h_t = (1−z)·h_(t−1) + z·n"
             cell.check = f"recurrence {formula} recomputed from the captured gates vs the returned h"
-            cell.names = {k: assign[k].name for k in "rzn"} | {"h": "h"}
-            cell.where = {k: assign[k].site.where for k in "rzn"}
+            cell.names = {k: assign[k].name for k in GRU.gates} | {"h": "h"}
+            cell.where = {k: assign[k].site.where for k in GRU.gates}
             if convention == "z*n":
                 keeps = False
                 cell.notes.append("its update gate is written h = (1-z)*h_prev + z*n (PyTorch's nn.GRU: z*h_prev + "
                                   "(1-z)*n): a z near 1 replaces the state here, it does not keep it")
     if series is None:
-        named = _by_names(sig + tanh, "ifgo")
+        named = _by_names(sig + tanh, LSTM.gates)
         # What the module returned at every step, when that is one tensor of the hidden width: its h.
         whole = [cand for cand in returned if not np.isnan(cand).any()]
         if named is not None and len(whole) == 1:
             cell.family, cell.mapping = "lstm", "names"
-            cell.names = {k: named[k].name for k in "ifgo"} | {"h": "h"}
-            cell.where = {k: named[k].site.where for k in "ifgo"}
+            cell.names = {k: named[k].name for k in LSTM.gates} | {"h": "h"}
+            cell.where = {k: named[k].site.where for k in LSTM.gates}
             cell.notes.append("gates mapped from their names only: the LSTM equations did not check out; "
                               "h is the hidden state the module returned")
-            series = {k: named[k].values for k in "ifgo"} | {"h": whole[0]}
+            series = {k: named[k].values for k in LSTM.gates} | {"h": whole[0]}
         elif named is not None:
             cell.mapping = "none"
             cell.notes.append("gates named like an LSTM's, but the LSTM equations did not check out and the "

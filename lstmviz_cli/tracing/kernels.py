@@ -28,6 +28,7 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import _VF, nn
 
+from lstmviz_cli.families import GATE_SERIES, LSTM
 from lstmviz_cli.tracing import gates as _gates
 
 KERNELS = ("auto", "fused", "onednn-workspace")
@@ -207,8 +208,8 @@ def _workspace_gates(workspace: torch.Tensor | None, x: torch.Tensor, h: torch.T
     assert w.b_ih is not None and w.b_hh is not None
     want = torch.stack([torch.addmm(w.b_ih + w.b_hh, x[t], w.w_ih.t()).addmm_(p, w.w_hh.t())
                         for t, p in zip(probe, prev, strict=True)])
-    i, f, g, o = torch.split(want, gates // 4, dim=2)
-    want = torch.cat([i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()], dim=2)
+    want = torch.cat([block.sigmoid() if name in GATE_SERIES else block.tanh()
+                      for name, block in zip(LSTM.gates, torch.split(want, gates // 4, dim=2), strict=True)], dim=2)
     view = flat[: steps * batch * stride].view(steps, batch, stride)[..., :gates]
     if reverse:  # oneDNN keeps a reverse direction's steps in the order it reads them: last step first
         view = view.flip(0)  # a copy, in input order

@@ -91,6 +91,7 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,
                              forward_args=forward_args, **store)
     end_to_end = None
     if own_code:
+        assert captured is not None
         end_to_end = endtoend.verify_user_model(loaded.model, captured, verify=policy, notes=trace.meta.notes)
     elif archive is not None:
         end_to_end = endtoend.verify_archive(archive, trace, verify=policy)

@@ -10,7 +10,7 @@ both directions. A packed batch is as long as the padded input it came from, NaN
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypedDict
@@ -263,7 +263,7 @@ class Trace:
             "meta": self.meta.to_json(),
         }
 
-    def save_npz(self, path: str | Path, *, dtype: str = "float32", extra: dict[str, JSON] | None = None) -> None:
+    def save_npz(self, path: str | Path, *, dtype: str = "float32", extra: Mapping[str, JSON] | None = None) -> None:
         """Write every series (and a `__summary__` JSON string) to one .npz file.
 
         `dtype="float16"` halves the file for very long traces; lengths stay integers. `extra`

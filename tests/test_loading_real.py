@@ -736,6 +736,7 @@ def test_modules_registered_before_the_recurrent_layer_are_refused() -> None:
     assert [g.name for g in _plan(block).front] == ["block.a"]
     # safetensors sorts its keys: there, only the widths can say a Linear listed first reads the output.
     assert [g.name for g in _plan(block, ordered=False).front] == []
+    assert _plan(state).front[0].label() == "embedding (a bias-free Linear or an Embedding)"
 
 
 def test_a_head_reading_pooled_features_is_after_not_in_front() -> None:

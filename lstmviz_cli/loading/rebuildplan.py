@@ -45,6 +45,8 @@ class ModuleGroup:
     def label(self) -> str:
         if self.kind == "loss":
             return f"{self.name} (a loss's weights)"
+        if self.kind == "Linear" and len(self.keys) == 1:  # a weight alone: the keys cannot tell which
+            return f"{self.name} (a bias-free Linear or an Embedding)"
         return self.name if self.kind in ("unknown", "vector") else f"{self.name} ({self.kind})"
 
 

@@ -652,6 +652,28 @@ class LNLSTM(nn.Module):
         return torch.stack(outs, 1)
 
 
+class OddLSTM(nn.Module):
+    """Gates named like an LSTM's, arithmetic that is not one (c gets + 0.1, tanh(c / 2))."""
+
+    def __init__(self, feat=4, hidden=8):
+        super().__init__()
+        self.W = nn.Linear(feat + hidden, 4 * hidden)
+        self.hidden = hidden
+
+    def forward(self, x):
+        h = x.new_zeros(x.shape[0], self.hidden)
+        c = x.new_zeros(x.shape[0], self.hidden)
+        outs = []
+        for t in range(x.shape[1]):
+            i, f, g, o = self.W(torch.cat([x[:, t], h], 1)).chunk(4, 1)
+            input_gate, forget_gate, output_gate = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+            cell_candidate = torch.tanh(g)
+            c = forget_gate * c + input_gate * cell_candidate + 0.1
+            h = output_gate * torch.tanh(c * 0.5)
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
 class Seq2Seq(nn.Module):
     """A GRU encoder over the tokens and a greedy GRU decoder run for 5 steps of its own."""
 
@@ -806,6 +828,23 @@ def test_a_layer_normalised_lstm_cell_is_verified(qa_py: Path, tmp_path: Path) -
     np.testing.assert_allclose(c[1:], f[1:] * c[:-1] + i[1:] * g[1:], atol=TOL)
     with torch.no_grad():
         np.testing.assert_allclose(layer.series["h"][0], model(torch.from_numpy(np.load(x))[None])[0], atol=TOL)
+
+
+def test_gates_named_only_are_refused_with_why_and_shown_with_no_verify(qa_py: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """D5's kind: a cell whose equations do not check out is a model lstmviz cannot verify (exit 2, saying
+    so), not "returns no hidden state"; with --no-verify its h is the hidden state it returned."""
+    _model, path = _checkpoint(qa_py, "OddLSTM", tmp_path, seed=3)
+    x = _features(tmp_path)
+    args = ["--model-class", f"{qa_py}:OddLSTM", "-i", str(x), "-o", str(tmp_path / "t.npz"), "--force"]
+    assert main(["trace", str(path), *args]) == 2
+    assert capsys.readouterr().err == (
+        "lstmviz: error: OddLSTM/l0/fwd: the LSTM equations (c_t = f·c_(t−1) + i·g, h_t = o·tanh(c_t)) do not hold "
+        "on its sigmoid/tanh calls, so its gates are named from the source only, unverified; rerun with --no-verify "
+        "to see the trace anyway\n")
+    run = load_and_trace(_options(path, qa_py, "OddLSTM", x, verify=False))
+    assert list(run.trace.layer("OddLSTM/l0/fwd").series) == ["i", "f", "g", "o", "h"]
+    assert run.trace.meta.custom_cells["OddLSTM"].mapping == "names"
 
 
 def test_a_decoders_output_is_read_at_its_own_last_step(qa_py: Path, tmp_path: Path) -> None:

@@ -30,7 +30,6 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.baseline import python_loop_trace  # noqa: E402
-from lstmviz_cli.tracing import kernels  # noqa: E402
 from lstmviz_cli.tracing.tracer import trace as traced  # noqa: E402
 
 
@@ -85,12 +84,8 @@ def _forward(model: nn.Module, x: torch.Tensor) -> object:
 
 
 def _rebuild(model: nn.Module, x: torch.Tensor) -> object:
-    """trace() with the oneDNN workspace shortcut off: every gate rebuilt by the batched GEMM."""
-    kernels.USE_WORKSPACE = False
-    try:
-        return traced(model, x)
-    finally:
-        kernels.USE_WORKSPACE = True
+    """trace() through the fused kernel only (no oneDNN workspace): every gate rebuilt by the batched GEMM."""
+    return traced(model, x, kernel="fused")
 
 
 def _trace_bytes(tr) -> int:

@@ -43,7 +43,9 @@ from lstmviz_cli.errors import (
     EXIT_INTERRUPTED,
     InputError,
     LstmvizError,
+    first_line,
 )
+from lstmviz_cli.glyphs import for_terminal
 from lstmviz_cli.page.view import ViewOptions
 
 app = typer.Typer(
@@ -100,8 +102,8 @@ def trace_command(
     # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
     from lstmviz_cli.commands.trace import run_trace_command
 
-    typer.echo(run_trace_command(load, output=output, json_path=json_path, dtype="float16" if float16 else "float32",
-                                 force=force))
+    typer.echo(for_terminal(run_trace_command(load, output=output, json_path=json_path,
+                                              dtype="float16" if float16 else "float32", force=force)))
 
 
 @app.command("report", cls=Command)
@@ -176,16 +178,16 @@ def report_command(
         rows, index = run_batch_command(checkpoints, load, view, analysis_options, out_dir=out_dir, jobs=jobs or 1,
                                         json_path=json_path, force=force)
         failed = [row for row in rows if row.error]
-        typer.echo(f"wrote {len(rows) - len(failed)} reports and {index}")
+        typer.echo(for_terminal(f"wrote {len(rows) - len(failed)} reports and {index}"))
         for row in failed:
-            typer.echo(f"lstmviz: error: {row.name}: {row.error}", err=True)
+            typer.echo(for_terminal(f"lstmviz: error: {row.name}: {row.error}"), err=True)
         if failed:
             raise typer.Exit(EXIT_SOME_FAILED)
         return
     from lstmviz_cli.commands.report import run_report_command  # torch, matplotlib: not for --help
 
-    typer.echo(run_report_command(load, view, analysis_options, output=output, json_path=json_path, force=force,
-                                  workers=jobs))
+    typer.echo(for_terminal(run_report_command(load, view, analysis_options, output=output, json_path=json_path,
+                                              force=force, workers=jobs)))
 
 
 # -- papers and CI (issue 6): figures, check, diff ------------------------------------------------
@@ -219,9 +221,9 @@ def figures_command(
     style = PublicationStyle(width=parse_width(width), grayscale=grayscale, font_size=font_size)
     view = ViewOptions(layers=layers, units=units, steps=steps)
     outcome = run_figures(checkpoints, load, view, out_dir=out_dir, fmt=fmt, style=style, jobs=jobs, force=force)
-    typer.echo(f"wrote {len(outcome.entries)} figures and {outcome.manifest}")
+    typer.echo(for_terminal(f"wrote {len(outcome.entries)} figures and {outcome.manifest}"))
     for name, message in outcome.failures.items():
-        typer.echo(f"lstmviz: error: {name}: {message}", err=True)
+        typer.echo(for_terminal(f"lstmviz: error: {name}: {message}"), err=True)
     if outcome.failures:
         raise typer.Exit(1)
 
@@ -247,8 +249,8 @@ def check_command(
     ] = None,
     max_verify_error: Annotated[
         float | None,
-        typer.Option("--max-verify-error", help="Max |recorded - real| of the trace "
-                     f"(default {in_words(CheckConfig.max_verify_error)})."),
+        typer.Option("--max-verify-error", help="Max |recorded - real| of the trace, looser or tighter than "
+                     f"the default {in_words(CheckConfig.max_verify_error)}."),
     ] = None,
     fail_on: Annotated[
         str | None,
@@ -282,10 +284,12 @@ def check_command(
     console = Console(width=110)
     console.print(summary_table([result]))
     verdict = "healthy" if result.passed else f"{len(result.failures)} of {len(result.cases)} checks failed"
-    console.print(f"{result.model}: {verdict}" + (f" (settings from {source})" if source else ""), highlight=False)
+    model = for_terminal(result.model)  # printed as text: no escape sequence, no rich markup
+    console.print(f"{model}: {verdict}" + (f" (settings from {source})" if source else ""), highlight=False,
+                  markup=False)
     if result.recurrent_only:
-        console.print(f"{result.model}: checked with --recurrent-only: the recurrent layers alone, fed the sample "
-                      "directly; the model's other layers were not run", highlight=False)
+        console.print(f"{model}: checked with --recurrent-only: the recurrent layers alone, fed the sample "
+                      "directly; the model's other layers were not run", highlight=False, markup=False)
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -308,7 +312,8 @@ def diff_command(
     # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
     from lstmviz_cli.commands.diff import run_diff_command
 
-    typer.echo(run_diff_command(load, after, AnalysisOptions(), output=output, json_path=json_path, force=force))
+    typer.echo(for_terminal(run_diff_command(load, after, AnalysisOptions(), output=output, json_path=json_path,
+                                             force=force)))
 
 
 @contextlib.contextmanager
@@ -319,7 +324,7 @@ def _quiet_warnings(debug: bool) -> Iterator[None]:
             yield
     finally:
         for line in caught if debug else ():
-            typer.echo(f"lstmviz: debug: warning: {line}", err=True)
+            typer.echo(for_terminal(f"lstmviz: debug: warning: {line}"), err=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     except LstmvizError as error:
         if debug:
             raise
-        typer.echo(f"lstmviz: error: {error.message}", err=True)
+        typer.echo(for_terminal(f"lstmviz: error: {error.message}"), err=True)
         return error.exit_code
     except KeyboardInterrupt:
         typer.echo("lstmviz: interrupted; no output was written or replaced.", err=True)
@@ -345,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - the boundary: a bug in lstmviz or in the user's model code
         if debug:
             raise
-        typer.echo(
-            f"lstmviz: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+        typer.echo(for_terminal(
+            f"lstmviz: internal error: {type(error).__name__}: {first_line(error)} (run with --debug for the traceback)"),
             err=True,
         )
         return EXIT_INTERNAL

@@ -171,7 +171,8 @@ LOAD_OPTIONS: tuple[_LoadOption, ...] = (
 )
 NO_VERIFY = _LoadOption("no_verify", Annotated[
     bool,
-    flag("--no-verify", f"Do not fail when recorded gates miss the real outputs by > {in_words(CheckConfig.max_verify_error)}."),
+    flag("--no-verify", f"Do not fail when recorded gates miss the real outputs by > {in_words(CheckConfig.max_verify_error)}: "
+         "show every error (in red) instead."),
 ], False)
 
 

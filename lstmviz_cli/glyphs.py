@@ -22,11 +22,11 @@ def escape_char(ch: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def visible(text: str, limit: int = 40) -> str:
+def visible(text: str, limit: int | None = 40) -> str:
     """`text` with newlines, tabs and invisible characters (controls, bidi overrides) made visible.
 
     A lone space becomes "␣" so a one-character token is never blank; text longer than `limit`
-    characters is shortened with "…".
+    characters is shortened with "…" (None: never).
     """
     text = str(text)
     if text == " ":
@@ -35,11 +35,16 @@ def visible(text: str, limit: int = 40) -> str:
         WHITESPACE[ch] if ch in WHITESPACE and ch != " " else (ch if ch.isprintable() or ch == " " else escape_char(ch))
         for ch in text
     )
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+    return shown if limit is None or len(shown) <= limit else shown[: limit - 1] + "…"
 
 
-def for_terminal(text: str, limit: int = 200) -> str:
-    """Text from a checkpoint or input made safe for a terminal line: no escape sequences, no newlines."""
+def for_terminal(text: str, limit: int | None = None) -> str:
+    """A line for the terminal made safe: no escape sequences, no newlines, nothing that reorders text.
+
+    Every line the CLI prints that holds text from a checkpoint, an input or the user's model (a
+    module name, a file name, an error message quoting them) goes through here. Shortened with "…"
+    past `limit` characters (None: never; an error line is kept whole).
+    """
     return visible(text, limit)
 
 

@@ -15,7 +15,7 @@ import pytest
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.loading.records import LoadedModel, ModelInfo, RecurrentConfig, SampleInput
 from lstmviz_cli.page.view import ViewOptions
-from lstmviz_cli.tracing.records import LayerTrace, Run, Trace
+from lstmviz_cli.tracing.records import LayerTrace, Run, Trace, TraceMeta
 
 HOSTILE = '<script>alert(1)</script></script></svg>"\'&\u202eevil\u202c\U0001f600\x07'
 
@@ -109,7 +109,7 @@ def numpy_trace(
         {"name": "fc", "type": "Linear", "in": [list(x.shape)], "out": [[batch, steps_total, 5]]},
     ]
     output = rng.normal(size=(batch, steps_total, 5)).astype(np.float32)
-    return Trace(layers=layers, modules={module: cfg}, verify_error=3.1e-7, output=output, meta={"path": path})
+    return Trace(layers=layers, modules={module: cfg}, verify_error=3.1e-7, output=output, meta=TraceMeta(path=path))
 
 
 def make_run(
@@ -183,7 +183,7 @@ def hostile_run() -> Run:
     """Every user-controlled string holds markup, quotes, RTL override, emoji and a control character."""
     tokens = [HOSTILE, "</script>", "<b>x</b>", "a", '"', "\u05e9\u05dc\u05d5\u05dd", "\x00", "$x$", "\\l"]
     trace = numpy_trace("LSTM", steps=len(tokens), hidden_size=4, module=HOSTILE)
-    trace.meta["path"][1]["name"] = "</svg><script>alert(2)</script>"
+    trace.meta.path[1]["name"] = "</svg><script>alert(2)</script>"
     run = make_run(trace, name=HOSTILE + ".pt", labels=tokens, kind="tokens", vocab=tuple(tokens))
     run.sample.description = HOSTILE
     return run

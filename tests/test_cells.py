@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -235,11 +234,11 @@ def test_fused_chunk_cell_called_per_step() -> None:
     layer = trace.layer("cell/l0/fwd")
     _assert_lstm_series(layer, _lstm_reference(stock, x))
     assert layer.config.kind == "LSTMCell" and layer.config.input_size == IN and layer.config.hidden_size == H
-    info = trace.meta["custom_cells"]["cell"]
-    assert info["class"] == "FusedChunkCell" and info["style"] == "cell" and info["mapping"] == "structure"
-    assert info["names"] == {"i": "ingate", "f": "forgetgate", "g": "cellgate", "o": "outgate",
+    info = trace.meta.custom_cells["cell"]
+    assert info.class_name == "FusedChunkCell" and info.style == "cell" and info.mapping == "structure"
+    assert info.names == {"i": "ingate", "f": "forgetgate", "g": "cellgate", "o": "outgate",
                              "c": "cy", "h": "hy"}
-    assert trace.meta["series_names"]["cell/l0/fwd"] == info["names"]
+    assert trace.meta.series_names["cell/l0/fwd"] == info.names
     assert trace.verify_error is not None and trace.verify_error < 1e-6
     np.testing.assert_allclose(trace.output, _lstm_reference(stock, x)["h"], atol=2e-6)
 
@@ -258,11 +257,11 @@ def test_separate_parameters_with_internal_loop() -> None:
     (layer,) = trace.layers
     assert layer.prefix == "SeparateParamsLSTM/l0/fwd" and layer.config.kind == "LSTM"
     _assert_lstm_series(layer, _lstm_reference(stock, x))
-    info = trace.meta["custom_cells"]["SeparateParamsLSTM"]
-    assert info["style"] == "loop"
+    info = trace.meta.custom_cells["SeparateParamsLSTM"]
+    assert info.style == "loop"
     # Written in the order o, f, c, i: the mapping follows the arithmetic, the names follow the code.
-    assert info["names"] == {"i": "I_gate", "f": "F_gate", "g": "C_tilde", "o": "O_gate", "c": "c_t", "h": "h_t"}
-    assert [s["name"] for s in info["sites"]] == ["O_gate", "F_gate", "C_tilde", "I_gate", "h_t"]
+    assert info.names == {"i": "I_gate", "f": "F_gate", "g": "C_tilde", "o": "O_gate", "c": "c_t", "h": "h_t"}
+    assert [s.name for s in info.sites] == ["O_gate", "F_gate", "C_tilde", "I_gate", "h_t"]
 
 
 def test_peephole_cell_with_sigmoid_modules() -> None:
@@ -284,7 +283,7 @@ def test_peephole_cell_with_sigmoid_modules() -> None:
             for key, value in zip("ifgoch", (i, f, g, o, c, h), strict=True):
                 ref[key].append(value)
     _assert_lstm_series(layer, {k: torch.stack(v, 1).numpy() for k, v in ref.items()})
-    names = trace.meta["custom_cells"]["cell"]["names"]
+    names = trace.meta.custom_cells["cell"].names
     assert names == {"i": "input_gate", "f": "forget_gate", "g": "candidate", "o": "output_gate", "c": "c", "h": "h"}
 
 
@@ -315,7 +314,7 @@ def test_gru_cell_written_by_hand() -> None:
                 ref[key].append(value)
     for key in "rznh":
         np.testing.assert_allclose(layer.series[key], torch.stack(ref[key], 1).numpy(), atol=2e-6, err_msg=key)
-    assert trace.meta["custom_cells"]["cell"]["names"] == {"r": "reset", "z": "update", "n": "new", "h": "h"}
+    assert trace.meta.custom_cells["cell"].names == {"r": "reset", "z": "update", "n": "new", "h": "h"}
     assert trace.verify_error < 1e-5
 
 
@@ -324,7 +323,7 @@ def test_unhelpful_names_get_stable_fallbacks() -> None:
     x = _inputs(10)
     trace = trace_custom(StepLoop(_fused_from(stock, CryptoCell), H), x)
     _assert_lstm_series(trace.layer("cell/l0/fwd"), _lstm_reference(stock, x))
-    info = trace.meta["custom_cells"]["cell"]
+    info = trace.meta.custom_cells["cell"]
     one, two = _line("crypto-1"), _line("crypto-2")
     line_one = Path(__file__).read_text().splitlines()[one - 1]
     line_two = Path(__file__).read_text().splitlines()[two - 1]
@@ -335,20 +334,20 @@ def test_unhelpful_names_get_stable_fallbacks() -> None:
         "g": f"tanh@{THIS}:{one}:{col(line_one, 'torch.tanh(d)')}",
         "o": f"sigmoid@{THIS}:{two}:{col(line_two, 'torch.sigmoid(e)')}",
     }
-    assert {k: info["names"][k] for k in "ifgo"} == expected
-    assert info["names"]["c"] == "k" and info["mapping"] == "structure"
+    assert {k: info.names[k] for k in "ifgo"} == expected
+    assert info.names["c"] == "k" and info.mapping == "structure"
 
 
 def test_fallback_names_are_the_same_in_a_new_process() -> None:
     script = (
         "import json, sys, torch; sys.path.insert(0, 'tests'); import test_cells as tc; "
         "t = tc.trace_custom(tc.StepLoop(tc._fused_from(tc._stock_lstm(9), tc.CryptoCell), tc.H), tc._inputs(10)); "
-        "print(json.dumps(t.meta['custom_cells']['cell']['names']))"
+        "print(json.dumps(t.meta.custom_cells['cell'].names))"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     here = trace_custom(StepLoop(_fused_from(_stock_lstm(9), CryptoCell), H), _inputs(10))
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == here.meta["custom_cells"]["cell"]["names"]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == here.meta.custom_cells["cell"].names
 
 
 def test_one_sigmoid_for_three_gates_is_split() -> None:
@@ -363,7 +362,7 @@ def test_one_sigmoid_for_three_gates_is_split() -> None:
     x = _inputs(12)
     trace = trace_custom(StepLoop(cell, H), x)
     _assert_lstm_series(trace.layer("cell/l0/fwd"), _lstm_reference(stock, x))
-    names = trace.meta["custom_cells"]["cell"]["names"]
+    names = trace.meta.custom_cells["cell"].names
     assert {k: names[k] for k in "ifo"} == {"i": "sig[0]", "f": "sig[1]", "o": "sig[2]"}
 
 
@@ -392,9 +391,9 @@ def test_inline_loop_returning_only_logits_is_checked_by_the_recurrence() -> Non
     trace = trace_custom(model, x)
     layer = trace.layer("InlineClassifier/l0/fwd")
     assert layer.config.kind == "LSTM"
-    info = trace.meta["custom_cells"]["InlineClassifier"]
-    assert "verified c_t = f*c_(t-1) + i*g" in info["notes"][-1]
-    assert any("left out" in note for note in info["notes"])  # the head's one sigmoid is not a step
+    info = trace.meta.custom_cells["InlineClassifier"]
+    assert "verified c_t = f*c_(t-1) + i*g" in info.notes[-1]
+    assert any("left out" in note for note in info.notes)  # the head's one sigmoid is not a step
     with torch.no_grad():
         probs = torch.sigmoid(model.head(torch.from_numpy(layer.series["h"][:, -1])))
     np.testing.assert_allclose(trace.output, probs.numpy(), atol=1e-6)
@@ -429,9 +428,9 @@ def test_gru_with_the_other_update_convention() -> None:
     x = _inputs(16)
     trace = trace_custom(StepLoop(cell, H, with_c=False), x)
     layer = trace.layer("cell/l0/fwd")
-    info = trace.meta["custom_cells"]["cell"]
-    assert layer.family == "gru" and info["names"] == {"r": "r_t", "z": "z_t", "n": "h_tilde", "h": "h"}
-    assert any("(1-z)*h_prev + z*n" in note for note in info["notes"])
+    info = trace.meta.custom_cells["cell"]
+    assert layer.family == "gru" and info.names == {"r": "r_t", "z": "z_t", "n": "h_tilde", "h": "h"}
+    assert any("(1-z)*h_prev + z*n" in note for note in info.notes)
     h = torch.zeros(B, H)
     hs, zs = [], []
     with torch.no_grad():
@@ -541,9 +540,9 @@ def test_sample_custom_models(name: str, module: str, names: dict[str, str]) -> 
     model.load_state_dict(ckpt["model_state_dict"])
     x = torch.tensor([ckpt["sample_input"]])
     trace = trace_custom(model, x)
-    info: dict[str, Any] = trace.meta["custom_cells"][module]
-    assert {k: info["names"][k] for k in "ifgo"} == names
-    assert all(where.startswith("models.py:") for where in info["where"].values())
+    info = trace.meta.custom_cells[module]
+    assert {k: info.names[k] for k in "ifgo"} == names
+    assert all(where.startswith("models.py:") for where in info.where.values())
     layer = trace.layer(f"{module}/l0/fwd")
     assert layer.series["h"].shape == (1, len(ckpt["sample_input"]), 64)
     assert trace.verify_error < 1e-6
@@ -568,7 +567,7 @@ def test_cuda_trace_matches_cpu() -> None:
     x = _inputs()
     on_cpu = trace_custom(model, x)
     on_gpu = trace_custom(model.cuda(), x.cuda())
-    assert on_gpu.meta["device"].startswith("cuda")
+    assert on_gpu.meta.device.startswith("cuda")
     for key in on_cpu.keys():
         np.testing.assert_allclose(on_gpu[key], on_cpu[key], atol=1e-5, err_msg=key)
-    assert on_gpu.meta["custom_cells"]["cell"]["names"] == on_cpu.meta["custom_cells"]["cell"]["names"]
+    assert on_gpu.meta.custom_cells["cell"].names == on_cpu.meta.custom_cells["cell"].names

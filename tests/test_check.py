@@ -184,7 +184,7 @@ def test_json_is_complete() -> None:
 
 # -- the command --------------------------------------------------------------------------------------
 def _fake_load(run):  # noqa: ANN001, ANN202
-    def load(options):  # noqa: ANN001, ANN202
+    def load(options, **_):  # noqa: ANN001, ANN003, ANN202
         return run
 
     return load
@@ -253,7 +253,7 @@ def test_sample_model_passes_and_its_broken_copy_fails(
 def test_cli_report_from_the_same_trace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls = []
 
-    def load(options):  # noqa: ANN001, ANN202
+    def load(options, **_):  # noqa: ANN001, ANN003, ANN202
         calls.append(options)
         return _pinned_run()
 

@@ -15,7 +15,7 @@ from torch import nn
 from lstmviz_cli.errors import CheckpointError, LstmvizError, ModelError
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.device import resolve_device
-from lstmviz_cli.loading.metadata import recurrent_configs
+from lstmviz_cli.loading.modules import recurrent_configs
 from lstmviz_cli.loading.records import RecurrentConfig
 
 META = {"vocab": fx.VOCAB, "task": "char-lm", "input_format": "text", "sample_input": "abc", "description": "tiny"}
@@ -195,8 +195,8 @@ def test_bias_free_head_of_embedding_width_is_told_apart_by_key_order(tmp_path: 
 
 def test_unplaced_keys_are_reported(tmp_path: Path) -> None:
     state = dict(fx.token_model().state_dict())
-    state["norm.weight"] = torch.ones(3)  # a LayerNorm(3) that reads no width the LSTM produces
-    state["norm.bias"] = torch.zeros(3)
+    state["norm.weight"] = torch.ones(5)  # a LayerNorm(5): as wide as the LSTM's input, it may feed it
+    state["norm.bias"] = torch.zeros(5)
     torch.save(state, tmp_path / "sd.pt")
     with pytest.raises(CheckpointError, match=r"norm \(LayerNorm\) may run before the recurrent layer 'lstm'"):
         load_checkpoint(tmp_path / "sd.pt")
@@ -335,7 +335,8 @@ def test_recurrent_configs_cover_cells() -> None:
     model.lstm = nn.LSTM(4, 5, num_layers=2, proj_size=3)
     configs = recurrent_configs(model)
     assert configs["cell"] == RecurrentConfig(kind="GRUCell", input_size=3, hidden_size=4)
-    assert configs["lstm"] == RecurrentConfig(kind="LSTM", input_size=4, hidden_size=5, num_layers=2, proj_size=3)
+    assert configs["lstm"] == RecurrentConfig(kind="LSTM", input_size=4, hidden_size=5, num_layers=2, proj_size=3,
+                                                batch_first=False)
 
 
 def test_pickled_module_inside_a_dict_needs_trust(tmp_path: Path) -> None:

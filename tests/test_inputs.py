@@ -24,7 +24,7 @@ from lstmviz_cli.loading.budget import (
 )
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.inputs import load_sample
-from lstmviz_cli.loading.metadata import recurrent_configs
+from lstmviz_cli.loading.modules import recurrent_configs
 from lstmviz_cli.loading.records import LoadedModel, RecurrentConfig
 
 FEATURE_SAMPLE = [[0.5, -1.0, 2.0], [0.25, 0.0, 1.0]]
@@ -77,7 +77,7 @@ def test_text_file_encoding_values(char_model: LoadedModel, tmp_path: Path) -> N
     assert sample.labels == ["b", "a", "d", "g", "e"]
     assert sample.text == "badge"
     assert sample.description == "in.txt: 5 characters"
-    assert sample.extra["trace_bytes"] == 1 * 5 * 576  # 2 layers x 2 directions x 6 series x 6 units x 4 B
+    assert sample.trace_bytes == 1 * 5 * 576  # 2 layers x 2 directions x 6 series x 6 units x 4 B
 
 
 def test_inline_tokens_and_checkpoint_sample(char_model: LoadedModel) -> None:
@@ -137,7 +137,7 @@ def test_feature_files_of_every_kind(feature_model: LoadedModel, tmp_path: Path)
         assert sample.description == f"{path.name}: 2 steps × 3 features"
     own = load_sample(feature_model)
     np.testing.assert_array_equal(own.values[0], array)
-    assert own.extra["trace_bytes"] == 2 * 4 * 4 * 4  # 2 steps x GRU's 4 series x 4 units x 4 B
+    assert own.trace_bytes == 2 * 4 * 4 * 4  # 2 steps x GRU's 4 series x 4 units x 4 B
 
 
 def test_three_d_floats_are_a_batch(feature_model: LoadedModel, tmp_path: Path) -> None:
@@ -348,4 +348,4 @@ def test_estimate_equals_the_real_trace_size(tmp_path: Path) -> None:
     sample = load_sample(loaded)
     trace = trace_sample(loaded, sample, verify=True)
     actual = sum(trace[key].nbytes for key in trace.keys() if not key.endswith("/lengths"))
-    assert sample.extra["trace_bytes"] == actual == 4 * 2 * 2 * (6 * 5 + 2) * 4
+    assert sample.trace_bytes == actual == 4 * 2 * 2 * (6 * 5 + 2) * 4

@@ -17,15 +17,17 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
 from lstmviz_cli.cli import main
-from lstmviz_cli.errors import CheckpointError, UnsafeCheckpointError
+from lstmviz_cli.errors import CheckpointError, InputError, UnsafeCheckpointError
 from lstmviz_cli.loading import standins as _unpickle
 from lstmviz_cli.loading.checkpoint import load_checkpoint
+from lstmviz_cli.loading.inputs import load_sample
 from lstmviz_cli.page.sections.summary import loading_rows
 
 CHARS = list("abcdefgh ")  # 9 tokens
@@ -249,10 +251,12 @@ def test_lightning_checkpoint_with_the_inner_model_class(tmp_path: Path, capsys:
     torch.save(checkpoint, path)
     loaded = load_checkpoint(path, model_class=f"{user}:CharLSTM")  # kwargs from hyper_parameters
     assert not loaded.info.rebuilt and loaded.info.key_prefix == "model."
-    assert loaded.model.lstm.hidden_size == 7 and loaded.meta["ignored_keys"] == ["criterion.weight"]
+    assert loaded.model.lstm.hidden_size == 7 and loaded.info.accounting.unused == ("criterion.weight",)
     _same_output(loaded, model)
     code, err = _trace(path, tmp_path, capsys, "--model-class", f"{user}:CharLSTM", "--tokens", "1,0,3,3,8")
-    assert code == 0 and err == ""
+    # The loss's weights are accounted for (issue QA D7): listed on stderr, the page and the JSON.
+    assert code == 0 and err == ("lstmviz: epoch=4-step=120.ckpt: loaded into nets.py:CharLSTM: placed 7 of 8 tensors; "
+                                 "not used (1): criterion.weight\n")
 
 
 # -- a custom object beside plain weights -------------------------------------------------------------
@@ -546,10 +550,12 @@ def test_word_vocabulary_with_a_reserved_padding_id(tmp_path: Path, capsys: pyte
     (tmp_path / "review.txt").write_text("the dog sat on a mat\n")
     code, _out, err = _cli(["trace", str(tmp_path / "words.pt"), "-i", str(tmp_path / "review.txt"),
                             "-o", str(tmp_path / "t.npz"), "--json", str(tmp_path / "t.json")], capsys)
-    note = "'idx2word' assigns no token to id 0 (shown as <id N>)"
-    assert code == 0 and err == f"lstmviz: note: words.pt: {note}\nlstmviz: words.pt: rebuilt from weights: all 7 tensors placed\n"
+    note = "'idx2word' assigns no token to id 0 (shown as <id 0>)"
+    labels = "output_labels (2) do not match the head's 9 outputs: not used as class names"
+    assert code == 0 and err == (f"lstmviz: note: words.pt: {note}\nlstmviz: note: words.pt: {labels}\n"
+                                 "lstmviz: words.pt: rebuilt from weights: all 7 tensors placed\n")
     assert json.loads((tmp_path / "t.json").read_text())["meta"]["sample"].endswith(": 6 words")
-    assert loaded.meta["input_format"] == "tokens" and loaded.info.load_notes == (note,)
+    assert loaded.meta["input_format"] == "tokens" and loaded.info.load_notes == (note, labels)
 
 
 def test_disagreeing_directions_are_not_used(tmp_path: Path) -> None:
@@ -557,8 +563,14 @@ def test_disagreeing_directions_are_not_used(tmp_path: Path) -> None:
                 "itos": list(reversed(CHARS)), "idx2label": {"0": "neg", "1": "pos"}}, tmp_path / "m.pt")
     loaded = load_checkpoint(tmp_path / "m.pt")
     assert loaded.info.vocab is None
-    assert loaded.info.load_notes == ("vocabulary not used: 'itos' and 'stoi' disagree",)
+    assert loaded.info.load_notes == ("vocabulary not used: 'itos' and 'stoi' disagree",
+                                      "output_labels (2) do not match the head's 9 outputs: not used as class names")
     assert loaded.info.output_labels == ("neg", "pos") and loaded.info.labels_source == "idx2label"
+    # Text then says why there is no vocabulary, and no second note claims 'vocab' holds no token list (S3).
+    sample = tmp_path / "in.txt"
+    sample.write_text("abc")
+    with pytest.raises(InputError, match=r"the checkpoint's vocabulary was not used \('itos' and 'stoi' disagree\)"):
+        load_sample(loaded, path=sample)
 
 
 # -- formats lstmviz cannot read, named ----------------------------------------------------------------
@@ -684,3 +696,166 @@ def test_deeply_nested_metadata_is_left_out_not_a_crash(tmp_path: Path) -> None:
     loaded = load_checkpoint(path)
     assert "vocab" not in loaded.meta or loaded.meta["vocab"] == CHARS
     assert loaded.info.vocab == tuple(CHARS) and loaded.info.vocab_source == "chars"
+
+
+# -- QA of issues 13/14: the loading defects (D2, D6, D7, D10, D12, S1–S3, S5–S7, S9) --------------------
+
+
+def _plan(state: dict[str, torch.Tensor], **options: Any) -> Any:
+    from lstmviz_cli.loading.rebuildplan import plan_rebuild
+
+    return plan_rebuild(state, {}, **options)
+
+
+def _linear(state: dict[str, torch.Tensor], name: str, out: int, width: int, bias: bool = True) -> None:
+    state[f"{name}.weight"] = torch.randn(out, width)
+    if bias:
+        state[f"{name}.bias"] = torch.randn(out)
+
+
+def _gru_keys(state: dict[str, torch.Tensor], name: str, width: int, hidden: int) -> None:
+    state.update({f"{name}.weight_ih_l0": torch.randn(3 * hidden, width), f"{name}.weight_hh_l0": torch.randn(3 * hidden, hidden),
+                  f"{name}.bias_ih_l0": torch.randn(3 * hidden), f"{name}.bias_hh_l0": torch.randn(3 * hidden)})
+
+
+def test_modules_registered_before_the_recurrent_layer_are_refused() -> None:
+    """D2: the seq2seq tutorial's AttnDecoderRNN (attention.Wa/Ua/Va before gru 32->16), an Embedding(22, 16)
+    and a `block.a` Linear(16, 16) before a GRU(32, 16) may all run before it, whatever their widths."""
+    state: dict[str, torch.Tensor] = {"embedding.weight": torch.randn(22, 16)}
+    _linear(state, "attention.Wa", 16, 16)
+    _linear(state, "attention.Ua", 16, 16)
+    _linear(state, "attention.Va", 1, 16)
+    _gru_keys(state, "gru", 32, 16)
+    _linear(state, "out", 22, 16)
+    plan = _plan(state)
+    assert [g.name for g in plan.front] == ["embedding", "attention.Wa", "attention.Ua", "attention.Va"]
+    block: dict[str, torch.Tensor] = {}
+    _linear(block, "block.a", 16, 16)
+    _gru_keys(block, "gru", 32, 16)
+    _linear(block, "out", 2, 16)
+    assert [g.name for g in _plan(block).front] == ["block.a"]
+    # safetensors sorts its keys: there, only the widths can say a Linear listed first reads the output.
+    assert [g.name for g in _plan(block, ordered=False).front] == []
+    assert _plan(state).front[0].label() == "embedding (a bias-free Linear or an Embedding)"
+
+
+def test_a_head_reading_pooled_features_is_after_not_in_front() -> None:
+    """S1: fc = Linear(2H, 2) after the LSTM (cat(h_n[-1], out.mean(1))) cannot feed the LSTM: not used, no head."""
+    model = nn.ModuleDict({"embedding": nn.Embedding(30, 8), "lstm": nn.LSTM(8, 16, batch_first=True),
+                           "fc": nn.Linear(32, 2)})
+    plan = _plan(dict(model.state_dict()))
+    assert plan.front == [] and plan.head is None and plan.unused == ["fc.weight", "fc.bias"]
+    assert "fc (Linear) does not read the recurrent output width 16" in plan.head_note
+
+
+def test_lightning_weighted_loss_is_accounted_for_and_the_head_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """D7: `criterion.weight` of a LightningModule's weighted loss has no `model.` prefix: the prefix is still
+    removed, the loss's weights are listed as not used, and model.fc stays the head."""
+    model = _model(3)
+    path = _lightning(model, tmp_path, extra={"criterion.weight": torch.ones(9)})
+    loaded = load_checkpoint(path)
+    assert loaded.info.key_prefix == "model." and loaded.info.head is not None and loaded.info.head.modules == ("fc",)
+    assert loaded.info.accounting.unused == ("criterion.weight",)
+    _same_output(loaded, model)
+
+
+def test_trusted_vocab_object_is_read_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """D6: a torchtext-style Vocab (itos list, stoi defaultdict) under --trust-pickle: its vocabulary is used, with a note."""
+    mod = _throwaway_module("qa_vocab_mod", (
+        "import collections\n"
+        "class Vocab:\n"
+        "    def __init__(self, chars):\n"
+        "        self.itos = list(chars)\n"
+        "        self.stoi = collections.defaultdict(int, {c: i for i, c in enumerate(self.itos)})\n"), monkeypatch)
+    torch.save({"model_state_dict": _model().state_dict(), "vocab": mod.Vocab(CHARS)}, tmp_path / "v.pt")
+    loaded = load_checkpoint(tmp_path / "v.pt", trust_pickle=True)
+    assert loaded.info.vocab == tuple(CHARS) and loaded.info.vocab_source == "vocab/itos"
+    from lstmviz_cli.loading.summary import loading_notes
+
+    assert loading_notes(loaded.info) == ["'vocab' is a qa_vocab_mod.Vocab object: the vocabulary inside "
+                                          "('vocab/itos', 9 tokens) is used"]
+
+
+@pytest.mark.parametrize(("vocab", "why"), [
+    (["a", "b", "a", *"cdefgh"], "'vocab' lists 'a' more than once (tokens must be distinct)"),
+    (list("abcdef"), "it has 6 tokens but the embedding 'embedding' has 9 rows"),
+    (list("abcdefghijklmnopqrstuvwxyz"), "it has 26 tokens but the embedding 'embedding' has 9 rows"),
+])
+def test_a_vocabulary_that_cannot_be_right_is_not_used(vocab: list[str], why: str, tmp_path: Path) -> None:
+    """D10: duplicate tokens, or a vocabulary whose size is not the Embedding's: not used, said, and text refused so."""
+    torch.save({"model_state_dict": _model().state_dict(), "vocab": vocab}, tmp_path / "m.pt")
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.info.vocab is None and loaded.info.load_notes == (f"vocabulary not used: {why}",)
+    (tmp_path / "in.txt").write_text("abc")
+    with pytest.raises(InputError, match=re.escape(f"the checkpoint's vocabulary was not used ({why})")):
+        load_sample(loaded, path=tmp_path / "in.txt")
+
+
+def test_non_finite_weights_are_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """D12: a diverged run's NaN (or Inf) weights: one line naming the tensor, exit 2, before anything runs."""
+    state = dict(_model().state_dict())
+    state["lstm.weight_hh_l0"] = state["lstm.weight_hh_l0"].clone()
+    state["lstm.weight_hh_l0"][0, 0] = float("nan")
+    state["embedding.weight"] = state["embedding.weight"].clone()
+    state["embedding.weight"][3, 0] = float("inf")
+    torch.save(state, tmp_path / "nan.pt")
+    code, _out, err = _cli(["report", str(tmp_path / "nan.pt"), "--tokens", "1,2,3", "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 2 and err == (
+        "lstmviz: error: 'nan.pt': 'embedding.weight', 'lstm.weight_hh_l0' hold NaN or Inf (2 values): a model with "
+        "non-finite weights cannot produce finite outputs; use a checkpoint saved before training diverged\n")
+
+
+def test_options_and_constructors_that_cannot_work_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """S5: --recurrent-only with --head is refused; S6: a constructor missing an argument suggests --model-kwargs;
+    S9: an unknown task is said."""
+    torch.save({"model_state_dict": _model().state_dict(), "task": "tagging"}, tmp_path / "m.pt")
+    code, _out, err = _cli(["report", str(tmp_path / "m.pt"), "--tokens", "1,2", "--recurrent-only", "--head", "last",
+                            "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 2 and err == ("lstmviz: error: --head wires a rebuilt output head, and --recurrent-only rebuilds "
+                                 "none: pass one of them\n")
+    assert load_checkpoint(tmp_path / "m.pt").info.load_notes == (
+        "task 'tagging' is not one of char-lm, classification, regression: ignored",)
+    user = tmp_path / "needs.py"
+    user.write_text("from torch import nn\nclass Net(nn.Module):\n    def __init__(self, hidden):\n"
+                    "        super().__init__()\n        self.lstm = nn.LSTM(3, hidden)\n")
+    with pytest.raises(Exception, match=r"missing 1 required positional argument: 'hidden'; pass its arguments with "
+                                        r"--model-kwargs"):
+        load_checkpoint(tmp_path / "m.pt", model_class=f"{user}:Net")
+
+
+def test_a_cells_state_dict_is_named_as_such(tmp_path: Path) -> None:
+    """S7: an nn.LSTMCell's keys (cell.weight_ih, no _l0) are not "no recurrent layer"."""
+    model = nn.ModuleDict({"cell": nn.LSTMCell(3, 5), "fc": nn.Linear(5, 1)})
+    torch.save(model.state_dict(), tmp_path / "cell.pt")
+    with pytest.raises(CheckpointError, match=r"the weights of a recurrent cell \('cell' \(an nn.LSTMCell\)\): your code "
+                                              r"calls it in a loop"):
+        load_checkpoint(tmp_path / "cell.pt")
+
+
+def test_names_from_the_checkpoint_reach_the_terminal_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """D11: escape sequences in module names (clear screen, window title) never reach the terminal raw: not in
+    the stderr accounting line, not in check's table, not as rich markup."""
+    rnn = nn.GRU(3, 4, batch_first=True)
+    state = {f"d.rnn\x1b[2J\x1b]0;owned\x07.{k}": v for k, v in rnn.state_dict().items()}
+    state["d.unused\x1b[31m[red]RED.weight"] = torch.randn(2, 7)
+    torch.save(state, tmp_path / "ansi.pt")
+    np.save(tmp_path / "x.npy", np.zeros((5, 3), dtype=np.float32))
+    code, out, err = _cli(["check", str(tmp_path / "ansi.pt"), "-i", str(tmp_path / "x.npy"), "--recurrent-only"], capsys)
+    assert code in (0, 1) and "\x1b" not in out + err and "\x07" not in out + err
+    assert "d.unused\\x1b[31m[red]RED.weight" in err and "d.rnn\\x1b[2J\\x1b]0;owned\\x07/l0/fwd" in out
+
+
+def test_text_fed_as_one_hot_rows_is_said(tmp_path: Path) -> None:
+    """S13: a rebuilt char model without an Embedding (the LSTM's input size is the vocabulary's): the text is
+    fed as one-hot rows, and a note says so."""
+    from lstmviz_cli.commands.options import LoadOptions
+    from lstmviz_cli.commands.pipeline import load_and_trace
+
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"lstm": nn.LSTM(len(CHARS), 5, batch_first=True), "fc": nn.Linear(5, len(CHARS))})
+    torch.save({"state_dict": model.state_dict(), "chars": CHARS}, tmp_path / "onehot.pt")
+    (tmp_path / "in.txt").write_text("bad cafe")
+    run = load_and_trace(LoadOptions(checkpoint=tmp_path / "onehot.pt", input=tmp_path / "in.txt"))
+    assert run.sample.kind == "features" and run.sample.values.shape == (1, 8, 9)
+    assert run.trace.meta.notes == ["the tokens were fed as one-hot rows over the 9-token vocabulary (the model has "
+                                    "no Embedding; its input size is the vocabulary's)"]

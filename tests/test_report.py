@@ -72,7 +72,7 @@ def hostile_html() -> str:
     tokens = [HOSTILE, "</script>", "<script>document.documentElement.setAttribute('data-pwned','1')</script>",
               "<b>x</b>", '"', "\u05e9\u05dc\u05d5\u05dd", "\x00", "$x$", "\\l"]
     trace = numpy_trace("LSTM", steps=len(tokens), hidden_size=4, module=HOSTILE)
-    trace.meta["path"][1]["name"] = "</svg><script>alert(2)</script>"
+    trace.meta.path[1]["name"] = "</svg><script>alert(2)</script>"
     run = make_run(trace, name=HOSTILE + ".pt", labels=tokens, kind="tokens", vocab=tuple(tokens))
     run.sample.description = HOSTILE
     return render(run, title=HOSTILE)

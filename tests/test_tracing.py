@@ -283,7 +283,7 @@ def test_cells_in_a_user_loop(cls: type) -> None:
             h[b] = hb
             if cb is not None:
                 c[b] = cb
-    assert tr.meta["path"][0] == {"name": "cell", "type": cls.__name__, "input": [2, 3],
+    assert tr.meta.path[0] == {"name": "cell", "type": cls.__name__, "input": [2, 3],
                                   "output": [2, 4], "calls": 5}
     assert tr.verify_error < TOL
 
@@ -317,13 +317,13 @@ def test_two_modules_and_extra_forward_arguments() -> None:
         enc = model.encoder(model.embed(tokens))[0].numpy()
     assert_matches(tr, "encoder", reference(model.encoder, emb))
     assert_matches(tr, "decoder", reference(model.decoder, enc + 0.25))
-    assert [(p["name"], p["type"], p["input"], p["output"]) for p in tr.meta["path"]] == [
+    assert [(p["name"], p["type"], p["input"], p["output"]) for p in tr.meta.path] == [
         ("embed", "Embedding", [2, 4], [2, 4, 3]),
         ("encoder", "LSTM", [2, 4, 3], [2, 4, 8]),
         ("decoder", "GRU", [2, 4, 8], [2, 4, 5]),
         ("out", "Linear", [2, 4, 5], [2, 4, 10]),
     ]
-    assert tr.meta["device"] == "cpu"
+    assert tr.meta.device == "cpu"
     assert [lt.prefix for lt in tr.layers] == ["encoder/l0/fwd", "encoder/l0/bwd", "decoder/l0/fwd"]
 
 
@@ -392,13 +392,12 @@ def test_no_recurrent_module_is_a_clear_error() -> None:
 def test_verification_failure_raises_unless_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     module = make("lstm")
     x = torch.randn(5, 1, 3)
-    monkeypatch.setattr(kernels, "USE_WORKSPACE", False)
     # A scan that forgets the previous cell state reconstructs the wrong c (and so the wrong h).
     monkeypatch.setattr(_gates, "scan_loop", lambda f, u, c0, reverse: u)
     with pytest.raises(VerificationError, match=r"lstm/l0/fwd .*tolerance"):
-        trace(module, x)
-    tr = trace(module, x, verify=False)
-    assert tr.verify_error is None and "verify_errors" not in tr.meta
+        trace(module, x, kernel="fused")
+    tr = trace(module, x, verify=False, kernel="fused")
+    assert tr.verify_error is None and tr.meta.verify_errors is None
 
 
 def test_parallel_scan_equals_sequential_scan() -> None:
@@ -416,23 +415,28 @@ def test_the_gpu_code_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """What CUDA runs (parallel scan, chunked host copies) checked here against the reference."""
     monkeypatch.setattr(_gates, "_direct", lambda spec, x: False)
     monkeypatch.setattr(_gates, "scan_loop", _gates.scan_parallel)
-    monkeypatch.setattr(kernels, "USE_WORKSPACE", False)
     module = make("lstm", num_layers=2, bidirectional=True)
     x = np.random.default_rng(8).normal(size=(3, 11, 3)).astype(np.float32)
     lengths = np.array([11, 4, 7])
     packed = pack_padded_sequence(torch.from_numpy(x), torch.as_tensor(lengths), batch_first=True,
                                   enforce_sorted=False)
-    tr = trace(module, packed, chunk_steps=3)
+    tr = trace(module, packed, chunk_steps=3, kernel="fused")
     assert_matches(tr, "lstm", reference(module, x, lengths=lengths))
 
 
-@pytest.mark.parametrize("use_workspace", [True, False])
-def test_workspace_and_rebuilt_gates_agree(monkeypatch: pytest.MonkeyPatch, use_workspace: bool) -> None:
+@pytest.mark.parametrize("kernel", ["onednn-workspace", "fused"])
+def test_workspace_and_rebuilt_gates_agree(kernel: str) -> None:
     module = make("lstm", hidden=64, num_layers=2, bidirectional=True)  # 4H = 256: padded rows
     x = torch.randn(9, 3, 3)
-    monkeypatch.setattr(kernels, "USE_WORKSPACE", use_workspace)
-    tr = trace(module, x, chunk_steps=4)  # several time chunks, carried cell state
+    tr = trace(module, x, chunk_steps=4, kernel=kernel)  # several time chunks, carried cell state
     assert_matches(tr, "lstm", reference(module, x.transpose(0, 1).numpy()))
+    onednn = kernel == "onednn-workspace" and kernels.OneDnnWorkspaceKernel.usable(module, x, False)
+    assert set(tr.meta.kernels.values()) == {"onednn-workspace" if onednn else "fused"}
+
+
+def test_the_workspace_stride_is_onednns_good_leading_dimension() -> None:
+    """oneDNN pads the gates' rows to 64 bytes, and by 64 more when that is a multiple of 256 floats."""
+    assert [kernels.onednn_gates_ld(g) for g in (16, 20, 256, 512, 1024, 1000)] == [16, 32, 272, 528, 1040, 1008]
 
 
 # -- memory options, contract, persistence ------------------------------------------------------
@@ -448,7 +452,7 @@ def test_float16_and_selected_series_and_units() -> None:
     np.testing.assert_allclose(small["lstm/l1/fwd/f"], full["lstm/l1/fwd/f"][..., [1, 4]], atol=1e-3)
     # h has only proj_size = 3 units: the selection keeps the units that exist
     np.testing.assert_allclose(small["lstm/l1/fwd/h"], full["lstm/l1/fwd/h"][..., [1]], atol=1e-3)
-    assert small.meta["kept_units"] == [1, 4] and small.meta["store_dtype"] == "float16"
+    assert small.meta.kept_units == [1, 4] and small.meta.store_dtype == "float16"
     assert small.verify_error == full.verify_error
 
 
@@ -503,7 +507,7 @@ def test_trace_sample_packs_unequal_lengths_for_a_bare_stack() -> None:
     np.testing.assert_array_equal(tr.lengths["lstm"], [5, 3])
     assert np.isnan(tr["lstm/l1/fwd/h"][1, 3:]).all()
     assert_matches(tr, "lstm", reference(module, values, lengths=[5, 3]))
-    assert tr.meta["sample"] == "two sequences" and tr.meta["packed"] is True
+    assert tr.meta.sample == "two sequences" and tr.meta.packed is True
 
 
 def test_trace_sample_time_major_features_and_tokens() -> None:
@@ -513,7 +517,7 @@ def test_trace_sample_time_major_features_and_tokens() -> None:
                       SampleInput(values=values, kind="features", labels=["a"] * 4, description="d"))
     assert tr.output.shape == (1, 4, 5)  # batch-major again for the report
     assert_matches(tr, "gru", reference(module, values))
-    assert tr.meta["labels"] == ["a"] * 4 and tr.meta["model_batch_first"] is False
+    assert tr.meta.labels == ["a"] * 4 and tr.meta.model_batch_first is False
 
     model = EncoderDecoder()
 
@@ -597,7 +601,7 @@ def test_cuda_trace_matches_cpu() -> None:
     x = torch.randn(50, 3, 3)
     cpu = trace(module, x)
     gpu = trace(module.cuda(), x.cuda())
-    assert gpu.meta["device"].startswith("cuda")
+    assert gpu.meta.device.startswith("cuda")
     for key in cpu.keys():
         np.testing.assert_allclose(gpu[key], cpu[key], atol=1e-4)
     assert gpu.verify_error < 1e-4

@@ -658,3 +658,44 @@ def test_pickled_module_is_verified_end_to_end(capsys: pytest.CaptureFixture[str
     finally:
         sys.path.remove(str(SAMPLES))
     assert code == 0 and "gates vs layer outputs: " in out and "model output vs your model: " in out
+
+
+# -- QA of issues 13/14: your own model takes its input; TorchScript without a head (D1, D3) ------------------
+
+
+def test_your_model_with_an_input_projection_takes_its_own_input(
+    tmp_path: Path, models: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D1: Linear(3, 5) -> relu -> LSTM(5, 6): with --model-class, --trust-pickle or the TorchScript archive run as
+    your class, the sample's 3 features are the model's to read (not checked against the LSTM's 5)."""
+    model = _make(models.ProjectedFirst)
+    x = np.asarray(_features(), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    monkeypatch.setitem(sys.modules, "truth_models", models)  # the pickled module's class
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    torch.save(model, tmp_path / "whole.pt")
+    script = _script(model, tmp_path / "proj.ts.pt")
+    own = _own_output(model, x)
+    runs = [(tmp_path / "sd.pt", "--model-class", f"{models.PATH}:ProjectedFirst"),
+            (tmp_path / "whole.pt", "--trust-pickle"),
+            (script, "--trust-torchscript", "--model-class", f"{models.PATH}:ProjectedFirst")]
+    for path, *flags in runs:
+        _run, document = _analysis(path, input=tmp_path / "x.npy", model_class=flags[-1] if "--model-class" in flags else None,
+                                   trust_pickle="--trust-pickle" in flags, trust_torchscript="--trust-torchscript" in flags)
+        np.testing.assert_allclose(_values(document["prediction"]), own, atol=1e-5)
+        assert _levels(document)["model"]["status"] == "ok" and document["model"]["source"] != "torchscript"
+    # The model's own error on an input it cannot take is one line, exit 2.
+    np.save(tmp_path / "wide.npy", np.zeros((4, 7), dtype=np.float32))
+    code, _out, err = _cli(capsys, "trace", tmp_path / "sd.pt", "--model-class", f"{models.PATH}:ProjectedFirst",
+                           "--input", tmp_path / "wide.npy", "-o", tmp_path / "t.npz")
+    assert code == 2 and err.startswith("lstmviz: error: the model failed on the sample (wide.npy: 4 steps × 7 features): ")
+    assert err.count("\n") == 1
+
+
+def test_torchscript_archive_without_a_head_is_traced(tmp_path: Path, models: Any) -> None:
+    """D3: an archive for which no head is rebuilt (a seq2seq encoder) is compared with the archive, no crash."""
+    path = _script(_make(models.EncoderRNN), tmp_path / "enc.ts.pt", sample_input=[1, 4, 2, 9])
+    run, document = _analysis(path, trust_torchscript=True)
+    assert run.loaded.info.head is None and document["prediction"] is None
+    assert _levels(document)["model"]["label"] == "model output vs the TorchScript archive"
+    assert _levels(document)["model"]["status"] == "ok"

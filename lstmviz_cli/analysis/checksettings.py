@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.tracing.verify import GATE_TOLERANCE
 
 FAIL_ON = ("error", "warning", "never")
 
@@ -22,7 +23,7 @@ class CheckConfig:
     max_dead_units: str | None = "25%"  # per layer: a count ("3") or a share of its units ("10%")
     # Steps back that hold Thresholds.horizon_mass of the saliency (task-dependent: off by default).
     min_memory_horizon: int | None = None
-    max_verify_error: float | None = 1e-4  # max |recorded - real| of the trace
+    max_verify_error: float | None = GATE_TOLERANCE  # max |recorded - real| of the trace
     fail_on: str = "error"  # analysis findings of this severity or worse fail: error, warning, never
 
     def __post_init__(self) -> None:

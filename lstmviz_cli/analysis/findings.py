@@ -137,6 +137,8 @@ def diagnose(
                 high_p5 = np.percentile(rows, 5, axis=0)
                 keeps = "cannot forget" if name == "f" else "never update their state"
                 drops = "keep no long-term memory" if name == "f" else "overwrite their state every step"
+                if not layer.keeps_when_high:  # z written the other way round: near 1 it replaces the state
+                    keeps, drops = drops, keeps
                 label = SERIES_NAMES[name]
                 # For a GRU, z near 1 keeps the old state (like f near 1 in an LSTM).
                 finding = _fraction_finding(

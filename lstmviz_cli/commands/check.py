@@ -6,7 +6,6 @@ Every number compared comes from the analysis stage (`analysis.checks`); the out
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from lstmviz_cli.analysis.checks import CheckCase, CheckResult, evaluate
@@ -22,6 +21,7 @@ from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.checkresults import to_json, to_junit
 from lstmviz_cli.render.html import render_html
 from lstmviz_cli.render.jobs import default_workers
+from lstmviz_cli.tracing.verify import VerifyPolicy
 
 
 def write_outputs(results: list[CheckResult], *, json_path: Path | None, junit_path: Path | None, force: bool) -> None:
@@ -45,10 +45,10 @@ def check_one(options: LoadOptions, config: CheckConfig, view: ViewOptions, *, r
     failed check, not a crash.
     """
     name = Path(options.checkpoint).name
-    # The tracer verifies at its own tolerance (1e-4); --max-verify-error off skips verification.
-    options = replace(options, verify=config.max_verify_error is not None)
+    # The tracer verifies at --max-verify-error (looser or tighter than the default) and refuses over it,
+    # suggesting that flag: the refusal is this check's failed case. Off: every error computed, none refused.
     try:
-        run = pipeline.load_and_trace(options)
+        run = pipeline.load_and_trace(options, policy=VerifyPolicy.for_check(config.max_verify_error))
     except VerificationError as error:
         case = CheckCase("verify_error", "verification error", None, None, config.max_verify_error, False,
                          error.message)

@@ -11,6 +11,7 @@ import sys
 from contextlib import AbstractContextManager
 
 from lstmviz_cli.commands.options import LoadOptions
+from lstmviz_cli.glyphs import for_terminal
 from lstmviz_cli.loading.budget import parse_memory_size
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.inputs import load_sample
@@ -19,6 +20,7 @@ from lstmviz_cli.tracing import endtoend
 from lstmviz_cli.tracing.forwardargs import parse_forward_args
 from lstmviz_cli.tracing.records import Run
 from lstmviz_cli.tracing.sample import trace_sample
+from lstmviz_cli.tracing.verify import VerifyPolicy
 
 __all__ = ["Run", "announce", "load_and_trace"]
 
@@ -37,7 +39,7 @@ UNSAFE_WARNING = (
 
 
 def _warn(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(for_terminal(message), file=sys.stderr)  # module and file names come from the checkpoint
 
 
 # A report keeps traces larger than this as float16 (figures need 3 digits, not 7): with the
@@ -45,12 +47,17 @@ def _warn(message: str) -> None:
 REPORT_FLOAT16_ABOVE = 1 << 30
 
 
-def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) -> Run:
+def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,
+                   policy: VerifyPolicy | None = None) -> Run:
     """Load the checkpoint safely, read the sample, and trace every recurrent layer.
 
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
+    `policy`: how the trace is verified (default: refuse over the tolerance, or with `options.verify`
+    off compute every error and refuse none: --no-verify shows them in red); `lstmviz check` passes its own.
     """
+    if policy is None:
+        policy = VerifyPolicy() if options.verify else VerifyPolicy(refuse=False)
     forward_args = parse_forward_args(options.forward_args)
 
     loaded = load_checkpoint(
@@ -71,26 +78,28 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
         _warn(f"lstmviz: note: {loaded.info.name}: {note}")
     budget = parse_memory_size(options.max_memory) if options.max_memory else None
     sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
-    compact = float16_above is not None and sample.extra.get("trace_bytes", 0) > float16_above
+    compact = float16_above is not None and sample.trace_bytes > float16_above
     store = {"store_dtype": "float16"} if compact else {}
     archive = None
     if loaded.scripted is not None and not loaded.info.recurrent_only:
-        archive = endtoend.check_archive(loaded, sample, verify=options.verify)
+        # The archive's forward takes the other arguments; its rebuild takes `lengths` of its own.
+        archive = endtoend.check_archive(loaded, sample, verify=policy.refuse, forward_args=forward_args)
+        forward_args = {}
     own_code = not loaded.info.rebuilt  # --model-class or a pickled module: the real model runs
     watch: AbstractContextManager[endtoend.CapturedCall | None] = (
         endtoend.capture_call(loaded.model) if own_code else contextlib.nullcontext()
     )
     with watch as captured:
-        trace = trace_sample(loaded, sample, verify=options.verify, module=options.module,
+        trace = trace_sample(loaded, sample, verify=policy, module=options.module,
                              forward_args=forward_args, **store)
     end_to_end = None
     if captured is not None:  # own code: its first call was recorded
-        end_to_end = endtoend.verify_user_model(loaded.model, captured, verify=options.verify)
+        end_to_end = endtoend.verify_user_model(loaded.model, captured, verify=policy, notes=trace.meta.notes)
     elif archive is not None:
-        end_to_end = endtoend.verify_archive(archive, trace, verify=options.verify)
+        end_to_end = endtoend.verify_archive(archive, trace, verify=policy)
     loading = loading_summary(loaded.info)
     if loading:
-        trace.meta["loading"] = loading
+        trace.meta.loading = loading
     notes = []
     if loaded.info.accounting is not None:
         notes.append(f"lstmviz: {loaded.info.name}: {loaded.info.accounting.line()}")

@@ -18,13 +18,14 @@ from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.records import Analysis, MemoryProbe, SaliencyResult
 from lstmviz_cli.analysis.textfeatures import read_labels_csv, step_tokens
 from lstmviz_cli.analysis.thresholds import saturation_thresholds
-from lstmviz_cli.errors import InputError
+from lstmviz_cli.errors import InputError, first_line
 from lstmviz_cli.explain.probe import memory_probe
 from lstmviz_cli.explain.saliency import compute_saliency, model_batch_first
 from lstmviz_cli.loading.records import SampleInput
-from lstmviz_cli.tracing.forwardargs import ForwardPlan, forward_kwargs
+from lstmviz_cli.tracing.forwardargs import forward_kwargs
 from lstmviz_cli.tracing.provenance import describe_run
 from lstmviz_cli.tracing.records import Run, Trace
+from lstmviz_cli.tracing.seeding import seeded
 
 
 def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
@@ -41,13 +42,13 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
     facts = describe_run(run)
     th = saturation_thresholds(options.saturation_low, options.saturation_high)
     notes: list[str] = []
-    if trace.meta.get("store_dtype") == "float16":
+    if trace.meta.store_dtype == "float16":
         notes.append(
             "this long trace is kept as float16 to bound memory: figures and statistics carry about 3 "
             "significant digits (verification ran in float32; `lstmviz trace` writes full precision)"
         )
-    notes.extend(str(note) for note in trace.meta.get("notes", []) or [])
-    notes.extend(f"the model warned while it ran: {line}" for line in trace.meta.get("model_warnings", []) or [])
+    notes.extend(trace.meta.notes)
+    notes.extend(f"the model warned while it ran: {line}" for line in trace.meta.model_warnings)
     if facts.recurrent_only:
         notes.append(
             "--recurrent-only: the recurrent layers were fed the sample directly; every statistic and "
@@ -58,7 +59,10 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
     tokens = tokens[:steps] if tokens is not None else None
     last_step = None
     if trace.output is not None and np.asarray(trace.output).ndim >= 3:
-        last_step = min(steps, np.asarray(trace.output).shape[1]) - 1
+        # An output on the input's steps is read at sequence 0's last valid step; one with steps of
+        # its own (a decoder's) at its own last step.
+        own = trace.meta.output_follows_input is False
+        last_step = np.asarray(trace.output).shape[1] - 1 if own else min(steps, np.asarray(trace.output).shape[1]) - 1
     labels = None
     if options.labels is not None:
         # One row per step of the input as padded, or per valid step of batch element 0.
@@ -81,23 +85,24 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
     if model is not None:
         values = np.asarray(sample.values)[:1, :steps]
         device = loaded.device
-        batch_first = trace.meta.get("model_batch_first")
-        if batch_first is None or trace.meta.get("packed"):
+        batch_first = trace.meta.model_batch_first
+        if batch_first is None or trace.meta.packed:
             batch_first = model_batch_first(loaded)
         with captured_warnings() as caught:
             try:
-                saliency = compute_saliency(
-                    model,
-                    values,
-                    step=chosen if chosen is not None else last_step,
-                    kind=kind,
-                    output_labels=list(info.output_labels or info.vocab or []),
-                    device=device,
-                    batch_first=bool(batch_first),
-                    forward_kwargs=_saliency_forward_kwargs(trace, sample, model, device, steps),
-                )
+                with seeded():  # from the traced run's random state (a model that draws random numbers)
+                    saliency = compute_saliency(
+                        model,
+                        values,
+                        step=chosen if chosen is not None else last_step,
+                        kind=kind,
+                        output_labels=list(info.output_labels or info.vocab or []),
+                        device=device,
+                        batch_first=bool(batch_first),
+                        forward_kwargs=_saliency_forward_kwargs(trace, sample, model, device, steps),
+                    )
             except Exception as error:  # noqa: BLE001 - the model is the user's code: lose one section only
-                notes.append(f"gradient saliency skipped: {type(error).__name__}: {_first_line(error)}")
+                notes.append(f"gradient saliency skipped: {type(error).__name__}: {first_line(error)}")
             if saliency is not None and chosen is not None and saliency.step != chosen:
                 notes.append(
                     f"--saliency-step {chosen} ignored: the model's output has no time axis, so the saliency "
@@ -107,8 +112,8 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
                 try:
                     probe = memory_probe(model, values, device=device)
                 except Exception as error:  # noqa: BLE001 - as above
-                    notes.append(f"memory-length probe skipped: {type(error).__name__}: {_first_line(error)}")
-        known = set(trace.meta.get("model_warnings", []) or [])
+                    notes.append(f"memory-length probe skipped: {type(error).__name__}: {first_line(error)}")
+        known = set(trace.meta.model_warnings)
         notes.extend(f"the model warned while its saliency was computed: {line}" for line in caught
                      if line not in known)
     return analyze_trace(
@@ -129,21 +134,16 @@ def _first_length(trace: Trace, sample: SampleInput) -> int:
     """Valid steps of batch element 0: its length when the model was told the lengths (packed, or
     passed to its forward), else every step of the input (a model that ran over the padding)."""
     lengths = sample.lengths
-    plan = trace.meta.get("forward_args") or {}
-    told = trace.meta.get("packed") or "lengths" in (plan.get("params") or {}).values()
-    return int(lengths[0]) if lengths is not None and (told or "packed" not in trace.meta) else sample.steps
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    plan = trace.meta.forward_args
+    told = bool(trace.meta.packed) or (plan is not None and plan.passes_lengths)
+    return int(lengths[0]) if lengths is not None and (told or trace.meta.packed is None) else sample.steps
 
 
 def _saliency_forward_kwargs(trace: Trace, sample: SampleInput, model: nn.Module, device: str,
                              steps: int) -> dict[str, torch.Tensor]:
     """The forward's other arguments (lengths, .npz arrays) for batch element 0 cut to `steps`."""
-    plan = ForwardPlan.from_meta(trace.meta.get("forward_args"))
-    if not plan.params:
+    plan = trace.meta.forward_args
+    if plan is None or not plan.params:
         return {}
     dtype = next((p.dtype for p in model.parameters()), None)
     return forward_kwargs(plan, sample, device=device, dtype=dtype, first_steps=steps)

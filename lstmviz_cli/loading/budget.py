@@ -8,14 +8,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.loading.metadata import recurrent_configs
-from lstmviz_cli.loading.records import RecurrentConfig, SampleInput
-
-# Series recorded per layer and direction, and which of them are as wide as the projection.
-_SERIES_COUNT = {"lstm": 6, "gru": 4, "rnn": 2}
+from lstmviz_cli.families import FAMILIES
+from lstmviz_cli.loading.modules import recurrent_configs
+from lstmviz_cli.loading.records import LoadedModel, RecurrentConfig, SampleInput
 
 
 def estimate_trace_bytes(configs: Iterable[RecurrentConfig], batch: int, steps: int) -> int:
@@ -29,7 +26,7 @@ def estimate_trace_bytes(configs: Iterable[RecurrentConfig], batch: int, steps: 
         family = cfg.family
         directions = 2 if cfg.bidirectional else 1
         layers = 1 if cfg.is_cell else cfg.num_layers
-        units = _SERIES_COUNT.get(family, 6) * cfg.hidden_size
+        units = len(FAMILIES[family].series) * cfg.hidden_size
         if family == "lstm" and cfg.proj_size:
             units += cfg.proj_size  # i f g o c and m are hidden wide, h is proj wide
         per_step += units * layers * directions
@@ -60,11 +57,12 @@ def parse_memory_size(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
-def check_budget(loaded: Any, sample: SampleInput, max_memory_bytes: int | None) -> None:
+def check_budget(loaded: LoadedModel, sample: SampleInput, max_memory_bytes: int | None) -> None:
+    """Refuse (InputError) a sample whose trace would not fit the budget; record its size on the sample."""
     budget = default_memory_budget() if max_memory_bytes is None else int(max_memory_bytes)
     configs = list(recurrent_configs(loaded.model).values())
     needed = estimate_trace_bytes(configs, sample.batch, sample.steps)
-    sample.extra["trace_bytes"] = needed
+    sample.trace_bytes = needed
     if needed > budget:
         per_step = max(1, needed // max(1, sample.steps))
         fits = max(1, budget // per_step)

@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lstmviz_cli.errors import CheckpointError, ModelError, UnsafeCheckpointError
 from lstmviz_cli.loading import findweights, sniff
-from lstmviz_cli.loading.device import place_model, resolve_device
+from lstmviz_cli.loading.device import place_model, refuse_non_finite, resolve_device
 from lstmviz_cli.loading.findweights import strip_wrapper_prefixes
 from lstmviz_cli.loading.formats import load_safetensors, load_torchscript
 from lstmviz_cli.loading.metadata import TASKS, check_meta, infer_meta, read_sidecar
 from lstmviz_cli.loading.rebuild import plan_facts, rebuild_from_state
-from lstmviz_cli.loading.records import LoadedModel, ModelInfo
+from lstmviz_cli.loading.records import LoadedModel, ModelInfo, TensorAccounting
 from lstmviz_cli.loading.safeload import (
     main_classes,
     require_safe_torch,
@@ -63,8 +64,9 @@ def load_checkpoint(
     meta = read_sidecar(path)
     unsafe = False
     scripted = None
-    module = None
-    state: dict[str, Any] | None = None
+    module: nn.Module | None = None
+    model: nn.Module
+    state: dict[str, torch.Tensor] | None = None
     skipped: list[Any] = []
     user_class = UserClass(model_class)
     unpacked = None
@@ -100,10 +102,16 @@ def load_checkpoint(
     meta, vocab_found = check_meta(meta, path)
     if state is not None:
         state = strip_wrapper_prefixes(state)
-    stored = _stored_dtypes(state if state is not None else dict(module.state_dict()))
+    if state is None:
+        assert module is not None  # a pickled module: its own tensors
+        state = dict(module.state_dict())
+    stored = _stored_dtypes(state)
     prefix: str | None = None
     rebuilt = False
     plan = None
+    accounting: TensorAccounting | None = None
+    if head is not None and recurrent_only:
+        raise ModelError("--head wires a rebuilt output head, and --recurrent-only rebuilds none: pass one of them")
     if (model_class or module is not None) and (head is not None or recurrent_only):
         flag = "--head" if head is not None else "--recurrent-only"
         whose = "--model-class" if model_class else "the pickled module"
@@ -113,12 +121,12 @@ def load_checkpoint(
         )
     if model_class:
         cls = user_class.get()
-        if module is not None and isinstance(module, cls):
+        if module is not None and isinstance(cls, type) and isinstance(module, cls):
             model = module  # unpickled as the user's own class (torch.save(model) from a script)
         else:
-            if state is None:
-                state = dict(module.state_dict())
-            model, prefix = build_user_model(cls, model_class, model_kwargs, meta, state)
+            model, prefix, leftover = build_user_model(cls, model_class, model_kwargs, meta, state)
+            if leftover:  # tensors of the file the class does not hold (a loss's weights): listed
+                accounting = TensorAccounting(total=len(state), unused=tuple(leftover), into=model_class)
     elif module is not None:
         model = module
     else:
@@ -127,10 +135,19 @@ def load_checkpoint(
             state, prefix = findweights.strip_attribute_prefix(state)
             state = strip_wrapper_prefixes(state)  # model._orig_mod.lstm: compiled inside the LightningModule
         model, plan = rebuild_from_state(state, meta, path, torchscript=scripted is not None, head=head,
-                               recurrent_only=recurrent_only)
+                               recurrent_only=recurrent_only, ordered=fmt != "safetensors")
         rebuilt = True
     model = place_model(model, dev, meta)
-    infer_meta(model, meta)
+    refuse_non_finite(model, path.name)
+    # Your own code (--model-class, a pickled module) reads the sample as it wants: only a model
+    # lstmviz rebuilt says what its input must be.
+    notes = list(vocab_found.notes) + infer_meta(model, meta, rebuilt=rebuilt)
+    if meta.get("task") is not None and meta["task"] not in TASKS:
+        notes.append(f"task {meta['task']!r} is not one of {', '.join(TASKS)}: ignored")
+    head_width = plan.head.widths[-1] if plan is not None and plan.head is not None else None
+    labels = meta.get("output_labels")
+    if labels is not None and head_width is not None and len(labels) != head_width:
+        notes.append(f"output_labels ({len(labels)}) do not match the head's {head_width} outputs: not used as class names")
     runs_in = next((str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()), None)
     info = ModelInfo(
         name=path.name,
@@ -151,16 +168,18 @@ def load_checkpoint(
         stored_dtype=stored,
         run_dtype=runs_in,
         skipped=tuple((item.path, item.cls) for item in skipped),
-        vocab_source=vocab_found.vocab.source if vocab_found.vocab is not None else None,
-        labels_source=vocab_found.labels[1] if vocab_found.labels is not None else None,
-        load_notes=tuple(vocab_found.notes),
+        objects_read=tuple(unpacked.objects) if unpacked is not None else (),
+        vocab_source=vocab_found.vocab.source if vocab_found.vocab is not None and meta.get("vocab") else None,
+        labels_source=vocab_found.labels[1] if vocab_found.labels is not None and meta.get("output_labels") else None,
+        load_notes=tuple(notes),
         model_class=model_class,
-        **(plan_facts(plan) if plan is not None else {}),
+        **(plan_facts(plan) if plan is not None else {"accounting": accounting}),
     )
-    return LoadedModel(model=model, info=info, meta=meta, device=dev, scripted=scripted)
+    # The archive is the reference only for its rebuild; with --model-class your class runs instead.
+    return LoadedModel(model=model, info=info, meta=meta, device=dev, scripted=scripted if rebuilt else None)
 
 
-def _stored_dtypes(state: Mapping[str, Any]) -> str | None:
+def _stored_dtypes(state: Mapping[str, torch.Tensor]) -> str | None:
     """The floating dtypes the weights were saved in, e.g. "float16" or "bfloat16/float32"."""
     names = sorted({
         str(t.dtype).removeprefix("torch.") for t in state.values() if isinstance(t, torch.Tensor) and t.is_floating_point()

@@ -6,15 +6,17 @@ import re
 from typing import Any
 
 import torch
+from torch import nn
 
 from lstmviz_cli.errors import (
+    CheckpointError,
     LstmvizError,
     ModelError,
     first_line,
 )
 
 
-def place_model(model: Any, dev: str, meta: dict[str, Any]) -> Any:
+def place_model(model: nn.Module, dev: str, meta: dict[str, Any]) -> nn.Module:
     """Eval mode on the device; half precision is upcast on CPU, where its kernels are missing."""
     dtypes = {p.dtype for p in model.parameters()}
     if dev == "cpu" and dtypes & {torch.float16, torch.bfloat16}:
@@ -43,3 +45,22 @@ def resolve_device(device: str) -> str:
     if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
         raise ModelError(f"--device {wanted}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return wanted
+
+
+def refuse_non_finite(model: nn.Module, name: str) -> None:
+    """Refuse a model whose weights hold NaN or Inf (a diverged run): every output would be NaN.
+
+    Raises CheckpointError naming the tensors (parameters and buffers, as in its state dict).
+    """
+    bad: list[str] = []
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad.append(key)
+    if bad:
+        count = sum(int((~torch.isfinite(model.state_dict()[key])).sum()) for key in bad)
+        shown = ", ".join(repr(key) for key in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(
+            f"{name!r}: {shown} hold{'s' if len(bad) == 1 else ''} NaN or Inf ({count} value{'s' if count != 1 else ''}): "
+            "a model with non-finite weights cannot produce finite outputs; use a checkpoint saved before training diverged"
+        )

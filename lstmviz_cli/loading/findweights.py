@@ -12,9 +12,10 @@ are stripped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -26,6 +27,14 @@ from lstmviz_cli.loading.statedict import find_recurrent_prefixes
 # Keys every PyTorch Lightning checkpoint carries beside "state_dict".
 _LIGHTNING_KEYS = ("pytorch-lightning_version", "lightning_version")
 _LIGHTNING_HINTS = ("hyper_parameters", "optimizer_states", "lr_schedulers", "global_step", "callbacks")
+# A loss registered on the model (`self.criterion = nn.CrossEntropyLoss(weight=w)`, common in a
+# LightningModule) saves its class weights beside the network's; the forward never reads them.
+_LOSS_COMPONENT = re.compile(r"criterion|loss|loss_?fn|loss_?func(tion)?|\w+_(loss|criterion)", re.IGNORECASE)
+
+
+def is_loss_module(name: str) -> bool:
+    """`criterion`, `loss_fn`, `model.ce_loss`: a module name with a component that names a loss."""
+    return any(_LOSS_COMPONENT.fullmatch(part) for part in name.split("."))
 
 
 @dataclass
@@ -34,17 +43,20 @@ class Unpacked:
 
     format: str  # "state_dict" | "dict-checkpoint" | "pickled-module"
     state: dict[str, Any] | None
-    module: Any  # torch.nn.Module | None
+    module: nn.Module | None
     key: str | None = None  # path of the weights in the file ("model_state", "checkpoint/model"); None: the file itself
     meta: dict[str, Any] = field(default_factory=dict)
     lightning: bool = False  # a PyTorch Lightning checkpoint (its keys may carry an attribute prefix)
+    # Objects of the user's classes (a trusted pickle: --trust-pickle) whose plain attributes were read
+    # as metadata: (where, class), e.g. ("vocab", "vocab_mod.Vocab").
+    objects: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
 class _Candidate:
     path: tuple[str, ...]  # () for the tensors at the top level of a mixed dict
     state: dict[str, Any] | None
-    module: Any
+    module: nn.Module | None
     recurrent: bool
 
     @property
@@ -58,7 +70,7 @@ class _Candidate:
         return f"{where} ({len(self.state or {})} tensors)"
 
 
-def unpack(obj: Any, name: str, weights_key: str | None = None) -> Unpacked:
+def unpack(obj: object, name: str, weights_key: str | None = None) -> Unpacked:
     """Find the weights in `obj` (what torch.load returned for the file `name`).
 
     Raises CheckpointError naming what was found when there are no weights, or several sets of
@@ -83,13 +95,14 @@ def unpack(obj: Any, name: str, weights_key: str | None = None) -> Unpacked:
     lightning = any(key in obj for key in _LIGHTNING_KEYS) or (
         "state_dict" in obj and sum(key in obj for key in _LIGHTNING_HINTS) >= 2
     )
-    meta = _meta_beside(obj, candidate.path)
+    objects: list[tuple[str, str]] = []
+    meta = _meta_beside(obj, candidate.path, objects)
     if lightning and meta.get("config") is None and isinstance(obj.get("hyper_parameters"), Mapping):
         # Lightning's save_hyperparameters(): the constructor arguments, as a saved `config` is.
         meta["config"] = {k: v for k, v in obj["hyper_parameters"].items() if isinstance(k, str) and is_plain(v)}
     return Unpacked(
         "dict-checkpoint", candidate.state, candidate.module, key=candidate.key or None, meta=meta,
-        lightning=lightning,
+        lightning=lightning, objects=objects,
     )
 
 
@@ -98,10 +111,10 @@ def _no_key(weights_key: str | None, name: str, what: str) -> None:
         raise CheckpointError(f"--weights-key {weights_key!r}: {name!r} is {what}, not a dict of several entries")
 
 
-def _candidates(obj: Mapping[Any, Any]) -> list[_Candidate]:
+def _candidates(obj: Mapping[object, object]) -> list[_Candidate]:
     """State dicts and modules at the top level and one level down, in the file's order."""
     found: list[_Candidate] = []
-    top = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    top = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if _is_state_dict(top):
         found.append(_make((), top))
     for key, value in obj.items():
@@ -117,7 +130,7 @@ def _candidates(obj: Mapping[Any, Any]) -> list[_Candidate]:
     return found
 
 
-def _as_candidate(path: tuple[str, ...], value: Any) -> _Candidate | None:
+def _as_candidate(path: tuple[str, ...], value: object) -> _Candidate | None:
     if isinstance(value, nn.Module):
         recurrent = any(isinstance(m, (nn.RNNBase, nn.RNNCellBase)) for m in value.modules())
         return _Candidate(path, None, value, recurrent)
@@ -126,12 +139,12 @@ def _as_candidate(path: tuple[str, ...], value: Any) -> _Candidate | None:
     return None
 
 
-def _make(path: tuple[str, ...], value: Mapping[str, Any]) -> _Candidate:
+def _make(path: tuple[str, ...], value: Mapping[str, torch.Tensor]) -> _Candidate:
     state = dict(value)
     return _Candidate(path, state, None, bool(find_recurrent_prefixes(state)))
 
 
-def _is_state_dict(value: Any) -> bool:
+def _is_state_dict(value: object) -> TypeGuard[Mapping[str, torch.Tensor]]:
     """Parameter names -> tensors, with at least one floating-point weight matrix."""
     if not isinstance(value, Mapping) or not value:
         return False
@@ -140,7 +153,7 @@ def _is_state_dict(value: Any) -> bool:
     return any(v.is_floating_point() and v.dim() >= 2 for v in value.values())
 
 
-def _choose(found: list[_Candidate], obj: Mapping[Any, Any], name: str, weights_key: str | None) -> _Candidate:
+def _choose(found: list[_Candidate], obj: Mapping[object, object], name: str, weights_key: str | None) -> _Candidate:
     listing = ", ".join(c.describe() for c in found)
     if weights_key is not None:
         chosen = [c for c in found if c.key == weights_key]
@@ -168,23 +181,30 @@ def _choose(found: list[_Candidate], obj: Mapping[Any, Any], name: str, weights_
     return pool[0]
 
 
-def _is_optimizer_state(value: Any) -> bool:
+def _is_optimizer_state(value: object) -> bool:
     return isinstance(value, Mapping) and "state" in value and "param_groups" in value
 
 
-def _meta_beside(obj: Mapping[Any, Any], path: tuple[str, ...]) -> dict[str, Any]:
+def _meta_beside(obj: Mapping[object, object], path: tuple[str, ...], objects: list[tuple[str, str]]) -> dict[str, Any]:
     """Plain metadata beside the weights: the top level's, then (nested weights) their container's."""
-    meta = _plain_items(obj, skip=path[0] if path else None)
+    meta = _plain_items(obj, skip=path[0] if path else None, where="", objects=objects)
     if len(path) == 2:
-        meta.update(_plain_items(obj[path[0]], skip=path[1]))
+        container = obj[path[0]]
+        assert isinstance(container, Mapping)
+        meta.update(_plain_items(container, skip=path[1], where=f"{path[0]}/", objects=objects))
     return meta
 
 
-def _plain_items(container: Mapping[Any, Any], skip: str | None) -> dict[str, Any]:
-    """JSON-like entries; an object opened as plain data (a stand-in) contributes its plain state."""
+def _plain_items(container: Mapping[object, object], skip: str | None, where: str,
+                 objects: list[tuple[str, str]]) -> dict[str, Any]:
+    """JSON-like entries; an object opened as plain data (a stand-in) contributes its plain state.
+
+    So does an object of the user's own class from a trusted pickle (a torchtext-style `Vocab` with
+    `itos` and a `stoi` defaultdict): its instance attributes that are plain data, listed in `objects`.
+    """
     items: dict[str, Any] = {}
     for key, value in container.items():
-        if not isinstance(key, str) or key == skip or isinstance(value, torch.Tensor):
+        if not isinstance(key, str) or key == skip or isinstance(value, (torch.Tensor, nn.Module)):
             continue
         if isinstance(value, StandIn):
             state = plain_state(value)
@@ -192,26 +212,35 @@ def _plain_items(container: Mapping[Any, Any], skip: str | None) -> dict[str, An
                 items[key] = state
         elif is_plain(value):
             items[key] = value
+        elif isinstance(getattr(value, "__dict__", None), dict):
+            attributes = {k: v for k, v in vars(value).items() if isinstance(k, str) and is_plain(v)}
+            if attributes:
+                items[key] = attributes
+                cls = type(value)
+                objects.append((f"{where}{key}", f"{cls.__module__}.{cls.__qualname__}"))
     return items
 
 
-def strip_attribute_prefix(state: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+def strip_attribute_prefix(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str | None]:
     """Drop a LightningModule's attribute (`model.`, `net.`) when every key carries the same one.
 
-    For a rebuild from weights, where no class says what the keys should be. Kept when it is the
-    recurrent module's own name (`lstm.weight_ih_l0`): then nothing wraps the network.
+    For a rebuild from weights, where no class says what the keys should be. A loss's weights
+    registered on the LightningModule itself (`criterion.weight`) do not count against the prefix
+    and stay as they are (listed as not used). Kept when it is the recurrent module's own name
+    (`lstm.weight_ih_l0`): then nothing wraps the network.
     """
-    firsts = {key.split(".", 1)[0] for key in state}
-    if len(firsts) != 1 or not all("." in key for key in state):
+    network = [key for key in state if not is_loss_module(key.split(".", 1)[0])]
+    firsts = {key.split(".", 1)[0] for key in network}
+    if len(firsts) != 1 or not all("." in key for key in network):
         return state, None
     prefix = f"{next(iter(firsts))}."
-    stripped = {key[len(prefix):]: value for key, value in state.items()}
-    if not all("." in key for key in stripped):
+    if not all("." in key[len(prefix):] for key in network):
         return state, None
+    stripped = {(key[len(prefix):] if key in network else key): value for key, value in state.items()}
     return stripped, prefix
 
 
-def align_to_class(state: dict[str, Any], own: list[str]) -> tuple[dict[str, Any], str | None, list[str]]:
+def align_to_class(state: dict[str, torch.Tensor], own: list[str]) -> tuple[dict[str, torch.Tensor], str | None, list[str]]:
     """Key `state` as a class's own state_dict() keys `own`: (state, prefix removed, keys left out).
 
     Unchanged when the keys already match. Otherwise the first attribute prefix (one or two dotted
@@ -235,7 +264,7 @@ def align_to_class(state: dict[str, Any], own: list[str]) -> tuple[dict[str, Any
     return state, None, []
 
 
-def _as_state(value: Mapping[Any, Any], name: str) -> dict[str, Any]:
+def _as_state(value: Mapping[object, object], name: str) -> dict[str, torch.Tensor]:
     state: dict[str, Any] = {}
     for key, tensor in value.items():
         if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
@@ -248,7 +277,7 @@ def _as_state(value: Mapping[Any, Any], name: str) -> dict[str, Any]:
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop `module.` (DataParallel) or `_orig_mod.` (torch.compile) when every key carries it."""
     changed = True
     while changed and state:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ from lstmviz_cli.loading.sniff import validate_safetensors
 
 
 # -- the kinds ---------------------------------------------------------------------------------
-def load_safetensors(path: Path, size: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_safetensors(path: Path, size: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     header = validate_safetensors(path, size)
+    read: Callable[..., dict[str, torch.Tensor]] = load_file  # (safetensors ships no type information)
     try:
-        state = load_file(str(path), device="cpu")
+        state = read(str(path), device="cpu")
     except Exception as error:  # noqa: BLE001 - the library's own checks
         raise CheckpointError(f"cannot read safetensors file {path.name!r}: {first_line(error)}") from None
     # Keep the header's order (the library returns its own).
@@ -33,11 +35,12 @@ def load_safetensors(path: Path, size: int) -> tuple[dict[str, Any], dict[str, A
     return ordered, meta
 
 
-def load_torchscript(path: Path, dev: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def load_torchscript(path: Path, dev: str) -> tuple[torch.jit.ScriptModule, dict[str, torch.Tensor], dict[str, Any]]:
     extra = {"lstmviz.json": ""}
     try:
         with quiet():  # jit.load is deprecated, and still the only reader of these archives
-            scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            read: Callable[..., torch.jit.ScriptModule] = torch.jit.load  # (unannotated in torch)
+            scripted = read(str(path), map_location="cpu", _extra_files=extra)
     except Exception as error:  # noqa: BLE001
         raise CheckpointError(f"cannot load TorchScript archive {path.name!r}: {first_line(error)}") from None
     scripted.eval()

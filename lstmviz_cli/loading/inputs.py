@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lstmviz_cli.errors import InputError
+from lstmviz_cli.errors import InputError, first_line
 from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.loading.budget import check_budget
-from lstmviz_cli.loading.records import SampleInput
+from lstmviz_cli.loading.records import LoadedModel, SampleInput
 
 SUFFIXES = (".npy", ".npz", ".csv", ".pt", ".pth", ".txt")
 _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
@@ -27,7 +27,7 @@ _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
 
 
 def load_sample(
-    loaded: Any,
+    loaded: LoadedModel,
     *,
     path: str | Path | None = None,
     tokens: str | None = None,
@@ -67,12 +67,21 @@ def load_sample(
         unit = "characters" if _char_level(meta) else "words"
         sample.description = f"{source}: {sample.steps if unit == 'words' else len(text)} {unit}"
     if meta.get("one_hot") and sample.kind == "tokens":
-        # A model without an Embedding that reads one-hot rows of its vocabulary.
-        sample.values = np.eye(int(meta["vocab_size"]), dtype=np.float32)[sample.values]
+        # A rebuilt model without an Embedding reads one-hot rows of its vocabulary.
+        sample.values = one_hot(sample.values, int(meta["vocab_size"]))
         sample.kind = "features"
-        sample.extra["one_hot"] = True
+        sample.one_hot = True
+    elif meta.get("one_hot_width") and sample.kind == "tokens":
+        # Your own code without an Embedding: ids, or one-hot rows if it refuses them (tracing.sample).
+        sample.one_hot_width = int(meta["one_hot_width"])
     check_budget(loaded, sample, max_memory_bytes)
     return sample
+
+
+def one_hot(ids: np.ndarray, width: int) -> np.ndarray:
+    """(batch, time) token ids -> (batch, time, width) float32 one-hot rows."""
+    rows: np.ndarray = np.eye(width, dtype=np.float32)[ids]
+    return rows
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -113,19 +122,14 @@ def _read_file(path: Path, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | N
     except UnicodeDecodeError as error:
         raise InputError(f"input {name!r} is not UTF-8 text ({error.reason} at byte {error.start})") from None
     except Exception as error:  # noqa: BLE001 - NumPy/zipfile raise many types for damaged files
-        raise InputError(f"cannot read input {name!r}: {type(error).__name__}: {_first_line(error)}") from None
+        raise InputError(f"cannot read input {name!r}: {type(error).__name__}: {first_line(error)}") from None
     vocab = meta.get("vocab")
     if vocab and text.endswith("\n") and "\n" not in vocab:
         text = text[:-1]  # the newline editors add at the end of a file
     return _encode_text(text, meta, name), text
 
 
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
-def _as_array(value: Any, name: str) -> np.ndarray:
+def _as_array(value: object, name: str) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype == object:
         raise InputError(f"input {name!r} holds Python objects; save a numeric array")
@@ -156,7 +160,7 @@ def _read_npz_others(path: Path) -> dict[str, np.ndarray]:
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001
-        raise InputError(f"cannot read the arrays of {str(path)!r}: {_first_line(error)}") from None
+        raise InputError(f"cannot read the arrays of {str(path)!r}: {first_line(error)}") from None
 
 
 def _read_npz_lengths(path: Path) -> np.ndarray | None:
@@ -168,7 +172,7 @@ def _read_npz_lengths(path: Path) -> np.ndarray | None:
                 return None
             return np.asarray(archive["lengths"])
     except Exception as error:  # noqa: BLE001
-        raise InputError(f"cannot read 'lengths' in {str(path)!r}: {_first_line(error)}") from None
+        raise InputError(f"cannot read 'lengths' in {str(path)!r}: {first_line(error)}") from None
 
 
 def _check_lengths(lengths: np.ndarray, sample: SampleInput, source: str) -> np.ndarray:
@@ -222,7 +226,7 @@ def _read_pt(path: Path) -> np.ndarray:
             warnings.simplefilter("ignore")  # the CLI prints one line on stderr, not torch's warnings
             value = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - unsafe or corrupted: either way not an input tensor
-        raise InputError(f"cannot read input {str(path)!r} as a tensor (weights-only load): {_first_line(error)}") from None
+        raise InputError(f"cannot read input {str(path)!r} as a tensor (weights-only load): {first_line(error)}") from None
     if isinstance(value, Mapping):
         value = next((value[k] for k in ("input", "x") if k in value), value)
     if not isinstance(value, torch.Tensor):
@@ -238,7 +242,9 @@ def _encode_text(text: str, meta: Mapping[str, Any], name: str) -> np.ndarray:
     """Characters (or whitespace-separated words, for word vocabularies) -> ids via the vocab."""
     vocab = meta.get("vocab")
     if not vocab:
-        raise InputError(f"cannot encode text {name!r}: the checkpoint has no vocabulary; pass --tokens or an array file")
+        why = (f"the checkpoint's vocabulary was not used ({meta['vocab_unused']})" if meta.get("vocab_unused")
+               else "the checkpoint has no vocabulary")
+        raise InputError(f"cannot encode text {name!r}: {why}; pass --tokens or an array file")
     if not text:
         raise InputError(f"input text {name!r} is empty")
     index = {token: i for i, token in enumerate(vocab)}
@@ -258,13 +264,13 @@ def _char_level(meta: Mapping[str, Any]) -> bool:
     return meta.get("input_format") == "text" or all(len(token) == 1 for token in vocab)
 
 
-def _from_sample(sample: Any, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | None]:
+def _from_sample(sample: object, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | None]:
     if isinstance(sample, str):
         return _encode_text(sample, meta, "the checkpoint's sample_input"), sample
     try:
         return _as_array(sample, "the checkpoint's sample_input"), None
     except (ValueError, TypeError) as error:
-        raise InputError(f"the checkpoint's sample_input is not a rectangular array ({_first_line(error)})") from None
+        raise InputError(f"the checkpoint's sample_input is not a rectangular array ({first_line(error)})") from None
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -294,7 +300,7 @@ def _validate(values: np.ndarray, meta: Mapping[str, Any], source: str) -> Sampl
     if np.issubdtype(dtype, np.integer):
         return _validate_tokens(values, meta, source)
     if np.issubdtype(dtype, np.floating):
-        if wants_tokens and not meta.get("one_hot"):
+        if wants_tokens and not meta.get("one_hot") and not meta.get("reads_features"):
             raise InputError(
                 f"{source}: got floats of dtype {dtype}, but the model reads integer token ids "
                 "(a 1-D sequence or (batch, time)); save the array as integers"

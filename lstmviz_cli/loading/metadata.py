@@ -36,7 +36,7 @@ from typing import Any
 from torch import nn
 
 from lstmviz_cli.errors import CheckpointError
-from lstmviz_cli.loading.records import RecurrentConfig
+from lstmviz_cli.loading.modules import recurrent_configs
 from lstmviz_cli.loading.vocab import find_vocabularies, vocabulary_level
 
 TASKS = ("char-lm", "classification", "regression")
@@ -100,8 +100,10 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
     """
     vocab = meta.get("vocab")
     explicit: list[str] | None = None
+    duplicate: str | None = None
     if isinstance(vocab, (list, tuple)):
         explicit = [str(token) for token in vocab]
+        duplicate = next((token for k, token in enumerate(explicit) if token in explicit[:k]), None)
     elif isinstance(vocab, Mapping) and vocab and all(isinstance(v, int) for v in vocab.values()):  # {token: id}
         if sorted(vocab.values()) != list(range(len(vocab))):
             raise CheckpointError(f"metadata 'vocab' of {path.name!r} maps tokens to ids that are not 0..{len(vocab) - 1}")
@@ -110,17 +112,22 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
         raise CheckpointError(f"metadata 'vocab' of {path.name!r} must be a list of tokens, got {type(vocab).__name__}")
     roles = tuple(role for role, given in (("input", explicit), ("output", meta.get("output_labels"))) if given is None)
     found = find_vocabularies(meta, roles)
-    if explicit is not None:
+    level: str | None = None
+    if explicit is not None and duplicate is None:
         meta["vocab"] = explicit
-        level: str | None = vocabulary_level(explicit)
+        level = vocabulary_level(explicit)
     elif found.vocab is not None:
         meta["vocab"] = list(found.vocab.tokens)
         level = found.vocab.level
     else:
-        if vocab is not None:  # a dict or object under "vocab" without a token list lstmviz knows
+        if duplicate is not None:  # ids would not say which token they are
+            found.vocab_rejected = f"'vocab' lists {duplicate!r} more than once (tokens must be distinct)"
+            found.notes.append(f"vocabulary not used: {found.vocab_rejected}")
+        elif vocab is not None and found.vocab_rejected is None:  # a dict or object without a token list lstmviz knows
             found.notes.append("'vocab' holds no token list lstmviz recognises (itos, stoi, ...); it was not used")
         meta.pop("vocab", None)
-        level = None
+    if found.vocab_rejected is not None:
+        meta["vocab_unused"] = found.vocab_rejected
     if level is not None:
         meta["vocab_level"] = level
         if level == "char" and meta.get("input_format") is None:
@@ -130,53 +137,47 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
     return found
 
 
-def infer_meta(model: Any, meta: dict[str, Any]) -> None:
-    """Fill input_format / vocab_size / input_size from the model where the metadata is silent."""
-    embedding = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+def infer_meta(model: nn.Module, meta: dict[str, Any], *, rebuilt: bool = True) -> list[str]:
+    """Fill input_format / vocab_size / input_size from the model where the metadata is silent.
+
+    `rebuilt`: lstmviz built the model from weights, so its first recurrent layer's input size is
+    the model's input width. Your own code (`rebuilt` false) may change the width before its first
+    recurrent layer (a projection, a convolution) or encode ids itself: the width is not checked,
+    and text for a model without an Embedding may be read as ids or one-hot rows (`one_hot_width`:
+    `tracing.sample` tries both). Returns notes on metadata that does not fit the model (a
+    vocabulary whose size is not the Embedding's: not used).
+    """
+    notes: list[str] = []
+    named = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)), None)
+    embedding = named[1] if named is not None else None
     configs = recurrent_configs(model)
     first = next(iter(configs.values()), None)
+    vocab = meta.get("vocab")
+    if embedding is not None and vocab and len(vocab) != int(embedding.num_embeddings):
+        # Which id is which token is then unknown: ids past the shorter one, or an offset.
+        reason = (f"it has {len(vocab)} tokens but the embedding {named[0] if named else ''!r} has "
+                  f"{int(embedding.num_embeddings)} rows")
+        notes.append(f"vocabulary not used: {reason}")
+        meta["vocab_unused"] = reason
+        meta.pop("vocab", None)
+        meta.pop("vocab_level", None)
+        vocab = None
     if embedding is not None:
         # The embedding's rows bound valid ids, whatever the metadata claims.
         rows = int(embedding.num_embeddings)
         meta["vocab_size"] = min(int(meta.get("vocab_size") or rows), rows)
         meta.setdefault("input_format", "tokens")
+    elif not rebuilt:
+        if meta.get("input_format") in ("text", "tokens") and vocab:
+            meta["one_hot_width"] = len(vocab)  # ids first; one-hot rows when the model refuses ids
+            meta.setdefault("vocab_size", len(vocab))
+        meta["reads_features"] = True  # no Embedding: a float array is the model's to read
     elif first is not None:
         meta.setdefault("input_format", "features")
-        vocab = meta.get("vocab")
         # Text or tokens into a model without an Embedding: one-hot rows, when the widths agree.
         if meta["input_format"] in ("text", "tokens") and vocab and len(vocab) == first.input_size:
             meta["one_hot"] = True
             meta.setdefault("vocab_size", len(vocab))
-    if first is not None:
+    if first is not None and rebuilt:
         meta.setdefault("input_size", first.input_size)
-
-
-def recurrent_configs(model: Any) -> dict[str, RecurrentConfig]:
-    """Every nn.LSTM/GRU/RNN and cell of `model` by its name in named_modules(), in order."""
-    configs: dict[str, RecurrentConfig] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.LSTM, nn.GRU, nn.RNN)):
-            kind = "LSTM" if isinstance(module, nn.LSTM) else "GRU" if isinstance(module, nn.GRU) else "RNN"
-            configs[name] = RecurrentConfig(
-                kind=kind,
-                input_size=int(module.input_size),
-                hidden_size=int(module.hidden_size),
-                num_layers=int(module.num_layers),
-                bidirectional=bool(module.bidirectional),
-                proj_size=int(getattr(module, "proj_size", 0) or 0),
-                batch_first=bool(module.batch_first),
-                bias=bool(module.bias),
-                nonlinearity=str(getattr(module, "nonlinearity", "tanh")),
-            )
-        elif isinstance(module, (nn.LSTMCell, nn.GRUCell, nn.RNNCell)):
-            kind = (
-                "LSTMCell" if isinstance(module, nn.LSTMCell) else "GRUCell" if isinstance(module, nn.GRUCell) else "RNNCell"
-            )
-            configs[name] = RecurrentConfig(
-                kind=kind,
-                input_size=int(module.input_size),
-                hidden_size=int(module.hidden_size),
-                bias=bool(module.bias),
-                nonlinearity=str(getattr(module, "nonlinearity", "tanh")),
-            )
-    return configs
+    return notes

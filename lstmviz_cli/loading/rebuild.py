@@ -7,7 +7,7 @@ them) is refused with one line, unless `--recurrent-only`; what was placed and a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ from lstmviz_cli.loading.records import HeadInfo, TensorAccounting
 
 # -- building the model ----------------------------------------------------------------------------
 def rebuild_from_state(
-    state: dict[str, Any], meta: dict[str, Any], path: Path, *, torchscript: bool, head: str | None,
-    recurrent_only: bool,
-) -> tuple[Any, Any]:
+    state: dict[str, torch.Tensor], meta: dict[str, Any], path: Path, *, torchscript: bool, head: str | None,
+    recurrent_only: bool, ordered: bool = True,
+) -> tuple[RebuiltModel, RebuildPlan]:
     """The model rebuilt from the state dict, and the plan that says what was placed.
 
     Refuses (CheckpointError, one line) when unplaced modules may run before the recurrent layers:
@@ -36,7 +36,7 @@ def rebuild_from_state(
     vocab = meta.get("vocab")
     task = meta.get("task") if meta.get("task") in TASKS else None
     plan = plan_rebuild(state, config, len(vocab) if vocab else None, head=head,
-                                   recurrent_only=recurrent_only, task=task)
+                                   recurrent_only=recurrent_only, task=task, ordered=ordered)
     if plan.front and not recurrent_only:
         raise CheckpointError(front_refusal(path.name, plan, torchscript=torchscript))
     try:
@@ -45,7 +45,7 @@ def rebuild_from_state(
         raise CheckpointError(f"cannot rebuild {plan.rnn.name!r} from the state dict: {first_line(error)}") from None
 
 
-def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
+def front_refusal(name: str, plan: RebuildPlan, *, torchscript: bool = False) -> str:
     """The one line that refuses a rebuild whose recurrent layers would see a made-up input."""
     modules = [g.label() for g in plan.front]
     shown = ", ".join(modules[:5]) + (f" and {len(modules) - 5} more" if len(modules) > 5 else "")
@@ -61,7 +61,7 @@ def front_refusal(name: str, plan: Any, *, torchscript: bool = False) -> str:
     )
 
 
-def plan_facts(plan: Any) -> dict[str, Any]:
+def plan_facts(plan: RebuildPlan) -> dict[str, Any]:
     """ModelInfo fields from a rebuild plan: the tensor accounting and the head."""
     head = plan.head
     return {
@@ -90,15 +90,15 @@ class RebuiltModel(nn.Module):
         head_on: str = "all", head_activation: str | None = None,
     ) -> None:
         super().__init__()
-        self.lstmviz_rnn = rnn_name
-        self.lstmviz_embedding = embedding_name
+        self.lstmviz_rnn: str = rnn_name
+        self.lstmviz_embedding: str | None = embedding_name
         names = [head_name] if isinstance(head_name, str) else list(head_name or [])
-        self.lstmviz_head_modules = names
-        self.lstmviz_head = names[0] if len(names) == 1 else (names or None)
+        self.lstmviz_head_modules: list[str] = names
+        self.lstmviz_head: str | list[str] | None = names[0] if len(names) == 1 else (names or None)
         # "all": the head reads every step; "last": each sequence's last step; "final-states": the
         # last layer's final hidden states (both directions concatenated, as cat(h_n[-2], h_n[-1])).
-        self.lstmviz_head_on = head_on
-        self.lstmviz_head_activation = head_activation
+        self.lstmviz_head_on: str = head_on
+        self.lstmviz_head_activation: str | None = head_activation
 
     # Callers (the tracer) may pass `lengths=` for a padded batch of unequal sequences.
     lstmviz_accepts_lengths = True
@@ -119,6 +119,7 @@ class RebuiltModel(nn.Module):
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             packed_out, state = rnn(packed)
             out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=steps)
+        assert isinstance(out, torch.Tensor)
         if not self.lstmviz_head_modules:
             return out
         if self.lstmviz_head_on == "last":  # each sequence's own last step
@@ -131,16 +132,20 @@ class RebuiltModel(nn.Module):
             if k:
                 out = _activate(out, self.lstmviz_head_activation)
             out = self.get_submodule(name)(out)
+        assert isinstance(out, torch.Tensor)
         return out
 
 
 def _activate(x: torch.Tensor, name: str | None) -> torch.Tensor:
+    """The activation between a head chain's Linears (config 'head_activation', `HEAD_ACTIVATIONS`)."""
     if name in (None, "none"):
         return x
-    return getattr(functional, name)(x) if name not in ("tanh", "sigmoid") else getattr(torch, name)(x)
+    fn: Callable[[torch.Tensor], torch.Tensor] = (getattr(torch, name) if name in ("tanh", "sigmoid")
+                                                  else getattr(functional, str(name)))
+    return fn(x)
 
 
-def build_model(state: Mapping[str, Any], plan: RebuildPlan) -> RebuiltModel:
+def build_model(state: Mapping[str, torch.Tensor], plan: RebuildPlan) -> RebuiltModel:
     """Instantiate the planned modules and load their weights (strictly)."""
     spec = plan.rnn
     head = plan.head
@@ -174,7 +179,7 @@ def build_model(state: Mapping[str, Any], plan: RebuildPlan) -> RebuiltModel:
     return model
 
 
-def _load_sub(module: nn.Module, state: Mapping[str, Any], prefix: str) -> None:
+def _load_sub(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: str) -> None:
     dot = f"{prefix}." if prefix else ""
     own = set(module.state_dict())
     sub = {k[len(dot):]: v for k, v in state.items() if k.startswith(dot) and k[len(dot):] in own}

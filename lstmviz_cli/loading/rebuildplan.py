@@ -10,17 +10,24 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
 from lstmviz_cli.errors import CheckpointError
-from lstmviz_cli.loading.statedict import RecurrentSpec, find_recurrent_prefixes, infer_recurrent
+from lstmviz_cli.loading.findweights import is_loss_module
+from lstmviz_cli.loading.records import HEAD_WIRINGS
+from lstmviz_cli.loading.statedict import (
+    RecurrentSpec,
+    find_cell_prefixes,
+    find_recurrent_prefixes,
+    infer_recurrent,
+)
 
-HEAD_WIRINGS = ("all", "last", "final-states")
 # config "head_activation": the function between the Linears of a head chain (nn.Sequential of Linears).
 HEAD_ACTIVATIONS = ("none", "relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu", "silu")
 # A Linear with such a name scores steps for attention pooling: it is never taken as the output head.
+# Kinds whose output width the keys tell.
+_SHAPED = ("Linear", "BatchNorm", "LayerNorm", "Conv", "MultiheadAttention")
 _ATTENTION_NAME = re.compile(r"(^|[._])(attn|attention|att|score|scorer|align|alignment|context)([._]|\d|$)", re.I)
 
 
@@ -30,12 +37,16 @@ class ModuleGroup:
 
     name: str
     keys: list[str]
-    kind: str  # "Linear" | "BatchNorm" | "LayerNorm" | "Conv" | "MultiheadAttention" | "vector" | "unknown"
+    kind: str  # "Linear" | "BatchNorm" | "LayerNorm" | "Conv" | "MultiheadAttention" | "vector" | "loss" | "unknown"
     in_width: int | None
     out_width: int | None
     position: int  # index of its first key in the state dict
 
     def label(self) -> str:
+        if self.kind == "loss":
+            return f"{self.name} (a loss's weights)"
+        if self.kind == "Linear" and len(self.keys) == 1:  # a weight alone: the keys cannot tell which
+            return f"{self.name} (a bias-free Linear or an Embedding)"
         return self.name if self.kind in ("unknown", "vector") else f"{self.name} ({self.kind})"
 
 
@@ -70,8 +81,8 @@ class RebuildPlan:
 
 
 def plan_rebuild(
-    state: Mapping[str, Any], config: Mapping[str, Any], vocab_size: int | None = None, *,
-    head: str | None = None, recurrent_only: bool = False, task: str | None = None,
+    state: Mapping[str, torch.Tensor], config: Mapping[str, object], vocab_size: int | None = None, *,
+    head: str | None = None, recurrent_only: bool = False, task: str | None = None, ordered: bool = True,
 ) -> RebuildPlan:
     """Find the one recurrent module, its Embedding and output head where unambiguous, and sort the rest.
 
@@ -79,9 +90,18 @@ def plan_rebuild(
     modules are split into `front` (they may run before the recurrent layers: registered before
     them, or shapes that do not follow from their output) and `after` (registered after them and
     fed, by width, from their output). `head` ("all" | "last" | "final-states") overrides the
-    config's "head_on"; `recurrent_only` rebuilds no head. Raises CheckpointError on malformed keys.
+    config's "head_on"; `recurrent_only` rebuilds no head. `ordered`: the keys are in the model's
+    registration order (false for safetensors, which sorts them). Raises CheckpointError on
+    malformed keys.
     """
     groups = find_recurrent_prefixes(state)
+    cells = find_cell_prefixes(state)
+    if not groups and cells:
+        shown = ", ".join(f"{(prefix or '<no prefix>')!r} (an nn.{kind})" for prefix, kind in cells.items())
+        raise CheckpointError(
+            f"the state dict holds the weights of a recurrent cell ({shown}): your code calls it in a loop, which "
+            "the weights do not tell; pass --model-class module:Class (or file.py:Class) to run your model"
+        )
     if not groups:
         raise CheckpointError(
             "the state dict holds no recurrent layer (no '*weight_ih_l0' keys of an nn.LSTM, GRU or RNN); "
@@ -110,7 +130,7 @@ def plan_rebuild(
         _describe_group(state, name, group_keys, position[group_keys[0]])
         for name, group_keys in others.items() if name != embedding
     ]
-    front, after = _sort_unplaced(rest, spec, rnn_pos)
+    front, after = _sort_unplaced(rest, spec, rnn_pos, ordered)
     plan = RebuildPlan(rnn=spec, total=len(state), embedding=embedding, front=front, after=after,
                        recurrent_only=recurrent_only)
     if recurrent_only:
@@ -127,7 +147,7 @@ def plan_rebuild(
     return plan
 
 
-def _head_wiring(config: Mapping[str, Any], option: str | None, task: str | None) -> tuple[str, str]:
+def _head_wiring(config: Mapping[str, object], option: str | None, task: str | None) -> tuple[str, str]:
     """(wiring, where it came from): the --head option, config "head_on", a char-lm task, else assumed."""
     if option is not None:
         if option not in HEAD_WIRINGS:
@@ -145,7 +165,7 @@ def _head_wiring(config: Mapping[str, Any], option: str | None, task: str | None
     return "all", "default"
 
 
-def _group_modules(state: Mapping[str, Any], skip: set[str]) -> dict[str, list[str]]:
+def _group_modules(state: Mapping[str, torch.Tensor], skip: set[str]) -> dict[str, list[str]]:
     """Keys by module prefix; a key without a dot (a bare parameter or buffer) is its own group."""
     groups: dict[str, list[str]] = {}
     for key in state:
@@ -158,7 +178,7 @@ def _group_modules(state: Mapping[str, Any], skip: set[str]) -> dict[str, list[s
 _NORM_KEYS = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
 
 
-def _describe_group(state: Mapping[str, Any], name: str, keys: list[str], position: int) -> ModuleGroup:
+def _describe_group(state: Mapping[str, torch.Tensor], name: str, keys: list[str], position: int) -> ModuleGroup:
     """What an unplaced module's keys and shapes say it is, with its input and output widths."""
     params = {key[len(name) + 1:] if key != name else "": state[key] for key in keys}
     names = set(params)
@@ -167,6 +187,9 @@ def _describe_group(state: Mapping[str, Any], name: str, keys: list[str], positi
 
     def group(kind: str, width_in: int | None, width_out: int | None) -> ModuleGroup:
         return ModuleGroup(name, list(keys), kind, width_in, width_out, position)
+
+    if is_loss_module(name):
+        return group("loss", None, None)
 
     if weight is not None and weight.dim() == 2 and names <= {"weight", "bias"}:
         return group("Linear", int(weight.shape[1]), int(weight.shape[0]))
@@ -184,30 +207,42 @@ def _describe_group(state: Mapping[str, Any], name: str, keys: list[str], positi
 
 
 def _sort_unplaced(
-    groups: list[ModuleGroup], spec: RecurrentSpec, rnn_pos: int
+    groups: list[ModuleGroup], spec: RecurrentSpec, rnn_pos: int, ordered: bool = True
 ) -> tuple[list[ModuleGroup], list[ModuleGroup]]:
-    """(front, after): a module is after the recurrent layers only when order and widths both say so.
+    """(front, after): a module is after the recurrent layers only when its registration says so.
 
-    After the RNN in the state dict (registration order) and reading a width the RNN or an earlier
-    head module produces: after. Registered before the RNN, only a Linear reading such a width
-    whose output could not be the RNN's input (a head declared first). Anything else may feed the
-    recurrent layers: front (when unsure, lstmviz refuses rather than trace a made-up input).
+    Registered before the RNN in a state dict saved in registration order (`ordered`: torch.save
+    keeps it, safetensors sorts its keys): front, whatever its shape (an attention scorer or an
+    Embedding declared first runs before the RNN as often as not). Without that order, a module
+    listed before the RNN is after only when it is a Linear (weight and bias) reading a width the
+    RNN produces whose output cannot be the RNN's input. Registered after it: after when it reads a width the RNN or an earlier module after it produces,
+    or when its output cannot be the RNN's input (a head reading pooled features, `cat(h_n, mean)`);
+    a loss module's weights (`criterion.weight`) are never run by the forward: after, not a head.
+    Anything else may feed the recurrent layers: front (when unsure, lstmviz refuses rather than
+    trace a made-up input).
     """
     direction_width = spec.proj_size or spec.hidden_size
     available = {spec.output_width, direction_width}
     after: list[ModuleGroup] = []
-    pending = sorted(groups, key=lambda g: g.position)
-    for g in [g for g in pending if g.position > rnn_pos]:
-        if g.kind != "unknown" and g.in_width in available:
+    for g in sorted((g for g in groups if g.position > rnn_pos), key=lambda g: g.position):
+        if g.kind == "loss":
+            after.append(g)
+        elif g.kind not in ("unknown", "vector") and g.in_width in available:
             after.append(g)
             if g.out_width is not None:
                 available.add(g.out_width)
-    for g in [g for g in pending if g.position < rnn_pos]:
-        if g.kind == "Linear" and g.in_width in available and g.out_width != spec.input_size:
+        elif g.kind == "vector" and g.in_width in available:
             after.append(g)
-            available.add(int(g.out_width or 0))
-    after.sort(key=lambda g: g.position)
-    front = [g for g in pending if g not in after]
+        elif g.kind in _SHAPED and g.out_width is not None and g.out_width != spec.input_size:
+            after.append(g)  # cannot feed the recurrent layers: its output is not their input width
+    if not ordered:
+        for g in sorted((g for g in groups if g.position < rnn_pos), key=lambda g: g.position):
+            if (g.kind == "Linear" and len(g.keys) == 2 and g.in_width in available
+                    and g.out_width != spec.input_size):
+                after.append(g)
+                available.add(int(g.out_width or 0))
+        after.sort(key=lambda g: g.position)
+    front = sorted((g for g in groups if g not in after), key=lambda g: g.position)
     return front, after
 
 
@@ -224,6 +259,7 @@ def _pick_head(
     """
     if front:
         return None, "modules that cannot be rebuilt may run before the recurrent layers"
+    after = [g for g in after if g.kind != "loss"]  # never run by the forward
     if not after:
         return None, "the state dict holds no output layer after the recurrent layers"
     names = ", ".join(g.label() for g in after)
@@ -253,19 +289,19 @@ def _pick_head(
                     activation=activation if len(chain) > 1 else None), ""
 
 
-def _float_matrix(value: Any) -> bool:
+def _float_matrix(value: object) -> bool:
     return isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() == 2
 
 
 def _pick_embedding(
-    state: Mapping[str, Any], others: dict[str, list[str]], spec: RecurrentSpec, order: list[str], rnn_pos: int,
+    state: Mapping[str, torch.Tensor], others: dict[str, list[str]], spec: RecurrentSpec, order: list[str], rnn_pos: int,
     vocab_size: int | None,
 ) -> str | None:
     """An Embedding has exactly one `weight` whose columns equal the RNN's input size."""
     found = []
     for name, keys in others.items():
         weight = state.get(f"{name}.weight")
-        if keys != [f"{name}.weight"] or not _float_matrix(weight) or int(weight.shape[1]) != spec.input_size:
+        if keys != [f"{name}.weight"] or weight is None or not _float_matrix(weight) or int(weight.shape[1]) != spec.input_size:
             continue
         if order.index(keys[0]) > rnn_pos and int(weight.shape[1]) == spec.output_width:
             continue  # saved after the RNN and shaped like a bias-free head: that is the head

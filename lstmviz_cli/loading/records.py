@@ -8,9 +8,16 @@ ready-to-run model, `SampleInput` the sample in the one input convention (see `l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: the records import without torch
+    import torch
+    from torch import nn
+
+# What JSON holds: the summaries, the npz `__summary__` and metadata read from files are made of these.
+JSON: TypeAlias = "str | int | float | bool | None | list[JSON] | dict[str, JSON]"
 
 HEAD_WIRINGS = ("all", "last", "final-states")
 WIRING_TEXT = {
@@ -35,6 +42,8 @@ class TensorAccounting:
     total: int
     unused: tuple[str, ...] = ()  # state-dict keys no rebuilt module holds, in the file's order
     front: tuple[str, ...] = ()  # unplaced modules that may run before the recurrent layers
+    # None: rebuilt from weights; else the --model-class the tensors were loaded into.
+    into: str | None = None
 
     @property
     def placed(self) -> int:
@@ -65,14 +74,14 @@ class TensorAccounting:
 
     def line(self) -> str:
         """The one line the CLI prints on stderr and the page repeats."""
+        target, colon, cls = (self.into or "").rpartition(":")
+        into = f"{target.replace(chr(92), '/').rsplit('/', 1)[-1]}{colon}{cls}"  # models.py:Net, not its folders
+        how = "rebuilt from weights" if self.into is None else f"loaded into {into}"
         if not self.unused:
-            return f"rebuilt from weights: all {self.total} tensors placed"
-        return (
-            f"rebuilt from weights: placed {self.placed} of {self.total} tensors; "
-            f"not used ({len(self.unused)}): {self.unused_text()}"
-        )
+            return f"{how}: all {self.total} tensors placed"
+        return f"{how}: placed {self.placed} of {self.total} tensors; not used ({len(self.unused)}): {self.unused_text()}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSON]:
         return {"total": self.total, "placed": self.placed, "unused": list(self.unused), "front": list(self.front)}
 
 
@@ -116,7 +125,7 @@ class HeadInfo:
             return f"assumed: {reads}; pass --head all|last|final-states to choose"
         return f"{reads} ({WIRING_SOURCES[self.source]})"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSON]:
         return {
             "modules": list(self.modules), "widths": list(self.widths), "activation": self.activation,
             "wiring": self.wiring, "wiring_text": self.wiring_text(), "source": self.source,
@@ -134,7 +143,9 @@ class RecurrentConfig:
     num_layers: int = 1
     bidirectional: bool = False
     proj_size: int = 0
-    batch_first: bool = False
+    # The module's own layout; None when the model does not say: a cell (no time axis), a layer
+    # rebuilt from weights (a state dict does not record it), a hand-written cell.
+    batch_first: bool | None = None
     bias: bool = True
     nonlinearity: str = "tanh"
 
@@ -152,7 +163,7 @@ class RecurrentConfig:
         """Width of h as seen by the next layer (proj_size when projected)."""
         return self.proj_size or self.hidden_size
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JSON]:
         return {
             "kind": self.kind,
             "input_size": self.input_size,
@@ -189,6 +200,8 @@ class ModelInfo:
     stored_dtype: str | None = None  # floating dtypes of the saved weights, e.g. "float16", "bfloat16/float32"
     run_dtype: str | None = None  # the dtype the model runs in (half precision is upcast on CPU)
     skipped: tuple[tuple[str, str], ...] = ()  # (where, class) of objects opened as plain data, e.g. ("vocab", "vocab_mod.Vocab")
+    # (where, class) of your own objects (a trusted pickle) whose plain attributes were read as metadata.
+    objects_read: tuple[tuple[str, str], ...] = ()
     vocab_source: str | None = None  # where the vocabulary was found when not under "vocab", e.g. "char_to_int"
     labels_source: str | None = None  # likewise for output labels, e.g. "idx2label"
     load_notes: tuple[str, ...] = ()  # what was found but not used (vocabularies that disagree, ...)
@@ -204,12 +217,14 @@ class ModelInfo:
 class LoadedModel:
     """A ready-to-run model (torch nn.Module in eval mode on `device`) and what we know of it."""
 
-    model: Any  # torch.nn.Module
+    model: nn.Module
     info: ModelInfo
-    meta: dict[str, Any] = field(default_factory=dict)  # vocab, task, sample_input, config, ...
+    # The metadata convention's keys (`loading.metadata`): vocab, task, sample_input, config, ... as
+    # read from the file (JSON values), normalised and completed by the loader.
+    meta: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     # The TorchScript module itself (hooks do not fire inside it; `model` is its eager rebuild).
-    scripted: Any = None
+    scripted: torch.jit.ScriptModule | None = None
 
 
 @dataclass
@@ -222,10 +237,14 @@ class SampleInput:
     description: str  # e.g. "charlm.txt: 212 characters" — shown in the report summary
     text: str | None = None  # the raw text for character models (token highlighting)
     lengths: np.ndarray | None = None  # (batch,) valid steps per sequence, from an .npz's `lengths`
-    extra: dict = field(default_factory=dict)
+    trace_bytes: int = 0  # what the float32 trace of this sample will hold (`loading.budget`)
+    one_hot: bool = False  # the values are one-hot rows the loader made from token ids (a rebuilt model)
     # The other arrays of an .npz input (not the input, not `lengths`), by name: candidates for the
     # model's other forward arguments (`tracing.forwardargs`), passed as stored.
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # Your own model without an Embedding, given text or ids: the vocabulary's size, for one-hot
+    # rows when the model refuses ids (`tracing.sample` tries ids first). None: not applicable.
+    one_hot_width: int | None = None
 
     @property
     def batch(self) -> int:

@@ -17,7 +17,7 @@ import sys
 import types
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ _SCAN_LIMIT = 64 * 1024 * 1024  # bytes of a raw pickle scanned for the globals 
 
 
 # -- safety ----------------------------------------------------------------------------------------
-def require_safe_torch(torch_module: Any) -> None:
+def require_safe_torch(torch_module: types.ModuleType) -> None:
     """torch < 2.6 let an environment variable turn weights_only off: refuse to run on it."""
     version = torch_module.__version__
     match = re.match(r"(\d+)\.(\d+)", version)
@@ -140,8 +140,9 @@ def unsafe_globals(path: Path, kind: str) -> list[str]:
 
 
 def _allowed_globals() -> set[str]:
+    user_allowed: Callable[[], dict[str, object]] = wou._get_user_allowed_globals  # (unannotated in torch)
     try:
-        return set(wou._get_allowed_globals()) | set(wou._get_user_allowed_globals())
+        return set(wou._get_allowed_globals()) | set(user_allowed())
     except Exception:  # noqa: BLE001 - private API moved: then every global is reported
         return set()
 
@@ -161,7 +162,7 @@ def _unsafe_message(path: Path, needed: list[str], how: str | None = None) -> st
     )
 
 
-def main_classes(path: Path, kind: str, user_class: UserClass) -> dict[str, Any]:
+def main_classes(path: Path, kind: str, user_class: UserClass) -> dict[str, object]:
     """For a pickle saved from a script (`__main__.StockLSTM`): the user's classes by name.
 
     With --model-class, `__main__` stands for the module that defines the named class (a class
@@ -191,17 +192,18 @@ def main_classes(path: Path, kind: str, user_class: UserClass) -> dict[str, Any]
     return {name: getattr(module, name) for name in wanted}
 
 
-def torch_load_trusted(path: Path, dev: str, main: Mapping[str, Any] | None = None) -> Any:
+def torch_load_trusted(path: Path, dev: str, main: Mapping[str, object] | None = None) -> object:
     """Full unpickling (the user opted in), with the checkpoint's folder importable.
 
     `main`: the user's classes that stand for `__main__.Name` (the file was saved from a script).
     """
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)
-    extra = {"pickle_module": _main_pickle_module(main)} if main else {}
     try:
         with quiet(), open(path, "rb") as handle:
-            return torch.load(handle, map_location=dev, weights_only=False, **extra)
+            if main:
+                return torch.load(handle, map_location=dev, weights_only=False, pickle_module=_main_pickle_module(main))
+            return torch.load(handle, map_location=dev, weights_only=False)
     except Exception as error:  # noqa: BLE001 - the file's own code failed
         if isinstance(error, AttributeError) and "__main__" in str(error):
             raise CheckpointError(
@@ -217,7 +219,7 @@ def torch_load_trusted(path: Path, dev: str, main: Mapping[str, Any] | None = No
             sys.path.remove(folder)
 
 
-def _main_pickle_module(main: Mapping[str, Any]) -> Any:
+def _main_pickle_module(main: Mapping[str, object]) -> types.ModuleType:
     """A pickle module for torch.load whose Unpickler resolves `__main__.Name` to main[Name]."""
     class MainUnpickler(pickle.Unpickler):
         def find_class(self, module_name: str, name: str) -> Any:

@@ -219,7 +219,7 @@ def validate_safetensors(path: Path, size: int) -> dict[str, Any]:
     return header
 
 
-def _check_safetensors_entry(name: str, key: str, entry: Any, data_size: int) -> tuple[int, int, str]:
+def _check_safetensors_entry(name: str, key: str, entry: object, data_size: int) -> tuple[int, int, str]:
     if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
         raise CheckpointError(f"{name!r}: safetensors entry {key!r} lacks dtype/shape/data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]

@@ -57,7 +57,7 @@ class _StandInType(type):
 
     lstmviz_global: str
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __call__(cls, *args: object, **kwargs: object) -> object:
         raise StandInRefused(f"it calls {cls.lstmviz_global}(...) to build an object")
 
 
@@ -66,8 +66,10 @@ class StandIn(metaclass=_StandInType):
 
     __slots__ = ("state", "_built")
     lstmviz_global = ""
+    state: object  # what the pickle's BUILD gave it
+    _built: bool
 
-    def __new__(cls, *args: Any) -> StandIn:
+    def __new__(cls, *args: object) -> StandIn:
         if args:  # NEWOBJ with arguments: the class builds itself from them (__getnewargs__)
             raise StandInRefused(f"it builds {cls.lstmviz_global} from constructor arguments")
         obj = object.__new__(cls)
@@ -75,7 +77,7 @@ class StandIn(metaclass=_StandInType):
         obj._built = False
         return obj
 
-    def __setstate__(self, state: Any) -> None:
+    def __setstate__(self, state: object) -> None:
         if self._built:
             raise StandInRefused(f"it sets the state of a {type(self).lstmviz_global} twice")
         self.state = state
@@ -122,7 +124,7 @@ class SkippedObject:
 
 
 
-def find_standins(obj: Any) -> list[SkippedObject]:
+def find_standins(obj: object) -> list[SkippedObject]:
     """Every outermost stand-in inside `obj` (dicts, lists, tuples), with its path, in order."""
     found: list[SkippedObject] = []
     for path, value in _walk(obj, ""):
@@ -131,7 +133,7 @@ def find_standins(obj: Any) -> list[SkippedObject]:
     return found
 
 
-def _walk(obj: Any, path: str) -> Iterator[tuple[str, Any]]:
+def _walk(obj: object, path: str) -> Iterator[tuple[str, Any]]:
     """(path, value) of containers and stand-ins, depth first; does not descend into stand-ins."""
     stack = [(path, obj)]
     seen = 0
@@ -174,7 +176,7 @@ def plain_state(obj: StandIn, *, depth: int = 3) -> dict[str, Any] | None:
     return plain
 
 
-def is_plain(value: Any, _depth: int = 0) -> bool:
+def is_plain(value: object, _depth: int = 0) -> bool:
     """JSON-like data: str, int, float, bool, None in lists, tuples and str/int-keyed dicts.
 
     Nested at most 32 deep (a pickle can nest lists far deeper than Python can recurse).

@@ -9,17 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
 from lstmviz_cli.errors import CheckpointError
+from lstmviz_cli.families import FAMILY_BY_GATE_COUNT, family
 
 _RNN_KEY = re.compile(
     r"^(?:(?P<prefix>.+)\.)?(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(?P<layer>\d+)(?P<rev>_reverse)?$"
 )
-_FAMILY_BY_GATES = {4: "LSTM", 3: "GRU", 1: "RNN"}
-_DEFAULT_NAMES = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 
 
 @dataclass
@@ -40,7 +38,7 @@ class RecurrentSpec:
     @property
     def name(self) -> str:
         """Module name in the rebuilt model: the original prefix, else "lstm"/"gru"/"rnn"."""
-        return self.prefix or _DEFAULT_NAMES[self.kind]
+        return self.prefix or family(self.kind).name
 
     @property
     def output_width(self) -> int:
@@ -51,7 +49,7 @@ def _shape(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(d) for d in t.shape)
 
 
-def check_float_tensors(state: Mapping[str, Any], keys: list[str]) -> None:
+def check_float_tensors(state: Mapping[str, object], keys: list[str]) -> None:
     """Refuse integer, boolean or complex weights: no recurrent kernel runs on them."""
     for key in keys:
         value = state[key]
@@ -64,7 +62,7 @@ def check_float_tensors(state: Mapping[str, Any], keys: list[str]) -> None:
             )
 
 
-def find_recurrent_prefixes(state: Mapping[str, Any]) -> dict[str, list[str]]:
+def find_recurrent_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:
     """Group the recurrent keys (weight_ih_l0, ...) by their module prefix."""
     groups: dict[str, list[str]] = {}
     for key in state:
@@ -74,7 +72,26 @@ def find_recurrent_prefixes(state: Mapping[str, Any]) -> dict[str, list[str]]:
     return groups
 
 
-def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], config: Mapping[str, Any]) -> RecurrentSpec:
+_CELL_KEY = re.compile(r"^(?:(?P<prefix>.+)\.)?weight_hh$")
+
+
+def find_cell_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Cells' weights (`cell.weight_ih`, `cell.weight_hh`, no `_l0`): {prefix: "LSTMCell" | "GRUCell" | "RNNCell"}."""
+    cells: dict[str, str] = {}
+    for key, value in state.items():
+        match = _CELL_KEY.match(key)
+        if not match or not isinstance(value, torch.Tensor) or value.dim() != 2:
+            continue
+        prefix = match.group("prefix") or ""
+        weight_ih = state.get(f"{prefix}.weight_ih" if prefix else "weight_ih")
+        rows, hidden = int(value.shape[0]), int(value.shape[1])
+        family = FAMILY_BY_GATE_COUNT.get(rows // hidden) if hidden and rows % hidden == 0 else None
+        if isinstance(weight_ih, torch.Tensor) and family is not None:
+            cells[prefix] = f"{family.name.upper()}Cell"
+    return cells
+
+
+def infer_recurrent(state: Mapping[str, torch.Tensor], prefix: str, keys: list[str], config: Mapping[str, object]) -> RecurrentSpec:
     """Infer sizes, layers, direction, bias, projection and family from one prefix's keys."""
     check_float_tensors(state, keys)
     dot = f"{prefix}." if prefix else ""
@@ -116,7 +133,7 @@ def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], conf
     else:
         proj_size, hidden = 0, int(w_hh.shape[1])
     rows = int(w_hh.shape[0])
-    if hidden <= 0 or rows % hidden or rows // hidden not in _FAMILY_BY_GATES or (proj_size and rows != 4 * hidden):
+    if hidden <= 0 or rows % hidden or rows // hidden not in FAMILY_BY_GATE_COUNT or (proj_size and rows != 4 * hidden):
         raise CheckpointError(
             f"tensor {first['weight_hh']!r} has shape {_shape(w_hh)}, which is not 4, 3 or 1 times the "
             f"hidden size {hidden} (LSTM, GRU, RNN)"
@@ -128,7 +145,7 @@ def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], conf
             f"tensor {first['weight_hr']!r} has shape {_shape(state[first['weight_hr']])}: proj_size must be "
             f"between 1 and hidden size - 1 ({hidden - 1})"
         )
-    kind = _FAMILY_BY_GATES[rows // hidden]
+    kind = FAMILY_BY_GATE_COUNT[rows // hidden].name.upper()
     has_bias = "bias_ih" in first or "bias_hh" in first
     spec = RecurrentSpec(
         prefix=prefix,
@@ -148,15 +165,15 @@ def infer_recurrent(state: Mapping[str, Any], prefix: str, keys: list[str], conf
     return spec
 
 
-def _check_shapes(state: Mapping[str, Any], spec: RecurrentSpec, params: dict[tuple[int, bool], dict[str, str]]) -> None:
+def _check_shapes(state: Mapping[str, torch.Tensor], spec: RecurrentSpec, params: dict[tuple[int, bool], dict[str, str]]) -> None:
     """Every key must have the shape the l0 weights imply, and every slot all its keys."""
-    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[spec.kind] * spec.hidden_size
+    gates = family(spec.kind).n_gates * spec.hidden_size
     out = spec.proj_size or spec.hidden_size
     dot = f"{spec.prefix}." if spec.prefix else ""
     for layer in range(spec.num_layers):
         for rev in (False, True) if spec.bidirectional else (False,):
             suffix = f"_l{layer}" + ("_reverse" if rev else "")
-            expected = {
+            expected: dict[str, tuple[int, ...]] = {
                 "weight_ih": (gates, spec.input_size if layer == 0 else out * (2 if spec.bidirectional else 1)),
                 "weight_hh": (gates, out),
             }

@@ -10,7 +10,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,16 @@ class UserClass:
 
     def __init__(self, spec: str | None) -> None:
         self.spec = spec
-        self._cls: Any = None
+        self._cls: Callable[..., object] | None = None
 
-    def get(self) -> Any:
+    def get(self) -> Callable[..., object]:
         assert self.spec is not None
         if self._cls is None:
             self._cls = _import_target(self.spec)
         return self._cls
 
 
-def _import_target(spec: str) -> Any:
+def _import_target(spec: str) -> Callable[..., object]:
     """'package.module:Class' or 'path/to/file.py:Class' -> the class (or factory)."""
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
@@ -64,11 +64,11 @@ def _import_target(spec: str) -> Any:
         raise
     except Exception as error:  # noqa: BLE001 - the user's module failed to import
         raise ModelError(f"--model-class: importing {target!r} failed: {type(error).__name__}: {first_line(error)}") from None
-    obj: Any = module
+    obj: object = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ModelError(f"--model-class: {target!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+        obj = getattr(obj, part)  # the user's module: its attribute
     if not callable(obj):
         raise ModelError(f"--model-class: {spec!r} is not a class")
     return obj
@@ -84,7 +84,7 @@ def _on_sys_path(folder: str) -> Iterator[None]:
             sys.path.remove(folder)
 
 
-def _user_kwargs(cls: Any, model_kwargs: str | None, meta: dict[str, Any]) -> dict[str, Any]:
+def _user_kwargs(cls: Callable[..., object], model_kwargs: str | None, meta: dict[str, Any]) -> dict[str, Any]:
     """--model-kwargs JSON, else the saved config restricted to what the constructor accepts."""
     if model_kwargs:
         try:
@@ -105,25 +105,30 @@ def _user_kwargs(cls: Any, model_kwargs: str | None, meta: dict[str, Any]) -> di
 
 
 def build_user_model(
-    cls: Any, spec: str, model_kwargs: str | None, meta: dict[str, Any], state: dict[str, Any]
-) -> tuple[Any, str | None]:
-    """The user's class built with its kwargs and loaded strictly; (model, attribute prefix removed).
+    cls: Callable[..., object], spec: str, model_kwargs: str | None, meta: dict[str, Any], state: dict[str, torch.Tensor]
+) -> tuple[nn.Module, str | None, list[str]]:
+    """The user's class built with its kwargs and loaded strictly: (model, attribute prefix removed,
+    keys left out).
 
     Keys carrying an attribute prefix the class does not have (a LightningModule's `model.`) are
-    matched to the class's own state_dict() keys; tensors outside that prefix go to
-    meta["ignored_keys"].
+    matched to the class's own state_dict() keys; the tensors outside that prefix (a loss's
+    `criterion.weight`) are returned, for the tensor accounting.
     """
     kwargs = _user_kwargs(cls, model_kwargs, meta)
     try:
         model = cls(**kwargs)
     except Exception as error:  # noqa: BLE001 - the user's constructor
-        raise ModelError(f"--model-class: {spec}(**{kwargs}) failed: {type(error).__name__}: {first_line(error)}") from None
+        hint = ""
+        if isinstance(error, TypeError) and "argument" in str(error) and not model_kwargs:
+            hint = ("; pass its arguments with --model-kwargs '{\"name\": value}' (or save them in the "
+                    "checkpoint's 'config')")
+        raise ModelError(
+            f"--model-class: {spec}(**{kwargs}) failed: {type(error).__name__}: {first_line(error)}{hint}"
+        ) from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"--model-class: {spec} built a {type(model).__name__}, not a torch.nn.Module")
     own = model.state_dict()
     state, prefix, leftover = align_to_class(state, list(own))
-    if leftover:
-        meta["ignored_keys"] = leftover
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
@@ -143,4 +148,4 @@ def build_user_model(
         model.load_state_dict(state, strict=True)
     except Exception as error:  # noqa: BLE001
         raise ModelError(f"the checkpoint does not fit {spec}: {first_line(error)}") from None
-    return model, prefix
+    return model, prefix, leftover

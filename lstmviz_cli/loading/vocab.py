@@ -55,6 +55,8 @@ class Found:
     vocab: Vocabulary | None = None
     labels: tuple[tuple[str, ...], str] | None = None  # (labels by class id, source)
     notes: list[str] = field(default_factory=list)
+    # Why an input vocabulary that was found is not used (both directions saved and disagreeing).
+    vocab_rejected: str | None = None
 
 
 def find_vocabularies(meta: Mapping[str, Any], roles: tuple[str, ...] = ("input", "output")) -> Found:
@@ -64,7 +66,10 @@ def find_vocabularies(meta: Mapping[str, Any], roles: tuple[str, ...] = ("input"
     """
     found = Found()
     for role in roles:
+        seen = len(found.notes)
         result = _search(meta, role, found.notes)
+        if result is None and role == "input" and len(found.notes) > seen:
+            found.vocab_rejected = found.notes[-1].removeprefix("vocabulary not used: ")
         if result is None:
             continue
         tokens, source = result
@@ -81,7 +86,7 @@ def vocabulary_level(tokens: list[str] | tuple[str, ...]) -> str:
     return "char" if plain and all(len(t) == 1 for t in plain) else "word"
 
 
-def id_to_token(value: Any) -> tuple[list[str], list[int]] | None:
+def id_to_token(value: object) -> tuple[list[str], list[int]] | None:
     """A list of distinct strings, or a dict {id: token} (keys may be digit strings) with distinct
     tokens and ids 0..n-1 but for at most two; (tokens by id, ids left unassigned), else None."""
     if isinstance(value, (list, tuple)):
@@ -100,7 +105,7 @@ def id_to_token(value: Any) -> tuple[list[str], list[int]] | None:
     return None
 
 
-def token_to_id(value: Any) -> tuple[list[str], list[int]] | None:
+def token_to_id(value: object) -> tuple[list[str], list[int]] | None:
     """A dict {token: id} with distinct ids; (tokens by id, ids left unassigned), else None."""
     if not isinstance(value, Mapping) or len(value) < 2:
         return None
@@ -119,7 +124,7 @@ def _by_id(by_id: dict[int, str]) -> tuple[list[str], list[int]] | None:
     return [by_id.get(index, f"<id {index}>") for index in range(max(by_id) + 1)], gaps
 
 
-def _as_index(key: Any) -> int | None:
+def _as_index(key: object) -> int | None:
     if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
         return key
     if isinstance(key, str) and key.isdigit() and key.isascii():
@@ -148,7 +153,7 @@ def _search(meta: Mapping[str, Any], role: str, notes: list[str]) -> tuple[list[
     return None
 
 
-def _search_level(level: Mapping[str, Any], where: str, role: str, notes: list[str]) -> tuple[list[str], str] | None:
+def _search_level(level: Mapping[str, object], where: str, role: str, notes: list[str]) -> tuple[list[str], str] | None:
     candidates = sorted(
         ((_ORDER[kind], i, key, kind) for i, key in enumerate(level)
          if isinstance(key, str) and (kind := _kind(key, role)) is not None),
@@ -172,5 +177,6 @@ def _search_level(level: Mapping[str, Any], where: str, role: str, notes: list[s
             notes.append(f"{what} not used: {source!r} and {other_source!r} disagree")
             return None
     if gaps:
-        notes.append(f"{source!r} assigns no token to id {', '.join(map(str, gaps))} (shown as <id N>)")
+        shown = ", ".join(f"<id {gap}>" for gap in gaps)
+        notes.append(f"{source!r} assigns no token to id {', '.join(map(str, gaps))} (shown as {shown})")
     return tokens, source

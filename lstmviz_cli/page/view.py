@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.tracing.records import LayerTrace, Run, Trace
 
@@ -60,11 +58,8 @@ class View:
 
 
 def valid_steps(trace: Trace) -> int:
-    """Steps of batch element 0 that are not padding."""
-    layer = trace.layers[0]
-    h = next(iter(layer.series.values()))[0]
-    valid = ~np.isnan(h).any(axis=1)
-    return int(valid.sum()) if not valid.all() else int(h.shape[0])
+    """Steps of batch element 0 that are not padding (from the packed lengths, never from NaN values)."""
+    return int(trace.valid_steps()[0])
 
 
 def total_steps(trace: Trace) -> int:

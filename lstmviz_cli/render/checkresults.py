@@ -25,8 +25,10 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from rich.table import Table
+from rich.text import Text
 
 from lstmviz_cli.analysis.checks import CheckCase, CheckResult
+from lstmviz_cli.glyphs import for_terminal
 from lstmviz_cli.output import GENERATOR_MARKER
 
 
@@ -145,11 +147,13 @@ def summary_table(results: list[CheckResult]) -> Table:
     table.add_column("limit", justify="right")
     table.add_column("result")
     for result in results:
+        # The model's and its modules' names as text: no escape sequence, no rich markup.
+        model = Text(for_terminal(result.model))
         for case in result.failures:
-            table.add_row(result.model, case.name, _fmt(case.value), _fmt(case.threshold), "[red]FAIL[/red]")
+            table.add_row(model, Text(for_terminal(case.name)), _fmt(case.value), _fmt(case.threshold), "[red]FAIL[/red]")
         for case in result.cases:
             if case.skipped:
-                table.add_row(result.model, case.name, "-", _fmt(case.threshold), "[yellow]skipped[/yellow]")
+                table.add_row(model, Text(for_terminal(case.name)), "-", _fmt(case.threshold), "[yellow]skipped[/yellow]")
         grouped: dict[str, list[CheckCase]] = {}
         for case in result.cases:
             if case.passed and not case.skipped:
@@ -158,7 +162,7 @@ def summary_table(results: list[CheckResult]) -> Table:
             worst = max(cases, key=lambda c: -math.inf if c.value is None else (
                 -c.value if check == "memory_horizon" else c.value))
             label = worst.name if len(cases) == 1 else f"{check}: {len(cases)} ok, worst {worst.name.removeprefix(check.replace('_', ' ')).strip()}"
-            table.add_row(result.model, label, _fmt(worst.value), _fmt(worst.threshold), "[green]ok[/green]")
+            table.add_row(model, Text(for_terminal(label)), _fmt(worst.value), _fmt(worst.threshold), "[green]ok[/green]")
     return table
 
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
+from lstmviz_cli.families import GRU, LSTM
 from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.tracing import cellsource
 from lstmviz_cli.tracing.cellrecord import SiteSeries, split_fused
-from lstmviz_cli.tracing.records import SERIES, LayerTrace
-
-VERIFY_TOLERANCE = 1e-4  # the stock tracer's tolerance: max |recorded - returned|
+from lstmviz_cli.tracing.records import SERIES, CellInfo, LayerTrace, SiteInfo
+from lstmviz_cli.tracing.verify import GATE_TOLERANCE
 
 
 @dataclass
@@ -40,15 +39,15 @@ class CustomCell:
     layer: LayerTrace | None = None
     notes: list[str] = field(default_factory=list)
 
-    def to_meta(self) -> dict[str, Any]:
-        """JSON-ready description for Trace.meta["custom_cells"]."""
-        return {
-            "class": self.class_name, "style": self.style, "family": self.family, "names": self.names,
-            "where": self.where, "mapping": self.mapping, "verify_error": self.verify_error, "check": self.check,
-            "sites": [{"name": s.name, "where": s.site.where, "kind": s.site.kind,
-                       "shape": list(s.values.shape)} for s in self.sites],
-            "notes": self.notes,
-        }
+    def to_info(self) -> CellInfo:
+        """The plain record of what was recognised (`Trace.meta.custom_cells[module]`)."""
+        return CellInfo(
+            class_name=self.class_name, style=self.style, family=self.family, names=dict(self.names),
+            where=dict(self.where), mapping=self.mapping, verify_error=self.verify_error, check=self.check,
+            sites=tuple(SiteInfo(s.name, s.site.where, s.site.kind, tuple(int(d) for d in s.values.shape))
+                        for s in self.sites),
+            notes=tuple(self.notes),
+        )
 
 
 def _returned(calls: list[tuple[list[torch.Tensor], list[torch.Tensor]]], batch: int, steps: int,
@@ -116,11 +115,11 @@ def _initial_state(calls: list[tuple[list[torch.Tensor], list[torch.Tensor]]], b
     """h_0 as the user passed it (a (batch, hidden) tensor after the input), else zeros."""
     args = calls[0][0]
     for t in args[1:]:
-        a = t.detach().float().cpu().numpy()
+        a: np.ndarray = t.detach().float().cpu().numpy()
         if a.shape == (batch, hidden):
             return a
         if a.shape == (1, batch, hidden):
-            return a[0]
+            return np.asarray(a[0])
     return np.zeros((batch, hidden), dtype=np.float32)
 
 
@@ -128,19 +127,37 @@ def _max_abs(a: np.ndarray) -> float:
     return float(np.max(np.abs(a))) if a.size else 0.0
 
 
-def _hint_score(assign: dict[str, SiteSeries], allowed: str) -> int:
+def _hint_score(assign: dict[str, SiteSeries], allowed: tuple[str, ...]) -> int:
     """How many of an assignment's series the user's names agree with (breaks numeric ties)."""
     return sum(cellsource.name_hint(s.name.split("@")[0], allowed) == key for key, s in assign.items())
 
 
+@dataclass(frozen=True)
+class _LstmFit:
+    assign: dict[str, SiteSeries]  # i, f, g, o
+    c_site: SiteSeries  # the tanh applied to the cell state (or to `op` of it)
+    c: np.ndarray  # the cell state, (batch, time, hidden)
+    op: str | None  # the op between c and that tanh (h = o*tanh(layer_norm(c))), None: tanh(c) itself
+    h_err: float | None
+    state_err: float
+
+
+def _cell_states(site: SiteSeries) -> list[tuple[np.ndarray, str | None]]:
+    """What the cell state can be for `h = o * tanh(...)` at this site: the tanh's argument, or the
+    argument of the op that made it (a layer-normalised LSTM: tanh(layer_norm(c)))."""
+    found: list[tuple[np.ndarray, str | None]] = []
+    if site.inputs is not None:
+        found.append((site.inputs, None))
+    if site.pre_inputs is not None:
+        found.append((site.pre_inputs, site.pre_op))
+    return found
+
+
 def _fit_lstm(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.ndarray],
-              scale: float) -> tuple[dict[str, SiteSeries], SiteSeries, float | None, float] | None:
+              scale: float) -> _LstmFit | None:
     """(i, f, g, o) and the tanh(c) site that satisfy the LSTM equations; the h and c errors."""
-    best = None
-    for c_site in tanh:
-        if c_site.inputs is None:
-            continue
-        c = c_site.inputs
+    best: tuple[tuple[float, int, float], _LstmFit] | None = None
+    for c_site, (c, op) in ((site, state) for site in tanh for state in _cell_states(site)):
         for g_site in tanh:
             if g_site is c_site or g_site.values.shape != c.shape:
                 continue
@@ -149,17 +166,15 @@ def _fit_lstm(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.n
                     continue
                 state = c[:, 1:] - (f_site.values[:, 1:] * c[:, :-1] + i_site.values[:, 1:] * g_site.values[:, 1:])
                 state_err = _max_abs(state)
-                if state_err > VERIFY_TOLERANCE * scale:
+                if state_err > GATE_TOLERANCE * scale:
                     continue
                 h = o_site.values * c_site.values
                 h_err, _ = _match(h, returned)
                 assign = {"i": i_site, "f": f_site, "g": g_site, "o": o_site}
-                key = (h_err if returned else 0.0, -_hint_score(assign, "ifgo"), state_err)
+                key = (h_err if returned else 0.0, -_hint_score(assign, LSTM.gates), state_err)
                 if best is None or key < best[0]:
-                    best = (key, assign, c_site, h_err if returned else None, state_err)
-    if best is None:
-        return None
-    return best[1], best[2], best[3], best[4]
+                    best = (key, _LstmFit(assign, c_site, c, op, h_err if returned else None, state_err))
+    return None if best is None else best[1]
 
 
 def _fit_gru(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.ndarray], h0: np.ndarray
@@ -182,7 +197,7 @@ def _fit_gru(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.nd
                     h[:, t] = prev
                 err, _ = _match(h, returned)
                 assign = {"r": r_site, "z": z_site, "n": n_site}
-                key = (err, -_hint_score(assign, "rzn"))
+                key = (err, -_hint_score(assign, GRU.gates))
                 if best is None or key < best[0]:
                     best = (key, assign, h, convention, err)
     if best is None:
@@ -190,7 +205,7 @@ def _fit_gru(sig: list[SiteSeries], tanh: list[SiteSeries], returned: list[np.nd
     return best[1], best[2], best[3], best[4]
 
 
-def _by_names(sites: list[SiteSeries], allowed: str) -> dict[str, SiteSeries] | None:
+def _by_names(sites: list[SiteSeries], allowed: tuple[str, ...]) -> dict[str, SiteSeries] | None:
     """A mapping read from the names alone, when every series of the family is named once."""
     found: dict[str, SiteSeries] = {}
     for s in sites:
@@ -202,7 +217,8 @@ def _by_names(sites: list[SiteSeries], allowed: str) -> dict[str, SiteSeries] | 
     return found if set(found) == set(allowed) else None
 
 
-def analyse_cell(cell: CustomCell, calls: list, config_input: int) -> None:
+def analyse_cell(cell: CustomCell, calls: list[tuple[list[torch.Tensor], list[torch.Tensor]]],
+                 config_input: int) -> None:
     """Recognise LSTM/GRU structure in `cell.sites`, verify it, and build `cell.layer`."""
     tanh = [s for s in cell.sites if s.site.kind == "tanh"]
     if not tanh:
@@ -217,62 +233,78 @@ def analyse_cell(cell: CustomCell, calls: list, config_input: int) -> None:
         s.inputs is not None for s in tanh) else 1.0
 
     series: dict[str, np.ndarray] | None = None
+    keeps = True  # the memory gate near 1 keeps the state (False: a GRU's z written the other way round)
     if len(sig) >= 3 and len(tanh) >= 2:
         fit = _fit_lstm(sig, tanh, returned, scale)
         if fit is not None:
-            assign, c_site, h_err, state_err = fit
-            c = c_site.inputs
+            assign, c_site, c, h_err, state_err = fit.assign, fit.c_site, fit.c, fit.h_err, fit.state_err
             h = assign["o"].values * c_site.values
-            series = {k: assign[k].values for k in "ifgo"} | {"c": c, "h": h}
+            of_c = f"{fit.op}(c_t)" if fit.op else "c_t"
+            series = {k: assign[k].values for k in LSTM.gates} | {"c": c, "h": h}
             cell.family = "lstm"
             # h = o*tanh(c) against the returned h multiplies the very tensors the module multiplied:
             # it confirms which sigmoid is o, but it is exact by construction. The recurrence
             # c_t = f*c_(t-1) + i*g, recomputed from the captured gates, is the check that means something.
             has_h = h_err is not None and bool(np.isfinite(h_err))
             if steps > 1:
-                cell.verify_error = max(state_err, h_err) if has_h else state_err
+                cell.verify_error = max(state_err, h_err) if h_err is not None and has_h else state_err
                 cell.check = "recurrence c_t = f·c_(t−1) + i·g recomputed from the captured gates" + (
-                    ", and h_t = o·tanh(c_t) vs the returned h" if has_h else "")
+                    f", and h_t = o·tanh({of_c}) vs the returned h" if has_h else "")
             else:
                 cell.verify_error = h_err if has_h else None
-                cell.check = "h_t = o·tanh(c_t) vs the returned h only (one step: no recurrence to check)"
+                cell.check = f"h_t = o·tanh({of_c}) vs the returned h only (one step: no recurrence to check)"
+            if fit.op:
+                cell.notes.append(f"its cell state passes through {fit.op} before the tanh: h = o*tanh({fit.op}(c))")
             if not has_h:
                 # Nothing returned looks like h (a model that loops inline and returns logits).
                 cell.notes.append("the module returns no hidden state; verified c_t = f*c_(t-1) + i*g instead")
             c_err, _ = _match(c, returned)
             if returned and np.isfinite(c_err):
                 cell.notes.append(f"returned cell state matches to {c_err:.1e}")
-            cell.names = {k: assign[k].name for k in "ifgo"}
-            cell.names["c"] = cellsource.argument_name(c_site.site) or "c"
+            cell.names = {k: assign[k].name for k in LSTM.gates}
+            cell.names["c"] = (None if fit.op else cellsource.argument_name(c_site.site)) or "c"
             cell.names["h"] = c_site.name if "@" not in c_site.name else "h"
-            cell.where = {k: assign[k].site.where for k in "ifgo"} | {"c": c_site.site.where, "h": c_site.site.where}
+            cell.where = {k: assign[k].site.where for k in LSTM.gates} | {"c": c_site.site.where, "h": c_site.site.where}
     if series is None and len(sig) >= 2:
         h0 = _initial_state(calls, batch, hidden)
         fit_gru = _fit_gru(sig, tanh, returned, h0)
-        if fit_gru is not None and fit_gru[3] <= VERIFY_TOLERANCE * 10:
+        if fit_gru is not None and fit_gru[3] <= GATE_TOLERANCE * 10:
             assign, h, convention, err = fit_gru
-            series = {k: assign[k].values for k in "rzn"} | {"h": h}
+            series = {k: assign[k].values for k in GRU.gates} | {"h": h}
             cell.family = "gru"
             cell.verify_error = err
-            cell.check = "recurrence h_t = z·h_(t−1) + (1−z)·n recomputed from the captured gates vs the returned h"
-            cell.names = {k: assign[k].name for k in "rzn"} | {"h": "h"}
-            cell.where = {k: assign[k].site.where for k in "rzn"}
+            formula = "h_t = z·h_(t−1) + (1−z)·n" if convention == "z*h_prev" else "h_t = (1−z)·h_(t−1) + z·n"
+            cell.check = f"recurrence {formula} recomputed from the captured gates vs the returned h"
+            cell.names = {k: assign[k].name for k in GRU.gates} | {"h": "h"}
+            cell.where = {k: assign[k].site.where for k in GRU.gates}
             if convention == "z*n":
-                cell.notes.append("update gate convention h = (1-z)*h_prev + z*n (PyTorch's is z*h_prev)")
+                keeps = False
+                cell.notes.append("its update gate is written h = (1-z)*h_prev + z*n (PyTorch's nn.GRU: z*h_prev + "
+                                  "(1-z)*n): a z near 1 replaces the state here, it does not keep it")
     if series is None:
-        named = _by_names(sig + tanh, "ifgo")
-        if named is not None:
+        named = _by_names(sig + tanh, LSTM.gates)
+        # What the module returned at every step, when that is one tensor of the hidden width: its h.
+        whole = [cand for cand in returned if not np.isnan(cand).any()]
+        if named is not None and len(whole) == 1:
             cell.family, cell.mapping = "lstm", "names"
-            cell.names = {k: named[k].name for k in "ifgo"}
-            cell.where = {k: named[k].site.where for k in "ifgo"}
-            cell.notes.append("gates mapped from their names only: the LSTM equations did not check out")
-            series = {k: named[k].values for k in "ifgo"}
+            cell.names = {k: named[k].name for k in LSTM.gates} | {"h": "h"}
+            cell.where = {k: named[k].site.where for k in LSTM.gates}
+            cell.notes.append("gates mapped from their names only: the LSTM equations did not check out; "
+                              "h is the hidden state the module returned")
+            series = {k: named[k].values for k in LSTM.gates} | {"h": whole[0]}
+        elif named is not None:
+            cell.mapping = "none"
+            cell.notes.append("gates named like an LSTM's, but the LSTM equations did not check out and the "
+                              "module returns no hidden state to show")
+            return
         else:
             cell.mapping = "none"
             cell.notes.append("no LSTM or GRU structure found among these calls")
             return
-    kind = ("LSTM" if cell.family == "lstm" else "GRU") + ("Cell" if cell.style == "cell" else "")
-    config = RecurrentConfig(kind=kind, input_size=config_input, hidden_size=hidden, batch_first=True)
+    assert cell.family is not None
+    kind = cell.family.upper() + ("Cell" if cell.style == "cell" else "")
+    config = RecurrentConfig(kind=kind, input_size=config_input, hidden_size=hidden)  # layout: `trace_sample`
     order = [s for s in SERIES[cell.family] if s in series]
     cell.layer = LayerTrace(module=cell.module, layer=0, direction="fwd", config=config,
-                            series={s: np.ascontiguousarray(series[s], dtype=np.float32) for s in order})
+                            series={s: np.ascontiguousarray(series[s], dtype=np.float32) for s in order},
+                            keeps_when_high=keeps)

@@ -7,17 +7,18 @@ across time steps form one `SiteSeries`, named after the variable the user assig
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
+from lstmviz_cli.loading.modules import RECURRENT_TYPES
 from lstmviz_cli.tracing import cellsource
 from lstmviz_cli.tracing.cellsource import Site
 
@@ -25,7 +26,8 @@ _KINDS = {"sigmoid": "sigmoid", "sigmoid_": "sigmoid", "special_expit": "sigmoid
           "tanh": "tanh", "tanh_": "tanh"}
 
 
-STOCK_TYPES = (nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+_RECENT = 8  # ops remembered for what made a tanh's argument
+
 
 
 @dataclass
@@ -37,6 +39,10 @@ class SiteSeries:
     values: np.ndarray  # (batch, time, units) float32
     inputs: np.ndarray | None = None  # the tanh's argument (the cell state, for h = o*tanh(c))
     part: int | None = None  # index when one call computed several gates at once (then split)
+    # When the tanh's argument was made by one op from another tensor (h = o*tanh(layer_norm(c))):
+    # that op's name and its first argument, stacked (candidates for the cell state).
+    pre_op: str | None = None
+    pre_inputs: np.ndarray | None = None
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Event:
     site: Site | None
     value: torch.Tensor
     arg: torch.Tensor | None
+    pre: tuple[str, torch.Tensor] | None = None  # (op, its first argument) that made `arg`, if recent
 
 
 @dataclass
@@ -62,7 +69,7 @@ class _Recorder:
         return None
 
 
-def tensors_in(value: Any) -> list[torch.Tensor]:
+def tensors_in(value: object) -> list[torch.Tensor]:
     """Every tensor in a (nested) output, in order: the returned h, c, sequences."""
     if isinstance(value, torch.Tensor):
         return [value.detach().clone()]
@@ -79,16 +86,27 @@ class _ActivationMode(TorchFunctionMode):
     def __init__(self, recorder: _Recorder) -> None:
         super().__init__()
         self.recorder = recorder
+        # The last few other ops' (result, name, first argument): what made a tanh's argument, when the
+        # cell state passes through one op first (h = o * tanh(layer_norm(c))).
+        self.recent: deque[tuple[torch.Tensor, str, torch.Tensor]] = deque(maxlen=_RECENT)
 
-    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
-        kind = _KINDS.get(getattr(func, "__name__", ""))
-        owner = self.recorder.owner() if kind else None
+    def __torch_function__(self, func: Callable[..., object], types: object, args: Sequence[object] = (),
+                           kwargs: Mapping[str, object] | None = None) -> object:
+        name = getattr(func, "__name__", "")  # a torch function or method
+        kind = _KINDS.get(name)
+        owner = self.recorder.owner()
         arg = args[0] if args and isinstance(args[0], torch.Tensor) else None
         kept = arg.detach().clone() if owner is not None and kind == "tanh" and arg is not None else None
+        pre = None
+        if kept is not None:
+            made = next(((op, source) for result, op, source in self.recent if result is arg), None)
+            pre = None if made is None else (made[0], made[1].detach().clone())
         result = func(*args, **(kwargs or {}))
-        if owner is not None and isinstance(result, torch.Tensor):
+        if owner is not None and kind and isinstance(result, torch.Tensor):
             self.recorder.events.append(
-                Event(owner, cellsource.user_site(kind), result.detach().clone(), kept))
+                Event(owner, cellsource.user_site(kind), result.detach().clone(), kept, pre))
+        elif owner is not None and arg is not None and isinstance(result, torch.Tensor) and result is not arg:
+            self.recent.append((result, name, arg))
         return result
 
 
@@ -101,13 +119,13 @@ def recording(model: nn.Module) -> Iterator[_Recorder]:
     """Hook every module (handles removed in `finally`) and activate the activation mode."""
     modules = {display_name(raw, m): m for raw, m in model.named_modules()}
     recorder = _Recorder(user={
-        name: not type(m).__module__.startswith("torch.") and not isinstance(m, STOCK_TYPES)
+        name: not type(m).__module__.startswith("torch.") and not isinstance(m, RECURRENT_TYPES)
         for name, m in modules.items()
     })
-    handles = []
+    handles: list[RemovableHandle] = []
 
-    def pre(name: str):
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def pre(name: str) -> Callable[[nn.Module, tuple[object, ...], dict[str, object]], None]:
+        def hook(module: nn.Module, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
             recorder.stack.append(name)
             # Only the first call's arguments are read (input width, the initial state).
             if not recorder.calls.get(name) and not recorder.pending.get(name):
@@ -116,20 +134,20 @@ def recording(model: nn.Module) -> Iterator[_Recorder]:
                 recorder.pending.setdefault(name, []).append([])
         return hook
 
-    def post(name: str):
-        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+    def post(name: str) -> Callable[[nn.Module, tuple[object, ...], dict[str, object], object], None]:
+        def hook(module: nn.Module, args: tuple[object, ...], kwargs: dict[str, object], output: object) -> None:
             recorder.stack.pop()
             call_args = recorder.pending[name].pop()
             recorder.calls.setdefault(name, []).append((call_args, tensors_in(output)))
         return hook
 
-    def enter(name: str):  # stock modules (Linear, Dropout, ...) only mark where we are
-        def hook(module: nn.Module, args: tuple) -> None:
+    def enter(name: str) -> Callable[[nn.Module, tuple[object, ...]], None]:  # stock modules only mark where we are
+        def hook(module: nn.Module, args: tuple[object, ...]) -> None:
             recorder.stack.append(name)
         return hook
 
-    def leave(name: str):
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+    def leave(name: str) -> Callable[[nn.Module, tuple[object, ...], object], None]:
+        def hook(module: nn.Module, args: tuple[object, ...], output: object) -> None:
             recorder.stack.pop()
         return hook
 
@@ -155,13 +173,26 @@ def _as_rows(t: torch.Tensor) -> torch.Tensor | None:
     return t if t.dim() == 2 else None
 
 
-def _site_key(site: Site | None) -> tuple:
+SiteKey = tuple[str, int, int | None, str] | tuple[str]
+
+
+def _site_key(site: Site | None) -> SiteKey:
     return ("?",) if site is None else (site.filename, site.lineno, site.col, site.kind)
+
+
+def _stacked_rows(tensors: list[torch.Tensor]) -> np.ndarray | None:
+    """One (batch, units) row per call stacked along time: (batch, time, units) float32, or None when
+    a call is not one step or the shapes differ."""
+    rows = [_as_rows(t) for t in tensors]
+    kept = [r for r in rows if r is not None]
+    if len(kept) != len(rows) or len({r.shape for r in kept}) != 1:
+        return None
+    return torch.stack(kept, dim=1).float().cpu().numpy()
 
 
 def group_sites(events: list[Event]) -> tuple[list[SiteSeries], list[str]]:
     """Series per call site with the most common step count; other sites are noted and left out."""
-    by_site: dict[tuple, list[Event]] = {}
+    by_site: dict[SiteKey, list[Event]] = {}
     for event in events:
         by_site.setdefault(_site_key(event.site), []).append(event)
     notes: list[str] = []
@@ -173,16 +204,20 @@ def group_sites(events: list[Event]) -> tuple[list[SiteSeries], list[str]]:
     for group in by_site.values():
         site = group[0].site
         where = site.where if site else "?"
-        rows = [_as_rows(e.value) for e in group]
-        if len(group) != steps or any(r is None for r in rows) or len({r.shape for r in rows}) != 1:
+        values = _stacked_rows([e.value for e in group]) if len(group) == steps else None
+        if values is None:
             notes.append(f"left out {where}: {len(group)} calls, not {steps} steps of one shape")
             continue
-        values = torch.stack(rows, dim=1).float().cpu().numpy()
-        inputs = None
-        if group[0].arg is not None and all(e.arg is not None and e.arg.shape == e.value.shape for e in group):
-            inputs = torch.stack([_as_rows(e.arg) for e in group], dim=1).float().cpu().numpy()
+        args = [e.arg for e in group if e.arg is not None and e.arg.shape == e.value.shape]
+        inputs = _stacked_rows(args) if len(args) == len(group) else None
+        pre_op, pre_inputs = None, None
+        first_pre = group[0].pre
+        made = [e.pre[1] for e in group if e.pre is not None and first_pre is not None and e.pre[0] == first_pre[0]
+                and e.pre[1].shape == e.value.shape]
+        if first_pre is not None and len(made) == len(group):
+            pre_op, pre_inputs = first_pre[0], _stacked_rows(made)
         series.append(SiteSeries(site=site or Site("?", 0, None, None, None, "?", "sigmoid"),
-                                 name="", values=values, inputs=inputs))
+                                 name="", values=values, inputs=inputs, pre_op=pre_op, pre_inputs=pre_inputs))
     _name_sites(series)
     return series, notes
 

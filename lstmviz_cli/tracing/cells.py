@@ -18,15 +18,14 @@ holds the entry points.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import torch
 from torch import nn
 
 from lstmviz_cli.errors import ModelError, VerificationError
-from lstmviz_cli.tracing.cellfit import VERIFY_TOLERANCE, CustomCell, analyse_cell
+from lstmviz_cli.loading.modules import RECURRENT_TYPES
+from lstmviz_cli.tracing.cellfit import CustomCell, analyse_cell
 from lstmviz_cli.tracing.cellrecord import (
-    STOCK_TYPES,
     Event,
     display_name,
     group_sites,
@@ -34,11 +33,13 @@ from lstmviz_cli.tracing.cellrecord import (
     tensors_in,
 )
 from lstmviz_cli.tracing.cellsource import Site
-from lstmviz_cli.tracing.records import LayerTrace, Trace
+from lstmviz_cli.tracing.records import LayerTrace, Trace, TraceMeta
+from lstmviz_cli.tracing.tracer import refuse_nan
+from lstmviz_cli.tracing.verify import NO_VERIFY_REMEDY, VerifyPolicy
 
 
-def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = None, **kwargs: Any
-                        ) -> tuple[list[CustomCell], Any]:
+def record_custom_cells(model: nn.Module, *inputs: object, module: str | None = None, **kwargs: object
+                        ) -> tuple[list[CustomCell], object]:
     """Run `model(*inputs)` once (eval, no grad) and open up hand-written recurrent modules.
 
     `module` names one module (as in `named_modules()`; the model itself by its class name) to
@@ -48,7 +49,7 @@ def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = Non
     """
     names = {display_name(raw, m): m for raw, m in model.named_modules()}
     if module is not None and module not in names:
-        available = ", ".join(n for n, m in names.items() if not isinstance(m, STOCK_TYPES)) or "none"
+        available = ", ".join(n for n, m in names.items() if not isinstance(m, RECURRENT_TYPES)) or "none"
         raise ModelError(f"--module {module!r} is not a module of {type(model).__name__}; its modules: {available}")
     was_training = model.training
     try:
@@ -83,53 +84,60 @@ def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = Non
     return cells, output
 
 
-def trace_custom_cells(model: nn.Module, *inputs: Any, module: str | None = None, verify: bool = True,
-                       **kwargs: Any) -> list[LayerTrace]:
+def trace_custom_cells(model: nn.Module, *inputs: object, module: str | None = None,
+                       verify: bool | VerifyPolicy = True, **kwargs: object) -> list[LayerTrace]:
     """The LayerTraces of every recognised hand-written LSTM/GRU cell (see `trace_custom`)."""
     return trace_custom(model, *inputs, module=module, verify=verify, **kwargs).layers
 
 
-def trace_custom(model: nn.Module, *inputs: Any, module: str | None = None, verify: bool = True,
-                 **kwargs: Any) -> Trace:
+def trace_custom(model: nn.Module, *inputs: object, module: str | None = None, verify: bool | VerifyPolicy = True,
+                 **kwargs: object) -> Trace:
     """A complete `Trace` of the model's hand-written cells, shaped like the stock tracer's.
 
-    `meta["custom_cells"][module]` holds, per cell, the user's name and source line of each
-    standard series (e.g. {"f": "forget_gate"}), how the mapping was decided and any notes;
-    `meta["series_names"][prefix]` repeats the names per LayerTrace prefix for headings.
-    Raises ModelError when nothing recurrent was found and VerificationError (unless
-    `verify=False`) when the recorded h misses what the module returned by more than 1e-4.
+    `meta.custom_cells[module]` (a `CellInfo`) holds, per cell, the user's name and source line of
+    each standard series (e.g. {"f": "forget_gate"}), how the mapping was decided and any notes;
+    `meta.series_names[prefix]` repeats the names per LayerTrace prefix for headings.
+    Raises ModelError when nothing recurrent was found, or a recognised cell's series are NaN, and
+    VerificationError (when `verify`'s policy refuses) when a cell's equations could not be checked
+    or miss what the module returned by more than its tolerance (`tracing.verify.GATE_TOLERANCE`).
     """
+    policy = VerifyPolicy.of(verify)
     cells, output = record_custom_cells(model, *inputs, module=module, **kwargs)
     layers = [c.layer for c in cells if c.layer is not None]
     if not layers:
         detail = "; ".join(f"{c.module}: {c.notes[-1]}" for c in cells if c.notes) or \
             "no module calls sigmoid/tanh repeatedly in one forward pass"
         raise ModelError(f"no hand-written LSTM or GRU cell found in {type(model).__name__} ({detail})")
+    for layer in layers:
+        refuse_nan(layer)
     errors = {c.layer.prefix: c.verify_error for c in cells if c.layer is not None}
     known = [e for e in errors.values() if e is not None]
     verify_error = max(known) if known else None
-    if verify:
-        unverified = [p for p, e in errors.items() if e is None]
-        if unverified:
-            raise VerificationError(
-                f"{unverified[0]}: the module returns no hidden state lstmviz can compare with; "
-                "rerun with --no-verify to see the trace anyway")
-        if not verify_error <= VERIFY_TOLERANCE:
-            worst = max(errors, key=lambda p: errors[p])
-            raise VerificationError(
+    if policy.refuse:
+        for cell in cells:
+            if cell.layer is None or cell.verify_error is not None:
+                continue
+            if cell.mapping == "names":  # not lstmviz's failure: a model whose arithmetic it cannot check
+                what = (f"{cell.layer.prefix}: the LSTM equations (c_t = f·c_(t−1) + i·g, h_t = o·tanh(c_t)) do "
+                        "not hold on its sigmoid/tanh calls, so its gates are named from the source only, unverified")
+                # A looser tolerance would not help (`check`): only --no-verify shows it.
+                raise ModelError(policy.refusal(what) if policy.remedy == NO_VERIFY_REMEDY else what)
+            raise VerificationError(policy.refusal(
+                f"{cell.layer.prefix}: the module returns no hidden state lstmviz can compare with"))
+        if verify_error is not None and not verify_error <= policy.tolerance:
+            worst = max(errors, key=lambda p: errors[p] or 0.0)
+            raise VerificationError(policy.refusal(
                 f"the recorded gates of {worst} reproduce the module's returned hidden state only to "
-                f"{verify_error:.2e} (tolerance {VERIFY_TOLERANCE:.0e}); rerun with --no-verify to "
-                "see the trace anyway")
+                f"{verify_error:.2e} (tolerance {policy.tolerance:.0e})"))
     first = next(iter(tensors_in(output)), None)
-    meta = {
-        "custom_cells": {c.module: c.to_meta() for c in cells},
-        "series_names": {c.layer.prefix: c.names for c in cells if c.layer is not None},
-        "verify_errors": errors,
-        "device": str(next((p.device for p in model.parameters()), "cpu")),
-        "store_dtype": "float32",
-        "not_called": [],
-        "path": [],
-    }
+    meta = TraceMeta(
+        custom_cells={c.module: c.to_info() for c in cells},
+        series_names={c.layer.prefix: c.names for c in cells if c.layer is not None},
+        notes=[f"{c.module}: {note}" for c in cells if c.layer is not None for note in c.notes],
+        verify_errors=errors,
+        verify_tolerance=policy.tolerance,
+        device=str(next((p.device for p in model.parameters()), "cpu")),
+    )
     return Trace(layers=layers, modules={layer.module: layer.config for layer in layers},
                  verify_error=verify_error,
                  output=None if first is None else first.float().cpu().numpy(), meta=meta)

@@ -13,6 +13,7 @@ import linecache
 import os
 import re
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from types import CodeType, FrameType
 
@@ -39,7 +40,7 @@ class Site:
         return f"{os.path.basename(self.filename)}:{self.lineno}"
 
 
-_positions_cache: dict[CodeType, list[tuple]] = {}
+_positions_cache: dict[CodeType, list[tuple[int | None, int | None, int | None, int | None]]] = {}
 
 
 def _positions(code: CodeType, lasti: int) -> tuple[int | None, int | None, int | None]:
@@ -194,8 +195,9 @@ _HINTS: list[tuple[str, re.Pattern[str]]] = [
 ]
 
 
-def name_hint(name: str | None, allowed: str) -> str | None:
-    """The series among `allowed` ("ifgo" or "rzn") a user's name points to, None when unclear.
+def name_hint(name: str | None, allowed: Collection[str]) -> str | None:
+    """The series among `allowed` (a family's gates: `families.LSTM.gates`) a user's name points to,
+    None when unclear.
 
     "forget_gate" -> "f"; "h_tilde" -> "n" for a GRU (the LSTM reading, "g", is not allowed there).
     """

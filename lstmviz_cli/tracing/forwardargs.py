@@ -10,7 +10,7 @@ and a model may ask for a mask or a second sequence. They are filled by the forw
    the input has no `lengths` (said in a note);
 4. any other required parameter is an error that says what to pass.
 
-The plan is plain data (`ForwardPlan.params`, stored in `Trace.meta["forward_args"]`), so the
+The plan is plain data (`ForwardPlan.params`, stored in `Trace.meta.forward_args`), so the
 saliency pass builds the same arguments for batch element 0 alone.
 """
 
@@ -19,35 +19,20 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lstmviz_cli.errors import InputError
+from lstmviz_cli.loading.records import SampleInput
+from lstmviz_cli.tracing.records import ForwardPlan
+
+__all__ = ["LENGTHS", "ForwardPlan", "forward_kwargs", "is_lengths_name", "parse_forward_args", "plan_forward_args"]
 
 LENGTHS = "lengths"  # the source name of the sample's lengths
 _LENGTH_NAME = re.compile(r"(?:^|_)(?:len|lens|length|lengths|seqlen|seqlens)$", re.IGNORECASE)
 _NOT_LENGTHS = re.compile(r"^(?:max|min|total|pad|padded)_", re.IGNORECASE)
-
-
-@dataclass
-class ForwardPlan:
-    """Which forward parameter gets which array: {parameter: source}, source an .npz array name or
-    "lengths"; `full_lengths` when the lengths are every sequence's full length (none were given)."""
-
-    params: dict[str, str] = field(default_factory=dict)
-    full_lengths: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    def to_meta(self) -> dict[str, Any]:
-        return {"params": dict(self.params), "full_lengths": self.full_lengths}
-
-    @classmethod
-    def from_meta(cls, meta: Mapping[str, Any] | None) -> ForwardPlan:
-        meta = meta or {}
-        return cls(params=dict(meta.get("params") or {}), full_lengths=bool(meta.get("full_lengths")))
 
 
 def is_lengths_name(name: str) -> bool:
@@ -69,8 +54,25 @@ def parse_forward_args(specs: Iterable[str] | None) -> dict[str, str]:
     return mapping
 
 
-def _parameters(model: Any) -> tuple[list[inspect.Parameter], bool] | None:
-    """The forward's parameters after its input, and whether it takes **kwargs (None: unreadable)."""
+def _script_parameters(model: nn.Module) -> list[inspect.Parameter] | None:
+    """A TorchScript module's forward parameters after `self`, from its schema (None: not scripted)."""
+    schema = getattr(getattr(model, "forward", None), "schema", None)
+    arguments = getattr(schema, "arguments", None)
+    if not isinstance(model, torch.jit.ScriptModule) or arguments is None:
+        return None
+    return [inspect.Parameter(a.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                              default=None if a.has_default_value() else inspect.Parameter.empty)
+            for a in list(arguments)[1:]]
+
+
+def _parameters(model: nn.Module) -> tuple[list[inspect.Parameter], bool] | None:
+    """The forward's parameters after its input, and whether it takes **kwargs (None: unreadable).
+
+    A TorchScript archive's are read from its schema (it has no Python signature).
+    """
+    scripted = _script_parameters(model)
+    if scripted is not None:
+        return scripted[1:], False
     try:
         signature = inspect.signature(model.forward)
     except (TypeError, ValueError, AttributeError):
@@ -86,14 +88,14 @@ def _parameters(model: Any) -> tuple[list[inspect.Parameter], bool] | None:
     return rest, var_keyword
 
 
-def plan_forward_args(model: Any, sample: Any, explicit: Mapping[str, str] | None = None) -> ForwardPlan:
+def plan_forward_args(model: nn.Module, sample: SampleInput, explicit: Mapping[str, str] | None = None) -> ForwardPlan:
     """Decide which arrays of `sample` fill the forward's other parameters (see the module docstring).
 
     Raises InputError naming the parameter, or the array, when a mapping cannot be made.
     """
     explicit = dict(explicit or {})
-    arrays: Mapping[str, np.ndarray] = getattr(sample, "arrays", None) or {}
-    has_lengths = getattr(sample, "lengths", None) is not None
+    arrays: Mapping[str, np.ndarray] = sample.arrays
+    has_lengths = sample.lengths is not None
     available = sorted(arrays) + ([LENGTHS] if has_lengths else [])
     cls = type(model).__name__
     found = _parameters(model)
@@ -119,14 +121,16 @@ def plan_forward_args(model: Any, sample: Any, explicit: Mapping[str, str] | Non
             plan.params[p.name] = LENGTHS
             if not has_lengths:
                 plan.full_lengths = True
+                looks = [name for name, array in sorted(arrays.items()) if _could_be_lengths(array, sample)]
+                hint = (f"; if {looks[0]!r} holds them, pass --forward-arg {p.name}={looks[0]}" if looks else "")
                 plan.notes.append(f"{cls}.forward takes {p.name!r}; the input has no 'lengths', so every "
-                                  "sequence was given its full length")
+                                  f"sequence was given its full length{hint}")
         elif required:
             raise InputError(
                 f"{cls}.forward needs {p.name!r}, which lstmviz cannot fill: save the input as an .npz with an "
                 f"array named {p.name!r} next to it, or map one with --forward-arg {p.name}=ARRAY"
             )
-    if has_lengths and LENGTHS not in plan.params.values() and int(np.min(sample.lengths)) < sample.steps:
+    if sample.lengths is not None and LENGTHS not in plan.params.values() and int(np.min(sample.lengths)) < sample.steps:
         plan.notes.append(
             f"{cls}.forward takes no lengths, so it ran over the padding of the shorter sequences "
             f"(lengths {np.asarray(sample.lengths).tolist()}); name a parameter with --forward-arg PARAM=lengths"
@@ -134,8 +138,15 @@ def plan_forward_args(model: Any, sample: Any, explicit: Mapping[str, str] | Non
     return plan
 
 
-def forward_kwargs(plan: ForwardPlan, sample: Any, *, device: str = "cpu", dtype: Any = None,
-                   first_steps: int | None = None) -> dict[str, Any]:
+def _could_be_lengths(array: np.ndarray, sample: SampleInput) -> bool:
+    """One integer per sequence, each in 1..steps: an .npz array that may hold the lengths (`lens`)."""
+    values = np.asarray(array)
+    return (values.shape == (sample.batch,) and np.issubdtype(values.dtype, np.integer)
+            and bool(((values >= 1) & (values <= sample.steps)).all()))
+
+
+def forward_kwargs(plan: ForwardPlan, sample: SampleInput, *, device: str = "cpu", dtype: torch.dtype | None = None,
+                   first_steps: int | None = None) -> dict[str, torch.Tensor]:
     """The plan's arguments as tensors: lengths int64 on the CPU (as `pack_padded_sequence` wants
     them), other arrays as stored on `device` (floating ones in the model's `dtype`).
 
@@ -144,10 +155,10 @@ def forward_kwargs(plan: ForwardPlan, sample: Any, *, device: str = "cpu", dtype
     row 0, and its second axis is cut when it is as long as the input.
     """
     batch, steps = sample.batch, sample.steps
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, torch.Tensor] = {}
     for param, source in plan.params.items():
         if source == LENGTHS:
-            lengths = (np.full(batch, steps, dtype=np.int64) if getattr(sample, "lengths", None) is None
+            lengths = (np.full(batch, steps, dtype=np.int64) if sample.lengths is None
                        else np.asarray(sample.lengths, dtype=np.int64))
             if first_steps is not None:
                 lengths = np.asarray([first_steps], dtype=np.int64)

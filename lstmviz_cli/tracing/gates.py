@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lstmviz_cli.families import GATE_SERIES, GRU, LSTM, RNN
+
 # Elements of one chunk's pre-activation matrix (time x batch x gates): ~32 MB of float32.
 CHUNK_ELEMENTS = 1 << 23
 
@@ -233,7 +235,8 @@ def _direct(spec: StoreSpec, x: torch.Tensor) -> bool:
 
 def _host(t: torch.Tensor) -> np.ndarray:
     """A (time, batch, units) tensor as the contract's (batch, time, units) view, without a copy."""
-    return t.detach().numpy().transpose(1, 0, 2)
+    view: np.ndarray = t.detach().numpy().transpose(1, 0, 2)
+    return view
 
 
 def _pad_views(series: dict[str, np.ndarray], lengths: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -260,8 +263,8 @@ def _fill_gates(out: torch.Tensor, x: torch.Tensor, d: Direction, t0: int, t1: i
     if has_bias:
         operand[..., -1] = 1.0
     torch.mm(operand.view(n * batch, -1), stacked.t(), out=out.view(n * batch, -1))
-    i, f, g, o = out.split(out.shape[-1] // 4, dim=2)
-    i.sigmoid_(), f.sigmoid_(), g.tanh_(), o.sigmoid_()
+    for name, block in zip(LSTM.gates, torch.split(out, out.shape[-1] // 4, dim=2), strict=True):
+        block.sigmoid_() if name in GATE_SERIES else block.tanh_()
 
 
 def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
@@ -286,7 +289,7 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
     m_all = torch.empty(steps, batch, hidden, dtype=dt, device=dev) if direct and proj else None
     sink = None
     if not direct:
-        widths = {s: hidden for s in ("i", "f", "g", "o", "c")}
+        widths = dict.fromkeys((*LSTM.gates, "c"), hidden)
         if proj:
             widths["m"] = hidden
         widths["h"] = d.h.shape[2]
@@ -301,9 +304,9 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
             g4 = gates[t0:t1]
         else:
             g4 = torch.empty(t1 - t0, batch, 4 * hidden, dtype=dt, device=dev)
-        if not given:
+        if stacked is not None:  # no gates given: rebuild them
             _fill_gates(g4, d.x[t0:t1], d, t0, t1, stacked, bias is not None)
-        i, f, g, o = g4.split(hidden, dim=2)
+        i, f, g, o = torch.split(g4, hidden, dim=2)  # LSTM.gates, PyTorch's row order
         valid = None if d.valid is None else d.valid[t0:t1]
         c = c_all[t0:t1] if c_all is not None else torch.empty_like(i)
         torch.mul(i, g, out=c)
@@ -313,6 +316,7 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
             f_scan = f if valid is None else f.masked_fill(~valid[..., None], 1.0)
             if valid is not None:
                 c.masked_fill_(~valid[..., None], 0.0)
+            assert carry is not None
             scanned = scan(f_scan, c, carry, d.reverse)
             if scanned is not c:  # the parallel scan returns a new tensor
                 c.copy_(scanned)
@@ -322,7 +326,8 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
             m = torch.tanh(c, out=m_all[t0:t1]) if m_all is not None else torch.tanh(c)
             m.mul_(o)
         if verify:
-            h_rec = _linear(m, w.w_hr, None) if proj else m.clone() if m_all is not None else m
+            assert m is not None
+            h_rec = _linear(m, w.w_hr, None) if w.w_hr is not None else m.clone() if m_all is not None else m
             h_rec.sub_(d.h[t0:t1]).abs_()
             if valid is not None:
                 h_rec.masked_fill_(~valid[..., None], 0.0)
@@ -339,8 +344,9 @@ def trace_lstm(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
     error = float(err) if verify else None
     if sink is not None:
         return sink.pad_nan(lengths), error
-    i, f, g, o = gates.split(hidden, dim=2)
-    series = {"i": _host(i), "f": _host(f), "g": _host(g), "o": _host(o), "c": _host(c_all)}
+    assert gates is not None and c_all is not None
+    series = {name: _host(block) for name, block in zip(LSTM.gates, torch.split(gates, hidden, dim=2), strict=True)}
+    series["c"] = _host(c_all)
     if m_all is not None:
         series["m"] = _host(m_all)
     series["h"] = _host(d.h)
@@ -353,14 +359,14 @@ def trace_gru(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool,
     """r, z, n, h of one GRU direction: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))."""
     steps, batch, _ = d.x.shape
     hidden = w.w_hh.shape[0] // 3
-    sink = _Sink(spec, batch, steps, dict.fromkeys(("r", "z", "n", "h"), hidden))
+    sink = _Sink(spec, batch, steps, dict.fromkeys(GRU.series, hidden))
     err = torch.zeros((), device=d.x.device, dtype=d.x.dtype)
     for t0, t1 in _chunks(steps, chunk_steps(batch, 6 * hidden, chunk), d.reverse):
         prev = d.h_prev(t0, t1)
         gi = _linear(d.x[t0:t1], w.w_ih, w.b_ih)
         gh = _linear(prev, w.w_hh, w.b_hh)
-        gi_r, gi_z, n = gi.split(hidden, dim=2)
-        gh_r, gh_z, gh_n = gh.split(hidden, dim=2)
+        gi_r, gi_z, n = torch.split(gi, hidden, dim=2)  # GRU.gates, PyTorch's row order
+        gh_r, gh_z, gh_n = torch.split(gh, hidden, dim=2)
         r = gi_r.add_(gh_r).sigmoid_()
         z = gi_z.add_(gh_z).sigmoid_()
         n = n.addcmul_(r, gh_n).tanh_()
@@ -378,7 +384,7 @@ def trace_rnn(d: Direction, w: Weights, spec: StoreSpec, *, verify: bool, nonlin
     """a (pre-activation) and h of one Elman RNN direction: h = tanh(a) or relu(a)."""
     steps, batch, _ = d.x.shape
     hidden = w.w_hh.shape[0]
-    sink = _Sink(spec, batch, steps, dict.fromkeys(("a", "h"), hidden))
+    sink = _Sink(spec, batch, steps, dict.fromkeys(RNN.series, hidden))
     bias = _sum_bias(w.b_ih, w.b_hh)
     err = torch.zeros((), device=d.x.device, dtype=d.x.dtype)
     act = torch.relu if nonlinearity == "relu" else torch.tanh

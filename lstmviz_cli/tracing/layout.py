@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: this module works on NumPy and torch alike without importing torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -90,15 +93,23 @@ def locate_output_axes(shape: Sequence[int], *, batch: int, steps: int, batch_fi
     return OutputAxes(0, 1, layout=_names(ndim, 0, 1))
 
 
-def to_batch_major(value: Any, axes: OutputAxes, *, batch: int, steps: int) -> Any:
+@overload
+def to_batch_major(value: np.ndarray, axes: OutputAxes, *, batch: int, steps: int) -> np.ndarray: ...
+@overload
+def to_batch_major(value: torch.Tensor, axes: OutputAxes, *, batch: int, steps: int) -> torch.Tensor: ...
+def to_batch_major(value: np.ndarray | torch.Tensor, axes: OutputAxes, *, batch: int, steps: int
+                   ) -> np.ndarray | torch.Tensor:
     """`value` (a NumPy array or torch tensor) as (batch, time, ...) when it has a time axis.
 
     Outputs without a time axis are returned unchanged. A view where the layout allows one.
     """
     if axes.time is None:
         return value
-    def move(v: Any, source: int, target: int) -> Any:
-        return np.moveaxis(v, source, target) if isinstance(v, np.ndarray) else v.movedim(source, target)
+
+    def move(v: np.ndarray | torch.Tensor, source: int, target: int) -> np.ndarray | torch.Tensor:
+        if isinstance(v, np.ndarray):
+            return np.moveaxis(v, source, target)
+        return v.movedim(source, target)
 
     if axes.flat:
         rest = tuple(value.shape[1:])

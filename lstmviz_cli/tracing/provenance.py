@@ -8,11 +8,12 @@ it carries are the loader's records (`loading.records`); the verification levels
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
 
-from lstmviz_cli.loading.records import HeadInfo, TensorAccounting
-from lstmviz_cli.tracing.verify import Verification, recurrent_levels
+from lstmviz_cli.loading.records import JSON, HeadInfo, ModelInfo, TensorAccounting
+from lstmviz_cli.tracing.records import Run, Trace
+from lstmviz_cli.tracing.verify import GATE_TOLERANCE, Verification
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Provenance:
             return False
         return self.source in ("model-class", "pickled-module") or self.head is not None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSON]:
         return {
             "source": self.source,
             "description": self.description,
@@ -49,12 +50,12 @@ class Provenance:
         }
 
 
-def _source(info: Any) -> str:
-    if getattr(info, "format", None) == "torchscript":
+def _source(info: ModelInfo) -> str:
+    if info.model_class:
+        return "model-class"
+    if info.format == "torchscript":
         return "torchscript"
-    if getattr(info, "rebuilt", False):
-        return "rebuilt"
-    return "model-class" if getattr(info, "model_class", None) else "pickled-module"
+    return "rebuilt" if info.rebuilt else "pickled-module"
 
 
 _DESCRIPTIONS = {
@@ -65,20 +66,48 @@ _DESCRIPTIONS = {
 }
 
 
-def describe_run(run: Any) -> Provenance:
+def recurrent_levels(trace: Trace) -> list[Verification]:
+    """What the trace verified about the recurrent layers: gates (stock) or each hand-written cell.
+
+    Judged by the tolerance the trace was verified at (`meta.verify_tolerance`, e.g. `lstmviz check
+    --max-verify-error`), else the default: an error over it is "bad" (red on the page).
+    """
+    tolerance = trace.meta.verify_tolerance if trace.meta.verify_tolerance is not None else GATE_TOLERANCE
+    cells = trace.meta.custom_cells or {}
+    error = trace.verify_error
+    if not cells:
+        if error is None:
+            return [Verification("gates", "gates vs layer outputs", None, "not-checked", "not checked")]
+        ok = math.isfinite(error) and error <= tolerance
+        return [Verification("gates", "gates vs layer outputs", float(error), "ok" if ok else "bad")]
+    levels = []
+    for module, cell in cells.items():
+        if cell.family is None:
+            continue
+        err = cell.verify_error
+        if cell.mapping == "names":
+            levels.append(Verification("names", f"{module}: gates named from the source only", None, "not-checked",
+                                       "not verified: the LSTM equations did not check out"))
+            continue
+        check = cell.check or "recurrence"
+        if err is None or not math.isfinite(err):
+            levels.append(Verification("recurrence", f"{module}: {check}", None, "not-checked", "not checked"))
+            continue
+        ok = err <= tolerance
+        levels.append(Verification("recurrence", f"{module}: {check}", float(err), "ok" if ok else "bad"))
+    return levels
+
+
+def describe_run(run: Run) -> Provenance:
     """The Provenance of a pipeline Run: where the model came from and every level verified."""
-    loaded = getattr(run, "loaded", None)
-    info = getattr(loaded, "info", None)
+    info = run.loaded.info
     source = _source(info)
-    model_class = getattr(info, "model_class", None)
-    description = (f"your class {model_class} (--model-class), run as written" if source == "model-class"
+    description = (f"your class {info.model_class} (--model-class), run as written" if source == "model-class"
                    else _DESCRIPTIONS[source])
-    recurrent_only = bool(getattr(info, "recurrent_only", False))
-    levels = recurrent_levels(getattr(run, "trace", None))
-    end_to_end = getattr(run, "end_to_end", None)
-    if end_to_end is not None:
-        levels.append(end_to_end)
-    elif recurrent_only:
+    levels = recurrent_levels(run.trace)
+    if run.end_to_end is not None:
+        levels.append(run.end_to_end)
+    elif info.recurrent_only:
         levels.append(Verification("model", "model output", None, "not-checked",
                                    "not compared: --recurrent-only traces the recurrent layers alone"))
     elif source == "rebuilt":
@@ -87,9 +116,9 @@ def describe_run(run: Any) -> Provenance:
     return Provenance(
         source=source,
         description=description,
-        accounting=getattr(info, "accounting", None),
-        head=getattr(info, "head", None),
-        head_note=getattr(info, "head_note", "") or "",
-        recurrent_only=recurrent_only,
+        accounting=info.accounting,
+        head=info.head,
+        head_note=info.head_note,
+        recurrent_only=info.recurrent_only,
         verification=tuple(levels),
     )

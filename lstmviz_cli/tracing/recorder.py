@@ -7,18 +7,14 @@ yields two), the calls of each cell, and the model's path of leaf modules for th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from lstmviz_cli.loading.records import RecurrentConfig
+from lstmviz_cli.loading.modules import RECURRENT_TYPES, recurrent_config
 from lstmviz_cli.tracing import gates as _gates
-
-LAYER_TYPES = (nn.LSTM, nn.GRU, nn.RNN)
-CELL_TYPES = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
-RECURRENT_TYPES = LAYER_TYPES + CELL_TYPES
+from lstmviz_cli.tracing.records import PathEntry
 
 
 @dataclass
@@ -29,6 +25,7 @@ class Segment:
     error: float | None
     weights: dict[str, np.ndarray]
     lengths: np.ndarray | None = None
+    route: str | None = None  # the kernel route that ran the layer (`tracing.kernels`); None: a cell
 
 
 @dataclass
@@ -47,9 +44,10 @@ class Recorder:
     spec: _gates.StoreSpec
     verify: bool
     chunk: int | None
+    kernel: str = "auto"  # the kernel route wanted: "auto" | "fused" | "onednn-workspace"
     segments: dict[tuple[str, int, str], list[Segment]] = field(default_factory=dict)
     cells: dict[str, list[CellCall]] = field(default_factory=dict)
-    path: list[dict[str, Any]] = field(default_factory=list)
+    path: list[PathEntry] = field(default_factory=list)
     path_index: dict[str, int] = field(default_factory=dict)  # module name -> its entry in `path`
     # Packed sequences are padded back to this many steps (the padded input's length, which a
     # PackedSequence does not carry): given by the caller, or read from the model call's input.
@@ -72,30 +70,8 @@ class Recorder:
         return steps if steps is not None and steps >= longest else None
 
 
-def module_config(module: nn.Module) -> RecurrentConfig:
-    kind = type(module).__name__
-    for base in RECURRENT_TYPES:  # subclasses of nn.LSTM etc. are traced as their base kind
-        if isinstance(module, base):
-            kind = base.__name__
-            break
-    nonlinearity = getattr(module, "nonlinearity", "tanh")
-    if isinstance(module, LAYER_TYPES):
-        return RecurrentConfig(
-            kind=kind, input_size=module.input_size, hidden_size=module.hidden_size,
-            num_layers=module.num_layers, bidirectional=module.bidirectional,
-            proj_size=getattr(module, "proj_size", 0), batch_first=module.batch_first,
-            bias=module.bias, nonlinearity=nonlinearity,
-        )
-    return RecurrentConfig(kind=kind, input_size=module.input_size, hidden_size=module.hidden_size,
-                           bias=module.bias, nonlinearity=nonlinearity)
-
-
 def module_name(name: str, module: nn.Module) -> str:
     """named_modules() name; the model itself (name "") is called after its kind: "lstm", "gru"."""
     if name or not isinstance(module, RECURRENT_TYPES):
         return name
-    return module_config(module).kind.lower()
-
-
-def module_family(module: nn.Module) -> str:
-    return module_config(module).family
+    return recurrent_config(module).kind.lower()

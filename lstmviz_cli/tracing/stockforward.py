@@ -1,34 +1,37 @@
 """The traced forward of nn.LSTM / nn.GRU / nn.RNN: same arguments, same checks, same return value.
 
-While tracing, each stock recurrent instance runs its layers one at a time through the fused kernel
-(`tracing.kernels`), so the intermediate layers' h sequences come out of the kernel at no extra cost,
-and the gates of both directions are rebuilt from [x_t, h_(t-1)] in batched matmuls (`tracing.gates`).
+While tracing, each stock recurrent instance runs its layers one at a time through a kernel route
+(`tracing.kernels`: the fused op its own forward calls, or oneDNN's workspace), chosen once per
+module call, so the intermediate layers' h sequences come out of the kernel at no extra cost. The
+gates of both directions are then rebuilt from [x_t, h_(t-1)] in batched matmuls, or taken from the
+route, and verified against the layer's outputs (`tracing.gates`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from lstmviz_cli.loading.modules import recurrent_config
 from lstmviz_cli.tracing import gates as _gates
-from lstmviz_cli.tracing import kernels
-from lstmviz_cli.tracing.kernels import direction_weights, fused_layer, mkldnn_layer, mkldnn_usable
-from lstmviz_cli.tracing.recorder import Recorder, Segment, module_config
+from lstmviz_cli.tracing.kernels import LayerCall, LayerRun, direction_weights, select_routes
+from lstmviz_cli.tracing.recorder import Recorder, Segment
+
+Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
-def _record_layer(module: nn.Module, name: str, layer: int, recorder: Recorder,
-                  x: torch.Tensor, out: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None,
-                  c_n: torch.Tensor | None, lengths: torch.Tensor | None,
-                  gates: list[torch.Tensor] | None = None) -> None:
+def _record_layer(module: nn.RNNBase, name: str, layer: int, recorder: Recorder, x: torch.Tensor,
+                  out: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor | None, c_n: torch.Tensor | None,
+                  lengths: torch.Tensor | None, gates: list[torch.Tensor] | None, route: str) -> None:
     """Rebuild the gates of both directions of one layer; x/out are time-major, original order.
 
     h0, c0 and c_n hold this layer's directions only (shape (directions, batch, units)).
     """
-    cfg = module_config(module)
+    cfg = recurrent_config(module)
     out_size = cfg.output_size
     steps = x.shape[0]
     valid = None
@@ -46,33 +49,62 @@ def _record_layer(module: nn.Module, name: str, layer: int, recorder: Recorder,
             h_prev=_gates.shifted_prev(h, h0[k], reverse=reverse, lengths=lengths),
             c0=None if c0 is None else c0[k], c_real=None if c_n is None else c_n[k],
         )
-        family = cfg.family
-        common = {"verify": recorder.verify, "chunk": recorder.chunk, "lengths": lengths_np}
-        if family == "lstm":
-            series, err = _gates.trace_lstm(d, w, recorder.spec, gates=gates and gates[k],
-                                            **common)
-        elif family == "gru":
-            series, err = _gates.trace_gru(d, w, recorder.spec, **common)
+        if cfg.family == "lstm":
+            series, err = _gates.trace_lstm(d, w, recorder.spec, verify=recorder.verify, chunk=recorder.chunk,
+                                            lengths=lengths_np, gates=None if gates is None else gates[k])
+        elif cfg.family == "gru":
+            series, err = _gates.trace_gru(d, w, recorder.spec, verify=recorder.verify, chunk=recorder.chunk,
+                                           lengths=lengths_np)
         else:
-            series, err = _gates.trace_rnn(d, w, recorder.spec, nonlinearity=cfg.nonlinearity,
-                                           **common)
+            series, err = _gates.trace_rnn(d, w, recorder.spec, verify=recorder.verify, chunk=recorder.chunk,
+                                           lengths=lengths_np, nonlinearity=cfg.nonlinearity)
         recorder.add((name, layer, "bwd" if reverse else "fwd"),
-                     Segment(series, err, w.to_numpy(), lengths_np))
+                     Segment(series, err, w.to_numpy(), lengths_np, route=route))
 
 
-def traced_forward(module: nn.Module, name: str, recorder: Recorder):
-    """A stand-in for module.forward: same arguments, same checks, same return value."""
-    is_lstm = isinstance(module, nn.LSTM)
-    dirs = 2 if module.bidirectional else 1
-    layers = module.num_layers
-    out_size = (module.proj_size if is_lstm else 0) or module.hidden_size
+@dataclass
+class TracedForward:
+    """A stand-in for one module's forward while it is traced: same arguments, checks and return value.
 
-    def forward(input: Any, hx: Any = None) -> Any:
+    Installed on the instance by `tracing.hooks`; every call runs the module layer by layer through
+    the routes `select_routes` picks for that call, records each layer, and returns exactly what
+    the module's own forward returns.
+    """
+
+    module: nn.RNNBase
+    name: str
+    recorder: Recorder
+
+    @property
+    def _is_lstm(self) -> bool:
+        return isinstance(self.module, nn.LSTM)
+
+    def _initial_state(self, hx: Hidden | None, batch: int, like: torch.Tensor, batched: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        module = self.module
+        directions = 2 if module.bidirectional else 1
+        out_size = (module.proj_size if self._is_lstm else 0) or module.hidden_size
+        if hx is None:
+            h0 = torch.zeros(module.num_layers * directions, batch, out_size, dtype=like.dtype, device=like.device)
+            c0 = (torch.zeros(module.num_layers * directions, batch, module.hidden_size, dtype=like.dtype,
+                              device=like.device) if self._is_lstm else None)
+            return h0, c0
+        if isinstance(hx, tuple):
+            h0, c0 = hx
+        else:
+            h0, c0 = hx, None
+        if not batched:
+            h0 = h0.unsqueeze(1)
+            c0 = None if c0 is None else c0.unsqueeze(1)
+        return h0, c0
+
+    def __call__(self, input: torch.Tensor | PackedSequence, hx: Hidden | None = None
+                 ) -> tuple[torch.Tensor | PackedSequence, Hidden]:
+        module = self.module
         module._update_flat_weights()
-        packed = isinstance(input, PackedSequence)
-        batched = True
         batch_sizes = sorted_idx = unsorted_idx = None
-        if packed:
+        batched = True
+        if isinstance(input, PackedSequence):
             data, batch_sizes, sorted_idx, unsorted_idx = input
             batch = int(batch_sizes[0])
             like = data
@@ -86,21 +118,19 @@ def traced_forward(module: nn.Module, name: str, recorder: Recorder):
                 input = input.unsqueeze(batch_dim)
             batch = input.size(batch_dim)
             like = input
-        if hx is None:
-            h0 = torch.zeros(layers * dirs, batch, out_size, dtype=like.dtype, device=like.device)
-            c0 = (torch.zeros(layers * dirs, batch, module.hidden_size, dtype=like.dtype,
-                              device=like.device) if is_lstm else None)
+        h0, c0 = self._initial_state(hx, batch, like, batched)
+        checked = data if batch_sizes is not None else input
+        assert isinstance(checked, torch.Tensor)
+        if isinstance(module, nn.LSTM):
+            assert c0 is not None
+            module.check_forward_args(checked, (h0, c0), batch_sizes)
         else:
-            h0, c0 = hx if is_lstm else (hx, None)
-            if not batched:
-                h0 = h0.unsqueeze(1)
-                c0 = None if c0 is None else c0.unsqueeze(1)
-        check_hx = (h0, c0) if is_lstm else h0
-        module.check_forward_args(data if packed else input, check_hx, batch_sizes)
+            module.check_forward_args(checked, h0, batch_sizes)
 
         total = None
-        if packed:
-            total = recorder.padded_length(batch, batch_sizes.shape[0])
+        if isinstance(input, PackedSequence):
+            assert batch_sizes is not None
+            total = self.recorder.padded_length(batch, int(batch_sizes.shape[0]))
             # Time-major, the caller's batch order, as long as the padded input (NaN past each length).
             padded, lengths = pad_packed_sequence(input, total_length=total)
             layer_in = data
@@ -108,55 +138,50 @@ def traced_forward(module: nn.Module, name: str, recorder: Recorder):
             padded = input.transpose(0, 1) if module.batch_first else input
             lengths = None
             layer_in = padded
-        per = len(module._flat_weights) // (layers * dirs)
+        routes = select_routes(module, layer_in, packed=batch_sizes is not None, kernel=self.recorder.kernel)
+        directions = 2 if module.bidirectional else 1
         h_n, c_n = [], []
-        for layer in range(layers):
-            sl = slice(layer * dirs, (layer + 1) * dirs)
-            h0_l, c0_l = h0[sl], None if c0 is None else c0[sl]
+        for layer in range(module.num_layers):
+            span = slice(layer * directions, (layer + 1) * directions)
+            h0_l, c0_l = h0[span], None if c0 is None else c0[span]
             if sorted_idx is not None:  # the kernel sees sequences sorted by length
                 h0_k = h0_l.index_select(1, sorted_idx)
                 c0_k = None if c0_l is None else c0_l.index_select(1, sorted_idx)
             else:
                 h0_k, c0_k = h0_l, c0_l
-            result = gates = None
-            # kernels.USE_WORKSPACE is read at call time: the benchmark and the tests switch it off.
-            if kernels.USE_WORKSPACE and mkldnn_usable(module, layer_in, packed):
-                result = mkldnn_layer(module, layer, layer_in, h0_k, c0_k)
-            if result is not None:
-                result, gates = result[:3], result[3]
-            else:
-                weights = module._flat_weights[layer * dirs * per:(layer + 1) * dirs * per]
-                result = fused_layer(module, layer_in, batch_sizes, (h0_k, c0_k) if is_lstm else h0_k,
-                                     weights, module.bidirectional)
-            out = result[0]
-            hn_l = result[1]
-            cn_l = result[2] if is_lstm else None
-            h_n.append(hn_l)
-            if cn_l is not None:
-                c_n.append(cn_l)
-            if packed:
+            call = LayerCall(module, layer, layer_in, batch_sizes, h0_k, c0_k)
+            run: LayerRun | None = None
+            route = routes[-1].name
+            for candidate in routes:  # the last route (the fused kernel) never declines
+                run = candidate.run(call)
+                if run is not None:
+                    route = candidate.name
+                    break
+            assert run is not None
+            h_n.append(run.h_n)
+            if run.c_n is not None:
+                c_n.append(run.c_n)
+            if batch_sizes is not None:
                 out_padded, _ = pad_packed_sequence(
-                    PackedSequence(out, batch_sizes, sorted_idx, unsorted_idx), total_length=total)
+                    PackedSequence(run.output, batch_sizes, sorted_idx, unsorted_idx), total_length=total)
                 cn_orig = None
-                if cn_l is not None:
-                    cn_orig = cn_l if unsorted_idx is None else cn_l.index_select(1, unsorted_idx)
+                if run.c_n is not None:
+                    cn_orig = run.c_n if unsorted_idx is None else run.c_n.index_select(1, unsorted_idx)
             else:
-                out_padded, cn_orig = out, cn_l
-            _record_layer(module, name, layer, recorder, padded, out_padded, h0_l, c0_l,
-                          cn_orig, lengths, gates)
-            layer_in = out
+                out_padded, cn_orig = run.output, run.c_n
+            _record_layer(module, self.name, layer, self.recorder, padded, out_padded, h0_l, c0_l,
+                          cn_orig, lengths, run.gates, route)
+            layer_in = run.output
             padded = out_padded
-        hidden = torch.cat(h_n) if not is_lstm else (torch.cat(h_n), torch.cat(c_n))
-        if packed:
-            output = PackedSequence(layer_in, batch_sizes, sorted_idx, unsorted_idx)
-            return output, module.permute_hidden(hidden, unsorted_idx)
+        hidden: Hidden = (torch.cat(h_n), torch.cat(c_n)) if self._is_lstm else torch.cat(h_n)
+        if batch_sizes is not None:
+            packed_hidden = module.permute_hidden(hidden, unsorted_idx)  # type: ignore[arg-type]
+            return PackedSequence(layer_in, batch_sizes, sorted_idx, unsorted_idx), packed_hidden
         # A fresh tensor for the model: the trace keeps views of the kernel's own output, which
         # code after the module might otherwise change in place (nn.ReLU(inplace=True)).
         output = layer_in.clone()
         output = output.transpose(0, 1) if module.batch_first else output
         if not batched:
             output = output.squeeze(0 if module.batch_first else 1)
-            hidden = hidden.squeeze(1) if not is_lstm else (hidden[0].squeeze(1), hidden[1].squeeze(1))
+            hidden = (hidden[0].squeeze(1), hidden[1].squeeze(1)) if isinstance(hidden, tuple) else hidden.squeeze(1)
         return output, hidden
-
-    return forward

@@ -11,9 +11,9 @@ training mode. `trace_sample` (`tracing.sample`) feeds a loaded model its sample
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,16 +21,16 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from lstmviz_cli.errors import ModelError, VerificationError
+from lstmviz_cli.loading.modules import recurrent_config
 from lstmviz_cli.tracing import gates as _gates
 from lstmviz_cli.tracing.hooks import finish_cell, hooked
-from lstmviz_cli.tracing.recorder import Recorder, Segment, module_config
-from lstmviz_cli.tracing.records import SERIES, LayerTrace, Trace
+from lstmviz_cli.tracing.kernels import KERNELS
+from lstmviz_cli.tracing.recorder import Recorder, Segment
+from lstmviz_cli.tracing.records import SERIES, SERIES_NAMES, LayerTrace, Trace, TraceMeta
+from lstmviz_cli.tracing.verify import GATE_TOLERANCE, VerifyPolicy
 
-# Above this max |recorded - real| the trace is refused (unless verify=False).
-VERIFY_TOLERANCE = 1e-4
 
-
-def _first_tensor(value: Any, total_length: int | None = None) -> torch.Tensor | None:
+def _first_tensor(value: object, total_length: int | None = None) -> torch.Tensor | None:
     """The first tensor in a (nested) value; a PackedSequence padded batch-first (to `total_length`)."""
     if isinstance(value, PackedSequence):
         longest = int(value.batch_sizes.shape[0])
@@ -48,7 +48,7 @@ def _first_tensor(value: Any, total_length: int | None = None) -> torch.Tensor |
     return None
 
 
-def first_output(value: Any, steps: int, total_length: int | None = None) -> tuple[torch.Tensor | None, bool]:
+def first_output(value: object, steps: int, total_length: int | None = None) -> tuple[torch.Tensor | None, bool]:
     """The model's first output tensor, and whether it was stacked from a list of per-step tensors.
 
     A Python list of exactly `steps` tensors of one shape (d2l's `outputs.append(H)` per step) is
@@ -63,7 +63,7 @@ def first_output(value: Any, steps: int, total_length: int | None = None) -> tup
     return _first_tensor(value, total_length), False
 
 
-def _device_of(model: nn.Module, inputs: Sequence[Any]) -> str:
+def _device_of(model: nn.Module, inputs: Sequence[object]) -> str:
     for p in model.parameters():
         return str(p.device)
     first = _first_tensor(list(inputs))
@@ -83,15 +83,26 @@ def _concat(segments: list[Segment]) -> tuple[dict[str, np.ndarray], float | Non
     return series, (max(errors) if errors else None)
 
 
-def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str = "float32",
-          keep_series: Iterable[str] | None = None, keep_units: Sequence[int] | None = None,
-          chunk_steps: int | None = None, total_length: int | None = None, **kwargs: Any) -> Trace:
+def trace(model: nn.Module, *inputs: object, verify: bool | VerifyPolicy = True, tolerance: float = GATE_TOLERANCE,
+          store_dtype: str = "float32", keep_series: Iterable[str] | None = None,
+          keep_units: Sequence[int] | None = None, chunk_steps: int | None = None,
+          total_length: int | None = None, kernel: str = "auto", **kwargs: object) -> Trace:
     """Run `model(*inputs, **kwargs)` once in eval mode and record every recurrent gate.
+
+    Verification: every layer's rebuilt gates must reproduce its own outputs to `tolerance` (max
+    |recorded - real|, default `tracing.verify.GATE_TOLERANCE`), else VerificationError; the errors
+    are `verify_error` and `meta.verify_errors`. `verify=False` skips it (fastest); a
+    `VerifyPolicy` chooses what is computed, refused and suggested (the CLI's --no-verify, `lstmviz
+    check --max-verify-error`). A layer whose series turn NaN within its valid steps is a ModelError
+    naming the layer and the first step, with or without verification.
 
     Memory options for very long sequences (the arrays are what a trace costs):
     `store_dtype="float16"` halves them; `keep_series=("f", "c", "h")` keeps only those series;
     `keep_units=[0, 5, 9]` keeps only those units. Verification always runs on full precision.
     `chunk_steps` bounds the gate workspace (time steps per batched matmul; default ~32 MB).
+    `kernel` chooses the route stock layers run through (`tracing.kernels`): "auto" (oneDNN's
+    workspace where it applies, else the fused op), "fused" (always the fused op, gates rebuilt), or
+    "onednn-workspace"; `meta.kernels` says which ran each layer.
     A module called several times (a decoder loop) has its calls concatenated along time.
 
     Packed sequences are recorded as long as the padded input they came from, NaN past each
@@ -106,7 +117,13 @@ def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str 
     )
     if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)):
         raise ValueError(f"store_dtype must be float32, float16 or float64, not {store_dtype!r}")
-    recorder = Recorder(spec=spec, verify=verify, chunk=chunk_steps, total_length=total_length)
+    policy = VerifyPolicy.of(verify)
+    if not isinstance(verify, VerifyPolicy) and tolerance != GATE_TOLERANCE:
+        policy = VerifyPolicy(compute=policy.compute, tolerance=float(tolerance), refuse=policy.refuse)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
+    recorder = Recorder(spec=spec, verify=policy.compute, chunk=chunk_steps, total_length=total_length,
+                        kernel=kernel)
     first_input = next((v for v in inputs if isinstance(v, torch.Tensor)), None)
     if first_input is not None:
         recorder.input_dims = tuple(int(d) for d in first_input.shape[:2])
@@ -123,18 +140,21 @@ def trace(model: nn.Module, *inputs: Any, verify: bool = True, store_dtype: str 
                                  "cell module to trace")
             output = model(*inputs, **kwargs)
             for name, calls in recorder.cells.items():
-                finish_cell(found[name], name, calls, recorder)
+                cell = found[name]
+                assert isinstance(cell, nn.RNNCellBase)
+                finish_cell(cell, name, calls, recorder)
     finally:
         model.train(was_training)
-    return _assemble(model, inputs, found, recorder, output, verify)
+    return _assemble(model, inputs, found, recorder, output, policy)
 
 
-def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Module],
-              recorder: Recorder, output: Any, verify: bool) -> Trace:
+def _assemble(model: nn.Module, inputs: Sequence[object], found: dict[str, nn.Module],
+              recorder: Recorder, output: object, policy: VerifyPolicy) -> Trace:
     layers: list[LayerTrace] = []
     lengths: dict[str, np.ndarray] = {}
     errors: dict[str, float | None] = {}
-    modules = {name: module_config(module) for name, module in found.items()}
+    routes: dict[str, str] = {}
+    modules = {name: recurrent_config(module) for name, module in found.items()}
     for (name, layer, direction), segments in recorder.segments.items():
         series, err = _concat(segments)
         order = [s for s in SERIES[modules[name].family] if s in series]
@@ -144,6 +164,9 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
                                  config=modules[name], series={s: series[s] for s in order},
                                  weights=segments[0].weights))
         errors[f"{name}/l{layer}/{direction}"] = err
+        route = segments[0].route
+        if route is not None:
+            routes[f"{name}/l{layer}/{direction}"] = route
         seg_lengths = segments[0].lengths
         steps = next(iter(series.values())).shape[1] if series else 0
         if len(segments) == 1 and seg_lengths is not None and (
@@ -152,28 +175,58 @@ def _assemble(model: nn.Module, inputs: Sequence[Any], found: dict[str, nn.Modul
     layers.sort(key=lambda lt: (list(found).index(lt.module), lt.layer, lt.direction != "fwd"))
     traced = {lt.module for lt in layers}
     first = _first_tensor(output, recorder.total_length)
-    meta: dict[str, Any] = {
-        "path": recorder.path,
-        "device": _device_of(model, inputs),
-        "store_dtype": recorder.spec.dtype.name,
-        "not_called": sorted(set(found) - traced),
-    }
-    if recorder.spec.series is not None:
-        meta["kept_series"] = sorted(recorder.spec.series)
-    if recorder.spec.units is not None:
-        meta["kept_units"] = recorder.spec.units.tolist()
+    meta = TraceMeta(
+        path=recorder.path,
+        device=_device_of(model, inputs),
+        store_dtype=recorder.spec.dtype.name,
+        not_called=sorted(set(found) - traced),
+        kept_series=None if recorder.spec.series is None else sorted(recorder.spec.series),
+        kept_units=None if recorder.spec.units is None else recorder.spec.units.tolist(),
+        kernels=routes or None,
+    )
+    for traced_layer in layers:
+        refuse_nan(traced_layer, lengths.get(traced_layer.module))
     verify_error = None
-    if verify:
-        meta["verify_errors"] = errors
+    if policy.compute:
+        meta.verify_errors = errors
+        meta.verify_tolerance = policy.tolerance
         known = [e for e in errors.values() if e is not None]
         verify_error = float(max(known)) if known else 0.0
-        if not verify_error <= VERIFY_TOLERANCE:  # NaN fails too
-            worst = max(errors, key=lambda k: -1.0 if errors[k] is None else
-                        (np.inf if np.isnan(errors[k]) else errors[k]))
-            raise VerificationError(
+        if policy.refuse and not verify_error <= policy.tolerance:  # NaN fails too
+            worst = max(errors, key=lambda k: _severity(errors[k]))
+            raise VerificationError(policy.refusal(
                 f"the recorded gates of {worst} reproduce the module's outputs only to "
-                f"{verify_error:.2e} (tolerance {VERIFY_TOLERANCE:.0e}); rerun with --no-verify "
-                "to see the trace anyway")
+                f"{verify_error:.2e} (tolerance {policy.tolerance:.0e})"))
     return Trace(layers=layers, modules=modules, lengths=lengths, verify_error=verify_error,
                  output=None if first is None else first.detach().to("cpu", torch.float32).numpy(),
                  meta=meta)
+
+
+def _severity(error: float | None) -> float:
+    """How bad a layer's error is, for naming the worst: NaN worst of all, not compared least."""
+    if error is None:
+        return -1.0
+    return math.inf if math.isnan(error) else error
+
+
+def refuse_nan(layer: LayerTrace, lengths: np.ndarray | None = None) -> None:
+    """Raise ModelError when `layer` is NaN within its valid steps (before each packed length).
+
+    NaN is padding only past a packed sequence's length; anywhere else the model computed it (a
+    non-finite value fed to the layer, an overflow), and no figure can be drawn from it. A NaN in
+    any gate reaches h (through c for an LSTM), so the output series is checked: one float32 sum
+    per sequence, the step searched only when it is NaN.
+    """
+    name = next((n for n in ("h", "m", "c") if n in layer.series), None)
+    for key in [name] if name is not None else list(layer.series):
+        array = layer.series[key]
+        for sequence in range(array.shape[0]):
+            valid = array[sequence, : int(lengths[sequence]) if lengths is not None else array.shape[1]]
+            if not np.isnan(valid.sum()):
+                continue
+            step = int(np.argmax(np.isnan(valid).any(axis=1)))
+            where = f"step {step}" + (f" of sequence {sequence}" if sequence else "")
+            raise ModelError(
+                f"{layer.prefix} is NaN from {where} on (its {SERIES_NAMES.get(key, key)}): the model feeds it "
+                "non-finite values there, or computes them; lstmviz cannot show a trace of NaN"
+            )

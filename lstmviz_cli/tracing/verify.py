@@ -10,19 +10,30 @@ Verification levels, from the layers outwards:
     model        the traced run's output against the user's own model run plainly (--model-class,
                  --trust-pickle) or against a TorchScript archive run as itself (--trust-torchscript)
 
-Plain records (no torch), read by the page, the JSON outputs and `lstmviz check`.
+The tolerances are stated here once: the tracer, the hand-written-cell tracer, the badges, `lstmviz
+check`'s default and the CLI's help read them. Plain records (no torch, no NumPy: the CLI reads the
+tolerance for its help text), read by the page, the JSON outputs and `lstmviz check`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # the CLI imports this module for its help text: no NumPy at import time
+    from lstmviz_cli.loading.records import JSON
 
+# The verification tolerance: the largest max |recorded - real| over a layer's outputs (gates vs
+# layer outputs) or a cell's recurrence that counts as verified. `trace(..., tolerance=)` and
+# `lstmviz check --max-verify-error` replace it for one run; the trace records the one in force.
+GATE_TOLERANCE = 1e-4
 # A model output within this (relative to its size) of the reference counts as the same output.
 OUTPUT_TOLERANCE = 1e-4
+# What a refusal suggests, by the command that runs: `report`/`trace`/`figures` take --no-verify,
+# `check` judges the error itself against --max-verify-error.
+NO_VERIFY_REMEDY = "rerun with --no-verify to see the trace anyway"
+CHECK_REMEDY = "pass a larger --max-verify-error to accept it"
 
 
 @dataclass(frozen=True)
@@ -45,58 +56,43 @@ class Verification:
             return f"{self.label}: {'agrees to' if self.status == 'ok' else 'differs by'} {self.error:.2e}"
         return f"{self.label}: {self.error:.2e}" + ("" if self.status == "ok" else " (over the tolerance)")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSON]:
         error = None if self.error is None or not math.isfinite(self.error) else float(f"{self.error:.6g}")
         return {"level": self.level, "label": self.label, "error": error, "status": self.status,
                 "detail": self.detail}
 
 
-def output_error(reference: Any, value: Any) -> float:
-    """max |reference - value| of two NumPy arrays of one shape (inf when the shapes differ)."""
-    a = np.asarray(reference, dtype=np.float64)
-    b = np.asarray(value, dtype=np.float64)
-    if a.shape != b.shape:
-        return math.inf
-    if a.size == 0:
-        return 0.0
-    both_nan = np.isnan(a) & np.isnan(b)
-    diff = np.abs(np.where(both_nan, 0.0, a - b))
-    return float(np.nan_to_num(diff, nan=math.inf).max())
 
 
-def output_matches(error: float, reference: Any) -> bool:
-    """Whether `error` is within OUTPUT_TOLERANCE of an output of this size."""
-    ref = np.asarray(reference, dtype=np.float64)
-    scale = float(np.nanmax(np.abs(ref))) if ref.size and np.isfinite(ref).any() else 0.0
-    return math.isfinite(error) and error <= OUTPUT_TOLERANCE * max(1.0, scale)
+@dataclass(frozen=True)
+class VerifyPolicy:
+    """How one run verifies: whether the errors are computed, the tolerance they are judged by,
+    whether a run over it is refused, and what the refusal suggests.
 
+    `trace(..., verify=True)` is `VerifyPolicy()`; `verify=False` computes nothing (the fastest
+    trace). The CLI's `--no-verify` computes and shows every error but refuses none (`refuse`
+    false: the page shows them in red); `lstmviz check` judges at its --max-verify-error.
+    """
 
-GATE_TOLERANCE = 1e-4  # the tracer's own tolerance (tracing.tracer.VERIFY_TOLERANCE), for the badge's colour
+    compute: bool = True
+    tolerance: float = GATE_TOLERANCE
+    refuse: bool = True
+    remedy: str = NO_VERIFY_REMEDY
 
+    @classmethod
+    def of(cls, verify: bool | VerifyPolicy) -> VerifyPolicy:
+        """A policy from the `verify` argument the tracers take (a bool, or a policy as it is)."""
+        if isinstance(verify, VerifyPolicy):
+            return verify
+        return cls() if verify else cls(compute=False, refuse=False)
 
-def recurrent_levels(trace: Any) -> list[Verification]:
-    """What the trace verified about the recurrent layers: gates (stock) or each hand-written cell."""
-    meta = getattr(trace, "meta", {}) or {}
-    cells = meta.get("custom_cells") or {}
-    error = getattr(trace, "verify_error", None)
-    if not cells:
-        if error is None:
-            return [Verification("gates", "gates vs layer outputs", None, "not-checked", "not checked (--no-verify)")]
-        ok = math.isfinite(error) and error <= GATE_TOLERANCE
-        return [Verification("gates", "gates vs layer outputs", float(error), "ok" if ok else "bad")]
-    levels = []
-    for module, cell in cells.items():
-        if cell.get("family") is None:
-            continue
-        err = cell.get("verify_error")
-        if cell.get("mapping") == "names":
-            levels.append(Verification("names", f"{module}: gates named from the source only", None, "not-checked",
-                                       "not verified: the LSTM equations did not check out"))
-            continue
-        check = cell.get("check") or "recurrence"
-        if err is None or not math.isfinite(err):
-            levels.append(Verification("recurrence", f"{module}: {check}", None, "not-checked", "not checked"))
-            continue
-        ok = err <= GATE_TOLERANCE
-        levels.append(Verification("recurrence", f"{module}: {check}", float(err), "ok" if ok else "bad"))
-    return levels
+    @classmethod
+    def for_check(cls, max_verify_error: float | None) -> VerifyPolicy:
+        """`lstmviz check`: judged at its --max-verify-error, looser or tighter (None: not judged)."""
+        if max_verify_error is None:
+            return cls(refuse=False, remedy=CHECK_REMEDY)
+        return cls(tolerance=float(max_verify_error), remedy=CHECK_REMEDY)
+
+    def refusal(self, what: str) -> str:
+        """`what` went over the tolerance: the one-line refusal, with the running command's remedy."""
+        return f"{what}; {self.remedy}"

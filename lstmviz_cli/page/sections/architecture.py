@@ -23,7 +23,7 @@ def _shapes(value: object) -> tuple[tuple[int, ...], ...]:
 
 
 def read_path(meta_path: object, modules: Mapping[str, RecurrentConfig]) -> tuple[PathStep, ...]:
-    """The trace's recorded data path (`Trace.meta["path"]`) as PathSteps, one per module name (calls
+    """The trace's recorded data path (`Trace.meta.path`) as PathSteps, one per module name (calls
     summed); without one, the recurrent modules with shapes from their configs."""
     steps: list[PathStep] = []
     seen: dict[str, int] = {}
@@ -62,7 +62,7 @@ def architecture_section(ctx: PageContext) -> Section:
     trace = ctx.run.trace
     diagram = FigureSpec(
         id=ctx.ids.take("architecture-diagram"), ref=FigureRef("architecture"),
-        data=ArchitectureData(read_path(trace.meta.get("path"), trace.modules), dict(trace.modules)),
+        data=ArchitectureData(read_path(trace.meta.path, trace.modules), dict(trace.modules)),
         description="Architecture: the model's modules along the data path with tensor shapes.", frame="scroll",
     )
     lead = Paragraph(("The modules the sample passed through, in call order, with the tensor shape on each edge.",),

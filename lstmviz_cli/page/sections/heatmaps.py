@@ -38,7 +38,7 @@ def layer_heatmap(ctx: PageContext, layer: LayerTrace) -> tuple[HeatmapData, str
     rows, how = row_order(ctx, layer)
     panels = []
     width = 1
-    source_names = ctx.run.trace.meta.get("series_names", {}).get(layer.prefix, {})
+    source_names = (ctx.run.trace.meta.series_names or {}).get(layer.prefix, {})
     for name in layer.series:
         values = sequence(layer, name, ctx.view.window)
         if values.shape[1] == layer.config.hidden_size:

@@ -185,7 +185,7 @@ def summary_section(ctx: PageContext) -> Section:
             Row((
                 Cell((visible(name, 60),), user=True), Cell((cfg.kind,)), Cell((str(cfg.input_size),)),
                 Cell((str(cfg.hidden_size),)), Cell((str(cfg.proj_size or "–"),)), Cell((str(cfg.num_layers),)),
-                Cell(("yes" if cfg.bidirectional else "no",)), Cell(("yes" if cfg.batch_first else "no",)),
+                Cell(("yes" if cfg.bidirectional else "no",)), Cell(("not known" if cfg.batch_first is None else "yes" if cfg.batch_first else "no",)),
             ))
             for name, cfg in ctx.run.trace.modules.items()
         ),

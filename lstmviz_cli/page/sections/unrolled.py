@@ -71,6 +71,15 @@ def unrolled_data(ctx: PageContext) -> UnrolledData:
                         _output_labels(ctx, steps), shade)
 
 
+def _replacing(ctx: PageContext) -> str:
+    """The exception to "bright cells keep their state": GRUs written h = (1 - z)·h + z·n."""
+    replaces = [visible(layer.label, 200) for layer in ctx.layers if not layer.keeps_when_high]
+    if not replaces:
+        return ""
+    return (f", except in {', '.join(replaces)}, whose update gate is written the other way round "
+            "(h = (1−z)·h + z·n): there bright cells replace their state")
+
+
 def unrolled_section(ctx: PageContext) -> Section:
     section_id = ctx.ids.take("unrolled")
     data = unrolled_data(ctx)
@@ -78,7 +87,7 @@ def unrolled_section(ctx: PageContext) -> Section:
     lead = Paragraph(inline(
         f"Steps {start}–{stop - 1} of {data.total}, layers from bottom to top, inputs below and outputs above. "
         f"Each cell is shaded and labelled by its mean {data.shade_name} at that step: bright cells keep more of "
-        "their state.",
+        "their state" + _replacing(ctx) + ".",
         *((" Choose another window with ", Span("--steps START:STOP", "code"), ".") if stop - start < data.total
           else ()),
     ), role="lead")

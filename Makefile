@@ -66,12 +66,9 @@ bench: setup
 lint: setup typecheck
 	$(VENV)/bin/ruff check lstmviz_cli tests sample_models benchmarks
 
-# mypy strict (configured in pyproject.toml) on the parts of the package whose contracts are typed.
-# Issue 15 types the package folder by folder: a folder joins TYPECHECKED when mypy is clean on it, and
-# once every folder is, TYPECHECKED becomes empty and mypy checks the whole package (pyproject's `files`).
-TYPECHECKED ?= lstmviz_cli/analysis lstmviz_cli/explain lstmviz_cli/commands lstmviz_cli/cli.py lstmviz_cli/cli_options.py
+# mypy strict on the whole package (configured in pyproject.toml): the typed contracts between stages.
 typecheck: setup
-	$(VENV)/bin/mypy $(TYPECHECKED)
+	$(VENV)/bin/mypy
 
 clean-venv:
 	rm -rf $(VENV)

@@ -239,7 +239,8 @@ def _layered(stack: RecurrentStack, stepped: set[tuple[int, int]], clamps: dict[
         pieces: list[torch.Tensor | None] = [None] * steps
         h, c = state if isinstance(state, tuple) else (state, None)
         for t in range(steps - 1, -1, -1) if d else range(steps):
-            result = fused_layer(stack, x[t:t + 1], None, (h, c) if is_lstm else h, weights, False)
+            step_state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = (h, c) if c is not None else h
+            result = fused_layer(stack, x[t:t + 1], None, step_state, weights, False)
             h = result[1].clone()
             c = result[2] if is_lstm else None
             for unit, value in values.items():
@@ -286,7 +287,7 @@ def _layered(stack: RecurrentStack, stepped: set[tuple[int, int]], clamps: dict[
                                             clamps.get((layer, d), {}))
                 outs.append(out)
                 h_n.append(hn)
-                if is_lstm:
+                if cn is not None:  # an LSTM's c_n
                     c_n.append(cn)
             x = torch.cat(outs, dim=2)
         output = x.transpose(0, 1) if stack.batch_first else x

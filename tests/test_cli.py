@@ -215,6 +215,6 @@ def test_help_states_the_defaults_of_the_records_that_hold_them() -> None:
     env = {**os.environ, "COLUMNS": "250"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert "values < 0.2 or > 0.7 (default 0.5)" in out and "(default 7%)" in out and "holding 80%" in out
-    assert "trace (default 3e-5)" in out
+    assert "looser or tighter than the default 3e-5" in out
     assert re.search(r"--saturation-low +<float> +Gate values below this count as left-saturated\. +\[default: 0\.2\]",
                      out)

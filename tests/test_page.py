@@ -31,7 +31,7 @@ from lstmviz_cli.page.model import FigureSpec, Findings, Highlight, Page, Sectio
 from lstmviz_cli.page.outline import outline
 from lstmviz_cli.page.view import ViewOptions, resolve_view
 from lstmviz_cli.render.html import render_html
-from lstmviz_cli.tracing.records import Run, Trace
+from lstmviz_cli.tracing.records import Run, Trace, TraceMeta
 
 
 def page_of(run: Run, **view: object) -> Page:
@@ -132,7 +132,7 @@ def _two_module_run(first: str, second: str) -> Run:
     a = numpy_trace("LSTM", steps=8, hidden_size=3, module=first, seed=1)
     b = numpy_trace("LSTM", steps=8, hidden_size=3, module=second, seed=2)
     trace = Trace(layers=[*a.layers, *b.layers], modules={**a.modules, **b.modules}, verify_error=1e-7,
-                  output=a.output, meta={"path": a.meta["path"][:1] + b.meta["path"]})
+                  output=a.output, meta=TraceMeta(path=a.meta.path[:1] + b.meta.path))
     return make_run(trace)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -202,7 +204,7 @@ def test_analyze_run_reads_the_prediction_once_and_changes_neither_the_run_nor_t
     monkeypatch.setattr(orchestrate, "predict", counted)
     assert not hasattr(analyze, "predict")  # the pure stage takes the prediction; it never reads one
     run = _run(FirstStepOnly().eval(), np.array([[1, 2, 3, 4, 0, 1]]), "tokens")
-    meta = dict(run.trace.meta)
+    meta = copy.deepcopy(run.trace.meta)
     analysis = analyze_run(run, AnalysisOptions())
     assert len(calls) == 1 and analysis.prediction is not None and analysis.prediction.kind == "topk"
     assert run.trace.meta == meta

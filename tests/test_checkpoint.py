@@ -15,6 +15,8 @@ from torch import nn
 from lstmviz_cli.errors import CheckpointError, LstmvizError, ModelError
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.device import resolve_device
+from lstmviz_cli.loading.inputs import load_sample
+from lstmviz_cli.loading.metadata import check_meta, known_task
 from lstmviz_cli.loading.modules import recurrent_configs
 from lstmviz_cli.loading.records import RecurrentConfig
 
@@ -96,8 +98,8 @@ def test_dict_checkpoint_metadata_fills_model_info(tmp_path: Path) -> None:
     assert loaded.info.task == "char-lm"
     assert loaded.info.vocab == tuple(fx.VOCAB)
     assert loaded.info.description == "tiny"
-    assert loaded.meta["epoch"] == 3 and loaded.meta["sample_input"] == "abc"
-    assert "optimizer_state_dict" in loaded.meta  # plain dicts are kept, tensors are not
+    assert loaded.meta["other"]["epoch"] == 3 and loaded.meta["sample_input"] == "abc"
+    assert "optimizer_state_dict" in loaded.meta["other"]  # plain dicts are kept, tensors are not
     assert loaded.meta["input_format"] == "text" and loaded.meta["input_size"] == 5
 
 
@@ -129,6 +131,41 @@ def test_bad_metadata_names_the_key(tmp_path: Path) -> None:
     torch.save(fx.token_model().state_dict(), tmp_path / "sd.pt")
     with pytest.raises(CheckpointError, match="'sd.json' is not valid JSON"):
         load_checkpoint(tmp_path / "sd.pt")
+
+
+def test_metadata_is_typed_once_where_the_file_becomes_metadata(tmp_path: Path) -> None:
+    """`check_meta`: one type per key; what the file says that is not the convention stays under `other`."""
+    raw = {
+        "config": {"hidden": 4, 7: "an int key no constructor can take"}, "vocab": {"b": 1, "a": 0},
+        "task": 5, "input_format": "tokens", "sample_input": [1, 0], "output_labels": ("x", 2),
+        "description": "d", "batch_first": 0, "vocab_size": "12", "input_size": 3,
+        "one_hot": True, "epoch": 3,  # a key lstmviz derives, given by the file: kept, not read
+    }
+    meta, found = check_meta(raw, tmp_path / "m.pt")
+    assert meta == {
+        "config": {"hidden": 4}, "vocab": ["a", "b"], "vocab_level": "char", "task": 5, "input_format": "tokens",
+        "sample_input": [1, 0], "output_labels": ["x", "2"], "description": "d", "batch_first": False, "input_size": 3,
+        "other": {"vocab_size": "12", "one_hot": True, "epoch": 3},
+    }
+    assert known_task(meta) is None and known_task({"task": "char-lm"}) == "char-lm" and found.notes == []
+    with pytest.raises(CheckpointError, match="metadata 'description' of 'm.pt' must be a string, got int"):
+        check_meta({"description": 1}, tmp_path / "m.pt")
+    with pytest.raises(CheckpointError, match="metadata 'config' of 'm.pt' must be a dict, got list"):
+        check_meta({"config": [1]}, tmp_path / "m.pt")
+    # A vocabulary under another name is found in the raw entries, and its level makes the input text.
+    meta, found = check_meta({"itos": ["a", "b", "c"], "epoch": 1}, tmp_path / "m.pt")
+    assert meta == {"vocab": ["a", "b", "c"], "vocab_level": "char", "input_format": "text", "other": {"itos": ["a", "b", "c"], "epoch": 1}}
+    assert found.vocab is not None and found.vocab.source == "itos"
+
+
+def test_a_file_cannot_claim_what_the_loader_derives(tmp_path: Path) -> None:
+    """'one_hot' in a checkpoint is the file's own entry, not lstmviz's inference: token ids stay ids."""
+    path = tmp_path / "ck.pt"
+    torch.save({"state_dict": fx.token_model().state_dict(), "one_hot": True, "reads_features": True}, path)
+    loaded = load_checkpoint(path)
+    assert "one_hot" not in loaded.meta and loaded.meta["other"] == {"one_hot": True, "reads_features": True}
+    sample = load_sample(loaded, tokens="1,2,3")
+    assert sample.kind == "tokens" and not sample.one_hot and sample.values.tolist() == [[1, 2, 3]]
 
 
 # -- rebuilding from a bare state dict ---------------------------------------------------------------
@@ -188,6 +225,7 @@ def test_bias_free_head_of_embedding_width_is_told_apart_by_key_order(tmp_path: 
     torch.save(model.state_dict(), path)
     loaded = load_checkpoint(path)
     assert loaded.model.lstmviz_embedding == "emb" and loaded.model.lstmviz_head == "out"
+    assert loaded.info.embedding == "emb"  # the page reads it from the ModelInfo, not the torch module
     x = torch.tensor([[0, 3, 8, 1]])
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), model.out(model.lstm(model.emb(x))[0]), rtol=0, atol=1e-6)
@@ -202,6 +240,7 @@ def test_unplaced_keys_are_reported(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "sd.pt")
     loaded = load_checkpoint(tmp_path / "sd.pt", recurrent_only=True)
     assert loaded.info.accounting.unused == ("fc.weight", "fc.bias", "norm.weight", "norm.bias")
+    assert loaded.info.recurrent_only and loaded.info.embedding == "embed"
 
 
 def test_half_precision_weights_are_upcast_on_cpu(tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ def test_net_key_and_nesting_one_level_down(tmp_path: Path) -> None:
                tmp_path / "nested.pt")
     loaded = load_checkpoint(tmp_path / "nested.pt")
     assert loaded.info.weights_key == "checkpoint/model" and loaded.info.vocab == tuple(CHARS)
-    assert loaded.meta["step"] == 9 and loaded.meta["args"] == {"lr": 0.1}
+    assert loaded.meta["other"]["step"] == 9 and loaded.meta["other"]["args"] == {"lr": 0.1}
     _same_output(loaded, model)
     assert load_checkpoint(tmp_path / "nested.pt", weights_key="checkpoint/model").info.weights_key == "checkpoint/model"
 

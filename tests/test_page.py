@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from lstmviz_cli.analysis.records import Analysis, FigureRef, MemoryProbe, Salie
 from lstmviz_cli.analysis.serialize import analysis_json
 from lstmviz_cli.analysis.thresholds import Thresholds, saturation_thresholds
 from lstmviz_cli.explain.orchestrate import analyze_run
+from lstmviz_cli.loading.records import TensorAccounting
 from lstmviz_cli.page.build import REPORT_SECTIONS, build_page, report_page, select
 from lstmviz_cli.page.context import PageContext
 from lstmviz_cli.page.diff import build_diff_page
@@ -157,6 +159,19 @@ def test_a_broken_section_is_an_error(lstm_run: Run) -> None:
     run, analysis, view = select(lstm_run, analyze_run(lstm_run, AnalysisOptions()), ViewOptions())
     with pytest.raises(KeyError, match="a bug in a section"):
         build_page(run, analysis, view, sections=(*REPORT_SECTIONS[:3], broken, *REPORT_SECTIONS[3:]))
+
+
+def test_recurrent_only_stamp_names_the_rebuilt_embedding_from_the_model_info(lstm_run: Run) -> None:
+    """The embedding a --recurrent-only rebuild kept is a fact of the typed ModelInfo (no torch module here)."""
+    info = replace(lstm_run.loaded.info, recurrent_only=True, embedding="emb\u202e",
+                   accounting=TensorAccounting(total=9, unused=("norm.weight",), front=("norm",)))
+    run = replace(lstm_run, loaded=replace(lstm_run.loaded, info=info))
+    stamp = text_of(page_of(run))
+    assert "Recurrent layers only (--recurrent-only)" in stamp
+    assert "(token ids through the rebuilt embedding `emb\\\\u202e`)" in stamp  # shown, escaped, never obeyed
+    assert ", without `norm`, which may run before them" in stamp and "\u202e" not in stamp
+    bare = replace(run, loaded=replace(run.loaded, info=replace(info, embedding=None)))
+    assert "Recurrent layers only" in text_of(page_of(bare)) and "rebuilt embedding" not in text_of(page_of(bare))
 
 
 def test_tolerates_a_minimal_analysis(lstm_run: Run) -> None:

@@ -24,7 +24,7 @@ from lstmviz_cli.loading import findweights, sniff
 from lstmviz_cli.loading.device import place_model, refuse_non_finite, resolve_device
 from lstmviz_cli.loading.findweights import strip_wrapper_prefixes
 from lstmviz_cli.loading.formats import load_safetensors, load_torchscript
-from lstmviz_cli.loading.metadata import TASKS, check_meta, infer_meta, read_sidecar
+from lstmviz_cli.loading.metadata import TASKS, check_meta, infer_meta, known_task, read_sidecar
 from lstmviz_cli.loading.rebuild import plan_facts, rebuild_from_state
 from lstmviz_cli.loading.records import LoadedModel, ModelInfo, TensorAccounting
 from lstmviz_cli.loading.safeload import (
@@ -61,7 +61,7 @@ def load_checkpoint(
     require_safe_torch(torch)
     dev = resolve_device(device)
     sniffed = sniff.sniff_checkpoint(path)
-    meta = read_sidecar(path)
+    raw: dict[str, object] = dict(read_sidecar(path))  # the file's plain entries, typed by check_meta
     unsafe = False
     scripted = None
     module: nn.Module | None = None
@@ -74,7 +74,7 @@ def load_checkpoint(
     if sniffed.kind == sniff.SAFETENSORS:
         fmt = "safetensors"
         state, file_meta = load_safetensors(path, sniffed.size)
-        meta.update(file_meta)
+        raw.update(file_meta)
     elif sniffed.kind == sniff.TORCHSCRIPT:
         if not trust_torchscript:
             raise UnsafeCheckpointError(
@@ -84,7 +84,7 @@ def load_checkpoint(
             )
         fmt, unsafe = "torchscript", True
         scripted, state, file_meta = load_torchscript(path, dev)
-        meta.update(file_meta)
+        raw.update(file_meta)
     else:
         try:
             obj, skipped = torch_load_safe(path, sniffed.kind, dev)
@@ -95,11 +95,11 @@ def load_checkpoint(
             obj, unsafe = torch_load_trusted(path, dev, main), True
         unpacked = findweights.unpack(obj, path.name, weights_key)
         fmt, state, module = unpacked.format, unpacked.state, unpacked.module
-        meta.update(unpacked.meta)
+        raw.update(unpacked.meta)
     if weights_key is not None and unpacked is None:
         raise CheckpointError(f"--weights-key {weights_key!r}: {path.name!r} is a {fmt} file, not a dict checkpoint")
 
-    meta, vocab_found = check_meta(meta, path)
+    meta, vocab_found = check_meta(raw, path)
     if state is not None:
         state = strip_wrapper_prefixes(state)
     if state is None:
@@ -158,7 +158,7 @@ def load_checkpoint(
         device=dev,
         unsafe=unsafe,
         rebuilt=rebuilt,
-        task=meta.get("task") if meta.get("task") in TASKS else None,
+        task=known_task(meta),
         vocab=tuple(meta["vocab"]) if meta.get("vocab") is not None else None,
         output_labels=tuple(meta["output_labels"]) if meta.get("output_labels") is not None else None,
         description=meta.get("description"),

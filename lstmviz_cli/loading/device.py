@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import torch
 from torch import nn
@@ -14,9 +13,10 @@ from lstmviz_cli.errors import (
     ModelError,
     first_line,
 )
+from lstmviz_cli.loading.records import Metadata
 
 
-def place_model(model: nn.Module, dev: str, meta: dict[str, Any]) -> nn.Module:
+def place_model(model: nn.Module, dev: str, meta: Metadata) -> nn.Module:
     """Eval mode on the device; half precision is upcast on CPU, where its kernels are missing."""
     dtypes = {p.dtype for p in model.parameters()}
     if dev == "cpu" and dtypes & {torch.float16, torch.bfloat16}:

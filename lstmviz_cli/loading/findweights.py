@@ -45,7 +45,7 @@ class Unpacked:
     state: dict[str, Any] | None
     module: nn.Module | None
     key: str | None = None  # path of the weights in the file ("model_state", "checkpoint/model"); None: the file itself
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, object] = field(default_factory=dict)  # plain entries beside the weights (`standins.is_plain`)
     lightning: bool = False  # a PyTorch Lightning checkpoint (its keys may carry an attribute prefix)
     # Objects of the user's classes (a trusted pickle: --trust-pickle) whose plain attributes were read
     # as metadata: (where, class), e.g. ("vocab", "vocab_mod.Vocab").
@@ -185,7 +185,7 @@ def _is_optimizer_state(value: object) -> bool:
     return isinstance(value, Mapping) and "state" in value and "param_groups" in value
 
 
-def _meta_beside(obj: Mapping[object, object], path: tuple[str, ...], objects: list[tuple[str, str]]) -> dict[str, Any]:
+def _meta_beside(obj: Mapping[object, object], path: tuple[str, ...], objects: list[tuple[str, str]]) -> dict[str, object]:
     """Plain metadata beside the weights: the top level's, then (nested weights) their container's."""
     meta = _plain_items(obj, skip=path[0] if path else None, where="", objects=objects)
     if len(path) == 2:
@@ -196,13 +196,13 @@ def _meta_beside(obj: Mapping[object, object], path: tuple[str, ...], objects: l
 
 
 def _plain_items(container: Mapping[object, object], skip: str | None, where: str,
-                 objects: list[tuple[str, str]]) -> dict[str, Any]:
+                 objects: list[tuple[str, str]]) -> dict[str, object]:
     """JSON-like entries; an object opened as plain data (a stand-in) contributes its plain state.
 
     So does an object of the user's own class from a trusted pickle (a torchtext-style `Vocab` with
     `itos` and a `stoi` defaultdict): its instance attributes that are plain data, listed in `objects`.
     """
-    items: dict[str, Any] = {}
+    items: dict[str, object] = {}
     for key, value in container.items():
         if not isinstance(key, str) or key == skip or isinstance(value, (torch.Tensor, nn.Module)):
             continue

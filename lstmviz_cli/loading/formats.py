@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -14,12 +13,13 @@ from lstmviz_cli.errors import (
     first_line,
 )
 from lstmviz_cli.loading.metadata import parse_json_object
+from lstmviz_cli.loading.records import JSON
 from lstmviz_cli.loading.safeload import quiet
 from lstmviz_cli.loading.sniff import validate_safetensors
 
 
 # -- the kinds ---------------------------------------------------------------------------------
-def load_safetensors(path: Path, size: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_safetensors(path: Path, size: int) -> tuple[dict[str, torch.Tensor], dict[str, JSON]]:
     header = validate_safetensors(path, size)
     read: Callable[..., dict[str, torch.Tensor]] = load_file  # (safetensors ships no type information)
     try:
@@ -28,14 +28,14 @@ def load_safetensors(path: Path, size: int) -> tuple[dict[str, torch.Tensor], di
         raise CheckpointError(f"cannot read safetensors file {path.name!r}: {first_line(error)}") from None
     # Keep the header's order (the library returns its own).
     ordered = {key: state[key] for key in header if key in state}
-    meta: dict[str, Any] = {}
+    meta: dict[str, JSON] = {}
     raw = (header.get("__metadata__") or {}).get("lstmviz")
     if raw is not None:
         meta = parse_json_object(raw, f"{path.name!r} __metadata__['lstmviz']")
     return ordered, meta
 
 
-def load_torchscript(path: Path, dev: str) -> tuple[torch.jit.ScriptModule, dict[str, torch.Tensor], dict[str, Any]]:
+def load_torchscript(path: Path, dev: str) -> tuple[torch.jit.ScriptModule, dict[str, torch.Tensor], dict[str, JSON]]:
     extra = {"lstmviz.json": ""}
     try:
         with quiet():  # jit.load is deprecated, and still the only reader of these archives

@@ -10,7 +10,6 @@ import csv
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ import torch
 from lstmviz_cli.errors import InputError, first_line
 from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.loading.budget import check_budget
-from lstmviz_cli.loading.records import LoadedModel, SampleInput
+from lstmviz_cli.loading.records import LoadedModel, Metadata, SampleInput
 
 SUFFIXES = (".npy", ".npz", ".csv", ".pt", ".pth", ".txt")
 _WHAT_TO_PASS = "pass --input FILE (.npy .npz .csv .pt .txt) or --tokens 1,2,3"
@@ -38,7 +37,7 @@ def load_sample(
     Validated against the model (`loaded.meta` input_format / vocab_size / input_size); every
     mismatch is one InputError saying what was expected.
     """
-    meta: Mapping[str, Any] = loaded.meta
+    meta = loaded.meta
     if path is not None and tokens is not None:
         raise InputError("pass either --input or --tokens, not both")
     text: str | None = None
@@ -96,7 +95,7 @@ def _parse_tokens(tokens: str) -> np.ndarray:
         raise InputError(f"--tokens must be comma-separated integers, e.g. 6,7,0; {bad!r} is not one") from None
 
 
-def _read_file(path: Path, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | None]:
+def _read_file(path: Path, meta: Metadata) -> tuple[np.ndarray, str | None]:
     name = str(path)
     if not path.exists():
         raise InputError(f"input file {name!r} does not exist")
@@ -238,7 +237,7 @@ def _read_pt(path: Path) -> np.ndarray:
     return value.detach().cpu().numpy()
 
 
-def _encode_text(text: str, meta: Mapping[str, Any], name: str) -> np.ndarray:
+def _encode_text(text: str, meta: Metadata, name: str) -> np.ndarray:
     """Characters (or whitespace-separated words, for word vocabularies) -> ids via the vocab."""
     vocab = meta.get("vocab")
     if not vocab:
@@ -258,13 +257,13 @@ def _encode_text(text: str, meta: Mapping[str, Any], name: str) -> np.ndarray:
     return np.array([index[p] for p in pieces], dtype=np.int64)
 
 
-def _char_level(meta: Mapping[str, Any]) -> bool:
+def _char_level(meta: Metadata) -> bool:
     """Text is split into characters for "text" models and single-character vocabularies, else words."""
     vocab = meta.get("vocab") or []
     return meta.get("input_format") == "text" or all(len(token) == 1 for token in vocab)
 
 
-def _from_sample(sample: object, meta: Mapping[str, Any]) -> tuple[np.ndarray, str | None]:
+def _from_sample(sample: object, meta: Metadata) -> tuple[np.ndarray, str | None]:
     if isinstance(sample, str):
         return _encode_text(sample, meta, "the checkpoint's sample_input"), sample
     try:
@@ -274,7 +273,7 @@ def _from_sample(sample: object, meta: Mapping[str, Any]) -> tuple[np.ndarray, s
 
 
 # -- validation ------------------------------------------------------------------------------------
-def _validate(values: np.ndarray, meta: Mapping[str, Any], source: str) -> SampleInput:
+def _validate(values: np.ndarray, meta: Metadata, source: str) -> SampleInput:
     fmt = meta.get("input_format")
     wants_tokens = fmt in ("text", "tokens")
     dtype = values.dtype
@@ -309,7 +308,7 @@ def _validate(values: np.ndarray, meta: Mapping[str, Any], source: str) -> Sampl
     raise InputError(f"{source}: unsupported dtype {dtype}; expected integer token ids or float features")
 
 
-def _validate_tokens(values: np.ndarray, meta: Mapping[str, Any], source: str) -> SampleInput:
+def _validate_tokens(values: np.ndarray, meta: Metadata, source: str) -> SampleInput:
     if values.ndim == 1:
         values = values[None, :]
     if values.ndim != 2:
@@ -330,7 +329,7 @@ def _validate_tokens(values: np.ndarray, meta: Mapping[str, Any], source: str) -
     return SampleInput(values=np.ascontiguousarray(values), kind="tokens", labels=labels, description=desc)
 
 
-def _validate_features(values: np.ndarray, meta: Mapping[str, Any], source: str) -> SampleInput:
+def _validate_features(values: np.ndarray, meta: Metadata, source: str) -> SampleInput:
     features = meta.get("input_size")
     if values.ndim == 2:
         values = values[None, :, :]

@@ -24,6 +24,11 @@ a JSON string of the same keys; for TorchScript, an extra file ``lstmviz.json``.
 tokens; else features of the first recurrent layer's input size) so inputs can be validated. A
 text/tokens model without an Embedding whose input size equals len(vocab) reads one-hot rows
 (``meta["one_hot"] = True``).
+
+The metadata is typed once, where the file's plain entries become metadata (`check_meta`): a
+`loading.records.Metadata` with one type per key (the convention's, ``batch_first``, integer
+``vocab_size`` / ``input_size``, and what the loader derives); the file's other entries (``epoch``,
+``loss``, ...) are kept as read under ``other``.
 """
 
 from __future__ import annotations
@@ -31,20 +36,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
 from lstmviz_cli.errors import CheckpointError
 from lstmviz_cli.loading.modules import recurrent_configs
-from lstmviz_cli.loading.vocab import find_vocabularies, vocabulary_level
+from lstmviz_cli.loading.records import JSON, Metadata
+from lstmviz_cli.loading.vocab import Found, find_vocabularies, vocabulary_level
 
 TASKS = ("char-lm", "classification", "regression")
 INPUT_FORMATS = ("text", "tokens", "features")
 
 
 # -- metadata ----------------------------------------------------------------------------------
-def parse_json_object(text: str, where: str) -> dict[str, Any]:
+def parse_json_object(text: str, where: str) -> dict[str, JSON]:
     try:
         value = json.loads(text)
     except ValueError as error:
@@ -54,7 +59,7 @@ def parse_json_object(text: str, where: str) -> dict[str, Any]:
     return value
 
 
-def read_sidecar(path: Path) -> dict[str, Any]:
+def read_sidecar(path: Path) -> dict[str, JSON]:
     sidecar = path.with_suffix(".json")
     if sidecar == path or not sidecar.is_file():
         return {}
@@ -65,40 +70,79 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     return parse_json_object(text, repr(sidecar.name))
 
 
-def check_meta(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], Any]:
-    """Normalise the convention's keys; a malformed value is an error naming the key.
+# The file's keys `check_meta` reads; the rest is kept under `Metadata["other"]`.
+_READ = ("config", "vocab", "task", "input_format", "sample_input", "output_labels", "description", "batch_first",
+         "vocab_size", "input_size")
 
-    Also returns what `loading.vocab` found under other names (a `vocab.Found`: used sources and notes).
+
+def check_meta(raw: Mapping[str, object], path: Path) -> tuple[Metadata, Found]:
+    """The file's plain entries as typed `Metadata`: the convention's keys validated, the rest under `other`.
+
+    A malformed value is an error naming the key; `vocab_size` / `input_size` are the file's word
+    only when integers. Also returns what `loading.vocab` found under other names (used sources and notes).
     """
     def bad(key: str, expected: str) -> CheckpointError:
-        return CheckpointError(f"metadata {key!r} of {path.name!r} must be {expected}, got {type(meta[key]).__name__}")
+        return CheckpointError(f"metadata {key!r} of {path.name!r} must be {expected}, got {type(raw[key]).__name__}")
 
-    if meta.get("config") is not None and not isinstance(meta["config"], Mapping):
+    meta = Metadata()
+    config = raw.get("config")
+    if config is not None and not isinstance(config, Mapping):
         raise bad("config", "a dict")
-    found = _resolve_vocabularies(meta, path)
-    if meta.get("input_format") is not None and meta["input_format"] not in INPUT_FORMATS:
-        raise CheckpointError(
-            f"metadata 'input_format' of {path.name!r} must be one of {', '.join(INPUT_FORMATS)}, got {meta['input_format']!r}"
-        )
-    labels = meta.get("output_labels")
+    if config is not None:
+        meta["config"] = {key: value for key, value in config.items() if isinstance(key, str)}
+    found = _resolve_vocabularies(raw, meta, path)
+    input_format = meta.get("input_format", raw.get("input_format"))
+    if input_format is not None:
+        if input_format not in INPUT_FORMATS:
+            raise CheckpointError(
+                f"metadata 'input_format' of {path.name!r} must be one of {', '.join(INPUT_FORMATS)}, got {input_format!r}"
+            )
+        meta["input_format"] = str(input_format)
+    labels = meta.get("output_labels", raw.get("output_labels"))
     if labels is not None:
         if not isinstance(labels, (list, tuple)):
             raise bad("output_labels", "a list of strings")
         meta["output_labels"] = [str(label) for label in labels]
-    if meta.get("description") is not None and not isinstance(meta["description"], str):
-        raise bad("description", "a string")
+    description = raw.get("description")
+    if description is not None:
+        if not isinstance(description, str):
+            raise bad("description", "a string")
+        meta["description"] = description
+    if raw.get("task") is not None:
+        meta["task"] = raw["task"]
+    if raw.get("sample_input") is not None:
+        meta["sample_input"] = raw["sample_input"]
+    if "batch_first" in raw:
+        meta["batch_first"] = bool(raw["batch_first"])
+    for key in ("vocab_size", "input_size"):
+        value = raw.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            meta[key] = value
+    # Kept as read, never read: everything else, and a vocab_size / input_size that is no integer.
+    other = {key: value for key, value in raw.items()
+             if key not in _READ or (key in ("vocab_size", "input_size") and key not in meta)}
+    if other:
+        meta["other"] = other
     return meta, found
 
 
-def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
+def known_task(meta: Metadata) -> str | None:
+    """The declared task when it is one lstmviz knows (`TASKS`), else None (an unknown one is noted)."""
+    task = meta.get("task")
+    return task if isinstance(task, str) and task in TASKS else None
+
+
+def _resolve_vocabularies(raw: Mapping[str, object], meta: Metadata, path: Path) -> Found:
     """`vocab` as a token list, from the convention's key or the names people use (see `loading.vocab`).
 
     An explicit `vocab` list or {token: id} dict is used as given (ids must be 0..n-1). Otherwise
     `itos`, `char_to_int`, `word2idx`, ... are searched, also inside a `vocab` dict or object; output
     labels likewise when `output_labels` is absent. A character vocabulary makes the input format
-    "text". Returns the `vocab.Found` whose vocab/labels were used (None fields otherwise) and notes.
+    "text". Sets `meta`'s vocab, vocab_level, vocab_unused, input_format ("text") and output_labels
+    (found under another name); returns the `vocab.Found` whose vocab/labels were used (None fields
+    otherwise) and notes.
     """
-    vocab = meta.get("vocab")
+    vocab = raw.get("vocab")
     explicit: list[str] | None = None
     duplicate: str | None = None
     if isinstance(vocab, (list, tuple)):
@@ -110,8 +154,8 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
         explicit = [str(token) for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
     elif vocab is not None and not isinstance(vocab, Mapping):
         raise CheckpointError(f"metadata 'vocab' of {path.name!r} must be a list of tokens, got {type(vocab).__name__}")
-    roles = tuple(role for role, given in (("input", explicit), ("output", meta.get("output_labels"))) if given is None)
-    found = find_vocabularies(meta, roles)
+    roles = tuple(role for role, given in (("input", explicit), ("output", raw.get("output_labels"))) if given is None)
+    found = find_vocabularies(raw, roles)
     level: str | None = None
     if explicit is not None and duplicate is None:
         meta["vocab"] = explicit
@@ -119,25 +163,23 @@ def _resolve_vocabularies(meta: dict[str, Any], path: Path) -> Any:
     elif found.vocab is not None:
         meta["vocab"] = list(found.vocab.tokens)
         level = found.vocab.level
-    else:
-        if duplicate is not None:  # ids would not say which token they are
-            found.vocab_rejected = f"'vocab' lists {duplicate!r} more than once (tokens must be distinct)"
-            found.notes.append(f"vocabulary not used: {found.vocab_rejected}")
-        elif vocab is not None and found.vocab_rejected is None:  # a dict or object without a token list lstmviz knows
-            found.notes.append("'vocab' holds no token list lstmviz recognises (itos, stoi, ...); it was not used")
-        meta.pop("vocab", None)
+    elif duplicate is not None:  # ids would not say which token they are
+        found.vocab_rejected = f"'vocab' lists {duplicate!r} more than once (tokens must be distinct)"
+        found.notes.append(f"vocabulary not used: {found.vocab_rejected}")
+    elif vocab is not None and found.vocab_rejected is None:  # a dict or object without a token list lstmviz knows
+        found.notes.append("'vocab' holds no token list lstmviz recognises (itos, stoi, ...); it was not used")
     if found.vocab_rejected is not None:
         meta["vocab_unused"] = found.vocab_rejected
     if level is not None:
         meta["vocab_level"] = level
-        if level == "char" and meta.get("input_format") is None:
+        if level == "char" and raw.get("input_format") is None:
             meta["input_format"] = "text"
     if found.labels is not None:
         meta["output_labels"] = list(found.labels[0])
     return found
 
 
-def infer_meta(model: nn.Module, meta: dict[str, Any], *, rebuilt: bool = True) -> list[str]:
+def infer_meta(model: nn.Module, meta: Metadata, *, rebuilt: bool = True) -> list[str]:
     """Fill input_format / vocab_size / input_size from the model where the metadata is silent.
 
     `rebuilt`: lstmviz built the model from weights, so its first recurrent layer's input size is

@@ -17,14 +17,14 @@ from torch.nn import functional
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lstmviz_cli.errors import CheckpointError, first_line
-from lstmviz_cli.loading.metadata import TASKS
+from lstmviz_cli.loading.metadata import known_task
 from lstmviz_cli.loading.rebuildplan import RebuildPlan, plan_rebuild
-from lstmviz_cli.loading.records import HeadInfo, TensorAccounting
+from lstmviz_cli.loading.records import HeadInfo, Metadata, TensorAccounting
 
 
 # -- building the model ----------------------------------------------------------------------------
 def rebuild_from_state(
-    state: dict[str, torch.Tensor], meta: dict[str, Any], path: Path, *, torchscript: bool, head: str | None,
+    state: dict[str, torch.Tensor], meta: Metadata, path: Path, *, torchscript: bool, head: str | None,
     recurrent_only: bool, ordered: bool = True,
 ) -> tuple[RebuiltModel, RebuildPlan]:
     """The model rebuilt from the state dict, and the plan that says what was placed.
@@ -34,9 +34,8 @@ def rebuild_from_state(
     """
     config = meta.get("config") or {}
     vocab = meta.get("vocab")
-    task = meta.get("task") if meta.get("task") in TASKS else None
     plan = plan_rebuild(state, config, len(vocab) if vocab else None, head=head,
-                                   recurrent_only=recurrent_only, task=task, ordered=ordered)
+                                   recurrent_only=recurrent_only, task=known_task(meta), ordered=ordered)
     if plan.front and not recurrent_only:
         raise CheckpointError(front_refusal(path.name, plan, torchscript=torchscript))
     try:
@@ -74,6 +73,7 @@ def plan_facts(plan: RebuildPlan) -> dict[str, Any]:
         ),
         "head_note": plan.head_note,
         "recurrent_only": plan.recurrent_only,
+        "embedding": plan.embedding,
     }
 
 

@@ -1,14 +1,15 @@
 """The loading stage's records: plain data (no torch) that every later stage reads.
 
 `RecurrentConfig` describes a recurrent module, `ModelInfo` what the report says about the checkpoint
-(with the `TensorAccounting` and `HeadInfo` of a model rebuilt from weights), `LoadedModel` the
-ready-to-run model, `SampleInput` the sample in the one input convention (see `loading.inputs`).
+(with the `TensorAccounting` and `HeadInfo` of a model rebuilt from weights), `Metadata` the
+checkpoint's metadata (the convention's keys as validated, and what the loader derives), `LoadedModel`
+the ready-to-run model, `SampleInput` the sample in the one input convention (see `loading.inputs`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 import numpy as np
 
@@ -211,6 +212,39 @@ class ModelInfo:
     head: HeadInfo | None = None  # the rebuilt output head and its wiring; None: none rebuilt
     head_note: str = ""  # why no head was rebuilt
     recurrent_only: bool = False  # --recurrent-only: the recurrent layers alone, the sample as their input
+    embedding: str | None = None  # the rebuilt Embedding's module name, e.g. "emb"; None: none rebuilt
+
+
+class Metadata(TypedDict, total=False):
+    """A checkpoint's metadata: every key optional, each with one type.
+
+    Made once from the file's plain entries (a sidecar JSON, a dict checkpoint's keys, safetensors
+    `__metadata__`, a TorchScript extra file) by `loading.metadata.check_meta`, which validates the
+    convention's keys (the module docstring there) and keeps everything else under `other`; then
+    completed by the loader (`metadata.infer_meta`, `device.place_model`).
+    """
+
+    # The convention's keys, as validated.
+    config: dict[str, object]  # constructor kwargs / hyper-parameters (string keys)
+    vocab: list[str]  # token id -> token (found under other names too: `loading.vocab`)
+    task: object  # as given: "char-lm" | "classification" | "regression" is used (`metadata.known_task`), else noted
+    input_format: str  # "text" | "tokens" | "features"
+    sample_input: object  # text, token ids or nested floats (time, features), as given
+    output_labels: list[str]  # class id -> label
+    description: str
+    batch_first: bool  # the model call's layout, when the file says so (else the first recurrent module's)
+    # The input the model reads: the file's word where it gives an integer, else inferred from the model.
+    vocab_size: int  # token ids are 0..vocab_size-1
+    input_size: int  # features per step (a model lstmviz rebuilt)
+    # What the loader derives.
+    one_hot: bool  # a rebuilt model without an Embedding reads one-hot rows of the vocabulary
+    one_hot_width: int  # your own model without an Embedding: one-hot rows if it refuses ids (`tracing.sample`)
+    reads_features: bool  # your own model without an Embedding: a float array is its to read
+    vocab_unused: str  # why the vocabulary found was not used
+    vocab_level: str  # "char" | "word"
+    upcast_from: str  # the half-precision dtype the model was stored in, run in float32 on CPU
+    # The file's other plain entries (epoch, loss, an optimizer's plain settings, ...), as read; lstmviz reads none.
+    other: dict[str, object]
 
 
 @dataclass
@@ -219,9 +253,9 @@ class LoadedModel:
 
     model: nn.Module
     info: ModelInfo
-    # The metadata convention's keys (`loading.metadata`): vocab, task, sample_input, config, ... as
-    # read from the file (JSON values), normalised and completed by the loader.
-    meta: dict[str, Any] = field(default_factory=dict)
+    # The checkpoint's metadata (`loading.metadata`): vocab, task, sample_input, config, ... as
+    # validated from the file, completed by the loader.
+    meta: Metadata = field(default_factory=Metadata)
     device: str = "cpu"
     # The TorchScript module itself (hooks do not fire inside it; `model` is its eager rebuild).
     scripted: torch.jit.ScriptModule | None = None

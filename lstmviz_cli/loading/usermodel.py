@@ -23,6 +23,7 @@ from lstmviz_cli.errors import (
     first_line,
 )
 from lstmviz_cli.loading.findweights import align_to_class
+from lstmviz_cli.loading.records import Metadata
 
 
 class UserClass:
@@ -84,7 +85,7 @@ def _on_sys_path(folder: str) -> Iterator[None]:
             sys.path.remove(folder)
 
 
-def _user_kwargs(cls: Callable[..., object], model_kwargs: str | None, meta: dict[str, Any]) -> dict[str, Any]:
+def _user_kwargs(cls: Callable[..., object], model_kwargs: str | None, meta: Metadata) -> dict[str, Any]:
     """--model-kwargs JSON, else the saved config restricted to what the constructor accepts."""
     if model_kwargs:
         try:
@@ -105,7 +106,7 @@ def _user_kwargs(cls: Callable[..., object], model_kwargs: str | None, meta: dic
 
 
 def build_user_model(
-    cls: Callable[..., object], spec: str, model_kwargs: str | None, meta: dict[str, Any], state: dict[str, torch.Tensor]
+    cls: Callable[..., object], spec: str, model_kwargs: str | None, meta: Metadata, state: dict[str, torch.Tensor]
 ) -> tuple[nn.Module, str | None, list[str]]:
     """The user's class built with its kwargs and loaded strictly: (model, attribute prefix removed,
     keys left out).

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 _TOK = r"(?:char|chr|c|character|word|w|token|tok|vocab|symbol|sym|s)"
 _ID = r"(?:int|idx|ix|id|index|i|num)"
@@ -59,7 +58,7 @@ class Found:
     vocab_rejected: str | None = None
 
 
-def find_vocabularies(meta: Mapping[str, Any], roles: tuple[str, ...] = ("input", "output")) -> Found:
+def find_vocabularies(meta: Mapping[str, object], roles: tuple[str, ...] = ("input", "output")) -> Found:
     """Search `meta` for an input vocabulary and output labels (nothing found: empty fields).
 
     `roles`: "input" (the vocabulary) and/or "output" (labels by class id).
@@ -140,7 +139,7 @@ def _kind(name: str, role: str) -> str | None:
     return None
 
 
-def _search(meta: Mapping[str, Any], role: str, notes: list[str]) -> tuple[list[str], str] | None:
+def _search(meta: Mapping[str, object], role: str, notes: list[str]) -> tuple[list[str], str] | None:
     """The first vocabulary of `role` at the top level, else one level down, in the file's key order."""
     hit = _search_level(meta, "", role, notes)
     if hit is not None:

@@ -135,8 +135,7 @@ def _stamps(ctx: PageContext) -> list[Block]:
         blocks.append(Paragraph(("Loaded with unsafe deserialization: this checkpoint was allowed to run code "
                                  "(--trust-pickle / --trust-torchscript).",), role="stamp"))
     if ctx.facts.recurrent_only:
-        # The rebuild names its embedding on the torch module (typed Any here: the page imports no torch).
-        embedding = getattr(ctx.run.loaded.model, "lstmviz_embedding", None)
+        embedding = info.embedding
         front = ", ".join(ctx.facts.accounting.front) if ctx.facts.accounting else ""
         parts = inline(
             "Recurrent layers only (--recurrent-only): they were fed the sample directly",

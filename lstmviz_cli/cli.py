@@ -41,6 +41,7 @@ from lstmviz_cli.errors import (
     EXIT_CHECK_FAILED,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
+    EXIT_SOME_FAILED,
     InputError,
     LstmvizError,
     first_line,
@@ -170,17 +171,15 @@ def report_command(
         saliency_step=saliency_step, memory_probe=memory_probe,
     )
     if out_dir is not None or len(checkpoints) > 1:
-        from lstmviz_cli.commands.batch import (  # torch: not for --help
-            EXIT_SOME_FAILED,
-            run_batch_command,
-        )
+        from lstmviz_cli.commands.batch import run_batch_command  # torch: not for --help
+        from lstmviz_cli.commands.many import naming
 
         rows, index = run_batch_command(checkpoints, load, view, analysis_options, out_dir=out_dir, jobs=jobs or 1,
                                         json_path=json_path, force=force)
         failed = [row for row in rows if row.error]
         typer.echo(for_terminal(f"wrote {len(rows) - len(failed)} reports and {index}"))
         for row in failed:
-            typer.echo(for_terminal(f"lstmviz: error: {row.name}: {row.error}"), err=True)
+            typer.echo(for_terminal(f"lstmviz: error: {naming(row.name, row.error or '')}"), err=True)
         if failed:
             raise typer.Exit(EXIT_SOME_FAILED)
         return
@@ -221,11 +220,12 @@ def figures_command(
     style = PublicationStyle(width=parse_width(width), grayscale=grayscale, font_size=font_size)
     view = ViewOptions(layers=layers, units=units, steps=steps)
     outcome = run_figures(checkpoints, load, view, out_dir=out_dir, fmt=fmt, style=style, jobs=jobs, force=force)
-    typer.echo(for_terminal(f"wrote {len(outcome.entries)} figures and {outcome.manifest}"))
-    for name, message in outcome.failures.items():
-        typer.echo(for_terminal(f"lstmviz: error: {name}: {message}"), err=True)
+    manifest = f" and {outcome.manifest}" if outcome.manifest is not None else " (no figures.json)"
+    typer.echo(for_terminal(f"wrote {len(outcome.entries)} figures{manifest}"))
+    for line in outcome.failure_lines():
+        typer.echo(for_terminal(f"lstmviz: error: {line}"), err=True)
     if outcome.failures:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @app.command("check", cls=Command)

@@ -5,6 +5,8 @@ from __future__ import annotations
 # Exit codes, documented in the README. Kept here so the CLI and the tests read the same numbers.
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
+# A batch (`report --out-dir`, `figures`) where some checkpoint failed and the others were written.
+EXIT_SOME_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130

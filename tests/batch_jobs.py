@@ -15,3 +15,8 @@ def square_or_fail(path: Path, factor: int) -> int:
     if path.stem == "bug":
         raise ZeroDivisionError("division by zero")
     return int(path.stem) ** 2 * factor
+
+
+def load_one(path: Path) -> int:
+    """A job that refuses its checkpoint (the loader's kind of message)."""
+    raise InputError(f"{path.name!r} holds no recurrent layer")

@@ -6,13 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
-from batch_jobs import square_or_fail
+from batch_jobs import load_one, square_or_fail
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import sample
 
 from lstmviz_cli.cli import main
-from lstmviz_cli.commands import batch, many, pipeline
-from lstmviz_cli.errors import InputError
+from lstmviz_cli.commands import many, pipeline
+from lstmviz_cli.errors import EXIT_SOME_FAILED, InputError
 from lstmviz_cli.page.index import ReportSummary, build_index_page
 from lstmviz_cli.render.html import render_html
 
@@ -78,16 +78,42 @@ def test_batch_report_goes_on_after_a_failure(
     for name in ("one.pt", "two.pt", "zero.pt", "index.pt"):
         (tmp_path / name).write_bytes(b"x")
     out = tmp_path / "reports"
-    assert main(["report", str(tmp_path / "*.pt"), "--out-dir", str(out)]) == batch.EXIT_SOME_FAILED
+    assert main(["report", str(tmp_path / "*.pt"), "--out-dir", str(out)]) == EXIT_SOME_FAILED
     captured = capsys.readouterr()
     assert "wrote 3 reports" in captured.out
-    assert "lstmviz: error: zero.pt: 'zero.pt' holds no recurrent layer" in captured.err
+    assert captured.err.splitlines() == ["lstmviz: error: 'zero.pt' holds no recurrent layer"]  # named once
     assert sorted(p.name for p in out.iterdir()) == ["index-report.html", "index.html", "one.html", "two.html"]
     index = (out / "index.html").read_text()
     assert index.index("one.pt") < index.index("two.pt") < index.index("zero.pt")
     assert '<a href="one.html">' in index and '<a href="two.html">' in index
     assert "lstm/l0/fwd" in index and "gru/l0/fwd" in index
     assert "two.pt" in (out / "two.html").read_text() and "gru/l0/fwd" in (out / "two.html").read_text()
+
+
+def test_one_checkpoint_with_out_dir_is_no_batch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Its failure exits with its own code and one line, as `lstmviz report one.pt` would; no index is written."""
+    def load(options, **_kwargs):  # noqa: ANN001, ANN003, ANN202
+        raise InputError(f"{Path(options.checkpoint).name!r} holds no recurrent layer")
+
+    monkeypatch.setattr(pipeline, "load_and_trace", load)
+    (tmp_path / "zero.pt").write_bytes(b"x")
+    out = tmp_path / "reports"
+    assert main(["report", str(tmp_path / "zero.pt"), "--out-dir", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["lstmviz: error: 'zero.pt' holds no recurrent layer"] and captured.out == ""
+    assert not (out / "index.html").exists()
+    with pytest.raises(InputError, match="'zero.pt' holds no recurrent layer"):  # run_many does not swallow it
+        many.run_many(load_one, [tmp_path / "zero.pt"], [()], show_progress=False)
+
+
+def test_a_failure_line_names_its_checkpoint_once() -> None:
+    assert many.naming("a.pt", "'a.pt' holds a dict") == "'a.pt' holds a dict"
+    assert many.naming("a.pt", "'ckpts/a.pt' is not a checkpoint") == "'ckpts/a.pt' is not a checkpoint"
+    assert many.naming("a.pt", "sample.npy: 3 features") == "a.pt: sample.npy: 3 features"
+    assert many.naming("a.pt", "'data.pt' is an input") == "a.pt: 'data.pt' is an input"  # another file
+    assert many.naming("it's.pt", "\"it's.pt\" is broken") == "\"it's.pt\" is broken"
 
 
 def test_batch_form_needs_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

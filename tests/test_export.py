@@ -14,7 +14,13 @@ from conftest_papers import sample
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
-from lstmviz_cli.errors import InputError, OutputError
+from lstmviz_cli.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_SOME_FAILED,
+    InputError,
+    OutputError,
+)
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.page.build import report_page
 from lstmviz_cli.page.view import ViewOptions
@@ -240,9 +246,9 @@ def test_cli_two_models_manifest_and_a_failure(
         (tmp_path / name).write_bytes(b"x")
     out = tmp_path / "figs"
     code = main(["figures", str(tmp_path / "*.pt"), "-o", str(out), "--format", "svg", "--width", "single"])
-    assert code == 1  # one checkpoint failed; the others were written
+    assert code == EXIT_SOME_FAILED == 1  # one checkpoint failed; the others were written
     captured = capsys.readouterr()
-    assert "lstmviz: error: broken.pt: 'broken.pt' is not a checkpoint" in captured.err
+    assert captured.err.splitlines() == ["lstmviz: error: 'broken.pt' is not a checkpoint"]  # named once
     manifest = json.loads((out / "figures.json").read_text())
     files = [f["file"] for f in manifest["figures"]]
     assert files == sorted(files) and all((out / f).exists() for f in files)
@@ -252,6 +258,45 @@ def test_cli_two_models_manifest_and_a_failure(
     assert manifest["style"]["width"] == 3.5
     entry = next(f for f in manifest["figures"] if f["file"] == "a_lstm-l0_fwd_heatmaps.svg")
     assert entry["layer"] == "lstm/l0/fwd" and "heatmaps" in entry["description"]
+
+
+def test_figures_of_one_refused_checkpoint_exit_2_with_one_line_and_no_manifest(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """QA S8: a single checkpoint is no batch: its own exit code and line, nothing written."""
+    (tmp_path / "bn_sd.pt").write_bytes(b"not a checkpoint")
+    out = tmp_path / "figs"
+    assert main(["figures", str(tmp_path / "bn_sd.pt"), "-o", str(out)]) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"lstmviz: error: {str(tmp_path / 'bn_sd.pt')!r} is not a checkpoint lstmviz can read")
+    assert line.count("bn_sd.pt") == 1 and captured.out == ""
+    assert not (out / "figures.json").exists() and not any(out.iterdir())
+
+
+def test_figures_of_one_crashing_checkpoint_exit_3_and_a_batch_that_all_fails_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def load(options):  # noqa: ANN001, ANN202
+        if Path(options.checkpoint).name == "refused.pt":
+            raise InputError("the sample has 3 features per step, the model reads 4")
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(pipeline, "load_and_trace", load)
+    for name in ("crash.pt", "refused.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    out = tmp_path / "figs"
+    assert main(["figures", str(tmp_path / "crash.pt"), "-o", str(out)]) == EXIT_INTERNAL
+    assert capsys.readouterr().err.splitlines() == [
+        "lstmviz: internal error: ZeroDivisionError: division by zero (run with --debug for the traceback)"]
+    assert main(["figures", str(tmp_path / "*.pt"), "-o", str(out)]) == EXIT_SOME_FAILED
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "wrote 0 figures (no figures.json)"
+    assert captured.err.splitlines() == [  # each named once, a message that does not name the file gets its name
+        "lstmviz: error: crash.pt: internal error: ZeroDivisionError: division by zero",
+        "lstmviz: error: refused.pt: the sample has 3 features per step, the model reads 4",
+    ]
+    assert not (out / "figures.json").exists()
 
 
 @pytest.mark.slow

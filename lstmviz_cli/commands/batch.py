@@ -11,7 +11,7 @@ from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.many import expand_checkpoints, run_many, unique_stems
 from lstmviz_cli.commands.options import LoadOptions
-from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
+from lstmviz_cli.errors import InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic
 from lstmviz_cli.page.build import build_page, select
@@ -21,8 +21,6 @@ from lstmviz_cli.render.html import render_html
 from lstmviz_cli.render.jobs import default_workers
 from lstmviz_cli.tracing.records import Run
 
-# Partial failure of a batch: some outputs were written, at least one checkpoint failed.
-EXIT_SOME_FAILED = EXIT_CHECK_FAILED
 INDEX_NAME = "index.html"
 
 
@@ -57,7 +55,8 @@ def run_batch_report(checkpoints: Sequence[str | Path], options: LoadOptions, vi
                      force: bool = False, show_progress: bool = True) -> tuple[list[ReportSummary], Path]:
     """`lstmviz report A.pt B.pt --out-dir D`: one report per checkpoint and D/index.html linking them.
 
-    A failing checkpoint becomes a failed row; the others still run. Returns the rows and the index path.
+    A failing checkpoint becomes a failed row; the others still run. A single checkpoint's error
+    propagates (no index is written). Returns the rows and the index path.
     """
     paths = expand_checkpoints(checkpoints)
     if out_dir.exists() and not out_dir.is_dir():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.commands import pipeline
-from lstmviz_cli.commands.many import expand_checkpoints, run_many, unique_stems
+from lstmviz_cli.commands.many import expand_checkpoints, naming, run_many, unique_stems
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import OutputError
 from lstmviz_cli.explain.orchestrate import analyze_run
@@ -41,17 +41,27 @@ def export_checkpoint(checkpoint: Path, options: LoadOptions, view: ViewOptions,
 
 @dataclass
 class FiguresOutcome:
-    """What `lstmviz figures` did: files written, checkpoints that failed (name -> message), manifest."""
+    """What `lstmviz figures` did: files written, checkpoints that failed (name -> message), manifest.
+
+    `manifest` is None when no figure was written (every checkpoint of a batch failed).
+    """
 
     entries: list[ManifestEntry]
     failures: dict[str, str]
-    manifest: Path
+    manifest: Path | None
+
+    def failure_lines(self) -> list[str]:
+        """One line per failed checkpoint, naming it once."""
+        return [naming(name, message) for name, message in self.failures.items()]
 
 
 def run_figures(checkpoints: Sequence[str | Path], options: LoadOptions, view: ViewOptions, *, out_dir: Path, fmt: str,
                 style: PublicationStyle, jobs: int = 1, force: bool = False,
                 show_progress: bool = True) -> FiguresOutcome:
-    """`lstmviz figures`: every checkpoint's figures into `out_dir` plus figures.json; failures don't stop the rest."""
+    """`lstmviz figures`: every checkpoint's figures into `out_dir` plus figures.json; failures don't stop the rest.
+
+    A single checkpoint's error propagates (exit 2 or 3); figures.json is written only when a figure was.
+    """
     fmt = check_format(fmt)
     paths = expand_checkpoints(checkpoints)
     if out_dir.exists() and not out_dir.is_dir():
@@ -65,5 +75,7 @@ def run_figures(checkpoints: Sequence[str | Path], options: LoadOptions, view: V
     results = run_many(export_checkpoint, paths, args, jobs=jobs, label="figures", show_progress=show_progress)
     entries = [entry for r in results if r.value is not None for entry in r.value]
     failures = {r.checkpoint.name: r.error for r in results if r.error is not None}
+    if not entries:
+        return FiguresOutcome(entries=entries, failures=failures, manifest=None)
     write_manifest(out_dir, entries, style, fmt, force=True, failures=failures)
     return FiguresOutcome(entries=entries, failures=failures, manifest=manifest)

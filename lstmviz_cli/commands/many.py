@@ -1,12 +1,14 @@
 """Many checkpoints at once, for `report --out-dir` and `figures`: patterns, distinct stems, a process pool.
 
 A failing checkpoint is one line in the results (the others still run); the progress bar goes to stderr.
+A single checkpoint is no batch: its error stops the command as it would `lstmviz report one.pt`.
 """
 
 from __future__ import annotations
 
 import glob
 import multiprocessing
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from lstmviz_cli.errors import InputError, LstmvizError
+from lstmviz_cli.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, InputError, LstmvizError
 from lstmviz_cli.render.paper import model_stem
 
 T = TypeVar("T")
@@ -37,10 +39,21 @@ class ItemResult(Generic[T]):
     checkpoint: Path
     value: T | None = None
     error: str | None = None
+    exit_code: int = EXIT_BAD_INPUT  # of the error: 2 the tool refused (bad input), 3 a crash
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def naming(name: str, message: str) -> str:
+    """One failure's line that names its checkpoint once: "a.pt: <message>", or the message alone when
+    it names the file already, quoted with or without its folders ("'a.pt' holds a dict ...",
+    "'ckpts/a.pt' is not a checkpoint ...", as the loader's messages do)."""
+    for quote in ("'", '"'):
+        if re.search(rf"{quote}(?:[^{quote}]*[/\\])?{re.escape(name)}{quote}", message):
+            return message
+    return f"{name}: {message}"
 
 
 def expand_checkpoints(patterns: Sequence[str | Path]) -> list[Path]:
@@ -85,9 +98,9 @@ def _call(job: Callable[..., T], checkpoint: Path, args: tuple[object, ...]) -> 
     try:
         return ItemResult(checkpoint, value=job(checkpoint, *args))
     except LstmvizError as error:
-        return ItemResult(checkpoint, error=error.message)
+        return ItemResult(checkpoint, error=error.message, exit_code=error.exit_code)
     except Exception as error:  # noqa: BLE001 - one bad checkpoint must not stop the others
-        return ItemResult(checkpoint, error=f"internal error: {type(error).__name__}: {error}")
+        return ItemResult(checkpoint, error=f"internal error: {type(error).__name__}: {error}", exit_code=EXIT_INTERNAL)
 
 
 def run_many(job: Callable[..., T], checkpoints: Sequence[Path], per_item_args: Sequence[tuple[object, ...]], *,
@@ -95,14 +108,21 @@ def run_many(job: Callable[..., T], checkpoints: Sequence[Path], per_item_args: 
     """Run `job(checkpoint, *args)` for every checkpoint, in `jobs` processes, results in input order.
 
     `job` must be a module-level function (it is pickled for the worker processes). The progress
-    bar goes to stderr, so stdout stays clean for tables and messages.
+    bar goes to stderr, so stdout stays clean for tables and messages. A single checkpoint's job
+    runs here and its error propagates (exit 2, or 3 for a crash, one line; nothing else written).
     """
     if jobs < 1:
         raise InputError(f"--jobs {jobs} must be at least 1")
+    if len(checkpoints) == 1:
+        with _progress(show_progress) as progress:
+            task = progress.add_task(f"{label} {checkpoints[0].name}", total=1)
+            value = job(checkpoints[0], *per_item_args[0])
+            progress.advance(task)
+        return [ItemResult(checkpoints[0], value=value)]
     results: list[ItemResult[T] | None] = [None] * len(checkpoints)
     with _progress(show_progress) as progress:
         task = progress.add_task(label, total=len(checkpoints))
-        if jobs == 1 or len(checkpoints) == 1:
+        if jobs == 1:
             for index, (path, args) in enumerate(zip(checkpoints, per_item_args, strict=True)):
                 progress.update(task, description=f"{label} {path.name}")
                 results[index] = _call(job, path, args)
@@ -120,7 +140,8 @@ def run_many(job: Callable[..., T], checkpoints: Sequence[Path], per_item_args: 
                     try:
                         results[index] = future.result()
                     except Exception as error:  # noqa: BLE001 - a worker died (killed, out of memory)
-                        results[index] = ItemResult(checkpoints[index], error=f"worker failed: {type(error).__name__}: {error}")
+                        results[index] = ItemResult(checkpoints[index], error=f"worker failed: {type(error).__name__}: {error}",
+                                                    exit_code=EXIT_INTERNAL)
                     progress.advance(task)
     return [r for r in results if r is not None]
 

@@ -23,13 +23,12 @@ from torch.nn.utils.rnn import PackedSequence
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain.attribution import target_label
 from lstmviz_cli.explain.saliency import RecurrentStack, call_batch_major
+from lstmviz_cli.loading.modules import CELL_TYPES, LAYER_TYPES
 from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.tracing.recorder import module_name
 from lstmviz_cli.tracing.records import LayerTrace, Trace
+from lstmviz_cli.tracing.seeding import seeded
 from lstmviz_cli.tracing.tracer import trace
-
-_STACKS = (nn.LSTM, nn.GRU, nn.RNN)
-_CELLS = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 
 
 @dataclass(frozen=True)
@@ -92,10 +91,11 @@ def model_input(model: nn.Module, values: np.ndarray) -> torch.Tensor:
 def call_model(model: nn.Module, x: torch.Tensor, batch_first: bool) -> torch.Tensor:
     """The model's first output tensor on batch-major `x`, exactly as gradient saliency calls it.
 
-    PyTorch's notes that are expected here (a projected LSTM runs without oneDNN, a layer's
-    weights are not one flat buffer) are not shown, as in the tracer.
+    Every call starts from the traced run's random state (`tracing.seeding`), so a model that draws
+    random numbers gives what the trace shows. PyTorch's notes that are expected here (a projected
+    LSTM runs without oneDNN, a layer's weights are not one flat buffer) are not shown, as in the tracer.
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), seeded():
         warnings.filterwarnings("ignore", message=".*projections is not supported with oneDNN.*")
         warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
         return call_batch_major(model, x, batch_first)
@@ -104,9 +104,9 @@ def call_model(model: nn.Module, x: torch.Tensor, batch_first: bool) -> torch.Te
 def find_stack(model: nn.Module) -> tuple[str, RecurrentStack]:
     """The model's one nn.LSTM / nn.GRU / nn.RNN, with its trace name; ExplainError otherwise."""
     stacks: list[tuple[str, RecurrentStack]] = [
-        (name, m) for name, m in model.named_modules() if isinstance(m, _STACKS)
+        (name, m) for name, m in model.named_modules() if isinstance(m, LAYER_TYPES)
     ]
-    if any(isinstance(m, _CELLS) for m in model.modules()):
+    if any(isinstance(m, CELL_TYPES) for m in model.modules()):
         raise ExplainError("the model steps a recurrent cell in its own loop; these explanations "
                            "need a stock nn.LSTM / nn.GRU / nn.RNN stack")
     if len(stacks) != 1:
@@ -157,7 +157,8 @@ def traced_run(model: nn.Module, values: np.ndarray, *, batch_first: bool = True
         elif isinstance(module, nn.Embedding):
             handles.append(module.register_forward_hook(embedding_post))
     try:
-        traced = trace(model, x if batch_first or x.dim() < 2 else x.transpose(0, 1))
+        with seeded():  # the traced run's random state (a model that draws random numbers)
+            traced = trace(model, x if batch_first or x.dim() < 2 else x.transpose(0, 1))
     finally:
         for handle in handles:
             handle.remove()

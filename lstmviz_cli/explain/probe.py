@@ -7,14 +7,15 @@ import torch
 from torch import nn
 
 from lstmviz_cli.analysis.records import MemoryProbe
-from lstmviz_cli.explain.saliency import RecurrentStack, first_embedding, recurrent_types
+from lstmviz_cli.explain.saliency import RecurrentStack, first_embedding
+from lstmviz_cli.loading.modules import LAYER_TYPES
 
 PROBE_KEYS = 8  # distinct keys at step 0 in the memory-length probe
 
 
 def _first_recurrent(model: nn.Module) -> tuple[str, RecurrentStack] | None:
     for name, module in model.named_modules():
-        if isinstance(module, recurrent_types()):
+        if isinstance(module, LAYER_TYPES):
             return name or module.__class__.__name__.lower(), module
     return None
 

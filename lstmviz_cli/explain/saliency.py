@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import PackedSequence
 from lstmviz_cli.analysis.records import SaliencyResult
 from lstmviz_cli.families import FAMILIES
 from lstmviz_cli.glyphs import display_token
+from lstmviz_cli.loading.modules import LAYER_TYPES
 from lstmviz_cli.loading.records import LoadedModel
 from lstmviz_cli.tracing import sample
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
@@ -40,12 +41,7 @@ def _gradients_allowed() -> Iterator[None]:
         yield
 
 
-RecurrentStack = nn.LSTM | nn.GRU | nn.RNN
-
-
-def recurrent_types() -> tuple[type[nn.LSTM], type[nn.GRU], type[nn.RNN]]:
-    """The stock recurrent stacks whose gradients saliency windows and splits per gate."""
-    return (nn.LSTM, nn.GRU, nn.RNN)
+RecurrentStack = nn.LSTM | nn.GRU | nn.RNN  # what isinstance(m, loading.modules.LAYER_TYPES) narrows to
 
 
 def call_batch_major(model: nn.Module, x: torch.Tensor, batch_first: bool,
@@ -120,7 +116,7 @@ def saliency_bytes_per_step(model: nn.Module) -> int:
     """What autograd keeps per time step for the model's stock recurrent layers (an estimate)."""
     total = 0
     for module in model.modules():
-        if isinstance(module, recurrent_types()):
+        if isinstance(module, LAYER_TYPES):
             series = {"LSTM": 4 + 3, "GRU": 3 + 2}.get(type(module).__name__, 3)
             directions = 2 if module.bidirectional else 1
             total += series * module.hidden_size * module.num_layers * directions * _BYTES_PER_VALUE
@@ -138,7 +134,7 @@ def saliency_window(model: nn.Module, steps: int, budget: int = SALIENCY_BUDGET)
     window = max(64, budget // per_step)
     if window >= steps:
         return None
-    layers = [m for m in model.modules() if isinstance(m, recurrent_types())]
+    layers = [m for m in model.modules() if isinstance(m, LAYER_TYPES)]
     if any(m.bidirectional for m in layers):
         raise ValueError(
             f"{steps} steps need about {steps * per_step / 2**30:.1f} GiB of gradients, over the "
@@ -193,7 +189,7 @@ def _gradient_window(model: nn.Module, start: int) -> Iterator[None]:
 
     try:
         for module in model.modules():
-            if isinstance(module, recurrent_types()):
+            if isinstance(module, LAYER_TYPES):
                 module.forward = split(module)  # type: ignore[assignment]  # an instance attribute, deleted below
                 swapped.append(module)
         yield
@@ -320,7 +316,7 @@ def _gate_norms(model: nn.Module, grads: Mapping[str, torch.Tensor]) -> dict[str
     result: dict[str, dict[str, float]] = {}
     for name, module in model.named_modules():
         kind = type(module).__name__  # stock nn.LSTM / nn.GRU by name, as before: a subclass may rename its rows
-        if kind not in ("LSTM", "GRU") or not isinstance(module, recurrent_types()):
+        if kind not in ("LSTM", "GRU") or not isinstance(module, LAYER_TYPES):
             continue
         gates = FAMILIES[kind.lower()].gates
         label = name or type(module).__name__.lower()

@@ -11,8 +11,9 @@ from torch import nn
 
 from lstmviz_cli.loading.records import RecurrentConfig
 
-LAYER_TYPES: tuple[type[nn.RNNBase], ...] = (nn.LSTM, nn.GRU, nn.RNN)
-CELL_TYPES: tuple[type[nn.RNNCellBase], ...] = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+# The one list of the stock types (isinstance narrows to exactly these).
+LAYER_TYPES: tuple[type[nn.LSTM], type[nn.GRU], type[nn.RNN]] = (nn.LSTM, nn.GRU, nn.RNN)
+CELL_TYPES: tuple[type[nn.LSTMCell], type[nn.GRUCell], type[nn.RNNCell]] = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 RECURRENT_TYPES: tuple[type[nn.Module], ...] = LAYER_TYPES + CELL_TYPES
 
 

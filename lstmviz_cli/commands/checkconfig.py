@@ -84,6 +84,9 @@ def check_table(path: Path) -> tuple[Table, str] | None:
     document = _read_toml(path)
     name = path.name
     if name == PYPROJECT:
+        if isinstance(document.get("check"), dict):  # the short form belongs to lstmviz.toml only
+            raise InputError(f"{name}: a top-level [check] table is not read in pyproject.toml; lstmviz reads "
+                             "[tool.lstmviz.check] there")
         tool = document.get("tool", {})
         lstmviz = tool.get("lstmviz") if isinstance(tool, dict) else None
         if lstmviz is None:
@@ -172,7 +175,7 @@ def _setting_name(key: str) -> str | None:
 
 def _known_keys() -> str:
     names = [flag_name(name)[2:] for name in _TYPES]
-    return ", ".join([*names, _BASELINE_KEY, f"[{_TOLERANCE_KEY}] ({', '.join(TOLERANCE_NAMES)})"])
+    return ", ".join([*names, _BASELINE_KEY, f"{_TOLERANCE_KEY} (a table of {', '.join(TOLERANCE_NAMES)})"])
 
 
 def config_values(table: Mapping[str, object], source: str, *, table_name: str) -> tuple[dict[str, object], dict[str, object], object]:

@@ -43,6 +43,7 @@ from lstmviz_cli import __version__
 from lstmviz_cli.analysis.baseline import CHECK_SCHEMA, delta_text
 from lstmviz_cli.analysis.checks import CheckCase, CheckResult, limit_text
 from lstmviz_cli.analysis.checksettings import number_text
+from lstmviz_cli.glyphs import visible
 from lstmviz_cli.output import GENERATOR_MARKER, json_number
 
 
@@ -254,8 +255,9 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 
 
 def md(text: str) -> str:
-    """User text safe in a Markdown table cell: punctuation escaped, `&` as an entity, one line."""
-    flat = " ".join(_xml_safe(str(text)).split())
+    """User text safe in a Markdown table cell: controls and bidi overrides shown, never obeyed (`visible`),
+    Markdown's and HTML's punctuation escaped, `&` as an entity, one line."""
+    flat = visible(" ".join(str(text).split()), 500)
     return _MD_SPECIAL.sub(r"\\\1", flat.replace("&", "&amp;"))
 
 

@@ -23,6 +23,7 @@ from lstmviz_cli.analysis.checks import (
 )
 from lstmviz_cli.analysis.measures import architecture, measure_run, sample_fingerprint
 from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.checkconfig import CheckSettings
 from lstmviz_cli.commands.options import LoadOptions
@@ -37,6 +38,7 @@ from lstmviz_cli.render.checkresults import to_json, to_junit, to_markdown
 from lstmviz_cli.render.folder import INDEX, check_folder_writable, write_folder
 from lstmviz_cli.render.html import render_html
 from lstmviz_cli.render.jobs import default_workers
+from lstmviz_cli.tracing.records import Run
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,18 @@ def _write_report(page: Page, outputs: CheckOutputs) -> None:
 
 
 # -- the command ---------------------------------------------------------------------------------------
+def check_page(run: Run, analysis: Analysis, result: CheckResult, view: ViewOptions) -> Page:
+    """The page of `check --report`: the check's verdict first, then the report of the analysis as the check
+    judged it. Sets `result.anchors` and `result.verification_anchor` (how the JSON and JUnit link to it)."""
+    judged = judge_analysis(analysis, result)
+    view = view if view.title else replace(view, title=f"lstmviz check: {result.model}")
+    shown_run, shown_analysis, shown = select(run, judged, view)
+    page = build_page(shown_run, shown_analysis, shown, sections=(check_section(result), *REPORT_SECTIONS))
+    result.anchors = page.anchors()
+    result.verification_anchor = KNOWLEDGE_ID if page.has_id(KNOWLEDGE_ID) else None
+    return page
+
+
 def check_one(options: LoadOptions, settings: CheckSettings, view: ViewOptions, *, baseline: Baseline | None = None,
               outputs: CheckOutputs | None = None) -> CheckResult:
     """Trace and analyze one checkpoint, evaluate it (and compare it with `baseline`); write its report.
@@ -149,12 +163,7 @@ def check_one(options: LoadOptions, settings: CheckSettings, view: ViewOptions, 
         ensure_comparable(baseline, result.architecture, result.sample)
         result.cases.extend(compare(result.measures, baseline, config.tolerances))
         result.baseline = baseline.source
-    judged = judge_analysis(analysis, result)
-    view = view if view.title else replace(view, title=f"lstmviz check: {name}")
-    shown_run, shown_analysis, shown = select(run, judged, view)
-    page = build_page(shown_run, shown_analysis, shown, sections=(check_section(result), *REPORT_SECTIONS))
-    result.anchors = page.anchors()
-    result.verification_anchor = KNOWLEDGE_ID if page.has_id(KNOWLEDGE_ID) else None
+    page = check_page(run, analysis, result, view)
     _write_report(page, outputs)
     pipeline.announce(run)
     return result

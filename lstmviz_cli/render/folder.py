@@ -54,7 +54,7 @@ def folder_files(page: Page, *, workers: int = 1, drawer: Drawer = figure_svg) -
             continue
         name = f"{FIGURES}/{spec.id}.svg"
         files[name] = _SVG_HEAD + clean_markup(svg).strip() + "\n"
-        images[spec.id] = Markup('<img src="{}" alt="{}" loading="lazy">').format(name, spec.description)
+        images[spec.id] = Markup('<img src="{}" alt="{}">').format(name, spec.description)
     files[INDEX] = fill_page(page, images, csp=FOLDER_CSP, stylesheet=STYLESHEET, script_src=SCRIPT)
     files[STYLESHEET] = f"/* {GENERATOR_MARKER} */\n" + style_text()
     files[SCRIPT] = f"// {GENERATOR_MARKER}\n" + script_text()

@@ -4,6 +4,7 @@ finding judged by the check's own thresholds. The drawn page in a browser: test_
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import make_run, numpy_trace
@@ -115,3 +116,40 @@ def test_passing_check_banner_and_the_verification_failure_page() -> None:
     only = outline(check_only_page(failed, "lstmviz check: broken.pt"))
     assert [s["id"] for s in only["sections"]] == ["check"]
     assert only["sections"][0]["blocks"][0]["title"] == "Check failed: 1 of 1 checks failed"
+
+
+def test_report_and_check_write_a_folder_with_format_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--format dir: a folder (index.html, lstmviz.css, lstmviz.js, figures/), replaced only when lstmviz wrote it."""
+    from test_page import stub_svg
+
+    import lstmviz_cli.render.folder as folder_module
+    from lstmviz_cli.cli import main
+    from lstmviz_cli.commands import pipeline
+
+    monkeypatch.chdir(tmp_path)
+    run = _run()
+    monkeypatch.setattr(pipeline, "load_and_trace", lambda options, **kw: run)
+    monkeypatch.setattr(folder_module, "draw_figures", lambda specs, workers, drawer: [stub_svg(s) for s in specs])
+    assert main(["report", "pinned.pt", "--format", "dir"]) == 0  # the default name, as a folder
+    assert "wrote report/index.html" in capsys.readouterr().out
+    files = sorted(str(p.relative_to(tmp_path / "report")) for p in (tmp_path / "report").rglob("*") if p.is_file())
+    assert files[:3] == ["figures/architecture-diagram.svg", "figures/cell-lstm-l0-fwd.svg",
+                         "figures/fig-activity-lstm-l0-fwd.svg"] and files[-3:] == ["index.html", "lstmviz.css", "lstmviz.js"]
+    first = (tmp_path / "report" / "index.html").read_text()
+    assert main(["report", "pinned.pt", "--format", "dir"]) == 0  # its own folder: replaced, byte-identical
+    assert (tmp_path / "report" / "index.html").read_text() == first
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    for args, message in (
+        (["report", "pinned.pt", "--format", "dir", "-o", "mine"], "holds files lstmviz did not write"),
+        (["report", "pinned.pt", "--format", "dir", "-o", "r.html"], "--format dir writes a folder: give -o a folder"),
+        (["report", "pinned.pt", "--format", "pdf"], "--format 'pdf' must be one of html, dir"),
+        (["check", "pinned.pt", "--report", "mine", "--format", "dir"], "holds files lstmviz did not write"),
+    ):
+        assert main(args) == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert main(["check", "pinned.pt", "--report", "checked", "--format", "dir", "--max-saturated", "1"]) == 0
+    assert 'class="banner banner-pass"' in (tmp_path / "checked" / "index.html").read_text()

@@ -429,3 +429,13 @@ def test_summary_table_exact_output() -> None:
         "│ pinned.pt │ dead units lstm/l0/fwd                │       0 │   ≤ 0.25 │ ok     │",
         "└───────────┴───────────────────────────────────────┴─────────┴──────────┴────────┘",
     ]
+
+
+def test_a_sample_too_short_to_judge_skips_the_horizon_instead_of_refusing_it() -> None:
+    run = _run(numpy_trace("LSTM", steps=3, hidden_size=4))
+    analysis = analyze_run(run, AnalysisOptions())
+    validate_horizon(CheckConfig(min_memory_horizon=12), analysis, 3)  # fewer than min_steps: no refusal
+    analysis.saliency = SaliencyResult(step=2, target="y", values=np.ones(3), horizon=3)
+    (case,) = [c for c in evaluate(run.trace, analysis, CheckConfig(min_memory_horizon=12), model="m").cases
+               if c.check == "memory_horizon"]
+    assert case.skipped and case.passed and "fewer than the 4 needed to judge" in case.message

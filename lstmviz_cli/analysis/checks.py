@@ -216,15 +216,16 @@ def validate_horizon(config: CheckConfig, analysis: Analysis, steps: int) -> Non
     so it can never exceed the steps before it (a threshold that can never pass is a mistake, not a check).
 
     `steps`: the sample's steps (the saliency's output step, when there is one, bounds it instead).
-    Raises InputError.
+    A sample too short to judge any horizon (fewer than `min_steps`) is not refused: its case is
+    skipped, and says so. Raises InputError.
     """
     wanted = config.min_memory_horizon
     if wanted is None:
         return
     saliency = analysis.saliency
     available = saliency.step + 1 if saliency is not None else steps
-    if wanted <= available:
-        return
+    if wanted <= available or available < analysis.thresholds.min_steps:
+        return  # possible; or too few steps to judge any horizon: the case is skipped and says so
     if saliency is not None and available < steps:
         where = (f"the sample has {steps} steps and the output whose saliency is measured is at step "
                  f"{saliency.step}, so at most {available} steps lie behind it")

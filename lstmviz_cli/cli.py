@@ -281,7 +281,7 @@ def check_command(
     ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="Settings file (default: the nearest lstmviz.toml, or "
-                                  "pyproject.toml with [tool.lstmviz.check]).")
+                                  "pyproject.toml with a tool.lstmviz.check table).")
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write every check and measure as JSON "
                                                    "(a valid --baseline).")] = None,
@@ -317,6 +317,8 @@ def check_command(
 
     flags = {"max_saturated": max_saturated, "max_dead_units": max_dead_units,
              "min_memory_horizon": min_memory_horizon, "max_verify_error": max_verify_error, "fail_on": fail_on}
+    if page_format != "html" and report_path is None:
+        raise InputError(f"--format {page_format} says how --report is written; add --report FOLDER")
     settings = resolve_config(flags, tolerances=parse_tolerance_flags(tolerance), baseline=baseline,
                               config_path=config)
     outputs = CheckOutputs(

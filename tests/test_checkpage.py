@@ -147,6 +147,7 @@ def test_report_and_check_write_a_folder_with_format_dir(
         (["report", "pinned.pt", "--format", "dir", "-o", "r.html"], "--format dir writes a folder: give -o a folder"),
         (["report", "pinned.pt", "--format", "pdf"], "--format 'pdf' must be one of html, dir"),
         (["check", "pinned.pt", "--report", "mine", "--format", "dir"], "holds files lstmviz did not write"),
+        (["check", "pinned.pt", "--format", "dir"], "--format dir says how --report is written; add --report FOLDER"),
     ):
         assert main(args) == 2
         assert message in capsys.readouterr().err

@@ -154,3 +154,11 @@ def test_report_and_check_write_a_folder_with_format_dir(
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     assert main(["check", "pinned.pt", "--report", "checked", "--format", "dir", "--max-saturated", "1"]) == 0
     assert 'class="banner banner-pass"' in (tmp_path / "checked" / "index.html").read_text()
+
+
+def test_a_dead_unit_finding_that_fails_by_fail_on_says_so() -> None:
+    page, result = checked(CheckConfig(max_dead_units="25%", max_saturated=None, fail_on="warning"), dead=1)
+    assert "finding:dead_units" in {case.check for case in result.failures}  # 17% dead: the analysis warns
+    (dead,) = [f for f in _findings(page) if "dead units" in f[2]]
+    assert dead[0] == "error" and dead[2].endswith(
+        "within the check's --max-dead-units 25%; fails the check (--fail-on warning)")

@@ -283,8 +283,11 @@ def judge_analysis(analysis: Analysis, result: CheckResult) -> Analysis:
                 case.threshold / max(result.layer_units.get(finding.prefix, 1), 1)
             verdict = ("fails the check: more than --max-dead-units " if not case.passed
                        else "within the check's --max-dead-units ") + str(config.max_dead_units)
-            findings.append(replace(finding, severity="info" if case.passed else "error", threshold=share,
-                                    message=f"{finding.message}; {verdict}"))
+            by_severity = (finding.code, finding.prefix) in failing
+            if by_severity:
+                verdict += f"; fails the check (--fail-on {config.fail_on})"
+            findings.append(replace(finding, severity="error" if not case.passed or by_severity else "info",
+                                    threshold=share, message=f"{finding.message}; {verdict}"))
         elif (finding.code, finding.prefix) in failing:
             findings.append(replace(finding, message=f"{finding.message}; fails the check (--fail-on {config.fail_on})"))
         else:

@@ -237,3 +237,9 @@ def test_evaluate_keeps_its_cases_without_a_baseline() -> None:
     run = make_run(_trace())
     result = evaluate(run.trace, analyze_run(run, AnalysisOptions()), CheckConfig(), model="tiny.pt")
     assert not any(case.is_baseline for case in result.cases) and all(case.baseline is None for case in result.cases)
+
+
+def test_markdown_without_a_report_has_no_evidence_column() -> None:
+    text = to_markdown([_summary_result()])
+    assert "| check | value | limit | baseline | Δ | result |\n" in text and "evidence" not in text.lower()
+    assert "| saturation lstm/l0/fwd f | 0.98 | ≤ 0.5 |  |  | ❌ **FAIL** |\n" in text

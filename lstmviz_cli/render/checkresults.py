@@ -278,8 +278,10 @@ def _markdown_one(result: CheckResult, *, report: str | None, artifacts: str | N
     icon = "✅" if result.passed else "❌"
     lines = [f"### {icon} lstmviz check: {md(result.model)} — {result.verdict()}", ""]
     with_baseline = any(case.baseline is not None for case in result.cases)
-    columns = ["check", "value", "limit", *(["baseline", "Δ"] if with_baseline else []), "result", "evidence"]
-    align = ["---", "--:", "--:", *(["--:", "--:"] if with_baseline else []), ":-:", "---"]
+    evidence = report is not None  # without a report there is nothing to point at
+    columns = ["check", "value", "limit", *(["baseline", "Δ"] if with_baseline else []), "result",
+               *(["evidence"] if evidence else [])]
+    align = ["---", "--:", "--:", *(["--:", "--:"] if with_baseline else []), ":-:", *(["---"] if evidence else [])]
     header = ["| " + " | ".join(columns) + " |", "|" + "|".join(align) + "|"]
     failed = [case for case in result.cases if not case.passed]
     skipped = [case for case in result.cases if case.skipped]
@@ -316,10 +318,10 @@ def _md_row(result: CheckResult, case: CheckCase, with_baseline: bool, report: s
     if with_baseline:
         cells += ["" if case.baseline is None else _fmt(case.baseline),
                   (f"**{delta}**" if delta and not case.passed else delta)]
-    link = evidence_link(result, case, report)
-    evidence = "" if link is None else (f"[{_evidence_label(case)}]({link})" if report and _is_url(report)
-                                        else md(link))
-    cells += [verdict, evidence]
+    cells.append(verdict)
+    if report is not None:
+        link = evidence_link(result, case, report)
+        cells.append("" if link is None else f"[{_evidence_label(case)}]({link})" if _is_url(report) else md(link))
     return "| " + " | ".join(cells) + " |"
 
 

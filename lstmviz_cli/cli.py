@@ -20,7 +20,7 @@ from rich.console import Console
 
 from lstmviz_cli import __version__
 from lstmviz_cli._warncapture import captured_warnings
-from lstmviz_cli.analysis.checksettings import CheckConfig
+from lstmviz_cli.analysis.checksettings import PAGE_FORMATS, CheckConfig, Tolerances, tolerance_name
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.cli_options import (
@@ -61,6 +61,9 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
+# The --tolerance help: every measure with its default, from the record that holds them.
+TOLERANCES_HELP = ", ".join(f"{tolerance_name(name)} (default {in_words(value)})"
+                            for name, value in Tolerances().to_json().items())
 
 
 def _version(value: bool) -> None:
@@ -153,6 +156,10 @@ def report_command(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the analysis results as JSON.")
     ] = None,
+    page_format: Annotated[
+        str, typer.Option("--format", help="html (one self-contained file) or dir (a folder with no inline code, "
+                          "for servers with a strict Content-Security-Policy; -o names the folder).")
+    ] = "html",
     force: Annotated[bool, force_flag("an output file")] = False,
     *,
     load: LoadOptions,
@@ -170,7 +177,13 @@ def report_command(
         labels=labels, saturation_low=saturation_low, saturation_high=saturation_high,
         saliency_step=saliency_step, memory_probe=memory_probe,
     )
-    if out_dir is not None or len(checkpoints) > 1:
+    batch = out_dir is not None or len(checkpoints) > 1
+    if page_format == "dir" and batch:
+        raise InputError("--format dir writes one report as a folder; for several checkpoints run one report each")
+    if page_format == "dir" and output == Path("report.html"):
+        output = Path("report")  # the default name, as a folder
+    page_format = _page_format(page_format, output, "-o")
+    if batch:
         from lstmviz_cli.commands.batch import run_batch_command  # torch: not for --help
         from lstmviz_cli.commands.many import naming
 
@@ -186,7 +199,7 @@ def report_command(
     from lstmviz_cli.commands.report import run_report_command  # torch, matplotlib: not for --help
 
     typer.echo(for_terminal(run_report_command(load, view, analysis_options, output=output, json_path=json_path,
-                                              force=force, workers=jobs)))
+                                              force=force, workers=jobs, page_format=page_format)))
 
 
 # -- papers and CI (issue 6): figures, check, diff ------------------------------------------------
@@ -245,7 +258,7 @@ def check_command(
     min_memory_horizon: Annotated[
         int | None,
         typer.Option("--min-memory-horizon", help=f"Min steps back holding {HORIZON_SHARE} of the output's saliency "
-                     f"(default {in_words(CheckConfig.min_memory_horizon)})."),
+                     f"(default {in_words(CheckConfig.min_memory_horizon)}; at most the sample's steps)."),
     ] = None,
     max_verify_error: Annotated[
         float | None,
@@ -257,41 +270,98 @@ def check_command(
         typer.Option("--fail-on", help="Analysis findings that fail the check: error, warning or never "
                      f"(default {in_words(CheckConfig.fail_on)})."),
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Settings file (default: ./lstmviz.toml or the tool.lstmviz table of pyproject.toml).")
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="Fail when a measure moved past its tolerance from this earlier "
+                     "`check --json` file (gate means and stds, saturation, dead units, memory horizon, "
+                     "verification error)."),
     ] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write every check as JSON.")] = None,
+    tolerance: Annotated[
+        list[str] | None,
+        typer.Option("--tolerance", metavar="MEASURE=VALUE",
+                     help=f"How far a measure may move from --baseline (repeatable; 'off' skips it): {TOLERANCES_HELP}."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Settings file (default: the nearest lstmviz.toml, or "
+                                  "pyproject.toml with a tool.lstmviz.check table).")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write every check and measure as JSON "
+                                                   "(a valid --baseline).")] = None,
     junit_path: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (one test case per check).")] = None,
-    report_path: Annotated[Path | None, typer.Option("--report", help="Also write the HTML report (one trace for both).")] = None,
+    markdown_path: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the summary as Markdown (also appended to "
+                                  "$GITHUB_STEP_SUMMARY when that is set).")
+    ] = None,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Also write the HTML report, opened by the "
+                                                     "check's verdict (one trace for both).")] = None,
+    page_format: Annotated[
+        str, typer.Option("--format", help="How --report is written: html (one self-contained file) or dir (a "
+                          "folder with no inline code, for servers with a strict Content-Security-Policy).")
+    ] = "html",
+    report_url: Annotated[
+        str | None, typer.Option("--report-url", help="Where the report will be served: the JUnit and Markdown "
+                                 "link each failure to its evidence there.")
+    ] = None,
     force: Annotated[bool, force_flag("output files")] = False,
     *,
     load: LoadOptions,
 ) -> None:
-    """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed.
+    """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed or a measure moved.
 
     Example: lstmviz check sample_models/charlm.pt --max-saturated 0.9 --junit check.xml --report report.html
+
+    Baseline example: lstmviz check model.pt --json base.json; later: lstmviz check model.pt --baseline base.json
     """
     # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
-    from lstmviz_cli.commands.check import run_check
-    from lstmviz_cli.commands.checkconfig import resolve_config
+    from lstmviz_cli.commands.check import CheckOutputs, run_check
+    from lstmviz_cli.commands.checkconfig import parse_tolerance_flags, resolve_config
     from lstmviz_cli.render.checkresults import summary_table
 
     flags = {"max_saturated": max_saturated, "max_dead_units": max_dead_units,
              "min_memory_horizon": min_memory_horizon, "max_verify_error": max_verify_error, "fail_on": fail_on}
-    settings, source = resolve_config(flags, config_path=config)
-    result = run_check(load, settings, ViewOptions(), json_path=json_path, junit_path=junit_path,
-                       report_path=report_path, force=force)
+    if page_format != "html" and report_path is None:
+        raise InputError(f"--format {page_format} says how --report is written; add --report FOLDER")
+    settings = resolve_config(flags, tolerances=parse_tolerance_flags(tolerance), baseline=baseline,
+                              config_path=config)
+    outputs = CheckOutputs(
+        json=json_path, junit=junit_path, markdown=markdown_path, step_summary=_github_step_summary(),
+        report=report_path, report_format=_page_format(page_format, report_path, "--report"),
+        report_url=report_url, artifacts_url=_github_run_url(), force=force,
+    )
+    result = run_check(load, settings, ViewOptions(), outputs)
     console = Console(width=110)
     console.print(summary_table([result]))
-    verdict = "healthy" if result.passed else f"{len(result.failures)} of {len(result.cases)} checks failed"
     model = for_terminal(result.model)  # printed as text: no escape sequence, no rich markup
-    console.print(f"{model}: {verdict}" + (f" (settings from {source})" if source else ""), highlight=False,
-                  markup=False)
+    console.print(f"{model}: {result.verdict()}", highlight=False, markup=False)
+    for line in filter(None, (settings.source_text(), f"baseline: {settings.baseline}" if settings.baseline else "")):
+        console.print(f"{model}: {for_terminal(line)}", highlight=False, markup=False)
     if result.recurrent_only:
         console.print(f"{model}: checked with --recurrent-only: the recurrent layers alone, fed the sample "
                       "directly; the model's other layers were not run", highlight=False, markup=False)
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _page_format(value: str, path: Path | None, option: str) -> str:
+    """--format checked: html or dir; a dir needs a folder name, not an .html file."""
+    if value not in PAGE_FORMATS:
+        raise InputError(f"--format {value!r} must be one of {', '.join(PAGE_FORMATS)}")
+    if value == "dir" and path is not None and path.suffix.lower() in (".html", ".htm"):
+        raise InputError(f"--format dir writes a folder: give {option} a folder name such as "
+                         f"{str(path.with_suffix(''))!r}, not {str(path)!r}")
+    return value
+
+
+def _github_step_summary() -> Path | None:
+    """GitHub Actions' job summary file, when running there ($GITHUB_STEP_SUMMARY)."""
+    value = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
+    return Path(value) if value else None
+
+
+def _github_run_url() -> str | None:
+    """The GitHub Actions run's page (where its artifacts are listed), when running there."""
+    parts = [os.environ.get(name, "").strip() for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")]
+    return f"{parts[0]}/{parts[1]}/actions/runs/{parts[2]}" if all(parts) else None
 
 
 @app.command("diff", cls=Command)

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 from typer._click.core import Context  # the vendored Click Typer's commands are built on
+from typer._click.exceptions import UsageError
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.models import OptionInfo
 
@@ -36,14 +37,31 @@ def flag(name: str, help: str) -> OptionInfo:
     return option
 
 
+_BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0"})
+
+
 class Command(TyperCommand):
-    """A command whose `--help` option, too, is shown as a flag (Typer declares it, not us)."""
+    """A command whose `--help` option, too, is shown as a flag (Typer declares it, not us), and which says
+    so when a flag is given a value (`--force true`) instead of calling the value an extra argument."""
 
     def get_help_option(self, ctx: Context) -> TyperOption | None:
         option = super().get_help_option(ctx)
         if option is not None:
             option.metavar = ""
         return option
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes the list it is given
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as error:
+            flags = {name for param in self.get_params(ctx) if isinstance(param, TyperOption) and param.is_flag
+                     for name in param.opts}
+            for flag_word, value in zip(given, given[1:], strict=False):
+                if flag_word in flags and value.lower() in _BOOLEAN_WORDS:
+                    raise UsageError(f"{flag_word} is a flag and takes no value: write {flag_word} alone "
+                                     f"(or leave it out), not '{flag_word} {value}'", ctx) from error
+            raise
 
 
 class Group(TyperGroup):

@@ -147,6 +147,13 @@ def make_run(
 TEXT = 'He said "hi (there)".\nOk'
 
 
+@pytest.fixture(autouse=True)
+def _no_ci_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run `lstmviz check` in-process: on GitHub Actions it would append to this suite's own job summary."""
+    for name in ("GITHUB_STEP_SUMMARY", "GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def lstm_trace() -> Trace:
     return numpy_trace("LSTM", steps=len(TEXT), hidden_size=6)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -11,16 +13,22 @@ import pytest
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import junit_schema, sample, write_pinned_forget
 
-from lstmviz_cli.analysis.checks import CheckConfig, evaluate, parse_dead_limit
+from lstmviz_cli.analysis.checks import CheckConfig, evaluate, parse_dead_limit, validate_horizon
+from lstmviz_cli.analysis.checksettings import Tolerances
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.records import FigureRef, SaliencyResult
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
-from lstmviz_cli.commands.checkconfig import resolve_config
+from lstmviz_cli.commands.checkconfig import parse_tolerance_flags, resolve_config
 from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.checkresults import to_json, to_junit
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 VIEW = ViewOptions()
 
@@ -40,44 +48,146 @@ def _pinned_run():  # noqa: ANN202
 
 
 # -- configuration --------------------------------------------------------------------------------
-def test_config_file_then_flags(tmp_path: Path) -> None:
-    (tmp_path / "lstmviz.toml").write_text('max-saturated = 0.5\nmax-dead-units = 3\nfail-on = "warning"\n')
-    config, source = resolve_config({}, cwd=tmp_path)
-    assert source == tmp_path / "lstmviz.toml"
-    assert (config.max_saturated, config.max_dead_units, config.fail_on) == (0.5, "3", "warning")
-    config, _ = resolve_config({"max_saturated": 0.8, "fail_on": None}, cwd=tmp_path)
-    assert (config.max_saturated, config.fail_on) == (0.8, "warning")  # a flag wins; an absent one does not
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_pyproject_table_found_from_a_subdirectory(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n[tool.lstmviz.check]\nmin-memory-horizon = 4\nmax-verify-error = "off"\n')
+def readme_toml_snippets() -> list[str]:
+    """Every ```toml block of the README's `lstmviz check` section, exactly as a user copies it."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### `lstmviz check` (CI)"):text.index("### CI recipes")]
+    return re.findall(r"```toml\n(.*?)```", section, re.S)
+
+
+def _expected(snippet: str) -> tuple[dict[str, object], dict[str, object]]:
+    """What a snippet sets, read with tomllib (independently of lstmviz): thresholds and tolerances."""
+    document = tomllib.loads(snippet)
+    table = document.get("check") or document["tool"]["lstmviz"]["check"]
+    tolerances = table.pop("tolerance", {})
+    table.pop("baseline", None)
+    return table, tolerances
+
+
+def _in_force(config: CheckConfig, key: str) -> object:
+    return getattr(config, key.replace("-", "_"))
+
+
+@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("file", ["lstmviz.toml", "pyproject.toml"])
+def test_readme_config_snippets_are_in_force_in_both_files(tmp_path: Path, file: str, index: int) -> None:
+    """Issue 17: the README's [tool.lstmviz.check] in lstmviz.toml left the defaults in force."""
+    snippets = readme_toml_snippets()
+    assert len(snippets) == 2, "the README's check section holds the table and its short form"
+    snippet = snippets[index]
+    if file == "pyproject.toml":
+        snippet = '[project]\nname = "team-model"\n\n' + snippet
+    (tmp_path / file).write_text(snippet, encoding="utf-8")
+    if file == "pyproject.toml" and snippet.count("[check]"):
+        with pytest.raises(InputError, match=r"top-level \[check\] table is not read in pyproject.toml; lstmviz reads "
+                                             r"\[tool.lstmviz.check\]"):
+            resolve_config({}, cwd=tmp_path)
+        return
     (tmp_path / "sub").mkdir()
-    config, source = resolve_config({}, cwd=tmp_path / "sub")
-    assert source == tmp_path / "pyproject.toml"
-    assert config.min_memory_horizon == 4 and config.max_verify_error is None
-    assert config.max_saturated == 0.95  # untouched default
+    settings = resolve_config({}, cwd=tmp_path / "sub")  # found from a subdirectory, as in a project
+    thresholds, tolerances = _expected(snippet)
+    assert thresholds, "the snippet sets thresholds"
+    for key, value in thresholds.items():
+        assert _in_force(settings.config, key) == (str(value) if key == "max-dead-units" else value), key
+    for key, value in tolerances.items():
+        assert getattr(settings.config.tolerances, key.replace("-", "_")) == value, key
+    assert settings.source == tmp_path / file
+    assert set(settings.from_file) >= set(thresholds)
+    if "baseline" in snippet:
+        assert settings.baseline == tmp_path / "lstmviz-baseline.json"  # relative to the config file
+    # A flag wins, and the file no longer claims a setting it did not supply.
+    key = next(iter(thresholds))
+    flags = {key.replace("-", "_"): "3" if key == "max-dead-units" else
+             1 if key == "min-memory-horizon" else "never" if key == "fail-on" else 0.5}
+    overridden = resolve_config(flags, cwd=tmp_path)
+    assert key not in overridden.from_file
+
+
+def test_a_file_that_supplies_nothing_is_not_named(tmp_path: Path) -> None:
+    (tmp_path / "lstmviz.toml").write_text("[check]\n")
+    settings = resolve_config({}, cwd=tmp_path)
+    assert settings.source is None and settings.source_text() == "" and settings.config == CheckConfig()
+    (tmp_path / "lstmviz.toml").write_text("[check]\nmax-saturated = 0.5\n")
+    assert resolve_config({"max_saturated": 0.8}, cwd=tmp_path).source is None  # every setting overridden
+    both = resolve_config({"max_saturated": None, "fail_on": "warning"}, cwd=tmp_path)
+    assert both.source_text() == f"settings from {tmp_path / 'lstmviz.toml'}: max-saturated"
 
 
 def test_defaults_without_any_config(tmp_path: Path) -> None:
-    config, source = resolve_config({}, cwd=tmp_path)
-    assert source is None and config == CheckConfig()
+    settings = resolve_config({}, cwd=tmp_path)
+    assert settings.source is None and settings.config == CheckConfig() and settings.baseline is None
 
 
 @pytest.mark.parametrize(
-    ("toml", "message"),
+    ("file", "toml", "message"),
     [
-        ("max-saturatd = 0.5\n", "unknown setting 'max-saturatd'"),
-        ("max-saturated = 1.5\n", "--max-saturated 1.5 must be a fraction"),
-        ("max-dead-units = \"lots\"\n", "--max-dead-units 'lots' must be a count"),
-        ('fail-on = "sometimes"\n', "--fail-on 'sometimes' must be one of error, warning, never"),
-        ("max-saturated = [\n", "cannot read config"),
+        ("lstmviz.toml", "max-saturated = 0.5\n",
+         "lstmviz.toml: 'max-saturated' must be inside a table: put it under [check] (or [tool.lstmviz.check])"),
+        ("lstmviz.toml", "[report]\nunits = 3\n",
+         "lstmviz.toml: unknown table [report]; lstmviz reads [check] (or [tool.lstmviz.check])"),
+        ("lstmviz.toml", "[tool.black]\nline-length = 3\n",
+         "lstmviz.toml: unknown table [tool.black]; lstmviz reads [check] (or [tool.lstmviz.check])"),
+        ("lstmviz.toml", "[check]\nmax-saturatd = 0.5\n", "lstmviz.toml: unknown setting 'max-saturatd' in [check]; known:"),
+        ("lstmviz.toml", "[tool.lstmviz.check]\nmax-saturatd = 0.5\n",
+         "unknown setting 'max-saturatd' in [tool.lstmviz.check]; known: max-saturated, max-dead-units"),
+        ("lstmviz.toml", "[check.extra]\na = 1\n", "unknown table [check.extra] in [check]"),
+        ("lstmviz.toml", "[check]\nmax-saturated = 0.5\n[tool.lstmviz.check]\nfail-on = 'never'\n",
+         "both [check] and [tool.lstmviz.check] are set; keep one"),
+        ("lstmviz.toml", "[check.tolerance]\ngate-men = 0.1\n", "unknown measure 'gate-men'; measures: gate-mean"),
+        ("lstmviz.toml", "[check]\nmax-saturated = \"lots\"\n", "max-saturated = 'lots' must be a fraction"),
+        ("lstmviz.toml", "[check]\nmin-memory-horizon = 2.5\n", "min-memory-horizon = 2.5 must be a whole number"),
+        ("lstmviz.toml", "[check]\nmax-saturated = 1.5\n", "--max-saturated 1.5 must be a fraction"),
+        ("lstmviz.toml", '[check]\nmax-dead-units = "lots"\n', "--max-dead-units 'lots' must be a count"),
+        ("lstmviz.toml", '[check]\nfail-on = "sometimes"\n',
+         "--fail-on 'sometimes' must be one of error, warning, never"),
+        ("lstmviz.toml", "[check]\nmax-saturated = [\n", "cannot read config"),
+        ("pyproject.toml", "[tool.lstmviz.report]\nunits = 3\n",
+         "pyproject.toml: unknown table [tool.lstmviz.report] in [tool.lstmviz]; lstmviz reads [tool.lstmviz.check]"),
+        ("pyproject.toml", "[tool.lstmviz]\nmax-saturated = 0.5\n",
+         "pyproject.toml: 'max-saturated' must be inside [tool.lstmviz.check], not directly in [tool.lstmviz]"),
+        ("pyproject.toml", "[tool.lstmviz.check]\nbaseline = 3\n", "baseline = 3 must be a file name"),
     ],
 )
-def test_bad_config_is_one_actionable_line(tmp_path: Path, toml: str, message: str) -> None:
-    (tmp_path / "lstmviz.toml").write_text(toml)
+def test_bad_config_is_one_actionable_line(tmp_path: Path, file: str, toml: str, message: str) -> None:
+    (tmp_path / file).write_text(toml)
     with pytest.raises(InputError) as caught:
         resolve_config({}, cwd=tmp_path)
     assert message in caught.value.message and "\n" not in caught.value.message
+
+
+def test_two_config_files_in_one_directory_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "lstmviz.toml").write_text("[check]\nmax-saturated = 0.5\n")
+    (tmp_path / "pyproject.toml").write_text("[tool.lstmviz.check]\nfail-on = 'never'\n")
+    with pytest.raises(InputError, match="hold check settings; keep them in one file"):
+        resolve_config({}, cwd=tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')  # no lstmviz table: lstmviz.toml alone
+    assert resolve_config({}, cwd=tmp_path).config.max_saturated == 0.5
+
+
+def test_explicit_config_must_hold_the_check_table(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    with pytest.raises(InputError, match=r"holds no \[tool.lstmviz.check\] table"):
+        resolve_config({}, config_path=tmp_path / "pyproject.toml")
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_config({}, config_path=tmp_path / "missing.toml")
+    (tmp_path / "ci.toml").write_text("[check]\nfail-on = 'never'\n[check.tolerance]\ngate-mean = 'off'\n")
+    settings = resolve_config({}, tolerances={"gate_std": 0.3}, config_path=tmp_path / "ci.toml")
+    assert settings.config.fail_on == "never" and settings.config.tolerances.gate_mean is None
+    assert settings.config.tolerances.gate_std == 0.3 and settings.from_file == ("fail-on", "tolerance.gate-mean")
+
+
+def test_tolerance_flags() -> None:
+    assert parse_tolerance_flags(["gate-mean=0.02", "dead-units=off", "memory-horizon=3"]) == {
+        "gate_mean": 0.02, "dead_units": None, "memory_horizon": 3.0}
+    for bad, message in (("gate-mean", "must be MEASURE=VALUE"), ("gate-men=1", "unknown measure 'gate-men'"),
+                         ("gate-mean=x", "must be a number")):
+        with pytest.raises(InputError, match=message):
+            parse_tolerance_flags([bad])
+    with pytest.raises(InputError, match="must be a number >= 0"):
+        CheckConfig(tolerances=Tolerances(gate_mean=-1.0))
 
 
 def test_dead_limit_parsing() -> None:
@@ -223,10 +333,37 @@ def test_cli_refuses_to_overwrite_a_foreign_file(
 
 def test_cli_reads_lstmviz_toml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "lstmviz.toml").write_text("[check]\nmax-saturated = 1.0\n")
+    (tmp_path / "lstmviz.toml").write_text("[tool.lstmviz.check]\nmax-saturated = 1.0\n")
     monkeypatch.setattr(pipeline, "load_and_trace", _fake_load(_pinned_run()))
     assert main(["check", "pinned.pt"]) == 0
-    assert "settings from" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"pinned.pt: settings from {tmp_path / 'lstmviz.toml'}: max-saturated" in " ".join(out.split())
+    # The same file, but the flag decides: the file supplied nothing in force and is not named.
+    assert main(["check", "pinned.pt", "--max-saturated", "0.5"]) == EXIT_CHECK_FAILED
+    assert "settings from" not in capsys.readouterr().out
+    (tmp_path / "lstmviz.toml").write_text("[tool.lstmviz.check]\nmax-saturatd = 1.0\n")
+    assert main(["check", "pinned.pt"]) == 2
+    assert "unknown setting 'max-saturatd' in [tool.lstmviz.check]" in capsys.readouterr().err
+
+
+def test_memory_horizon_longer_than_the_sample_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Issue 17: --min-memory-horizon 12 on a 10-step sample could never pass and did not say why."""
+    run = _run()  # 20 steps
+    analysis = analyze_run(run, AnalysisOptions())
+    validate_horizon(CheckConfig(min_memory_horizon=20), analysis, 20)  # the whole sample: possible
+    with pytest.raises(InputError, match="--min-memory-horizon 21 can never pass: the sample has only 20 steps; "
+                                         "choose at most 20 or a longer --input"):
+        validate_horizon(CheckConfig(min_memory_horizon=21), analysis, 20)
+    analysis.saliency = SaliencyResult(step=11, target="y", values=np.ones(20), horizon=3)
+    with pytest.raises(InputError, match="the output whose saliency is measured is at step 11, so at most 12 steps"):
+        validate_horizon(CheckConfig(min_memory_horizon=13), analysis, 20)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "load_and_trace", _fake_load(run))
+    assert main(["check", "tiny.pt", "--min-memory-horizon", "25", "--json", "c.json"]) == 2
+    assert "can never pass: the sample has only 20 steps" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists()
 
 
 # -- end to end on the sample models ---------------------------------------------------------------------
@@ -268,9 +405,13 @@ def test_cli_report_from_the_same_trace(monkeypatch: pytest.MonkeyPatch, tmp_pat
     anchors = {case["name"]: case["anchor"] for case in json.loads((tmp_path / "check.json").read_text())["cases"]}
     assert anchors["saturation lstm/l0/fwd f"] == "fig-saturation-lstm-l0-fwd"
     assert anchors["dead units lstm/l0/fwd"] == "fig-activity-lstm-l0-fwd"
+    assert anchors["verification error"] == "model-knowledge"  # the card with the verification badges
     for anchor in filter(None, anchors.values()):
-        assert f'<figure id="{anchor}"' in page
-    assert "report section: #fig-saturation-lstm-l0-fwd" in (tmp_path / "check.xml").read_text()
+        assert f'id="{anchor}"' in page
+    # The page opens with the check's verdict, and its rows link to the same ids.
+    assert page.index('id="check-verdict"') < page.index('id="summary"')
+    assert 'Check failed: 1 of 5 checks failed' in page and '<a href="#fig-saturation-lstm-l0-fwd">see figure</a>' in page
+    assert "report section: report.html#fig-saturation-lstm-l0-fwd" in (tmp_path / "check.xml").read_text()
     assert main(["check", "pinned.pt", "--max-verify-error", "-1"]) == 2  # bad value: usage error, no trace
 
 
@@ -282,9 +423,19 @@ def test_summary_table_exact_output() -> None:
     console = Console(width=90, record=True, color_system=None)
     console.print(summary_table([_evaluate(_pinned_run())]))
     assert console.export_text().splitlines()[4:9] == [
-        "│ pinned.pt │ saturation lstm/l0/fwd f              │       1 │   0.95 │ FAIL   │",
-        "│ pinned.pt │ verification error                    │ 3.1e-07 │ 0.0001 │ ok     │",
-        "│ pinned.pt │ saturation: 2 ok, worst lstm/l0/fwd i │   0.025 │   0.95 │ ok     │",
-        "│ pinned.pt │ dead units lstm/l0/fwd                │       0 │   0.25 │ ok     │",
-        "└───────────┴───────────────────────────────────────┴─────────┴────────┴────────┘",
+        "│ pinned.pt │ saturation lstm/l0/fwd f              │       1 │   ≤ 0.95 │ FAIL   │",
+        "│ pinned.pt │ verification error                    │ 3.1e-07 │ ≤ 0.0001 │ ok     │",
+        "│ pinned.pt │ saturation: 2 ok, worst lstm/l0/fwd i │   0.025 │   ≤ 0.95 │ ok     │",
+        "│ pinned.pt │ dead units lstm/l0/fwd                │       0 │   ≤ 0.25 │ ok     │",
+        "└───────────┴───────────────────────────────────────┴─────────┴──────────┴────────┘",
     ]
+
+
+def test_a_sample_too_short_to_judge_skips_the_horizon_instead_of_refusing_it() -> None:
+    run = _run(numpy_trace("LSTM", steps=3, hidden_size=4))
+    analysis = analyze_run(run, AnalysisOptions())
+    validate_horizon(CheckConfig(min_memory_horizon=12), analysis, 3)  # fewer than min_steps: no refusal
+    analysis.saliency = SaliencyResult(step=2, target="y", values=np.ones(3), horizon=3)
+    (case,) = [c for c in evaluate(run.trace, analysis, CheckConfig(min_memory_horizon=12), model="m").cases
+               if c.check == "memory_horizon"]
+    assert case.skipped and case.passed and "fewer than the 4 needed to judge" in case.message

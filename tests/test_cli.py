@@ -163,8 +163,12 @@ def test_flags_look_like_flags_in_help(capsys: pytest.CaptureFixture[str], monke
     assert main(["trace", "--help"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"--force +Overwrite outputs", out) and re.search(r"--input +-i +<path>", out)
-    assert main(["trace", DIGITSUM, "--force", "true"]) == 2  # still a flag: "true" is an extra argument
-    assert "unexpected extra argument(s) (true)" in capsys.readouterr().err
+    for command in ("trace", "check"):  # still a flag: "true" is refused, saying why
+        assert main([command, DIGITSUM, "--force", "true"]) == 2
+        err = " ".join(capsys.readouterr().err.replace("│", " ").split())
+        assert "--force is a flag and takes no value: write --force alone (or leave it out), not '--force true'" in err
+    assert main(["check", DIGITSUM, "a.pt"]) == 2  # any other extra argument: Typer's own message
+    assert "unexpected extra argument(s) (a.pt)" in capsys.readouterr().err
 
 
 def test_every_loading_command_takes_the_same_load_options(capsys: pytest.CaptureFixture[str],

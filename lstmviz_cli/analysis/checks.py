@@ -2,23 +2,25 @@
 
 Every number compared here comes from the analysis stage (`analysis.gate_stats`, its findings and
 saliency) or the trace's own verification error; nothing is recomputed, so the check and the
-report always agree.
+report always agree. `judge_analysis` gives the analysis as the check judged it (verification
+levels against `--max-verify-error`, findings against the check's thresholds, every failed case a
+finding), which is what the `check --report` page shows.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from lstmviz_cli.analysis.checksettings import CheckConfig, parse_dead_limit
-from lstmviz_cli.analysis.records import Analysis, FigureRef
+from lstmviz_cli.analysis.checksettings import CheckConfig, number_text, parse_dead_limit
+from lstmviz_cli.analysis.measures import Measure, dead_units_by_layer
+from lstmviz_cli.analysis.records import Analysis, FigureRef, Finding
+from lstmviz_cli.errors import InputError
 from lstmviz_cli.tracing.provenance import Provenance
 from lstmviz_cli.tracing.records import Trace
 from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE, Verification
 
 _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
-# The analysis's finding code for dead units; the check reads its unit lists.
-_DEAD_CODES = ("dead_units",)
 
 
 @dataclass
@@ -34,6 +36,18 @@ class CheckCase:
     message: str
     figure: FigureRef | None = None  # the report figure that shows it (the page gives its id)
     skipped: bool = False  # not judged (too few steps): passes, and says so
+    baseline: float | None = None  # "baseline:<measure>" cases: the measure's value in the baseline
+
+    @property
+    def delta(self) -> float | None:
+        """value - baseline (baseline cases with both numbers), else None."""
+        if self.baseline is None or self.value is None:
+            return None
+        return self.value - self.baseline
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.check.startswith("baseline:")
 
 
 @dataclass
@@ -47,6 +61,14 @@ class CheckResult:
     # The report page's HTML id of each figure the cases name (`page.model.Page.anchors`), set by the
     # command that builds the page; the JSON and JUnit writers link cases to the page with it.
     anchors: dict[FigureRef, str] = field(default_factory=dict)
+    verification_anchor: str | None = None  # the page's id of the verification card (what the badges say)
+    # What the run measured (`analysis.measures`): the JSON's `measures`, what a later --baseline reads.
+    measures: list[Measure] = field(default_factory=list)
+    architecture: list[dict[str, str | int]] = field(default_factory=list)
+    sample: dict[str, str | int] = field(default_factory=dict)
+    layer_units: dict[str, int] = field(default_factory=dict)  # units per layer prefix (dead-unit limits)
+    baseline: str | None = None  # the --baseline file compared against, as given
+    settings_source: str | None = None  # the config file whose settings are in force, when one supplied any
 
     @property
     def recurrent_only(self) -> bool:
@@ -64,12 +86,19 @@ class CheckResult:
     def passed(self) -> bool:
         return not self.failures
 
+    def verdict(self) -> str:
+        """ "healthy" or "3 of 10 checks failed": the one-line result every output states."""
+        if self.passed:
+            return "healthy"
+        return f"{len(self.failures)} of {len(self.cases)} checks failed"
+
 
 # -- evaluation -----------------------------------------------------------------------------------------
 def evaluate(trace: Trace, analysis: Analysis, config: CheckConfig, *, model: str) -> CheckResult:
     """Compare the analysis's numbers with the thresholds: one case per layer and gate, per layer, per finding."""
     provenance = analysis.provenance
-    result = CheckResult(model=model, config=config, provenance=provenance)
+    result = CheckResult(model=model, config=config, provenance=provenance,
+                         layer_units={layer.prefix: layer.units for layer in trace.layers})
     cases = result.cases
     levels = list(provenance.verification) if provenance is not None else []
     layer_level = " and ".join(dict.fromkeys(v.label for v in levels if v.level != "model")) or "gates vs layer outputs"
@@ -171,16 +200,6 @@ def _skipped(check: str, name: str, prefix: str | None, threshold: float | None,
                      f"skipped: {count} {what}, fewer than the {minimum} needed to judge", figure, skipped=True)
 
 
-def dead_units_by_layer(analysis: Analysis) -> dict[str, list[int]]:
-    """Dead units per layer prefix, as the analysis's findings name them."""
-    dead: dict[str, list[int]] = {}
-    for finding in analysis.findings:
-        if finding.code in _DEAD_CODES:
-            dead.setdefault(finding.prefix, [])
-            dead[finding.prefix] = sorted(set(dead[finding.prefix]) | {int(u) for u in finding.units})
-    return dead
-
-
 def _unit_list(units: list[int], limit: int = 8) -> str:
     shown = ", ".join(str(u) for u in units[:limit])
     return shown + (f", … ({len(units)} in all)" if len(units) > limit else "")
@@ -189,3 +208,105 @@ def _unit_list(units: list[int], limit: int = 8) -> str:
 def _finite(value: float) -> float | None:
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+# -- thresholds that cannot pass, and how a limit reads ------------------------------------------------
+def validate_horizon(config: CheckConfig, analysis: Analysis, steps: int) -> None:
+    """Refuse a --min-memory-horizon longer than the sample: the horizon counts steps back from the output,
+    so it can never exceed the steps before it (a threshold that can never pass is a mistake, not a check).
+
+    `steps`: the sample's steps (the saliency's output step, when there is one, bounds it instead).
+    A sample too short to judge any horizon (fewer than `min_steps`) is not refused: its case is
+    skipped, and says so. Raises InputError.
+    """
+    wanted = config.min_memory_horizon
+    if wanted is None:
+        return
+    saliency = analysis.saliency
+    available = saliency.step + 1 if saliency is not None else steps
+    if wanted <= available or available < analysis.thresholds.min_steps:
+        return  # possible; or too few steps to judge any horizon: the case is skipped and says so
+    if saliency is not None and available < steps:
+        where = (f"the sample has {steps} steps and the output whose saliency is measured is at step "
+                 f"{saliency.step}, so at most {available} steps lie behind it")
+    else:
+        where = f"the sample has only {available} step{'s' if available != 1 else ''}"
+    raise InputError(f"--min-memory-horizon {wanted} can never pass: {where}; choose at most {available} "
+                     "or a longer --input")
+
+
+def limit_text(case: CheckCase) -> str:
+    """How a case's threshold reads: "≤ 0.95", "≥ 12", "±0.05" (a baseline tolerance), "0.75" (a finding's)."""
+    if case.threshold is None:
+        return ""
+    number = number_text(case.threshold)
+    if case.check == "baseline:verify_error":
+        return f"+{number}"
+    if case.is_baseline:
+        return f"±{number}"
+    if case.check == "memory_horizon":
+        return f"≥ {number}"
+    if case.check.startswith("finding:"):
+        return number
+    return f"≤ {number}"
+
+
+# -- the analysis as the check judged it (the check --report page) ---------------------------------------
+# Failed cases that no analysis finding states: they become findings of their own on the judged page.
+_OWN_FINDINGS = ("saturation", "memory_horizon", "verify_error", "model_output")
+
+
+def judge_analysis(analysis: Analysis, result: CheckResult) -> Analysis:
+    """The analysis as `lstmviz check` judged it, for the page of `check --report`.
+
+    - verification levels of the recurrent layers are judged against --max-verify-error (a badge says
+      "differs" when the check failed it, "ok" when the check passed it);
+    - a dead-units finding is an error when its layer failed --max-dead-units and info when the check
+      allows it; a finding that fails the check by --fail-on says so;
+    - every failed case no finding states (saturation share, memory horizon, verification, model
+      output, a measure that moved from the baseline) is an error finding with the check's numbers.
+    `analysis` is not changed.
+    """
+    config = result.config
+    provenance = analysis.provenance
+    if provenance is not None and config.max_verify_error is not None:
+        provenance = replace(provenance, verification=tuple(
+            _judged_level(level, config.max_verify_error) for level in provenance.verification))
+    dead_cases = {case.prefix: case for case in result.cases if case.check == "dead_units" and not case.skipped}
+    failing = {(case.check.removeprefix("finding:"), case.prefix) for case in result.failures
+               if case.check.startswith("finding:")}
+    findings: list[Finding] = []
+    for finding in analysis.findings:
+        case = dead_cases.get(finding.prefix) if finding.code == "dead_units" else None
+        if case is not None and case.threshold is not None:
+            share = case.threshold if str(config.max_dead_units).endswith("%") else \
+                case.threshold / max(result.layer_units.get(finding.prefix, 1), 1)
+            verdict = ("fails the check: more than --max-dead-units " if not case.passed
+                       else "within the check's --max-dead-units ") + str(config.max_dead_units)
+            by_severity = (finding.code, finding.prefix) in failing
+            if by_severity:
+                verdict += f"; fails the check (--fail-on {config.fail_on})"
+            findings.append(replace(finding, severity="error" if not case.passed or by_severity else "info",
+                                    threshold=share, message=f"{finding.message}; {verdict}"))
+        elif (finding.code, finding.prefix) in failing:
+            findings.append(replace(finding, message=f"{finding.message}; fails the check (--fail-on {config.fail_on})"))
+        else:
+            findings.append(finding)
+    for case in result.failures:
+        if case.check in _OWN_FINDINGS or case.is_baseline:
+            code = "baseline" if case.is_baseline else case.check
+            findings.append(Finding(
+                code, "error", case.prefix or "", [], math.nan if case.value is None else case.value,
+                math.nan if case.threshold is None else case.threshold, f"fails the check: {case.message}",
+                case.figure,
+            ))
+    return replace(analysis, findings=findings, provenance=provenance, check=config)
+
+
+def _judged_level(level: Verification, limit: float) -> Verification:
+    """A recurrent level (gates, hand-written cell) judged against the check's --max-verify-error."""
+    if level.level == "model" or level.error is None or level.status == "not-checked":
+        return level
+    ok = math.isfinite(level.error) and level.error <= limit
+    return replace(level, status="ok" if ok else "bad",
+                   detail=f"{'within' if ok else 'over'} the check's --max-verify-error {number_text(limit)}")

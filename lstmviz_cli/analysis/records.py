@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lstmviz_cli.analysis.checksettings import CheckConfig
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.tracing.provenance import Provenance
 
@@ -143,3 +144,6 @@ class Analysis:
     # dead/saturated/forget/cell findings were skipped, and `lstmviz check` skips them too.
     unjudged: dict[str, int] = field(default_factory=dict)
     provenance: Provenance | None = None  # what is known of the model and what was verified
+    # The settings of the `lstmviz check` that judged this analysis (`analysis.checks.judge_analysis`):
+    # set on the check --report page only, where findings and badges are the check's verdicts.
+    check: CheckConfig | None = None

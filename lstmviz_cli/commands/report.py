@@ -1,4 +1,5 @@
-"""`lstmviz report` for one checkpoint: trace, analyze and write one self-contained HTML file (and its JSON)."""
+"""`lstmviz report` for one checkpoint: trace, analyze and write one self-contained HTML file or, with
+`--format dir`, a folder for strict-CSP servers (`render.folder`); and its JSON."""
 
 from __future__ import annotations
 
@@ -12,29 +13,37 @@ from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic, write_json
 from lstmviz_cli.page.build import build_page, select
 from lstmviz_cli.page.view import ViewOptions
+from lstmviz_cli.render.folder import INDEX, check_folder_writable, write_folder
 from lstmviz_cli.render.html import render_html
 from lstmviz_cli.render.jobs import default_workers
 
 
 def run_report_command(
     options: LoadOptions, view: ViewOptions, analysis_options: AnalysisOptions, *, output: Path,
-    json_path: Path | None, force: bool, workers: int | None = None,
+    json_path: Path | None, force: bool, workers: int | None = None, page_format: str = "html",
 ) -> str:
     """`lstmviz report`: trace, analyze and write one self-contained HTML file.
 
     The page and the JSON summary come from the same run and analysis, cut once to `--layers`.
     `workers`: processes that draw the figures (None: one per CPU, at most render.jobs.MAX_WORKERS).
     """
-    check_writable(output, force=force)
+    if page_format == "dir":
+        check_folder_writable(output)
+    else:
+        check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
     run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
     run, analysis, shown = select(run, analyze_run(run, analysis_options), view)
     page = build_page(run, analysis, shown)
-    html = render_html(page, workers=workers or default_workers())
-    write_atomic(output, html, force=force)
+    if page_format == "dir":
+        size = write_folder(page, output, workers=workers or default_workers())
+        written = output / INDEX
+    else:
+        html = render_html(page, workers=workers or default_workers())
+        write_atomic(output, html, force=force)
+        size, written = len(html.encode("utf-8")), output
     if json_path is not None:
         write_json(json_path, analysis_json(analysis, page.anchor), force=force)
     pipeline.announce(run)
-    size_kb = len(html.encode("utf-8")) / 1024
-    return f"wrote {output} ({size_kb:,.0f} KB); open it in a browser"
+    return f"wrote {written} ({size / 1024:,.0f} KB); open it in a browser"

@@ -6,6 +6,7 @@ that names the saturation band, on the report and on the diff page alike: they a
 
 from __future__ import annotations
 
+from lstmviz_cli.analysis.checksettings import CheckConfig
 from lstmviz_cli.analysis.thresholds import Thresholds
 
 
@@ -79,6 +80,20 @@ def finding_definitions(th: Thresholds) -> dict[str, str]:
         "exploding_cell": f"largest |c| anywhere in the layer, against {th.cell_max:g}",
         "vanishing_gradient": f"mean saliency of the oldest 10% of steps over the peak saliency, against "
                               f"{th.vanishing_ratio:g}",
+    }
+
+
+def check_definitions(config: CheckConfig) -> dict[str, str]:
+    """What the findings of a `check --report` page that only the check states measure, with its thresholds."""
+    limit = "off" if config.max_dead_units is None else config.max_dead_units
+    return {
+        "dead_units": "share of the layer's units whose h never moves (error when more than the check's "
+                      f"--max-dead-units {limit}, info when within it)",
+        "saturation": "share of a gate's values saturated, against the check's --max-saturated",
+        "memory_horizon": "steps back that hold the saliency's horizon share, against the check's --min-memory-horizon",
+        "verify_error": "max |recorded - real| of the trace, against the check's --max-verify-error",
+        "model_output": "the traced model's output against your model run plainly",
+        "baseline": "a measure that moved from the baseline by more than its tolerance (--tolerance)",
     }
 
 

@@ -20,7 +20,8 @@ from lstmviz_cli.analysis.records import FigureRef
 from lstmviz_cli.page.figuredata import DIAGRAM_TYPES, FigureData
 
 __all__ = [
-    "Badge", "Block", "Card", "Cell", "Definitions", "FigureRef", "FigureSpec", "FindingRow", "Findings",
+    "Badge", "Banner", "Block", "Card", "Cell", "CheckRow", "Checks", "Definitions", "FigureRef", "FigureSpec",
+    "FindingRow", "Findings",
     "Grid", "Heading", "Highlight", "Inline", "KeyValue", "KeyValues", "Legend", "LegendItem", "Page",
     "Paragraph", "Row", "Section", "Span", "Table", "UnitPicker",
 ]
@@ -224,6 +225,45 @@ class Findings:
 
 
 @dataclass(frozen=True)
+class Banner:
+    """A verdict across the page's width: the check passed or failed, with what it rests on."""
+
+    block: ClassVar[str] = "banner"
+    status: Literal["pass", "fail"]
+    title: str
+    parts: tuple[Inline, ...] = ()
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One case of `lstmviz check`: its words and numbers as shown, and what shows its evidence.
+
+    `figure` is resolved to its id when the page is drawn (like a finding's); `target` is a fixed id
+    on the page for evidence that is no figure (the verification card).
+    """
+
+    name: str
+    message: str
+    value: str
+    limit: str
+    baseline: str
+    delta: str
+    status: Literal["fail", "pass", "skipped"]
+    figure: FigureRef | None = None
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class Checks:
+    """The check's table: every case, failures first; the baseline columns when a baseline was compared."""
+
+    block: ClassVar[str] = "checks"
+    rows: tuple[CheckRow, ...]
+    baseline: bool = False
+
+
+@dataclass(frozen=True)
 class Definitions:
     """Terms and what they mean on this page (thresholds in force included)."""
 
@@ -253,7 +293,7 @@ class Grid:
 
 Block = (
     Paragraph | Heading | KeyValues | Table | FigureSpec | Highlight | UnitPicker | Legend | Findings | Definitions
-    | Card | Grid
+    | Card | Grid | Banner | Checks
 )
 
 
@@ -321,6 +361,17 @@ class Page:
         """The id of the figure `ref` names (`#id` links to it), or None when the page does not show it."""
         return self._index.get(ref)
 
+    def evidence(self, row: CheckRow) -> str | None:
+        """The id a check row links to: its figure's, else its fixed target when the page has it."""
+        if row.figure is not None and (ident := self.anchor(row.figure)) is not None:
+            return ident
+        return row.target if row.target and self.has_id(row.target) else None
+
+    def has_id(self, ident: str) -> bool:
+        """Whether an element of the page (section, figure, card, paragraph...) has this id."""
+        return any(section.id == ident for section in self.sections) or any(
+            _block_id(block) == ident for block in self.blocks())
+
     def anchors(self) -> dict[FigureRef, str]:
         """Every figure's reference and its id: what the check's JSON links its cases with."""
         return dict(self._index)
@@ -335,7 +386,7 @@ class Page:
 
 
 def _block_id(block: Block) -> str | None:
-    if isinstance(block, Paragraph | FigureSpec | Highlight | Card):
+    if isinstance(block, Paragraph | FigureSpec | Highlight | Card | Banner):
         return block.id
     return None
 

@@ -11,9 +11,11 @@ import math
 from typing import Any
 
 from lstmviz_cli.page.model import (
+    Banner,
     Block,
     Card,
     Cell,
+    Checks,
     Definitions,
     FigureSpec,
     Findings,
@@ -72,6 +74,11 @@ def block_outline(block: Block, page: Page) -> JSON:
     if isinstance(block, Findings):
         return {"findings": [[row.severity, row.layer, row.message, row.value, row.threshold, row.definition,
                               page.anchor(row.figure) if row.figure else None] for row in block.rows]}
+    if isinstance(block, Banner):
+        return {"banner": block.status, "id": block.id, "title": block.title, "text": text(block.parts)}
+    if isinstance(block, Checks):
+        return {"checks": [[row.status, row.name, row.value, row.limit, row.baseline, row.delta, page.evidence(row)]
+                           for row in block.rows]}
     if isinstance(block, Definitions):
         return {"definitions": [list(item) for item in block.items]}
     if isinstance(block, Card):

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import importlib.resources
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -69,24 +70,50 @@ def render_html(page: Page, *, workers: int = 1, drawer: Drawer = figure_svg) ->
     svg = {spec.id: Markup(text) for spec, text in zip(specs, draw_figures(specs, workers, drawer=drawer),
                                                         strict=True)}
     script, script_hash = _script()
+    return fill_page(page, svg, csp=(
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src {script_hash}; base-uri 'none'; form-action 'none'"
+    ), script=script)
+
+
+def style_text() -> str:
+    """The page's stylesheet (inline in one file; `lstmviz.css` of a folder)."""
+    return environment().get_template("_style.css.j2").render(gate_colors=GATE_COLORS, token_levels=level_colours())
+
+
+def script_text() -> str:
+    """The page's script (inline in one file, allowed by its hash; `lstmviz.js` of a folder)."""
+    return str(_script()[0])
+
+
+def fill_page(page: Page, figures: Mapping[str, Markup], *, csp: str, script: Markup = Markup(""),
+              stylesheet: str = "", script_src: str = "") -> str:
+    """The page's HTML with its figures' markup (`figures` by figure id) filled in.
+
+    One file: the stylesheet and `script` inline. A folder (`render.folder`): `stylesheet` and
+    `script_src` name the files beside it, and nothing is inline.
+    """
     html = environment().get_template("page.html.j2").render(
         page=page,
-        svg=svg,
+        svg=figures,
         script=script,
-        csp=(
-            "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-            f"script-src {script_hash}; base-uri 'none'; form-action 'none'"
-        ),
+        stylesheet=stylesheet,
+        script_src=script_src,
+        csp=csp,
         generator=f"{GENERATOR_MARKER} lstmviz {__version__}",
         version=__version__,
         gate_colors=GATE_COLORS,
         token_levels=level_colours(),
         picker=[{"id": ident, "label": label} for ident, label in page.pickers()],
     )
-    # Matplotlib's RDF <metadata> blocks only link vocabularies.
-    html = _METADATA.sub("", html)
-    # Last line of defence for every block: bidi overrides and C0 controls are shown, never obeyed.
-    return _INVISIBLE_RE.sub(lambda match: _INVISIBLE[ord(match.group())], html)
+    return clean_markup(html)
+
+
+def clean_markup(text: str) -> str:
+    """Matplotlib's RDF <metadata> blocks (they only link vocabularies) removed; bidi overrides and C0
+    controls shown as escapes, never obeyed: the last line of defence for every block and figure."""
+    text = _METADATA.sub("", text)
+    return _INVISIBLE_RE.sub(lambda match: _INVISIBLE[ord(match.group())], text)
 
 
 _METADATA = re.compile(r"\s*<metadata>\s*<rdf:RDF.*?</metadata>", re.S)

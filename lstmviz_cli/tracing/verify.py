@@ -54,7 +54,7 @@ class Verification:
             return f"{self.label}: exact"
         if self.level == "model":
             return f"{self.label}: {'agrees to' if self.status == 'ok' else 'differs by'} {self.error:.2e}"
-        return f"{self.label}: {self.error:.2e}" + ("" if self.status == "ok" else " (over the tolerance)")
+        return f"{self.label}: {self.error:.2e}" + ("" if self.status == "ok" else f" ({self.detail or 'over the tolerance'})")
 
     def to_json(self) -> dict[str, JSON]:
         error = None if self.error is None or not math.isfinite(self.error) else float(f"{self.error:.6g}")

@@ -42,6 +42,8 @@ def diagnostics_section(ctx: PageContext) -> Section:
     th = analysis.thresholds
     section_id = ctx.ids.take("diagnostics")
     definitions = captions.finding_definitions(th)
+    if analysis.check is not None:  # the page of check --report: findings are the check's verdicts
+        definitions.update(captions.check_definitions(analysis.check))
     rows = tuple(
         FindingRow(
             severity=f.severity, layer=f.prefix or "model", units=units_text(f.units) if f.units else "–",
@@ -65,11 +67,19 @@ def diagnostics_section(ctx: PageContext) -> Section:
                         "dead-unit and cell-state thresholds.",
             caption=visible(f"{layer.prefix}: how far each unit's h moves, and its largest |c|", 300), frame="analysis",
         ))
+    severity = ("warning: a threshold is crossed for a large share of a layer; info: a few units only, "
+                "or a property worth knowing; error: far past the threshold")
+    if analysis.check is not None:
+        fail_on = analysis.check.fail_on
+        severity = ("a finding fails the check when it says \"fails the check\"; "
+                    + ("no analysis finding fails it by severity (--fail-on never)" if fail_on == "never" else
+                       f"with --fail-on {fail_on}, every finding of severity {fail_on}"
+                       + (" or error" if fail_on == "warning" else "") + " does"))
     terms = (
-        ("severity", "warning: a threshold is crossed for a large share of a layer; info: a few units only, "
-         "or a property worth knowing; error: far past the threshold"),
+        ("severity", severity),
         *((code.replace("_", " "), text) for code, text in definitions.items()),
         ("thresholds", captions.thresholds_line(th)),
+        *((("check thresholds", analysis.check.settings_text()),) if analysis.check is not None else ()),
     )
     blocks: tuple[Block, ...] = (Paragraph((reading(analysis),), role="reading"),
                                  *([Findings(rows)] if rows else []), *figures, Definitions(terms))

@@ -36,7 +36,7 @@ def _trace(hidden: int = 6, steps: int = 20, shift: float = 0.0):  # noqa: ANN20
 
 def _use(monkeypatch: pytest.MonkeyPatch, trace) -> None:  # noqa: ANN001
     run = make_run(trace, name="tiny.pt")
-    monkeypatch.setattr(pipeline, "load_and_trace", lambda options: run)
+    monkeypatch.setattr(pipeline, "load_and_trace", lambda options, **_kwargs: run)
 
 
 # -- measures ---------------------------------------------------------------------------------------------

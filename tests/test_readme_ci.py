@@ -81,12 +81,12 @@ def test_readme_ci_recipe_runs_unchanged(ci: str, tmp_path: Path, monkeypatch: p
     (line,) = [line for line in lstmviz_lines(recipe) if line.startswith("lstmviz check")]
 
     trusted = make_run(_trace(), name="model.pt")
-    monkeypatch.setattr(pipeline, "load_and_trace", lambda options: trusted)
+    monkeypatch.setattr(pipeline, "load_and_trace", lambda options, **_kwargs: trusted)
     assert run_line(create.group(1), monkeypatch) == 0
     assert run_line(line, monkeypatch) == 0, capsys.readouterr()
 
     retrained = make_run(_trace(shift=0.2), name="model.pt")  # a retrain moved the forget gate
-    monkeypatch.setattr(pipeline, "load_and_trace", lambda options: retrained)
+    monkeypatch.setattr(pipeline, "load_and_trace", lambda options, **_kwargs: retrained)
     assert run_line(line, monkeypatch) == 1
     junit = (tmp_path / "lstmviz.xml").read_text()
     assert 'failure type="baseline:gate_mean" message="gate mean lstm/l0/fwd f:' in junit

@@ -284,7 +284,7 @@ def test_to_json_is_json_safe_and_rounded() -> None:
     assert first["saturation"][0]["series"] == "i" and len(first["saturation"][0]["frac_low"]) == 6
     assert set(first) == {
         "thresholds", "prediction", "gate_stats", "saturation", "units", "saliency",
-        "memory_probe", "trajectories", "findings", "notes", "unjudged", "model",
+        "memory_probe", "trajectories", "findings", "notes", "unjudged", "model", "measures",
     }
 
 

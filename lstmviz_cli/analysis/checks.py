@@ -11,14 +11,14 @@ import math
 from dataclasses import dataclass, field
 
 from lstmviz_cli.analysis.checksettings import CheckConfig, parse_dead_limit
+from lstmviz_cli.analysis.findings import dead_units_by_layer
 from lstmviz_cli.analysis.records import Analysis, FigureRef
+from lstmviz_cli.analysis.timeline import Measures, measure
 from lstmviz_cli.tracing.provenance import Provenance
 from lstmviz_cli.tracing.records import Trace
 from lstmviz_cli.tracing.verify import OUTPUT_TOLERANCE, Verification
 
 _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
-# The analysis's finding code for dead units; the check reads its unit lists.
-_DEAD_CODES = ("dead_units",)
 
 
 @dataclass
@@ -47,6 +47,8 @@ class CheckResult:
     # The report page's HTML id of each figure the cases name (`page.model.Page.anchors`), set by the
     # command that builds the page; the JSON and JUnit writers link cases to the page with it.
     anchors: dict[FigureRef, str] = field(default_factory=dict)
+    # The numbers a timeline follows (`analysis.timeline`); None when the run stopped before its analysis.
+    measures: Measures | None = None
 
     @property
     def recurrent_only(self) -> bool:
@@ -69,7 +71,7 @@ class CheckResult:
 def evaluate(trace: Trace, analysis: Analysis, config: CheckConfig, *, model: str) -> CheckResult:
     """Compare the analysis's numbers with the thresholds: one case per layer and gate, per layer, per finding."""
     provenance = analysis.provenance
-    result = CheckResult(model=model, config=config, provenance=provenance)
+    result = CheckResult(model=model, config=config, provenance=provenance, measures=measure(analysis))
     cases = result.cases
     levels = list(provenance.verification) if provenance is not None else []
     layer_level = " and ".join(dict.fromkeys(v.label for v in levels if v.level != "model")) or "gates vs layer outputs"
@@ -169,16 +171,6 @@ def _skipped(check: str, name: str, prefix: str | None, threshold: float | None,
         what = what.replace("values", "value").replace("steps", "step")
     return CheckCase(check, name, prefix, None, threshold, True,
                      f"skipped: {count} {what}, fewer than the {minimum} needed to judge", figure, skipped=True)
-
-
-def dead_units_by_layer(analysis: Analysis) -> dict[str, list[int]]:
-    """Dead units per layer prefix, as the analysis's findings name them."""
-    dead: dict[str, list[int]] = {}
-    for finding in analysis.findings:
-        if finding.code in _DEAD_CODES:
-            dead.setdefault(finding.prefix, [])
-            dead[finding.prefix] = sorted(set(dead[finding.prefix]) | {int(u) for u in finding.units})
-    return dead
 
 
 def _unit_list(units: list[int], limit: int = 8) -> str:

@@ -12,7 +12,7 @@ everything about "units" and "steps" refers to batch element 0 unless said other
                    # null when the output is no prediction: a rebuild without a known head, or
                    # --recurrent-only. "basis" says what the number rests on (the rebuilt head and
                    # its wiring, "assumed: ..." when guessed, or "your model's own output").
-    model          {"source": "rebuilt"|"torchscript"|"model-class"|"pickled-module", "description",
+    model          {"source": "rebuilt"|"torchscript"|"model-class"|"pickled-module"|"in-memory", "description",
                     "tensors": null | {"total", "placed", "unused": [key], "front": [module]},
                     "head": null | {"modules", "widths", "activation", "wiring", "wiring_text",
                                     "source", "assumed"},
@@ -23,7 +23,9 @@ everything about "units" and "steps" refers to batch element 0 unless said other
     gate_stats     [{"prefix": "lstm/l0/fwd", "series": "f", "mean", "std",
                      "frac_low", "frac_high",      # share < saturation_low / > saturation_high; null
                                                    # for series that are not sigmoid gates
-                     "time_std"}]                  # "c" only: mean over units of the std over time
+                     "time_std",                   # "c" only: mean over units of the std over time
+                     "abs_max", "growth"}]         # "c" only: largest |c|; mean |c| of the last quarter
+                                                   # of sequence 0 / of its first quarter
     saturation     [{"prefix", "series", "frac_low": [per unit], "frac_high": [per unit]}]
     units          {"features": {feature: definition},
                     "ranked": [{"feature", "key": "lstm/l0/fwd/c", "unit": int, "r": float}]}
@@ -42,6 +44,12 @@ everything about "units" and "steps" refers to batch element 0 unless said other
     notes          [str]: analyses that were skipped, and why
     unjudged       {prefix: values per unit}: layers with fewer than thresholds.min_steps values per
                    unit, whose dead/saturated/forget-gate/cell findings were skipped (see notes)
+    measures       {"memory_horizon": int|null,
+                    "layers": [{"prefix", "memory_gate": "f"|"z"|null, "memory_gate_mean",
+                                "saturated": {gate: share}, "dead_units": int|null,
+                                "cell_max", "cell_growth"}]}
+                   # the numbers a timeline follows across checkpoints (`analysis.timeline`), read
+                   # from the fields above; `lstmviz check --json` writes the same object
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from typing import Any
 
 from lstmviz_cli.analysis.diff import DiffResult
 from lstmviz_cli.analysis.records import Analysis, FigureRef
+from lstmviz_cli.analysis.timeline import measure
 from lstmviz_cli.output import json_number as _num
 
 
@@ -80,6 +89,8 @@ def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None]
                 "frac_low": _num(s.frac_low),
                 "frac_high": _num(s.frac_high),
                 "time_std": _num(s.time_std),
+                "abs_max": _num(s.abs_max),
+                "growth": _num(s.growth),
             }
             for s in analysis.gate_stats
         ],
@@ -145,6 +156,7 @@ def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None]
         ],
         "notes": list(analysis.notes),
         "unjudged": dict(analysis.unjudged),
+        "measures": measure(analysis).to_json(),
     }
 
 

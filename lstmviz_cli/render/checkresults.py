@@ -7,6 +7,8 @@
      "recurrent_only": bool,       # checked with --recurrent-only: the recurrent layers alone
      "verification": [{"level": "gates"|"recurrence"|"names"|"model", "label", "error", "status", "detail"}],
      "provenance": the report JSON's "model" object (source, tensors, head, verification) or null,
+     "measures": the report JSON's "measures" (analysis.timeline: memory gate, saturation, dead units,
+                 |c|, memory horizon) or null when the run stopped before its analysis,
      "cases": [{"check": "saturation" | "dead_units" | "memory_horizon" | "verify_error" | "model_output"
                          | "finding:<code>",
                 "name": "saturation lstm/l0/fwd f", "prefix", "value", "threshold", "passed",
@@ -42,6 +44,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "recurrent_only": result.recurrent_only,
         "verification": [v.to_json() for v in result.verification],
         "provenance": None if result.provenance is None else result.provenance.to_json(),
+        "measures": None if result.measures is None else result.measures.to_json(),
         "cases": [
             {**{k: v for k, v in asdict(case).items() if k != "figure"}, "anchor": _anchor(result, case),
              "value": _round(case.value), "threshold": _round(case.threshold)}

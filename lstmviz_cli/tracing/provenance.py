@@ -19,7 +19,7 @@ from lstmviz_cli.tracing.verify import Verification, recurrent_levels
 class Provenance:
     """Everything the page and the JSON say about where the traced model came from."""
 
-    source: str  # "rebuilt" | "torchscript" | "model-class" | "pickled-module"
+    source: str  # "rebuilt" | "torchscript" | "model-class" | "pickled-module" | "in-memory"
     description: str  # one sentence: "rebuilt from weights", "your class models.py:Net", ...
     accounting: TensorAccounting | None = None
     head: HeadInfo | None = None
@@ -35,7 +35,7 @@ class Provenance:
         """
         if self.recurrent_only:
             return False
-        return self.source in ("model-class", "pickled-module") or self.head is not None
+        return self.source in ("model-class", "pickled-module", "in-memory") or self.head is not None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,7 +49,12 @@ class Provenance:
         }
 
 
+IN_MEMORY = "in-memory"  # ModelInfo.format of a model object passed from Python (lstmviz_cli.report)
+
+
 def _source(info: Any) -> str:
+    if getattr(info, "format", None) == IN_MEMORY:
+        return "in-memory"
     if getattr(info, "format", None) == "torchscript":
         return "torchscript"
     if getattr(info, "rebuilt", False):
@@ -58,6 +63,7 @@ def _source(info: Any) -> str:
 
 
 _DESCRIPTIONS = {
+    "in-memory": "your model object, passed from Python (lstmviz_cli.report), run as written",
     "rebuilt": "rebuilt by lstmviz from the state dict's weights (no model code ran)",
     "torchscript": "a TorchScript archive (--trust-torchscript): traced through a rebuild from its weights, "
                    "whose output is compared with the archive's own (below)",

@@ -69,7 +69,7 @@ lint: setup typecheck
 # mypy strict (configured in pyproject.toml) on the parts of the package whose contracts are typed.
 # Issue 15 types the package folder by folder: a folder joins TYPECHECKED when mypy is clean on it, and
 # once every folder is, TYPECHECKED becomes empty and mypy checks the whole package (pyproject's `files`).
-TYPECHECKED ?= lstmviz_cli/analysis lstmviz_cli/explain lstmviz_cli/commands lstmviz_cli/cli.py lstmviz_cli/cli_options.py
+TYPECHECKED ?= lstmviz_cli/analysis lstmviz_cli/explain lstmviz_cli/commands lstmviz_cli/api lstmviz_cli/cli.py lstmviz_cli/cli_options.py
 typecheck: setup
 	$(VENV)/bin/mypy $(TYPECHECKED)
 

@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -150,6 +151,7 @@ def report_command(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the analysis results as JSON.")
     ] = None,
+    open_page: Annotated[bool, flag("--open", "Open the report (a batch: its index) in the default browser.")] = False,
     force: Annotated[bool, force_flag("an output file")] = False,
     *,
     load: LoadOptions,
@@ -179,6 +181,8 @@ def report_command(
         typer.echo(f"wrote {len(rows) - len(failed)} reports and {index}")
         for row in failed:
             typer.echo(f"lstmviz: error: {row.name}: {row.error}", err=True)
+        if open_page:
+            _open(index)
         if failed:
             raise typer.Exit(EXIT_SOME_FAILED)
         return
@@ -186,6 +190,16 @@ def report_command(
 
     typer.echo(run_report_command(load, view, analysis_options, output=output, json_path=json_path, force=force,
                                   workers=jobs))
+    if open_page:
+        _open(output)
+
+
+def _open(page: Path) -> None:
+    """`--open`: the written page in the default browser; a machine without one gets a note, not an error."""
+    from lstmviz_cli.api.display import open_in_browser
+
+    if not open_in_browser(page):
+        typer.echo(f"lstmviz: note: no browser could be started; open {page} yourself", err=True)
 
 
 # -- papers and CI (issue 6): figures, check, diff ------------------------------------------------
@@ -227,9 +241,12 @@ def figures_command(
 
 
 @app.command("check", cls=Command)
-@with_load_options(checkpoint="checkpoint", no_verify=False)
+@with_load_options(checkpoint="checkpoints", no_verify=False)
 def check_command(
-    checkpoint: CheckpointArg,
+    checkpoints: Annotated[
+        list[str], typer.Argument(help="Checkpoint(s). Several (or a glob such as 'ckpts/epoch_*.pt') are checked "
+                                  "one by one, in training order, and --json/--report add their timeline.")
+    ],
     max_saturated: Annotated[
         float | None,
         typer.Option("--max-saturated", help=f"Max share of a gate's values {SATURATION_BAND} "
@@ -268,6 +285,8 @@ def check_command(
     """Gate-health check for CI: exit 0 when healthy, 1 when a threshold is crossed.
 
     Example: lstmviz check sample_models/charlm.pt --max-saturated 0.9 --junit check.xml --report report.html
+
+    Training over time: lstmviz check ckpts/epoch_*.pt --json timeline.json --report timeline.html
     """
     # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
     from lstmviz_cli.commands.check import run_check
@@ -277,7 +296,14 @@ def check_command(
     flags = {"max_saturated": max_saturated, "max_dead_units": max_dead_units,
              "min_memory_horizon": min_memory_horizon, "max_verify_error": max_verify_error, "fail_on": fail_on}
     settings, source = resolve_config(flags, config_path=config)
-    result = run_check(load, settings, ViewOptions(), json_path=json_path, junit_path=junit_path,
+    from lstmviz_cli.commands.many import expand_checkpoints
+
+    paths = expand_checkpoints(checkpoints)
+    if len(paths) > 1:
+        _check_timeline(paths, load, settings, source, json_path=json_path, junit_path=junit_path,
+                        report_path=report_path, force=force)
+        return
+    result = run_check(replace(load, checkpoint=paths[0]), settings, ViewOptions(), json_path=json_path, junit_path=junit_path,
                        report_path=report_path, force=force)
     console = Console(width=110)
     console.print(summary_table([result]))
@@ -287,6 +313,26 @@ def check_command(
         console.print(f"{result.model}: checked with --recurrent-only: the recurrent layers alone, fed the sample "
                       "directly; the model's other layers were not run", highlight=False)
     if not result.passed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _check_timeline(paths: list[Path], load: LoadOptions, settings: CheckConfig, source: Path | None, *,
+                    json_path: Path | None, junit_path: Path | None, report_path: Path | None, force: bool) -> None:
+    """`check` over several checkpoints: each one's checks, then their timeline (`commands.timeline`)."""
+    from lstmviz_cli.commands.timeline import run_check_timeline
+    from lstmviz_cli.render.checkresults import summary_table
+    from lstmviz_cli.render.timeline import timeline_table
+
+    checked = run_check_timeline(paths, load, settings, json_path=json_path, junit_path=junit_path,
+                                 report_path=report_path, force=force)
+    console = Console(width=140)
+    console.print(summary_table(checked.results))
+    console.print(timeline_table(checked.timeline))
+    failed = [result for result in checked.results if not result.passed]
+    verdict = "all healthy" if not failed else f"{len(failed)} of {len(checked.results)} checkpoints failed"
+    console.print(f"{len(paths)} checkpoints: {verdict}. {checked.ordering}"
+                  + (f" (settings from {source})" if source else ""), highlight=False)
+    if failed:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 

@@ -6,6 +6,7 @@ Every number compared comes from the analysis stage (`analysis.checks`); the out
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,11 +25,15 @@ from lstmviz_cli.render.html import render_html
 from lstmviz_cli.render.jobs import default_workers
 
 
-def write_outputs(results: list[CheckResult], *, json_path: Path | None, junit_path: Path | None, force: bool) -> None:
-    """Write the JSON and JUnit files atomically (refusing to replace files lstmviz did not write)."""
+def write_outputs(results: list[CheckResult], *, json_path: Path | None, junit_path: Path | None, force: bool,
+                  extra: Mapping[str, object] | None = None) -> None:
+    """Write the JSON and JUnit files atomically (refusing to replace files lstmviz did not write).
+
+    `extra`: more keys of a several-checkpoint JSON (the timeline, `commands.timeline`).
+    """
     if json_path is not None:
         payload = to_json(results[0]) if len(results) == 1 else {
-            "passed": all(r.passed for r in results), "models": [to_json(r) for r in results],
+            "passed": all(r.passed for r in results), "models": [to_json(r) for r in results], **(extra or {}),
         }
         write_json(json_path, payload, force=force)
     if junit_path is not None:

@@ -19,11 +19,14 @@ from torch import nn
 
 from lstmviz_cli.analysis.timeline import Timeline, TimelinePoint
 from lstmviz_cli.api.memory import Vocab
-from lstmviz_cli.api.report import Report, Sample, report
+from lstmviz_cli.api.report import Report, Sample, prepare, report
 from lstmviz_cli.errors import InputError, LstmvizError
 from lstmviz_cli.output import json_text, write_atomic
 from lstmviz_cli.page.timeline import build_timeline_page
 from lstmviz_cli.render.html import render_html
+
+# report()'s options that say how the model and its sample are read (checked when the Monitor is made).
+_PREPARE = ("task", "output_labels", "description", "input", "tokens", "device", "max_memory")
 
 
 class Monitor:
@@ -64,6 +67,9 @@ class Monitor:
         self.last: Report | None = None
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise InputError(f"out_dir {str(self.out_dir)!r} is a file, not a folder")
+        # A sample the model cannot take fails here, not after the first epoch (nothing runs the model).
+        loading = {key: value for key, value in self.options.items() if key in _PREPARE}
+        prepare(model, sample, vocab, name=self.name, **loading)  # type: ignore[arg-type]  # checked there
 
     @property
     def index(self) -> Path:
@@ -89,10 +95,11 @@ class Monitor:
         """Report now, as point `epoch` (a point with that number is replaced); None when the report failed."""
         stem = f"{self.axis}_{int(epoch):04d}"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        title = f"{self.name} · {self.axis} {epoch}"
+        options = {key: value for key, value in self.options.items() if key != "title"}
+        title = f"{self.options.get('title') or self.name} · {self.axis} {epoch}"
         try:
             made = report(self.model, self.sample, self.vocab, name=self.name, title=title,
-                          **self.options)  # type: ignore[arg-type]  # report()'s own keywords, checked there
+                          **options)  # type: ignore[arg-type]  # report()'s own keywords, checked there
             if self.html:
                 made.save(self.out_dir / f"{stem}.html")
             made.save_json(self.out_dir / f"{stem}.json")

@@ -9,10 +9,9 @@ where the model came from (in memory, not a file) and what the sample was (a ten
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ from lstmviz_cli.commands.report import report_stages
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.loading.budget import parse_memory_size
 from lstmviz_cli.loading.inputs import load_sample
+from lstmviz_cli.loading.records import LoadedModel, SampleInput
 from lstmviz_cli.output import check_writable, json_text, write_atomic
 from lstmviz_cli.page.model import Page
 from lstmviz_cli.page.view import ViewOptions
@@ -184,6 +184,28 @@ def _load_options(checkpoint: Path, *, input: str | os.PathLike[str] | None, tok
     )
 
 
+def prepare(model: nn.Module, sample: Sample | None, vocab: Vocab | None = None, *, name: str | None = None,
+            task: str | None = None, output_labels: Sequence[str] | None = None, description: str | None = None,
+            input: str | os.PathLike[str] | None = None, tokens: str | None = None, device: str | None = None,
+            max_memory: str | None = None) -> tuple[LoadedModel, SampleInput]:
+    """A model object and its sample as the loading stage's records, checked (nothing runs the model yet).
+
+    Raises InputError / ModelError with the CLI's one-line messages.
+    """
+    if sample is None and input is None and tokens is None:
+        raise InputError("report() needs a sample for a model object: a tensor, token ids, text or input=FILE")
+    loaded = module_loaded(model, name=name, vocab=vocab, task=task, output_labels=output_labels,
+                           description=description, device=device)
+    budget = parse_memory_size(max_memory) if max_memory else None
+    if sample is None:
+        return loaded, load_sample(loaded, path=None if input is None else Path(input), tokens=tokens,
+                                   max_memory_bytes=budget)
+    given, given_as = _given(sample)
+    if isinstance(given, str) and loaded.meta.get("vocab") is None:
+        raise InputError("text needs a vocabulary to become token ids: pass vocab=[...] (id -> token), or token ids")
+    return loaded, load_sample(loaded, given=given, given_as=given_as, max_memory_bytes=budget)
+
+
 def report(
     model: nn.Module | str | os.PathLike[str],
     sample: Sample | None = None,
@@ -218,7 +240,7 @@ def report(
     trust_pickle: bool = False,
     trust_torchscript: bool = False,
     model_class: str | None = None,
-    model_kwargs: str | Mapping[str, object] | None = None,
+    model_kwargs: str | None = None,
     weights_key: str | None = None,
     head: str | None = None,
     recurrent_only: bool = False,
@@ -249,12 +271,11 @@ def report(
         sample, input = None, sample
     if sample is not None and tokens is not None:
         raise InputError("pass either a sample or tokens=, not both")
-    kwargs = model_kwargs if model_kwargs is None or isinstance(model_kwargs, str) else _json(model_kwargs)
     if isinstance(model, (str, os.PathLike)):
         options = _load_options(
             Path(model), input=input, tokens=tokens, device=device or "cpu", verify=verify, module=module,
             max_memory=max_memory, forward_args=forward_args, trust_pickle=trust_pickle,
-            trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=kwargs,
+            trust_torchscript=trust_torchscript, model_class=model_class, model_kwargs=model_kwargs,
             weights_key=weights_key, head=head, recurrent_only=recurrent_only)
         if sample is not None:
             loaded = pipeline.load_model(options)
@@ -272,28 +293,15 @@ def report(
     given_flags = [key for key, value in opened.items() if value]
     if given_flags:
         raise InputError(f"{given_flags[0]}= applies to a checkpoint's path; a model object runs as it is")
-    if sample is None and input is None and tokens is None:
-        raise InputError("report() needs a sample for a model object: a tensor, token ids, text or input=FILE")
-    loaded = module_loaded(model, name=name, vocab=vocab, task=task, output_labels=output_labels,
-                           description=description, device=device)
+    loaded, sample_input = prepare(model, sample, vocab, name=name, task=task, output_labels=output_labels,
+                                   description=description, input=input, tokens=tokens, device=device,
+                                   max_memory=max_memory)
     options = _load_options(Path(loaded.info.name), input=input, tokens=tokens, device=loaded.device, verify=verify,
                             module=module, max_memory=max_memory, forward_args=forward_args, trust_pickle=False,
                             trust_torchscript=False, model_class=None, model_kwargs=None, weights_key=None, head=None,
                             recurrent_only=False)
-    budget = parse_memory_size(max_memory) if max_memory else None
-    if sample is not None:
-        given, given_as = _given(sample)
-        if isinstance(given, str) and loaded.meta.get("vocab") is None:
-            raise InputError("text needs a vocabulary to become token ids: pass vocab=[...] (id -> token), or token ids")
-        sample_input = load_sample(loaded, given=given, given_as=given_as, max_memory_bytes=budget)
-    else:
-        sample_input = load_sample(loaded, path=options.input, tokens=tokens, max_memory_bytes=budget)
     with preserved(model):
         loaded.model.eval()
         run = pipeline.trace_loaded(loaded, sample_input, options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
         run, analysis, page = report_stages(run, analysis_options, view)
     return Report(run, analysis, page, workers=jobs)
-
-
-def _json(value: Mapping[str, object]) -> str:
-    return json.dumps(dict(value))

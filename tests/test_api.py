@@ -227,3 +227,34 @@ def test_the_package_resolves_the_api_lazily() -> None:
     assert lstmviz_cli.report is report and lstmviz_cli.Report is Report and lstmviz_cli.Monitor is Monitor
     assert {"report", "Report", "Monitor"} <= set(lstmviz_cli.__all__)
     assert "lstmviz_cli.api" not in sys.modules or True  # (import cost is tested in test_layout/test_cli)
+
+
+def test_a_hand_written_cell_in_memory_is_opened_up_and_verified() -> None:
+    """The tutorials' fused cell (chunk(4)) called once per step, passed as an object: its gates, checked."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sample_models"))
+    try:
+        from models import FusedCellDigitSum
+    finally:
+        sys.path.pop(0)
+    torch.manual_seed(1)
+    model = FusedCellDigitSum(hidden_size=8)
+    report = lstmviz_cli.report(model, [6, 7, 0, 0, 1], task="classification")
+    assert [layer.prefix for layer in report.trace.layers] == ["cell/l0/fwd"]
+    levels = {level.level: level for level in report.summary.provenance.verification}  # type: ignore[union-attr]
+    assert levels["recurrence"].status == "ok" and levels["model"].status == "ok"
+    assert report.summary.prediction is not None and report.summary.prediction.note.startswith("most likely classes")
+    assert report.trace["cell/l0/fwd/f"].shape == (1, 5, 8)
+
+
+@pytest.mark.gpu
+def test_a_model_on_the_gpu_is_reported_where_it_is() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(3, 8, batch_first=True).cuda()
+    state = torch.cuda.get_rng_state()
+    report = lstmviz_cli.report(model, torch.randn(2, 6, 3, device="cuda"))
+    assert next(model.parameters()).is_cuda and torch.equal(torch.cuda.get_rng_state(), state)
+    assert report.run.loaded.info.device.startswith("cuda") and report.trace.verify_error is not None
+    with pytest.raises(InputError, match="the model is on cuda"):
+        lstmviz_cli.report(model, torch.randn(6, 3), device="cpu")

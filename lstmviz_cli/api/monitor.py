@@ -118,7 +118,7 @@ class Monitor:
 
     def _write_index(self) -> None:
         timeline = self.timeline
-        page = build_timeline_page(timeline, title=f"lstmviz monitor: {self.name}",
+        page = build_timeline_page(timeline, title=f"lstmviz monitor: {self.name}", what="report",
                                    ordering=f"One point per report, in {self.axis} order; each links to its "
                                             f"{'report' if self.html else 'JSON summary'}.")
         write_atomic(self.out_dir / "timeline.json", json_text(timeline.to_json()))

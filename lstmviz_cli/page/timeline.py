@@ -36,7 +36,7 @@ from lstmviz_cli.page.model import (
     inline,
 )
 
-SUBTITLE = "Gate statistics across training · each point is that checkpoint's own analysis of the same sample"
+SUBTITLE = "Gate statistics across training · each point is that {what}'s own analysis of the same sample"
 
 
 def point_label(point: TimelinePoint, axis: str) -> str:
@@ -105,7 +105,7 @@ def _measure_section(timeline: Timeline, kind: MeasureKind, ids: Ids,
     return Section(section_id, title, (lead, figure, table), analysis=True)
 
 
-def _overview(timeline: Timeline, ordering: str) -> tuple[Block, ...]:
+def _overview(timeline: Timeline, ordering: str, what: str) -> tuple[Block, ...]:
     points = timeline.points
     failed = sum(point.measures is None for point in points)
     checked = [point.passed for point in points if point.passed is not None]
@@ -118,7 +118,7 @@ def _overview(timeline: Timeline, ordering: str) -> tuple[Block, ...]:
     ), role="lead")
     numbered = timeline.axis != "checkpoint"
     columns = [timeline.axis] if numbered else []
-    columns.append("checkpoint")
+    columns.append(what)
     if checked:
         columns.append("check")
     rows = []
@@ -139,13 +139,14 @@ def _overview(timeline: Timeline, ordering: str) -> tuple[Block, ...]:
     return lead, Table(tuple(columns), tuple(rows), wide=True)
 
 
-def build_timeline_page(timeline: Timeline, *, title: str, ordering: str = "",
+def build_timeline_page(timeline: Timeline, *, title: str, ordering: str = "", what: str = "checkpoint",
                         thresholds: Thresholds | None = None,
                         references: Mapping[str, tuple[float, str]] | None = None) -> Page:
     """The timeline as a Page: an overview of the points, then one section per measure that has values.
 
-    `ordering` says how the points were ordered (a sentence for the lead). Charts draw `references`
-    (measure key -> (value, label)) as dashed lines; by default the analysis thresholds of |c|.
+    `ordering` says how the points were ordered (a sentence for the lead); `what` names a point's file
+    ("checkpoint", "report"). Charts draw `references` (measure key -> (value, label)) as dashed
+    lines; by default the analysis thresholds of |c|.
     """
     th = thresholds or Thresholds()
     shown_references = {
@@ -157,5 +158,5 @@ def build_timeline_page(timeline: Timeline, *, title: str, ordering: str = "",
     sections = [section for kind in MEASURES
                 if (section := _measure_section(timeline, kind, ids, shown_references)) is not None]
     shown = visible(title, 200)
-    return Page(title=shown, heading=(shown,), sections=tuple(sections), subtitle=SUBTITLE,
-                intro=_overview(timeline, ordering), footer=FOOTER)
+    return Page(title=shown, heading=(shown,), sections=tuple(sections), subtitle=SUBTITLE.format(what=what),
+                intro=_overview(timeline, ordering, what), footer=FOOTER)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.notebook
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -40,7 +41,7 @@ class CharModel(nn.Module):
 torch.manual_seed(0)
 vocab = list("abcdef ")
 model = CharModel(len(vocab))'''
-REPORT = 'lstmviz_cli.report(model, "abc fed cab bad face", vocab=vocab, jobs=1)'
+REPORT = 'lstmviz_cli.report(model, "abc fed cab bad face", vocab=vocab)'  # figures drawn in forked workers
 
 
 @pytest.fixture(scope="module")

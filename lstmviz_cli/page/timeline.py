@@ -101,7 +101,11 @@ def _measure_section(timeline: Timeline, kind: MeasureKind, ids: Ids,
             continue
         rows.append(Row((name, *(Cell((_number(line.values[k], kind),), numeric=True) for line in found))))
     table = Table(tuple(header_cells), tuple(rows), numeric=(False, *(True for _ in found)), analysis=True)
-    lead = Paragraph((kind.definition[0].upper() + kind.definition[1:] + ".",), role="reading")
+    definition = kind.definition
+    if kind.key == "memory_gate" and {line.gate for line in found} == {"z"}:
+        definition = ("mean of each layer's update gate z over every valid step and unit; near 1 keeps the state, "
+                      "near 0 overwrites it every step")
+    lead = Paragraph((definition[0].upper() + definition[1:] + ".",), role="reading")
     return Section(section_id, title, (lead, figure, table), analysis=True)
 
 

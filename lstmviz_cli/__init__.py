@@ -1,6 +1,8 @@
 """lstmviz: see every gate of every recurrent layer of a PyTorch model.
 
-`from lstmviz_cli import trace` is the scripting entry point. It is resolved lazily so that
+From Python: `trace(model, x)` records every gate; `report(model, sample)` gives the whole report as a
+`Report` (saved, shown inline in a notebook, or opened in a browser); `Monitor(model, sample)` writes
+reports and a timeline of gate statistics from a training loop. They are resolved lazily so that
 importing the package (and `lstmviz --help`) never imports torch.
 """
 
@@ -9,9 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Trace", "LayerTrace", "trace", "__version__"]
+__all__ = ["LayerTrace", "Monitor", "Report", "Trace", "__version__", "report", "trace"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lstmviz_cli.api.monitor import Monitor
+    from lstmviz_cli.api.report import Report, report
     from lstmviz_cli.tracing.records import LayerTrace, Trace
     from lstmviz_cli.tracing.tracer import trace
 
@@ -26,4 +30,12 @@ def __getattr__(name: str) -> Any:
         from lstmviz_cli.tracing import records
 
         return getattr(records, name)
+    if name in ("report", "Report"):
+        from lstmviz_cli.api import report as api_report
+
+        return getattr(api_report, name)
+    if name == "Monitor":
+        from lstmviz_cli.api.monitor import Monitor
+
+        return Monitor
     raise AttributeError(f"module 'lstmviz_cli' has no attribute {name!r}")

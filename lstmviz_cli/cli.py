@@ -12,8 +12,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -48,6 +49,10 @@ from lstmviz_cli.errors import (
 )
 from lstmviz_cli.glyphs import for_terminal
 from lstmviz_cli.page.view import ViewOptions
+
+if TYPE_CHECKING:  # commands/ imports torch: only for the type checker here
+    from lstmviz_cli.commands.check import CheckOutputs
+    from lstmviz_cli.commands.checkconfig import CheckSettings
 
 app = typer.Typer(
     name="lstmviz",
@@ -160,6 +165,7 @@ def report_command(
         str, typer.Option("--format", help="html (one self-contained file) or dir (a folder with no inline code, "
                           "for servers with a strict Content-Security-Policy; -o names the folder).")
     ] = "html",
+    open_page: Annotated[bool, flag("--open", "Open the report (a batch: its index) in the default browser.")] = False,
     force: Annotated[bool, force_flag("an output file")] = False,
     *,
     load: LoadOptions,
@@ -193,6 +199,8 @@ def report_command(
         typer.echo(for_terminal(f"wrote {len(rows) - len(failed)} reports and {index}"))
         for row in failed:
             typer.echo(for_terminal(f"lstmviz: error: {naming(row.name, row.error or '')}"), err=True)
+        if open_page:
+            _open(index)
         if failed:
             raise typer.Exit(EXIT_SOME_FAILED)
         return
@@ -200,6 +208,18 @@ def report_command(
 
     typer.echo(for_terminal(run_report_command(load, view, analysis_options, output=output, json_path=json_path,
                                               force=force, workers=jobs, page_format=page_format)))
+    if open_page:
+        from lstmviz_cli.render.folder import INDEX
+
+        _open(output / INDEX if page_format == "dir" else output)
+
+
+def _open(page: Path) -> None:
+    """`--open`: the written page in the default browser; a machine without one gets a note, not an error."""
+    from lstmviz_cli.api.display import open_in_browser
+
+    if not open_in_browser(page):
+        typer.echo(for_terminal(f"lstmviz: note: no browser could be started; open {page} yourself"), err=True)
 
 
 # -- papers and CI (issue 6): figures, check, diff ------------------------------------------------
@@ -242,9 +262,12 @@ def figures_command(
 
 
 @app.command("check", cls=Command)
-@with_load_options(checkpoint="checkpoint", no_verify=False)
+@with_load_options(checkpoint="checkpoints", no_verify=False)
 def check_command(
-    checkpoint: CheckpointArg,
+    checkpoints: Annotated[
+        list[str], typer.Argument(help="Checkpoint(s). Several (or a glob such as 'ckpts/epoch_*.pt') are checked "
+                                  "one by one, in training order, and --json/--report add their timeline.")
+    ],
     max_saturated: Annotated[
         float | None,
         typer.Option("--max-saturated", help=f"Max share of a gate's values {SATURATION_BAND} "
@@ -311,6 +334,8 @@ def check_command(
     Example: lstmviz check sample_models/charlm.pt --max-saturated 0.9 --junit check.xml --report report.html
 
     Baseline example: lstmviz check model.pt --json base.json; later: lstmviz check model.pt --baseline base.json
+
+    Training over time: lstmviz check ckpts/epoch_*.pt --json timeline.json --report timeline.html
     """
     # Imported when the command runs: commands/ and render/ load torch and matplotlib, never for --help.
     from lstmviz_cli.commands.check import CheckOutputs, run_check
@@ -328,7 +353,13 @@ def check_command(
         report=report_path, report_format=_page_format(page_format, report_path, "--report"),
         report_url=report_url, artifacts_url=_github_run_url(), force=force,
     )
-    result = run_check(load, settings, ViewOptions(), outputs)
+    from lstmviz_cli.commands.many import expand_checkpoints
+
+    paths = expand_checkpoints(checkpoints)
+    if len(paths) > 1:
+        _check_timeline(paths, load, settings, outputs)
+        return
+    result = run_check(replace(load, checkpoint=paths[0]), settings, ViewOptions(), outputs)
     console = Console(width=110)
     console.print(summary_table([result]))
     model = for_terminal(result.model)  # printed as text: no escape sequence, no rich markup
@@ -362,6 +393,26 @@ def _github_run_url() -> str | None:
     """The GitHub Actions run's page (where its artifacts are listed), when running there."""
     parts = [os.environ.get(name, "").strip() for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")]
     return f"{parts[0]}/{parts[1]}/actions/runs/{parts[2]}" if all(parts) else None
+
+
+def _check_timeline(paths: list[Path], load: LoadOptions, settings: CheckSettings, outputs: CheckOutputs) -> None:
+    """`check` over several checkpoints: each one's checks, then their timeline (`commands.timeline`)."""
+    from lstmviz_cli.commands.timeline import run_check_timeline
+    from lstmviz_cli.render.checkresults import summary_table
+    from lstmviz_cli.render.timeline import timeline_table
+
+    checked = run_check_timeline(paths, load, settings, outputs)
+    console = Console(width=140)
+    console.print(summary_table(checked.results))
+    console.print(timeline_table(checked.timeline))
+    failed = [result for result in checked.results if not result.passed]
+    verdict = "all healthy" if not failed else f"{len(failed)} of {len(checked.results)} checkpoints failed"
+    console.print(for_terminal(f"{len(paths)} checkpoints: {verdict}. {checked.ordering}"), highlight=False,
+                  markup=False)
+    for line in filter(None, (settings.source_text(), f"baseline: {settings.baseline}" if settings.baseline else "")):
+        console.print(for_terminal(line), highlight=False, markup=False)
+    if failed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 @app.command("diff", cls=Command)

@@ -53,15 +53,24 @@ class Command(TyperCommand):
     def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         given = list(args)  # the parser consumes the list it is given
         try:
-            return super().parse_args(ctx, args)
+            rest = super().parse_args(ctx, args)
         except UsageError as error:
-            flags = {name for param in self.get_params(ctx) if isinstance(param, TyperOption) and param.is_flag
-                     for name in param.opts}
-            for flag_word, value in zip(given, given[1:], strict=False):
-                if flag_word in flags and value.lower() in _BOOLEAN_WORDS:
-                    raise UsageError(f"{flag_word} is a flag and takes no value: write {flag_word} alone "
-                                     f"(or leave it out), not '{flag_word} {value}'", ctx) from error
+            self._refuse_flag_value(ctx, given, error)
             raise
+        # a command taking several paths (check A.pt B.pt) reads 'true' as one of them: refuse it the
+        # same way unless a file of that name exists
+        self._refuse_flag_value(ctx, given, None, missing_only=True)
+        return rest
+
+    def _refuse_flag_value(self, ctx: Context, given: list[str], error: UsageError | None, *,
+                           missing_only: bool = False) -> None:
+        """Raise UsageError when a flag in `given` is followed by a boolean word (`--force true`)."""
+        flags = {name for param in self.get_params(ctx) if isinstance(param, TyperOption) and param.is_flag
+                 for name in param.opts}
+        for flag_word, value in zip(given, given[1:], strict=False):
+            if flag_word in flags and value.lower() in _BOOLEAN_WORDS and not (missing_only and Path(value).exists()):
+                raise UsageError(f"{flag_word} is a flag and takes no value: write {flag_word} alone "
+                                 f"(or leave it out), not '{flag_word} {value}'", ctx) from error
 
 
 class Group(TyperGroup):

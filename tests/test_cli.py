@@ -167,7 +167,9 @@ def test_flags_look_like_flags_in_help(capsys: pytest.CaptureFixture[str], monke
         assert main([command, DIGITSUM, "--force", "true"]) == 2
         err = " ".join(capsys.readouterr().err.replace("│", " ").split())
         assert "--force is a flag and takes no value: write --force alone (or leave it out), not '--force true'" in err
-    assert main(["check", DIGITSUM, "a.pt"]) == 2  # any other extra argument: Typer's own message
+    assert main(["check", DIGITSUM, "a.pt"]) == 2  # check takes several checkpoints: a typo is refused first
+    assert "checkpoint 'a.pt' does not exist" in capsys.readouterr().err
+    assert main(["trace", DIGITSUM, "a.pt"]) == 2  # any other extra argument: Typer's own message
     assert "unexpected extra argument(s) (a.pt)" in capsys.readouterr().err
 
 

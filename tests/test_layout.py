@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lstmviz_cli"
-STAGES = ("loading", "tracing", "analysis", "explain", "page", "render", "commands")
+STAGES = ("loading", "tracing", "analysis", "explain", "page", "render", "commands", "api")
 # Shared by every stage, importing nothing but each other: the error hierarchy, atomic writes,
 # warning capture, the recurrent families (gate order, names) and the glyphs of invisible characters.
 SHARED = ("errors", "output", "_warncapture", "families", "glyphs")
 # What each stage folder may import besides itself and SHARED. Data flows one way:
-# loading -> tracing -> analysis/explain -> page -> render; commands wire them all.
+# loading -> tracing -> analysis/explain -> page -> render; commands wire them all; api is the Python
+# interface over the commands' stages.
 # The page says what is shown (figure specs hold a kind of data, not a plot function); render
 # reads the page and maps each kind to the function that draws it, so the page never imports render.
 ALLOWED = {
@@ -28,6 +29,8 @@ ALLOWED = {
     "page": {"loading", "tracing", "analysis", "explain"},
     "render": {"loading", "tracing", "analysis", "explain", "page"},
     "commands": {"loading", "tracing", "analysis", "explain", "page", "render"},
+    # The Python interface (report(), Report, Monitor) wires the stages as the commands do, through them.
+    "api": {"loading", "tracing", "analysis", "explain", "page", "render", "commands"},
 }
 # Modules whose import must not start torch: the records later stages read, everything after
 # tracing except explain/ (tensors leave tracing as NumPy arrays), and the CLI itself.

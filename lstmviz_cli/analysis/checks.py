@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field, replace
 
 from lstmviz_cli.analysis.checksettings import CheckConfig, number_text, parse_dead_limit
-from lstmviz_cli.analysis.measures import Measure, dead_units_by_layer
+from lstmviz_cli.analysis.findings import dead_units_by_layer
+from lstmviz_cli.analysis.measures import Measure
 from lstmviz_cli.analysis.records import Analysis, FigureRef, Finding
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.tracing.provenance import Provenance

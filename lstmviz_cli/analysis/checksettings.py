@@ -29,6 +29,10 @@ class Tolerances:
     gate_std: float | None = 0.05  # a gate's standard deviation over the sample (absolute change)
     saturation: float | None = 0.05  # a gate's share of saturated values (absolute change of the share)
     dead_units: float | None = 0.0  # a layer's count of dead units (units)
+    # An LSTM layer's largest |c| and its |c| growth over the sample: followed by timelines, compared only
+    # when asked (their scale depends on the model, so no default tolerance fits every one).
+    cell_max: float | None = None
+    cell_growth: float | None = None
     memory_horizon: float | None = 2.0  # steps back holding the saliency's horizon mass (steps)
     verify_error: float | None = 1e-5  # max |recorded - real| of the trace (absolute growth)
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 from lstmviz_cli.analysis.memory import vanishing_ratio
-from lstmviz_cli.analysis.records import FigureRef, Finding, SaliencyResult, Saturation
-from lstmviz_cli.analysis.rows import first_sequence, valid_rows
+from lstmviz_cli.analysis.records import Analysis, FigureRef, Finding, SaliencyResult, Saturation
+from lstmviz_cli.analysis.rows import valid_rows
 from lstmviz_cli.analysis.saturation import gate_saturation
+from lstmviz_cli.analysis.stats import cell_quarters
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.tracing.records import SERIES_NAMES, LayerTrace, Trace
 
@@ -45,12 +46,10 @@ def _cell_finding(layer: LayerTrace, th: Thresholds, figure: FigureRef) -> Findi
     big = np.flatnonzero(peak > th.cell_max)
     if not len(big):
         return None
-    seq = np.abs(first_sequence(layer.series["c"]))
-    quarter = max(1, len(seq) // 4)
     growing: list[int] = []
-    if len(seq) >= th.min_steps:  # growth compares the first and last quarter of one sequence
-        early = seq[:quarter].mean(axis=0)
-        late = seq[-quarter:].mean(axis=0)
+    quarters = cell_quarters(layer.series["c"], th.min_steps)  # the first and last quarter of one sequence
+    if quarters is not None:
+        early, late = quarters
         with np.errstate(divide="ignore", invalid="ignore"):
             growth = np.where(early > 0, late / np.maximum(early, 1e-12), np.inf)
         growing = [int(u) for u in big if growth[u] >= th.cell_growth]
@@ -185,3 +184,12 @@ def diagnose(
                 )
             )
     return findings
+
+
+def dead_units_by_layer(analysis: Analysis) -> dict[str, list[int]]:
+    """Dead units per layer prefix, as the analysis's dead-units findings name them (`lstmviz check`, timelines)."""
+    dead: dict[str, list[int]] = {}
+    for finding in analysis.findings:
+        if finding.code == "dead_units":
+            dead[finding.prefix] = sorted(set(dead.get(finding.prefix, [])) | {int(u) for u in finding.units})
+    return dead

@@ -1,10 +1,23 @@
-"""The numbers a checkpoint is measured by over time: per-gate statistics, saturation, dead units, memory
-horizon and verification error, each named so that two runs can be compared measure by measure.
+"""The numbers a run is measured by: one flat list of named `Measure`s, the one source of every output that
+follows a model's gate statistics over runs.
 
-`lstmviz check --json` writes them (`measures`), and `--baseline` compares a run against them
-(`analysis.baseline`). Every value is read from the analysis (`gate_stats`, findings, saliency) or the
-trace's own verification error, never recomputed, so the check, the page and the baseline agree.
-Also what a run is compared *on*: its recurrent architecture and its sample (`architecture`,
+    gate_mean, gate_std   per layer and gate (i f g o r z n): GateStat.mean / .std over every valid value
+    saturation            per layer and sigmoid gate: share of values below saturation_low or above
+                          saturation_high (GateStat.frac_low + frac_high; what --max-saturated judges)
+    dead_units            per layer: units whose h never leaves a band dead_range wide (the dead-units finding)
+    cell_max, cell_growth per LSTM layer: the largest |c| (GateStat.abs_max) and mean |c| over the last
+                          quarter of sequence 0 / over its first quarter (GateStat.growth)
+    memory_horizon        whole model: steps back holding horizon_mass of the output's saliency
+    verify_error          whole model: max |recorded - real| of the trace
+
+A value is None where it could not be measured: a layer too short to judge (`Analysis.unjudged`), a
+model without saliency, a sample too short for |c| growth. `measure_run` makes the list once; every
+reader takes it from there: `lstmviz check --json` and `lstmviz report --json` write it as `measures`
+(`measures_json`), `--baseline` compares a run against an earlier one name by name (`analysis.baseline`),
+a timeline reads it by kind across checkpoints or epochs (`analysis.timeline`), and `scalars` flattens it
+for experiment trackers. Every value is read from the analysis (`gate_stats`, findings, saliency) or the
+trace's own verification error, never recomputed, so the check, the page, the baseline and the timeline
+agree. Also what a run is compared *on*: its recurrent architecture and its sample (`architecture`,
 `sample_fingerprint`), because a baseline of another model or another input compares nothing.
 """
 
@@ -12,25 +25,27 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from lstmviz_cli.analysis.findings import dead_units_by_layer
 from lstmviz_cli.analysis.records import Analysis, FigureRef
-from lstmviz_cli.loading.records import SampleInput
+from lstmviz_cli.loading.records import JSON, SampleInput
 from lstmviz_cli.output import json_number
 from lstmviz_cli.tracing.records import Trace
 
-# The measures, in the order tables list them; their tolerances are `checksettings.Tolerances`' fields.
-MEASURES = ("gate_mean", "gate_std", "saturation", "dead_units", "memory_horizon", "verify_error")
+# The measures, in the order the list holds them; their tolerances are `checksettings.Tolerances`' fields.
+MEASURES = ("gate_mean", "gate_std", "saturation", "dead_units", "cell_max", "cell_growth", "memory_horizon",
+            "verify_error")
 LABELS = {
     "gate_mean": "gate mean", "gate_std": "gate std", "saturation": "saturation", "dead_units": "dead units",
-    "memory_horizon": "memory horizon", "verify_error": "verification error",
+    "cell_max": "cell max", "cell_growth": "cell growth", "memory_horizon": "memory horizon",
+    "verify_error": "verification error",
 }
 # Sigmoid and tanh gates whose statistics are measured (an RNN's pre-activation "a" is no gate).
 _GATES = ("i", "f", "g", "o", "r", "z", "n")
-# The analysis's finding code for dead units; the check and the measures read its unit lists.
-_DEAD_CODES = ("dead_units",)
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,18 @@ class Measure:
         """ "gate mean lstm/l0/fwd f", "dead units lstm/l0/fwd", "memory horizon": stable across runs."""
         return " ".join(part for part in (LABELS[self.measure], self.prefix, self.series) if part)
 
+    @property
+    def scalar_name(self) -> str:
+        """ "lstm/l0/fwd/gate_mean_f", "lstm/l0/fwd/dead_units", "memory_horizon": the name as a tracker tag
+        (layer first, so TensorBoard and W&B group a layer's numbers; no spaces, which TensorBoard rewrites)."""
+        leaf = f"{self.measure}_{self.series}" if self.series else self.measure
+        return f"{self.prefix}/{leaf}" if self.prefix else leaf
+
+    def to_json(self) -> dict[str, JSON]:
+        """One entry of the JSON's `measures`: {"name", "measure", "prefix", "series", "value"}."""
+        return {"name": self.name, "measure": self.measure, "prefix": self.prefix, "series": self.series,
+                "value": json_number(self.value)}
+
 
 def measure_run(trace: Trace, analysis: Analysis) -> list[Measure]:
     """Every measure of a run, in a stable order (measure kind, then trace order), values rounded as the JSON
@@ -63,9 +90,14 @@ def measure_run(trace: Trace, analysis: Analysis) -> list[Measure]:
         share = None if stat.prefix in unjudged else json_number(float(stat.frac_low) + float(stat.frac_high))
         found.append(Measure("saturation", stat.prefix, stat.series, share, FigureRef("saturation", stat.prefix)))
     dead = dead_units_by_layer(analysis)
-    for layer in trace.layers:
+    for layer in trace.layers:  # one per recurrent layer, in trace order (`layer_prefixes` reads them)
         count = None if layer.prefix in unjudged else float(len(dead.get(layer.prefix, [])))
         found.append(Measure("dead_units", layer.prefix, None, count, FigureRef("activity", layer.prefix)))
+    cells = [stat for stat in analysis.gate_stats if stat.series == "c"]
+    found += [Measure("cell_max", s.prefix, None, json_number(s.abs_max), FigureRef("activity", s.prefix))
+              for s in cells]
+    found += [Measure("cell_growth", s.prefix, None, json_number(s.growth), FigureRef("activity", s.prefix))
+              for s in cells]
     found.append(Measure("memory_horizon", None, None, memory_horizon(analysis), FigureRef("saliency")))
     error = trace.verify_error
     found.append(Measure("verify_error", None, None,
@@ -82,14 +114,22 @@ def memory_horizon(analysis: Analysis) -> float | None:
     return None if counted < analysis.thresholds.min_steps else float(saliency.horizon)
 
 
-def dead_units_by_layer(analysis: Analysis) -> dict[str, list[int]]:
-    """Dead units per layer prefix, as the analysis's findings name them."""
-    dead: dict[str, list[int]] = {}
-    for finding in analysis.findings:
-        if finding.code in _DEAD_CODES:
-            dead.setdefault(finding.prefix, [])
-            dead[finding.prefix] = sorted(set(dead[finding.prefix]) | {int(u) for u in finding.units})
-    return dead
+def measures_json(measures: Sequence[Measure]) -> list[JSON]:
+    """The JSON's `measures`, as `lstmviz check --json`, `lstmviz report --json` and a timeline's points write it."""
+    return [measure.to_json() for measure in measures]
+
+
+def scalars(measures: Sequence[Measure]) -> dict[str, float]:
+    """Every measured value as a flat {tag: value} for experiment trackers (TensorBoard's add_scalar,
+    wandb.log, mlflow.log_metrics), by `Measure.scalar_name`; measures without a value are left out."""
+    return {m.scalar_name: float(m.value) for m in measures if m.value is not None}
+
+
+def layer_prefixes(measures: Sequence[Measure]) -> list[str]:
+    """The recurrent layers measured, in trace order (the dead-units measures: one per layer)."""
+    ordered = [m.prefix for m in measures if m.measure == "dead_units" and m.prefix is not None]
+    ordered += [m.prefix for m in measures if m.prefix is not None]
+    return list(dict.fromkeys(ordered))
 
 
 def architecture(trace: Trace) -> list[dict[str, str | int]]:

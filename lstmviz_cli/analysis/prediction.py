@@ -94,4 +94,6 @@ def _basis(provenance: Provenance | None) -> str:
         return "your model's own output (--model-class)"
     if provenance.source == "pickled-module":
         return "your model's own output (the pickled module)"
+    if provenance.source == "in-memory":
+        return "your model's own output (the model object passed from Python)"
     return ""

@@ -25,6 +25,10 @@ class GateStat:
     frac_low: float | None  # fraction of values < saturation_low (gates only)
     frac_high: float | None  # fraction of values > saturation_high (gates only)
     time_std: float | None = None  # "c" only: mean over units of the std over time
+    abs_max: float | None = None  # "c" only: the largest |c| over every valid step and unit
+    # "c" only: mean |c| over the last quarter of sequence 0's steps / over its first quarter
+    # (`stats.cell_quarters`; None with fewer than Thresholds.min_steps steps, or |c| = 0 at first)
+    growth: float | None = None
 
 
 @dataclass

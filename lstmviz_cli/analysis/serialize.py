@@ -1,8 +1,8 @@
-"""The JSON form of the analysis stage's records: the report's summary (`analysis_json`) and the diff
-(`diff_json`). Built from the typed records; written by the one JSON writer, `output.write_json`
+"""The JSON form of the analysis stage's records: the report's summary (`report_json`: `analysis_json` and
+the run's measures) and the diff (`diff_json`). Built from the typed records; written by the one JSON writer, `output.write_json`
 (keys sorted, NaN/inf as null). Numbers are rounded with `output.json_number`.
 
-JSON schema of `analysis_json(analysis)` (what `lstmviz report ... --json summary.json` writes, next to
+JSON schema of `report_json(analysis, measures)` (what `lstmviz report ... --json summary.json` writes, next to
 `"generator": "lstmviz-generated"`; floats rounded to 6 significant digits; NaN/inf become null;
 everything about "units" and "steps" refers to batch element 0 unless said otherwise):
 
@@ -12,7 +12,7 @@ everything about "units" and "steps" refers to batch element 0 unless said other
                    # null when the output is no prediction: a rebuild without a known head, or
                    # --recurrent-only. "basis" says what the number rests on (the rebuilt head and
                    # its wiring, "assumed: ..." when guessed, or "your model's own output").
-    model          {"source": "rebuilt"|"torchscript"|"model-class"|"pickled-module", "description",
+    model          {"source": "rebuilt"|"torchscript"|"model-class"|"pickled-module"|"in-memory", "description",
                     "tensors": null | {"total", "placed", "unused": [key], "front": [module]},
                     "head": null | {"modules", "widths", "activation", "wiring", "wiring_text",
                                     "source", "assumed"},
@@ -23,7 +23,9 @@ everything about "units" and "steps" refers to batch element 0 unless said other
     gate_stats     [{"prefix": "lstm/l0/fwd", "series": "f", "mean", "std",
                      "frac_low", "frac_high",      # share < saturation_low / > saturation_high; null
                                                    # for series that are not sigmoid gates
-                     "time_std"}]                  # "c" only: mean over units of the std over time
+                     "time_std",                   # "c" only: mean over units of the std over time
+                     "abs_max", "growth"}]         # "c" only: largest |c|; mean |c| of the last quarter
+                                                   # of sequence 0 / of its first quarter
     saturation     [{"prefix", "series", "frac_low": [per unit], "frac_high": [per unit]}]
     units          {"features": {feature: definition},
                     "ranked": [{"feature", "key": "lstm/l0/fwd/c", "unit": int, "r": float}]}
@@ -42,16 +44,30 @@ everything about "units" and "steps" refers to batch element 0 unless said other
     notes          [str]: analyses that were skipped, and why
     unjudged       {prefix: values per unit}: layers with fewer than thresholds.min_steps values per
                    unit, whose dead/saturated/forget-gate/cell findings were skipped (see notes)
+    measures       [{"name": "gate mean lstm/l0/fwd f", "measure", "prefix", "series", "value"}]
+                   # `report_json` only: the run's named measures (`analysis.measures`, read from the
+                   # fields above), the same list `lstmviz check --json` writes and a timeline follows
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lstmviz_cli.analysis.diff import DiffResult
+from lstmviz_cli.analysis.measures import Measure, measures_json
 from lstmviz_cli.analysis.records import Analysis, FigureRef
 from lstmviz_cli.output import json_number as _num
+
+
+def report_json(analysis: Analysis, measures: Sequence[Measure],
+                anchors: Callable[[FigureRef], str | None] | None = None) -> dict[str, Any]:
+    """What `lstmviz report --json` (and `Report.to_json`) writes: the analysis's JSON and the run's measures.
+
+    `measures`: `analysis.measures.measure_run` of the run and `analysis` as the page shows them (cut to
+    `--layers`).
+    """
+    return {**analysis_json(analysis, anchors), "measures": measures_json(measures)}
 
 
 def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None] | None = None) -> dict[str, Any]:
@@ -80,6 +96,8 @@ def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None]
                 "frac_low": _num(s.frac_low),
                 "frac_high": _num(s.frac_high),
                 "time_std": _num(s.time_std),
+                "abs_max": _num(s.abs_max),
+                "growth": _num(s.growth),
             }
             for s in analysis.gate_stats
         ],

@@ -10,6 +10,7 @@ files (`commands.checkconfig`). The report of `--report` is the analysis as the 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -82,12 +83,15 @@ def read_baseline_file(path: Path, *, model: str) -> Baseline:
     return read_baseline(document, str(path), model=model)
 
 
-def write_outputs(results: list[CheckResult], outputs: CheckOutputs) -> None:
+def write_outputs(results: list[CheckResult], outputs: CheckOutputs, *, extra: Mapping[str, object] | None = None) -> None:
     """Write the JSON, JUnit and Markdown files atomically (refusing to replace files lstmviz did not write),
-    then append the Markdown summary to GitHub's job summary when there is one."""
+    then append the Markdown summary to GitHub's job summary when there is one.
+
+    `extra`: more keys of a several-checkpoint JSON (the timeline, `commands.timeline`).
+    """
     if outputs.json is not None:
         payload = to_json(results[0]) if len(results) == 1 else {
-            "passed": all(r.passed for r in results), "models": [to_json(r) for r in results],
+            "passed": all(r.passed for r in results), "models": [to_json(r) for r in results], **(extra or {}),
         }
         write_json(outputs.json, payload, force=outputs.force)
     reference = outputs.report_reference()

@@ -15,6 +15,7 @@ from lstmviz_cli.glyphs import for_terminal
 from lstmviz_cli.loading.budget import parse_memory_size
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.inputs import load_sample
+from lstmviz_cli.loading.records import LoadedModel, SampleInput
 from lstmviz_cli.loading.summary import loading_notes, loading_summary
 from lstmviz_cli.tracing import endtoend
 from lstmviz_cli.tracing.forwardargs import parse_forward_args
@@ -22,7 +23,7 @@ from lstmviz_cli.tracing.records import Run
 from lstmviz_cli.tracing.sample import trace_sample
 from lstmviz_cli.tracing.verify import VerifyPolicy
 
-__all__ = ["Run", "announce", "load_and_trace"]
+__all__ = ["Run", "announce", "load_and_trace", "load_model", "trace_loaded"]
 
 
 def announce(*runs: Run) -> None:
@@ -56,10 +57,15 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,
     `policy`: how the trace is verified (default: refuse over the tolerance, or with `options.verify`
     off compute every error and refuse none: --no-verify shows them in red); `lstmviz check` passes its own.
     """
-    if policy is None:
-        policy = VerifyPolicy() if options.verify else VerifyPolicy(refuse=False)
-    forward_args = parse_forward_args(options.forward_args)
+    parse_forward_args(options.forward_args)  # a malformed --forward-arg fails before the checkpoint loads
+    loaded = load_model(options)
+    budget = parse_memory_size(options.max_memory) if options.max_memory else None
+    sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
+    return trace_loaded(loaded, sample, options, float16_above=float16_above, policy=policy)
 
+
+def load_model(options: LoadOptions) -> LoadedModel:
+    """Load the checkpoint safely; loading through a trust flag and what loading skipped go to stderr."""
     loaded = load_checkpoint(
         options.checkpoint,
         device=options.device,
@@ -76,8 +82,20 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,
         _warn(UNSAFE_WARNING.format(name=loaded.info.name, flag=flag))
     for note in loading_notes(loaded.info):
         _warn(f"lstmviz: note: {loaded.info.name}: {note}")
-    budget = parse_memory_size(options.max_memory) if options.max_memory else None
-    sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
+    return loaded
+
+
+def trace_loaded(loaded: LoadedModel, sample: SampleInput, options: LoadOptions, *,
+                 float16_above: int | None = None, policy: VerifyPolicy | None = None) -> Run:
+    """Trace a loaded model on its sample and verify it as far as it can be: the stage after loading.
+
+    A checkpoint (`load_and_trace`) and a model object passed from Python (`lstmviz_cli.report`) go
+    through here alike: the user's own code is run again plainly and compared end to end.
+    `policy` as for `load_and_trace` (None: from `options.verify`).
+    """
+    if policy is None:
+        policy = VerifyPolicy() if options.verify else VerifyPolicy(refuse=False)
+    forward_args = parse_forward_args(options.forward_args)
     compact = float16_above is not None and sample.trace_bytes > float16_above
     store = {"store_dtype": "float16"} if compact else {}
     archive = None

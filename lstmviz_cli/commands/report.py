@@ -5,17 +5,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lstmviz_cli.analysis.measures import measure_run
 from lstmviz_cli.analysis.options import AnalysisOptions
-from lstmviz_cli.analysis.serialize import analysis_json
+from lstmviz_cli.analysis.records import Analysis
+from lstmviz_cli.analysis.serialize import report_json
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic, write_json
 from lstmviz_cli.page.build import build_page, select
+from lstmviz_cli.page.model import Page
 from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.folder import INDEX, check_folder_writable, write_folder
 from lstmviz_cli.render.html import render_html
 from lstmviz_cli.render.jobs import default_workers
+from lstmviz_cli.tracing.records import Run
+
+
+def report_stages(run: Run, analysis_options: AnalysisOptions, view: ViewOptions) -> tuple[Run, Analysis, Page]:
+    """Analyze a traced run and build its report page: the run and analysis cut to `--layers`, and the page.
+
+    What `lstmviz report` and `lstmviz_cli.report` do after tracing, so their pages are the same.
+    """
+    run, analysis, shown = select(run, analyze_run(run, analysis_options), view)
+    return run, analysis, build_page(run, analysis, shown)
 
 
 def run_report_command(
@@ -34,8 +47,7 @@ def run_report_command(
     if json_path is not None:
         check_writable(json_path, force=force)
     run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
-    run, analysis, shown = select(run, analyze_run(run, analysis_options), view)
-    page = build_page(run, analysis, shown)
+    run, analysis, page = report_stages(run, analysis_options, view)
     if page_format == "dir":
         size = write_folder(page, output, workers=workers or default_workers())
         written = output / INDEX
@@ -44,6 +56,6 @@ def run_report_command(
         write_atomic(output, html, force=force)
         size, written = len(html.encode("utf-8")), output
     if json_path is not None:
-        write_json(json_path, analysis_json(analysis, page.anchor), force=force)
+        write_json(json_path, report_json(analysis, measure_run(run.trace, analysis), page.anchor), force=force)
     pipeline.announce(run)
     return f"wrote {written} ({size / 1024:,.0f} KB); open it in a browser"

@@ -31,9 +31,12 @@ def load_sample(
     path: str | Path | None = None,
     tokens: str | None = None,
     max_memory_bytes: int | None = None,
+    given: np.ndarray | str | None = None,
+    given_as: str = "sample",
 ) -> SampleInput:
     """Read the input the user named (file or inline tokens) or the checkpoint's own sample.
 
+    `given`: values or text passed from Python (`lstmviz_cli.report`), named `given_as` in messages.
     Validated against the model (`loaded.meta` input_format / vocab_size / input_size); every
     mismatch is one InputError saying what was expected.
     """
@@ -43,7 +46,11 @@ def load_sample(
     text: str | None = None
     lengths: np.ndarray | None = None
     arrays: dict[str, np.ndarray] = {}
-    if tokens is not None:
+    if given is not None:
+        source = given_as
+        values, text = (_encode_text(given, meta, source), given) if isinstance(given, str) else (
+            _as_array(given, source), None)
+    elif tokens is not None:
         values, source, text = _parse_tokens(tokens), "inline tokens", None
     elif path is not None:
         path = Path(path)

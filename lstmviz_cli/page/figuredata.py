@@ -24,6 +24,7 @@ from lstmviz_cli.analysis.records import (
     Trajectory,
 )
 from lstmviz_cli.analysis.thresholds import Thresholds
+from lstmviz_cli.analysis.timeline import Line
 from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.tracing.records import LayerTrace
 
@@ -144,6 +145,27 @@ class SaturationChangeData:
     thresholds: Thresholds
 
 
+@dataclass(frozen=True, eq=False)
+class TimelineData:
+    """One measure over checkpoints or epochs (`analysis.timeline`): a line per layer, or per layer and gate.
+
+    `x` is each point's position (its epoch or step number, else 0, 1, ...); `ticks` the labels written
+    under the points when they have no numbers. `limits` fixes the value axis ((0, 1) for gate means);
+    `reference` draws a dashed horizontal line (a threshold) with its label.
+    """
+
+    lines: tuple[Line, ...]
+    x: tuple[float, ...]
+    ticks: tuple[str, ...] | None
+    axis: str  # the x axis: "epoch", "step", "checkpoint"
+    ylabel: str
+    integer: bool = False  # counts: integer ticks on the value axis
+    limits: tuple[float, float] | None = None  # a fixed value axis; None: the data's range
+    floor: float | None = None  # the value axis starts here (0 for counts and shares)
+    percent: bool = False  # values are shares, labelled as percentages
+    reference: tuple[float, str] | None = None  # drawn when it lies near the data (else it would flatten it)
+
+
 # -- diagrams (Graphviz) -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PathStep:
@@ -208,7 +230,7 @@ class UnrolledData:
 
 PlotData = (
     HeatmapData | WeightsData | GateStatsData | SaturationData | SaliencyData | MemoryProbeData | TrajectoryData
-    | ActivityData | UnitFeaturesData | WeightHistogramsData | SaturationChangeData
+    | ActivityData | UnitFeaturesData | WeightHistogramsData | SaturationChangeData | TimelineData
 )
 DiagramData = ArchitectureData | CellData | UnrolledData
 FigureData = PlotData | DiagramData

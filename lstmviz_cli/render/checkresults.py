@@ -5,8 +5,8 @@
     {"generator": "lstmviz-generated", "schema": 2, "lstmviz": "0.1.0", "model": "charlm.pt",
      "passed": bool, "failures": int,
      "config": {"max_saturated", "max_dead_units", "min_memory_horizon", "max_verify_error", "fail_on",
-                "tolerances": {"gate_mean", "gate_std", "saturation", "dead_units", "memory_horizon",
-                               "verify_error"}},
+                "tolerances": {"gate_mean", "gate_std", "saturation", "dead_units", "cell_max", "cell_growth",
+                               "memory_horizon", "verify_error"}},   # null: not compared
      "settings_source": null | "pyproject.toml",   # the config file that supplied a setting in force
      "baseline": null | "previous.json",           # the --baseline compared against
      "recurrent_only": bool,       # checked with --recurrent-only: the recurrent layers alone
@@ -15,14 +15,21 @@
      "architecture": [{"prefix", "kind", "input_size", "hidden_size", "proj_size"}],
      "sample": {"batch", "steps", "sha256"},
      "measures": [{"name": "gate mean lstm/l0/fwd f", "measure": "gate_mean" | "gate_std" | "saturation"
-                   | "dead_units" | "memory_horizon" | "verify_error", "prefix", "series", "value"}],
+                   | "dead_units" | "cell_max" | "cell_growth" | "memory_horizon" | "verify_error",
+                   "prefix", "series", "value"}],   # analysis.measures; empty when the run stopped before
+                                                    # it was measured; the report JSON's "measures" too
      "cases": [{"check": "saturation" | "dead_units" | "memory_horizon" | "verify_error" | "model_output"
                          | "finding:<code>" | "baseline:<measure>",
                 "name": "saturation lstm/l0/fwd f", "prefix", "value", "threshold", "passed", "skipped",
                 "baseline", "delta",   # baseline cases: the baseline's value and value - baseline
                 "message", "anchor": the report's HTML id of what shows it}]}
 
-`schema` changes when a measure's name or meaning does; a baseline of another schema is refused.
+`lstmviz check A.pt B.pt ...` (several checkpoints) writes {"passed", "models": [each one's object above],
+"timeline": {"axis", "points": [{"label", "step", "passed", "error", "link", "measures"}]}}, each point's
+"measures" that checkpoint's own (null when it could not be measured: "error" says why).
+
+`schema` changes when a measure's name or meaning does; a baseline of another schema is refused (a new
+measure is no change: a baseline without it skips its comparison).
 JUnit XML carries the same verification levels as `<properties>` of each testsuite
 ("verification: gates vs layer outputs" = "3.10e-07", ...; "recurrent-only" = "true" when set;
 "baseline" = the file), and each failure's text names the value, threshold, baseline and delta and
@@ -44,6 +51,7 @@ from lstmviz_cli import __version__
 from lstmviz_cli.analysis.baseline import CHECK_SCHEMA, delta_text
 from lstmviz_cli.analysis.checks import CheckCase, CheckResult, limit_text
 from lstmviz_cli.analysis.checksettings import number_text
+from lstmviz_cli.analysis.measures import measures_json
 from lstmviz_cli.glyphs import for_terminal, visible
 from lstmviz_cli.output import GENERATOR_MARKER, json_number
 
@@ -66,10 +74,7 @@ def to_json(result: CheckResult) -> dict[str, Any]:
         "provenance": None if result.provenance is None else result.provenance.to_json(),
         "architecture": result.architecture,
         "sample": result.sample,
-        "measures": [
-            {"name": m.name, "measure": m.measure, "prefix": m.prefix, "series": m.series, "value": json_number(m.value)}
-            for m in result.measures
-        ],
+        "measures": measures_json(result.measures),
         "cases": [
             {"check": case.check, "name": case.name, "prefix": case.prefix, "passed": case.passed,
              "skipped": case.skipped, "message": case.message, "anchor": evidence_anchor(result, case),

@@ -24,6 +24,7 @@ from lstmviz_cli.page.figuredata import (
     SaliencyData,
     SaturationChangeData,
     SaturationData,
+    TimelineData,
     TrajectoryData,
     UnitFeaturesData,
     UnrolledData,
@@ -31,7 +32,7 @@ from lstmviz_cli.page.figuredata import (
     WeightsData,
 )
 from lstmviz_cli.page.model import FigureSpec
-from lstmviz_cli.render import diagrams, diffplots, figures, figures_analysis
+from lstmviz_cli.render import diagrams, diffplots, figures, figures_analysis, timeline
 from lstmviz_cli.render.mpl import to_svg
 from lstmviz_cli.render.svgids import scope_ids
 
@@ -61,6 +62,8 @@ def plot(data: PlotData) -> Figure | None:
         return diffplots.plot_weight_distributions(data.changes)
     if isinstance(data, SaturationChangeData):
         return diffplots.plot_saturation(data.changes, data.thresholds)
+    if isinstance(data, TimelineData):
+        return timeline.plot_timeline(data)
     _unknown(data)
 
 

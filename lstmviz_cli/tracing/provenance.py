@@ -20,7 +20,7 @@ from lstmviz_cli.tracing.verify import GATE_TOLERANCE, Verification
 class Provenance:
     """Everything the page and the JSON say about where the traced model came from."""
 
-    source: str  # "rebuilt" | "torchscript" | "model-class" | "pickled-module"
+    source: str  # "rebuilt" | "torchscript" | "model-class" | "pickled-module" | "in-memory"
     description: str  # one sentence: "rebuilt from weights", "your class models.py:Net", ...
     accounting: TensorAccounting | None = None
     head: HeadInfo | None = None
@@ -36,7 +36,7 @@ class Provenance:
         """
         if self.recurrent_only:
             return False
-        return self.source in ("model-class", "pickled-module") or self.head is not None
+        return self.source in ("model-class", "pickled-module", "in-memory") or self.head is not None
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -50,7 +50,12 @@ class Provenance:
         }
 
 
+IN_MEMORY = "in-memory"  # ModelInfo.format of a model object passed from Python (lstmviz_cli.report)
+
+
 def _source(info: ModelInfo) -> str:
+    if info.format == IN_MEMORY:
+        return "in-memory"
     if info.model_class:
         return "model-class"
     if info.format == "torchscript":
@@ -59,6 +64,7 @@ def _source(info: ModelInfo) -> str:
 
 
 _DESCRIPTIONS = {
+    "in-memory": "your model object, passed from Python (lstmviz_cli.report), run as written",
     "rebuilt": "rebuilt by lstmviz from the state dict's weights (no model code ran)",
     "torchscript": "a TorchScript archive (--trust-torchscript): traced through a rebuild from its weights, "
                    "whose output is compared with the archive's own (below)",

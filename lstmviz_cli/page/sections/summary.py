@@ -30,7 +30,7 @@ from lstmviz_cli.page.model import (
     inline,
 )
 from lstmviz_cli.page.view import total_steps, valid_steps
-from lstmviz_cli.tracing.provenance import Provenance
+from lstmviz_cli.tracing.provenance import IN_MEMORY, Provenance
 
 _BADGES: dict[str, Badge] = {
     "ok": Badge("ok", "ok"), "bad": Badge("bad", "differs"), "not-checked": Badge("warn", "not checked"),
@@ -153,10 +153,14 @@ def summary_section(ctx: PageContext) -> Section:
     """Checkpoint facts, recurrent layer configurations, input, prediction, verification."""
     section_id = ctx.ids.take("summary")
     info = ctx.run.loaded.info
-    checkpoint = [
+    in_memory = info.format == IN_MEMORY
+    source = [("model", f"{info.name}, passed from Python (in memory; no file was read)")] if in_memory else [
         ("file", info.name),
         ("format", info.format + (" (rebuilt from its weights)" if info.rebuilt else "")),
         ("size", format_bytes(info.size_bytes)),
+    ]
+    checkpoint = [
+        *source,
         ("parameters", f"{info.n_params:,}"),
         ("device", info.device),
         *loading_rows(info),
@@ -172,7 +176,7 @@ def summary_section(ctx: PageContext) -> Section:
         KeyValue("batch", f"{batch}" + (" (figures show element 0)" if batch > 1 else ""), user=False),
     )
     cards = Grid((
-        Card("Checkpoint", (KeyValues(tuple(KeyValue(k, visible(v, 400)) for k, v in checkpoint)),)),
+        Card("Model" if in_memory else "Checkpoint", (KeyValues(tuple(KeyValue(k, visible(v, 400)) for k, v in checkpoint)),)),
         Card("Input", (KeyValues(sample),)),
         Card("Prediction", _prediction(ctx)),
     ), kind="cards")

@@ -65,6 +65,8 @@ def unrolled_data(ctx: PageContext) -> UnrolledData:
         rows.append(UnrolledRow(
             key=f"r{k}", group=group, label=layer.label, backward=layer.direction == "bwd",
             shade=[float(v) for v in values], carries_c=layer.family == "lstm",
+            short=visible(f"{layer.module} l{layer.layer}" + (f" {layer.direction}" if layer.config.bidirectional else ""),
+                          20),
         ))
     shade = " / ".join(f"{SERIES_NAMES[n]} ({n})" for n in sorted(shade_names))
     return UnrolledData(tuple(rows), (start, stop), total_steps(ctx.run.trace), _input_labels(ctx, steps),

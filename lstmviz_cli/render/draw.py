@@ -7,11 +7,17 @@ per figure) and `lstmviz figures` (files for papers), so they draw the same figu
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 from typing import NoReturn
 
 import graphviz
+import numpy as np
 from matplotlib.figure import Figure
 
+from lstmviz_cli.families import SERIES_NAMES
+from lstmviz_cli.glyphs import visible
 from lstmviz_cli.page.figuredata import (
     ActivityData,
     ArchitectureData,
@@ -89,7 +95,11 @@ def _unknown(data: NoReturn) -> NoReturn:
 
 
 def figure_svg(spec: FigureSpec) -> str:
-    """The figure as inline SVG, its ids its own (`render.svgids`); "" when there is nothing to draw."""
+    """The figure as inline SVG, its ids its own (`render.svgids`); "" when there is nothing to draw.
+
+    A heatmap carries the values it draws (`hover_payload`), so the page can name the unit, step,
+    token and value under the pointer.
+    """
     data = spec.data
     if isinstance(data, ArchitectureData | CellData | UnrolledData):
         text = diagrams.to_svg(diagram(data))
@@ -98,4 +108,47 @@ def figure_svg(spec: FigureSpec) -> str:
         if fig is None:
             return ""
         text = to_svg(fig)
+        if isinstance(data, HeatmapData):
+            payload = html.escape(json.dumps(hover_payload(fig, data), separators=(",", ":"), allow_nan=False))
+            text = text.replace("<svg ", f'<svg data-heat="{payload}" ', 1)
     return scope_ids(text, spec.id)
+
+
+HOVER_FLOAT32_LIMIT = 250_000  # values per figure kept as float32; more are quantised to 16 bits per value
+
+
+def hover_payload(fig: Figure, data: HeatmapData) -> dict[str, object]:
+    """What the page's script needs to read a heatmap under the pointer: each panel's box (SVG
+    points from the top left, after layout), its units and its values (base64, row-major).
+
+    Values are float32 ("f4"); a figure with more than HOVER_FLOAT32_LIMIT values stores each as
+    16 bits between the panel's finite min and max ("u2", 65535 = NaN), and the tooltip says "≈".
+    """
+    width, height = (float(v) * 72 for v in fig.get_size_inches())
+    boxes = {str(ax.get_label()): ax.get_position() for ax in fig.axes if str(ax.get_label()).startswith("heat:")}
+    total = sum(panel.values.size for panel in data.panels)
+    panels = []
+    for k, panel in enumerate(data.panels):
+        box = boxes.get(f"heat:{k}")
+        if box is None:
+            continue
+        values = np.asarray(panel.values, dtype=np.float32)
+        entry: dict[str, object] = {
+            "s": panel.series, "name": SERIES_NAMES.get(panel.series, panel.series), "units": [int(u) for u in panel.units],
+            "box": [round(box.x0 * width, 2), round((1 - box.y1) * height, 2), round(box.x1 * width, 2),
+                    round((1 - box.y0) * height, 2)],
+            "cols": int(values.shape[1]),
+        }
+        if total <= HOVER_FLOAT32_LIMIT:
+            entry["f4"] = base64.b64encode(values.astype("<f4").tobytes()).decode("ascii")
+        else:
+            finite = values[np.isfinite(values)]
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            span = high - low or 1.0
+            levels = np.where(np.isfinite(values), np.round((np.nan_to_num(values) - low) / span * 65534), 65535)
+            entry["u2"] = base64.b64encode(levels.astype("<u2").tobytes()).decode("ascii")
+            entry["lo"], entry["hi"] = low, high
+        panels.append(entry)
+    return {"w": round(width, 2), "h": round(height, 2), "start": data.start, "bin": data.width,
+            "tokens": None if data.tokens is None else [visible(t, 12) for t in data.tokens],
+            "label": data.label, "panels": panels}

@@ -106,11 +106,16 @@ def token_row_fits(tokens: Sequence[str], column_width: float, canvas: Canvas) -
     return 0 < longest <= 2 and canvas.text_width(longest) + 1.5 / 72 <= column_width
 
 
+def row_pitch(canvas: Canvas) -> float:
+    """Inches per heatmap row when every row carries its unit number (labels a point below `small`)."""
+    return (canvas.small - 0.5) * 1.02 / 72
+
+
 def row_labels(units: Sequence[int], height: float, canvas: Canvas) -> tuple[list[int], list[str]]:
     """Which rows of a panel get their unit number: all when they fit the panel's height, else a
     round stride of them (the page's hover names every row)."""
     rows = len(units)
-    pitch = canvas.small_line * 0.95
+    pitch = row_pitch(canvas)
     stride = 1 if rows * pitch <= height + 1e-9 else nice_stride(rows * pitch / max(height, 1e-9))
     positions = list(range(0, rows, stride))
     return positions, [str(units[r]) for r in positions]
@@ -119,7 +124,7 @@ def row_labels(units: Sequence[int], height: float, canvas: Canvas) -> tuple[lis
 def heatmap_heights(panels: Sequence[HeatPanel], canvas: Canvas, fixed: float) -> list[float]:
     """Inches per panel: a row per label line up to LABEL_EVERY_ROW rows, so every unit is named;
     larger panels a fixed band. Shrunk together to fit `canvas.max_height`."""
-    pitch = canvas.small_line * 0.95
+    pitch = row_pitch(canvas)
     heights = []
     for panel in panels:
         rows = len(panel.units)
@@ -186,7 +191,7 @@ def plot_gate_heatmaps(
                      fontweight="bold", pad=3)
         ax.set_title(f"scale {scale}", loc="right", fontsize=c.small, color="#555555", pad=3)
         ticks, names = row_labels(panel.units, height, c)
-        ax.set_yticks(ticks, names, fontsize=c.small)
+        ax.set_yticks(ticks, names, fontsize=c.small - 0.5)
         ax.tick_params(axis="y", length=2, pad=1.5)
         ax.set_ylabel("unit", fontsize=c.small, labelpad=2)
         if mark is not None:

@@ -17,14 +17,15 @@ import importlib.resources
 import re
 from pathlib import Path
 
+import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from lstmviz_cli import __version__
 from lstmviz_cli.output import GENERATOR_MARKER
-from lstmviz_cli.page.model import Page
+from lstmviz_cli.page.model import Page, UnitExplorer
 from lstmviz_cli.render.draw import figure_svg
-from lstmviz_cli.render.highlight import level_colours, token_class
+from lstmviz_cli.render.highlight import LEVELS, level_colours, token_class
 from lstmviz_cli.render.jobs import Drawer, draw_figures
 from lstmviz_cli.render.palette import GATE_COLORS
 
@@ -49,7 +50,19 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.globals["token_class"] = token_class
+    env.globals["explorer_payload"] = explorer_payload
     return env
+
+
+def explorer_payload(block: UnitExplorer) -> dict[str, object]:
+    """The unit explorer's values for the page's script: per series its label and (steps, units)
+    float32 values, base64, row-major; colours follow `render.highlight.token_class`."""
+    return {
+        "start": block.start, "levels": LEVELS,
+        "series": [{"label": s.label, "series": s.series, "steps": int(s.values.shape[0]), "units": int(s.values.shape[1]),
+                    "f4": base64.b64encode(np.ascontiguousarray(s.values, dtype="<f4").tobytes()).decode("ascii")}
+                   for s in block.series],
+    }
 
 
 def _script() -> tuple[Markup, str]:

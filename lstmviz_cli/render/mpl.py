@@ -141,7 +141,8 @@ def _collide(boxes: list[Bbox], stride: int, horizontal: bool, gap: float) -> bo
         if horizontal:
             if min(a.x1, b.x1) + gap > max(a.x0, b.x0) and a.y1 > b.y0 and b.y1 > a.y0:
                 return True
-        elif min(a.y1, b.y1) + gap > max(a.y0, b.y0) and a.x1 > b.x0 and b.x1 > a.x0:
+        # Stacked labels may share the blank above and below their digits (a fifth of a line each).
+        elif min(a.y1, b.y1) - 0.2 * min(a.height, b.height) > max(a.y0, b.y0) and a.x1 > b.x0 and b.x1 > a.x0:
             return True
     return False
 

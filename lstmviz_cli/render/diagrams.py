@@ -186,7 +186,7 @@ def _gate_node(graph: graphviz.Digraph, name: str, values: CellValues | None, fo
     lines = [f"{name}_t  {fn}"] + ([] if short else [title])
     if value is not None:
         lines.append(f"= {_fmt(value)}")
-    tooltip = GATE_FORMULA[name].replace("_{", "").replace("}", "").replace("_", "")
+    tooltip = GATE_FORMULA[name].replace("_{", "_").replace("}", "")
     if value is not None and values is not None:
         tooltip += f"; {values.caption}: {_fmt(value)}"
     graph.node(

@@ -14,6 +14,7 @@ from lstmviz_cli.analysis.checksettings import CheckConfig
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
+from lstmviz_cli.commands.progress import Steps
 from lstmviz_cli.errors import VerificationError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic, write_json
@@ -47,16 +48,19 @@ def check_one(options: LoadOptions, config: CheckConfig, view: ViewOptions, *, r
     name = Path(options.checkpoint).name
     # The tracer verifies at its own tolerance (1e-4); --max-verify-error off skips verification.
     options = replace(options, verify=config.max_verify_error is not None)
-    try:
-        run = pipeline.load_and_trace(options)
-    except VerificationError as error:
-        case = CheckCase("verify_error", "verification error", None, None, config.max_verify_error, False,
-                         error.message)
-        return CheckResult(model=name, cases=[case], config=config)
-    analysis = analyze_run(run, AnalysisOptions())
-    page = build_page(*select(run, analysis, view))
-    if report_path is not None:
-        write_atomic(report_path, render_html(page, workers=default_workers()), force=force)
+    with Steps("check") as steps:
+        steps.step(f"loading and tracing {name}")
+        try:
+            run = pipeline.load_and_trace(options)
+        except VerificationError as error:
+            case = CheckCase("verify_error", "verification error", None, None, config.max_verify_error, False,
+                             error.message)
+            return CheckResult(model=name, cases=[case], config=config)
+        steps.step("analysing")
+        analysis = analyze_run(run, AnalysisOptions())
+        page = build_page(*select(run, analysis, view))
+        if report_path is not None:
+            write_atomic(report_path, render_html(page, workers=default_workers(), done=steps.figures), force=force)
     pipeline.announce(run)
     result = evaluate(run.trace, analysis, config, model=name)
     result.anchors = page.anchors()

@@ -8,6 +8,7 @@ from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.serialize import analysis_json
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
+from lstmviz_cli.commands.progress import Steps
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic, write_json
 from lstmviz_cli.page.build import build_page, select
@@ -28,13 +29,17 @@ def run_report_command(
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
-    run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
-    run, analysis, shown = select(run, analyze_run(run, analysis_options), view)
-    page = build_page(run, analysis, shown)
-    html = render_html(page, workers=workers or default_workers())
-    write_atomic(output, html, force=force)
-    if json_path is not None:
-        write_json(json_path, analysis_json(analysis, page.anchor), force=force)
+    with Steps("report") as steps:
+        steps.step(f"loading and tracing {Path(options.checkpoint).name}")
+        run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
+        steps.step("analysing")
+        run, analysis, shown = select(run, analyze_run(run, analysis_options), view)
+        page = build_page(run, analysis, shown)
+        html = render_html(page, workers=workers or default_workers(), done=steps.figures)
+        steps.step("writing")
+        write_atomic(output, html, force=force)
+        if json_path is not None:
+            write_json(json_path, analysis_json(analysis, page.anchor), force=force)
     pipeline.announce(run)
     size_kb = len(html.encode("utf-8")) / 1024
     return f"wrote {output} ({size_kb:,.0f} KB); open it in a browser"

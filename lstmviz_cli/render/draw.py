@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from typing import NoReturn
 
 import graphviz
@@ -18,6 +17,7 @@ from matplotlib.figure import Figure
 
 from lstmviz_cli.families import SERIES_NAMES
 from lstmviz_cli.glyphs import visible
+from lstmviz_cli.output import compact_json
 from lstmviz_cli.page.figuredata import (
     ActivityData,
     ArchitectureData,
@@ -109,7 +109,7 @@ def figure_svg(spec: FigureSpec) -> str:
             return ""
         text = to_svg(fig)
         if isinstance(data, HeatmapData):
-            payload = html.escape(json.dumps(hover_payload(fig, data), separators=(",", ":"), allow_nan=False))
+            payload = html.escape(compact_json(hover_payload(fig, data)))
             text = text.replace("<svg ", f'<svg data-heat="{payload}" ', 1)
     return scope_ids(text, spec.id)
 

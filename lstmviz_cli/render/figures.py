@@ -87,6 +87,7 @@ def time_axis(ax: Axes, columns: int, start: int, width: int, tokens: Sequence[s
     """Label a time axis (`time_ticks`): step numbers, and the tokens in their own row under every
     column or under each numbered step; the axis label says what the rows are."""
     positions, labels, token_row = time_ticks(columns, start, width, tokens, column_width=column_width, canvas=canvas)
+    limits = None if ax.get_autoscalex_on() else ax.get_xlim()
     ax.set_xticks(positions, labels, fontsize=canvas.small)
     ax.tick_params(axis="x", which="major", length=3, pad=2 + (canvas.small * 1.2 if token_row else 0))
     if token_row and tokens is not None:
@@ -95,6 +96,8 @@ def time_axis(ax: Axes, columns: int, start: int, width: int, tokens: Sequence[s
         ax.tick_params(axis="x", which="minor", length=0, pad=2)
     for label in ax.get_xticklabels(which="both"):
         label.set_parse_math(False)
+    if limits is not None:  # ticks outside a zoomed view must not widen it
+        ax.set_xlim(limits)
     binned = f" (means over bins of {width} steps)" if width > 1 else ""
     where = " · input token above" if token_row else " · input token below" if tokens is not None and width == 1 else ""
     ax.set_xlabel(f"time step{binned}{where}", fontsize=canvas.small, labelpad=2)

@@ -34,29 +34,66 @@ from lstmviz_cli.tracing.cellrecord import (
     tensors_in,
 )
 from lstmviz_cli.tracing.cellsource import Site
+from lstmviz_cli.tracing.hooks import _shape
 from lstmviz_cli.tracing.records import LayerTrace, Trace
 
 
-def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = None, **kwargs: Any
+def _record_path(model: nn.Module, path: list[dict[str, Any]]) -> list[torch.utils.hooks.RemovableHandle]:
+    """Forward hooks that write every module's first call (name, type, shapes) and call count on `path`,
+    as the stock tracer's path hooks do (`hooks._path_hook`); `_cell_path` keeps what the diagram draws."""
+    index: dict[str, int] = {}
+
+    def hook_for(name: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if name in index:
+                path[index[name]]["calls"] += 1
+                return
+            index[name] = len(path)
+            path.append({"name": name, "type": type(module).__name__, "input": _shape(args),
+                         "output": _shape(output), "calls": 1, "leaf": not any(True for _ in module.children())})
+        return hook
+
+    return [m.register_forward_hook(hook_for(display_name(raw, m))) for raw, m in model.named_modules() if raw]
+
+
+def _cell_path(path: list[dict[str, Any]], cells: list[CustomCell]) -> list[dict[str, Any]]:
+    """The architecture's path: the opened cells, and the leaf modules outside them (embedding, head)."""
+    names = {cell.module for cell in cells}
+    keep = []
+    for entry in path:
+        name = entry["name"]
+        inside = any(name.startswith(cell + ".") for cell in names)
+        if name in names or (entry["leaf"] and not inside):
+            keep.append({k: v for k, v in entry.items() if k != "leaf"})
+    return keep
+
+
+def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = None,
+                        architecture: list[dict[str, Any]] | None = None, **kwargs: Any
                         ) -> tuple[list[CustomCell], Any]:
     """Run `model(*inputs)` once (eval, no grad) and open up hand-written recurrent modules.
 
     `module` names one module (as in `named_modules()`; the model itself by its class name) to
     open; by default every user-written module whose activation call sites repeat within one
     forward pass (a cell called per step, or a layer looping inside) is opened. Returns the
-    cells and the model's output.
+    cells and the model's output; `architecture`, when given, receives the model's path for the
+    architecture diagram (the cells and the leaf modules around them, in first-call order).
     """
     names = {display_name(raw, m): m for raw, m in model.named_modules()}
     if module is not None and module not in names:
         available = ", ".join(n for n, m in names.items() if not isinstance(m, STOCK_TYPES)) or "none"
         raise ModelError(f"--module {module!r} is not a module of {type(model).__name__}; its modules: {available}")
     was_training = model.training
+    path: list[dict[str, Any]] = []
+    handles = _record_path(model, path)
     try:
         model.eval()
         with torch.no_grad(), recording(model) as recorder:
             output = model(*inputs, **kwargs)
     finally:
         model.train(was_training)
+        for handle in handles:
+            handle.remove()
     by_module: dict[str, list[Event]] = {}
     for event in recorder.events:
         by_module.setdefault(event.module, []).append(event)
@@ -80,6 +117,8 @@ def record_custom_cells(model: nn.Module, *inputs: Any, module: str | None = Non
         first_in = calls[0][0][0] if calls and calls[0][0] else None
         analyse_cell(cell, calls, int(first_in.shape[-1]) if first_in is not None and first_in.dim() else 0)
         cells.append(cell)
+    if architecture is not None:
+        architecture.extend(_cell_path(path, cells))
     return cells, output
 
 
@@ -99,7 +138,8 @@ def trace_custom(model: nn.Module, *inputs: Any, module: str | None = None, veri
     Raises ModelError when nothing recurrent was found and VerificationError (unless
     `verify=False`) when the recorded h misses what the module returned by more than 1e-4.
     """
-    cells, output = record_custom_cells(model, *inputs, module=module, **kwargs)
+    architecture: list[dict[str, Any]] = []
+    cells, output = record_custom_cells(model, *inputs, module=module, architecture=architecture, **kwargs)
     layers = [c.layer for c in cells if c.layer is not None]
     if not layers:
         detail = "; ".join(f"{c.module}: {c.notes[-1]}" for c in cells if c.notes) or \
@@ -128,7 +168,7 @@ def trace_custom(model: nn.Module, *inputs: Any, module: str | None = None, veri
         "device": str(next((p.device for p in model.parameters()), "cpu")),
         "store_dtype": "float32",
         "not_called": [],
-        "path": [],
+        "path": architecture,
     }
     return Trace(layers=layers, modules={layer.module: layer.config for layer in layers},
                  verify_error=verify_error,

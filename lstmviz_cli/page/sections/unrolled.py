@@ -73,6 +73,9 @@ def unrolled_data(ctx: PageContext) -> UnrolledData:
                         _output_labels(ctx, steps), shade)
 
 
+FIT_STEPS = 24  # unrolled steps shrunk to the page's width; more scroll at their natural size
+
+
 def unrolled_section(ctx: PageContext) -> Section:
     section_id = ctx.ids.take("unrolled")
     data = unrolled_data(ctx)
@@ -90,8 +93,12 @@ def unrolled_section(ctx: PageContext) -> Section:
         items.append(LegendItem("c carried to the next step", swatch="f"))
     if any(layer.direction == "bwd" for layer in ctx.layers):
         items.append(LegendItem("backward rows run right to left"))
+    # Up to FIT_STEPS steps fit the column with readable text; a longer window scrolls, and says so.
+    scrolls = stop - start > FIT_STEPS
     diagram = FigureSpec(
-        id=ctx.ids.take("unrolled-diagram"), ref=FigureRef("unrolled"), data=data, frame="unrolled",
+        id=ctx.ids.take("unrolled-diagram"), ref=FigureRef("unrolled"), data=data,
+        frame="unrolled" if scrolls else "plain",
+        caption=f"{stop - start} steps: scroll sideways to see them all" if scrolls else "",
         description="The recurrent layers unrolled over the first steps, each cell shaded by its mean forget (LSTM) "
                     "or update (GRU) gate, inputs below and outputs above.",
     )

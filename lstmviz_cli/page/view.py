@@ -15,7 +15,7 @@ import numpy as np
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.tracing.records import LayerTrace, Run, Trace
 
-DEFAULT_UNITS = 24  # heatmap rows per panel unless --units says otherwise (all labelled; hover names any)
+DEFAULT_UNITS = 16  # heatmap rows per panel unless --units says otherwise (all labelled; hover names any)
 DEFAULT_DIAGRAM_STEPS = 20  # unrolled-diagram window unless --steps says otherwise
 MAX_DIAGRAM_STEPS = 40  # wider windows become hairballs: the diagram shows this many at most
 SORT_METHODS = ("none", "variance", "cluster")

@@ -7,6 +7,7 @@ heatmap shows is the page's choice (`page.unitorder`); these functions draw what
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -328,7 +329,8 @@ def plot_weights(layer: LayerTrace, *, canvas: Canvas = SCREEN) -> Figure:
         # Above the plot, never over the bars.
         ax.legend(fontsize=c.small, frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0), borderaxespad=0.2,
                   handlelength=1.2, ncols=2 if c.narrow else len(gates), columnspacing=1.0)
-    ax.set_xlabel("weight per gate ($W_{ih}$ and $W_{hh}$; the ends collect the values beyond)", fontsize=c.small)
+    ax.set_xlabel("weight ($W_{ih}$ and $W_{hh}$; the end bins hold the values beyond)" if not c.narrow
+                  else "weight (end bins: the values beyond)", fontsize=c.small)
     ax.set_ylabel("count", fontsize=c.small)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
     ax.tick_params(labelsize=c.small, length=2)
@@ -363,7 +365,8 @@ def plot_gate_stats(stats: Sequence[GateStat], prefixes: Sequence[str], labels: 
         ax.bar(names, [s.mean for s in mine], yerr=[s.std for s in mine], color=colours, capsize=2, width=0.7,
                error_kw={"elinewidth": 0.8, "ecolor": "#555"})
         ax.axhline(0, color="#888", linewidth=0.5)
-        ax.set_title(visible(labels.get(prefix, prefix), max(12, int(panel / c.text_width(1, small=False)))),
+        chars = max(12, int(panel / c.text_width(1, small=False)))
+        ax.set_title("\n".join(textwrap.wrap(visible(labels.get(prefix, prefix), 2 * chars), chars)[:2]),
                      fontsize=c.font, loc="left", pad=3)
         if k == 0:
             ax.set_ylabel("mean ± std", fontsize=c.small)

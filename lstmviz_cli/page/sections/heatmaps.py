@@ -78,7 +78,8 @@ def layer_heatmap(ctx: PageContext, layer: LayerTrace) -> tuple[HeatmapData, str
         limits, scale = panel_scale(name, np.asarray(binned), ctx.view.color_scale)
         panels.append(HeatPanel(series=name, values=binned.T, units=tuple(units), source_name=source_names.get(name),
                                 limits=limits, scale=scale))
-    tokens = ctx.tokens[start:stop] if ctx.tokens is not None else None
+    # Tokens of a text or token input under the step numbers; a feature input's values are no tokens.
+    tokens = ctx.tokens[start:stop] if ctx.tokens is not None and ctx.run.sample.kind == "tokens" else None
     at_step = ctx.view.at_step
     mark = (at_step - start) // width if at_step is not None and start <= at_step < stop else None
     caption = f"{how}; steps {start}–{stop - 1}"

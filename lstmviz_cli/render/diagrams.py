@@ -21,6 +21,7 @@ from lstmviz_cli.errors import LstmvizError
 from lstmviz_cli.glyphs import visible
 from lstmviz_cli.loading.records import RecurrentConfig
 from lstmviz_cli.page.figuredata import CellValues, PathStep, UnrolledRow
+from lstmviz_cli.render.highlight import ink_on
 from lstmviz_cli.render.palette import GATE_CMAP, GATE_COLORS, INK
 
 FONT = "DejaVu Sans"  # the font of every matplotlib figure too; ships with matplotlib
@@ -345,8 +346,7 @@ def cell_graph(
 def _cmap_hex(value: float) -> tuple[str, str]:
     """Fill colour from the gate colormap, and a readable text colour on it."""
     rgba = colormaps[GATE_CMAP](min(max(float(value), 0.0), 1.0))
-    luminance = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2]
-    return to_hex(rgba), ("#111111" if luminance > 0.5 else "#ffffff")
+    return to_hex(rgba), ink_on(rgba)
 
 
 def unrolled_graph(

@@ -92,6 +92,7 @@ def time_axis(ax: Axes, columns: int, start: int, width: int, tokens: Sequence[s
     ax.set_xticks(positions, labels, fontsize=canvas.small)
     ax.tick_params(axis="x", which="major", length=3, pad=2 + (canvas.small * 1.2 if token_row else 0))
     if token_row and tokens is not None:
+        ax.xaxis.remove_overlapping_locs = False  # a token at every step, numbered ones included
         ax.set_xticks(range(columns), [visible(t, 2) for t in tokens[:columns]], minor=True, fontsize=canvas.small,
                       family="DejaVu Sans Mono")
         ax.tick_params(axis="x", which="minor", length=0, pad=2)
@@ -100,7 +101,8 @@ def time_axis(ax: Axes, columns: int, start: int, width: int, tokens: Sequence[s
     if limits is not None:  # ticks outside a zoomed view must not widen it
         ax.set_xlim(limits)
     binned = f" (means over bins of {width} steps)" if width > 1 else ""
-    where = " · input token above" if token_row else " · input token below" if tokens is not None and width == 1 else ""
+    where = (" (input tokens in the row above)" if token_row else " · input token below" if tokens is not None and width == 1
+             else "")
     ax.set_xlabel(f"time step{binned}{where}", fontsize=canvas.small, labelpad=2)
 
 

@@ -9,6 +9,7 @@ out and thins tick labels that would overlap, and every writer (`to_svg`, the pa
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -129,9 +130,12 @@ def _boxes(axis: Axis, renderer: RendererAgg, minor: bool) -> tuple[list[float],
         text = label.get_text()
         if not label.get_visible() or not text or not low - 1e-9 <= loc <= high + 1e-9:
             continue
+        box = label.get_window_extent(renderer)
+        if not all(math.isfinite(v) for v in (box.x0, box.x1, box.y0, box.y1)):
+            continue  # a label matplotlib will not place (an empty colour bar's ticks)
         positions.append(float(loc))
         labels.append(text)
-        boxes.append(label.get_window_extent(renderer))
+        boxes.append(box)
     return positions, labels, boxes
 
 

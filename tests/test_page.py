@@ -15,9 +15,9 @@ from conftest import HOSTILE, TEXT, make_run, numpy_trace, split_options
 from gold import check_gold, check_gold_json, scrub
 
 from lstmviz_cli.analysis.analyze import analyze_trace
-from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.diff import diff_traces
 from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.records import Analysis, FigureRef, MemoryProbe, SaliencyResult
 from lstmviz_cli.analysis.serialize import analysis_json
 from lstmviz_cli.analysis.thresholds import Thresholds, saturation_thresholds

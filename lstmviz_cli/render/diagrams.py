@@ -184,7 +184,7 @@ def _gate_node(graph: graphviz.Digraph, name: str, values: CellValues | None, fo
                short: bool = False) -> None:
     fn, title = GATE_TEXT[name]
     value = values.values.get(name) if values else None
-    lines = [f"{name}_t  {fn}"] + ([] if short else [title])
+    lines = [f"{name}_t\u00a0\u00a0{fn}"] + ([] if short else [title])  # no-break spaces: SVG collapses plain ones
     if value is not None:
         lines.append(f"= {_fmt(value)}")
     tooltip = GATE_FORMULA[name].replace("_{", "_").replace("}", "")

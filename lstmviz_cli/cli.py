@@ -29,6 +29,7 @@ from lstmviz_cli.cli_options import (
     SATURATION_BAND,
     CheckpointArg,
     CheckpointsArg,
+    ColorScaleOpt,
     Command,
     Group,
     LayersOpt,
@@ -133,7 +134,8 @@ def report_command(
     title: Annotated[str | None, typer.Option("--title", help="Report title (default: the checkpoint name).")] = None,
     layers: LayersOpt = None,
     units: Annotated[
-        str | None, typer.Option("--units", help="Units to show: a count (top-N by variance, e.g. 32) or a list '0,5,9'.")
+        str | None, typer.Option("--units", help="Units to show: a count (top-N by variance, e.g. 32), 'all', or "
+                                 "indices '0,5,9' (one unit: '7,'; '0' is unit 0).")
     ] = None,
     steps: Annotated[
         str | None, typer.Option("--steps", help="Time window for diagrams and heatmaps, e.g. 0:20.")
@@ -144,6 +146,7 @@ def report_command(
     sort_units: Annotated[
         str, typer.Option("--sort-units", help="Order heatmap rows: none, variance or cluster.")
     ] = "variance",
+    color_scale: ColorScaleOpt = "auto",
     labels: Annotated[
         Path | None,
         typer.Option("--labels", help="CSV of per-step labels (header row, one column per feature) to rank units against."),
@@ -178,7 +181,8 @@ def report_command(
     """
     if jobs is not None and jobs < 1:
         raise InputError(f"--jobs {jobs} must be at least 1")
-    view = ViewOptions(title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units)
+    view = ViewOptions(title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units,
+                       color_scale=color_scale)
     analysis_options = AnalysisOptions(
         labels=labels, saturation_low=saturation_low, saturation_high=saturation_high,
         saliency_step=saliency_step, memory_probe=memory_probe,
@@ -234,9 +238,11 @@ def figures_command(
     font_size: Annotated[float, typer.Option("--font-size", help="Base font size in points.")] = 8.0,
     layers: LayersOpt = None,
     units: Annotated[
-        str | None, typer.Option("--units", help="Heatmap units: a count (top-N by variance) or a list '0,5,9'.")
+        str | None, typer.Option("--units", help="Heatmap units: a count (top-N by variance), 'all', or indices "
+                                 "'0,5,9' (one unit: '7,'; '0' is unit 0).")
     ] = None,
     steps: Annotated[str | None, typer.Option("--steps", help="Time window of heatmaps and diagrams, e.g. 0:20.")] = None,
+    color_scale: ColorScaleOpt = "auto",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Checkpoints processed in parallel (processes).")] = 1,
     force: Annotated[bool, force_flag("files")] = False,
     *,
@@ -251,7 +257,7 @@ def figures_command(
     from lstmviz_cli.render.paper import PublicationStyle, parse_width
 
     style = PublicationStyle(width=parse_width(width), grayscale=grayscale, font_size=font_size)
-    view = ViewOptions(layers=layers, units=units, steps=steps)
+    view = ViewOptions(layers=layers, units=units, steps=steps, color_scale=color_scale)
     outcome = run_figures(checkpoints, load, view, out_dir=out_dir, fmt=fmt, style=style, jobs=jobs, force=force)
     manifest = f" and {outcome.manifest}" if outcome.manifest is not None else " (no figures.json)"
     typer.echo(for_terminal(f"wrote {len(outcome.entries)} figures{manifest}"))

@@ -109,6 +109,11 @@ LayersOpt = Annotated[
     str | None, typer.Option("--layers", help="Only these layers, e.g. 'lstm/l1' or 'lstm/l0,lstm/l1/bwd'.")
 ]
 
+ColorScaleOpt = Annotated[
+    str, typer.Option("--color-scale", help="Heatmap colours: fixed (gates 0-1, states -1..1), robust (each panel "
+                      "its 1st-99th percentile) or auto (robust only where fixed would show one flat colour).")
+]
+
 
 def force_flag(what: str) -> OptionInfo:
     """`--force`, saying which outputs it may replace."""
@@ -195,6 +200,11 @@ LOAD_OPTIONS: tuple[_LoadOption, ...] = (
             "be rebuilt from weights may run before them. No head, no prediction; the page and JSON say so.",
         ),
     ], False),
+    _LoadOption("batch_index", Annotated[
+        int | None,
+        typer.Option("--batch-index",
+                     help="Trace only sequence N (from 0) of a batched sample: the page, figures and JSON are about it."),
+    ], None),
 )
 NO_VERIFY = _LoadOption("no_verify", Annotated[
     bool,

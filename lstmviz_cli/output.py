@@ -122,8 +122,19 @@ def json_text(document: Mapping[str, object]) -> str:
     Rounding is the schema's (`json_number` on the fields it names), not this function's: some numbers
     (a trace's verification error, a figure's size) are written exactly.
     """
-    payload = _finite({"generator": GENERATOR_MARKER, **document})
-    return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    return _encode(_finite({"generator": GENERATOR_MARKER, **document}), compact=False) + "\n"
+
+
+def compact_json(document: Mapping[str, object]) -> str:
+    """Data a page embeds for its script (a heatmap's values, the unit explorer's): one line, keys
+    sorted, NaN/inf as null. Deterministic for equal input; not a file, so no generator marker."""
+    return _encode(_finite(dict(document)), compact=True)
+
+
+def _encode(payload: object, *, compact: bool) -> str:
+    """The one json.dumps of the package: keys sorted, NaN refused (`_finite` made it null)."""
+    return json.dumps(payload, separators=(",", ":") if compact else None, indent=None if compact else 2,
+                      sort_keys=True, allow_nan=False)
 
 
 def write_json(path: Path, document: Mapping[str, object], *, force: bool) -> None:

@@ -96,5 +96,58 @@ def test_screenshot_is_not_blank(pages: dict[str, Path], tmp_path: Path) -> None
     for box in ((0, 0, 1280, 2000), (0, 2000, 1280, 4000)):
         part = image.crop(box)
         dark = sum(part.histogram()[:200]) / (part.size[0] * part.size[1])
-        assert dark > 0.03, (box, dark)
+        assert dark > 0.02, (box, dark)
         assert ImageStat.Stat(part).stddev[0] > 20
+
+
+def test_hover_a_heatmap_cell_reads_its_value(tmp_path: Path) -> None:
+    """The mouse over a heatmap cell shows its unit, step, token and value: the trace's own number."""
+    from cdp import Browser
+
+    from lstmviz_cli.explain.orchestrate import analyze_run
+    from lstmviz_cli.glyphs import visible
+    from lstmviz_cli.page.build import report_page
+    from lstmviz_cli.page.figuredata import HeatmapData
+    from lstmviz_cli.render.html import render_html
+
+    trace = numpy_trace("LSTM", steps=len(TEXT), hidden_size=6, num_layers=1, seed=3)
+    run = make_run(trace, name="charlm.pt", text=TEXT)
+    page = report_page(run, analyze_run(run, AnalysisOptions()), ViewOptions(units="5,1,3"))
+    path = tmp_path / "page.html"
+    path.write_text(render_html(page), encoding="utf-8")
+    spec = next(s for s in page.figures() if isinstance(s.data, HeatmapData))
+    assert isinstance(spec.data, HeatmapData)
+    panel_index, row, column = 1, 2, 7  # the forget gate, third row, step 7
+    panel = spec.data.panels[panel_index]
+    unit = panel.units[row]
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open(path)
+        x, y = browser.evaluate(f"""(function () {{
+            var svg = document.querySelector('#{spec.id} svg[data-heat]');
+            svg.scrollIntoView({{block: 'center'}});
+            var d = JSON.parse(svg.getAttribute('data-heat')), r = svg.getBoundingClientRect();
+            var p = d.panels[{panel_index}], b = p.box;
+            var x = b[0] + (b[2] - b[0]) * ({column} + 0.5) / p.cols, y = b[1] + (b[3] - b[1]) * ({row} + 0.5) / p.units.length;
+            return [r.left + x * r.width / d.w, r.top + y * r.height / d.h];
+        }})()""")
+        browser.mouse(x, y)
+        tip = browser.evaluate("(function(){var t=document.querySelector('.lv-tip');return t&&!t.hidden?t.textContent:null})()")
+        # A finding-style link outlines the unit's row in every panel of the heatmap.
+        marks = browser.evaluate(f"""(function () {{
+            var a = document.createElement('a'); a.href = '#{spec.id}'; a.setAttribute('data-unit', '{unit}');
+            a.textContent = 'unit'; document.body.appendChild(a); a.click();
+            return document.querySelectorAll('#{spec.id} .lv-row-mark').length;
+        }})()""")
+        assert browser.console == []
+    expected = float(trace.layers[0].series["f"][0, column, unit])
+    assert tip is not None, "no tooltip"
+    assert f"unit {unit} · step {column} · input {json_string(visible(TEXT[column]))}" in tip
+    value = float(re.search(r"value (−?[0-9.]+)", tip).group(1).replace("−", "-"))
+    assert value == pytest.approx(expected, abs=5e-5)
+    assert marks == len(spec.data.panels)
+
+
+def json_string(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)

@@ -131,7 +131,7 @@ def test_report_and_check_write_a_folder_with_format_dir(
     monkeypatch.chdir(tmp_path)
     run = _run()
     monkeypatch.setattr(pipeline, "load_and_trace", lambda options, **kw: run)
-    monkeypatch.setattr(folder_module, "draw_figures", lambda specs, workers, drawer: [stub_svg(s) for s in specs])
+    monkeypatch.setattr(folder_module, "draw_figures", lambda specs, workers, drawer, done=None: [stub_svg(s) for s in specs])
     assert main(["report", "pinned.pt", "--format", "dir"]) == 0  # the default name, as a folder
     assert "wrote report/index.html" in capsys.readouterr().out
     files = sorted(str(p.relative_to(tmp_path / "report")) for p in (tmp_path / "report").rglob("*") if p.is_file())

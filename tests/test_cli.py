@@ -181,7 +181,7 @@ def test_every_loading_command_takes_the_same_load_options(capsys: pytest.Captur
     monkeypatch.setenv("COLUMNS", "200")
     expected = ["--input", "--tokens", "--device", "--trust-pickle", "--trust-torchscript", "--model-class",
                 "--model-kwargs", "--module", "--max-memory", "--weights-key", "--forward-arg", "--head",
-                "--recurrent-only"]
+                "--recurrent-only", "--batch-index"]
     assert len(LOAD_OPTIONS) == len(expected)
     for command in COMMANDS:
         assert main([command, "--help"]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,12 @@ from lstmviz_cli.render import diagrams
 
 GOLD = Path(__file__).parent / "gold"
 UPDATE = os.environ.get("LSTMVIZ_UPDATE_GOLD") == "1"  # LSTMVIZ_UPDATE_GOLD=1 pytest tests/test_diagrams.py
+
+
+def plain(source: str) -> str:
+    """DOT source with its HTML-like label markup taken out: `W<SUB>ih</SUB>` reads `W_ih`."""
+    source = re.sub(r"<SUB>(?:<FONT[^>]*>)?", "_", source)
+    return re.sub(r"<[^<>]*>", "", source)
 
 
 def check_gold(name: str, text: str) -> None:
@@ -34,11 +41,16 @@ def test_lstm_cell_gold_and_real_sizes() -> None:
     values = CellValues({"i": 0.5, "f": 0.875, "g": -0.25, "o": 0.625, "c": 0.125, "h": 0.0625}, "mean over the sample")
     graph = diagrams.cell_graph(LSTM_PROJ, values)
     check_gold("cell_lstm_proj.gv", graph.source)
-    # 4H×I with this model's numbers, the projection, and every gate's value written on it.
-    assert "W_ih 4H×I = 512×32" in graph.source
-    assert "W_hh 4H×P = 512×16" in graph.source
-    assert "W_hr P×H = 16×128" in graph.source
+    text = plain(graph.source)
+    # 4H×I with this model's numbers (W with its subscript set as one), the projection, every gate's value.
+    assert "W_ih 4H×I = 512×32" in text and "W<SUB>" in graph.source
+    assert "W_hh 4H×P = 512×16" in text
+    assert "W_hr P×H = 16×128" in text
     assert "= 0.88" in graph.source and "= -0.25" in graph.source
+    # Olah's gate order, top to bottom, whatever the model: f, i, g, o.
+    assert "gate_f -> gate_i [style=invis]" in graph.source and "gate_g -> gate_o [style=invis]" in graph.source
+    # The legend line says what the line styles mean.
+    assert "dashed: h_t−1 from the previous step" in text
     for node in ("gate_i", "gate_f", "gate_g", "gate_o", "mul_f", "mul_i", "add_c", "mul_o", "c_prev", "c_t", "h_prev", "h_t"):
         assert f"\t{node} [" in graph.source
 
@@ -46,7 +58,7 @@ def test_lstm_cell_gold_and_real_sizes() -> None:
 def test_gru_cell_gold() -> None:
     graph = diagrams.cell_graph(GRU, CellValues({"r": 0.25, "z": 0.75, "n": 0.5, "h": 0.0}, "at step 3"))
     check_gold("cell_gru.gv", graph.source)
-    assert "W_ih 3H×I = 192×16" in graph.source
+    assert "W_ih 3H×I = 192×16" in plain(graph.source)
     assert "c_prev" not in graph.source and "1 − z" in graph.source
 
 
@@ -108,6 +120,9 @@ def test_ids_are_stable_across_builds() -> None:
     svg1 = diagrams.to_svg(diagrams.cell_graph(LSTM_PROJ))
     svg2 = diagrams.to_svg(diagrams.cell_graph(LSTM_PROJ))
     assert svg1 == svg2 and svg1.startswith("<svg class=\"diagram\"")
+    # Graphviz's <title> per node and edge ("gate_f", "x_t->gate_f") would show on hover: none left.
+    assert "<title>" not in svg1 and "x_t&#45;&gt;" not in svg1 and "tooltip" not in svg1
+    assert 'xlink:title="f_t = σ(' in svg1  # a gate tells its formula instead
 
 
 def test_upper_layer_cell_reads_the_layer_below() -> None:

@@ -25,19 +25,19 @@ from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.page.build import report_page
 from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render import paper as export
-from lstmviz_cli.render.mpl import new_figure
+from lstmviz_cli.render.mpl import SCREEN, Canvas, new_figure
 
 pypdf = pytest.importorskip("pypdf")
 VIEW = ViewOptions()
 
 
-def _plot() -> object:
-    """A screen-sized figure (8 x 4 in, 11 pt text): the shape the report's figures have."""
-    fig = new_figure(8, 4)
+def _plot(canvas: Canvas = SCREEN) -> object:
+    """A figure laid out for its canvas, as the report's plot functions do: its width, its font size."""
+    fig = new_figure(canvas.width, canvas.width / 2)
     ax = fig.subplots()
     ax.plot(np.arange(10), np.arange(10) ** 0.5, color="#D55E00", label="forget gate $f_t$")
-    ax.set_xlabel("time step", fontsize=11)
-    ax.set_title("lstm/l0/fwd", fontsize=12)
+    ax.set_xlabel("time step", fontsize=canvas.small)
+    ax.set_title("lstm/l0/fwd", fontsize=canvas.font)
     ax.legend()
     return fig
 
@@ -45,7 +45,7 @@ def _plot() -> object:
 def _items() -> list[export.FigureItem]:
     import graphviz
 
-    def diagram() -> graphviz.Digraph:
+    def diagram(_canvas: Canvas) -> graphviz.Digraph:
         graph = graphviz.Digraph("g")
         graph.node("a", "x_t", color="#0072B2")
         graph.node("b", "h_t" * 30)  # wider than a column: scaled down to it
@@ -55,7 +55,7 @@ def _items() -> list[export.FigureItem]:
     return [
         export.FigureItem("curve", "enc.lstm/l1/bwd", "a test curve", _plot),
         export.FigureItem("cell", "enc.lstm/l1/bwd", "a test diagram", diagram, kind="diagram"),
-        export.FigureItem("nothing", None, "a builder with nothing to show", lambda: None),
+        export.FigureItem("nothing", None, "a builder with nothing to show", lambda _canvas: None),
     ]
 
 
@@ -137,17 +137,28 @@ def test_pdf_has_the_column_width_and_embedded_truetype_fonts(tmp_path: Path) ->
     assert all(embedded for _, _, embedded in _fonts(diagram.pages[0]))
 
 
-def test_text_is_scaled_to_print_sizes(tmp_path: Path) -> None:
+def test_figures_are_laid_out_for_the_column_and_font_size(tmp_path: Path) -> None:
+    """The export draws each figure for the column (no screen figure shrunk): its text has the
+    publication size, whatever the width."""
     from matplotlib.text import Text
 
-    fig = _plot()
-    export.resize(fig, 3.5, font_size=8)
-    sizes = {t.get_text(): t.get_fontsize() for t in fig.findobj(Text) if t.get_text()}
-    assert sizes["time step"] == 6.0  # 11 pt x 3.5/8 = 4.8 pt, raised to the 6 pt floor
-    assert sizes["lstm/l0/fwd"] == 6.0
-    fig = _plot()
-    export.resize(fig, 16, font_size=8)
-    assert {t.get_fontsize() for t in fig.findobj(Text) if t.get_text() == "time step"} == {9.0}  # capped
+    seen: list[Canvas] = []
+
+    def build(canvas: Canvas) -> object:
+        seen.append(canvas)
+        return _plot(canvas)
+
+    for width, font in ((3.5, 8.0), (7.16, 9.0)):
+        style = export.PublicationStyle(width=width, font_size=font)
+        item = export.FigureItem("curve", "lstm/l0/fwd", "a curve", build)
+        entry = export.export_items([item], model="m", out_dir=tmp_path, fmt="svg", style=style, force=True)[0]
+        assert seen[-1] == Canvas(width=width, font=font, max_height=export.PAGE_HEIGHT, fill=True)
+        assert entry.width_in == width
+        fig = _plot(seen[-1])
+        sizes = {t.get_text(): t.get_fontsize() for t in fig.findobj(Text) if t.get_text()}
+        assert sizes["lstm/l0/fwd"] == font and sizes["time step"] == font - 1
+    with pytest.raises(InputError, match="--font-size"):
+        export.PublicationStyle(font_size=2.0)
 
 
 def test_outputs_are_byte_identical_across_runs(tmp_path: Path) -> None:

@@ -49,11 +49,23 @@ def test_order_units_cluster_puts_correlated_units_together() -> None:
     assert unitorder.order_units(values, "cluster").tolist() == order  # deterministic
 
 
-def test_time_ticks_use_tokens_when_few_and_subsets_when_many() -> None:
-    positions, labels = figures.time_ticks(3, 0, 1, ["a", " ", "\n"])
-    assert positions == [0, 1, 2] and labels == ["a", "␣", "↵"]
-    positions, labels = figures.time_ticks(400, 100, 50, None)
-    assert positions[:2] == [0, 17] and labels[:2] == ["100", "950"]
+def test_time_ticks_are_step_numbers_with_the_token_under_each() -> None:
+    from lstmviz_cli.render.mpl import Canvas
+
+    wide = Canvas(width=10.0, font=9.0)
+    # Few steps, wide columns: every step numbered, the tokens in a row of their own.
+    positions, labels, token_row = figures.time_ticks(3, 0, 1, ["a", " ", "\n"], column_width=1.0, canvas=wide)
+    assert positions == [0, 1, 2] and labels == ["0", "1", "2"] and token_row
+    # --steps 100:140 at a paper's single column: round step numbers, each with its token under it.
+    tokens = [chr(ord("a") + k % 26) for k in range(40)]
+    positions, labels, token_row = figures.time_ticks(40, 100, 1, tokens, column_width=2.4 / 40,
+                                                      canvas=Canvas(width=3.5, font=8.0))
+    assert not token_row and labels[0] == "100\na" and positions[1] - positions[0] in (5, 10)
+    assert all(int(label.split("\n")[0]) % (positions[1] - positions[0]) == 0 for label in labels)
+    # Binned columns (50 steps each) are labelled by their first step, at a round stride of steps.
+    positions, labels, _ = figures.time_ticks(400, 100, 50, None, column_width=8.0 / 400, canvas=wide)
+    assert labels == [str(100 + 50 * p) for p in positions]
+    assert all(int(label) % 1000 == 0 for label in labels) and 10 <= len(labels) <= 30
 
 
 def _panels(trace):
@@ -87,15 +99,16 @@ def test_weights_figure_splits_gates(kind: str, proj: int) -> None:
     gates = "ifgo" if kind == "LSTM" else "rzn"
     by_title = {ax.get_title(loc="left").split(":")[0]: ax for ax in fig.axes if ax.get_title(loc="left")}
     for name, columns in (("W_ih", 3), ("W_hh", proj or 4)):
-        ax = by_title[name]
+        ax = by_title["$W_{" + name[2:] + "}$"]
+        assert f": 4×{columns} per gate" in ax.get_title(loc="left")
         labels = [t.get_text() for t in ax.get_xticklabels()]
-        assert labels == [f"{gate} (4×{columns})" for gate in gates]
+        assert labels == list(gates)
         # The image is the gate blocks side by side, NaN gaps between: the weights themselves.
         picture = np.asarray(ax.images[0].get_array().filled(np.nan))
         blocks = [picture[:, c] for c in range(picture.shape[1]) if not np.isnan(picture[:, c]).all()]
         np.testing.assert_allclose(np.stack(blocks, axis=1),
                                    np.concatenate(np.split(w[name.replace("W_", "weight_")], len(gates)), axis=1))
-    bias = by_title["bias per unit (b_ih + b_hh), one block per gate"]
+    bias = by_title["bias per unit ($b_{ih} + b_{hh}$)"]
     assert [t.get_text() for t in bias.get_xticklabels()] == list(gates)
     steps = [p for p in bias.patches]
     assert len(steps) == len(gates)

@@ -200,7 +200,7 @@ def test_layers_filter_every_section_and_the_json(bilstm_run: Run) -> None:
 # -- captions from the thresholds in force ------------------------------------------------------------------
 def test_captions_follow_the_saturation_thresholds(lstm_run: Run) -> None:
     text = text_of(page_of(lstm_run, saturation_low=0.2, saturation_high=0.8))
-    for phrase in ("pale below 0.2, solid above 0.8", '"< 0.2"', '"> 0.8"', "gate value below 0.2",
+    for phrase in ("passes 0.2 or 0.8", '"< 0.2"', '"> 0.8"', "gate value below 0.2",
                    "gate value above 0.8", "saturated (below 0.2 or above 0.8)"):
         assert phrase in text, phrase
     for stale in ("below 0.1", "above 0.9", "< 0.1", "> 0.9"):

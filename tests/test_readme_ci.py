@@ -69,8 +69,8 @@ def test_readme_ci_recipe_runs_unchanged(ci: str, tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "model.pt").write_bytes(b"")  # the recipes' checkpoint; its trace is the test's
-    monkeypatch.setattr(html_module, "draw_figures", lambda specs, workers, drawer: [stub_svg(s) for s in specs])
-    monkeypatch.setattr(folder_module, "draw_figures", lambda specs, workers, drawer: [stub_svg(s) for s in specs])
+    monkeypatch.setattr(html_module, "draw_figures", lambda specs, workers, drawer, done=None: [stub_svg(s) for s in specs])
+    monkeypatch.setattr(folder_module, "draw_figures", lambda specs, workers, drawer, done=None: [stub_svg(s) for s in specs])
     summary = tmp_path / "job-summary.md"
     if ci == "github":
         monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))

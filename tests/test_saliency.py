@@ -315,7 +315,7 @@ def test_cli_report_labels_and_json(tmp_path) -> None:  # noqa: ANN001
     assert doc["memory_probe"]["lengths"][0] == 1
     assert doc["thresholds"]["saturation_high"] == 0.8
     html = out.read_text()
-    assert 'id="interpretable-units"' in html and "label:is_zero" in html
+    assert 'id="interpretable-units"' in html and "label:is zero" in html
 
 
 def test_cli_report_bad_labels_is_a_one_line_error(tmp_path) -> None:  # noqa: ANN001

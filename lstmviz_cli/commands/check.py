@@ -28,6 +28,7 @@ from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.checkconfig import CheckSettings
 from lstmviz_cli.commands.options import LoadOptions
+from lstmviz_cli.commands.progress import Steps
 from lstmviz_cli.errors import InputError, OutputError, VerificationError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic, write_json
@@ -38,7 +39,7 @@ from lstmviz_cli.page.view import ViewOptions
 from lstmviz_cli.render.checkresults import to_json, to_junit, to_markdown
 from lstmviz_cli.render.folder import INDEX, check_folder_writable, write_folder
 from lstmviz_cli.render.html import render_html
-from lstmviz_cli.render.jobs import default_workers
+from lstmviz_cli.render.jobs import Done, default_workers
 from lstmviz_cli.tracing.records import Run
 from lstmviz_cli.tracing.verify import VerifyPolicy
 
@@ -111,13 +112,13 @@ def write_outputs(results: list[CheckResult], outputs: CheckOutputs, *, extra: M
                               f"{error.strerror or error}") from error
 
 
-def _write_report(page: Page, outputs: CheckOutputs) -> None:
+def _write_report(page: Page, outputs: CheckOutputs, done: Done | None = None) -> None:
     if outputs.report is None:
         return
     if outputs.report_format == "dir":
-        write_folder(page, outputs.report, workers=default_workers())
+        write_folder(page, outputs.report, workers=default_workers(), done=done)
     else:
-        write_atomic(outputs.report, render_html(page, workers=default_workers()), force=outputs.force)
+        write_atomic(outputs.report, render_html(page, workers=default_workers(), done=done), force=outputs.force)
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -147,29 +148,33 @@ def check_one(options: LoadOptions, settings: CheckSettings, view: ViewOptions, 
     name = Path(options.checkpoint).name
     source = None if settings.source is None else str(settings.source)
     baseline_source = None if baseline is None else baseline.source
-    # The tracer verifies at --max-verify-error (looser or tighter than the default) and refuses over it,
-    # suggesting that flag: the refusal is this check's failed case. Off: every error computed, none refused.
-    try:
-        run = pipeline.load_and_trace(options, policy=VerifyPolicy.for_check(config.max_verify_error))
-    except VerificationError as error:
-        case = CheckCase("verify_error", "verification error", None, None, config.max_verify_error, False,
-                         error.message)
-        result = CheckResult(model=name, cases=[case], config=config, settings_source=source, baseline=baseline_source)
-        _write_report(check_only_page(result, view.title or f"lstmviz check: {name}"), outputs)
-        return result
-    analysis = analyze_run(run, AnalysisOptions())
-    validate_horizon(config, analysis, run.sample.steps)
-    result = evaluate(run.trace, analysis, config, model=name)
-    result.measures = measure_run(run.trace, analysis)
-    result.architecture = architecture(run.trace)
-    result.sample = sample_fingerprint(run.sample)
-    result.settings_source = source
-    if baseline is not None:
-        ensure_comparable(baseline, result.architecture, result.sample)
-        result.cases.extend(compare(result.measures, baseline, config.tolerances))
-        result.baseline = baseline.source
-    page = check_page(run, analysis, result, view)
-    _write_report(page, outputs)
+    with Steps("check") as steps:
+        steps.step(f"loading and tracing {name}")
+        # The tracer verifies at --max-verify-error (looser or tighter than the default) and refuses over it,
+        # suggesting that flag: the refusal is this check's failed case. Off: every error computed, none refused.
+        try:
+            run = pipeline.load_and_trace(options, policy=VerifyPolicy.for_check(config.max_verify_error))
+        except VerificationError as error:
+            case = CheckCase("verify_error", "verification error", None, None, config.max_verify_error, False,
+                             error.message)
+            result = CheckResult(model=name, cases=[case], config=config, settings_source=source,
+                                 baseline=baseline_source)
+            _write_report(check_only_page(result, view.title or f"lstmviz check: {name}"), outputs)
+            return result
+        steps.step("analysing")
+        analysis = analyze_run(run, AnalysisOptions())
+        validate_horizon(config, analysis, run.sample.steps)
+        result = evaluate(run.trace, analysis, config, model=name)
+        result.measures = measure_run(run.trace, analysis)
+        result.architecture = architecture(run.trace)
+        result.sample = sample_fingerprint(run.sample)
+        result.settings_source = source
+        if baseline is not None:
+            ensure_comparable(baseline, result.architecture, result.sample)
+            result.cases.extend(compare(result.measures, baseline, config.tolerances))
+            result.baseline = baseline.source
+        page = check_page(run, analysis, result, view)
+        _write_report(page, outputs, done=steps.figures)
     pipeline.announce(run)
     return result
 

@@ -13,6 +13,7 @@ from lstmviz_cli.analysis.serialize import diff_json
 from lstmviz_cli.analysis.thresholds import saturation_thresholds
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
+from lstmviz_cli.commands.progress import Steps
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.loading.records import SampleInput
 from lstmviz_cli.output import check_writable, write_atomic, write_json
@@ -57,9 +58,11 @@ def run_diff_command(options: LoadOptions, after_checkpoint: Path, analysis_opti
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
-    result, before, after = run_diff(options, after_checkpoint, analysis_options)
-    thresholds = saturation_thresholds(analysis_options.saturation_low, analysis_options.saturation_high)
-    write_atomic(output, render_html(build_diff_page(result, thresholds)), force=force)
+    with Steps("diff") as steps:
+        steps.step(f"tracing and comparing {Path(options.checkpoint).name} and {Path(after_checkpoint).name}")
+        result, before, after = run_diff(options, after_checkpoint, analysis_options)
+        thresholds = saturation_thresholds(analysis_options.saturation_low, analysis_options.saturation_high)
+        write_atomic(output, render_html(build_diff_page(result, thresholds), done=steps.figures), force=force)
     if json_path is not None:
         write_json(json_path, diff_json(result), force=force)
     pipeline.announce(before, after)

@@ -30,3 +30,4 @@ class LoadOptions:
     forward_args: tuple[str, ...] = ()
     head: str | None = None  # a rebuilt head's wiring: "all" | "last" | "final-states"; None: metadata/assumed
     recurrent_only: bool = False  # trace the recurrent layers alone, the sample as their direct input
+    batch_index: int | None = None  # trace only this sequence of a batched sample (None: all of them)

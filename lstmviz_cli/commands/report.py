@@ -11,6 +11,7 @@ from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.analysis.serialize import report_json
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
+from lstmviz_cli.commands.progress import Steps
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic, write_json
 from lstmviz_cli.page.build import build_page, select
@@ -46,16 +47,20 @@ def run_report_command(
         check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)
-    run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
-    run, analysis, page = report_stages(run, analysis_options, view)
-    if page_format == "dir":
-        size = write_folder(page, output, workers=workers or default_workers())
-        written = output / INDEX
-    else:
-        html = render_html(page, workers=workers or default_workers())
-        write_atomic(output, html, force=force)
-        size, written = len(html.encode("utf-8")), output
-    if json_path is not None:
-        write_json(json_path, report_json(analysis, measure_run(run.trace, analysis), page.anchor), force=force)
+    with Steps("report") as steps:
+        steps.step(f"loading and tracing {Path(options.checkpoint).name}")
+        run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
+        steps.step("analysing")
+        run, analysis, page = report_stages(run, analysis_options, view)
+        if page_format == "dir":
+            size = write_folder(page, output, workers=workers or default_workers(), done=steps.figures)
+            written = output / INDEX
+        else:
+            html = render_html(page, workers=workers or default_workers(), done=steps.figures)
+            steps.step("writing")
+            write_atomic(output, html, force=force)
+            size, written = len(html.encode("utf-8")), output
+        if json_path is not None:
+            write_json(json_path, report_json(analysis, measure_run(run.trace, analysis), page.anchor), force=force)
     pipeline.announce(run)
     return f"wrote {written} ({size / 1024:,.0f} KB); open it in a browser"

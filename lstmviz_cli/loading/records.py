@@ -279,6 +279,8 @@ class SampleInput:
     # Your own model without an Embedding, given text or ids: the vocabulary's size, for one-hot
     # rows when the model refuses ids (`tracing.sample` tries ids first). None: not applicable.
     one_hot_width: int | None = None
+    # `--batch-index`: (the sequence picked, the batch it was picked from); None: the sample as read.
+    picked: tuple[int, int] | None = None
 
     @property
     def batch(self) -> int:

@@ -79,8 +79,11 @@ def build_page(run: Run, analysis: Analysis, view: View, *,
     ctx = context(view.narrow(run), select_layers(analysis, view.prefixes), view, Ids(RESERVED_IDS))
     built = [section for builder in sections if (section := builder(ctx)) is not None]
     title = visible(view.title, 200)
+    picked = run.sample.picked
+    subtitle = SUBTITLE if picked is None else SUBTITLE.replace(
+        "batch element 0", f"sequence {picked[0]} of {picked[1]} (--batch-index)")
     return Page(
-        title=title, heading=(title,), sections=tuple(built), subtitle=SUBTITLE,
+        title=title, heading=(title,), sections=tuple(built), subtitle=subtitle,
         notes=tuple(ctx.analysis.notes), footer=FOOTER,
     )
 

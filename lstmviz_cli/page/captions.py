@@ -38,8 +38,9 @@ def horizon_share(th: Thresholds) -> str:
 def gate_stats_caption(th: Thresholds) -> str:
     """The gate-statistics figure's caption."""
     return (
-        "Per layer: each bounded series' mean ± std over the sample (top; the cell state is in the table) and how "
-        f"often each gate is saturated (bottom: pale below {th.saturation_low:g}, solid above {th.saturation_high:g})."
+        "Per layer: each bounded series' mean ± std over the sample (an unbounded cell state is in the table, "
+        f"and how often each gate passes {th.saturation_low:g} or {th.saturation_high:g} in the table's columns and "
+        "the saturation section)."
     )
 
 

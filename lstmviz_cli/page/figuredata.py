@@ -40,6 +40,10 @@ class HeatPanel:
     values: FloatArray
     units: Sequence[int]  # unit index of each row
     source_name: str | None = None  # the user's own variable name for a hand-written cell's series
+    # The colour scale's ends and what they are ("[0, 1]", "1st–99th percentile"); None: the series'
+    # fixed scale (gates [0, 1], g/h/n [−1, 1], c ± its 99th percentile of |c|).
+    limits: tuple[float, float] | None = None
+    scale: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +55,7 @@ class HeatmapData:
     width: int
     tokens: tuple[str, ...] | None
     mark: int | None = None  # column of --at-step, drawn as a dashed line
+    label: str = ""  # the layer's label ("lstm · layer 0"): hover text and the exported file's metadata
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,6 +219,7 @@ class UnrolledRow:
     backward: bool
     shade: Sequence[float]  # one value per step of the window
     carries_c: bool  # LSTM rows draw a c arrow beside the h arrow
+    short: str = ""  # a label for a narrow column ("l0 fwd")
 
 
 @dataclass(frozen=True)

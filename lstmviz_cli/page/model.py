@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from lstmviz_cli.analysis.records import FigureRef
-from lstmviz_cli.page.figuredata import DIAGRAM_TYPES, FigureData
+from lstmviz_cli.page.figuredata import DIAGRAM_TYPES, FigureData, FloatArray
 
 __all__ = [
     "Badge", "Banner", "Block", "Card", "Cell", "CheckRow", "Checks", "Definitions", "FigureRef", "FigureSpec",
     "FindingRow", "Findings",
     "Grid", "Heading", "Highlight", "Inline", "KeyValue", "KeyValues", "Legend", "LegendItem", "Page",
-    "Paragraph", "Row", "Section", "Span", "Table", "UnitPicker",
+    "Paragraph", "Row", "Section", "Span", "Table", "UnitPicker", "UnitExplorer", "ExplorerSeries",
 ]
 
 # -- inline text -------------------------------------------------------------------------------------
@@ -37,6 +37,8 @@ class Span:
     text: str
     style: SpanStyle = "user"
     href: str = ""  # "link" only: "#id" on the page, or a file next to it (the batch index)
+    unit: int | None = None  # "link" to a heatmap only: the unit whose row the page's script outlines
+    ref: FigureRef | None = None  # "link" to a figure of this page: its id is the page's (`Page.anchor`)
 
 
 Inline = str | Span  # a plain str is plain text
@@ -177,6 +179,27 @@ class Highlight:
             raise ValueError("a Highlight needs one value and one title per token")
 
 
+@dataclass(frozen=True, eq=False)
+class ExplorerSeries:
+    """One series of one layer for the unit explorer: `values` is (steps, units) over the shown tokens."""
+
+    label: str  # "lstm · layer 0 · h"
+    series: str  # "h" | "c"
+    values: FloatArray
+
+
+@dataclass(frozen=True, eq=False)
+class UnitExplorer:
+    """The sample text coloured by any unit the reader picks (the page's script colours it from the
+    embedded values): every unit of every shown layer's h and c, not a few preselected."""
+
+    block: ClassVar[str] = "explorer"
+    id: str
+    tokens: tuple[str, ...]  # display text of each token, as the highlighted texts show it
+    series: tuple[ExplorerSeries, ...]
+    start: int  # step of the first token
+
+
 @dataclass(frozen=True)
 class UnitPicker:
     """A chooser that shows one of the highlighted texts of its section (the page's script fills it)."""
@@ -216,6 +239,7 @@ class FindingRow:
     threshold: str
     definition: str
     figure: FigureRef | None
+    unit_links: tuple[Inline, ...] = ()  # the units as links to their heatmap rows (empty: `units` as text)
 
 
 @dataclass(frozen=True)
@@ -293,7 +317,7 @@ class Grid:
 
 Block = (
     Paragraph | Heading | KeyValues | Table | FigureSpec | Highlight | UnitPicker | Legend | Findings | Definitions
-    | Card | Grid | Banner | Checks
+    | Card | Grid | Banner | Checks | UnitExplorer
 )
 
 
@@ -386,7 +410,7 @@ class Page:
 
 
 def _block_id(block: Block) -> str | None:
-    if isinstance(block, Paragraph | FigureSpec | Highlight | Card | Banner):
+    if isinstance(block, Paragraph | FigureSpec | Highlight | Card | Banner | UnitExplorer):
         return block.id
     return None
 

@@ -28,6 +28,7 @@ from lstmviz_cli.page.model import (
     Page,
     Paragraph,
     Table,
+    UnitExplorer,
     UnitPicker,
 )
 
@@ -69,6 +70,9 @@ def block_outline(block: Block, page: Page) -> JSON:
                 "titles": list(block.titles[:3])}
     if isinstance(block, UnitPicker):
         return {"picker": [ident for ident, _ in block.choices]}
+    if isinstance(block, UnitExplorer):
+        return {"explorer": block.id, "start": block.start, "tokens": len(block.tokens),
+                "series": [[s.label, s.series, list(s.values.shape)] for s in block.series]}
     if isinstance(block, Legend):
         return {"legend": [[item.swatch, item.text] for item in block.items]}
     if isinstance(block, Findings):

@@ -13,10 +13,11 @@ from dataclasses import dataclass, replace
 from lstmviz_cli.errors import InputError
 from lstmviz_cli.tracing.records import LayerTrace, Run, Trace
 
-DEFAULT_UNITS = 48  # heatmap rows per panel unless --units says otherwise
+DEFAULT_UNITS = 16  # heatmap rows per panel unless --units says otherwise (all labelled; hover names any)
 DEFAULT_DIAGRAM_STEPS = 20  # unrolled-diagram window unless --steps says otherwise
 MAX_DIAGRAM_STEPS = 40  # wider windows become hairballs: the diagram shows this many at most
 SORT_METHODS = ("none", "variance", "cluster")
+COLOR_SCALES = ("auto", "fixed", "robust")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class ViewOptions:
     steps: str | None = None  # "START:STOP"
     at_step: int | None = None  # the step whose gate values the cell diagram shows
     sort_units: str = "variance"  # none | variance | cluster
+    color_scale: str = "auto"  # heatmap colours: fixed ranges, robust (1st–99th percentile) or auto
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class View:
     diagram_window: tuple[int, int]
     at_step: int | None
     sort_units: str
+    color_scale: str = "auto"
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -113,7 +116,9 @@ def parse_units(text: str | None, layers: tuple[LayerTrace, ...]) -> int | tuple
     text = text.strip()
     if text.lower() == "all":
         return widest
-    hint = "expected a count (e.g. 32), 'all', or unit indices (e.g. 0,5,9)"
+    hint = "expected a count (e.g. 32), 'all', or unit indices (e.g. 0,5,9; one unit: 7, with its comma)"
+    if text == "0":  # no count of zero units exists: the user means unit 0
+        text = "0,"
     if "," not in text:
         try:
             count = int(text)
@@ -147,6 +152,9 @@ def resolve_view(options: ViewOptions, run: Run) -> View:
     sort = (options.sort_units or "variance").lower()
     if sort not in SORT_METHODS:
         raise InputError(f"--sort-units {sort!r}: choose one of {', '.join(SORT_METHODS)}")
+    scale = (options.color_scale or "auto").lower()
+    if scale not in COLOR_SCALES:
+        raise InputError(f"--color-scale {scale!r}: choose one of {', '.join(COLOR_SCALES)}")
     window = parse_steps(options.steps, total_steps(trace))
     at_step = options.at_step
     if at_step is not None and not 0 <= at_step < total:
@@ -161,5 +169,5 @@ def resolve_view(options: ViewOptions, run: Run) -> View:
     return View(
         title=options.title or f"lstmviz report: {run.loaded.info.name}", layers=layers,
         units=parse_units(options.units, layers), window=heat_window, diagram_window=diagram_window,
-        at_step=at_step, sort_units=sort,
+        at_step=at_step, sort_units=sort, color_scale=scale,
     )

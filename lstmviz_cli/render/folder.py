@@ -30,7 +30,7 @@ from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output
 from lstmviz_cli.page.model import Page
 from lstmviz_cli.render.draw import figure_svg
 from lstmviz_cli.render.html import clean_markup, fill_page, script_text, style_text
-from lstmviz_cli.render.jobs import Drawer, draw_figures
+from lstmviz_cli.render.jobs import Done, Drawer, draw_figures
 
 INDEX = "index.html"
 STYLESHEET = "lstmviz.css"
@@ -42,10 +42,10 @@ FOLDER_CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 
 _SVG_HEAD = f'<?xml version="1.0" encoding="utf-8" standalone="no"?>\n<!-- {GENERATOR_MARKER} -->\n'
 
 
-def folder_files(page: Page, *, workers: int = 1, drawer: Drawer = figure_svg) -> dict[str, str]:
+def folder_files(page: Page, *, workers: int = 1, drawer: Drawer = figure_svg, done: Done | None = None) -> dict[str, str]:
     """Every file of the page's folder: relative path -> text (deterministic for identical pages)."""
     specs = page.figures()
-    drawn = draw_figures(specs, workers, drawer=drawer)
+    drawn = draw_figures(specs, workers, drawer=drawer, done=done)
     files: dict[str, str] = {}
     images: dict[str, Markup] = {}
     for spec, svg in zip(specs, drawn, strict=True):
@@ -76,7 +76,8 @@ def check_folder_writable(path: Path) -> None:
         raise OutputError(f"cannot write {str(path)!r}: directory {str(parent)!r} is not writable")
 
 
-def write_folder(page: Page, path: Path, *, workers: int = 1, drawer: Drawer = figure_svg) -> int:
+def write_folder(page: Page, path: Path, *, workers: int = 1, drawer: Drawer = figure_svg,
+                 done: Done | None = None) -> int:
     """Write the page's folder at `path` and return its size in bytes.
 
     The folder is written beside `path` and then moved into place, so an interrupted run leaves the
@@ -84,7 +85,7 @@ def write_folder(page: Page, path: Path, *, workers: int = 1, drawer: Drawer = f
     """
     path = Path(path)
     check_folder_writable(path)
-    files = folder_files(page, workers=workers, drawer=drawer)
+    files = folder_files(page, workers=workers, drawer=drawer, done=done)
     parent = path.parent if str(path.parent) else Path(".")
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
     old: Path | None = None

@@ -30,9 +30,24 @@ def token_class(value: float, scale: Scale) -> str:
     return f"s{int(round(min(max(float(value), 0.0), 1.0) * (LEVELS - 1)))}"
 
 
+def relative_luminance(rgba: tuple[float, ...]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour (channels in [0, 1], gamma removed)."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * linear(rgba[0]) + 0.7152 * linear(rgba[1]) + 0.0722 * linear(rgba[2])
+
+
+def ink_on(rgba: tuple[float, ...]) -> str:
+    """Near-black or white text, whichever has the higher WCAG contrast ratio on this background."""
+    background = relative_luminance(rgba)
+    dark = (background + 0.05) / (relative_luminance((0.067, 0.067, 0.067)) + 0.05)
+    light = 1.05 / (background + 0.05)
+    return "#111111" if dark >= light else "#ffffff"
+
+
 def _ink(rgba: tuple[float, float, float, float]) -> str:
-    luminance = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2]
-    return "#111111" if luminance > 0.45 else "#ffffff"
+    return ink_on(rgba)
 
 
 def level_colours() -> list[tuple[str, str, str]]:

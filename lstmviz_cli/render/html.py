@@ -18,15 +18,16 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from lstmviz_cli import __version__
-from lstmviz_cli.output import GENERATOR_MARKER
-from lstmviz_cli.page.model import Page
+from lstmviz_cli.output import GENERATOR_MARKER, compact_json
+from lstmviz_cli.page.model import Page, UnitExplorer
 from lstmviz_cli.render.draw import figure_svg
-from lstmviz_cli.render.highlight import level_colours, token_class
-from lstmviz_cli.render.jobs import Drawer, draw_figures
+from lstmviz_cli.render.highlight import LEVELS, level_colours, token_class
+from lstmviz_cli.render.jobs import Done, Drawer, draw_figures
 from lstmviz_cli.render.palette import GATE_COLORS
 
 
@@ -50,7 +51,19 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.globals["token_class"] = token_class
+    env.globals["explorer_payload"] = explorer_payload
     return env
+
+
+def explorer_payload(block: UnitExplorer) -> str:
+    """The unit explorer's values for the page's script: per series its label and (steps, units)
+    float32 values, base64, row-major; colours follow `render.highlight.token_class`."""
+    return compact_json({
+        "start": block.start, "levels": LEVELS,
+        "series": [{"label": s.label, "series": s.series, "steps": int(s.values.shape[0]), "units": int(s.values.shape[1]),
+                    "f4": base64.b64encode(np.ascontiguousarray(s.values, dtype="<f4").tobytes()).decode("ascii")}
+                   for s in block.series],
+    })
 
 
 def _script() -> tuple[Markup, str]:
@@ -60,14 +73,14 @@ def _script() -> tuple[Markup, str]:
     return Markup(text), f"'sha256-{digest}'"
 
 
-def render_html(page: Page, *, workers: int = 1, drawer: Drawer = figure_svg) -> str:
+def render_html(page: Page, *, workers: int = 1, drawer: Drawer = figure_svg, done: Done | None = None) -> str:
     """The page as one self-contained HTML string (deterministic for identical pages, whatever `workers`).
 
     Its figures are drawn in `workers` processes (`render.jobs`); `drawer` draws one (tests pass a
-    stand-in that draws nothing).
+    stand-in that draws nothing); `done(drawn, total)` hears of each figure drawn (a progress bar).
     """
     specs = page.figures()
-    svg = {spec.id: Markup(text) for spec, text in zip(specs, draw_figures(specs, workers, drawer=drawer),
+    svg = {spec.id: Markup(text) for spec, text in zip(specs, draw_figures(specs, workers, drawer=drawer, done=done),
                                                         strict=True)}
     script, script_hash = _script()
     return fill_page(page, svg, csp=(

@@ -49,21 +49,40 @@ def _draw_pending(index: int) -> str:
     return _DRAWER(_PENDING[index])
 
 
-def draw_figures(specs: Sequence[FigureSpec], workers: int = 1, *, drawer: Drawer = figure_svg) -> list[str]:
+Done = Callable[[int, int], None]  # (figures drawn, figures in all): a progress bar's update
+
+
+def draw_figures(specs: Sequence[FigureSpec], workers: int = 1, *, drawer: Drawer = figure_svg,
+                 done: Done | None = None) -> list[str]:
     """SVG of every spec, in order. `workers` > 1 draws in that many forked processes.
 
     `drawer` draws one spec (default: `render.draw.figure_svg`); tests pass a stand-in that draws nothing.
+    `done` is told after each figure how many are drawn (the command's progress on stderr).
     """
-    workers = min(workers, len(specs))
+    report = done or (lambda _count, _total: None)
+    total = len(specs)
+    workers = min(workers, total)
     if workers <= 1 or not can_fork():
-        return [drawer(spec) for spec in specs]
+        return _in_process(specs, drawer, report)
     global _PENDING, _DRAWER
     _PENDING, _DRAWER = specs, drawer
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(_draw_pending, range(len(specs))))
+            drawn = []
+            for svg in pool.map(_draw_pending, range(total)):
+                drawn.append(svg)
+                report(len(drawn), total)
+            return drawn
     except (BrokenProcessPool, OSError):
         # No processes here (a sandbox, a process limit) or a worker died: do it ourselves.
-        return [drawer(spec) for spec in specs]
+        return _in_process(specs, drawer, report)
     finally:
         _PENDING, _DRAWER = (), figure_svg
+
+
+def _in_process(specs: Sequence[FigureSpec], drawer: Drawer, report: Done) -> list[str]:
+    drawn = []
+    for spec in specs:
+        drawn.append(drawer(spec))
+        report(len(drawn), len(specs))
+    return drawn

@@ -11,7 +11,6 @@ import io
 import json
 import re
 import shutil
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,9 +31,10 @@ from matplotlib.typing import ColorType, RcKeyType
 
 from lstmviz_cli.errors import InputError, OutputError
 from lstmviz_cli.output import GENERATOR_MARKER, is_lstmviz_output, write_atomic, write_json
-from lstmviz_cli.page.figuredata import ArchitectureData, CellData, UnrolledData
+from lstmviz_cli.page.figuredata import ArchitectureData, CellData, HeatmapData, UnrolledData
 from lstmviz_cli.page.model import FigureSpec, Page
 from lstmviz_cli.render.draw import diagram, plot
+from lstmviz_cli.render.mpl import Canvas, finish
 
 FORMATS = ("pdf", "svg", "png", "pgf")
 # Column widths of the common two-column templates (IEEE, ACM, NeurIPS single column ~ 5.5 in).
@@ -44,6 +44,7 @@ PNG_DPI = 300
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 _FIXED_PDF_DATE = b"D:19700101000000Z"
+PAGE_HEIGHT = 8.5  # inches: the tallest figure a journal page holds with its caption
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ class PublicationStyle:
     def __post_init__(self) -> None:
         if not 1.0 <= self.width <= 20.0:
             raise InputError(f"figure width {self.width!r} in is out of range; use single, double or 1-20 inches")
+        if not 4.0 <= self.font_size <= 24.0:
+            raise InputError(f"--font-size {self.font_size!r} is out of range; use 4 to 24 points")
+
+    @property
+    def canvas(self) -> Canvas:
+        """Figures are laid out for the column itself: its width, this font size, a page's height."""
+        return Canvas(width=self.width, font=self.font_size, max_height=PAGE_HEIGHT, fill=True)
 
 
 @dataclass
@@ -66,8 +74,9 @@ class FigureItem:
     figure: str  # short stable id, e.g. "heatmap_f" or "cell_diagram"
     layer: str | None  # the trace prefix "lstm/l0/fwd", or None for whole-model figures
     description: str  # one sentence for the manifest
-    build: Callable[[], Figure | graphviz.Digraph | None]  # a Digraph when kind == "diagram"; None: nothing
+    build: Callable[[Canvas], Figure | graphviz.Digraph | None]  # a Digraph when kind == "diagram"; None: nothing
     kind: str = "plot"  # "plot" | "diagram"
+    subject: str = ""  # written into the file's metadata (the units a heatmap's rows show)
 
 
 @dataclass
@@ -85,18 +94,27 @@ class ManifestEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _builder(spec: FigureSpec) -> Callable[[], Figure | graphviz.Digraph | None]:
+def _builder(spec: FigureSpec) -> Callable[[Canvas], Figure | graphviz.Digraph | None]:
     data = spec.data
     if isinstance(data, ArchitectureData | CellData | UnrolledData):
-        return lambda: diagram(data)
-    return lambda: plot(data)
+        return lambda canvas: diagram(data, canvas)
+    return lambda canvas: plot(data, canvas)
+
+
+def subject(spec: FigureSpec) -> str:
+    """What a reader of the file needs beyond its picture: the unit of every heatmap row."""
+    data = spec.data
+    if isinstance(data, HeatmapData):
+        rows = "; ".join(f"{panel.series}: units {', '.join(map(str, panel.units))}" for panel in data.panels)
+        return f"{data.label or spec.ref.prefix or ''} rows (top to bottom) {rows}".strip()
+    return ""
 
 
 def page_items(page: Page) -> list[FigureItem]:
     """Every figure and diagram of the page, in page order, as items to export (named by kind and layer)."""
     return [
         FigureItem(spec.ref.kind, spec.ref.prefix, spec.description, _builder(spec),
-                   kind="diagram" if spec.is_diagram else "plot")
+                   kind="diagram" if spec.is_diagram else "plot", subject=subject(spec))
         for spec in page.figures()
     ]
 
@@ -265,50 +283,29 @@ def _escape_texts_for_pgf(fig: Figure) -> None:
             artist.set_text(latex_escape(text))
 
 
-def resize(fig: Figure, width: float, font_size: float = 8.0) -> tuple[float, float]:
-    """Scale the figure to `width` inches keeping its aspect ratio, text and lines scaled with it.
-
-    The report draws for a screen (~8-10 in wide); shrinking only the canvas would leave its text
-    at screen size and crowd the panels. Text scales with the figure but stays between 2 pt under
-    and 1 pt over the publication size, so it is readable in print; constrained layout re-flows
-    (it is switched on for figures the report lays out by hand).
-    """
-    w, h = (float(v) for v in fig.get_size_inches())
-    scale = width / w
-    low, high = max(font_size - 2.0, 4.0), font_size + 1.0
-    for text in fig.findobj(Text):
-        text.set_fontsize(round(min(high, max(low, float(text.get_fontsize()) * scale)), 2))
-    if scale < 1.0:
-        for line in fig.findobj(Line2D):
-            line.set_linewidth(line.get_linewidth() * max(scale, 0.6))
-            line.set_markersize(line.get_markersize() * max(scale, 0.6))
-    height = round(h * scale, 3)
-    fig.set_size_inches(width, height)
-    if fig.get_layout_engine() is None:
-        # The report's fixed margins are inches on screen: at print size let constrained layout fit the
-        # text once, and keep the hand layout where it cannot (too many panels for the height).
-        fig.set_layout_engine("constrained")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "constrained_layout not applied")
-            engine = fig.get_layout_engine()
-            if engine is not None:
-                engine.execute(fig)
-        fig.set_layout_engine(None)
-    return width, height
-
-
 # -- writing -------------------------------------------------------------------------------------
-def figure_bytes(fig: Figure, fmt: str, *, grayscale: bool = False) -> bytes:
-    """Render one matplotlib Figure deterministically (no dates, fixed ids) in `fmt`."""
+def figure_bytes(fig: Figure, fmt: str, *, grayscale: bool = False, subject: str = "") -> bytes:
+    """Render one matplotlib Figure deterministically (no dates, fixed ids) in `fmt`, laid out once
+    and its tick labels thinned where they would overlap (`render.mpl.finish`).
+
+    `subject` goes into the file's metadata (PDF Subject, SVG and PNG Description).
+    """
+    finish(fig)
     if grayscale:
         apply_grayscale(fig)
     buffer = io.BytesIO()
     if fmt == "pdf":
         metadata: dict[str, Any] = {"Creator": GENERATOR_MARKER, "Producer": None, "CreationDate": None}
+        if subject:
+            metadata["Subject"] = subject
     elif fmt == "svg":
         metadata = {"Creator": GENERATOR_MARKER, "Date": None}
+        if subject:
+            metadata["Description"] = subject
     elif fmt == "png":
         metadata = {"Software": GENERATOR_MARKER}
+        if subject:
+            metadata["Description"] = subject
     else:  # pgf writes a header comment only
         metadata = {}
         _escape_texts_for_pgf(fig)
@@ -316,6 +313,8 @@ def figure_bytes(fig: Figure, fmt: str, *, grayscale: bool = False) -> bytes:
     data = buffer.getvalue()
     if fmt == "pgf":
         data = f"%% {GENERATOR_MARKER}\n".encode() + data
+        if subject:
+            data = f"%% {subject}\n".encode() + data
     return data
 
 
@@ -337,12 +336,23 @@ def diagram_bytes(graph: graphviz.Digraph, fmt: str, *, grayscale: bool = False,
     if render_format == "pdf":
         # cairo stamps the wall clock; an equal-length fixed date keeps the xref offsets valid.
         data = re.sub(rb"D:\d{14}[^)]*", lambda m: _FIXED_PDF_DATE.ljust(len(m.group(0)), b" "), data)
-        # ...and names itself as producer: the same length again, now carrying our marker.
-        data = re.sub(rb"/Producer \(([^)]{17,})\)",
-                      lambda m: b"/Producer (" + GENERATOR_MARKER.encode().ljust(len(m.group(1)), b" ") + b")", data)
+        # ...and names itself as producer, "(cairo 1.16.0 (https://cairographics.org))": a PDF string
+        # with balanced parentheses. Replaced whole, at the same length, by our marker.
+        data = _PRODUCER.sub(lambda m: _producer(len(m.group(1))), data)
     if render_format == "svg":
         data = data.replace(b"<svg", f"<!-- {GENERATOR_MARKER} -->\n<svg".encode(), 1)
     return data
+
+
+# A PDF literal string: balanced parentheses (two levels are all cairo writes) and backslash escapes.
+_PDF_STRING = rb"\(((?:[^()\\]|\\.|\((?:[^()\\]|\\.|\((?:[^()\\]|\\.)*\))*\))*)\)"
+_PRODUCER = re.compile(rb"/Producer " + _PDF_STRING, re.S)
+
+
+def _producer(length: int) -> bytes:
+    """`/Producer (lstmviz-generated   )` with `length` bytes inside the parentheses (xref offsets stay valid)."""
+    marker = GENERATOR_MARKER.encode()
+    return b"/Producer (" + (marker if len(marker) <= length else b"lstmviz")[:length].ljust(length, b" ") + b")"
 
 
 def _gray_dot(graph: graphviz.Digraph) -> graphviz.Source:
@@ -392,15 +402,16 @@ def export_items(items: list[FigureItem], *, model: str, out_dir: Path, fmt: str
             raise OutputError(f"two figures map to the same file name {name!r}; rename one of the modules")
         seen.add(name)
         with publication_context(style):
-            built = item.build()
+            built = item.build(style.canvas)
             if built is None:  # a builder with nothing to show for this model
                 continue
-            if item.kind == "diagram":
+            if isinstance(built, graphviz.Digraph):
                 data = diagram_bytes(built, fmt, grayscale=style.grayscale, width=style.width)
                 size: tuple[float | None, float | None] = (None, None)
             else:
-                size = resize(built, style.width, style.font_size)
-                data = figure_bytes(built, fmt, grayscale=style.grayscale)
+                width, height = (round(float(v), 3) for v in built.get_size_inches())
+                size = (width, height)
+                data = figure_bytes(built, fmt, grayscale=style.grayscale, subject=item.subject)
         path = out_dir / name
         write_atomic(path, data, force=force or name in owned)
         entries.append(ManifestEntry(

@@ -19,7 +19,7 @@ from rich.text import Text
 from lstmviz_cli.analysis.timeline import Timeline, lines
 from lstmviz_cli.page.figuredata import TimelineData
 from lstmviz_cli.render.figures_analysis import NEUTRAL, plain
-from lstmviz_cli.render.mpl import new_figure
+from lstmviz_cli.render.mpl import SCREEN, Canvas, new_figure
 from lstmviz_cli.render.palette import GATE_COLORS
 
 _STYLES = ("-", "--", ":", "-.")
@@ -29,11 +29,13 @@ _GREYS = ("#222222", "#6b6b6b", "#9a9a9a", "#444444")
 MAX_TICK_LABELS = 24  # checkpoint names written under the axis; more would overlap
 
 
-def plot_timeline(data: TimelineData) -> Figure | None:
-    """A line chart of one measure: x the epochs (or checkpoints in order), a line per layer and gate."""
+def plot_timeline(data: TimelineData, *, canvas: Canvas = SCREEN) -> Figure | None:
+    """A line chart of one measure: x the epochs (or checkpoints in order), a line per layer and gate,
+    laid out for `canvas` (the page's screen or a paper's column)."""
     if not data.lines:
         return None
-    fig = new_figure(7.2, 2.7)
+    c = canvas
+    fig = new_figure(c.span(7.2), 2.7)
     ax = fig.add_subplot(1, 1, 1)
     x = np.asarray(data.x, dtype=np.float64)
     prefixes = list(dict.fromkeys(line.prefix for line in data.lines))
@@ -61,17 +63,18 @@ def plot_timeline(data: TimelineData) -> Figure | None:
         shown = list(range(0, len(data.ticks), step))
         longest = max((len(data.ticks[k]) for k in shown), default=0)
         ax.set_xticks([float(x[k]) for k in shown], [plain(data.ticks[k])[:18] for k in shown],
-                      rotation=30 if longest > 6 else 0, ha="right" if longest > 6 else "center", fontsize=8)
+                      rotation=30 if longest > 6 else 0, ha="right" if longest > 6 else "center", fontsize=c.small)
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(x) == 1:
         ax.set_xlim(float(x[0]) - 1, float(x[0]) + 1)
-    ax.set_xlabel(data.axis)
-    ax.set_ylabel(data.ylabel)
+    ax.set_xlabel(data.axis, fontsize=c.font)
+    ax.set_ylabel(data.ylabel, fontsize=c.font)
+    ax.tick_params(labelsize=c.small)
     ax.grid(True, color="#e5e5e5", linewidth=0.6)
     ax.spines[["top", "right"]].set_visible(False)
     count = len(data.lines) + (data.reference is not None)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5, frameon=False,
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=c.small, frameon=False,
               ncol=1 if count <= 10 else 2)
     return fig
 

@@ -18,9 +18,11 @@ holds the entry points.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from lstmviz_cli.errors import ModelError, VerificationError
 from lstmviz_cli.loading.modules import RECURRENT_TYPES
@@ -33,31 +35,72 @@ from lstmviz_cli.tracing.cellrecord import (
     tensors_in,
 )
 from lstmviz_cli.tracing.cellsource import Site
-from lstmviz_cli.tracing.records import LayerTrace, Trace, TraceMeta
+from lstmviz_cli.tracing.records import LayerTrace, PathEntry, Trace, TraceMeta
 from lstmviz_cli.tracing.tracer import refuse_nan
 from lstmviz_cli.tracing.verify import NO_VERIFY_REMEDY, VerifyPolicy
 
 
-def record_custom_cells(model: nn.Module, *inputs: object, module: str | None = None, **kwargs: object
+def _first_shape(value: object) -> list[int] | None:
+    """The shape of the first tensor in `value` (a tensor, or a tuple/list/dict holding one)."""
+    first = next(iter(tensors_in(value)), None)
+    return None if first is None else list(first.shape)
+
+
+def _record_path(model: nn.Module, path: list[PathEntry], leaves: set[str]) -> list[RemovableHandle]:
+    """Forward hooks that write every module's first call (name, type, shapes) and call count on `path`,
+    as the stock tracer's path hooks do (`hooks._path_hook`); `leaves` gets the names of modules without
+    children. `_cell_path` keeps what the architecture diagram draws."""
+    index: dict[str, int] = {}
+
+    def hook_for(name: str) -> Callable[[nn.Module, tuple[object, ...], object], None]:
+        def hook(module: nn.Module, args: tuple[object, ...], output: object) -> None:
+            if name in index:
+                path[index[name]]["calls"] += 1
+                return
+            index[name] = len(path)
+            path.append({"name": name, "type": type(module).__name__, "input": _first_shape(args),
+                         "output": _first_shape(output), "calls": 1})
+            if not any(True for _ in module.children()):
+                leaves.add(name)
+        return hook
+
+    return [m.register_forward_hook(hook_for(display_name(raw, m))) for raw, m in model.named_modules() if raw]
+
+
+def _cell_path(path: list[PathEntry], leaves: set[str], cells: list[CustomCell]) -> list[PathEntry]:
+    """The architecture's path: the opened cells, and the leaf modules outside them (embedding, head)."""
+    names = {cell.module for cell in cells}
+    return [entry for entry in path if entry["name"] in names or (
+        entry["name"] in leaves and not any(entry["name"].startswith(cell + ".") for cell in names))]
+
+
+def record_custom_cells(model: nn.Module, *inputs: object, module: str | None = None,
+                        architecture: list[PathEntry] | None = None, **kwargs: object
                         ) -> tuple[list[CustomCell], object]:
     """Run `model(*inputs)` once (eval, no grad) and open up hand-written recurrent modules.
 
     `module` names one module (as in `named_modules()`; the model itself by its class name) to
     open; by default every user-written module whose activation call sites repeat within one
     forward pass (a cell called per step, or a layer looping inside) is opened. Returns the
-    cells and the model's output.
+    cells and the model's output; `architecture`, when given, receives the model's path for the
+    architecture diagram (the cells and the leaf modules around them, in first-call order).
     """
     names = {display_name(raw, m): m for raw, m in model.named_modules()}
     if module is not None and module not in names:
         available = ", ".join(n for n, m in names.items() if not isinstance(m, RECURRENT_TYPES)) or "none"
         raise ModelError(f"--module {module!r} is not a module of {type(model).__name__}; its modules: {available}")
     was_training = model.training
+    path: list[PathEntry] = []
+    leaves: set[str] = set()
+    handles = _record_path(model, path, leaves)
     try:
         model.eval()
         with torch.no_grad(), recording(model) as recorder:
             output = model(*inputs, **kwargs)
     finally:
         model.train(was_training)
+        for handle in handles:
+            handle.remove()
     by_module: dict[str, list[Event]] = {}
     for event in recorder.events:
         by_module.setdefault(event.module, []).append(event)
@@ -81,6 +124,8 @@ def record_custom_cells(model: nn.Module, *inputs: object, module: str | None = 
         first_in = calls[0][0][0] if calls and calls[0][0] else None
         analyse_cell(cell, calls, int(first_in.shape[-1]) if first_in is not None and first_in.dim() else 0)
         cells.append(cell)
+    if architecture is not None:
+        architecture.extend(_cell_path(path, leaves, cells))
     return cells, output
 
 
@@ -102,7 +147,8 @@ def trace_custom(model: nn.Module, *inputs: object, module: str | None = None, v
     or miss what the module returned by more than its tolerance (`tracing.verify.GATE_TOLERANCE`).
     """
     policy = VerifyPolicy.of(verify)
-    cells, output = record_custom_cells(model, *inputs, module=module, **kwargs)
+    architecture: list[PathEntry] = []
+    cells, output = record_custom_cells(model, *inputs, module=module, architecture=architecture, **kwargs)
     layers = [c.layer for c in cells if c.layer is not None]
     if not layers:
         detail = "; ".join(f"{c.module}: {c.notes[-1]}" for c in cells if c.notes) or \
@@ -137,6 +183,7 @@ def trace_custom(model: nn.Module, *inputs: object, module: str | None = None, v
         verify_errors=errors,
         verify_tolerance=policy.tolerance,
         device=str(next((p.device for p in model.parameters()), "cpu")),
+        path=architecture,
     )
     return Trace(layers=layers, modules={layer.module: layer.config for layer in layers},
                  verify_error=verify_error,

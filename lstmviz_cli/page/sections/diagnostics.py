@@ -3,6 +3,8 @@ and per layer the unit-activity figure (how far each unit's h moves, its largest
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from lstmviz_cli.analysis.findings import units_text
@@ -19,8 +21,10 @@ from lstmviz_cli.page.model import (
     FigureSpec,
     FindingRow,
     Findings,
+    Inline,
     Paragraph,
     Section,
+    Span,
 )
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -36,6 +40,24 @@ def reading(analysis: Analysis) -> str:
     return f"{head}. The most serious: {worst.message}."
 
 
+UNIT_LINKS = 8  # units of a finding written as links to their heatmap rows; the rest counted
+
+
+def unit_links(ctx: PageContext, prefix: str | None, units: Sequence[int] | None) -> tuple[Inline, ...]:
+    """A finding's units as links that outline each unit's row in its layer's heatmap (resolved to
+    the heatmap's id when the page is rendered: plain text where the page shows no such heatmap)."""
+    if not prefix or not units:
+        return ()
+    target = FigureRef("heatmaps", prefix)
+    parts: list[Inline] = ["unit " if len(units) == 1 else "units "]
+    for k, unit in enumerate(units[:UNIT_LINKS]):
+        parts += [", "] if k else []
+        parts.append(Span(str(unit), "link", ref=target, unit=int(unit)))
+    if len(units) > UNIT_LINKS:
+        parts.append(f" (+{len(units) - UNIT_LINKS} more)")
+    return tuple(parts)
+
+
 def diagnostics_section(ctx: PageContext) -> Section:
     """Findings with severity, each linked to the figure that shows it, and the unit-activity figures."""
     analysis = ctx.analysis
@@ -44,11 +66,13 @@ def diagnostics_section(ctx: PageContext) -> Section:
     definitions = captions.finding_definitions(th)
     if analysis.check is not None:  # the page of check --report: findings are the check's verdicts
         definitions.update(captions.check_definitions(analysis.check))
+    if not any("c" in layer.series for layer in ctx.layers):  # no cell state on this page (GRU, RNN)
+        definitions = {code: text for code, text in definitions.items() if code != "exploding_cell"}
     rows = tuple(
         FindingRow(
             severity=f.severity, layer=f.prefix or "model", units=units_text(f.units) if f.units else "–",
             message=f.message, value=f"{f.value:.3g}", threshold=f"{f.threshold:.3g}",
-            definition=definitions.get(f.code, ""), figure=f.figure,
+            definition=definitions.get(f.code, ""), figure=f.figure, unit_links=unit_links(ctx, f.prefix, f.units),
         )
         for f in sorted(analysis.findings, key=lambda f: SEVERITY_ORDER.get(f.severity, 3))
     )
@@ -63,12 +87,17 @@ def diagnostics_section(ctx: PageContext) -> Section:
         figures.append(FigureSpec(
             id=ctx.ids.take("fig", "activity", layer.prefix), ref=FigureRef("activity", layer.prefix),
             data=ActivityData(layer.prefix, h_range, c_peak, th),
-            description=f"How far each unit's h moves and its largest |c|, per unit of {layer.label}, against the "
-                        "dead-unit and cell-state thresholds.",
-            caption=visible(f"{layer.prefix}: how far each unit's h moves, and its largest |c|", 300), frame="analysis",
+            description=(f"How far each unit's h moves and its largest |c|, per unit of {layer.label}, against the "
+                         "dead-unit and cell-state thresholds." if c_peak is not None else
+                         f"How far each unit's h moves, per unit of {layer.label}, against the dead-unit threshold."),
+            caption=visible(f"{layer.prefix}: how far each unit's h moves"
+                            + (", and its largest |c|" if c_peak is not None else "")
+                            + "; red: past the threshold", 300), frame="analysis",
         ))
-    severity = ("warning: a threshold is crossed for a large share of a layer; info: a few units only, "
-                "or a property worth knowing; error: far past the threshold")
+    severity = ("error: a cell state still growing at 5× its threshold or more; warning: a threshold crossed "
+                "by a large share of a layer's units, or a cell state still growing past it; info: a few units only, "
+                "or a property worth knowing however far past its threshold (a short memory, a bounded large cell "
+                "state)")
     if analysis.check is not None:
         fail_on = analysis.check.fail_on
         severity = ("a finding fails the check when it says \"fails the check\"; "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from lstmviz_cli.analysis.records import Analysis
@@ -9,7 +11,7 @@ from lstmviz_cli.families import SERIES_NAMES
 from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.page import captions
 from lstmviz_cli.page.context import PageContext
-from lstmviz_cli.page.figuredata import MemoryProbeData, SaliencyData
+from lstmviz_cli.page.figuredata import FloatArray, MemoryProbeData, SaliencyData
 from lstmviz_cli.page.highlight import MAX_TOKENS, highlight
 from lstmviz_cli.page.model import (
     Block,
@@ -71,6 +73,15 @@ def probe_reading(analysis: Analysis) -> str:
                    else "it never drops below half within the lengths tried.")
 
 
+def saliency_titles(values: FloatArray, tokens: Sequence[str]) -> list[str]:
+    """Each token's tooltip: its step, the saliency value and its share of the total (over every step of
+    `values`) and of the peak."""
+    total = float(values.sum()) or 1.0
+    peak = float(values.max()) if values.size and values.max() > 0 else 1.0
+    return [f"step {t} {display_token(token)!r}: ‖∂y/∂x‖ = {float(values[t]):.3g}, {percent(float(values[t]) / total)} "
+            f"of the total, {float(values[t]) / peak:.2g} of the peak" for t, token in enumerate(tokens)]
+
+
 def _saliency_blocks(ctx: PageContext) -> tuple[list[Block], list[Block], list[Block]]:
     """The saliency figure, the sample coloured by saliency, and the gradient-norm tables."""
     analysis = ctx.analysis
@@ -95,7 +106,7 @@ def _saliency_blocks(ctx: PageContext) -> tuple[list[Block], list[Block], list[B
         n = min(len(analysis.tokens), len(shade), MAX_TOKENS)
         highlights.append(highlight(
             None, f"the sample coloured by saliency (log scale: white ≤ {10 ** -decades:.0e} of the peak, darkest = peak)",
-            analysis.tokens[:n], shade[:n], [f"step {t}: log-saliency {shade[t]:.3g}" for t in range(n)],
+            analysis.tokens[:n], shade[:n], saliency_titles(values, analysis.tokens[:n]),
             scale="sequential", separator=separator,
         ))
     tables: list[Block] = []

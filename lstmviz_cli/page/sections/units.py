@@ -7,7 +7,6 @@ import numpy as np
 from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.page.context import PageContext
 from lstmviz_cli.page.figuredata import UnitFeaturesData, UnitPanel
-from lstmviz_cli.page.highlight import MAX_TOKENS, highlight
 from lstmviz_cli.page.model import (
     Block,
     Cell,
@@ -17,6 +16,7 @@ from lstmviz_cli.page.model import (
     Paragraph,
     Row,
     Section,
+    Span,
     Table,
 )
 
@@ -52,18 +52,20 @@ def reading(analysis: Analysis) -> str:
 
 
 def units_section(ctx: PageContext) -> Section:
-    """Ranked units per feature, with the best units' highlighted text and activation plots."""
+    """Ranked units per feature (each unit a link to its heatmap row), with the best units' activation plots."""
     analysis = ctx.analysis
     section_id = ctx.ids.take("interpretable-units")
     tables: list[Block] = []
     if analysis.units:
         tables.append(Table(
             ("feature", "layer / series", "unit", "r"),
-            tuple(Row(tuple(Cell((text,)) for text in (u.feature.replace("_", " "), u.key, str(u.unit), f"{u.r:+.3f}")))
+            tuple(Row((Cell((u.feature.replace("_", " "),)), Cell((u.key,)),
+                       Cell((Span(str(u.unit), "link", ref=FigureRef("heatmaps", u.key.rpartition("/")[0]),
+                                  unit=int(u.unit)),), numeric=True),
+                       Cell((f"{u.r:+.3f}",), numeric=True)))
                   for u in analysis.units),
             caption="Top units per feature, strongest first", analysis=True,
         ))
-    separator = "" if ctx.run.sample.text is not None else " "
     layers = {layer.prefix: layer for layer in ctx.run.trace.layers}
     shown: list[str] = []
     panels = []
@@ -78,14 +80,6 @@ def units_section(ctx: PageContext) -> Section:
             continue
         activation = np.asarray(layer.series[series][0, :, u.unit], dtype=np.float64)
         caption = f"unit {u.unit} of {u.key} · {u.feature.replace('_', ' ')} · r = {u.r:+.2f}"
-        if analysis.tokens is not None:
-            n = min(len(analysis.tokens), len(activation), MAX_TOKENS)
-            values = np.nan_to_num(activation[:n])
-            scale = float(np.abs(values).max()) or 1.0
-            highlights.append(highlight(
-                None, caption + " (red: positive activation, blue: negative)", analysis.tokens[:n], values / scale,
-                [f"step {t}: activation {values[t]:.3g}" for t in range(n)], separator=separator,
-            ))
         panels.append(UnitPanel(activation, analysis.features[u.feature], caption))
     figures: list[Block] = []
     if panels:
@@ -101,5 +95,10 @@ def units_section(ctx: PageContext) -> Section:
         ("r", "Pearson correlation between a unit's activation and a feature over the time steps of the sample"),
         *((name.replace("_", " "), text) for name, text in analysis.feature_definitions.items()),
     ))
+    if panels and ctx.run.sample.kind == "tokens" and ctx.tokens is not None:
+        # The text coloured by these units is the token section's (shown there first): not twice.
+        highlights.append(Paragraph(("The sample text coloured by each of these units: ",
+                                     Span("Token highlighting", "link", href="#tokens"), " (ranked units first).",),
+                                    role="note"))
     blocks = (Paragraph((reading(analysis),), role="reading"), *tables, *figures, *highlights, definitions)
     return Section(section_id, "Interpretable units", blocks, analysis=True)

@@ -65,6 +65,8 @@ def unrolled_data(ctx: PageContext) -> UnrolledData:
         rows.append(UnrolledRow(
             key=f"r{k}", group=group, label=layer.label, backward=layer.direction == "bwd",
             shade=[float(v) for v in values], carries_c=layer.family == "lstm",
+            short=visible(f"{layer.module} l{layer.layer}" + (f" {layer.direction}" if layer.config.bidirectional else ""),
+                          20),
         ))
     shade = " / ".join(f"{SERIES_NAMES[n]} ({n})" for n in sorted(shade_names))
     return UnrolledData(tuple(rows), (start, stop), total_steps(ctx.run.trace), _input_labels(ctx, steps),
@@ -78,6 +80,9 @@ def _replacing(ctx: PageContext) -> str:
         return ""
     return (f", except in {', '.join(replaces)}, whose update gate is written the other way round "
             "(h = (1−z)·h + z·n): there bright cells replace their state")
+
+
+FIT_STEPS = 24  # unrolled steps shrunk to the page's width; more scroll at their natural size
 
 
 def unrolled_section(ctx: PageContext) -> Section:
@@ -97,8 +102,12 @@ def unrolled_section(ctx: PageContext) -> Section:
         items.append(LegendItem("c carried to the next step", swatch="f"))
     if any(layer.direction == "bwd" for layer in ctx.layers):
         items.append(LegendItem("backward rows run right to left"))
+    # Up to FIT_STEPS steps fit the column with readable text; a longer window scrolls, and says so.
+    scrolls = stop - start > FIT_STEPS
     diagram = FigureSpec(
-        id=ctx.ids.take("unrolled-diagram"), ref=FigureRef("unrolled"), data=data, frame="unrolled",
+        id=ctx.ids.take("unrolled-diagram"), ref=FigureRef("unrolled"), data=data,
+        frame="unrolled" if scrolls else "plain",
+        caption=f"{stop - start} steps: scroll sideways to see them all" if scrolls else "",
         description="The recurrent layers unrolled over the first steps, each cell shaded by its mean forget (LSTM) "
                     "or update (GRU) gate, inputs below and outputs above.",
     )

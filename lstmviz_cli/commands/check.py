@@ -179,8 +179,9 @@ def check_one(options: LoadOptions, settings: CheckSettings, view: ViewOptions, 
     return result
 
 
-def run_check(options: LoadOptions, settings: CheckSettings, view: ViewOptions, outputs: CheckOutputs) -> CheckResult:
-    """`lstmviz check`: refuse unwritable outputs and unusable baselines first, check, then write every output."""
+def check_outputs_writable(outputs: CheckOutputs) -> None:
+    """Raise OutputError for any output that cannot be written (or would overwrite without --force),
+    before anything is checked."""
     for path in (outputs.json, outputs.junit, outputs.markdown):
         if path is not None:
             check_writable(path, force=outputs.force)
@@ -189,6 +190,11 @@ def run_check(options: LoadOptions, settings: CheckSettings, view: ViewOptions, 
             check_folder_writable(outputs.report)
         else:
             check_writable(outputs.report, force=outputs.force)
+
+
+def run_check(options: LoadOptions, settings: CheckSettings, view: ViewOptions, outputs: CheckOutputs) -> CheckResult:
+    """`lstmviz check`: refuse unwritable outputs and unusable baselines first, check, then write every output."""
+    check_outputs_writable(outputs)
     name = Path(options.checkpoint).name
     baseline = None if settings.baseline is None else read_baseline_file(settings.baseline, model=name)
     result = check_one(options, settings, view, baseline=baseline, outputs=outputs)

@@ -6,9 +6,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from lstmviz_cli.analysis.evidence import (
+    Attribution,
+    ContextAblation,
+    CorpusInfo,
+    LayerTimescales,
+    MethodNote,
+    UnitAblation,
+    UnitExcerpts,
+    UnitTests,
+)
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.tracing.provenance import Provenance
 
@@ -49,12 +60,28 @@ class Saturation:
 
 @dataclass
 class UnitCorrelation:
-    """One unit's Pearson correlation with one per-step feature."""
+    """One unit's Pearson correlation with one per-step feature, and its evidence once tested.
+
+    p: the family-wise corrected permutation p-value (`explain.significance`); significant: p at or
+    below the level; control_r: the same feature's best |r| in an untrained model of the same
+    architecture (`explain.control`). None: not tested / not computed.
+    """
 
     feature: str
     key: str  # "<prefix>/<series>", e.g. "lstm/l0/fwd/c"
     unit: int
     r: float
+    p: float | None = None
+    significant: bool | None = None
+    control_r: float | None = None
+
+    @property
+    def prefix(self) -> str:
+        return self.key.rsplit("/", 1)[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "key": self.key, "unit": self.unit, "r": self.r, "p": self.p,
+                "control_r": self.control_r, "significant": self.significant}
 
 
 @dataclass(frozen=True)
@@ -143,3 +170,12 @@ class Analysis:
     # dead/saturated/forget/cell findings were skipped, and `lstmviz check` skips them too.
     unjudged: dict[str, int] = field(default_factory=dict)
     provenance: Provenance | None = None  # what is known of the model and what was verified
+    # -- explanations with evidence (issue 18; `explain.orchestrate` fills them, `analysis.evidence`)
+    attributions: list[Attribution] = field(default_factory=list)  # decompositions of the prediction
+    explain_notes: list[MethodNote] = field(default_factory=list)  # methods refused, skipped or unavailable
+    context_ablation: ContextAblation | None = None  # memory by context ablation
+    timescales: list[LayerTimescales] = field(default_factory=list)  # forget timescales per layer
+    unit_tests: UnitTests | None = None  # permutation p-values and controls of the ranked units
+    ablations: list[UnitAblation] = field(default_factory=list)  # causal checks of units
+    excerpts: list[UnitExcerpts] = field(default_factory=list)  # each h unit's top-activating contexts
+    corpus: CorpusInfo | None = None  # corpus mode: what was read (None: one sample)

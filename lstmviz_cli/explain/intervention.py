@@ -37,52 +37,25 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from lstmviz_cli.analysis.evidence import UnitAblation, UnitSpec, UnitTests
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain._run import call_model, find_stack, model_input, output_at, target_value
 from lstmviz_cli.explain.attribution import target_label
 from lstmviz_cli.explain.saliency import RecurrentStack
-from lstmviz_cli.explain.significance import UnitTests
 from lstmviz_cli.tracing.kernels import fused_layer
 from lstmviz_cli.tracing.records import Trace
 
-# Changes of the watched output or loss below this are "no change" (a float rounding).
-NO_EFFECT_TOLERANCE = 1e-6
 # The layered run without ablation must reproduce the model's own output to this (relative).
 REPLAY_TOLERANCE = 1e-4
 
 _SPEC = re.compile(r"^(?P<prefix>.+/l(?P<layer>\d+)/(?P<dir>fwd|bwd)):(?P<unit>\d+)(?:=(?P<value>\S+))?$")
-
-
-@dataclass(frozen=True)
-class UnitSpec:
-    """One unit of h to ablate: `prefix` "lstm/l0/fwd", `unit` index, `value` (None: zero)."""
-
-    prefix: str
-    unit: int
-    value: float | None = None
-
-    def __str__(self) -> str:
-        return f"{self.prefix}:{self.unit}" + ("" if self.value is None else f"={self.value:g}")
-
-    @property
-    def module(self) -> str:
-        return self.prefix.rsplit("/", 2)[0]
-
-    @property
-    def layer(self) -> int:
-        return int(self.prefix.rsplit("/", 2)[1][1:])
-
-    @property
-    def direction(self) -> int:
-        return 1 if self.prefix.endswith("/bwd") else 0
 
 
 def parse_unit_spec(text: str) -> UnitSpec:
@@ -133,62 +106,6 @@ def feature_clamp(trace: Trace, unit: UnitSpec | str, feature: np.ndarray, *, pr
     if not rows.any():
         raise ExplainError(f"unit {str(spec)!r}: no step has the feature {'present' if present else 'absent'}")
     return UnitSpec(prefix=spec.prefix, unit=spec.unit, value=float(h[rows, spec.unit].mean()))
-
-
-@dataclass(frozen=True)
-class UnitAblation:
-    """What changes when `units` are silenced: the watched output and the loss on the sample.
-
-    step_loss_before/after: (time - 1,) next-token losses per step (char-lm only, else None).
-    """
-
-    units: tuple[UnitSpec, ...]
-    step: int
-    target: int
-    target_label: str
-    quantity: str  # "log-probability" | "value"
-    target_before: float
-    target_after: float
-    loss_kind: str | None  # "next-token" | "predicted-class" | None (regression)
-    loss_before: float | None
-    loss_after: float | None
-    step_loss_before: np.ndarray | None = None
-    step_loss_after: np.ndarray | None = None
-
-    @property
-    def target_change(self) -> float:
-        return self.target_after - self.target_before
-
-    @property
-    def loss_change(self) -> float | None:
-        if self.loss_before is None or self.loss_after is None:
-            return None
-        return self.loss_after - self.loss_before
-
-    @property
-    def changed(self) -> bool:
-        """False when neither the watched output nor the loss moved beyond `NO_EFFECT_TOLERANCE`."""
-        moved = abs(self.target_change) > NO_EFFECT_TOLERANCE
-        return moved or (self.loss_change is not None and abs(self.loss_change) > NO_EFFECT_TOLERANCE)
-
-    def to_json(self) -> dict[str, Any]:
-        step_change = None
-        if self.step_loss_before is not None and self.step_loss_after is not None:
-            step_change = [float(v) for v in self.step_loss_after - self.step_loss_before]
-        return {
-            "units": [str(u) for u in self.units],
-            "step": self.step,
-            "target": self.target,
-            "target_label": self.target_label,
-            "quantity": self.quantity,
-            "target_before": self.target_before,
-            "target_after": self.target_after,
-            "loss": self.loss_kind,
-            "loss_before": self.loss_before,
-            "loss_after": self.loss_after,
-            "step_loss_change": step_change,
-            "changed": self.changed,
-        }
 
 
 def _check_units(units: Sequence[UnitSpec], name: str,
@@ -333,8 +250,12 @@ def ablate_units(
     steps = int(x.shape[1])
     quantity = "value" if task == "regression" else "log-probability"
     was_training = model.training
+    threads = torch.get_num_threads()
     try:
         model.eval()
+        # One kernel call per step of a small matrix: more threads only add their wake-up cost
+        # (on a loaded 2-core machine, 5x slower); the caller's setting is restored.
+        torch.set_num_threads(1)
         with torch.no_grad():
             real = call_model(model, x, batch_first)
             with _layered(stack, stepped, {}):
@@ -342,6 +263,7 @@ def ablate_units(
             with _layered(stack, stepped, clamps):
                 after = call_model(model, x, batch_first)
     finally:
+        torch.set_num_threads(threads)
         model.train(was_training)
     scale = max(1.0, float(real.abs().max()))
     if before.shape != real.shape or float((before - real).abs().max()) > REPLAY_TOLERANCE * scale:

@@ -132,7 +132,17 @@ def evaluate(trace: Trace, analysis: Analysis, config: CheckConfig, *, model: st
                 + ("" if ok else f" > {config.max_dead_units}"),
                 FigureRef("activity", layer.prefix),
             ))
-    if config.min_memory_horizon is not None:
+    if config.min_memory_horizon is not None and analysis.context_ablation is not None:
+        # The ablation horizon (issue 18): gradient saliency fades with distance, so it is preferred.
+        ablation = analysis.context_ablation
+        ok = ablation.horizon >= config.min_memory_horizon
+        cases.append(CheckCase(
+            "memory_horizon", "memory horizon", None, float(ablation.horizon), float(config.min_memory_horizon), ok,
+            f"context ablation: the output reads {ablation.horizon} steps back (zeroing older input changes it by "
+            f"at most {ablation.tolerance:.0%} of the largest change)" + ("" if ok else f" < {config.min_memory_horizon}"),
+            FigureRef("context-ablation"),
+        ))
+    elif config.min_memory_horizon is not None:
         saliency = analysis.saliency
         if saliency is None:
             cases.append(CheckCase("memory_horizon", "memory horizon", None, None, config.min_memory_horizon, False,
@@ -146,8 +156,8 @@ def evaluate(trace: Trace, analysis: Analysis, config: CheckConfig, *, model: st
             ok = horizon >= config.min_memory_horizon
             cases.append(CheckCase(
                 "memory_horizon", "memory horizon", None, float(horizon), float(config.min_memory_horizon), ok,
-                f"{analysis.thresholds.horizon_mass:.0%} of the saliency lies within the last {horizon} steps"
-                + ("" if ok else f" < {config.min_memory_horizon}"),
+                f"gradient saliency (no context ablation for this model): {analysis.thresholds.horizon_mass:.0%} "
+                f"of the saliency lies within the last {horizon} steps" + ("" if ok else f" < {config.min_memory_horizon}"),
                 FigureRef("saliency"),
             ))
     if config.fail_on != "never":

@@ -11,8 +11,10 @@ import sys
 from contextlib import AbstractContextManager
 
 from lstmviz_cli.commands.options import LoadOptions
+from lstmviz_cli.errors import InputError
 from lstmviz_cli.loading.budget import parse_memory_size
 from lstmviz_cli.loading.checkpoint import load_checkpoint
+from lstmviz_cli.loading.corpus import corpus_sample, open_corpus
 from lstmviz_cli.loading.inputs import load_sample
 from lstmviz_cli.loading.summary import loading_notes, loading_summary
 from lstmviz_cli.tracing import endtoend
@@ -45,11 +47,12 @@ def _warn(message: str) -> None:
 REPORT_FLOAT16_ABOVE = 1 << 30
 
 
-def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) -> Run:
+def load_and_trace(options: LoadOptions, *, float16_above: int | None = None, corpus: bool = False) -> Run:
     """Load the checkpoint safely, read the sample, and trace every recurrent layer.
 
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
+    `corpus`: --input is a corpus (`loading.corpus`); the sample traced is its first sequence.
     """
     forward_args = parse_forward_args(options.forward_args)
 
@@ -70,7 +73,13 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None) ->
     for note in loading_notes(loaded.info):
         _warn(f"lstmviz: note: {loaded.info.name}: {note}")
     budget = parse_memory_size(options.max_memory) if options.max_memory else None
-    sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
+    if corpus:
+        if options.input is None or options.tokens is not None:
+            raise InputError("corpus mode reads --input (a text file, a folder of .txt files, .npy or .npz); "
+                             "--tokens gives one sequence")
+        sample = corpus_sample(open_corpus(loaded, options.input), loaded, max_memory_bytes=budget)
+    else:
+        sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
     compact = float16_above is not None and sample.extra.get("trace_bytes", 0) > float16_above
     store = {"store_dtype": "float16"} if compact else {}
     archive = None

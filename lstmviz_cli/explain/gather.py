@@ -233,7 +233,7 @@ def _attributions(ctx: ModelContext, options: AnalysisOptions, notes: list[Metho
             work = _cd_work(ctx)
             if work is not None and work > CD_AUTO_WORK:
                 notes.append(MethodNote("cd", "skipped", (
-                    f"contextual decomposition skipped: its cost grows with the square of the steps "
+                    f"not run by default: its cost grows with the square of the steps "
                     f"({int(ctx.values.shape[1])} here, about {work / 5e6:.0f} s); pass --attribution cd,lrp "
                     "to run it")))
                 continue

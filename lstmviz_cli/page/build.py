@@ -21,10 +21,13 @@ from lstmviz_cli.page.context import PageContext, context
 from lstmviz_cli.page.ids import Ids
 from lstmviz_cli.page.model import Page, Section
 from lstmviz_cli.page.sections.architecture import architecture_section
+from lstmviz_cli.page.sections.attribution import attribution_section
 from lstmviz_cli.page.sections.cell import cell_section
 from lstmviz_cli.page.sections.diagnostics import diagnostics_section
+from lstmviz_cli.page.sections.excerpts import excerpts_section
 from lstmviz_cli.page.sections.gatestats import gate_stats_section
 from lstmviz_cli.page.sections.heatmaps import heatmap_section
+from lstmviz_cli.page.sections.hypothesis import hypothesis_section
 from lstmviz_cli.page.sections.memory import memory_section
 from lstmviz_cli.page.sections.saturation import saturation_section
 from lstmviz_cli.page.sections.summary import summary_section
@@ -49,6 +52,9 @@ REPORT_SECTIONS: tuple[SectionBuilder, ...] = (
     gate_stats_section,
     saturation_section,
     units_section,
+    excerpts_section,
+    hypothesis_section,
+    attribution_section,
     memory_section,
     trajectories_section,
     diagnostics_section,

@@ -15,7 +15,9 @@ from matplotlib.figure import Figure
 from lstmviz_cli.page.figuredata import (
     ActivityData,
     ArchitectureData,
+    AttributionData,
     CellData,
+    ContextAblationData,
     DiagramData,
     GateStatsData,
     HeatmapData,
@@ -24,14 +26,16 @@ from lstmviz_cli.page.figuredata import (
     SaliencyData,
     SaturationChangeData,
     SaturationData,
+    TimescalesData,
     TrajectoryData,
+    UnitAblationData,
     UnitFeaturesData,
     UnrolledData,
     WeightHistogramsData,
     WeightsData,
 )
 from lstmviz_cli.page.model import FigureSpec
-from lstmviz_cli.render import diagrams, diffplots, figures, figures_analysis
+from lstmviz_cli.render import diagrams, diffplots, figures, figures_analysis, figures_explain
 from lstmviz_cli.render.mpl import to_svg
 from lstmviz_cli.render.svgids import scope_ids
 
@@ -61,6 +65,14 @@ def plot(data: PlotData) -> Figure | None:
         return diffplots.plot_weight_distributions(data.changes)
     if isinstance(data, SaturationChangeData):
         return diffplots.plot_saturation(data.changes, data.thresholds)
+    if isinstance(data, AttributionData):
+        return figures_explain.plot_attribution(data.panels, data.tokens, data.step)
+    if isinstance(data, TimescalesData):
+        return figures_explain.plot_timescales(data.layers, data.labels)
+    if isinstance(data, ContextAblationData):
+        return figures_explain.plot_context_ablation(data.ablation, data.saliency_horizon)
+    if isinstance(data, UnitAblationData):
+        return figures_explain.plot_unit_ablation(data.change, data.feature, data.title, data.tokens)
     _unknown(data)
 
 

@@ -15,9 +15,9 @@ from conftest import HOSTILE, TEXT, make_run, numpy_trace, split_options
 from gold import check_gold, check_gold_json, scrub
 
 from lstmviz_cli.analysis.analyze import analyze_trace
-from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.diff import diff_traces
 from lstmviz_cli.analysis.options import AnalysisOptions
+from lstmviz_cli.analysis.prediction import predict
 from lstmviz_cli.analysis.records import Analysis, FigureRef, MemoryProbe, SaliencyResult
 from lstmviz_cli.analysis.serialize import analysis_json
 from lstmviz_cli.analysis.thresholds import Thresholds, saturation_thresholds
@@ -107,14 +107,15 @@ def test_sections_in_order_with_contents(lstm_run: Run) -> None:
     page = page_of(lstm_run)
     assert [section.id for section in page.sections] == [
         "summary", "architecture", "cell", "unrolled", "heatmaps", "tokens", "weights", "gate-statistics",
-        "gate-saturation", "interpretable-units", "state-trajectories", "diagnostics",
+        "gate-saturation", "interpretable-units", "unit-excerpts", "hypothesis", "memory-over-time",
+        "state-trajectories", "diagnostics",
     ]
     assert page.toc()[7] == ("gate-statistics", "Gate statistics")
     # One gate-statistics figure on the whole page.
     assert [spec.ref.kind for spec in page.figures()].count("gate-stats") == 1
     kinds = {spec.ref.kind for spec in page.figures()}
     assert kinds == {"architecture", "cell", "unrolled", "heatmaps", "weights", "gate-stats", "saturation", "units",
-                     "trajectories", "activity"}
+                     "trajectories", "activity", "timescales"}
 
 
 def test_ids_are_unicode_safe_and_given_once() -> None:

@@ -40,7 +40,8 @@ def test_wheel_contains_templates(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("lstmviz-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     templates = sorted(n for n in names if n.startswith("lstmviz_cli/templates/"))
-    expected = sorted(f"lstmviz_cli/templates/{p.name}" for p in (ROOT / "templates").iterdir() if p.is_file())
+    expected = sorted(f"lstmviz_cli/templates/{p.relative_to(ROOT / 'templates').as_posix()}"
+                      for p in (ROOT / "templates").rglob("*") if p.is_file())
     assert expected and templates == expected
     modules = sorted(str(p.relative_to(ROOT).as_posix()) for p in (ROOT / "lstmviz_cli").rglob("*.py"))
     assert "lstmviz_cli/cli.py" in modules and "lstmviz_cli/tracing/tracer.py" in modules

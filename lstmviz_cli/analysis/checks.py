@@ -132,19 +132,25 @@ def evaluate(trace: Trace, analysis: Analysis, config: CheckConfig, *, model: st
                 + ("" if ok else f" > {config.max_dead_units}"),
                 FigureRef("activity", layer.prefix),
             ))
-    if config.min_memory_horizon is not None and analysis.context_ablation is not None:
-        # The ablation horizon (issue 18): gradient saliency fades with distance, so it is preferred.
+    if config.min_memory_horizon is not None:
+        # The context-ablation horizon when the report computed one (issue 18: gradient saliency fades with
+        # distance), else the saliency horizon; the message names the measure.
         ablation = analysis.context_ablation
-        ok = ablation.horizon >= config.min_memory_horizon
-        cases.append(CheckCase(
-            "memory_horizon", "memory horizon", None, float(ablation.horizon), float(config.min_memory_horizon), ok,
-            f"context ablation: the output reads {ablation.horizon} steps back (zeroing older input changes it by "
-            f"at most {ablation.tolerance:.0%} of the largest change)" + ("" if ok else f" < {config.min_memory_horizon}"),
-            FigureRef("context-ablation"),
-        ))
-    elif config.min_memory_horizon is not None:
         saliency = analysis.saliency
-        if saliency is None:
+        if ablation is not None and int(ablation.kept[-1]) < minimum:
+            cases.append(_skipped("memory_horizon", "memory horizon", None, float(config.min_memory_horizon),
+                                  int(ablation.kept[-1]), minimum, FigureRef("context-ablation"),
+                                  what="input steps of the context ablation"))
+        elif ablation is not None:
+            ok = ablation.horizon >= config.min_memory_horizon
+            cases.append(CheckCase(
+                "memory_horizon", "memory horizon", None, float(ablation.horizon), float(config.min_memory_horizon),
+                ok, f"context ablation: the output reads {ablation.horizon} steps back (zeroing older input changes "
+                f"it by at most {ablation.tolerance:.0%} of the largest change)"
+                + ("" if ok else f" < {config.min_memory_horizon}"),
+                FigureRef("context-ablation"),
+            ))
+        elif saliency is None:
             cases.append(CheckCase("memory_horizon", "memory horizon", None, None, config.min_memory_horizon, False,
                                    "memory horizon unavailable (saliency could not be computed for this model)"))
         elif sum(math.isfinite(float(v)) for v in saliency.values) < minimum:

@@ -9,12 +9,9 @@ rounds the numbers), documented on the record.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
-
-if TYPE_CHECKING:  # records.py imports this module for the Analysis fields
-    from lstmviz_cli.analysis.records import UnitCorrelation
 
 
 def _num(value: float) -> float | None:
@@ -162,6 +159,32 @@ class LayerTimescales:
 
 
 # -- units with evidence -------------------------------------------------------------------------------
+@dataclass
+class UnitCorrelation:
+    """One unit's Pearson correlation with one per-step feature, and its evidence once tested.
+
+    p: the family-wise corrected permutation p-value (`explain.significance`); significant: p at or
+    below the level; control_r: the same feature's best |r| in an untrained model of the same
+    architecture (`explain.control`). None: not tested / not computed.
+    """
+
+    feature: str
+    key: str  # "<prefix>/<series>", e.g. "lstm/l0/fwd/c"
+    unit: int
+    r: float
+    p: float | None = None
+    significant: bool | None = None
+    control_r: float | None = None
+
+    @property
+    def prefix(self) -> str:
+        return self.key.rsplit("/", 1)[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature, "key": self.key, "unit": self.unit, "r": self.r, "p": self.p,
+                "control_r": self.control_r, "significant": self.significant}
+
+
 @dataclass(frozen=True)
 class UnitTests:
     """Ranked unit-feature pairs with evidence, and what was tested.

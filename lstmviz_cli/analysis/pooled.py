@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lstmviz_cli.analysis.evidence import Excerpt, UnitExcerpts
-from lstmviz_cli.analysis.records import GateStat, Saturation, Trajectory, UnitCorrelation
+from lstmviz_cli.analysis.evidence import Excerpt, UnitCorrelation, UnitExcerpts
+from lstmviz_cli.analysis.records import GateStat, Saturation, Trajectory
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.analysis.units import UNIT_SERIES
 from lstmviz_cli.tracing.records import GATE_SERIES, LayerTrace, Trace

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from lstmviz_cli.analysis.evidence import (
     LayerTimescales,
     MethodNote,
     UnitAblation,
+    UnitCorrelation,
     UnitExcerpts,
     UnitTests,
 )
@@ -56,32 +56,6 @@ class Saturation:
     series: str
     frac_low: np.ndarray  # (units,)
     frac_high: np.ndarray  # (units,)
-
-
-@dataclass
-class UnitCorrelation:
-    """One unit's Pearson correlation with one per-step feature, and its evidence once tested.
-
-    p: the family-wise corrected permutation p-value (`explain.significance`); significant: p at or
-    below the level; control_r: the same feature's best |r| in an untrained model of the same
-    architecture (`explain.control`). None: not tested / not computed.
-    """
-
-    feature: str
-    key: str  # "<prefix>/<series>", e.g. "lstm/l0/fwd/c"
-    unit: int
-    r: float
-    p: float | None = None
-    significant: bool | None = None
-    control_r: float | None = None
-
-    @property
-    def prefix(self) -> str:
-        return self.key.rsplit("/", 1)[0]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"feature": self.feature, "key": self.key, "unit": self.unit, "r": self.r, "p": self.p,
-                "control_r": self.control_r, "significant": self.significant}
 
 
 @dataclass(frozen=True)

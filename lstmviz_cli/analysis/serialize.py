@@ -180,7 +180,7 @@ def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None]
     }
 
 
-def _rounded(value: Any) -> Any:
+def _rounded(value: object) -> Any:
     """Every float inside `value` rounded as the schema says (`output.json_number`)."""
     if isinstance(value, float):
         return _num(value)

@@ -37,12 +37,13 @@ from lstmviz_cli.analysis.evidence import (
     ContextAblation,
     MethodNote,
     UnitAblation,
+    UnitCorrelation,
     UnitSpec,
 )
 from lstmviz_cli.analysis.findings import diagnose, unjudged_note
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.pooled import Pooled, pooled_trajectories, sample_excerpts
-from lstmviz_cli.analysis.records import Analysis, UnitCorrelation
+from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.analysis.units import UNIT_SERIES
 from lstmviz_cli.errors import ConservationError, ExplainError, InputError, first_line
 from lstmviz_cli.explain.attribution import METHOD_NAMES

@@ -42,8 +42,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lstmviz_cli.analysis.evidence import UnitTests
-from lstmviz_cli.analysis.records import UnitCorrelation
+from lstmviz_cli.analysis.evidence import UnitCorrelation, UnitTests
 from lstmviz_cli.analysis.units import UNIT_SERIES, pearson_matrix, rank_units
 from lstmviz_cli.tracing.records import Trace
 

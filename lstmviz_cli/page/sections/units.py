@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmviz_cli.analysis.evidence import UnitAblation
-from lstmviz_cli.analysis.records import Analysis, UnitCorrelation
+from lstmviz_cli.analysis.evidence import UnitAblation, UnitCorrelation
+from lstmviz_cli.analysis.records import Analysis
 from lstmviz_cli.page.context import PageContext
 from lstmviz_cli.page.figuredata import UnitAblationData, UnitFeaturesData, UnitPanel
 from lstmviz_cli.page.highlight import MAX_TOKENS, highlight

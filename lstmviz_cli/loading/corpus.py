@@ -46,8 +46,9 @@ class CorpusSequence:
 class Corpus:
     """A corpus on disk, read one sequence at a time (`iter(corpus)`); `count` sequences in all."""
 
-    def __init__(self, path: Path, split: str, count: int, meta: dict[str, object], *, ignored: int = 0) -> None:
-        self.path, self.split, self.count, self.meta, self.ignored = path, split, count, meta, ignored
+    def __init__(self, path: Path, split: str, count: int, meta: dict[str, object], *, ignored: int = 0,
+                 empty: int = 0) -> None:
+        self.path, self.split, self.count, self.meta, self.ignored, self.empty = path, split, count, meta, ignored, empty
 
     @property
     def source(self) -> str:
@@ -57,15 +58,19 @@ class Corpus:
     def description(self) -> str:
         unit = {"lines": "lines", "paragraphs": "paragraphs", "files": ".txt files", "batch": "sequences"}[self.split]
         extra = f"; {self.ignored} other files ignored" if self.ignored else ""
+        extra += f"; {self.empty} empty .txt files skipped" if self.empty else ""
         return f"{self.source}: {self.count:,} {unit}{extra}"
 
     def __iter__(self) -> Iterator[CorpusSequence]:
         if self.split in ("lines", "paragraphs"):
             yield from self._texts()
         elif self.split == "files":
-            for index, file in enumerate(_text_files(self.path)[0]):
+            index = 0
+            for file in _text_files(self.path)[0]:
                 text = _read_text(file)
-                yield self._encoded(index, text, f"file {file.name}")
+                if text.strip():  # an empty file is no sequence (counted in `empty`)
+                    yield self._encoded(index, text, f"file {file.name}")
+                    index += 1
         else:
             yield from self._arrays()
 
@@ -200,9 +205,10 @@ def open_corpus(loaded: LoadedModel, path: str | Path) -> Corpus:
         raise InputError(f"corpus {str(path)!r} does not exist")
     if path.is_dir():
         files, ignored = _text_files(path)
-        if not files:
-            raise InputError(f"corpus folder {str(path)!r} holds no .txt file (one sequence per file)")
-        corpus = Corpus(path, "files", len(files), meta, ignored=ignored)
+        empty = sum(1 for file in files if not _read_text(file).strip())
+        if len(files) == empty:
+            raise InputError(f"corpus folder {str(path)!r} holds no .txt file with text (one sequence per file)")
+        corpus = Corpus(path, "files", len(files) - empty, meta, ignored=ignored, empty=empty)
     elif path.suffix.lower() == ".txt":
         if not meta.get("vocab"):
             raise InputError(f"cannot encode the corpus {str(path)!r}: the checkpoint has no vocabulary")

@@ -8,14 +8,14 @@ what                       default    bound
 =========================  =========  ================================================================
 corpus pooling             --corpus   bounded memory whatever the corpus (`explain.corpus`)
 forget timescales          always     NumPy over the trace (or the corpus's pooled means)
-context ablation           always     at most CONTEXT_POINTS forwards, fewer on long inputs
+context ablation           always     at most CONTEXT_POINTS forwards (in batches), fewer on long inputs
 LRP                        always     O(T): one backward sweep over the trace
 contextual decomposition   short      O(T^2): automatic when its work is under CD_AUTO_WORK, else
                                       skipped with a note (`--attribution cd` runs it up to 1 GiB)
 unit p-values              always     the first `significance_steps` steps (about half a second)
 untrained control          always     one trace of an untrained copy over the same steps
-unit ablation              top 3      the top-ranked units, inputs up to ABLATE_MAX_STEPS steps;
-                                      `--ablate` units always
+unit ablation              top 3      the top-ranked units, all in one stepped run (one batch row
+                                      each), inputs up to ABLATE_MAX_STEPS steps; `--ablate` always
 =========================  =========  ================================================================
 
 A method that cannot run on this model is a note (`MethodNote`), never an error: the rest of the
@@ -51,7 +51,7 @@ from lstmviz_cli.explain.context import context_ablation
 from lstmviz_cli.explain.contextual import contextual_decomposition
 from lstmviz_cli.explain.control import control_correlations, window_control
 from lstmviz_cli.explain.corpus import Progress, reduce_corpus
-from lstmviz_cli.explain.intervention import ablate_units, feature_clamp, parse_unit_spec
+from lstmviz_cli.explain.intervention import ablate_variants, feature_clamp, parse_unit_spec
 from lstmviz_cli.explain.lrp import layerwise_relevance
 from lstmviz_cli.explain.significance import (
     PERMUTATION_SEED,
@@ -68,7 +68,7 @@ from lstmviz_cli.tracing.records import Run
 # operations on decomposed arrays (about 0.2 us each in NumPy): above this much work it is not run
 # by default (the sample char model's 393 steps are 59 million: 12 s).
 CD_AUTO_WORK = 3e6
-CONTEXT_POINTS = 128  # context lengths evaluated by default (every one up to it, geometric beyond)
+CONTEXT_POINTS = 64  # context lengths evaluated by default (every one up to it, geometric beyond)
 CONTEXT_STEP_BUDGET = 200_000  # steps run in all by the context ablation (points x steps)
 MIN_CONTEXT_POINTS = 16
 ABLATE_MAX_STEPS = 5000  # the default causal checks step the ablated layer one step at a time
@@ -268,9 +268,12 @@ def _cd_work(ctx: ModelContext) -> float | None:
 # -- causal checks -------------------------------------------------------------------------------------
 def _ablations(run: Run, analysis: Analysis, options: AnalysisOptions, ctx: ModelContext,
                notes: list[MethodNote]) -> list[UnitAblation]:
-    """The default checks of the top-ranked units (and zero vs clamp for the first), then --ablate's."""
+    """The default checks of the top-ranked units (and the other mode for the first), then --ablate's.
+
+    The default checks run together, one batch row each (`intervention.ablate_variants`); the
+    units asked for by name run after them, and their errors are the command's.
+    """
     assert ctx.model is not None
-    result: list[UnitAblation] = []
     steps = int(ctx.values.shape[1])
     ranked = analysis.unit_tests.ranked if analysis.unit_tests is not None else ()
     top = _top_units(ranked, options.ablate_top)
@@ -279,21 +282,27 @@ def _ablations(run: Run, analysis: Analysis, options: AnalysisOptions, ctx: Mode
             f"the top units were not ablated: the check steps the ablated layer one step at a time, and "
             f"the sample has {steps:,} steps (more than {ABLATE_MAX_STEPS:,}); pass --ablate to check a unit")))
         top = []
+    other = "zero" if options.ablate_mode == "clamp" else "clamp"
+    planned: list[tuple[UnitSpec, str | None, str]] = []
     for k, row in enumerate(top):
-        modes = (options.ablate_mode, "zero" if options.ablate_mode == "clamp" else "clamp") if k == 0 else (
-            options.ablate_mode,)
-        for mode in modes:
-            try:
-                result.append(_ablate(run, analysis, ctx, UnitSpec(row.prefix, row.unit), row.feature, mode))
-            except Exception as error:  # noqa: BLE001 - the user's model code, or a unit it cannot reach
+        for mode in (options.ablate_mode, other) if k == 0 else (options.ablate_mode,):
+            try:  # the value a unit is held at may not exist (no step without its feature): lose that check only
+                planned.append(_variant(run, analysis, UnitSpec(row.prefix, row.unit), row.feature, mode))
+            except ExplainError as error:
                 notes.append(MethodNote("ablation", "unavailable",
-                                        f"unit {row.unit} of {row.prefix} not ablated: {first_line(error)}"))
+                                        f"unit {row.unit} of {row.prefix} not ablated: {error.message}"))
                 break
+    result: list[UnitAblation] = []
+    try:
+        result = _run_checks(analysis, ctx, planned)
+    except Exception as error:  # noqa: BLE001 - the user's model code, or a unit it cannot reach
+        notes.append(MethodNote("ablation", "unavailable", f"the top units were not ablated: {first_line(error)}"))
+    named = []
     for text in options.ablate:  # asked by name: an error is the command's
         spec = parse_unit_spec(text)
         feature = next((r.feature for r in ranked if (r.prefix, r.unit) == (spec.prefix, spec.unit)), None)
-        result.append(_ablate(run, analysis, ctx, spec, feature, "value" if spec.value is not None else options.ablate_mode))
-    return result
+        named.append(_variant(run, analysis, spec, feature, "value" if spec.value is not None else options.ablate_mode))
+    return result + _run_checks(analysis, ctx, named)
 
 
 def _top_units(ranked: Sequence[UnitCorrelation], count: int) -> list[UnitCorrelation]:
@@ -307,32 +316,45 @@ def _top_units(ranked: Sequence[UnitCorrelation], count: int) -> list[UnitCorrel
     return chosen
 
 
-def _ablate(run: Run, analysis: Analysis, ctx: ModelContext, spec: UnitSpec, feature: str | None,
-            mode: str) -> UnitAblation:
-    """One causal check: the unit clamped (to its mean where its feature is absent, else its mean),
-    set to zero, or set to the value the spec gives; with the loss change where the feature is present/absent."""
+def _run_checks(analysis: Analysis, ctx: ModelContext,
+                planned: Sequence[tuple[UnitSpec, str | None, str]]) -> list[UnitAblation]:
+    """The causal checks `planned` ((unit held at its value, feature, what was done), from `_variant`)
+    in one stepped run, with the loss change where the feature is present / absent."""
     assert ctx.model is not None
+    if not planned:
+        return []
+    results = ablate_variants(ctx.model, ctx.values, [[spec] for spec, _, _ in planned],
+                              step=ctx.step if ctx.has_prediction else None, task=ctx.task,
+                              batch_first=ctx.batch_first, output_labels=ctx.output_labels)
+    checks = []
+    for result, (_, feature, how) in zip(results, planned, strict=True):
+        values = analysis.features.get(feature) if feature is not None else None
+        present = absent = None
+        if values is not None and result.step_loss_before is not None and result.step_loss_after is not None:
+            change = result.step_loss_after - result.step_loss_before  # step t predicts token t + 1
+            f = np.asarray(values, dtype=np.float64)[: len(change)]
+            on = f > f.min()
+            if on.any() and (~on).any():
+                present, absent = float(change[on].mean()), float(change[~on].mean())
+        checks.append(replace(result, how=how, feature=feature, present_change=present, absent_change=absent))
+    return checks
+
+
+def _variant(run: Run, analysis: Analysis, spec: UnitSpec, feature: str | None,
+             mode: str) -> tuple[UnitSpec, str | None, str]:
+    """One check: the unit with the value it is held at (clamped to its mean where its feature is
+    absent, else its mean; set to zero; or the value the spec gives), its feature, and what was done
+    in words. ExplainError when the unit is not in the trace or its feature is never absent."""
     values = analysis.features.get(feature) if feature is not None else None
     if mode == "value":
-        how = f"set to {spec.value:+.3g} (--ablate)"
-    elif mode == "zero":
-        spec, how = UnitSpec(spec.prefix, spec.unit), "set to 0"
-    elif values is not None and feature is not None:
-        spec = feature_clamp(run.trace, spec, values, present=False)
-        how = f"clamped to {spec.value:+.3g}, its mean where {feature.replace('_', ' ')} is absent"
-    else:
-        spec = _mean_clamp(run, spec)
-        how = f"clamped to {spec.value:+.3g}, its mean over the sample"
-    result = ablate_units(ctx.model, ctx.values, [spec], step=ctx.step if ctx.has_prediction else None,
-                          task=ctx.task, batch_first=ctx.batch_first, output_labels=ctx.output_labels)
-    present = absent = None
-    if values is not None and result.step_loss_before is not None and result.step_loss_after is not None:
-        change = result.step_loss_after - result.step_loss_before  # step t predicts token t + 1
-        f = np.asarray(values, dtype=np.float64)[: len(change)]
-        on = f > f.min()
-        if on.any() and (~on).any():
-            present, absent = float(change[on].mean()), float(change[~on].mean())
-    return replace(result, how=how, feature=feature, present_change=present, absent_change=absent)
+        return spec, feature, f"set to {spec.value:+.3g} (--ablate)"
+    if mode == "zero":
+        return UnitSpec(spec.prefix, spec.unit), feature, "set to 0"
+    if values is not None and feature is not None:
+        clamped = feature_clamp(run.trace, spec, values, present=False)
+        return clamped, feature, f"clamped to {clamped.value:+.3g}, its mean where {feature.replace('_', ' ')} is absent"
+    clamped = _mean_clamp(run, spec)
+    return clamped, feature, f"clamped to {clamped.value:+.3g}, its mean over the sample"
 
 
 def _mean_clamp(run: Run, spec: UnitSpec) -> UnitSpec:
@@ -344,5 +366,8 @@ def _mean_clamp(run: Run, spec: UnitSpec) -> UnitSpec:
     if not 0 <= spec.unit < h.shape[1]:
         raise ExplainError(f"unit {str(spec)!r}: the layer has units 0..{h.shape[1] - 1}")
     column = h[:, spec.unit]
-    return UnitSpec(spec.prefix, spec.unit, float(np.nanmean(column)))
+    column = column[np.isfinite(column)]
+    if not column.size:
+        raise ExplainError(f"unit {str(spec)!r}: no step of the sample has a value to clamp it to")
+    return UnitSpec(spec.prefix, spec.unit, float(column.mean()))
 

@@ -23,7 +23,7 @@ from conftest import TEXT, make_run, numpy_trace
 from lstmviz_cli.analysis.analyze import analyze_trace
 from lstmviz_cli.analysis.checks import evaluate
 from lstmviz_cli.analysis.checksettings import CheckConfig
-from lstmviz_cli.analysis.evidence import ContextAblation, UnitAblation, UnitSpec
+from lstmviz_cli.analysis.evidence import UnitAblation, UnitSpec
 from lstmviz_cli.analysis.findings import diagnose
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.pooled import CorpusReducer
@@ -149,6 +149,32 @@ def test_memory_is_measured_three_ways_and_the_check_uses_the_ablation(digitsum)
     saliency_only = evaluate(run.trace, dataclasses.replace(analysis, context_ablation=None),
                              CheckConfig(min_memory_horizon=5), model="m").cases[-1]
     assert saliency_only.message.startswith("gradient saliency")
+
+
+def test_context_ablation_runs_within_its_step_budget_and_is_skipped_with_a_note_beyond() -> None:
+    from torch import nn
+
+    from lstmviz_cli.explain import gather
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.fc = nn.LSTM(1, 2, batch_first=True), nn.Linear(2, 1)
+
+        def forward(self, x):
+            return self.fc(self.rnn(x)[0][:, -1])
+
+    longest = gather.CONTEXT_STEP_BUDGET // gather.MIN_CONTEXT_POINTS  # 12,500 steps: 16 lengths fit
+    for steps, runs in ((longest, True), (longest + 1, False)):
+        ctx = gather.ModelContext(model=Tiny(), values=np.zeros((1, steps, 1), np.float32), batch_first=True,
+                                  step=None, task="regression", output_labels=(), has_prediction=True)
+        notes: list = []
+        result = gather._context(ctx, notes)
+        if runs:
+            assert result is not None and not notes and len(result.kept) <= gather.MIN_CONTEXT_POINTS
+        else:
+            assert result is None and [(n.method, n.status) for n in notes] == [("context", "skipped")]
+            assert f"{steps:,} steps" in notes[0].reason
 
 
 # -- 3 and 6. units with evidence, causal checks ---------------------------------------------------------

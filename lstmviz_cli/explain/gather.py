@@ -8,7 +8,9 @@ what                       default    bound
 =========================  =========  ================================================================
 corpus pooling             --corpus   bounded memory whatever the corpus (`explain.corpus`)
 forget timescales          always     NumPy over the trace (or the corpus's pooled means)
-context ablation           always     at most CONTEXT_POINTS forwards (in batches), fewer on long inputs
+context ablation           always     at most CONTEXT_POINTS context lengths (in batches) and
+                                      CONTEXT_STEP_BUDGET steps in all: fewer lengths on long inputs,
+                                      skipped with a note when MIN_CONTEXT_POINTS do not fit
 LRP                        always     O(T): one backward sweep over the trace
 contextual decomposition   short      O(T^2): automatic when its work is under CD_AUTO_WORK, else
                                       skipped with a note (`--attribution cd` runs it up to 1 GiB)
@@ -70,7 +72,7 @@ from lstmviz_cli.tracing.records import Run
 CD_AUTO_WORK = 3e6
 CONTEXT_POINTS = 64  # context lengths evaluated by default (every one up to it, geometric beyond)
 CONTEXT_STEP_BUDGET = 200_000  # steps run in all by the context ablation (points x steps)
-MIN_CONTEXT_POINTS = 16
+MIN_CONTEXT_POINTS = 16  # fewer do not draw a curve: above 12,500 steps the ablation is not run
 ABLATE_MAX_STEPS = 5000  # the default causal checks step the ablated layer one step at a time
 METHODS = ("lrp", "cd")
 
@@ -209,7 +211,13 @@ def _test_units(run: Run, analysis: Analysis, options: AnalysisOptions, ctx: Mod
 def _context(ctx: ModelContext, notes: list[MethodNote]) -> ContextAblation | None:
     assert ctx.model is not None
     steps = int(ctx.values.shape[1])
-    points = int(np.clip(CONTEXT_STEP_BUDGET // max(steps, 1), MIN_CONTEXT_POINTS, CONTEXT_POINTS))
+    if steps * MIN_CONTEXT_POINTS > CONTEXT_STEP_BUDGET:
+        notes.append(MethodNote("context", "skipped", (
+            f"context ablation not run: it runs the model over the sample once per context length, and "
+            f"{MIN_CONTEXT_POINTS} lengths of {steps:,} steps exceed its budget of {CONTEXT_STEP_BUDGET:,} steps; "
+            "memory is read from the other measures")))
+        return None
+    points = min(CONTEXT_STEP_BUDGET // max(steps, 1), CONTEXT_POINTS)
     try:
         return context_ablation(ctx.model, ctx.values, step=ctx.step, task=ctx.task, batch_first=ctx.batch_first,
                                 output_labels=ctx.output_labels, max_points=points)

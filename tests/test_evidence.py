@@ -225,6 +225,29 @@ def test_clamping_the_quote_unit_raises_the_loss_inside_quotes_more_than_outside
     assert "set to 0: next-token loss" in note["text"]
 
 
+def test_a_default_check_that_cannot_be_built_loses_that_unit_only(charlm, monkeypatch) -> None:
+    from lstmviz_cli.errors import ExplainError
+    from lstmviz_cli.explain import gather
+
+    run, analysis = charlm
+    real = gather.feature_clamp
+
+    def no_absent_step(trace, spec, values, *, present=False):
+        if spec.unit == 49:
+            raise ExplainError("no step has the feature absent")
+        return real(trace, spec, values, present=present)
+
+    monkeypatch.setattr(gather, "feature_clamp", no_absent_step)
+    context = gather.ModelContext(model=run.loaded.model, values=run.sample.values, batch_first=True, step=None,
+                                  task="char-lm", output_labels=(), has_prediction=True)
+    notes: list = []
+    checks = gather._ablations(run, analysis, AnalysisOptions(), context, notes)
+    assert [n.reason for n in notes] == ["unit 49 of lstm/l0/fwd not ablated: no step has the feature absent"]
+    before = {(str(a.units[0]), a.how): a.target_after for a in analysis.ablations[2:-1]}  # the other top units
+    assert len(checks) == len(before) == 2
+    assert {(str(a.units[0]), a.how): a.target_after for a in checks} == pytest.approx(before, abs=1e-6)
+
+
 def test_a_unit_that_changes_nothing_is_reported_as_such() -> None:
     still = UnitAblation(units=(UnitSpec("lstm/l0/fwd", 3, 0.1),), step=9, target=1, target_label="'a'",
                          quantity="log-probability", target_before=-1.0, target_after=-1.0, loss_kind="next-token",

@@ -85,8 +85,12 @@ def build_page(run: Run, analysis: Analysis, view: View, *,
     ctx = context(view.narrow(run), select_layers(analysis, view.prefixes), view, Ids(RESERVED_IDS))
     built = [section for builder in sections if (section := builder(ctx)) is not None]
     title = visible(view.title, 200)
+    corpus = ctx.analysis.corpus
+    subtitle = SUBTITLE if corpus is None else (
+        f"Every gate of every recurrent layer, traced on {corpus.sequences:,} sequences of {visible(corpus.source, 80)} "
+        "· statistics, units and findings pool them all; per-step figures show the first")
     return Page(
-        title=title, heading=(title,), sections=tuple(built), subtitle=SUBTITLE,
+        title=title, heading=(title,), sections=tuple(built), subtitle=subtitle,
         notes=tuple(ctx.analysis.notes), footer=FOOTER,
     )
 

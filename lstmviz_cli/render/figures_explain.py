@@ -26,6 +26,7 @@ MAX_BARS = 400  # bars per panel before steps are summed into bins
 POSITIVE = "#B2182B"  # a step that pushes the output up (the diverging map's red end)
 NEGATIVE = "#2166AC"  # ... down (its blue end)
 SHADE = "#e3e3e3"
+UNSIGNED = "#8a8f98"  # a share that has no sign (saliency): grey, as the caption says
 
 
 def _bins(values: FloatArray, limit: int = MAX_BARS) -> tuple[FloatArray, FloatArray, int]:
@@ -53,7 +54,7 @@ def plot_attribution(panels: Sequence[AttributionPanel], tokens: Sequence[str] |
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for ax, panel, title in zip(axes, panels, titles, strict=True):
         x, y, width = _bins(panel.values)
-        colours = [POSITIVE if v >= 0 else NEGATIVE for v in y] if panel.signed else INK
+        colours = [POSITIVE if v >= 0 else NEGATIVE for v in y] if panel.signed else UNSIGNED
         ax.bar(x, y, width=0.9 * width, color=colours, linewidth=0)
         ax.axhline(0, color="#999999", linewidth=0.6)
         ax.axvline(step, color=INK, linewidth=0.7, linestyle=":")

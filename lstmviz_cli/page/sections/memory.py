@@ -126,7 +126,7 @@ def memory_verdict(analysis: Analysis) -> str:
     ablation = analysis.context_ablation
     sal = analysis.saliency
     if ablation is not None:
-        text = (f"Verdict (by context ablation, the measure `lstmviz check --min-memory-horizon` also uses): the "
+        text = (f"Verdict (by context ablation, the measure lstmviz check --min-memory-horizon also uses): the "
                 f"prediction at step {ablation.step} reads about {ablation.horizon} steps back. Zeroing the input "
                 f"older than that changes its {ablation.quantity} by at most {captions.share(ablation.tolerance)} of "
                 f"the largest change ({ablation.reference:.3g}, when every step is zeroed).")
@@ -135,7 +135,7 @@ def memory_verdict(analysis: Analysis) -> str:
                      "(or linger) while the output's real dependence does not.")
         return text
     if sal is not None:
-        return (f"Verdict (by gradient saliency: no context ablation for this model): the last {sal.horizon} of "
+        return (f"Verdict (by gradient saliency: no context ablation was run): the last {sal.horizon} of "
                 f"{sal.step + 1} steps hold {captions.horizon_share(analysis.thresholds)} of the saliency.")
     return ""
 

@@ -146,8 +146,11 @@ def _checks_table(analysis: Analysis) -> Table | None:
         return None
     rows = []
     for a in analysis.ablations:
+        prefixes = {u.prefix for u in a.units}
+        layer, units = ((next(iter(prefixes)), ", ".join(str(u.unit) for u in a.units)) if len(prefixes) == 1
+                        else ("several", ", ".join(f"{u.prefix}:{u.unit}" for u in a.units)))
         rows.append(Row((
-            Cell((", ".join(f"{u.prefix}:{u.unit}" for u in a.units),)), Cell((a.how,)),
+            Cell((layer,)), Cell((units,), numeric=len(prefixes) == 1), Cell((a.how,)),
             Cell((f"{a.target_change:+.4g}",), numeric=True),
             Cell(("–" if a.loss_change is None else f"{a.loss_change:+.4g}",), numeric=True),
             Cell(("–" if a.present_change is None else f"{a.present_change:+.4f}",), numeric=True),
@@ -155,9 +158,9 @@ def _checks_table(analysis: Analysis) -> Table | None:
             Cell((verdict(a),)),
         )))
     first = analysis.ablations[0]
-    return Table(("unit", "what was done", f"Δ {first.quantity} of {first.target_label} at step {first.step}",
+    return Table(("layer", "unit", "what was done", f"Δ {first.quantity} of {first.target_label} at step {first.step}",
                   "Δ loss" + (f" ({first.loss_kind})" if first.loss_kind else ""), "Δ loss where the feature is present",
-                  "… where absent", "verdict"), tuple(rows), numeric=(False, False, True, True, True, True, False),
+                  "… where absent", "verdict"), tuple(rows), numeric=(False, True, False, True, True, True, True, False),
                  caption="Causal checks: each unit's h clamped or silenced at every step while the model runs",
                  analysis=True)
 
@@ -253,19 +256,27 @@ def units_section(ctx: PageContext) -> Section:
             frame="analysis",
         ))
     tests = analysis.unit_tests
-    definitions = Definitions((
-        ("r", "Pearson correlation between a unit's activation and a feature over "
-         + ("every step of every sequence of the corpus" if analysis.corpus is not None else "the time steps of the sample")),
-        ("p (corrected)", "the chance of a correlation this strong among all units if the feature had nothing to do "
-         "with them: the feature is shuffled in blocks that keep its autocorrelation "
-         + (f"({tests.permutations:,} times, over the first {tests.steps:,} steps), " if tests is not None else "")
-         + "the best |r| over every unit is compared (max-T) and the result multiplied by the number of features "
-         "(Bonferroni); a pair is ranked when p ≤ " + (f"{tests.alpha:g}" if tests is not None else "0.05")),
-        ("untrained |r|", "the same feature's best |r| over every unit of a freshly initialised model of the same "
-         "architecture, on the same input: what the architecture gives without training"),
-        ("causal check", "the unit's h held at a value at every step while the model runs; the change of the "
-         "watched output and of the loss on the sample says whether the model uses the unit"),
-        *((_feature(name), text) for name, text in analysis.feature_definitions.items()),
-    ))
-    blocks = (Paragraph((reading(analysis),), role="reading"), *tables, *figures, *highlights, definitions)
+    terms: list[tuple[str, str]] = []
+    if analysis.units or not_significant is not None:  # the terms of the tables shown, no others
+        terms += [
+            ("r", "Pearson correlation between a unit's activation and a feature over "
+             + ("every step of every sequence of the corpus" if analysis.corpus is not None
+                else "the time steps of the sample")),
+            ("p (corrected)", "the chance of a correlation this strong among all units if the feature had nothing to "
+             "do with them: the feature is shuffled in blocks that keep its autocorrelation "
+             + (f"({tests.permutations:,} times, over the first {tests.steps:,} steps), " if tests is not None else "")
+             + "the best |r| over every unit is compared (max-T) and the result multiplied by the number of features "
+             "(Bonferroni); a pair is ranked when p ≤ " + (f"{tests.alpha:g}" if tests is not None else "0.05")),
+            ("untrained |r|", "the same feature's best |r| over every unit of a freshly initialised model of the same "
+             "architecture, on the same input: what the architecture gives without training"),
+        ]
+    if checks is not None or analysis.units:  # the checks table, or the ranked table's column
+        terms.append(("causal check", "the unit's h held at a value at every step while the model runs; the change of "
+                      "the watched output and of the loss on the sample says whether the model uses the unit. A "
+                      "feature is present at the steps where it is above its smallest value on the sample (a 0/1 "
+                      "feature such as inside quotes: where it is 1; a count such as position in word: where it is "
+                      "above 0) and absent at the others"))
+    terms += [(_feature(name), text) for name, text in analysis.feature_definitions.items()]
+    blocks = (Paragraph((reading(analysis),), role="reading"), *tables, *figures, *highlights,
+              *((Definitions(tuple(terms)),) if terms else ()))
     return Section(section_id, "Interpretable units, with evidence", blocks, toc="Interpretable units", analysis=True)

@@ -94,6 +94,12 @@ def test_the_page_shows_both_decompositions_beside_saliency_and_a_refusal(digits
     assert all(row[-1] == "shown" for row in table["rows"])
     terms = next(b for b in section["blocks"] if "definitions" in b)["definitions"]
     assert [t[0] for t in terms][:3] == ["gradient saliency", "contextual decomposition", "layer-wise relevance (LRP)"]
+    assert "y here is the log-probability of the predicted '13' at step 9)" in terms[0][1]  # what saliency read
+    reading = next(b for b in section["blocks"] if b.get("paragraph") == "reading")["text"]
+    assert "'13' at step 9, whose logit (raw score) is y = 11.6" in reading
+    regression = dataclasses.replace(analysis, prediction=dataclasses.replace(analysis.prediction, kind="values"))
+    section = next(s for s in outline(report_page(run, regression, ViewOptions()))["sections"] if s["id"] == "attribution")
+    assert "whose value is y = " in next(b for b in section["blocks"] if b.get("paragraph") == "reading")["text"]
 
     def refuse(*args, **kwargs):
         raise ConservationError("contextual decomposition: the parts add up to the output 9 only to 2.0e-03 relative "

@@ -28,7 +28,7 @@ from lstmviz_cli.page.model import (
 NAMES = {"cd": "contextual decomposition", "lrp": "layer-wise relevance (LRP)", "saliency": "gradient saliency"}
 METHOD_NOTES = (
     ("gradient saliency", "how strongly the output would react to a small change of the input at each step "
-     "(the size of the gradient ‖∂y/∂x_t‖; y here is the log-probability). A slope, not a share of the output: it "
+     "(the size of the gradient ‖∂y/∂x_t‖; y here is {saliency_y}). A slope, not a share of the output: it "
      "does not add up to anything, and in recurrent networks it is known to fade with distance."),
     ("contextual decomposition", "the output written exactly as one part per input step plus a rest, by carrying "
      "every step's contribution through every gate and state of the network (Murdoch et al. 2018; an interaction "
@@ -56,7 +56,9 @@ def _top(values: np.ndarray, count: int = 3) -> list[int]:
 def reading(ctx: PageContext, attributions: list[Attribution]) -> str:
     tokens = ctx.display_tokens()
     first = attributions[0]
-    parts = [f"The prediction explained is {first.target_label} at step {first.step}, whose logit (raw score) is "
+    prediction = ctx.analysis.prediction
+    what = "value" if prediction is not None and prediction.kind == "values" else "logit (raw score)"
+    parts = [f"The prediction explained is {first.target_label} at step {first.step}, whose {what} is "
              f"y = {first.output:.4g}." if first.method in ("cd", "lrp") else ""]
     tops = {}
     for a in attributions:
@@ -150,7 +152,9 @@ def attribution_section(ctx: PageContext) -> Section | None:
                 analysis.tokens[:n], values / scale, [f"step {t}: part {values[t]:+.4g}" for t in range(n)],
                 separator=separator,
             ))
-    blocks.append(Definitions(METHOD_NOTES))
+    sal = analysis.saliency
+    saliency_y = f"the {sal.target}" if sal is not None else "the watched output"  # the log-probability of ...
+    blocks.append(Definitions(tuple((term, text.replace("{saliency_y}", saliency_y)) for term, text in METHOD_NOTES)))
     lead = Paragraph((
         "Which inputs did this prediction come from? Gradient saliency says where the output is sensitive; the two "
         "decompositions split the output itself into one part per input step, and their parts add up to it.",

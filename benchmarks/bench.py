@@ -300,6 +300,80 @@ def bench_long_report(steps_list: list[int]) -> list[str]:
     return rows
 
 
+CORPUS_SCRIPT = """
+import json, os, sys, threading, time, torch
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {samples!r})
+from data import generate_corpus
+from lstmviz_cli.analysis.thresholds import Thresholds
+from lstmviz_cli.explain.corpus import batches, reduce_corpus
+from lstmviz_cli.explain.significance import significance_steps
+from lstmviz_cli.loading.checkpoint import load_checkpoint
+from lstmviz_cli.loading.corpus import corpus_sample, open_corpus
+from lstmviz_cli.tracing.sample import trace_sample
+torch.set_num_threads({threads})
+count, length, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+text = generate_corpus(count * (length + 10) + 1000, seed=7).replace(chr(10), " ")
+with open(path, "w") as handle:
+    handle.write(chr(10).join(text[k * length:(k + 1) * length] for k in range(count)) + chr(10))
+del text
+loaded = load_checkpoint({checkpoint!r})
+corpus = open_corpus(loaded, path)
+first = corpus_sample(corpus, loaded)
+shown = trace_sample(loaded, first)
+per_step = 4 * sum(l.series[k].shape[2] for l in shown.layers for k in l.series)
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+forward, corpus_s = [], []
+for _ in range({repeats}):  # alternating, so that load from other work hits both alike
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches(corpus, first, per_step):
+            loaded.model(torch.as_tensor(batch.values))
+    forward.append(time.perf_counter() - start)
+    base = rss()
+    peak = [base]
+    stop = threading.Event()
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.005)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    pooled, info = reduce_corpus(loaded, corpus, first, shown, Thresholds(), text_features=True,
+                                 window_steps=significance_steps(8, 384))
+    corpus_s.append(time.perf_counter() - start)
+    stop.set(); sampler.join()
+    growth = max(peak[0], rss()) - base
+    del pooled
+forward.sort(); corpus_s.sort()
+print(json.dumps({{"forward": forward[len(forward) // 2], "corpus": corpus_s[len(corpus_s) // 2],
+                  "growth": growth, "steps": info.steps, "batches": info.batches}}))
+"""
+
+
+def bench_corpus(counts: list[int], length: int, threads: int, repeats: int) -> list[str]:
+    """Corpus mode on the char model (`explain.corpus.reduce_corpus`) against the plain forward over the
+    same batches, and its peak memory, for corpora of `counts` sequences of `length` characters."""
+    rows = ["| sequences x characters | plain forward s | corpus mode s | corpus / forward | peak memory growth | batches |",
+            "|---|---:|---:|---:|---:|---:|"]
+    print("\n".join(rows), flush=True)
+    script = CORPUS_SCRIPT.format(root=str(ROOT), samples=str(ROOT / "sample_models"), threads=threads,
+                                  checkpoint=str(ROOT / "sample_models" / "charlm.pt"), repeats=repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in counts:
+            done = subprocess.run([sys.executable, "-c", script, str(count), str(length), str(Path(tmp) / "c.txt")],
+                                  capture_output=True, text=True, check=True)
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(f"| {count:,} x {length} | {r['forward']:.2f} | {r['corpus']:.2f} | "
+                        f"{r['corpus'] / r['forward']:.2f} | {r['growth'] / 2**20:.0f} MiB | {r['batches']} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
 def describe_machine(threads: int) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -323,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable)")
     parser.add_argument("--long", default="1000,10000,100000",
                         help="long-sequence lengths (hidden 1024); '' to skip")
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: configs,cli,long,report-long")
+    parser.add_argument("--skip", default="",
+                        help="comma list of parts to skip: configs,cli,long,report-long,corpus")
+    parser.add_argument("--corpus", default="2500,10000", help="corpus sizes (sequences of 200 characters)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*projections is not supported with oneDNN.*")
@@ -345,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     if "report-long" not in skip and args.long:
         print("## lstmviz report on long sequences (LSTM 32->1024, batch 1)\n", flush=True)
         bench_long_report([int(s) for s in args.long.split(",") if s])
+        print()
+    if "corpus" not in skip and args.corpus:
+        print("## corpus mode on the char model (sequences of 200 characters)\n", flush=True)
+        bench_corpus([int(s) for s in args.corpus.split(",") if s], 200, args.threads, max(1, args.repeats // 2))
     return 0
 
 

@@ -161,6 +161,27 @@ def report_command(
         int | None, typer.Option("--saliency-step", help="Output step whose gradient saliency is shown (default: the last).")
     ] = None,
     memory_probe: Annotated[bool, flag("--memory-probe", "Also run the key-at-start memory-length probe.")] = False,
+    corpus: Annotated[bool, flag("--corpus", "Read --input as many sequences and pool the statistics, units and "
+                                 "findings over all of them: a .txt file (one per line, or per paragraph when it has "
+                                 "blank lines), a folder of .txt files (no flag needed), or an .npy/.npz batch.")] = False,
+    attribution: Annotated[
+        str, typer.Option("--attribution", help="Decompositions of the prediction: auto (LRP; contextual decomposition "
+                          "on short inputs), none, or a list such as cd,lrp.")
+    ] = AnalysisOptions.attribution,
+    ablate: Annotated[
+        list[str] | None, typer.Option("--ablate", help="Check a unit causally: clamp (or zero) its h while the model "
+                                       "runs, e.g. lstm/l0/fwd:49 or lstm/l0/fwd:49=0.5 (repeatable).")
+    ] = None,
+    ablate_mode: Annotated[
+        str, typer.Option("--ablate-mode", help="clamp: hold the unit at its mean where its feature is absent (else its "
+                          "mean); zero: set it to 0.")
+    ] = AnalysisOptions.ablate_mode,
+    ablate_top: Annotated[
+        int, typer.Option("--ablate-top", help="How many top-ranked units are checked causally (0: none).")
+    ] = AnalysisOptions.ablate_top,
+    permutations: Annotated[
+        int, typer.Option("--permutations", help="Block permutations per feature for the units' p-values (0: none).")
+    ] = AnalysisOptions.permutations,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the analysis results as JSON.")
     ] = None,
@@ -183,9 +204,21 @@ def report_command(
         raise InputError(f"--jobs {jobs} must be at least 1")
     view = ViewOptions(title=title, layers=layers, units=units, steps=steps, at_step=at_step, sort_units=sort_units,
                        color_scale=color_scale)
+    corpus_path = load.input if corpus or (load.input is not None and load.input.is_dir()) else None
+    if ablate_mode not in ("clamp", "zero"):
+        raise InputError(f"--ablate-mode {ablate_mode!r}: choose clamp or zero")
+    if ablate_top < 0 or permutations < 0:
+        raise InputError("--ablate-top and --permutations must be 0 or more")
+    if corpus_path is not None and labels is not None:
+        raise InputError("--labels gives one row per step of one sequence; it cannot label a corpus (drop --corpus "
+                         "or --labels)")
+    if corpus and load.input is None:
+        raise InputError("--corpus reads --input: pass --input corpus.txt (or a folder, .npy or .npz)")
     analysis_options = AnalysisOptions(
         labels=labels, saturation_low=saturation_low, saturation_high=saturation_high,
-        saliency_step=saliency_step, memory_probe=memory_probe,
+        saliency_step=saliency_step, memory_probe=memory_probe, attribution=attribution,
+        ablate=tuple(ablate or ()), ablate_mode=ablate_mode, ablate_top=ablate_top, permutations=permutations,
+        corpus=corpus_path,
     )
     batch = out_dir is not None or len(checkpoints) > 1
     if page_format == "dir" and batch:

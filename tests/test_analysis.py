@@ -280,11 +280,15 @@ def test_to_json_is_json_safe_and_rounded() -> None:
     assert first["saliency"]["values"][0] is None and first["saliency"]["horizon"] == math.ceil(0.9 * (len(QUOTED) - 1))
     stat = analysis.gate_stats[0]
     assert first["gate_stats"][0]["mean"] == float(f"{stat.mean:.6g}") != stat.mean  # 6 significant digits
-    assert first["units"]["ranked"][0] == {"feature": "inside_quotes", "key": "lstm/l0/fwd/c", "unit": 3, "r": first["units"]["ranked"][0]["r"]}
+    assert first["units"]["ranked"][0] == {"feature": "inside_quotes", "key": "lstm/l0/fwd/c", "unit": 3,
+                                           "r": first["units"]["ranked"][0]["r"], "p": None, "control_r": None,
+                                           "significant": None}
     assert first["saturation"][0]["series"] == "i" and len(first["saturation"][0]["frac_low"]) == 6
     assert set(first) == {
         "thresholds", "prediction", "gate_stats", "saturation", "units", "saliency",
         "memory_probe", "trajectories", "findings", "notes", "unjudged", "model",
+        # explanations with evidence (issue 18)
+        "attributions", "explain_notes", "context_ablation", "timescales", "ablations", "excerpts", "corpus",
     }
 
 

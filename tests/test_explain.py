@@ -17,7 +17,7 @@ from conftest import numpy_trace  # noqa: E402
 from torch import nn  # noqa: E402
 
 from lstmviz_cli.errors import ConservationError, ExplainError  # noqa: E402
-from lstmviz_cli.explain import _run  # noqa: E402
+from lstmviz_cli.explain import _run, intervention  # noqa: E402
 from lstmviz_cli.explain.attribution import CONSERVATION_TOLERANCE, conservation_error  # noqa: E402
 from lstmviz_cli.explain.context import ablation_horizon, context_ablation, context_grid  # noqa: E402
 from lstmviz_cli.explain.contextual import contextual_decomposition  # noqa: E402
@@ -25,6 +25,7 @@ from lstmviz_cli.explain.control import control_correlations, untrained_copy  # 
 from lstmviz_cli.explain.intervention import (  # noqa: E402
     UnitSpec,
     ablate_units,
+    ablate_variants,
     feature_clamp,
     parse_unit_spec,
     units_for_feature,
@@ -461,6 +462,73 @@ def test_ablation_refuses_units_it_cannot_reach() -> None:
             ablate_units(model, features(3), [spec])
 
 
+def _assert_same_ablation(got, want, tol: float) -> None:
+    assert (got.units, got.step, got.target, got.loss_kind) == (want.units, want.step, want.target, want.loss_kind)
+    for field in ("target_before", "target_after", "loss_before", "loss_after"):
+        a, b = getattr(got, field), getattr(want, field)
+        assert (a is None) == (b is None) and (a is None or a == pytest.approx(b, abs=tol)), field
+    for field in ("step_loss_before", "step_loss_after"):
+        a, b = getattr(got, field), getattr(want, field)
+        assert (a is None) == (b is None), field
+        if a is not None:
+            np.testing.assert_allclose(a, b, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("rnn, vocab, head_on, task, dtype, variants", [
+    (lambda: nn.LSTM(3, 5, batch_first=True), 6, "all", "char-lm", torch.float32,
+     [["rnn/l0/fwd:1"], ["rnn/l0/fwd:1=0.6"], ["rnn/l0/fwd:0=-0.4", "rnn/l0/fwd:3", "rnn/l0/fwd:4=0.9"]]),
+    (lambda: nn.LSTM(2, 4, num_layers=2, bidirectional=True, batch_first=True), None, "last", None, torch.float32,
+     [["rnn/l1/bwd:2"], ["rnn/l0/bwd:1=0.5", "rnn/l1/fwd:3"], ["rnn/l0/fwd:0=-0.7", "rnn/l0/bwd:1", "rnn/l1/bwd:0=0.3"],
+      ["rnn/l0/fwd:0"]]),
+    (lambda: nn.GRU(2, 4, num_layers=2, bidirectional=True), None, "last", None, torch.float64,
+     [["rnn/l0/bwd:3=0.3"], ["rnn/l1/fwd:1", "rnn/l0/fwd:2=-0.7"], ["rnn/l0/bwd:3"]]),
+])
+def test_batched_variants_equal_one_ablation_per_variant(rnn, vocab, head_on, task, dtype, variants,
+                                                         monkeypatch) -> None:
+    model = Net(rnn(), vocab=vocab, outputs=vocab or 3, head_on=head_on).to(dtype).eval()
+    batch_first = model.rnn.batch_first
+    x = tokens(9, vocab=vocab) if vocab else features(9)
+    want = [ablate_units(model, x, v, task=task, batch_first=batch_first) for v in variants]
+    monkeypatch.setattr(intervention, "ablate_units", None)  # one batched run, not the per-variant fallback
+    got = ablate_variants(model, x, variants, task=task, batch_first=batch_first)
+    # float64 to 1e-10: a clamp value rounded through float32 on its way (1e-8) would show
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    for g, w in zip(got, want, strict=True):
+        _assert_same_ablation(g, w, tol)
+        assert g.changed
+    # the variants differ from each other: each row held its own units, no more
+    afters = [g.target_after for g in got]
+    assert min(abs(a - b) for i, a in enumerate(afters) for b in afters[i + 1:]) > 1e-4
+
+
+def test_batched_variants_of_a_model_that_takes_only_a_batch_of_one(monkeypatch) -> None:
+    class StoredState(Net):  # a tutorial-style model: its initial state is a buffer of batch 1
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out, _ = self.rnn(x, (torch.zeros(1, 1, 4), torch.full((1, 1, 4), 0.1)))
+            return self.fc(out[:, -1])
+
+    model = StoredState(nn.LSTM(2, 4, batch_first=True)).eval()
+    variants = [["rnn/l0/fwd:1"], ["rnn/l0/fwd:2=0.5"]]
+    want = [ablate_units(model, features(6), v) for v in variants]
+    calls = []
+    monkeypatch.setattr(intervention, "ablate_units", lambda *a, **k: calls.append(a) or ablate_units(*a, **k))
+    got = ablate_variants(model, features(6), variants)
+    assert len(calls) == 2  # run once per variant
+    for g, w in zip(got, want, strict=True):
+        _assert_same_ablation(g, w, 0.0)
+        assert g.changed
+
+
+def test_batched_variants_refuse_bad_units_before_running() -> None:
+    model = Net(nn.LSTM(2, 4, num_layers=2, batch_first=True)).eval()
+    for bad, message in [(["rnn/l0/fwd:7"], "units 0..3"), (["lstm/l0/fwd:1"], "stack is 'rnn'"),
+                         (["rnn/l2/fwd:0"], "2 layer"), (["rnn/l0/bwd:0"], "forward only"), ([], "no unit"),
+                         ([UnitSpec("rnn/l0/fwd", 1, float("nan"))], "finite")]:
+        with pytest.raises(ExplainError, match=message):
+            ablate_variants(model, features(3), [["rnn/l0/fwd:1"], bad])
+    assert ablate_variants(model, features(3), []) == []
+
+
 def test_charlm_pinning_the_quote_unit_outside_quotes_raises_the_loss_inside_quotes_more(charlm) -> None:
     loaded, sample, trace, feats = charlm
     quotes = feats["inside_quotes"]
@@ -481,13 +549,16 @@ def test_explanations_on_cuda_match_cpu() -> None:
         pytest.skip("no CUDA device")
     model = Net(nn.LSTM(3, 5, num_layers=2, batch_first=True), vocab=6, head_on="all").eval()
     x = tokens(9, vocab=6)
+    variants = [["rnn/l0/fwd:2"], ["rnn/l1/fwd:1=0.4", "rnn/l0/fwd:0"]]
     on_cpu = [contextual_decomposition(model, x), layerwise_relevance(model, x),
-              context_ablation(model, x), ablate_units(model, x, ["rnn/l0/fwd:2"])]
+              context_ablation(model, x), ablate_units(model, x, ["rnn/l0/fwd:2"]), ablate_variants(model, x, variants)]
     model.cuda()
     on_gpu = [contextual_decomposition(model, x), layerwise_relevance(model, x),
-              context_ablation(model, x), ablate_units(model, x, ["rnn/l0/fwd:2"])]
+              context_ablation(model, x), ablate_units(model, x, ["rnn/l0/fwd:2"]), ablate_variants(model, x, variants)]
     for a, b in zip(on_cpu[:2], on_gpu[:2], strict=True):
         np.testing.assert_allclose(b.values, a.values, atol=1e-4)
         assert b.conservation_error < CONSERVATION_TOLERANCE
     np.testing.assert_allclose(on_gpu[2].change, on_cpu[2].change, atol=1e-4)
     assert on_gpu[3].target_after == pytest.approx(on_cpu[3].target_after, abs=1e-4)
+    for a, b in zip(on_cpu[4], on_gpu[4], strict=True):  # one batched run, per-row clamps on the device
+        _assert_same_ablation(b, a, 1e-4)

@@ -109,14 +109,15 @@ def test_sections_in_order_with_contents(lstm_run: Run) -> None:
     page = page_of(lstm_run)
     assert [section.id for section in page.sections] == [
         "summary", "architecture", "cell", "unrolled", "heatmaps", "tokens", "weights", "gate-statistics",
-        "gate-saturation", "interpretable-units", "state-trajectories", "diagnostics",
+        "gate-saturation", "interpretable-units", "unit-excerpts", "hypothesis", "memory-over-time",
+        "state-trajectories", "diagnostics",
     ]
     assert page.toc()[7] == ("gate-statistics", "Gate statistics")
     # One gate-statistics figure on the whole page.
     assert [spec.ref.kind for spec in page.figures()].count("gate-stats") == 1
     kinds = {spec.ref.kind for spec in page.figures()}
     assert kinds == {"architecture", "cell", "unrolled", "heatmaps", "weights", "gate-stats", "saturation", "units",
-                     "trajectories", "activity"}
+                     "trajectories", "activity", "timescales"}
 
 
 def test_ids_are_unicode_safe_and_given_once() -> None:

@@ -190,7 +190,7 @@ def test_drawn_page_has_every_section_and_figure(lstm_html: str) -> None:
         assert f'<section id="{section}"' in lstm_html and f'href="#{section}"' in lstm_html
     assert 'id="heatmap-lstm-l0-fwd"' in lstm_html and "charlm.pt" in lstm_html
     assert "He said" not in lstm_html.split("<body>")[0]
-    assert lstm_html.count("<svg") == lstm_html.count("</svg>") == 10  # one per figure of the page
+    assert lstm_html.count("<svg") == lstm_html.count("</svg>") == 11  # one per figure of the page
     assert "4H×I = 24×3" in lstm_html and '<div id="unit-picker">' in lstm_html
 
 
@@ -231,8 +231,13 @@ def test_generator_marker_and_csp(lstm_html: str) -> None:
 
 def test_hostile_strings_are_text_never_markup(hostile_html: str) -> None:
     html = hostile_html
-    # Exactly our two script elements: the JSON data island and the hashed script.
-    assert len(re.findall(r"<script\b", html, re.I)) == 2
+    # Our script elements only: the hashed script and JSON data islands (the picker's, the excerpts' and
+    # the hypothesis search's), which a browser never runs.
+    tags = re.findall(r"<script\b[^>]*>", html, re.I)
+    assert tags.count("<script>") == 1 and all(t == "<script>" or 'type="application/json"' in t for t in tags)
+    assert len(tags) == 4
+    for island in re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S):
+        assert "<" not in island and ">" not in island
     assert "<script>alert" not in html and "<b>x</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "</svg><script>" not in html and "&lt;/svg&gt;&lt;script&gt;alert(2)" in html

@@ -305,7 +305,10 @@ def test_cli_report_labels_and_json(tmp_path) -> None:  # noqa: ANN001
     assert result.exit_code == 0, result.output
     doc = json.loads(summary.read_text())
     assert doc["generator"] == "lstmviz-generated"
-    assert {u["feature"] for u in doc["units"]["ranked"]} == {"label:is_zero", "label:position"}
+    # Ten steps are too few for "is zero" to be significant: it is listed, not ranked (issue 18).
+    tested = doc["units"]["ranked"] + doc["units"]["not_significant"]
+    assert {u["feature"] for u in tested} == {"label:is_zero", "label:position"}
+    assert all(u["p"] is not None for u in tested)
     # digitsum's head reads the last step only: the chosen step cannot apply, and a note says so.
     assert doc["saliency"]["step"] == 9 and len(doc["saliency"]["values"]) == 10
     assert doc["notes"] == [

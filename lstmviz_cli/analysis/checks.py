@@ -163,8 +163,24 @@ def evaluate(trace: Trace, analysis: Analysis, config: CheckConfig, *, model: st
                 FigureRef("activity", layer.prefix),
             ))
     if config.min_memory_horizon is not None:
+        # The context-ablation horizon when the report computed one (issue 18: gradient saliency fades with
+        # distance), else the saliency horizon; the message names the measure.
+        ablation = analysis.context_ablation
         saliency = analysis.saliency
-        if saliency is None:
+        if ablation is not None and int(ablation.kept[-1]) < minimum:
+            cases.append(_skipped("memory_horizon", "memory horizon", None, float(config.min_memory_horizon),
+                                  int(ablation.kept[-1]), minimum, FigureRef("context-ablation"),
+                                  what="input steps of the context ablation"))
+        elif ablation is not None:
+            ok = ablation.horizon >= config.min_memory_horizon
+            cases.append(CheckCase(
+                "memory_horizon", "memory horizon", None, float(ablation.horizon), float(config.min_memory_horizon),
+                ok, f"context ablation: the output reads {ablation.horizon} steps back (zeroing older input changes "
+                f"it by at most {ablation.tolerance:.0%} of the largest change)"
+                + ("" if ok else f" < {config.min_memory_horizon}"),
+                FigureRef("context-ablation"),
+            ))
+        elif saliency is None:
             cases.append(CheckCase("memory_horizon", "memory horizon", None, None, config.min_memory_horizon, False,
                                    "memory horizon unavailable (saliency could not be computed for this model)"))
         elif sum(math.isfinite(float(v)) for v in saliency.values) < minimum:
@@ -176,8 +192,8 @@ def evaluate(trace: Trace, analysis: Analysis, config: CheckConfig, *, model: st
             ok = horizon >= config.min_memory_horizon
             cases.append(CheckCase(
                 "memory_horizon", "memory horizon", None, float(horizon), float(config.min_memory_horizon), ok,
-                f"{analysis.thresholds.horizon_mass:.0%} of the saliency lies within the last {horizon} steps"
-                + ("" if ok else f" < {config.min_memory_horizon}"),
+                f"gradient saliency (no context ablation for this model): {analysis.thresholds.horizon_mass:.0%} "
+                f"of the saliency lies within the last {horizon} steps" + ("" if ok else f" < {config.min_memory_horizon}"),
                 FigureRef("saliency"),
             ))
     if config.fail_on != "never":

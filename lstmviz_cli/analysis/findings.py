@@ -4,9 +4,12 @@ state, vanishing gradient over time; and the layers too short to judge.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from lstmviz_cli.analysis.memory import vanishing_ratio
+from lstmviz_cli.analysis.pooled import LayerCounts
 from lstmviz_cli.analysis.records import Analysis, FigureRef, Finding, SaliencyResult, Saturation
 from lstmviz_cli.analysis.rows import valid_rows
 from lstmviz_cli.analysis.saturation import gate_saturation
@@ -15,6 +18,9 @@ from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.tracing.records import SERIES_NAMES, LayerTrace, Trace
 
 SEVERITIES = ("info", "warning", "error")
+# A memory-gate unit is pinned when it spends at least this share of its steps past the threshold
+# ("95% of steps > 0.98"): a count, so that a corpus can pool it.
+PINNED_SHARE = 0.95
 
 
 def units_text(units: list[int], limit: int = 8) -> str:
@@ -37,12 +43,17 @@ def _fraction_finding(
     return Finding(code, severity, prefix, listed, fraction, limit, message, figure)
 
 
-def _cell_finding(layer: LayerTrace, th: Thresholds, figure: FigureRef) -> Finding | None:
-    """|c| past cell_max: a warning when it is still growing (exploding), info when it stays bounded."""
-    rows = valid_rows(layer.series["c"])
-    if not len(rows):
-        return None
-    peak = np.abs(rows).max(axis=0)
+def _cell_finding(layer: LayerTrace, th: Thresholds, figure: FigureRef, peak: np.ndarray | None = None) -> Finding | None:
+    """|c| past cell_max: a warning when it is still growing (exploding), info when it stays bounded.
+
+    `peak`: the largest |c| per unit when pooled over a corpus (default: over the layer's trace);
+    growth is always read from batch element 0 (the sequence shown).
+    """
+    if peak is None:
+        rows = valid_rows(layer.series["c"])
+        if not len(rows):
+            return None
+        peak = np.abs(rows).max(axis=0)
     big = np.flatnonzero(peak > th.cell_max)
     if not len(big):
         return None
@@ -93,36 +104,58 @@ def unjudged_note(prefix: str, count: int, thresholds: Thresholds) -> str:
     )
 
 
+def _h_span(layer: LayerTrace) -> np.ndarray | None:
+    """max - min of h per unit over every valid step of the layer's trace (None: no h, no step)."""
+    if "h" not in layer.series:
+        return None
+    rows = valid_rows(layer.series["h"])
+    if not len(rows):
+        return None
+    span: np.ndarray = rows.max(axis=0) - rows.min(axis=0)
+    return span
+
+
+def _memory_gate_shares(rows: np.ndarray, th: Thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the share of steps the memory gate spends below saturation_low and above forget_pinned_high."""
+    return (rows < th.saturation_low).mean(axis=0), (rows > th.forget_pinned_high).mean(axis=0)
+
+
 def diagnose(
     trace: Trace,
     *,
     saturation: list[Saturation] | None = None,
     saliency: SaliencyResult | None = None,
     thresholds: Thresholds | None = None,
+    pooled: Mapping[str, LayerCounts] | None = None,
 ) -> list[Finding]:
     """Plain findings with thresholds: dead units, saturated gates, pinned forget gates,
-    exploding cell state, vanishing gradient over time. Deterministic order (trace order, then code)."""
+    exploding cell state, vanishing gradient over time. Deterministic order (trace order, then code).
+
+    `pooled` (corpus mode, `analysis.pooled`): per layer prefix the counts pooled over every
+    sequence of a corpus, used instead of the trace's own (with the pooled `saturation`).
+    """
     th = thresholds or Thresholds()
     saturation = saturation if saturation is not None else gate_saturation(trace, th)
     by_key = {(s.prefix, s.series): s for s in saturation}
     findings: list[Finding] = []
-    short = unjudged_layers(trace, th)
+    short = {} if pooled is not None else unjudged_layers(trace, th)
+    if pooled is not None:
+        short = {p: c.values for p, c in pooled.items() if c.values < th.min_steps}
     for layer in trace.layers:
         prefix = layer.prefix
         if prefix in short:  # too few values to tell a dead or saturated unit from a short sample
             continue
+        counts = pooled.get(prefix) if pooled is not None else None
         activity = FigureRef("activity", prefix)
-        if "h" in layer.series:
-            rows = valid_rows(layer.series["h"])
-            if len(rows):
-                span = rows.max(axis=0) - rows.min(axis=0)
-                dead = np.flatnonzero(span < th.dead_range)
-                finding = _fraction_finding(
-                    "dead_units", prefix, dead, rows.shape[1], th.dead_fraction,
-                    f"never leave a band {th.dead_range:g} wide (dead units)", activity,
-                )
-                if finding:
-                    findings.append(finding)
+        span = counts.h_span if counts is not None else _h_span(layer)
+        if span is not None:
+            dead = np.flatnonzero(span < th.dead_range)
+            finding = _fraction_finding(
+                "dead_units", prefix, dead, len(span), th.dead_fraction,
+                f"never leave a band {th.dead_range:g} wide (dead units)", activity,
+            )
+            if finding:
+                findings.append(finding)
         memory_gate = "f" if layer.family == "lstm" else "z" if layer.family == "gru" else None
         for name in layer.series:
             sat = by_key.get((prefix, name))
@@ -131,9 +164,10 @@ def diagnose(
             n_units = len(sat.frac_low)
             saturation_figure = FigureRef("saturation", prefix)
             if name == memory_gate:
-                rows = valid_rows(layer.series[name])
-                low_p95 = np.percentile(rows, 95, axis=0)
-                high_p5 = np.percentile(rows, 5, axis=0)
+                if counts is not None and counts.low_share is not None and counts.pinned_share is not None:
+                    low_share, pinned_share = counts.low_share, counts.pinned_share
+                else:
+                    low_share, pinned_share = _memory_gate_shares(valid_rows(layer.series[name]), th)
                 keeps = "cannot forget" if name == "f" else "never update their state"
                 drops = "keep no long-term memory" if name == "f" else "overwrite their state every step"
                 if not layer.keeps_when_high:  # z written the other way round: near 1 it replaces the state
@@ -141,7 +175,7 @@ def diagnose(
                 label = SERIES_NAMES[name]
                 # For a GRU, z near 1 keeps the old state (like f near 1 in an LSTM).
                 finding = _fraction_finding(
-                    "forget_pinned_low", prefix, np.flatnonzero(low_p95 < th.saturation_low), n_units,
+                    "forget_pinned_low", prefix, np.flatnonzero(low_share >= PINNED_SHARE), n_units,
                     th.forget_pinned_fraction,
                     f"have the {label} pinned near 0 (95% of steps < {th.saturation_low:g}): they {drops}",
                     saturation_figure,
@@ -149,7 +183,7 @@ def diagnose(
                 if finding:
                     findings.append(finding)
                 finding = _fraction_finding(
-                    "forget_pinned_high", prefix, np.flatnonzero(high_p5 > th.forget_pinned_high), n_units,
+                    "forget_pinned_high", prefix, np.flatnonzero(pinned_share >= PINNED_SHARE), n_units,
                     th.forget_pinned_fraction,
                     f"have the {label} pinned near 1 (95% of steps > {th.forget_pinned_high:g}): they {keeps}",
                     saturation_figure,
@@ -167,7 +201,7 @@ def diagnose(
             if finding:
                 findings.append(finding)
         if "c" in layer.series:
-            finding = _cell_finding(layer, th, activity)
+            finding = _cell_finding(layer, th, activity, counts.c_peak if counts is not None else None)
             if finding:
                 findings.append(finding)
     if saliency is not None:

@@ -20,3 +20,10 @@ class AnalysisOptions:
     saturation_high: float = Thresholds.saturation_high  # gate values above this are right-saturated
     saliency_step: int | None = None  # the output step whose gradient saliency is shown (default last)
     memory_probe: bool = False  # run the key-at-start memory-length probe
+    # -- explanations with evidence (issue 18; `explain.gather`) ------------------------------
+    attribution: str = "auto"  # decompositions: "auto" (LRP; CD when cheap), "none", or "cd,lrp"
+    ablate: tuple[str, ...] = ()  # units to ablate, "lstm/l0/fwd:49" or "lstm/l0/fwd:49=0.5"
+    ablate_mode: str = "clamp"  # what --ablate and the default checks do: "clamp" (to a mean) | "zero"
+    ablate_top: int = 3  # the top-ranked units checked causally by default (0: none)
+    permutations: int = 2000  # block permutations per feature for the units' p-values (0: none)
+    corpus: Path | None = None  # corpus mode: every sequence of this corpus is pooled (the sample is its first)

@@ -10,6 +10,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lstmviz_cli.analysis.checksettings import CheckConfig
+from lstmviz_cli.analysis.evidence import (
+    Attribution,
+    ContextAblation,
+    CorpusInfo,
+    LayerTimescales,
+    MethodNote,
+    UnitAblation,
+    UnitCorrelation,
+    UnitExcerpts,
+    UnitTests,
+)
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.tracing.provenance import Provenance
 
@@ -50,16 +61,6 @@ class Saturation:
     series: str
     frac_low: np.ndarray  # (units,)
     frac_high: np.ndarray  # (units,)
-
-
-@dataclass
-class UnitCorrelation:
-    """One unit's Pearson correlation with one per-step feature."""
-
-    feature: str
-    key: str  # "<prefix>/<series>", e.g. "lstm/l0/fwd/c"
-    unit: int
-    r: float
 
 
 @dataclass(frozen=True)
@@ -151,3 +152,12 @@ class Analysis:
     # The settings of the `lstmviz check` that judged this analysis (`analysis.checks.judge_analysis`):
     # set on the check --report page only, where findings and badges are the check's verdicts.
     check: CheckConfig | None = None
+    # -- explanations with evidence (issue 18; `explain.orchestrate` fills them, `analysis.evidence`)
+    attributions: list[Attribution] = field(default_factory=list)  # decompositions of the prediction
+    explain_notes: list[MethodNote] = field(default_factory=list)  # methods refused, skipped or unavailable
+    context_ablation: ContextAblation | None = None  # memory by context ablation
+    timescales: list[LayerTimescales] = field(default_factory=list)  # forget timescales per layer
+    unit_tests: UnitTests | None = None  # permutation p-values and controls of the ranked units
+    ablations: list[UnitAblation] = field(default_factory=list)  # causal checks of units
+    excerpts: list[UnitExcerpts] = field(default_factory=list)  # each h unit's top-activating contexts
+    corpus: CorpusInfo | None = None  # corpus mode: what was read (None: one sample)

@@ -28,8 +28,17 @@ everything about "units" and "steps" refers to batch element 0 unless said other
                                                    # of sequence 0 / of its first quarter
     saturation     [{"prefix", "series", "frac_low": [per unit], "frac_high": [per unit]}]
     units          {"features": {feature: definition},
-                    "ranked": [{"feature", "key": "lstm/l0/fwd/c", "unit": int, "r": float}]}
-                   # Pearson r over the steps; the 5 strongest units per feature, sorted by |r|
+                    "ranked": [{"feature", "key": "lstm/l0/fwd/c", "unit": int, "r": float,
+                                "p": float|null, "control_r": float|null, "significant": bool|null}],
+                    # with p-values (the default; not with --permutations 0) also:
+                    "not_significant": [rows as in ranked], "permutations", "alpha", "correction",
+                    "block_lengths": {feature: steps}, "pairs_tested", "steps", "note"}
+                   # Pearson r over the steps (every step of every sequence in corpus mode). Tested:
+                   # "ranked" holds the significant pairs (family-wise corrected block-permutation p at
+                   # or below alpha), strongest |r| first, each with "control_r", the feature's best |r|
+                   # in an untrained model of the same architecture; "not_significant" the best unit of
+                   # each feature with none; "ranked" is empty and "note" says so when nothing is
+                   # significant. Untested: the 5 strongest units per feature, p null.
     saliency       null | {"step": int, "target": str, "values": [‖∂y/∂x_t‖ per input step],
                            "horizon": int, "window_start": int (steps before it: null values),
                            "horizon_mass": 0.9, "param_norms": {name: ‖∂y/∂θ‖},
@@ -47,6 +56,26 @@ everything about "units" and "steps" refers to batch element 0 unless said other
     measures       [{"name": "gate mean lstm/l0/fwd f", "measure", "prefix", "series", "value"}]
                    # `report_json` only: the run's named measures (`analysis.measures`, read from the
                    # fields above), the same list `lstmviz check --json` writes and a timeline follows
+    attributions   [{"method": "cd"|"lrp", "target": int, "target_label", "step", "values": [per input
+                     step], "rest", "output", "conservation_error", "state_error", "note"}]
+                   # the prediction (the predicted class's logit at the saliency step, or the value)
+                   # split over the input steps: sum(values) + rest = output within conservation_error
+                   # (relative; a decomposition over 1e-4 is refused and listed in explain_notes)
+    explain_notes  [{"method", "status": "refused"|"skipped"|"unavailable", "reason"}]
+    context_ablation  null | {"step", "target", "target_label", "quantity", "neutral", "kept": [k],
+                     "change": [|dy| per k], "output", "reference", "horizon", "tolerance"}
+                   # the output's change when the input older than k steps is zeroed; "horizon" is the
+                   # memory horizon that the page's verdict and `check --min-memory-horizon` use
+    timescales     [{"prefix", "gate": "f"|"z", "tau": [steps per unit], "mean_gate": [per unit],
+                     "median_tau", "edges": [bin edges in steps], "counts": [units per bin]}]
+    ablations      [{"units": ["lstm/l0/fwd:49=0.32"], "how", "feature", "step", "target", "target_label",
+                     "quantity", "target_before", "target_after", "loss": "next-token"|"predicted-class"
+                     |null, "loss_before", "loss_after", "present_change", "absent_change",
+                     "step_loss_change": [per step]|null, "changed"}]
+    excerpts       [{"prefix", "unit", "mean", "highest": [{"sequence", "step", "value", "before":
+                     [token], "token", "after": [token]}], "lowest": [...]}]: each h unit's contexts
+    corpus         null | {"source", "split": "lines"|"paragraphs"|"files"|"batch", "sequences",
+                     "steps", "batches", "shown": 0}: corpus mode, what was pooled
 """
 
 from __future__ import annotations
@@ -110,12 +139,7 @@ def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None]
             }
             for s in analysis.saturation
         ],
-        "units": {
-            "features": dict(analysis.feature_definitions),
-            "ranked": [
-                {"feature": u.feature, "key": u.key, "unit": u.unit, "r": _num(u.r)} for u in analysis.units
-            ],
-        },
+        "units": _units_json(analysis),
         "saliency": None
         if analysis.saliency is None
         else {
@@ -163,7 +187,36 @@ def analysis_json(analysis: Analysis, anchors: Callable[[FigureRef], str | None]
         ],
         "notes": list(analysis.notes),
         "unjudged": dict(analysis.unjudged),
+        # -- explanations with evidence (issue 18) --
+        "attributions": [_rounded(a.to_json()) for a in analysis.attributions],
+        "explain_notes": [n.to_json() for n in analysis.explain_notes],
+        "context_ablation": None if analysis.context_ablation is None else _rounded(analysis.context_ablation.to_json()),
+        "timescales": [_rounded(t.to_json()) for t in analysis.timescales],
+        "ablations": [_rounded(a.to_json()) for a in analysis.ablations],
+        "excerpts": [_rounded(e.to_json()) for e in analysis.excerpts],
+        "corpus": None if analysis.corpus is None else analysis.corpus.to_json(),
     }
+
+
+def _rounded(value: object) -> Any:
+    """Every float inside `value` rounded as the schema says (`output.json_number`)."""
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def _units_json(analysis: Analysis) -> dict[str, Any]:
+    """The ranked units with their evidence: the significant ones when tested (`UnitTests`), else the raw ranking."""
+    tests = analysis.unit_tests
+    result: dict[str, Any] = {"features": dict(analysis.feature_definitions),
+                              "ranked": [_rounded(u.to_json()) for u in analysis.units]}
+    if tests is not None:
+        result.update(_rounded({key: value for key, value in tests.to_json().items() if key != "ranked"}))
+    return result
 
 
 def diff_json(result: DiffResult) -> dict[str, Any]:

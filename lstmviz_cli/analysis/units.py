@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstmviz_cli.analysis.records import UnitCorrelation
+from lstmviz_cli.analysis.evidence import UnitCorrelation
 from lstmviz_cli.tracing.records import Trace
 
 UNIT_SERIES = ("c", "h")  # the states whose units are ranked against features

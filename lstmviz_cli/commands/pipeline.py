@@ -19,6 +19,7 @@ from lstmviz_cli.errors import InputError
 from lstmviz_cli.glyphs import display_token, for_terminal
 from lstmviz_cli.loading.budget import parse_memory_size
 from lstmviz_cli.loading.checkpoint import load_checkpoint
+from lstmviz_cli.loading.corpus import corpus_sample, open_corpus
 from lstmviz_cli.loading.inputs import load_sample
 from lstmviz_cli.loading.records import LoadedModel, SampleInput
 from lstmviz_cli.loading.summary import loading_notes, loading_summary
@@ -75,20 +76,30 @@ def pick_sequence(sample: SampleInput, index: int, vocab: Sequence[str] | None) 
 
 
 def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,
-                   policy: VerifyPolicy | None = None) -> Run:
+                   policy: VerifyPolicy | None = None, corpus: bool = False) -> Run:
     """Load the checkpoint safely, read the sample, and trace every recurrent layer.
 
     Loading through a trust flag is announced on stderr (and the report is stamped by render).
     `float16_above`: store the series as float16 when the float32 trace would exceed this many bytes.
     `policy`: how the trace is verified (default: refuse over the tolerance, or with `options.verify`
     off compute every error and refuse none: --no-verify shows them in red); `lstmviz check` passes its own.
+    `corpus`: --input is a corpus (`loading.corpus`); the sample traced is its first sequence.
     """
     parse_forward_args(options.forward_args)  # a malformed --forward-arg fails before the checkpoint loads
     loaded = load_model(options)
     budget = parse_memory_size(options.max_memory) if options.max_memory else None
-    sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
-    if options.batch_index is not None:
-        sample = pick_sequence(sample, options.batch_index, loaded.info.vocab)
+    if corpus:
+        if options.input is None or options.tokens is not None:
+            raise InputError("corpus mode reads --input (a text file, a folder of .txt files, .npy or .npz); "
+                             "--tokens gives one sequence")
+        if options.batch_index is not None:
+            raise InputError("--batch-index picks one sequence of a batch; corpus mode pools every sequence: "
+                             "drop one of them")
+        sample = corpus_sample(open_corpus(loaded, options.input), loaded, max_memory_bytes=budget)
+    else:
+        sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
+        if options.batch_index is not None:
+            sample = pick_sequence(sample, options.batch_index, loaded.info.vocab)
     return trace_loaded(loaded, sample, options, float16_above=float16_above, policy=policy)
 
 

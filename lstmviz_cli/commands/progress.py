@@ -7,6 +7,8 @@ terminal (CI logs, pipes) it prints nothing at all, so logs and outputs stay byt
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -56,6 +58,12 @@ class Steps:
 
     def figures(self, done: int, total: int) -> None:
         """`done` of `total` figures drawn (`render.jobs.draw_figures`'s report)."""
+        self._count("drawing figures", done, total)
+
+    def counter(self, text: str) -> Callable[[int, int], None]:
+        """A (done, total) callback that shows `text` with a count: "reading the corpus 1,200/2,500"."""
+        return functools.partial(self._count, text)
+
+    def _count(self, text: str, done: int, total: int) -> None:
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, description=f"{self._label}: drawing figures", total=total,
-                                  completed=done)
+            self._progress.update(self._task, description=f"{self._label}: {text}", total=total, completed=done)

@@ -12,6 +12,7 @@ from lstmviz_cli.analysis.serialize import report_json
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.commands.progress import Steps
+from lstmviz_cli.explain.corpus import Progress
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.output import check_writable, write_atomic, write_json
 from lstmviz_cli.page.build import build_page, select
@@ -23,12 +24,14 @@ from lstmviz_cli.render.jobs import default_workers
 from lstmviz_cli.tracing.records import Run
 
 
-def report_stages(run: Run, analysis_options: AnalysisOptions, view: ViewOptions) -> tuple[Run, Analysis, Page]:
+def report_stages(run: Run, analysis_options: AnalysisOptions, view: ViewOptions, *,
+                  progress: Progress | None = None) -> tuple[Run, Analysis, Page]:
     """Analyze a traced run and build its report page: the run and analysis cut to `--layers`, and the page.
 
     What `lstmviz report` and `lstmviz_cli.report` do after tracing, so their pages are the same.
+    `progress` is told (sequences done, in all) while a corpus is read (`--corpus`).
     """
-    run, analysis, shown = select(run, analyze_run(run, analysis_options), view)
+    run, analysis, shown = select(run, analyze_run(run, analysis_options, progress=progress), view)
     return run, analysis, build_page(run, analysis, shown)
 
 
@@ -49,9 +52,11 @@ def run_report_command(
         check_writable(json_path, force=force)
     with Steps("report") as steps:
         steps.step(f"loading and tracing {Path(options.checkpoint).name}")
-        run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE)
+        corpus = analysis_options.corpus is not None
+        run = pipeline.load_and_trace(options, float16_above=pipeline.REPORT_FLOAT16_ABOVE, corpus=corpus)
         steps.step("analysing")
-        run, analysis, page = report_stages(run, analysis_options, view)
+        run, analysis, page = report_stages(run, analysis_options, view,
+                                            progress=steps.counter("reading the corpus") if corpus else None)
         if page_format == "dir":
             size = write_folder(page, output, workers=workers or default_workers(), done=steps.figures)
             written = output / INDEX

@@ -1,4 +1,6 @@
-"""The record of a decomposition of one output over the input steps, and its conservation check (no torch).
+"""The conservation check of a decomposition of one output over the input steps (no torch).
+
+The record, `Attribution`, lives in `analysis.evidence` (the page and the JSON read it without torch).
 
 JSON (one entry of the report's ``attributions`` list)::
 
@@ -13,11 +15,10 @@ JSON (one entry of the report's ``attributions`` list)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from lstmviz_cli.analysis.evidence import Attribution
 from lstmviz_cli.errors import ConservationError
 from lstmviz_cli.glyphs import display_token
 
@@ -29,47 +30,9 @@ STATE_TOLERANCE = 1e-4
 
 METHOD_NAMES = {"cd": "contextual decomposition", "lrp": "layer-wise relevance propagation"}
 
+__all__ = ["CONSERVATION_TOLERANCE", "STATE_TOLERANCE", "Attribution", "checked", "conservation_error",
+           "relative_error", "target_label"]
 
-@dataclass(frozen=True)
-class Attribution:
-    """One output of the model split over the input steps, plus what no step owns.
-
-    values: (time,) float64, the share of each input step (0 for steps the output cannot see);
-    rest: the bias / initial-state share; output: the model's real output that values + rest add
-    up to; conservation_error: |sum(values) + rest - output| / max(|output|, sum |parts|);
-    state_error: the largest relative difference between the states the method propagated and the
-    traced ones.
-    """
-
-    method: str  # "cd" | "lrp"
-    target: int  # index of the explained output (class / output unit)
-    target_label: str
-    step: int  # time step of the explained output
-    values: np.ndarray
-    rest: float
-    output: float
-    conservation_error: float
-    state_error: float
-    note: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "target": self.target,
-            "target_label": self.target_label,
-            "step": self.step,
-            "values": [float(v) for v in self.values],
-            "rest": float(self.rest),
-            "output": float(self.output),
-            "conservation_error": float(self.conservation_error),
-            "state_error": float(self.state_error),
-            "note": self.note,
-        }
-
-    def top_steps(self, count: int = 5) -> list[int]:
-        """The steps with the largest relevance, largest first (ties by step)."""
-        order = sorted(range(len(self.values)), key=lambda t: (-self.values[t], t))
-        return order[:count]
 
 
 def target_label(target: int, output_labels: Sequence[str] | None) -> str:

@@ -12,13 +12,13 @@ as it was.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from lstmviz_cli.analysis.units import rank_units
+from lstmviz_cli.analysis.units import UNIT_SERIES, pearson_matrix, rank_units
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain._run import model_input
 from lstmviz_cli.tracing.tracer import trace
@@ -70,3 +70,41 @@ def control_correlations(
     traced = trace(fresh, x if batch_first or x.dim() < 2 else x.transpose(0, 1))
     best = rank_units(traced, dict(features), per_feature=1)
     return {u.feature: abs(u.r) for u in best}
+
+
+def window_control(
+    model: nn.Module,
+    inputs: Sequence[tuple[np.ndarray, int]],
+    features: Mapping[str, np.ndarray],
+    *,
+    batch_first: bool = True,
+    seed: int = CONTROL_SEED,
+) -> dict[str, float]:
+    """The control over several sequences: feature -> best |r| over every c/h unit of an untrained copy.
+
+    inputs: (a sequence's values, (time,) token ids or (time, features), and how many of its first
+    steps count), in order; features: name -> values over those steps, concatenated in the same
+    order (a corpus's test window, `analysis.pooled`). Each sequence is run whole (a backward
+    direction reads the steps after the ones counted).
+    """
+    fresh = untrained_copy(model, seed)
+    blocks: dict[str, list[np.ndarray]] = {}
+    for values, used in inputs:
+        x = model_input(fresh, np.asarray(values)[None])
+        traced = trace(fresh, x if batch_first or x.dim() < 2 else x.transpose(0, 1))
+        for layer in traced.layers:
+            for series in UNIT_SERIES:
+                if series in layer.series:
+                    blocks.setdefault(f"{layer.prefix}/{series}", []).append(
+                        np.asarray(layer.series[series][0, :used], dtype=np.float64))
+    names = sorted(features)
+    best: dict[str, float] = {}
+    for parts in blocks.values():
+        states = np.concatenate(parts)
+        steps = min([len(states), *(len(features[n]) for n in names)])
+        r = pearson_matrix(states[:steps], np.stack([np.asarray(features[n], np.float64)[:steps] for n in names], axis=1))
+        for k, name in enumerate(names):
+            column = np.abs(r[:, k])
+            if np.isfinite(column).any():
+                best[name] = max(best.get(name, 0.0), float(np.nanmax(column)))
+    return best

@@ -36,53 +36,26 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Iterator, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from lstmviz_cli.analysis.evidence import UnitAblation, UnitSpec, UnitTests
 from lstmviz_cli.errors import ExplainError
 from lstmviz_cli.explain._run import call_model, find_stack, model_input, output_at, target_value
 from lstmviz_cli.explain.attribution import target_label
 from lstmviz_cli.explain.saliency import RecurrentStack
-from lstmviz_cli.explain.significance import UnitTests
 from lstmviz_cli.tracing.kernels import fused_layer
 from lstmviz_cli.tracing.records import Trace
 
-# Changes of the watched output or loss below this are "no change" (a float rounding).
-NO_EFFECT_TOLERANCE = 1e-6
 # The layered run without ablation must reproduce the model's own output to this (relative).
 REPLAY_TOLERANCE = 1e-4
 
 _SPEC = re.compile(r"^(?P<prefix>.+/l(?P<layer>\d+)/(?P<dir>fwd|bwd)):(?P<unit>\d+)(?:=(?P<value>\S+))?$")
-
-
-@dataclass(frozen=True)
-class UnitSpec:
-    """One unit of h to ablate: `prefix` "lstm/l0/fwd", `unit` index, `value` (None: zero)."""
-
-    prefix: str
-    unit: int
-    value: float | None = None
-
-    def __str__(self) -> str:
-        return f"{self.prefix}:{self.unit}" + ("" if self.value is None else f"={self.value:g}")
-
-    @property
-    def module(self) -> str:
-        return self.prefix.rsplit("/", 2)[0]
-
-    @property
-    def layer(self) -> int:
-        return int(self.prefix.rsplit("/", 2)[1][1:])
-
-    @property
-    def direction(self) -> int:
-        return 1 if self.prefix.endswith("/bwd") else 0
 
 
 def parse_unit_spec(text: str) -> UnitSpec:
@@ -135,62 +108,6 @@ def feature_clamp(trace: Trace, unit: UnitSpec | str, feature: np.ndarray, *, pr
     return UnitSpec(prefix=spec.prefix, unit=spec.unit, value=float(h[rows, spec.unit].mean()))
 
 
-@dataclass(frozen=True)
-class UnitAblation:
-    """What changes when `units` are silenced: the watched output and the loss on the sample.
-
-    step_loss_before/after: (time - 1,) next-token losses per step (char-lm only, else None).
-    """
-
-    units: tuple[UnitSpec, ...]
-    step: int
-    target: int
-    target_label: str
-    quantity: str  # "log-probability" | "value"
-    target_before: float
-    target_after: float
-    loss_kind: str | None  # "next-token" | "predicted-class" | None (regression)
-    loss_before: float | None
-    loss_after: float | None
-    step_loss_before: np.ndarray | None = None
-    step_loss_after: np.ndarray | None = None
-
-    @property
-    def target_change(self) -> float:
-        return self.target_after - self.target_before
-
-    @property
-    def loss_change(self) -> float | None:
-        if self.loss_before is None or self.loss_after is None:
-            return None
-        return self.loss_after - self.loss_before
-
-    @property
-    def changed(self) -> bool:
-        """False when neither the watched output nor the loss moved beyond `NO_EFFECT_TOLERANCE`."""
-        moved = abs(self.target_change) > NO_EFFECT_TOLERANCE
-        return moved or (self.loss_change is not None and abs(self.loss_change) > NO_EFFECT_TOLERANCE)
-
-    def to_json(self) -> dict[str, Any]:
-        step_change = None
-        if self.step_loss_before is not None and self.step_loss_after is not None:
-            step_change = [float(v) for v in self.step_loss_after - self.step_loss_before]
-        return {
-            "units": [str(u) for u in self.units],
-            "step": self.step,
-            "target": self.target,
-            "target_label": self.target_label,
-            "quantity": self.quantity,
-            "target_before": self.target_before,
-            "target_after": self.target_after,
-            "loss": self.loss_kind,
-            "loss_before": self.loss_before,
-            "loss_after": self.loss_after,
-            "step_loss_change": step_change,
-            "changed": self.changed,
-        }
-
-
 def _check_units(units: Sequence[UnitSpec], name: str,
                  stack: RecurrentStack) -> dict[tuple[int, int], dict[int, float]]:
     """(layer, direction) -> {unit: value}, validated against the stack; ExplainError otherwise."""
@@ -207,6 +124,8 @@ def _check_units(units: Sequence[UnitSpec], name: str,
                                "before the projection, which PyTorch's kernel does not expose")
         if not 0 <= spec.unit < width:
             raise ExplainError(f"unit {str(spec)!r}: the layer has units 0..{width - 1}")
+        if spec.value is not None and not np.isfinite(spec.value):
+            raise ExplainError(f"unit {str(spec)!r}: the clamp value must be finite")
         clamps.setdefault((spec.layer, spec.direction), {})[spec.unit] = spec.value or 0.0
     return clamps
 
@@ -217,7 +136,8 @@ def _output_width(stack: RecurrentStack) -> int:
 
 
 @contextlib.contextmanager
-def _layered(stack: RecurrentStack, stepped: set[tuple[int, int]], clamps: dict[tuple[int, int], dict[int, float]]) -> Iterator[None]:
+def _layered(stack: RecurrentStack, stepped: set[tuple[int, int]],
+             clamps: Mapping[tuple[int, int], Mapping[int, float | torch.Tensor]]) -> Iterator[None]:
     """Run `stack` layer by layer with the kernel; `stepped` directions one step at a time with `clamps`.
 
     Replaces the instance's forward (restored in `finally`), returning what nn.LSTM/GRU/RNN
@@ -229,7 +149,7 @@ def _layered(stack: RecurrentStack, stepped: set[tuple[int, int]], clamps: dict[
 
     def run_direction(x: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
                       weights: list[torch.Tensor], d: int, stepwise: bool,
-                      values: dict[int, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                      values: Mapping[int, float | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         if not stepwise:  # the reverse direction reads time backwards
             seq = x if d == 0 else x.flip(0)
             result = fused_layer(stack, seq, None, state, weights, False)
@@ -238,13 +158,20 @@ def _layered(stack: RecurrentStack, stepped: set[tuple[int, int]], clamps: dict[
         steps = x.shape[0]
         pieces: list[torch.Tensor | None] = [None] * steps
         h, c = state if isinstance(state, tuple) else (state, None)
+        # A tensor holds one value per batch row (NaN: that row is not clamped), in h's dtype and
+        # device: the NaN test is made once, on the values as given (float64), before any rounding.
+        rows = {unit: (torch.isnan(value).to(h.device), value.to(h.device, h.dtype))
+                for unit, value in values.items() if isinstance(value, torch.Tensor)}
+        scalars = {unit: value for unit, value in values.items() if not isinstance(value, torch.Tensor)}
         for t in range(steps - 1, -1, -1) if d else range(steps):
             step_state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = (h, c) if c is not None else h
             result = fused_layer(stack, x[t:t + 1], None, step_state, weights, False)
             h = result[1].clone()
             c = result[2] if is_lstm else None
-            for unit, value in values.items():
-                h[..., unit] = value
+            for unit, (free, value) in rows.items():
+                h[0, :, unit] = torch.where(free, h[0, :, unit], value)
+            for unit, scalar in scalars.items():
+                h[..., unit] = scalar
             pieces[t] = h[0]
         return torch.stack([p for p in pieces if p is not None]), h, c
 
@@ -334,8 +261,12 @@ def ablate_units(
     steps = int(x.shape[1])
     quantity = "value" if task == "regression" else "log-probability"
     was_training = model.training
+    threads = torch.get_num_threads()
     try:
         model.eval()
+        # One kernel call per step of a small matrix: more threads only add their wake-up cost
+        # (on a loaded 2-core machine, 5x slower); the caller's setting is restored.
+        torch.set_num_threads(1)
         with torch.no_grad():
             real = call_model(model, x, batch_first)
             with _layered(stack, stepped, {}):
@@ -343,6 +274,7 @@ def ablate_units(
             with _layered(stack, stepped, clamps):
                 after = call_model(model, x, batch_first)
     finally:
+        torch.set_num_threads(threads)
         model.train(was_training)
     scale = max(1.0, float(real.abs().max()))
     if before.shape != real.shape or float((before - real).abs().max()) > REPLAY_TOLERANCE * scale:
@@ -360,6 +292,94 @@ def ablate_units(
         quantity=quantity, target_before=target_value(vec_before, target, quantity),
         target_after=target_value(vec_after, target, quantity), loss_kind=loss_kind,
         loss_before=loss_b, loss_after=loss_a, step_loss_before=per_b, step_loss_after=per_a)
+
+
+def ablate_variants(
+    model: nn.Module,
+    values: np.ndarray,
+    variants: Sequence[Sequence[UnitSpec | str]],
+    *,
+    step: int | None = None,
+    target: int | None = None,
+    task: str | None = None,
+    batch_first: bool = True,
+    output_labels: Sequence[str] | None = None,
+) -> list[UnitAblation]:
+    """Several ablations of batch element 0 of `values` in one stepped run: one UnitAblation per variant.
+
+    variants: one sequence of unit specs per check (as `ablate_units`' `units`). The input is
+    repeated once per variant plus once unablated (row 0, the "before"), and each batch row gets
+    its own clamps (a per-row value; NaN marks a row that keeps the unit's own value), so the
+    stepped layers run once whatever the number of variants (the report's default checks: the
+    top units, clamped and zeroed). Same arguments, errors and results as `ablate_units` run once
+    per variant, up to float rounding between batch rows; every variant is validated before
+    anything runs. A model that does not take the repeated batch (an initial state stored with
+    batch 1, an output that merges the batch axis) is run once per variant instead.
+    """
+    if not variants:
+        return []
+    parsed = [tuple(parse_unit_spec(u) if isinstance(u, str) else u for u in units) for units in variants]
+    if any(not specs for specs in parsed):
+        raise ExplainError("no unit to ablate")
+    name, stack = find_stack(model)
+    rows = len(parsed) + 1
+    clamps: dict[tuple[int, int], dict[int, torch.Tensor]] = {}
+    for row, specs in enumerate(parsed, start=1):
+        for where, units in _check_units(specs, name, stack).items():
+            for unit, value in units.items():  # float64: the values as given, NaN only where not set
+                column = clamps.setdefault(where, {}).setdefault(
+                    unit, torch.full((rows,), float("nan"), dtype=torch.float64))
+                column[row] = value
+    x = model_input(model, values)
+    steps = int(x.shape[1])
+    batch = x.repeat(rows, *([1] * (x.dim() - 1)))
+    out: torch.Tensor | None = None
+    was_training = model.training
+    threads = torch.get_num_threads()
+    try:
+        model.eval()
+        torch.set_num_threads(1)  # as in ablate_units
+        with torch.no_grad():
+            single = call_model(model, x, batch_first)
+            try:
+                real: torch.Tensor | None = call_model(model, batch, batch_first)
+            except ExplainError:
+                raise
+            except Exception:  # noqa: BLE001 - the model's own code does not take a batch of `rows`
+                real = None
+            if real is not None and single.shape[0] == 1 and real.shape == (rows, *single.shape[1:]):
+                with _layered(stack, set(clamps), clamps):
+                    out = call_model(model, batch, batch_first)
+    finally:
+        torch.set_num_threads(threads)
+        model.train(was_training)
+    if out is None or real is None:
+        return [ablate_units(model, values, specs, step=step, target=target, task=task, batch_first=batch_first,
+                             output_labels=output_labels) for specs in parsed]
+    # The replay is checked against the model's own run of the same batch: a half-precision model's
+    # kernels round a batch of one differently from a batch of several.
+    before = out[:1]
+    scale = max(1.0, float(real.abs().max()))
+    if out.shape != real.shape or float((before - real[:1]).abs().max()) > REPLAY_TOLERANCE * scale:
+        raise ExplainError("running the recurrent stack layer by layer does not reproduce the model's "
+                           "output; unit ablation is not shown")
+    vec_before, at = output_at(before, step, steps)
+    if target is None:
+        target = int(torch.argmax(vec_before))
+    if not 0 <= target < vec_before.shape[0]:
+        raise ExplainError(f"target {target} is outside the model's {vec_before.shape[0]} outputs")
+    quantity = "value" if task == "regression" else "log-probability"
+    result = []
+    for row, specs in enumerate(parsed, start=1):
+        after = out[row:row + 1]
+        vec_after, _ = output_at(after, step, steps)
+        loss_kind, loss_b, loss_a, per_b, per_a = _losses(task, x, before, after, vec_before, vec_after, target)
+        result.append(UnitAblation(
+            units=specs, step=at, target=target, target_label=target_label(target, output_labels),
+            quantity=quantity, target_before=target_value(vec_before, target, quantity),
+            target_after=target_value(vec_after, target, quantity), loss_kind=loss_kind,
+            loss_before=loss_b, loss_after=loss_a, step_loss_before=per_b, step_loss_after=per_a))
+    return result
 
 
 _Losses = tuple[str | None, float | None, float | None, np.ndarray | None, np.ndarray | None]

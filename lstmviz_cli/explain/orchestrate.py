@@ -19,6 +19,8 @@ from lstmviz_cli.analysis.records import Analysis, MemoryProbe, SaliencyResult
 from lstmviz_cli.analysis.textfeatures import read_labels_csv, step_tokens
 from lstmviz_cli.analysis.thresholds import saturation_thresholds
 from lstmviz_cli.errors import InputError, first_line
+from lstmviz_cli.explain.corpus import Progress
+from lstmviz_cli.explain.gather import ModelContext, gather_evidence
 from lstmviz_cli.explain.probe import memory_probe
 from lstmviz_cli.explain.saliency import compute_saliency, model_batch_first
 from lstmviz_cli.loading.records import SampleInput
@@ -28,8 +30,9 @@ from lstmviz_cli.tracing.records import Run, Trace
 from lstmviz_cli.tracing.seeding import seeded
 
 
-def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
-    """The pipeline's analysis stage: the trace's numbers, plus saliency from the model when it can run.
+def analyze_run(run: Run, options: AnalysisOptions, *, progress: Progress | None = None) -> Analysis:
+    """The pipeline's analysis stage: the trace's numbers, plus saliency from the model when it can run,
+    plus the evidence of `explain.gather` (`progress` is told how far a corpus has been read).
 
     The prediction is read once, here: it picks saliency's target and is the analysis's prediction.
     A model that cannot be differentiated (or probed) costs only that section, with a note saying
@@ -82,8 +85,9 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
     saliency: SaliencyResult | None = None
     probe: MemoryProbe | None = None
     model: nn.Module | None = loaded.model
+    values = np.asarray(sample.values)[:1, :steps]
+    batch_first = trace.meta.model_batch_first
     if model is not None:
-        values = np.asarray(sample.values)[:1, :steps]
         device = loaded.device
         batch_first = trace.meta.model_batch_first
         if batch_first is None or trace.meta.packed:
@@ -116,7 +120,7 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
         known = set(trace.meta.model_warnings)
         notes.extend(f"the model warned while its saliency was computed: {line}" for line in caught
                      if line not in known)
-    return analyze_trace(
+    analysis = analyze_trace(
         trace,
         prediction=prediction,
         tokens=tokens,
@@ -128,6 +132,16 @@ def analyze_run(run: Run, options: AnalysisOptions) -> Analysis:
         notes=notes,
         provenance=facts,
     )
+    # The evidence of issue 18 (decompositions, memory by ablation, unit p-values and causal checks,
+    # corpus pooling), each within its budget: `explain.gather`.
+    context = ModelContext(
+        model=model, values=values, batch_first=bool(batch_first if batch_first is not None else True),
+        step=(chosen if chosen is not None else last_step) if last_step is not None else None,
+        task="regression" if prediction is not None and prediction.kind == "values" else info.task,
+        output_labels=list(info.output_labels or info.vocab or []), has_prediction=prediction is not None,
+    )
+    with captured_warnings():  # the model's warnings were noted once, above
+        return gather_evidence(run, analysis, options, context, progress=progress)
 
 
 def _first_length(trace: Trace, sample: SampleInput) -> int:

@@ -23,22 +23,26 @@ from a permutation test that respects time:
 Rows are ranked by effect (|r|) among the significant ones; a feature none of whose units is
 significant is not ranked, and its best unit is listed as such.
 
+Cost bound: the test reads the first `significance_steps(...)` steps (the budget
+`SIGNIFICANCE_BUDGET` of multiply-adds, at least `MIN_TEST_STEPS`), the ranking every step; a
+corpus tests its first sequences, concatenated (`evidence_for_units`). A test over fewer steps is valid,
+only less powerful; `UnitTests.steps` says how many it read.
+
 JSON (the report's ``units``)::
 
     {"ranked": [{"feature", "key", "unit", "r", "p", "control_r", "significant": true}],
      "not_significant": [{... the best unit of each feature with no significant unit ...}],
      "permutations": int, "alpha": float, "block_lengths": {feature: steps},
-     "pairs_tested": int, "correction": str, "note": str}
+     "pairs_tested": int, "correction": str, "steps": int, "note": str}
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lstmviz_cli.analysis.evidence import UnitCorrelation, UnitTests
 from lstmviz_cli.analysis.units import UNIT_SERIES, pearson_matrix, rank_units
 from lstmviz_cli.tracing.records import Trace
 
@@ -46,67 +50,13 @@ PERMUTATIONS = 2000  # block permutations per feature: the smallest p is feature
 SIGNIFICANCE_LEVEL = 0.05  # family-wise error rate over every unit x feature pair tested
 MIN_BLOCKS = 10  # blocks are at most steps / MIN_BLOCKS long
 PERMUTATION_SEED = 0
+# The test reads at most as many steps as this many multiply-adds allow (about half a second), and
+# at least MIN_TEST_STEPS; the ranking by |r| reads every step.
+SIGNIFICANCE_BUDGET = 4e9
+MIN_TEST_STEPS = 200
 CORRECTION = "max-T over units (Westfall-Young), Bonferroni over features"
-
-
-@dataclass(frozen=True)
-class UnitEvidence:
-    """One unit's correlation with one feature, its corrected p-value and the untrained control.
-
-    r: Pearson r over the steps of batch element 0; p: family-wise corrected p-value;
-    control_r: the same feature's best |r| over every unit of an untrained model of the same
-    architecture on the same input (None when not computed).
-    """
-
-    feature: str
-    key: str  # "<prefix>/<series>", e.g. "lstm/l0/fwd/c"
-    unit: int
-    r: float
-    p: float
-    significant: bool
-    control_r: float | None = None
-
-    @property
-    def prefix(self) -> str:
-        return self.key.rsplit("/", 1)[0]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"feature": self.feature, "key": self.key, "unit": self.unit, "r": self.r, "p": self.p,
-                "control_r": self.control_r, "significant": self.significant}
-
-
-@dataclass(frozen=True)
-class UnitTests:
-    """Ranked unit-feature pairs with evidence, and what was tested."""
-
-    ranked: tuple[UnitEvidence, ...]  # significant pairs, strongest |r| first
-    not_significant: tuple[UnitEvidence, ...]  # the best unit of each feature without a significant one
-    permutations: int
-    alpha: float
-    pairs_tested: int
-    block_lengths: dict[str, int] = field(default_factory=dict)
-    correction: str = CORRECTION
-
-    @property
-    def note(self) -> str:
-        if not self.pairs_tested:
-            return "no unit-feature pair could be tested (constant features or units)"
-        if not self.ranked:
-            return (f"no unit is significantly correlated with any feature (family-wise "
-                    f"alpha {self.alpha:g} over {self.pairs_tested} pairs): units are not ranked")
-        return ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ranked": [u.to_json() for u in self.ranked],
-            "not_significant": [u.to_json() for u in self.not_significant],
-            "permutations": self.permutations,
-            "alpha": self.alpha,
-            "block_lengths": dict(self.block_lengths),
-            "pairs_tested": self.pairs_tested,
-            "correction": self.correction,
-            "note": self.note,
-        }
+# A ranked pair with its evidence (p, significant, control_r) is a UnitCorrelation (analysis.records).
+UnitEvidence = UnitCorrelation
 
 
 def block_length(feature: np.ndarray, min_blocks: int = MIN_BLOCKS) -> int:
@@ -136,18 +86,25 @@ def block_permutations(steps: int, block: int, count: int, rng: np.random.Genera
     return (index + shift) % steps
 
 
-def _state_blocks(trace: Trace, steps_cap: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(key, states (rows, units) float64, kept step indices) of every c/h series, batch element 0."""
+def significance_steps(features: int, units: int, permutations: int = PERMUTATIONS,
+                       budget: float = SIGNIFICANCE_BUDGET) -> int:
+    """How many steps the permutation test reads within `budget` multiply-adds (at least MIN_TEST_STEPS).
+
+    The test costs about features x permutations x units x steps multiply-adds.
+    """
+    per_step = max(1, features) * max(1, permutations) * max(1, units)
+    return max(MIN_TEST_STEPS, int(budget // per_step))
+
+
+def state_blocks(trace: Trace, steps_cap: int) -> list[tuple[str, np.ndarray]]:
+    """(key, states (steps, units) float64) of every c/h series of batch element 0, its first `steps_cap` steps."""
     found = []
     for layer in trace.layers:
         for series in UNIT_SERIES:
             if series not in layer.series:
                 continue
-            seq = np.asarray(layer.series[series][0], dtype=np.float64)
-            seq = seq[: min(seq.shape[0], steps_cap)]
-            keep = np.flatnonzero(~np.isnan(seq).any(axis=1))
-            if len(keep) >= 3:
-                found.append((f"{layer.prefix}/{series}", seq[keep], keep))
+            seq = np.asarray(layer.series[series][0, :steps_cap], dtype=np.float64)
+            found.append((f"{layer.prefix}/{series}", seq))
     return found
 
 
@@ -160,18 +117,55 @@ def unit_significance(
     alpha: float = SIGNIFICANCE_LEVEL,
     seed: int = PERMUTATION_SEED,
     control: Mapping[str, float] | None = None,
+    max_steps: int | None = None,
 ) -> UnitTests:
     """Corrected block-permutation p-values for the `per_feature` strongest units of every feature.
 
     trace: c and h of every layer (batch element 0, as `analysis.rank_units`); features: name ->
     (time,) values per step. control: feature -> best |r| of an untrained model
-    (`control.control_correlations`), attached to each row. Deterministic for a given `seed`.
-    Costs about features x permutations x steps x units multiply-adds (the sample char model,
-    9 features, 2000 permutations, 384 units, 393 steps: 2.7e9, about a second).
+    (`control.control_correlations`), attached to each row. max_steps: test only the first steps
+    (default: as many as `significance_steps` allows; the ranking itself reads every step).
+    Deterministic for a given `seed`. Costs about features x permutations x steps x units
+    multiply-adds (the sample char model, 9 features, 2000 permutations, 384 units, 393 steps:
+    2.7e9, about a third of a second).
+    """
+    names = sorted(features)
+    candidates = rank_units(trace, {n: features[n] for n in names}, per_feature=per_feature)
+    units = sum(layer.series[s].shape[2] for layer in trace.layers for s in UNIT_SERIES if s in layer.series)
+    cap = max_steps if max_steps is not None else significance_steps(len(names), units, permutations)
+    steps = min([len(features[n]) for n in names] + [trace.layers[0].steps if trace.layers else 0, cap])
+    blocks = state_blocks(trace, steps)
+    window = {n: np.asarray(features[n], dtype=np.float64)[:steps] for n in names}
+    return evidence_for_units(blocks, window, candidates, permutations=permutations, alpha=alpha, seed=seed,
+                      control=control)
+
+
+def evidence_for_units(
+    blocks: Sequence[tuple[str, np.ndarray]],
+    features: Mapping[str, np.ndarray],
+    candidates: Sequence[UnitCorrelation],
+    *,
+    permutations: int = PERMUTATIONS,
+    alpha: float = SIGNIFICANCE_LEVEL,
+    seed: int = PERMUTATION_SEED,
+    control: Mapping[str, float] | None = None,
+) -> UnitTests:
+    """p-values of `candidates` (ranked pairs, strongest first per feature) from block permutations.
+
+    blocks: (key, states (steps, units)) of every c/h series over the steps tested (NaN rows, such
+    as padding, are left out); features: name -> (steps,) over the same steps. A corpus passes the
+    first sequences read, concatenated in time (`analysis.pooled`), and candidates ranked over the
+    whole corpus: the test is then of the correlation over the steps tested. A candidate whose
+    unit cannot be tested there (constant) gets p = 1.
     """
     names = sorted(features)
     steps = min([len(features[n]) for n in names], default=0)
-    blocks = _state_blocks(trace, steps)
+    kept = []
+    for key, states in blocks:
+        states = np.asarray(states, dtype=np.float64)[:steps]
+        keep = np.flatnonzero(~np.isnan(states).any(axis=1))
+        if len(keep) >= 3:
+            kept.append((key, states[keep], keep))
     rng = np.random.default_rng(seed)
     pvalues: dict[tuple[str, str, int], float] = {}
     lengths: dict[str, int] = {}
@@ -179,7 +173,7 @@ def unit_significance(
     pairs = 0
     for name in names:
         f = np.asarray(features[name], dtype=np.float64)[:steps]
-        observed = [np.abs(pearson_matrix(x, f[keep][:, None])[:, 0]) for _, x, keep in blocks]
+        observed = [np.abs(pearson_matrix(x, f[keep][:, None])[:, 0]) for _, x, keep in kept]
         testable = sum(int(np.isfinite(o).sum()) for o in observed)
         if testable == 0:
             continue
@@ -189,31 +183,34 @@ def unit_significance(
         index = block_permutations(steps, lengths[name], permutations, rng)
         shuffled = f[index].T  # (steps, permutations)
         null = np.full(permutations, -np.inf)
-        for _, x, keep in blocks:
+        for _, x, keep in kept:
             r = np.abs(pearson_matrix(x, shuffled[keep]))
             null = np.maximum(null, np.nanmax(np.where(np.isnan(r), -np.inf, r), axis=0))
         null.sort()
-        for (key, _, _), obs in zip(blocks, observed, strict=True):
+        for (key, _, _), obs in zip(kept, observed, strict=True):
             # How many permutations reach each observed |r| (a hair of slack for float ties).
             exceed = permutations - np.searchsorted(null, obs - 1e-12, side="left")
             for unit in np.flatnonzero(np.isfinite(obs)):
-                pvalues[(name, key, int(unit))] = (1.0 + exceed[unit]) / (1.0 + permutations)
+                pvalues[(name, key, int(unit))] = float((1.0 + exceed[unit]) / (1.0 + permutations))
     ranked, not_significant = [], []
-    candidates = rank_units(trace, {n: features[n] for n in names}, per_feature=per_feature)
     best_seen: set[str] = set()
+
+    def evidence(c: UnitCorrelation, significant: bool | None = None) -> UnitCorrelation:
+        p = float(min(1.0, pvalues.get((c.feature, c.key, c.unit), 1.0) * max(tested_features, 1)))
+        return UnitCorrelation(feature=c.feature, key=c.key, unit=c.unit, r=c.r, p=p,
+                               significant=p <= alpha if significant is None else significant,
+                               control_r=None if control is None else control.get(c.feature))
+
     for c in candidates:
-        p = min(1.0, pvalues[(c.feature, c.key, c.unit)] * tested_features)
-        row = UnitEvidence(feature=c.feature, key=c.key, unit=c.unit, r=c.r, p=p, significant=p <= alpha,
-                           control_r=None if control is None else control.get(c.feature))
+        row = evidence(c)
         if row.significant:
             ranked.append(row)
-    for c in candidates:  # rank_units lists each feature's units strongest first
+    for c in candidates:  # each feature's units come strongest first
         if c.feature in best_seen or any(u.feature == c.feature for u in ranked):
             continue
         best_seen.add(c.feature)
-        p = min(1.0, pvalues[(c.feature, c.key, c.unit)] * tested_features)
-        not_significant.append(UnitEvidence(feature=c.feature, key=c.key, unit=c.unit, r=c.r, p=p,
-                                            significant=False,
-                                            control_r=None if control is None else control.get(c.feature)))
+        not_significant.append(evidence(c, significant=False))
+    ranked.sort(key=lambda u: (-abs(u.r), u.feature, u.key, u.unit))
     return UnitTests(ranked=tuple(ranked), not_significant=tuple(not_significant),
-                     permutations=permutations, alpha=alpha, pairs_tested=pairs, block_lengths=lengths)
+                     permutations=permutations, alpha=alpha, pairs_tested=pairs, block_lengths=lengths,
+                     steps=steps, correction=CORRECTION)

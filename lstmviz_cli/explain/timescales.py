@@ -15,52 +15,15 @@ JSON (one entry per layer direction)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
+from lstmviz_cli.analysis.evidence import LayerTimescales
 from lstmviz_cli.analysis.rows import column_means, valid_rows
 from lstmviz_cli.tracing.records import Trace
 
 # Histogram bins in steps: [0, 1), [1, 2), [2, 4), ..., [2^15, 2^16), [2^16, inf).
 TIMESCALE_EDGES = np.concatenate([[0.0], 2.0 ** np.arange(0, 17), [np.inf]])
 KEEP_GATE = {"lstm": "f", "gru": "z"}  # the gate whose value is the share of the state kept
-
-
-@dataclass(frozen=True)
-class LayerTimescales:
-    """Timescales of every unit of one layer direction.
-
-    mean_gate: (units,) mean of the keep gate over every valid step of every sequence;
-    tau: (units,) -1 / ln(mean_gate) in steps (inf where the mean gate is 1 in float32);
-    edges: (bins + 1,) `TIMESCALE_EDGES`; counts: (bins,) units per bin.
-    """
-
-    prefix: str
-    gate: str
-    mean_gate: np.ndarray
-    tau: np.ndarray
-    edges: np.ndarray
-    counts: np.ndarray
-
-    @property
-    def median(self) -> float:
-        return float(np.median(self.tau)) if self.tau.size else float("nan")
-
-    def to_json(self) -> dict[str, Any]:
-        def num(v: float) -> float | None:
-            return float(v) if np.isfinite(v) else None
-
-        return {
-            "prefix": self.prefix,
-            "gate": self.gate,
-            "tau": [num(v) for v in self.tau],
-            "mean_gate": [float(v) for v in self.mean_gate],
-            "median_tau": num(self.median),
-            "edges": [num(v) for v in self.edges],
-            "counts": [int(v) for v in self.counts],
-        }
 
 
 def timescale(mean_gate: np.ndarray) -> np.ndarray:
@@ -85,9 +48,13 @@ def forget_timescales(trace: Trace) -> list[LayerTimescales]:
         rows = valid_rows(layer.series[gate])
         if rows.size == 0:
             continue
-        mean = column_means(rows)
-        tau = timescale(mean)
-        counts, _ = np.histogram(tau, bins=TIMESCALE_EDGES)
-        result.append(LayerTimescales(prefix=layer.prefix, gate=gate, mean_gate=mean, tau=tau,
-                                      edges=TIMESCALE_EDGES, counts=counts))
+        result.append(layer_timescales(layer.prefix, gate, column_means(rows)))
     return result
+
+
+def layer_timescales(prefix: str, gate: str, mean_gate: np.ndarray) -> LayerTimescales:
+    """The record of one layer from its keep gate's mean per unit (also pooled over a corpus)."""
+    tau = timescale(mean_gate)
+    counts, _ = np.histogram(tau, bins=TIMESCALE_EDGES)
+    return LayerTimescales(prefix=prefix, gate=gate, mean_gate=np.asarray(mean_gate, dtype=np.float64), tau=tau,
+                           edges=TIMESCALE_EDGES, counts=counts)

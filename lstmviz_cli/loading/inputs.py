@@ -72,16 +72,21 @@ def load_sample(
         sample.text = text
         unit = "characters" if _char_level(meta) else "words"
         sample.description = f"{source}: {sample.steps if unit == 'words' else len(text)} {unit}"
+    as_model_reads(sample, meta)
+    check_budget(loaded, sample, max_memory_bytes)
+    return sample
+
+
+def as_model_reads(sample: SampleInput, meta: Metadata) -> None:
+    """Token ids made what the model reads, in place: one-hot rows of the vocabulary for a rebuilt model
+    without an Embedding (`one_hot`); for your own code without one, the width of the one-hot rows
+    tried if it refuses ids (`one_hot_width`, `tracing.sample`)."""
     if meta.get("one_hot") and sample.kind == "tokens":
-        # A rebuilt model without an Embedding reads one-hot rows of its vocabulary.
         sample.values = one_hot(sample.values, int(meta["vocab_size"]))
         sample.kind = "features"
         sample.one_hot = True
     elif meta.get("one_hot_width") and sample.kind == "tokens":
-        # Your own code without an Embedding: ids, or one-hot rows if it refuses them (tracing.sample).
         sample.one_hot_width = int(meta["one_hot_width"])
-    check_budget(loaded, sample, max_memory_bytes)
-    return sample
 
 
 def one_hot(ids: np.ndarray, width: int) -> np.ndarray:

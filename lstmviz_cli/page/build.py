@@ -21,10 +21,13 @@ from lstmviz_cli.page.context import PageContext, context
 from lstmviz_cli.page.ids import Ids
 from lstmviz_cli.page.model import Page, Section
 from lstmviz_cli.page.sections.architecture import architecture_section
+from lstmviz_cli.page.sections.attribution import attribution_section
 from lstmviz_cli.page.sections.cell import cell_section
 from lstmviz_cli.page.sections.diagnostics import diagnostics_section
+from lstmviz_cli.page.sections.excerpts import excerpts_section
 from lstmviz_cli.page.sections.gatestats import gate_stats_section
 from lstmviz_cli.page.sections.heatmaps import heatmap_section
+from lstmviz_cli.page.sections.hypothesis import hypothesis_section
 from lstmviz_cli.page.sections.memory import memory_section
 from lstmviz_cli.page.sections.saturation import saturation_section
 from lstmviz_cli.page.sections.summary import summary_section
@@ -49,6 +52,9 @@ REPORT_SECTIONS: tuple[SectionBuilder, ...] = (
     gate_stats_section,
     saturation_section,
     units_section,
+    excerpts_section,
+    hypothesis_section,
+    attribution_section,
     memory_section,
     trajectories_section,
     diagnostics_section,
@@ -80,8 +86,14 @@ def build_page(run: Run, analysis: Analysis, view: View, *,
     built = [section for builder in sections if (section := builder(ctx)) is not None]
     title = visible(view.title, 200)
     picked = run.sample.picked
-    subtitle = SUBTITLE if picked is None else SUBTITLE.replace(
-        "batch element 0", f"sequence {picked[0]} of {picked[1]} (--batch-index)")
+    corpus = ctx.analysis.corpus
+    subtitle = SUBTITLE
+    if corpus is not None:
+        subtitle = (f"Every gate of every recurrent layer, traced on {corpus.sequences:,} sequences of "
+                    f"{visible(corpus.source, 80)} · statistics, units and findings pool them all; per-step figures "
+                    "show the first")
+    elif picked is not None:
+        subtitle = SUBTITLE.replace("batch element 0", f"sequence {picked[0]} of {picked[1]} (--batch-index)")
     return Page(
         title=title, heading=(title,), sections=tuple(built), subtitle=subtitle,
         notes=tuple(ctx.analysis.notes), footer=FOOTER,

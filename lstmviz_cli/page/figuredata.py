@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lstmviz_cli.analysis.diff import GateStatChange, WeightChange
+from lstmviz_cli.analysis.evidence import ContextAblation, LayerTimescales
 from lstmviz_cli.analysis.records import (
     GateStat,
     MemoryProbe,
@@ -136,6 +137,51 @@ class UnitFeaturesData:
 
 
 @dataclass(frozen=True, eq=False)
+class AttributionPanel:
+    """One method's share of the prediction per input step: its values and what the panel title says."""
+
+    label: str  # "gradient saliency", "contextual decomposition", "layer-wise relevance (LRP)"
+    values: FloatArray  # (steps,) per input step
+    signed: bool  # decompositions are signed (a step can push against the prediction); saliency is not
+    title: str
+
+
+@dataclass(frozen=True, eq=False)
+class AttributionData:
+    """Gradient saliency beside the decompositions of one prediction, step by step with the tokens."""
+
+    panels: tuple[AttributionPanel, ...]
+    tokens: tuple[str, ...] | None
+    step: int  # the predicted step (marked)
+
+
+@dataclass(frozen=True, eq=False)
+class TimescalesData:
+    """Per layer, how many units forget on each timescale (tau = -1/ln mean f; GRU: z)."""
+
+    layers: tuple[LayerTimescales, ...]
+    labels: Mapping[str, str]  # prefix -> panel title
+
+
+@dataclass(frozen=True, eq=False)
+class ContextAblationData:
+    """How much the output changes as the input older than k steps is zeroed; the three horizons marked."""
+
+    ablation: ContextAblation
+    saliency_horizon: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class UnitAblationData:
+    """A unit's causal check: the change of the next-token loss per step, steps with its feature shaded."""
+
+    change: FloatArray  # (steps - 1,) loss after - loss before, per predicted step
+    feature: FloatArray | None  # (steps - 1,) the feature the unit was ranked for (> min: present)
+    title: str
+    tokens: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, eq=False)
 class WeightHistogramsData:
     """One layer's weight histograms per gate, before and after (the diff page)."""
 
@@ -236,7 +282,8 @@ class UnrolledData:
 
 PlotData = (
     HeatmapData | WeightsData | GateStatsData | SaturationData | SaliencyData | MemoryProbeData | TrajectoryData
-    | ActivityData | UnitFeaturesData | WeightHistogramsData | SaturationChangeData | TimelineData
+    | ActivityData | UnitFeaturesData | WeightHistogramsData | SaturationChangeData | TimelineData | AttributionData
+    | TimescalesData | ContextAblationData | UnitAblationData
 )
 DiagramData = ArchitectureData | CellData | UnrolledData
 FigureData = PlotData | DiagramData

@@ -20,10 +20,10 @@ from lstmviz_cli.analysis.records import FigureRef
 from lstmviz_cli.page.figuredata import DIAGRAM_TYPES, FigureData, FloatArray
 
 __all__ = [
-    "Badge", "Banner", "Block", "Card", "Cell", "CheckRow", "Checks", "Definitions", "FigureRef", "FigureSpec",
-    "FindingRow", "Findings",
-    "Grid", "Heading", "Highlight", "Inline", "KeyValue", "KeyValues", "Legend", "LegendItem", "Page",
-    "Paragraph", "Row", "Section", "Span", "Table", "UnitPicker", "UnitExplorer", "ExplorerSeries",
+    "Badge", "Banner", "Block", "Card", "Cell", "CheckRow", "Checks", "Definitions", "ExcerptBrowser", "ExcerptLine",
+    "ExcerptUnit", "ExplorerSeries", "FigureRef", "FigureSpec", "FindingRow", "Findings", "Grid", "Heading", "Highlight",
+    "HypothesisSearch", "Inline", "KeyValue", "KeyValues", "Legend", "LegendItem", "Page",
+    "Paragraph", "Row", "Section", "Span", "Table", "UnitExplorer", "UnitPicker",
 ]
 
 # -- inline text -------------------------------------------------------------------------------------
@@ -208,6 +208,60 @@ class UnitPicker:
     choices: tuple[tuple[str, str], ...]  # (highlight id, label)
 
 
+@dataclass(frozen=True)
+class ExcerptLine:
+    """One context where a unit fires: the text before, the firing token (marked), the text after."""
+
+    before: str
+    token: str
+    after: str
+    value: str  # the unit's value at the token, as shown
+    where: str  # "sequence 12, step 80"
+
+
+@dataclass(frozen=True)
+class ExcerptUnit:
+    """One unit's top-activating contexts: where it is highest and where it is lowest."""
+
+    key: str  # "lstm/l0/fwd:49" (what the picker selects)
+    label: str
+    highest: tuple[ExcerptLine, ...]
+    lowest: tuple[ExcerptLine, ...]
+
+
+@dataclass(frozen=True)
+class ExcerptBrowser:
+    """Every unit's excerpts behind a picker (the page's script); the first unit is shown without it."""
+
+    block: ClassVar[str] = "excerpts"
+    id: str
+    units: tuple[ExcerptUnit, ...]
+
+    def payload(self) -> list[dict[str, object]]:
+        """What the page's script reads: per unit its key, label and [before, token, after, value, where] lines."""
+        def lines(found: tuple[ExcerptLine, ...]) -> list[list[str]]:
+            return [[e.before, e.token, e.after, e.value, e.where] for e in found]
+
+        return [{"key": u.key, "label": u.label, "highest": lines(u.highest), "lowest": lines(u.lowest)}
+                for u in self.units]
+
+
+@dataclass(frozen=True)
+class HypothesisSearch:
+    """LSTMVis-style search over the sample: select a span, list the units on inside and off around it.
+
+    `data` is base64 of uint8 values, one per (step, unit) row-major: h quantised to 256 levels on
+    [-1, 1] (`page.sections.hypothesis`); the page's script decodes and searches it.
+    """
+
+    block: ClassVar[str] = "hypothesis"
+    id: str
+    tokens: tuple[str, ...]  # display tokens of the steps searched
+    units: tuple[str, ...]  # one label per unit column, e.g. "lstm/l0/fwd:49"
+    data: str
+    threshold: float  # the default "on" level
+
+
 LegendSwatch = Literal["", "ink", "ramp", "ramp-div", "i", "f", "g", "o", "r", "z", "n", "c", "h"]
 
 
@@ -317,7 +371,7 @@ class Grid:
 
 Block = (
     Paragraph | Heading | KeyValues | Table | FigureSpec | Highlight | UnitPicker | Legend | Findings | Definitions
-    | Card | Grid | Banner | Checks | UnitExplorer
+    | Card | Grid | Banner | Checks | UnitExplorer | ExcerptBrowser | HypothesisSearch
 )
 
 
@@ -410,7 +464,8 @@ class Page:
 
 
 def _block_id(block: Block) -> str | None:
-    if isinstance(block, Paragraph | FigureSpec | Highlight | Card | Banner | UnitExplorer):
+    if isinstance(block, Paragraph | FigureSpec | Highlight | Card | Banner | UnitExplorer | ExcerptBrowser
+                  | HypothesisSearch):
         return block.id
     return None
 

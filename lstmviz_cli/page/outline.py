@@ -17,11 +17,13 @@ from lstmviz_cli.page.model import (
     Cell,
     Checks,
     Definitions,
+    ExcerptBrowser,
     FigureSpec,
     Findings,
     Grid,
     Heading,
     Highlight,
+    HypothesisSearch,
     Inline,
     KeyValues,
     Legend,
@@ -89,6 +91,14 @@ def block_outline(block: Block, page: Page) -> JSON:
         return {"card": block.title, "id": block.id, "blocks": [block_outline(b, page) for b in block.blocks]}
     if isinstance(block, Grid):
         return {"grid": block.kind, "blocks": [block_outline(b, page) for b in block.items]}
+    if isinstance(block, ExcerptBrowser):
+        return {"excerpts": block.id, "units": [u.key for u in block.units[:6]], "count": len(block.units),
+                "first": [[e.before, e.token, e.after, e.value, e.where] for e in block.units[0].highest[:2]]
+                if block.units else []}
+    if isinstance(block, HypothesisSearch):
+        return {"hypothesis": block.id, "tokens": "".join(block.tokens[:40]), "steps": len(block.tokens),
+                "units": list(block.units[:4]), "columns": len(block.units), "bytes": len(block.data),
+                "threshold": block.threshold}
     raise TypeError(f"no outline for {type(block).__name__}")
 
 

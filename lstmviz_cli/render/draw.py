@@ -21,7 +21,9 @@ from lstmviz_cli.output import compact_json
 from lstmviz_cli.page.figuredata import (
     ActivityData,
     ArchitectureData,
+    AttributionData,
     CellData,
+    ContextAblationData,
     DiagramData,
     GateStatsData,
     HeatmapData,
@@ -31,14 +33,23 @@ from lstmviz_cli.page.figuredata import (
     SaturationChangeData,
     SaturationData,
     TimelineData,
+    TimescalesData,
     TrajectoryData,
+    UnitAblationData,
     UnitFeaturesData,
     UnrolledData,
     WeightHistogramsData,
     WeightsData,
 )
 from lstmviz_cli.page.model import FigureSpec
-from lstmviz_cli.render import diagrams, diffplots, figures, figures_analysis, timeline
+from lstmviz_cli.render import (
+    diagrams,
+    diffplots,
+    figures,
+    figures_analysis,
+    figures_explain,
+    timeline,
+)
 from lstmviz_cli.render.mpl import SCREEN, Canvas, to_svg
 from lstmviz_cli.render.svgids import scope_ids
 
@@ -71,6 +82,14 @@ def plot(data: PlotData, canvas: Canvas = SCREEN) -> Figure | None:
         return diffplots.plot_saturation(data.changes, data.thresholds, canvas=canvas)
     if isinstance(data, TimelineData):
         return timeline.plot_timeline(data, canvas=canvas)
+    if isinstance(data, AttributionData):
+        return figures_explain.plot_attribution(data.panels, data.tokens, data.step, canvas=canvas)
+    if isinstance(data, TimescalesData):
+        return figures_explain.plot_timescales(data.layers, data.labels, canvas=canvas)
+    if isinstance(data, ContextAblationData):
+        return figures_explain.plot_context_ablation(data.ablation, data.saliency_horizon, canvas=canvas)
+    if isinstance(data, UnitAblationData):
+        return figures_explain.plot_unit_ablation(data.change, data.feature, data.title, data.tokens, canvas=canvas)
     _unknown(data)
 
 

@@ -1,4 +1,4 @@
-"""Memory over time: gradient saliency over input steps, the memory horizon, gradient norms, the probe."""
+"""Memory over time, measured three ways: context ablation (the verdict), gradient saliency, forget timescales; the probe."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from lstmviz_cli.families import SERIES_NAMES
 from lstmviz_cli.glyphs import display_token
 from lstmviz_cli.page import captions
 from lstmviz_cli.page.context import PageContext
-from lstmviz_cli.page.figuredata import FloatArray, MemoryProbeData, SaliencyData
+from lstmviz_cli.page.figuredata import (
+    ContextAblationData,
+    FloatArray,
+    MemoryProbeData,
+    SaliencyData,
+    TimescalesData,
+)
 from lstmviz_cli.page.highlight import MAX_TOKENS, highlight
 from lstmviz_cli.page.model import (
     Block,
@@ -127,22 +133,102 @@ def _saliency_blocks(ctx: PageContext) -> tuple[list[Block], list[Block], list[B
     return figures, highlights, tables
 
 
+def memory_verdict(analysis: Analysis) -> str:
+    """The memory verdict, from the measure it rests on: context ablation when computed, else saliency."""
+    ablation = analysis.context_ablation
+    sal = analysis.saliency
+    if ablation is not None:
+        text = (f"Verdict (by context ablation, the measure lstmviz check --min-memory-horizon also uses): the "
+                f"prediction at step {ablation.step} reads about {ablation.horizon} steps back. Zeroing the input "
+                f"older than that changes its {ablation.quantity} by at most {captions.share(ablation.tolerance)} of "
+                f"the largest change ({ablation.reference:.3g}, when every step is zeroed).")
+        if sal is not None and sal.horizon != ablation.horizon:
+            text += (f" Gradient saliency alone would say {sal.horizon} steps: a gradient can fade with distance "
+                     "(or linger) while the output's real dependence does not.")
+        return text
+    if sal is not None:
+        return (f"Verdict (by gradient saliency: no context ablation was run): the last {sal.horizon} of "
+                f"{sal.step + 1} steps hold {captions.horizon_share(analysis.thresholds)} of the saliency.")
+    return ""
+
+
+def timescale_reading(analysis: Analysis, labels: dict[str, str]) -> str:
+    parts = []
+    for t in analysis.timescales:
+        median = t.median
+        long = int((t.tau >= 16).sum())
+        parts.append(f"{labels.get(t.prefix, t.prefix)}: median τ = {median:.3g} steps, {long} of {len(t.tau)} "
+                     "units keep their state 16 steps or more")
+    return ("Forget timescales (τ = −1/ln of each unit's mean " + ("forget" if analysis.timescales[0].gate == "f"
+            else "update") + " gate): " + "; ".join(parts) + ".") if parts else ""
+
+
+def _three_ways(analysis: Analysis) -> Table:
+    """One row per measure of memory: what it says and what it rests on."""
+    rows = []
+    ablation, sal = analysis.context_ablation, analysis.saliency
+    if ablation is not None:
+        rows.append(Row((Cell(("context ablation",)), Cell((f"{ablation.horizon} steps",), numeric=True),
+                         Cell((f"older input zeroed; the {ablation.quantity} of {ablation.target_label} moves by at "
+                               f"most {captions.share(ablation.tolerance)} of its largest change",)),
+                         Cell(("yes: verdict and check",)))))
+    if sal is not None:
+        rows.append(Row((Cell(("gradient saliency",)), Cell((f"{sal.horizon} steps",), numeric=True),
+                         Cell((f"the last steps holding {captions.horizon_share(analysis.thresholds)} of ‖∂y/∂x_t‖; a "
+                               "gradient, known to fade with distance",)),
+                         Cell(("yes" if ablation is None else "no",)))))
+    for t in analysis.timescales:
+        rows.append(Row((Cell((f"forget timescale · {t.prefix}",)), Cell((f"median {t.median:.3g} steps",),
+                         numeric=True), Cell((f"τ = −1/ln(mean {t.gate}) per unit, over every step read",)),
+                         Cell(("no: a property of the units, not of one output",)))))
+    return Table(("measure", "memory", "what it rests on", "used for the verdict"), tuple(rows),
+                 numeric=(False, True, False, False), caption="Memory measured three ways", analysis=True)
+
+
 def memory_section(ctx: PageContext) -> Section | None:
-    """Gradient saliency over input steps, the horizon, parameter gradient norms, and the probe."""
+    """Memory three ways: context ablation (the verdict), gradient saliency, forget timescales; the probe."""
     analysis = ctx.analysis
-    if analysis.saliency is None and analysis.memory_probe is None:
+    ablation = analysis.context_ablation
+    if analysis.saliency is None and analysis.memory_probe is None and ablation is None and not analysis.timescales:
         return None
     section_id = ctx.ids.take("memory-over-time")
     th = analysis.thresholds
-    text = saliency_reading(analysis) if analysis.saliency is not None else ""
+    labels = {layer.prefix: layer.label for layer in ctx.layers}
+    text = " ".join(p for p in (memory_verdict(analysis),
+                                saliency_reading(analysis) if analysis.saliency is not None else "",
+                                timescale_reading(analysis, labels)) if p)
     definitions = [
+        ("context ablation", "the output recomputed with the input older than k steps replaced by zero vectors "
+         "(a neutral input: the gates see only their biases and the recurrence), for every k; the horizon is the "
+         "smallest k from which the change stays small (Khandelwal et al. 2018)"),
+        ("forget timescale τ", "−1 / ln f̄ for a unit whose forget gate is f̄ on average: its state decays like "
+         "exp(−t/τ), so τ is how many steps it keeps about a third of what it held (Mahto et al. 2021; a GRU's "
+         "update gate z plays the forget gate's role)"),
         ("‖∂y/∂x_t‖", "how much the output y changes per unit change of the input at step t (the embedding "
          "vector for token models); a gradient saliency, computed in one backward pass"),
         ("y", "the log-probability of the predicted class or token (classifiers, language models), or the "
          "predicted value (regression)"),
         ("memory horizon", captions.horizon_definition(th)),
     ]
-    figures, highlights, tables = _saliency_blocks(ctx) if analysis.saliency is not None else ([], [], [])
+    figures: list[Block] = []
+    if ablation is not None:
+        figures.append(FigureSpec(
+            id=ctx.ids.take("fig", "context-ablation"), ref=FigureRef("context-ablation"),
+            data=ContextAblationData(ablation, analysis.saliency.horizon if analysis.saliency is not None else None),
+            description="Context ablation: how much the prediction changes as older input is zeroed.",
+            caption="context ablation: change of the prediction against the context kept (older input zeroed)",
+            frame="analysis",
+        ))
+    if analysis.timescales:
+        figures.append(FigureSpec(
+            id=ctx.ids.take("fig", "timescales"), ref=FigureRef("timescales"),
+            data=TimescalesData(tuple(analysis.timescales), labels),
+            description="Forget timescales: how many units keep their state for how many steps, per layer.",
+            caption="forget timescales per layer: units per timescale bin (τ = −1/ln of the unit's mean forget gate)",
+            frame="analysis",
+        ))
+    sal_figures, highlights, tables = _saliency_blocks(ctx) if analysis.saliency is not None else ([], [], [])
+    figures.extend(sal_figures)
     probe = analysis.memory_probe
     if probe is not None:
         text = (text + probe_reading(analysis)).strip()
@@ -155,5 +241,8 @@ def memory_section(ctx: PageContext) -> Section | None:
             description="Memory-length probe: how long the recurrent stack keeps step 0.",
             caption="memory-length probe: how long the stack keeps step 0", frame="analysis",
         ))
-    blocks = (Paragraph((text,), role="reading"), *figures, *tables, *highlights, Definitions(tuple(definitions)))
+    notes = [Paragraph((f"{n.reason}",), role="note") for n in analysis.explain_notes if n.method == "context"]
+    three = [_three_ways(analysis)] if ablation is not None or analysis.timescales else []
+    blocks = (Paragraph((text,), role="reading"), *notes, *three, *figures, *tables, *highlights,
+              Definitions(tuple(definitions)))
     return Section(section_id, "Memory over time", blocks, analysis=True)

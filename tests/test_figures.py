@@ -62,10 +62,19 @@ def test_time_ticks_are_step_numbers_with_the_token_under_each() -> None:
                                                       canvas=Canvas(width=3.5, font=8.0))
     assert not token_row and labels[0] == "100\na" and positions[1] - positions[0] in (5, 10)
     assert all(int(label.split("\n")[0]) % (positions[1] - positions[0]) == 0 for label in labels)
-    # Binned columns (50 steps each) are labelled by their first step, at a round stride of steps.
+    # Binned columns (50 steps each) are labelled at round step numbers, each at its own step's place.
     positions, labels, _ = figures.time_ticks(400, 100, 50, None, column_width=8.0 / 400, canvas=wide)
-    assert labels == [str(100 + 50 * p) for p in positions]
+    assert positions == [(int(label) - 100 + 0.5) / 50 - 0.5 for label in labels]
     assert all(int(label) % 1000 == 0 for label in labels) and 10 <= len(labels) <= 30
+    # 5,000 steps in bins of 13 (a width no round stride is a multiple of): still round numbers
+    # (not 0, 195, 390 ...), none past the last bin's first step, step 1000 inside the bin holding it.
+    positions, labels, _ = figures.time_ticks(385, 0, 13, None, column_width=8.0 / 385, canvas=wide)
+    steps = [int(label) for label in labels]
+    stride = steps[1] - steps[0]
+    assert stride in figures.NICE_STRIDES and stride >= 100 and all(s % stride == 0 for s in steps)
+    assert steps[0] == 0 and steps[-1] <= 384 * 13
+    k = steps.index(1000)
+    assert round(positions[k]) == 1000 // 13 and abs(positions[k] - 1000 // 13) < 0.5
 
 
 def _panels(trace):

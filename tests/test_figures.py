@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 from conftest import HOSTILE, numpy_trace
@@ -10,6 +12,9 @@ from lstmviz_cli.page import unitorder
 from lstmviz_cli.page.figuredata import HeatPanel
 from lstmviz_cli.render import figures
 from lstmviz_cli.render.mpl import to_svg
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def test_bin_time_means_per_bin() -> None:
@@ -164,3 +169,47 @@ def test_heatmap_title_carries_the_users_own_name() -> None:
         [HeatPanel("f", values, [0, 1, 2], source_name="forget_gate")], start=0, width=1, tokens=None
     )
     assert fig.axes[0].get_title(loc="left") == "f · forget gate · forget_gate"
+
+
+def _bad_artists(fig: Figure) -> int:
+    """How many artists of the unit-activity figure are drawn in its "past the threshold" colour."""
+    from matplotlib.colors import to_hex
+
+    from lstmviz_cli.render.figures_analysis import BAD
+
+    count = 0
+    for ax in fig.axes:
+        for artist in [*ax.lines, *ax.patches, *ax.texts]:
+            colour = artist.get_color() if hasattr(artist, "get_color") else artist.get_facecolor()
+            count += to_hex(colour).lower() == BAD.lower()
+    return count
+
+
+@pytest.mark.parametrize("steps", [1, 2, 12])
+def test_activity_figure_marks_no_dead_unit_in_a_layer_too_short_to_judge(steps: int) -> None:
+    """One or two steps give every unit a range of 0: the page says no threshold applies, and its
+    figure must not paint every unit dead; a judged layer with a flat unit still marks it."""
+    from conftest import make_run
+
+    from lstmviz_cli.analysis.options import AnalysisOptions
+    from lstmviz_cli.explain.orchestrate import analyze_run
+    from lstmviz_cli.page.build import report_page
+    from lstmviz_cli.page.figuredata import ActivityData
+    from lstmviz_cli.page.view import ViewOptions
+    from lstmviz_cli.render.draw import plot
+
+    trace = numpy_trace("LSTM", steps=steps, hidden_size=4)
+    trace.layers[0].series["h"][:, :, 2] = 0.25  # unit 2 never moves: dead wherever a layer can be judged
+    run = make_run(trace, name="short.pt")
+    page = report_page(run, analyze_run(run, AnalysisOptions()), ViewOptions())
+    spec = next(s for s in page.figures() if isinstance(s.data, ActivityData))
+    assert isinstance(spec.data, ActivityData)
+    fig = plot(spec.data)
+    assert fig is not None
+    title = fig.texts[0].get_text() if fig.texts else ""
+    if steps < 4:
+        assert spec.data.unjudged == steps and "too short to judge" in spec.caption
+        assert _bad_artists(fig) == 0 and "not judged" in title
+    else:
+        assert spec.data.unjudged is None and "red: past the threshold" in spec.caption
+        assert _bad_artists(fig) >= 2 and "not judged" not in title  # unit 2's bar and its ▲, the dashed line

@@ -261,6 +261,11 @@ def test_units_zero_is_unit_zero() -> None:
     assert parse_units("4,", layers) == (4,) and parse_units("4", layers) == 4
     with pytest.raises(InputError, match="out of range"):
         parse_units("9,", layers)
+    # Only commas name no unit: the usage line, not "unit ? is out of range".
+    for text in (",", ",,", " , "):
+        with pytest.raises(InputError, match=r"expected a count \(e\.g\. 32\), 'all', or unit indices") as error:
+            parse_units(text, layers)
+        assert "?" not in str(error.value)
 
 
 def test_batch_index_picks_one_sequence() -> None:

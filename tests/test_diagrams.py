@@ -132,3 +132,25 @@ def test_upper_layer_cell_reads_the_layer_below() -> None:
     assert trace.layer("lstm/l0/fwd").input_width == 10 and upper.input_width == 8
     source = diagrams.cell_graph(upper.config, input_size=upper.input_width).source
     assert "48×8" in source and "I = 8" in source and "48×10" not in source
+
+
+def test_unrolled_labels_set_the_step_as_a_subscript() -> None:
+    """A model without a token head outputs its hidden state: each step reads h₀, h₁ ... h₁₂ on the
+    diagram, not the raw text "h_t" (the same for every step); inputs of several features read x₀=…"""
+    from conftest import make_run
+
+    from lstmviz_cli.analysis.options import AnalysisOptions
+    from lstmviz_cli.explain.orchestrate import analyze_run
+    from lstmviz_cli.page.build import report_page
+    from lstmviz_cli.page.figuredata import UnrolledData
+    from lstmviz_cli.page.view import ViewOptions
+
+    run = make_run(numpy_trace("LSTM", steps=14, hidden_size=4))
+    page = report_page(run, analyze_run(run, AnalysisOptions()), ViewOptions(steps="9:14"))
+    data = next(s.data for s in page.figures() if isinstance(s.data, UnrolledData))
+    assert isinstance(data, UnrolledData)
+    assert data.outputs == ("h₉", "h₁₀", "h₁₁", "h₁₂", "h₁₃")
+    assert data.inputs[0] == "x₀=0.00"
+    source = diagrams.unrolled_graph(data.rows, data.window, data.total, data.inputs, data.outputs,
+                                     data.shade_name).source
+    assert "h_t" not in source and 'label="h₁₃"' in source

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 from conftest import HOSTILE, numpy_trace
@@ -10,6 +12,9 @@ from lstmviz_cli.page import unitorder
 from lstmviz_cli.page.figuredata import HeatPanel
 from lstmviz_cli.render import figures
 from lstmviz_cli.render.mpl import to_svg
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def test_bin_time_means_per_bin() -> None:
@@ -62,10 +67,19 @@ def test_time_ticks_are_step_numbers_with_the_token_under_each() -> None:
                                                       canvas=Canvas(width=3.5, font=8.0))
     assert not token_row and labels[0] == "100\na" and positions[1] - positions[0] in (5, 10)
     assert all(int(label.split("\n")[0]) % (positions[1] - positions[0]) == 0 for label in labels)
-    # Binned columns (50 steps each) are labelled by their first step, at a round stride of steps.
+    # Binned columns (50 steps each) are labelled at round step numbers, each at its own step's place.
     positions, labels, _ = figures.time_ticks(400, 100, 50, None, column_width=8.0 / 400, canvas=wide)
-    assert labels == [str(100 + 50 * p) for p in positions]
+    assert positions == [(int(label) - 100 + 0.5) / 50 - 0.5 for label in labels]
     assert all(int(label) % 1000 == 0 for label in labels) and 10 <= len(labels) <= 30
+    # 5,000 steps in bins of 13 (a width no round stride is a multiple of): still round numbers
+    # (not 0, 195, 390 ...), none past the last bin's first step, step 1000 inside the bin holding it.
+    positions, labels, _ = figures.time_ticks(385, 0, 13, None, column_width=8.0 / 385, canvas=wide)
+    steps = [int(label) for label in labels]
+    stride = steps[1] - steps[0]
+    assert stride in figures.NICE_STRIDES and stride >= 100 and all(s % stride == 0 for s in steps)
+    assert steps[0] == 0 and steps[-1] <= 384 * 13
+    k = steps.index(1000)
+    assert round(positions[k]) == 1000 // 13 and abs(positions[k] - 1000 // 13) < 0.5
 
 
 def _panels(trace):
@@ -155,3 +169,47 @@ def test_heatmap_title_carries_the_users_own_name() -> None:
         [HeatPanel("f", values, [0, 1, 2], source_name="forget_gate")], start=0, width=1, tokens=None
     )
     assert fig.axes[0].get_title(loc="left") == "f · forget gate · forget_gate"
+
+
+def _bad_artists(fig: Figure) -> int:
+    """How many artists of the unit-activity figure are drawn in its "past the threshold" colour."""
+    from matplotlib.colors import to_hex
+
+    from lstmviz_cli.render.figures_analysis import BAD
+
+    count = 0
+    for ax in fig.axes:
+        for artist in [*ax.lines, *ax.patches, *ax.texts]:
+            colour = artist.get_color() if hasattr(artist, "get_color") else artist.get_facecolor()
+            count += to_hex(colour).lower() == BAD.lower()
+    return count
+
+
+@pytest.mark.parametrize("steps", [1, 2, 12])
+def test_activity_figure_marks_no_dead_unit_in_a_layer_too_short_to_judge(steps: int) -> None:
+    """One or two steps give every unit a range of 0: the page says no threshold applies, and its
+    figure must not paint every unit dead; a judged layer with a flat unit still marks it."""
+    from conftest import make_run
+
+    from lstmviz_cli.analysis.options import AnalysisOptions
+    from lstmviz_cli.explain.orchestrate import analyze_run
+    from lstmviz_cli.page.build import report_page
+    from lstmviz_cli.page.figuredata import ActivityData
+    from lstmviz_cli.page.view import ViewOptions
+    from lstmviz_cli.render.draw import plot
+
+    trace = numpy_trace("LSTM", steps=steps, hidden_size=4)
+    trace.layers[0].series["h"][:, :, 2] = 0.25  # unit 2 never moves: dead wherever a layer can be judged
+    run = make_run(trace, name="short.pt")
+    page = report_page(run, analyze_run(run, AnalysisOptions()), ViewOptions())
+    spec = next(s for s in page.figures() if isinstance(s.data, ActivityData))
+    assert isinstance(spec.data, ActivityData)
+    fig = plot(spec.data)
+    assert fig is not None
+    title = fig.texts[0].get_text() if fig.texts else ""
+    if steps < 4:
+        assert spec.data.unjudged == steps and "too short to judge" in spec.caption
+        assert _bad_artists(fig) == 0 and "not judged" in title
+    else:
+        assert spec.data.unjudged is None and "red: past the threshold" in spec.caption
+        assert _bad_artists(fig) >= 2 and "not judged" not in title  # unit 2's bar and its ▲, the dashed line

@@ -261,6 +261,30 @@ def test_units_zero_is_unit_zero() -> None:
     assert parse_units("4,", layers) == (4,) and parse_units("4", layers) == 4
     with pytest.raises(InputError, match="out of range"):
         parse_units("9,", layers)
+    # Only commas name no unit: the usage line, not "unit ? is out of range".
+    for text in (",", ",,", " , "):
+        with pytest.raises(InputError, match=r"expected a count \(e\.g\. 32\), 'all', or unit indices") as error:
+            parse_units(text, layers)
+        assert "?" not in str(error.value)
+
+
+def test_projected_h_rows_are_named_in_the_caption() -> None:
+    """--units 5,6 on an LSTM projected to 4: c shows units 5 and 6, but h has only 4 units (h₀…h₃ of
+    the projection), so its rows are its own; the caption must say so, not only "units 5, 6"."""
+    from lstmviz_cli.page.figuredata import HeatmapData
+
+    run = make_run(numpy_trace("LSTM", steps=20, hidden_size=8, proj_size=4, input_size=1), name="proj.pt")
+    page = report_page(run, analyze_run(run, AnalysisOptions()), ViewOptions(units="5,6"))
+    spec = next(s for s in page.figures() if isinstance(s.data, HeatmapData))
+    assert isinstance(spec.data, HeatmapData)
+    units = {p.series: p.units for p in spec.data.panels}
+    assert set(units["c"]) == {5, 6} and set(units["h"]) <= {0, 1, 2, 3} and len(units["h"]) == 2
+    assert spec.caption.startswith("units 5, 6 of 8")
+    assert "h has 4 units of its own (the projection): its rows are its 2 of highest variance" in spec.caption
+    # Every unit: all of h's 4.
+    page = report_page(run, analyze_run(run, AnalysisOptions()), ViewOptions(units="all"))
+    spec = next(s for s in page.figures() if isinstance(s.data, HeatmapData))
+    assert "its rows are all 4" in spec.caption
 
 
 def test_batch_index_picks_one_sequence() -> None:

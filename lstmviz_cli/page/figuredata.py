@@ -111,12 +111,16 @@ class TrajectoryData:
 
 @dataclass(frozen=True, eq=False)
 class ActivityData:
-    """Per unit of one layer: the range of h and the largest |c|, against their thresholds."""
+    """Per unit of one layer: the range of h and the largest |c|, against their thresholds.
+
+    `unjudged`: the values per unit of a layer too short to judge (`Analysis.unjudged`; no unit is
+    marked dead or past a threshold), None when judged."""
 
     prefix: str
     h_range: FloatArray | None
     c_peak: FloatArray | None
     thresholds: Thresholds
+    unjudged: int | None = None
 
 
 @dataclass(frozen=True, eq=False)

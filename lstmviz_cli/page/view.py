@@ -131,11 +131,13 @@ def parse_units(text: str | None, layers: tuple[LayerTrace, ...]) -> int | tuple
         units = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
         raise InputError(f"--units {text!r}: {hint}") from None
+    if not units:  # only commas: no unit named
+        raise InputError(f"--units {text!r}: {hint}")
     narrowest = min(layer.config.hidden_size for layer in layers)
     bad = [u for u in units if not 0 <= u < narrowest]
-    if bad or not units:
+    if bad:
         raise InputError(
-            f"--units {text!r}: unit {bad[0] if bad else '?'} is out of range; the selected layers have units "
+            f"--units {text!r}: unit {bad[0]} is out of range; the selected layers have units "
             f"0–{narrowest - 1}"
         )
     return tuple(units)

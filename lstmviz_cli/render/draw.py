@@ -73,7 +73,8 @@ def plot(data: PlotData, canvas: Canvas = SCREEN) -> Figure | None:
     if isinstance(data, TrajectoryData):
         return figures_analysis.plot_trajectories(data.trajectories, data.tokens, data.title, canvas=canvas)
     if isinstance(data, ActivityData):
-        return figures_analysis.plot_activity(data.prefix, data.h_range, data.c_peak, data.thresholds, canvas=canvas)
+        return figures_analysis.plot_activity(data.prefix, data.h_range, data.c_peak, data.thresholds,
+                                              unjudged=data.unjudged, canvas=canvas)
     if isinstance(data, UnitFeaturesData):
         return figures_analysis.plot_unit_features(data.panels, data.tokens, canvas=canvas)
     if isinstance(data, WeightHistogramsData):

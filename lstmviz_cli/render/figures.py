@@ -57,9 +57,12 @@ def nice_stride(minimum: float) -> int:
 
 
 def time_ticks(columns: int, start: int, width: int, tokens: Sequence[str] | None, *,
-               column_width: float = 1.0, canvas: Canvas = SCREEN) -> tuple[list[int], list[str], bool]:
+               column_width: float = 1.0, canvas: Canvas = SCREEN) -> tuple[list[float], list[str], bool]:
     """Tick positions and labels of a time axis: step numbers at a round stride that fits
     (`column_width`: inches per column), with the token under each where there is one.
+
+    Binned columns (`width` steps each) are labelled at round step numbers too, each placed at its
+    own step inside its bin (a fractional column), never at a bin's first step (0, 195, 390 ...).
 
     The third value says whether the tokens get a row of their own (every column, `token_row`),
     or sit under the step numbers of the labelled columns.
@@ -69,18 +72,18 @@ def time_ticks(columns: int, start: int, width: int, tokens: Sequence[str] | Non
     need = (canvas.text_width(digits) + 4 / 72) / max(column_width, 1e-9)  # columns per label
     stride = nice_stride(need * width)  # in steps
     if width > 1:
-        stride = max(width, stride - stride % width)
-        positions = [p for p in range(columns) if (start + p * width) % stride < width]
-    else:
-        positions = [p for p in range(columns) if (start + p) % stride == 0]
-    if not positions:
-        positions = [0]
-    numbers = [str(start + p * width) for p in positions]
-    if tokens is None or width > 1:
+        first = -(-start // stride) * stride
+        # Up to the last bin's first step, which always exists (the last bin may be partly padding).
+        steps = list(range(first, last + 1, stride)) or [start]
+        # Step s lies in column (s − start) // width, at its own place within that bin.
+        return [(s - start + 0.5) / width - 0.5 for s in steps], [str(s) for s in steps], False
+    positions: list[float] = [p for p in range(columns) if (start + p) % stride == 0] or [0]
+    numbers = [str(start + int(p)) for p in positions]
+    if tokens is None:
         return positions, numbers, False
     if token_row_fits(tokens, column_width, canvas):
         return positions, numbers, True
-    return positions, [f"{n}\n{visible(tokens[p], 6)}" for n, p in zip(numbers, positions, strict=True)], False
+    return positions, [f"{n}\n{visible(tokens[int(p)], 6)}" for n, p in zip(numbers, positions, strict=True)], False
 
 
 def time_axis(ax: Axes, columns: int, start: int, width: int, tokens: Sequence[str] | None, *,

@@ -233,10 +233,11 @@ def plot_trajectories(trajs: Sequence[Trajectory], tokens: Sequence[str] | None,
 
 def plot_activity(
     prefix: str, h_range: FloatArray | None, c_peak: FloatArray | None, thresholds: Thresholds, *,
-    canvas: Canvas = SCREEN,
+    unjudged: int | None = None, canvas: Canvas = SCREEN,
 ) -> Figure:
     """Per unit: how far h moves (dead units sit under the dashed threshold, in red, marked below the
-    axis) and how large |c| gets (red past its threshold)."""
+    axis) and how large |c| gets (red past its threshold). `unjudged` (values per unit of a layer too
+    short to judge): the bars alone, no threshold and no unit marked."""
     c = canvas
     panels: list[tuple[str, FloatArray]] = [(name, v) for name, v in (("h", h_range), ("c", c_peak)) if v is not None]
     fig = new_figure(c.width, (1.25 if c.narrow else 1.5) * len(panels) + 2 * c.line + 0.3)
@@ -246,6 +247,8 @@ def plot_activity(
         units = np.arange(len(values))
         limit = thresholds.dead_range if name == "h" else thresholds.cell_max
         bad = values < limit if name == "h" else values > limit
+        if unjudged is not None:  # one step has no range: that is no dead unit
+            bad = np.zeros(len(values), dtype=bool)
         edges = np.append(units, len(values)) - 0.5
         if name == "h":
             positive = values[values > 0]
@@ -261,11 +264,12 @@ def plot_activity(
             ax.stairs(np.where(bad, shown, base), edges, baseline=base, fill=True, color=BAD)
             ax.plot(units[bad], np.full(int(bad.sum()), base), linestyle="none", marker="^", markersize=4,
                     color=BAD, clip_on=False, zorder=3)
-        far = name == "c" and limit > 3 * float(values.max(initial=0.0))
-        if far:  # a threshold far above every bar would flatten them: say where it is instead
+        # A threshold far above every bar would flatten them: say where it is instead (none when not judged).
+        far = name == "c" and (unjudged is not None or limit > 3 * float(values.max(initial=0.0)))
+        if unjudged is None and far:
             ax.text(0.99, 0.95, f"threshold {limit:g} is off the scale", transform=ax.transAxes, ha="right",
                     va="top", fontsize=c.small, color=BAD)
-        else:
+        elif unjudged is None:
             ax.axhline(limit, color=BAD, linestyle="--", linewidth=0.8)
         if name == "h":
             ax.set_ylabel("range of h", fontsize=c.small)
@@ -283,6 +287,9 @@ def plot_activity(
     dead = "h: range (max − min) over the sample; red ▲: dead, below the dashed threshold"
     if len(panels) > 1:
         dead += "; |c| red past its threshold"
+    if unjudged is not None:
+        dead = (f"h: range (max − min) over the sample; not judged: {unjudged} value{'s' if unjudged != 1 else ''} "
+                f"per unit, fewer than the {thresholds.min_steps} needed")
     fig.suptitle(_wrap(plain(f"unit activity · {prefix}. {dead}"), c, small=True), fontsize=c.small)
     return fig
 

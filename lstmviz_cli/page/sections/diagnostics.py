@@ -86,13 +86,14 @@ def diagnostics_section(ctx: PageContext) -> Section:
             continue
         figures.append(FigureSpec(
             id=ctx.ids.take("fig", "activity", layer.prefix), ref=FigureRef("activity", layer.prefix),
-            data=ActivityData(layer.prefix, h_range, c_peak, th),
+            data=ActivityData(layer.prefix, h_range, c_peak, th, unjudged=analysis.unjudged.get(layer.prefix)),
             description=(f"How far each unit's h moves and its largest |c|, per unit of {layer.label}, against the "
                          "dead-unit and cell-state thresholds." if c_peak is not None else
                          f"How far each unit's h moves, per unit of {layer.label}, against the dead-unit threshold."),
             caption=visible(f"{layer.prefix}: how far each unit's h moves"
                             + (", and its largest |c|" if c_peak is not None else "")
-                            + "; red: past the threshold", 300), frame="analysis",
+                            + ("; red: past the threshold" if layer.prefix not in analysis.unjudged else
+                               "; too short to judge: no unit is marked"), 300), frame="analysis",
         ))
     severity = ("error: a cell state still growing at 5× its threshold or more; warning: a threshold crossed "
                 "by a large share of a layer's units, or a cell state still growing past it; info: a few units only, "

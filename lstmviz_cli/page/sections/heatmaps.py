@@ -68,12 +68,16 @@ def layer_heatmap(ctx: PageContext, layer: LayerTrace) -> tuple[HeatmapData, str
     panels = []
     width = 1
     source_names = (ctx.run.trace.meta.series_names or {}).get(layer.prefix, {})
+    own_rows: list[str] = []  # series of another width (a projected h): the caption says whose rows they are
     for name in layer.series:
         values = sequence(layer, name, ctx.view.window)
         if values.shape[1] == layer.config.hidden_size:
             units = rows
         else:  # a projected h has its own width: its own top units
             units = [int(u) for u in np.argsort(-unit_variance(values), kind="stable")[: len(rows)]]
+            which = (f"all {len(units)}" if len(units) == values.shape[1] else
+                     f"its {len(units)} of highest variance, whatever units were chosen for the others")
+            own_rows.append(f"{name} has {values.shape[1]} units of its own (the projection): its rows are {which}")
         binned, width = bin_time(values[:, units])
         limits, scale = panel_scale(name, np.asarray(binned), ctx.view.color_scale)
         panels.append(HeatPanel(series=name, values=binned.T, units=tuple(units), source_name=source_names.get(name),
@@ -83,6 +87,8 @@ def layer_heatmap(ctx: PageContext, layer: LayerTrace) -> tuple[HeatmapData, str
     at_step = ctx.view.at_step
     mark = (at_step - start) // width if at_step is not None and start <= at_step < stop else None
     caption = f"{how}; steps {start}–{stop - 1}"
+    for words in own_rows:
+        caption += f"; {words}"
     own = [p.series for p in panels if p.limits is not None]
     if own:
         caption += (f"; {', '.join(own)} on {'their' if len(own) > 1 else 'its'} own colour scale (written above each "

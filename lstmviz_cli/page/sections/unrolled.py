@@ -20,6 +20,13 @@ from lstmviz_cli.page.model import (
 )
 from lstmviz_cli.page.view import total_steps
 
+_SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def _sub(name: str, t: int) -> str:
+    """`h₁₂`: a symbol with its step as a subscript (a diagram label is plain text, no markup)."""
+    return name + str(t).translate(_SUBSCRIPT)
+
 
 def _input_labels(ctx: PageContext, steps: range) -> tuple[str, ...]:
     if ctx.tokens is not None:
@@ -28,12 +35,13 @@ def _input_labels(ctx: PageContext, steps: range) -> tuple[str, ...]:
     if values.ndim == 3:
         prefix = "x" if values.shape[2] == 1 else "x₀"
         # A module called more often than the input has steps (a loop run twice) has steps of its own.
-        return tuple(f"{prefix}={values[0, t, 0]:.2f}" if t < values.shape[1] else f"x_{t}" for t in steps)
-    return tuple(f"x_{t}" for t in steps)
+        return tuple(f"{prefix}={values[0, t, 0]:.2f}" if t < values.shape[1] else _sub("x", t) for t in steps)
+    return tuple(_sub("x", t) for t in steps)
 
 
 def _output_labels(ctx: PageContext, steps: range) -> tuple[str, ...]:
-    """Per step: the most likely next token of a char LM (argmax of the output), else h_t.
+    """Per step: the most likely next token of a char LM (argmax of the output), else h with the step
+    as its subscript (h₀, h₁, ...).
 
     Only a real prediction is read: without a known head the output is hidden states.
     """
@@ -43,7 +51,7 @@ def _output_labels(ctx: PageContext, steps: range) -> tuple[str, ...]:
         out = np.asarray(output)
         if out.ndim == 3 and out.shape[2] == len(vocab) and out.shape[1] >= steps.stop:
             return tuple("→ " + visible(vocab[int(np.argmax(out[0, t]))], 8) for t in steps)
-    return tuple("h_t" for _ in steps)
+    return tuple(_sub("h", t) for t in steps)
 
 
 def unrolled_data(ctx: PageContext) -> UnrolledData:

@@ -31,7 +31,7 @@ from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.commands.progress import Steps
 from lstmviz_cli.errors import InputError, OutputError, VerificationError
 from lstmviz_cli.explain.orchestrate import analyze_run
-from lstmviz_cli.output import check_writable, write_atomic, write_json
+from lstmviz_cli.output import check_distinct, check_writable, write_atomic, write_json
 from lstmviz_cli.page.build import REPORT_SECTIONS, build_page, select
 from lstmviz_cli.page.model import Page
 from lstmviz_cli.page.sections.check import KNOWLEDGE_ID, check_only_page, check_section
@@ -65,6 +65,21 @@ class CheckOutputs:
         if self.report is None:
             return None
         return str(self.report / INDEX) if self.report_format == "dir" else str(self.report)
+
+
+def check_outputs_writable(outputs: CheckOutputs, settings: CheckSettings, options: LoadOptions) -> None:
+    """Refuse before any work an output that cannot or must not be written: a file lstmviz did not write, two
+    options naming one file, an output over the baseline or the sample the run reads (OutputError)."""
+    check_distinct({"--json": outputs.json, "--junit": outputs.junit, "--markdown": outputs.markdown,
+                    "--report": outputs.report}, inputs={"baseline": settings.baseline, "--input": options.input})
+    for path in (outputs.json, outputs.junit, outputs.markdown):
+        if path is not None:
+            check_writable(path, force=outputs.force)
+    if outputs.report is not None:
+        if outputs.report_format == "dir":
+            check_folder_writable(outputs.report)
+        else:
+            check_writable(outputs.report, force=outputs.force)
 
 
 def read_baseline_file(path: Path, *, model: str) -> Baseline:
@@ -181,14 +196,7 @@ def check_one(options: LoadOptions, settings: CheckSettings, view: ViewOptions, 
 
 def run_check(options: LoadOptions, settings: CheckSettings, view: ViewOptions, outputs: CheckOutputs) -> CheckResult:
     """`lstmviz check`: refuse unwritable outputs and unusable baselines first, check, then write every output."""
-    for path in (outputs.json, outputs.junit, outputs.markdown):
-        if path is not None:
-            check_writable(path, force=outputs.force)
-    if outputs.report is not None:
-        if outputs.report_format == "dir":
-            check_folder_writable(outputs.report)
-        else:
-            check_writable(outputs.report, force=outputs.force)
+    check_outputs_writable(outputs, settings, options)
     name = Path(options.checkpoint).name
     baseline = None if settings.baseline is None else read_baseline_file(settings.baseline, model=name)
     result = check_one(options, settings, view, baseline=baseline, outputs=outputs)

@@ -17,14 +17,20 @@ from pathlib import Path
 from lstmviz_cli.analysis.baseline import Baseline
 from lstmviz_cli.analysis.checks import CheckCase, CheckResult
 from lstmviz_cli.analysis.timeline import Timeline, TimelinePoint, training_order
-from lstmviz_cli.commands.check import CheckOutputs, check_one, read_baseline_file, write_outputs
+from lstmviz_cli.commands.check import (
+    CheckOutputs,
+    check_one,
+    check_outputs_writable,
+    read_baseline_file,
+    write_outputs,
+)
 from lstmviz_cli.commands.checkconfig import CheckSettings
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import CheckpointError, LstmvizError
-from lstmviz_cli.output import check_writable, write_atomic
+from lstmviz_cli.output import write_atomic
 from lstmviz_cli.page.timeline import build_timeline_page
 from lstmviz_cli.page.view import ViewOptions
-from lstmviz_cli.render.folder import check_folder_writable, write_folder
+from lstmviz_cli.render.folder import write_folder
 from lstmviz_cli.render.html import render_html
 
 
@@ -86,14 +92,7 @@ def run_check_timeline(paths: list[Path], options: LoadOptions, settings: CheckS
     if missing:
         raise CheckpointError(f"checkpoint {missing[0]!r} does not exist"
                               + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    for output in (outputs.json, outputs.junit, outputs.markdown):
-        if output is not None:
-            check_writable(output, force=outputs.force)
-    if outputs.report is not None:
-        if outputs.report_format == "dir":
-            check_folder_writable(outputs.report)
-        else:
-            check_writable(outputs.report, force=outputs.force)
+    check_outputs_writable(outputs, settings, options)
     baselines = {} if settings.baseline is None else {
         path.name: read_baseline_file(settings.baseline, model=path.name) for path in paths}
     checked = check_timeline(paths, options, settings, baselines)

@@ -150,17 +150,18 @@ def check_page(run: Run, analysis: Analysis, result: CheckResult, view: ViewOpti
 
 
 def check_one(options: LoadOptions, settings: CheckSettings, view: ViewOptions, *, baseline: Baseline | None = None,
-              outputs: CheckOutputs | None = None) -> CheckResult:
+              outputs: CheckOutputs | None = None, name: str | None = None) -> CheckResult:
     """Trace and analyze one checkpoint, evaluate it (and compare it with `baseline`); write its report.
 
     The report page is built (not drawn) even without a report to write: the JSON and JUnit link each
     case to its evidence by the page's ids. A trace whose gates do not reproduce the model's outputs
     is a failed check, not a crash (its report is the verdict alone). A --min-memory-horizon longer
-    than the sample is refused (InputError) before anything is written.
+    than the sample is refused (InputError) before anything is written. `name`: how the outputs name the
+    checkpoint (default: its file name).
     """
     outputs = outputs or CheckOutputs()
     config = settings.config
-    name = Path(options.checkpoint).name
+    name = name or Path(options.checkpoint).name
     source = None if settings.source is None else str(settings.source)
     baseline_source = None if baseline is None else baseline.source
     with Steps("check") as steps:

@@ -464,3 +464,17 @@ def test_a_sample_too_short_to_judge_skips_the_horizon_instead_of_refusing_it() 
     (case,) = [c for c in evaluate(run.trace, analysis, CheckConfig(min_memory_horizon=12), model="m").cases
                if c.check == "memory_horizon"]
     assert case.skipped and case.passed and "fewer than the 4 needed to judge" in case.message
+
+
+def test_summary_table_names_a_group_of_dead_unit_cases_in_words() -> None:
+    from rich.console import Console
+
+    from lstmviz_cli.analysis.checks import CheckCase, CheckResult
+    from lstmviz_cli.render.checkresults import summary_table
+
+    cases = [CheckCase("dead_units", f"dead units lstm/l{k}/fwd", f"lstm/l{k}/fwd", share, 0.25, True, "")
+             for k, share in ((0, 0.0), (1, 0.125))]
+    console = Console(width=90, record=True, color_system=None)
+    console.print(summary_table([CheckResult(model="m.pt", cases=cases)]))
+    text = console.export_text()
+    assert "│ dead units: 2 ok, worst lstm/l1/fwd │ 0.125 │" in text and "dead_units" not in text

@@ -88,6 +88,8 @@ def test_the_timeline_page_holds_a_table_and_a_chart_per_measure_with_the_points
     assert [[cell.parts[0] for cell in row.cells] for row in table.rows if not row.failed] == [
         ["1", "0.5", "0.4"], ["3", "0.7", "0.6"]]
     assert [row.failed for row in table.rows] == [False, True, False]
+    horizon = next(s for s in page.sections if s.id == "timeline-memory-horizon")
+    assert "how many steps back hold 90% of the output's gradient saliency" in str(horizon.blocks[0]).lower()
     overview = next(block for block in page.intro if isinstance(block, Table))
     assert overview.columns == ("epoch", "checkpoint", "check")
 

@@ -188,6 +188,9 @@ def test_errors_are_the_clis_own_with_its_one_line_messages(files: dict[str, Pat
         lstmviz_cli.report(model, TEXT, vocab=VOCAB, units="3,99")
     with pytest.raises(InputError, match="text needs a vocabulary"):
         lstmviz_cli.report(model, TEXT)
+    sample_file = str(files["sample"])  # a file's name as a str is text: the message says how to pass a file
+    with pytest.raises(InputError, match=re.escape(f"pass pathlib.Path({sample_file!r}) or input={sample_file!r}")):
+        lstmviz_cli.report(model, sample_file)
     with pytest.raises(ModelError, match="not a dict"):
         lstmviz_cli.report({"weights": 1}, TEXT)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="applies to a checkpoint's path"):

@@ -20,8 +20,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from lstmviz_cli.tracing.tracer import trace
 
 
+_LAZY = ("trace", "Trace", "LayerTrace", "report", "Report", "Monitor")
+
+
 def __getattr__(name: str) -> Any:
     # Imported on first use: tracing/ loads torch, which `import lstmviz_cli` and --help must not.
+    # Some libraries draw from Python's global random generator when imported (rich does), so the
+    # caller's random state is given back: a training script's shuffling goes on as without lstmviz.
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lstmviz_cli' has no attribute {name!r}")
+    import random
+
+    state = random.getstate()
+    try:
+        return _resolve(name)
+    finally:
+        random.setstate(state)
+
+
+def _resolve(name: str) -> Any:
     if name == "trace":
         from lstmviz_cli.tracing.tracer import trace
 

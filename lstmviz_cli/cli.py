@@ -308,23 +308,23 @@ def check_command(
                                   "one by one, in training order, and --json/--report add their timeline.")
     ],
     max_saturated: Annotated[
-        float | None,
-        typer.Option("--max-saturated", help=f"Max share of a gate's values {SATURATION_BAND} "
-                     f"(default {in_words(CheckConfig.max_saturated)})."),
+        str | None,
+        typer.Option("--max-saturated", metavar="FRACTION|off", help=f"Max share of a gate's values "
+                     f"{SATURATION_BAND} (default {in_words(CheckConfig.max_saturated)})."),
     ] = None,
     max_dead_units: Annotated[
         str | None,
-        typer.Option("--max-dead-units", help="Max dead units per layer: a count (3) or a share (10%) "
+        typer.Option("--max-dead-units", metavar="N|N%|off", help="Max dead units per layer: a count (3) or a share (10%) "
                      f"(default {in_words(CheckConfig.max_dead_units)})."),
     ] = None,
     min_memory_horizon: Annotated[
-        int | None,
-        typer.Option("--min-memory-horizon", help=f"Min steps back holding {HORIZON_SHARE} of the output's saliency "
+        str | None,
+        typer.Option("--min-memory-horizon", metavar="STEPS|off", help=f"Min steps back holding {HORIZON_SHARE} of the output's saliency "
                      f"(default {in_words(CheckConfig.min_memory_horizon)}; at most the sample's steps)."),
     ] = None,
     max_verify_error: Annotated[
-        float | None,
-        typer.Option("--max-verify-error", help="Max |recorded - real| of the trace, looser or tighter than "
+        str | None,
+        typer.Option("--max-verify-error", metavar="NUMBER|off", help="Max |recorded - real| of the trace, looser or tighter than "
                      f"the default {in_words(CheckConfig.max_verify_error)}."),
     ] = None,
     fail_on: Annotated[

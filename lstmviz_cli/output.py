@@ -47,7 +47,7 @@ def check_writable(path: Path, *, force: bool) -> None:
         raise OutputError(f"output path {str(path)!r} is a directory; name a file, e.g. {str(path / 'report.html')!r}")
     if path.exists() and not force and not is_lstmviz_output(path):
         raise OutputError(
-            f"{str(path)!r} exists and was not written by lstmviz; pass --force to overwrite it or choose another -o"
+            f"{str(path)!r} exists and was not written by lstmviz; pass --force to overwrite it, or choose another name"
         )
     parent = path.parent if str(path.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
@@ -56,6 +56,27 @@ def check_writable(path: Path, *, force: bool) -> None:
         raise OutputError(f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"cannot write {str(path)!r}: directory {str(parent)!r} is not writable")
+
+
+def check_distinct(outputs: Mapping[str, Path | None], *, inputs: Mapping[str, Path | None] | None = None) -> None:
+    """Refuse (OutputError, one line) two options that name one output file, or an output that names an input
+    file of the same run (`--json` over the `--baseline` it is compared with): one would silently replace
+    the other. Keys are the options as the user wrote them ("--json"); None values are left out."""
+    seen: dict[Path, str] = {}
+    for option, path in (inputs or {}).items():
+        if path is not None:
+            seen.setdefault(Path(path).resolve(), option)
+    known_inputs = set(seen.values())
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        where = Path(path).resolve()
+        other = seen.get(where)
+        if other in known_inputs:
+            raise OutputError(f"{option} names {str(path)!r}, the {other} this run reads; write it to another file")
+        if other is not None:
+            raise OutputError(f"{other} and {option} both name {str(path)!r}; give each output its own file")
+        seen[where] = option
 
 
 def write_atomic(path: Path, writer: Callable[[Path], None] | bytes | str, *, force: bool = False) -> None:

@@ -9,6 +9,7 @@ import html
 import importlib.util
 import random
 import re
+import subprocess
 import sys
 import webbrowser
 from pathlib import Path
@@ -187,6 +188,9 @@ def test_errors_are_the_clis_own_with_its_one_line_messages(files: dict[str, Pat
         lstmviz_cli.report(model, TEXT, vocab=VOCAB, units="3,99")
     with pytest.raises(InputError, match="text needs a vocabulary"):
         lstmviz_cli.report(model, TEXT)
+    sample_file = str(files["sample"])  # a file's name as a str is text: the message says how to pass a file
+    with pytest.raises(InputError, match=re.escape(f"pass pathlib.Path({sample_file!r}) or input={sample_file!r}")):
+        lstmviz_cli.report(model, sample_file)
     with pytest.raises(ModelError, match="not a dict"):
         lstmviz_cli.report({"weights": 1}, TEXT)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="applies to a checkpoint's path"):
@@ -261,3 +265,15 @@ def test_a_model_on_the_gpu_is_reported_where_it_is() -> None:
     assert report.run.loaded.info.device.startswith("cuda") and report.trace.verify_error is not None
     with pytest.raises(InputError, match="the model is on cuda"):
         lstmviz_cli.report(model, torch.randn(6, 3), device="cpu")
+
+
+def test_first_use_of_the_api_leaves_pythons_random_state_as_it_was() -> None:
+    # A fresh process: the first `lstmviz_cli.report` imports the API (and rich, which draws from Python's
+    # global random generator at import); a training script's random.shuffle must not notice.
+    script = ("import random, lstmviz_cli\n"
+              "random.seed(3)\n"
+              "state = random.getstate()\n"
+              "lstmviz_cli.report, lstmviz_cli.Monitor, lstmviz_cli.trace\n"
+              "print(random.getstate() == state)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "True", done.stderr

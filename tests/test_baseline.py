@@ -15,13 +15,14 @@ import pytest
 from conftest import HOSTILE, make_run, numpy_trace
 from conftest_papers import junit_schema, sample
 
+from lstmviz_cli.analysis.baseline import read_baseline
 from lstmviz_cli.analysis.checks import CheckCase, CheckConfig, CheckResult, evaluate
 from lstmviz_cli.analysis.measures import measure_run
 from lstmviz_cli.analysis.options import AnalysisOptions
 from lstmviz_cli.analysis.records import FigureRef
 from lstmviz_cli.cli import main
 from lstmviz_cli.commands import pipeline
-from lstmviz_cli.errors import EXIT_CHECK_FAILED
+from lstmviz_cli.errors import EXIT_CHECK_FAILED, InputError
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.render.checkresults import to_markdown
 
@@ -243,3 +244,12 @@ def test_markdown_without_a_report_has_no_evidence_column() -> None:
     text = to_markdown([_summary_result()])
     assert "| check | value | limit | baseline | Δ | result |\n" in text and "evidence" not in text.lower()
     assert "| saturation lstm/l0/fwd f | 0.98 | ≤ 0.5 |  |  | ❌ **FAIL** |\n" in text
+
+
+def test_a_baseline_holding_two_checkpoints_of_the_asked_name_is_refused_not_guessed() -> None:
+    entry = {"model": "model.pt", "schema": 2, "cases": [], "measures": [{"name": "memory horizon", "value": 3}]}
+    with pytest.raises(InputError, match="holds 2 checks of checkpoints named model.pt; write one with the "
+                                         "checkpoints' folders in their names"):
+        read_baseline({"models": [entry, dict(entry)]}, "old.json", model="model.pt")
+    assert read_baseline({"models": [entry, {**entry, "model": "b/model.pt"}]}, "b.json",
+                         model="model.pt").measures == {"memory horizon": 3.0}

@@ -139,10 +139,18 @@ def test_defaults_without_any_config(tmp_path: Path) -> None:
         ("lstmviz.toml", "[check.tolerance]\ngate-men = 0.1\n", "unknown measure 'gate-men'; measures: gate-mean"),
         ("lstmviz.toml", "[check]\nmax-saturated = \"lots\"\n", "max-saturated = 'lots' must be a fraction"),
         ("lstmviz.toml", "[check]\nmin-memory-horizon = 2.5\n", "min-memory-horizon = 2.5 must be a whole number"),
-        ("lstmviz.toml", "[check]\nmax-saturated = 1.5\n", "--max-saturated 1.5 must be a fraction"),
-        ("lstmviz.toml", '[check]\nmax-dead-units = "lots"\n', "--max-dead-units 'lots' must be a count"),
+        # Values out of range name the file and table they came from, not a flag the user never gave.
+        ("lstmviz.toml", "[check]\nmax-saturated = 1.5\n",
+         "lstmviz.toml: [check] max-saturated = 1.5 must be a fraction between 0 and 1 (or \"off\")"),
+        ("lstmviz.toml", '[check]\nmax-dead-units = "lots"\n', "lstmviz.toml: [check] max-dead-units = 'lots' must be a count"),
+        ("lstmviz.toml", '[check]\nmax-dead-units = "150%"\n', "[check] max-dead-units = '150%' must be a count"),
         ("lstmviz.toml", '[check]\nfail-on = "sometimes"\n',
-         "--fail-on 'sometimes' must be one of error, warning, never"),
+         "lstmviz.toml: [check] fail-on = 'sometimes' must be \"error\", \"warning\" or \"never\""),
+        ("lstmviz.toml", "[check]\nmin-memory-horizon = -1\n", "[check] min-memory-horizon = -1 must be a whole number"),
+        ("pyproject.toml", "[tool.lstmviz.check]\nmax-verify-error = -1e-3\n",
+         "pyproject.toml: [tool.lstmviz.check] max-verify-error = -0.001 must be a number >= 0"),
+        ("lstmviz.toml", "[check.tolerance]\ngate-mean = -0.1\n",
+         "lstmviz.toml: check.tolerance: gate-mean = -0.1 must be a number >= 0"),
         ("lstmviz.toml", "[check]\nmax-saturated = [\n", "cannot read config"),
         ("pyproject.toml", "[tool.lstmviz.report]\nunits = 3\n",
          "pyproject.toml: unknown table [tool.lstmviz.report] in [tool.lstmviz]; lstmviz reads [tool.lstmviz.check]"),
@@ -156,6 +164,23 @@ def test_bad_config_is_one_actionable_line(tmp_path: Path, file: str, toml: str,
     with pytest.raises(InputError) as caught:
         resolve_config({}, cwd=tmp_path)
     assert message in caught.value.message and "\n" not in caught.value.message
+
+
+def test_every_threshold_flag_takes_off_and_refuses_other_words(tmp_path: Path) -> None:
+    (tmp_path / "lstmviz.toml").write_text("[check]\nmax-saturated = 0.5\nmin-memory-horizon = 4\n")
+    flags = {"max_saturated": "off", "max_dead_units": "off", "min_memory_horizon": "OFF", "max_verify_error": "off"}
+    settings = resolve_config(flags, cwd=tmp_path)
+    config = settings.config
+    assert (config.max_saturated, config.max_dead_units, config.min_memory_horizon, config.max_verify_error) == (
+        None, None, None, None)
+    assert settings.source is None  # the file's two settings were both turned off by flags
+    assert resolve_config({"max_saturated": "0.8", "min_memory_horizon": "3"}, cwd=tmp_path).config == CheckConfig(
+        max_saturated=0.8, min_memory_horizon=3)
+    for flags, message in (({"max_saturated": "abc"}, "--max-saturated 'abc' must be a fraction between 0 and 1"),
+                           ({"min_memory_horizon": "2.5"}, "--min-memory-horizon '2.5' must be a whole number"),
+                           ({"fail_on": "off"}, "--fail-on 'off': use --fail-on never")):
+        with pytest.raises(InputError, match=re.escape(message)):
+            resolve_config(flags, cwd=tmp_path)
 
 
 def test_two_config_files_in_one_directory_are_refused(tmp_path: Path) -> None:
@@ -439,3 +464,17 @@ def test_a_sample_too_short_to_judge_skips_the_horizon_instead_of_refusing_it() 
     (case,) = [c for c in evaluate(run.trace, analysis, CheckConfig(min_memory_horizon=12), model="m").cases
                if c.check == "memory_horizon"]
     assert case.skipped and case.passed and "fewer than the 4 needed to judge" in case.message
+
+
+def test_summary_table_names_a_group_of_dead_unit_cases_in_words() -> None:
+    from rich.console import Console
+
+    from lstmviz_cli.analysis.checks import CheckCase, CheckResult
+    from lstmviz_cli.render.checkresults import summary_table
+
+    cases = [CheckCase("dead_units", f"dead units lstm/l{k}/fwd", f"lstm/l{k}/fwd", share, 0.25, True, "")
+             for k, share in ((0, 0.0), (1, 0.125))]
+    console = Console(width=90, record=True, color_system=None)
+    console.print(summary_table([CheckResult(model="m.pt", cases=cases)]))
+    text = console.export_text()
+    assert "│ dead units: 2 ok, worst lstm/l1/fwd │ 0.125 │" in text and "dead_units" not in text

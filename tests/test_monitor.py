@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import lstmviz_cli
-from lstmviz_cli.errors import InputError
+from lstmviz_cli.errors import InputError, OutputError
 from lstmviz_cli.page.model import Page
 from lstmviz_cli.page.timeline import build_timeline_page
 
@@ -159,3 +159,38 @@ def test_a_bad_sample_fails_when_the_monitor_is_made() -> None:
         lstmviz_cli.Monitor(CharModel(), "abz", VOCAB)
     with pytest.raises(InputError, match="every=0"):
         lstmviz_cli.Monitor(CharModel(), SAMPLE, VOCAB, every=0)
+
+
+def test_where_and_how_it_reports_is_checked_when_the_monitor_is_made(tmp_path: Path) -> None:
+    # A misspelt option, a folder that cannot be made or one holding the user's index.html fail before the
+    # first epoch, as lstmviz's one-line errors, never a TypeError/OSError after an epoch of training.
+    with pytest.raises(InputError, match=r"Monitor: unknown option 'unit'; it takes report\(\)'s options: .*units"):
+        lstmviz_cli.Monitor(CharModel(), SAMPLE, VOCAB, out_dir=tmp_path / "a", unit=3)
+    with pytest.raises(InputError, match="unknown option 'trust_pickle'"):  # a checkpoint's, not a model object's
+        lstmviz_cli.Monitor(CharModel(), SAMPLE, VOCAB, out_dir=tmp_path / "a", trust_pickle=True)
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot create out_dir .*file/sub.*file. is a file"):
+        lstmviz_cli.Monitor(CharModel(), SAMPLE, VOCAB, out_dir=tmp_path / "file" / "sub")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("my own page")
+    with pytest.raises(OutputError, match="holds a index.html lstmviz did not write; give the Monitor its own folder"):
+        lstmviz_cli.Monitor(CharModel(), SAMPLE, VOCAB, out_dir=mine)
+    assert (mine / "index.html").read_text() == "my own page"
+    made = lstmviz_cli.Monitor(CharModel(), SAMPLE, VOCAB, out_dir=tmp_path / "new" / "run", html=False, units=4)
+    assert not (tmp_path / "new").exists() and made.options == {"units": 4}  # made by the first report
+
+
+def test_an_index_that_cannot_be_written_is_a_warning_not_a_stopped_training(tmp_path: Path) -> None:
+    monitor = lstmviz_cli.Monitor(CharModel(), SAMPLE, VOCAB, out_dir=tmp_path, html=False)
+    (tmp_path / "timeline.json").write_text("the user's file, made after the monitor")
+    with pytest.warns(RuntimeWarning, match="epoch 1: the index was not updated: .*timeline.json"):
+        assert monitor.step(1) is not None
+    assert (tmp_path / "epoch_0001.json").is_file()
+    assert (tmp_path / "timeline.json").read_text() == "the user's file, made after the monitor"
+    strict = lstmviz_cli.Monitor(CharModel(), SAMPLE, VOCAB, out_dir=tmp_path / "s", html=False, strict=True)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "index.html").write_text("mine")
+    with pytest.raises(OutputError, match="index.html"):
+        strict.step(1)

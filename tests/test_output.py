@@ -127,3 +127,31 @@ def test_every_json_file_is_written_by_write_json() -> None:
                     and node.func.value.id == "json"):
                 found.append(str(path.relative_to(package)))
     assert sorted(found) == ["output.py", "tracing/records.py"]
+
+
+SAMPLE_MODEL = Path(__file__).resolve().parents[1] / "sample_models" / "digitsum.pt"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "M", "--json", "out.json", "--junit", "./out.json"], "--json and --junit both name 'out.json'"),
+    (["check", "M", "--markdown", "s.md", "--report", "s.md"], "--markdown and --report both name 's.md'"),
+    (["check", "M", "--baseline", "base.json", "--json", "base.json"],
+     "--json names 'base.json', the baseline this run reads; write it to another file"),
+    (["check", "M", "M", "--baseline", "base.json", "--junit", "base.json"], "--junit names 'base.json', the baseline"),
+    (["report", "M", "-o", "r.json", "--json", "r.json"], "-o and --json both name 'r.json'"),
+    (["trace", "M", "-o", "t.npz", "--json", "t.npz"], "-o and --json both name 't.npz'"),
+    (["diff", "M", "M", "-o", "d.html", "--json", "d.html"], "-o and --json both name 'd.html'"),
+])
+def test_two_outputs_or_an_output_over_the_baseline_are_refused_before_anything_runs(
+        args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from lstmviz_cli.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    baseline = tmp_path / "base.json"
+    baseline.write_text('{"generator": "lstmviz-generated", "schema": 2}')  # an earlier check's file
+    assert main([str(SAMPLE_MODEL) if word == "M" else word for word in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"lstmviz: error: {message}" or err.startswith(f"lstmviz: error: {message}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.json"]
+    assert baseline.read_text() == '{"generator": "lstmviz-generated", "schema": 2}'

@@ -88,6 +88,8 @@ def test_the_timeline_page_holds_a_table_and_a_chart_per_measure_with_the_points
     assert [[cell.parts[0] for cell in row.cells] for row in table.rows if not row.failed] == [
         ["1", "0.5", "0.4"], ["3", "0.7", "0.6"]]
     assert [row.failed for row in table.rows] == [False, True, False]
+    horizon = next(s for s in page.sections if s.id == "timeline-memory-horizon")
+    assert "how many steps back hold 90% of the output's gradient saliency" in str(horizon.blocks[0]).lower()
     overview = next(block for block in page.intro if isinstance(block, Table))
     assert overview.columns == ("epoch", "checkpoint", "check")
 
@@ -181,3 +183,27 @@ def test_a_checkpoint_that_cannot_be_read_is_a_failed_point_and_fails_the_check(
     assert points[1]["measures"] is None and points[1]["passed"] is False and "epoch_5.pt" in points[1]["error"]
     printed = capsys.readouterr().out
     assert "1 of 2 checkpoints failed" in printed and "gate statistics by epoch" in printed
+
+
+def test_checkpoints_of_one_name_in_several_folders_are_named_apart_and_compared_with_their_own_baseline(
+        checkpoints: tuple[list[Path], dict[int, float]], tmp_path: Path) -> None:
+    # runs/seed_a/model.pt and runs/seed_b/model.pt: the outputs name each by its folder, and a baseline of both
+    # compares each with its own entry, never the first one of that file name.
+    paths, expected = checkpoints
+    copies = []
+    for folder, source in (("seed_b", paths[2]), ("seed_a", paths[0])):  # epoch_2 and epoch_1, given b first
+        (tmp_path / "runs" / folder).mkdir(parents=True)
+        copies.append(tmp_path / "runs" / folder / "model.pt")
+        copies[-1].write_bytes(source.read_bytes())
+    base = tmp_path / "base.json"
+    assert main(["check", *map(str, copies), "--json", str(base), "--max-saturated", "off"]) == 0
+    result = json.loads(base.read_text())
+    assert [m["model"] for m in result["models"]] == ["seed_b/model.pt", "seed_a/model.pt"]  # the order given
+    assert [p["label"] for p in result["timeline"]["points"]] == ["seed_b/model.pt", "seed_a/model.pt"]
+    assert _value(result["timeline"]["points"][1], "gate mean lstm/l0/fwd f") == pytest.approx(expected[1], abs=2e-6)
+    again = tmp_path / "again.json"
+    assert main(["check", *map(str, reversed(copies)), "--baseline", str(base), "--json", str(again),
+                 "--max-saturated", "off"]) == 0
+    for model in json.loads(again.read_text())["models"]:
+        moved = [case for case in model["cases"] if case["check"].startswith("baseline:")]
+        assert moved and all(case["delta"] == 0 for case in moved), model["model"]

@@ -48,6 +48,9 @@ def read_baseline(document: object, source: str, *, model: str) -> Baseline:
     if isinstance(document.get("models"), list):
         entries = [entry for entry in document["models"] if isinstance(entry, Mapping)]
         chosen = [entry for entry in entries if entry.get("model") == model] or (entries if len(entries) == 1 else [])
+        if len(chosen) > 1:
+            raise InputError(f"baseline {source!r} holds {len(chosen)} checks of checkpoints named {model}; write one "
+                             "with the checkpoints' folders in their names (this lstmviz names them apart)")
         if not chosen:
             names = ", ".join(str(entry.get("model")) for entry in entries)
             raise InputError(f"baseline {source!r} holds the checks of {names}, not of {model}")

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lstmviz_cli.analysis.measures import LABELS, Measure, layer_prefixes, measures_json
+from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.families import GATE_ORDER
 from lstmviz_cli.loading.records import JSON
 
@@ -101,7 +102,8 @@ KINDS: tuple[MeasureKind, ...] = (
     MeasureKind("dead_units", "dead_units", "Dead units", "dead units", "units whose hidden state never leaves a "
                 "narrow band (the dead-units finding); missing where a layer is too short to judge", integer=True),
     MeasureKind("memory_horizon", "memory_horizon", "Memory horizon", "steps back",
-                "how many steps back hold the horizon share of the output's gradient saliency", integer=True),
+                f"how many steps back hold {Thresholds.horizon_mass:.0%} of the output's gradient saliency",
+                integer=True),
     MeasureKind("cell_max", "cell_max", "Largest |c|", "largest |c|",
                 "the largest absolute cell state over the sample (LSTM)"),
     MeasureKind("cell_growth", "cell_growth", "|c| growth", "late / early mean |c|",

@@ -10,6 +10,7 @@ back after each report (`api.memory.preserved`), so training goes on exactly as 
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from collections.abc import Mapping
@@ -20,13 +21,34 @@ from torch import nn
 from lstmviz_cli.analysis.timeline import Timeline, TimelinePoint
 from lstmviz_cli.api.memory import Vocab
 from lstmviz_cli.api.report import Report, Sample, prepare, report
-from lstmviz_cli.errors import InputError, LstmvizError
-from lstmviz_cli.output import json_text, write_atomic
+from lstmviz_cli.errors import InputError, LstmvizError, OutputError
+from lstmviz_cli.output import is_lstmviz_output, json_text, write_atomic
 from lstmviz_cli.page.timeline import build_timeline_page
 from lstmviz_cli.render.html import render_html
 
 # report()'s options that say how the model and its sample are read (checked when the Monitor is made).
 _PREPARE = ("task", "output_labels", "description", "input", "tokens", "device", "max_memory")
+# report()'s keywords a Monitor passes on: not the name (the Monitor's), nor how a checkpoint file is opened.
+_CHECKPOINT_ONLY = ("trust_pickle", "trust_torchscript", "model_class", "model_kwargs", "weights_key", "head",
+                    "recurrent_only")
+_OPTIONS = tuple(name for name, parameter in inspect.signature(report).parameters.items()
+                 if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("name", *_CHECKPOINT_ONLY))
+# The files a Monitor rewrites after every report.
+_INDEX_FILES = ("index.html", "timeline.json")
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse (OutputError, one line) a folder the Monitor could not write into, or one holding an index.html or
+    timeline.json of the user's; nothing is created (that waits for the first report)."""
+    for file in _INDEX_FILES:
+        if (out_dir / file).exists() and not is_lstmviz_output(out_dir / file):
+            raise OutputError(f"out_dir {str(out_dir)!r} holds a {file} lstmviz did not write; give the Monitor "
+                              "its own folder")
+    existing = next(folder for folder in (out_dir, *out_dir.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise OutputError(f"cannot create out_dir {str(out_dir)!r}: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into out_dir {str(out_dir)!r}: {str(existing)!r} is not writable")
 
 
 class Monitor:
@@ -65,8 +87,14 @@ class Monitor:
         self.calls = 0
         self.points: list[TimelinePoint] = []
         self.last: Report | None = None
+        unknown = sorted(set(self.options) - set(_OPTIONS))
+        if unknown:
+            raise InputError(f"Monitor: unknown option {unknown[0]!r}; it takes report()'s options: "
+                             f"{', '.join(_OPTIONS)}")
+        # Where the reports go is checked now, not after the first epoch of a long training run.
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise InputError(f"out_dir {str(self.out_dir)!r} is a file, not a folder")
+        _check_out_dir(self.out_dir)
         # A sample the model cannot take fails here, not after the first epoch (nothing runs the model).
         loading = {key: value for key, value in self.options.items() if key in _PREPARE}
         prepare(model, sample, vocab, name=self.name, **loading)  # type: ignore[arg-type]  # checked there
@@ -94,7 +122,14 @@ class Monitor:
     def record(self, epoch: int) -> Report | None:
         """Report now, as point `epoch` (a point with that number is replaced); None when the report failed."""
         stem = f"{self.axis}_{int(epoch):04d}"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            failed = OutputError(f"cannot create out_dir {str(self.out_dir)!r}: {error.strerror or error}")
+            if self.strict:
+                raise failed from None
+            warnings.warn(f"lstmviz Monitor: {self.axis} {epoch}: {failed.message}", RuntimeWarning, stacklevel=3)
+            return None
         options = {key: value for key, value in self.options.items() if key != "title"}
         title = f"{self.options.get('title') or self.name} · {self.axis} {epoch}"
         try:
@@ -113,7 +148,13 @@ class Monitor:
         self.points = sorted([p for p in self.points if p.step != point.step] + [point],
                              key=lambda p: p.step if p.step is not None else -1)
         self.last = made
-        self._write_index()
+        try:
+            self._write_index()
+        except LstmvizError as error:
+            if self.strict:
+                raise
+            warnings.warn(f"lstmviz Monitor: {self.axis} {epoch}: the index was not updated: {error.message}",
+                          RuntimeWarning, stacklevel=3)
         return made
 
     def _write_index(self) -> None:

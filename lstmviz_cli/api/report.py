@@ -207,6 +207,9 @@ def prepare(model: nn.Module, sample: Sample | None, vocab: Vocab | None = None,
                                    max_memory_bytes=budget)
     given, given_as = _given(sample)
     if isinstance(given, str) and loaded.meta.get("vocab") is None:
+        if Path(given).is_file():  # a file's name as text: say how a file is passed
+            raise InputError(f"the sample {given!r} is text, read as characters; to read that file pass "
+                             f"pathlib.Path({given!r}) or input={given!r}")
         raise InputError("text needs a vocabulary to become token ids: pass vocab=[...] (id -> token), or token ids")
     return loaded, load_sample(loaded, given=given, given_as=given_as, max_memory_bytes=budget)
 

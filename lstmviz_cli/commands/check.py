@@ -31,7 +31,7 @@ from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.commands.progress import Steps
 from lstmviz_cli.errors import InputError, OutputError, VerificationError
 from lstmviz_cli.explain.orchestrate import analyze_run
-from lstmviz_cli.output import check_writable, write_atomic, write_json
+from lstmviz_cli.output import check_distinct, check_writable, write_atomic, write_json
 from lstmviz_cli.page.build import REPORT_SECTIONS, build_page, select
 from lstmviz_cli.page.model import Page
 from lstmviz_cli.page.sections.check import KNOWLEDGE_ID, check_only_page, check_section
@@ -65,6 +65,21 @@ class CheckOutputs:
         if self.report is None:
             return None
         return str(self.report / INDEX) if self.report_format == "dir" else str(self.report)
+
+
+def check_outputs_writable(outputs: CheckOutputs, settings: CheckSettings, options: LoadOptions) -> None:
+    """Refuse before any work an output that cannot or must not be written: a file lstmviz did not write, two
+    options naming one file, an output over the baseline or the sample the run reads (OutputError)."""
+    check_distinct({"--json": outputs.json, "--junit": outputs.junit, "--markdown": outputs.markdown,
+                    "--report": outputs.report}, inputs={"baseline": settings.baseline, "--input": options.input})
+    for path in (outputs.json, outputs.junit, outputs.markdown):
+        if path is not None:
+            check_writable(path, force=outputs.force)
+    if outputs.report is not None:
+        if outputs.report_format == "dir":
+            check_folder_writable(outputs.report)
+        else:
+            check_writable(outputs.report, force=outputs.force)
 
 
 def read_baseline_file(path: Path, *, model: str) -> Baseline:
@@ -135,17 +150,18 @@ def check_page(run: Run, analysis: Analysis, result: CheckResult, view: ViewOpti
 
 
 def check_one(options: LoadOptions, settings: CheckSettings, view: ViewOptions, *, baseline: Baseline | None = None,
-              outputs: CheckOutputs | None = None) -> CheckResult:
+              outputs: CheckOutputs | None = None, name: str | None = None) -> CheckResult:
     """Trace and analyze one checkpoint, evaluate it (and compare it with `baseline`); write its report.
 
     The report page is built (not drawn) even without a report to write: the JSON and JUnit link each
     case to its evidence by the page's ids. A trace whose gates do not reproduce the model's outputs
     is a failed check, not a crash (its report is the verdict alone). A --min-memory-horizon longer
-    than the sample is refused (InputError) before anything is written.
+    than the sample is refused (InputError) before anything is written. `name`: how the outputs name the
+    checkpoint (default: its file name).
     """
     outputs = outputs or CheckOutputs()
     config = settings.config
-    name = Path(options.checkpoint).name
+    name = name or Path(options.checkpoint).name
     source = None if settings.source is None else str(settings.source)
     baseline_source = None if baseline is None else baseline.source
     with Steps("check") as steps:
@@ -179,22 +195,9 @@ def check_one(options: LoadOptions, settings: CheckSettings, view: ViewOptions, 
     return result
 
 
-def check_outputs_writable(outputs: CheckOutputs) -> None:
-    """Raise OutputError for any output that cannot be written (or would overwrite without --force),
-    before anything is checked."""
-    for path in (outputs.json, outputs.junit, outputs.markdown):
-        if path is not None:
-            check_writable(path, force=outputs.force)
-    if outputs.report is not None:
-        if outputs.report_format == "dir":
-            check_folder_writable(outputs.report)
-        else:
-            check_writable(outputs.report, force=outputs.force)
-
-
 def run_check(options: LoadOptions, settings: CheckSettings, view: ViewOptions, outputs: CheckOutputs) -> CheckResult:
     """`lstmviz check`: refuse unwritable outputs and unusable baselines first, check, then write every output."""
-    check_outputs_writable(outputs)
+    check_outputs_writable(outputs, settings, options)
     name = Path(options.checkpoint).name
     baseline = None if settings.baseline is None else read_baseline_file(settings.baseline, model=name)
     result = check_one(options, settings, view, baseline=baseline, outputs=outputs)

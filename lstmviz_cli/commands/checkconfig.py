@@ -14,6 +14,7 @@ both set check settings in one directory are an error too (one would be ignored)
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -39,8 +40,8 @@ _OFF = ("off", "none")
 _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "max_saturated": ((int, float), "a fraction between 0 and 1"),
     "max_dead_units": ((int, str), 'a count (3) or a percentage ("10%")'),
-    "min_memory_horizon": ((int,), "a whole number of steps"),
-    "max_verify_error": ((int, float), "a number"),
+    "min_memory_horizon": ((int,), "a whole number of steps >= 0"),
+    "max_verify_error": ((int, float), "a number >= 0"),
     "fail_on": ((str,), '"error", "warning" or "never"'),
 }
 
@@ -214,13 +215,40 @@ def _threshold_value(name: str, key: str, value: object, where: str) -> object:
             raise InputError(f'{where} fail-on = {value!r}: use "never" to fail on no finding')
         return None
     types, expected = _TYPES[name]
+    if name != "fail_on":
+        expected += ' (or "off")'
     if isinstance(value, bool) or not isinstance(value, types):
-        raise InputError(f'{where} {key} = {value!r} must be {expected} (or "off")')
+        raise InputError(f"{where} {key} = {value!r} must be {expected}")
+    converted: object = value
     if name == "max_dead_units":
-        return str(value)
-    if name in ("max_saturated", "max_verify_error"):
-        return float(value)  # type: ignore[arg-type]  # int or float, checked above
-    return value
+        converted = str(value)
+    elif name in ("max_saturated", "max_verify_error"):
+        converted = float(value)  # type: ignore[arg-type]  # int or float, checked above
+    try:  # in range: CheckConfig checks it (its messages name the flags; this one names the file)
+        CheckConfig(**{name: converted})  # type: ignore[arg-type]  # the field's type, converted above
+    except InputError:
+        raise InputError(f"{where} {key} = {value!r} must be {expected}") from None
+    return converted
+
+
+def _flag_value(name: str, value: object) -> object:
+    """A threshold flag's text as its setting: a number for the numeric ones, None for "off" (the check off).
+    Values that are no text (from Python) are kept; CheckConfig checks the ranges."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in _OFF:
+        if name == "fail_on":
+            raise InputError(f"--fail-on {value!r}: use --fail-on never to fail on no finding")
+        return None
+    try:
+        if name in ("max_saturated", "max_verify_error"):
+            return float(text)
+        if name == "min_memory_horizon":
+            return int(text)
+    except ValueError:
+        raise InputError(f"{flag_name(name)} {value!r} must be {_TYPES[name][1]} (or off)") from None
+    return text
 
 
 def tolerance_values(table: Mapping[str, object], where: str) -> dict[str, object]:
@@ -232,7 +260,7 @@ def tolerance_values(table: Mapping[str, object], where: str) -> dict[str, objec
             raise InputError(f"{where}: unknown measure {key!r}; measures: {', '.join(TOLERANCE_NAMES)}")
         if value is False or (isinstance(value, str) and value.strip().lower() in _OFF):
             values[name] = None
-        elif isinstance(value, bool) or not isinstance(value, int | float):
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
             raise InputError(f'{where}: {key} = {value!r} must be a number >= 0 (or "off")')
         else:
             values[name] = float(value)
@@ -262,7 +290,7 @@ def parse_tolerance_flags(items: list[str] | None) -> dict[str, object]:
 def resolve_config(flags: Mapping[str, object], *, tolerances: Mapping[str, object] | None = None,
                    baseline: Path | None = None, config_path: Path | None = None,
                    cwd: Path | None = None) -> CheckSettings:
-    """Defaults < config file < flags (flags that are None were not given).
+    """Defaults < config file < flags (flags that are None were not given; a flag's "off" turns its check off).
 
     `tolerances`: the --tolerance flags (`parse_tolerance_flags`); `baseline`: --baseline.
     """
@@ -285,7 +313,7 @@ def resolve_config(flags: Mapping[str, object], *, tolerances: Mapping[str, obje
     file_baseline: object = None
     if table is not None and path is not None:
         file_values, file_tolerances, file_baseline = config_values(table[0], str(path), table_name=table[1])
-    given = {k: v for k, v in flags.items() if v is not None}
+    given = {k: _flag_value(k, v) for k, v in flags.items() if v is not None}  # "off": given, as None
     given_tolerances = dict(tolerances or {})
     values: dict[str, Any] = {**file_values, **given}  # CheckConfig's fields, checked by its constructor
     tolerance_fields: dict[str, Any] = {**file_tolerances, **given_tolerances}

@@ -16,7 +16,7 @@ from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.commands.progress import Steps
 from lstmviz_cli.explain.orchestrate import analyze_run
 from lstmviz_cli.loading.records import SampleInput
-from lstmviz_cli.output import check_writable, write_atomic, write_json
+from lstmviz_cli.output import check_distinct, check_writable, write_atomic, write_json
 from lstmviz_cli.page.diff import build_diff_page
 from lstmviz_cli.render.html import render_html
 from lstmviz_cli.tracing.forwardargs import parse_forward_args
@@ -55,6 +55,7 @@ def run_diff_command(options: LoadOptions, after_checkpoint: Path, analysis_opti
                      output: Path, json_path: Path | None,
                      force: bool) -> str:
     """`lstmviz diff`: refuse unwritable outputs first, compare, write the page (and JSON)."""
+    check_distinct({"-o": output, "--json": json_path}, inputs={"--input": options.input})
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)

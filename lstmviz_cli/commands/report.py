@@ -14,7 +14,7 @@ from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.commands.progress import Steps
 from lstmviz_cli.explain.corpus import Progress
 from lstmviz_cli.explain.orchestrate import analyze_run
-from lstmviz_cli.output import check_writable, write_atomic, write_json
+from lstmviz_cli.output import check_distinct, check_writable, write_atomic, write_json
 from lstmviz_cli.page.build import build_page, select
 from lstmviz_cli.page.model import Page
 from lstmviz_cli.page.view import ViewOptions
@@ -44,6 +44,7 @@ def run_report_command(
     The page and the JSON summary come from the same run and analysis, cut once to `--layers`.
     `workers`: processes that draw the figures (None: one per CPU, at most render.jobs.MAX_WORKERS).
     """
+    check_distinct({"-o": output, "--json": json_path}, inputs={"--input": options.input})
     if page_format == "dir":
         check_folder_writable(output)
     else:

@@ -53,22 +53,36 @@ def _ordering(axis: str, renamed: bool) -> str:
     return f"Ordered by the {axis} number in their names" + (" (not as given)." if renamed else ".")
 
 
+def distinct_names(paths: list[Path]) -> list[str]:
+    """How the outputs name each checkpoint: its file name, or as many of its last path parts as tell the
+    checkpoints apart (`run_a/model.pt`, `run_b/model.pt`), the same number for all."""
+    parts = [path.parts for path in paths]
+    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(path) for path in paths]
+
+
 def check_timeline(paths: list[Path], options: LoadOptions, settings: CheckSettings,
                    baselines: Mapping[str, Baseline] | None = None) -> TimelineCheck:
-    """Check each checkpoint on the same sample and settings (against its baseline in `baselines`, by file
-    name); one that cannot be loaded, traced or compared is a failed point with that one-line error."""
-    order, steps, axis = training_order([path.name for path in paths])
-    ordered = [paths[k] for k in order]
+    """Check each checkpoint on the same sample and settings (against its baseline in `baselines`, by its name
+    in `distinct_names`); one that cannot be loaded, traced or compared is a failed point with that
+    one-line error."""
+    names = distinct_names(paths)
+    order, steps, axis = training_order(names)
+    ordered = [(paths[k], names[k]) for k in order]
     results: list[CheckResult] = []
     points: list[TimelinePoint] = []
-    for k, path in enumerate(ordered):
+    for k, (path, name) in enumerate(ordered):
         step = None if steps is None else steps[k]
-        baseline = (baselines or {}).get(path.name)
+        baseline = (baselines or {}).get(name)
         try:
-            result = check_one(replace(options, checkpoint=path), settings, ViewOptions(), baseline=baseline)
+            result = check_one(replace(options, checkpoint=path), settings, ViewOptions(), baseline=baseline,
+                               name=name)
         except LstmvizError as error:
             case = CheckCase("error", "checkpoint checked", None, None, None, False, error.message)
-            result = CheckResult(model=path.name, cases=[case], config=settings.config,
+            result = CheckResult(model=name, cases=[case], config=settings.config,
                                  settings_source=None if settings.source is None else str(settings.source),
                                  baseline=None if baseline is None else baseline.source)
         # No page of this one checkpoint is written (the report is the timeline's): nothing to link to.
@@ -76,7 +90,7 @@ def check_timeline(paths: list[Path], options: LoadOptions, settings: CheckSetti
         results.append(result)
         measured = tuple(result.measures) or None
         failure = None if measured is not None else result.cases[0].message
-        points.append(TimelinePoint(path.name, step, measured, error=failure, passed=result.passed))
+        points.append(TimelinePoint(name, step, measured, error=failure, passed=result.passed))
     return TimelineCheck(results, Timeline(tuple(points), axis=axis), _ordering(axis, order != sorted(order)))
 
 
@@ -92,9 +106,9 @@ def run_check_timeline(paths: list[Path], options: LoadOptions, settings: CheckS
     if missing:
         raise CheckpointError(f"checkpoint {missing[0]!r} does not exist"
                               + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    check_outputs_writable(outputs)
+    check_outputs_writable(outputs, settings, options)
     baselines = {} if settings.baseline is None else {
-        path.name: read_baseline_file(settings.baseline, model=path.name) for path in paths}
+        name: read_baseline_file(settings.baseline, model=name) for name in distinct_names(paths)}
     checked = check_timeline(paths, options, settings, baselines)
     write_outputs(checked.results, outputs, extra={"timeline": checked.timeline.to_json()})
     if outputs.report is not None:

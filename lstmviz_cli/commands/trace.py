@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lstmviz_cli.commands import pipeline
 from lstmviz_cli.commands.options import LoadOptions
-from lstmviz_cli.output import check_writable, write_atomic, write_json
+from lstmviz_cli.output import check_distinct, check_writable, write_atomic, write_json
 from lstmviz_cli.tracing.provenance import describe_run
 
 
@@ -14,6 +14,7 @@ def run_trace_command(
     options: LoadOptions, *, output: Path, json_path: Path | None, dtype: str, force: bool
 ) -> str:
     """`lstmviz trace`: save every series to .npz (and a JSON summary)."""
+    check_distinct({"-o": output, "--json": json_path}, inputs={"--input": options.input})
     check_writable(output, force=force)
     if json_path is not None:
         check_writable(json_path, force=force)

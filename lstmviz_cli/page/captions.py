@@ -91,7 +91,8 @@ def check_definitions(config: CheckConfig) -> dict[str, str]:
         "dead_units": "share of the layer's units whose h never moves (error when more than the check's "
                       f"--max-dead-units {limit}, info when within it)",
         "saturation": "share of a gate's values saturated, against the check's --max-saturated",
-        "memory_horizon": "steps back that hold the saliency's horizon share, against the check's --min-memory-horizon",
+        "memory_horizon": f"steps back that hold {Thresholds.horizon_mass:.0%} of the saliency, against the check's "
+                          "--min-memory-horizon",
         "verify_error": "max |recorded - real| of the trace, against the check's --max-verify-error",
         "model_output": "the traced model's output against your model run plainly",
         "baseline": "a measure that moved from the baseline by more than its tolerance (--tolerance)",

@@ -242,7 +242,7 @@ def _kind(check: str) -> str:
     """ "saturation", "baseline: gate mean": a group of cases in the table."""
     if check.startswith("baseline:"):
         return "baseline " + check.removeprefix("baseline:").replace("_", " ")
-    return check
+    return check.replace("_", " ")
 
 
 def _rest(case: CheckCase) -> str:

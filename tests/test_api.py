@@ -259,8 +259,9 @@ def test_a_model_on_the_gpu_is_reported_where_it_is() -> None:
         pytest.skip("no CUDA device")
     torch.manual_seed(0)
     model = torch.nn.LSTM(3, 8, batch_first=True).cuda()
+    sample = torch.randn(2, 6, 3, device="cuda")  # drawing it advances the CUDA generator: state taken after
     state = torch.cuda.get_rng_state()
-    report = lstmviz_cli.report(model, torch.randn(2, 6, 3, device="cuda"))
+    report = lstmviz_cli.report(model, sample)
     assert next(model.parameters()).is_cuda and torch.equal(torch.cuda.get_rng_state(), state)
     assert report.run.loaded.info.device.startswith("cuda") and report.trace.verify_error is not None
     with pytest.raises(InputError, match="the model is on cuda"):

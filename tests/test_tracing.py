@@ -605,3 +605,21 @@ def test_cuda_trace_matches_cpu() -> None:
     for key in cpu.keys():
         np.testing.assert_allclose(gpu[key], cpu[key], atol=1e-4)
     assert gpu.verify_error < 1e-4
+
+
+def test_full_float32_turns_tf32_off_inside_and_restores_the_callers_settings() -> None:
+    """A GPU run of the model must not use TF32 (its ~1e-3 errors fail the gates' 1e-4 verification);
+    the caller's precision settings come back as they were, and a CPU trace gets no TF32 note."""
+    from lstmviz_cli.tracing.precision import _rnn_precision, full_float32, tf32_note
+
+    matmul = torch.backends.cuda.matmul
+    before = (_rnn_precision(), str(matmul.fp32_precision))  # type: ignore[attr-defined]
+    with full_float32():
+        assert _rnn_precision() != "tf32" and str(matmul.fp32_precision) != "tf32"  # type: ignore[attr-defined]
+        with full_float32():  # nested runs (a traced run inside a seeded block) keep it off
+            assert _rnn_precision() != "tf32"
+        with torch.backends.cudnn.flags(enabled=False):  # torch's own switch (saliency) still reads them
+            pass
+        assert _rnn_precision() != "tf32"
+    assert (_rnn_precision(), str(matmul.fp32_precision)) == before  # type: ignore[attr-defined]
+    assert tf32_note("cpu") is None

@@ -18,6 +18,7 @@ from lstmviz_cli.loading.records import LoadedModel, SampleInput
 from lstmviz_cli.tracing.cells import trace_custom
 from lstmviz_cli.tracing.forwardargs import forward_kwargs, plan_forward_args
 from lstmviz_cli.tracing.layout import locate_output_axes, to_batch_major
+from lstmviz_cli.tracing.precision import tf32_note
 from lstmviz_cli.tracing.records import Trace
 from lstmviz_cli.tracing.seeding import SEED, seeded
 from lstmviz_cli.tracing.tracer import first_output, trace
@@ -107,6 +108,9 @@ def trace_sample(
     lengths = None if sample.lengths is None else np.asarray(sample.lengths, dtype=np.int64)
     padded = lengths is not None and int(lengths.min()) < steps
     notes: list[str] = []
+    precision = tf32_note(device)
+    if precision is not None:
+        notes.append(precision)
     kwargs: dict[str, torch.Tensor] = {}
     plan = None
     packed_input = None

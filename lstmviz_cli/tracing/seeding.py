@@ -4,7 +4,8 @@ A model that draws random numbers in its forward (`h0 = torch.randn(...)`, as tu
 different output on every call: the traced run and the plain re-run that verifies it would disagree,
 and two reports of one checkpoint would differ. Each run of the model is wrapped in `seeded()`:
 torch (CPU and every initialised CUDA device), NumPy's global generator and Python's `random` are
-seeded with `SEED`, and the caller's states are restored afterwards.
+seeded with `SEED`, and the caller's states are restored afterwards. On a GPU the block also runs
+in full float32 (`tracing.precision.full_float32`: TF32 off), so that every run of the model agrees.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from lstmviz_cli.tracing.precision import full_float32
 
 SEED = 0  # the random state every run of the model starts from (documented in the README)
 
@@ -35,7 +38,7 @@ def seeded(seed: int = SEED) -> Iterator[SeededRun]:
     python_state = random.getstate()
     numpy_state = np.random.get_state()
     run = SeededRun()
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), full_float32():
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed)

@@ -25,6 +25,7 @@ from lstmviz_cli.loading.modules import recurrent_config
 from lstmviz_cli.tracing import gates as _gates
 from lstmviz_cli.tracing.hooks import finish_cell, hooked
 from lstmviz_cli.tracing.kernels import KERNELS
+from lstmviz_cli.tracing.precision import full_float32
 from lstmviz_cli.tracing.recorder import Recorder, Segment
 from lstmviz_cli.tracing.records import SERIES, SERIES_NAMES, LayerTrace, Trace, TraceMeta
 from lstmviz_cli.tracing.verify import GATE_TOLERANCE, VerifyPolicy
@@ -130,7 +131,7 @@ def trace(model: nn.Module, *inputs: object, verify: bool | VerifyPolicy = True,
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad(), warnings.catch_warnings(), hooked(model, recorder) as found:
+        with torch.no_grad(), full_float32(), warnings.catch_warnings(), hooked(model, recorder) as found:
             # cuDNN warns that one layer's weights are not one flat buffer; the copy is intended.
             warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
             # Projected LSTMs run PyTorch's own kernel instead of oneDNN: expected, not news.

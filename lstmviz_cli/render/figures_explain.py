@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
@@ -41,6 +42,24 @@ def _bins(values: FloatArray, limit: int = MAX_BARS) -> tuple[FloatArray, FloatA
     return (edges[:-1] + edges[1:] - 1) / 2.0, sums, width
 
 
+def _bars(ax: Axes, x: FloatArray, y: FloatArray, width: float, colours: Sequence[str]) -> None:
+    """Bars from 0 to `y` centred on `x`, as one PolyCollection: a few hundred bars drawn as one artist
+    (Axes.bar makes a patch per bar: 0.4 s per figure of 400, most of a report's drawing time)."""
+    half = width / 2
+    polygons = [((xi - half, 0.0), (xi - half, yi), (xi + half, yi), (xi + half, 0.0)) for xi, yi in zip(
+        x.tolist(), y.tolist(), strict=True)]
+    ax.add_collection(PolyCollection(polygons, facecolors=list(colours), linewidths=0))
+    if len(x):
+        low, high = float(np.nanmin(y, initial=0.0)), float(np.nanmax(y, initial=0.0))
+        ax.update_datalim([(float(x.min()) - half, min(low, 0.0)), (float(x.max()) + half, max(high, 0.0))])
+    ax.autoscale_view()
+
+
+def _signed(y: FloatArray) -> list[str]:
+    """Red where a value pushes the output up (or is zero), blue where it pushes it down."""
+    return [POSITIVE if v >= 0 else NEGATIVE for v in y.tolist()]
+
+
 def plot_attribution(panels: Sequence[AttributionPanel], tokens: Sequence[str] | None, step: int, *,
                      canvas: Canvas = SCREEN) -> Figure:
     """One panel per method, sharing the input-step axis: saliency's share, then each decomposition's
@@ -53,8 +72,7 @@ def plot_attribution(panels: Sequence[AttributionPanel], tokens: Sequence[str] |
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for ax, data, title in zip(axes, panels, titles, strict=True):
         x, y, width = _bins(data.values)
-        colours = [POSITIVE if v >= 0 else NEGATIVE for v in y] if data.signed else UNSIGNED
-        ax.bar(x, y, width=0.9 * width, color=colours, linewidth=0)
+        _bars(ax, x, y, 0.9 * width, _signed(y) if data.signed else [UNSIGNED] * len(y))
         ax.axhline(0, color="#999999", linewidth=0.6)
         ax.axvline(step, color=INK, linewidth=0.7, linestyle=":")
         unit = "" if width == 1 else f"\n(sum of {width} steps)"
@@ -144,7 +162,7 @@ def plot_unit_ablation(change: FloatArray, feature: FloatArray | None, title: st
         for start, stop in zip(edges[::2], edges[1::2], strict=True):
             ax.axvspan(start - 0.5, stop - 0.5, color=SHADE, linewidth=0)
     x, y, width = _bins(change)
-    ax.bar(x, y, width=0.9 * width, color=[POSITIVE if v >= 0 else NEGATIVE for v in y], linewidth=0)
+    _bars(ax, x, y, 0.9 * width, _signed(y))
     ax.axhline(0, color="#999999", linewidth=0.6)
     ax.set_xlim(-0.5, steps - 0.5)
     ax.set_ylabel("Δ loss (nats)" + ("" if width == 1 else f"\nsum of {width} steps"), fontsize=c.small)

@@ -138,7 +138,19 @@ def test_hover_a_heatmap_cell_reads_its_value(tmp_path: Path) -> None:
             a.textContent = 'unit'; document.body.appendChild(a); a.click();
             return document.querySelectorAll('#{spec.id} .lv-row-mark').length;
         }})()""")
+        # The find box: a unit shown is outlined; one not shown says how to show it; a negative one says
+        # units start at 0 (it said "choose it with --units -3,", which the command refuses).
+        def find(text: str) -> str:
+            return str(browser.evaluate(f"""(function () {{
+                var box = document.querySelector('#{spec.id} .lv-find input');
+                box.value = '{text}'; box.dispatchEvent(new Event('input'));
+                return document.querySelector('#{spec.id} .lv-find-note').textContent;
+            }})()"""))
+        found = {text: find(text) for text in (str(unit), "4", "-3")}
         assert browser.console == []
+    assert found[str(unit)] == f"unit {unit} outlined in every panel"
+    assert found["4"] == "unit 4 is not among the rows shown (choose it with --units 4,)"
+    assert found["-3"] == "units are numbered from 0"
     expected = float(trace.layers[0].series["f"][0, column, unit])
     assert tip is not None, "no tooltip"
     assert f"unit {unit} · step {column} · input {json_string(visible(TEXT[column]))}" in tip

@@ -235,8 +235,9 @@ def units_section(ctx: PageContext) -> Section:
         if layer is None:
             continue
         activation = np.asarray(layer.series[series][0, :, u.unit], dtype=np.float64)
-        caption = f"unit {u.unit} of {u.key} · {_feature(u.feature)} · r = {u.r:+.2f}" + (
-            f" · p = {_p(u.p)}" if u.p is not None else "")
+        # No-break spaces: a wrapped title never parts "r =" from its value.
+        caption = f"unit\u00a0{u.unit} of {u.key} · {_feature(u.feature)} · r\u00a0=\u00a0{u.r:+.2f}" + (
+            f" · p\u00a0=\u00a0{_p(u.p)}" if u.p is not None else "")
         panels.append(UnitPanel(activation, analysis.features[u.feature], caption))
     if panels:
         figures.append(FigureSpec(

@@ -385,6 +385,8 @@ def check_command(
              "min_memory_horizon": min_memory_horizon, "max_verify_error": max_verify_error, "fail_on": fail_on}
     if page_format != "html" and report_path is None:
         raise InputError(f"--format {page_format} says how --report is written; add --report FOLDER")
+    if report_url is not None and not report_url.strip():
+        raise InputError("--report-url is empty: give the address the report will be served at, or leave it out")
     settings = resolve_config(flags, tolerances=parse_tolerance_flags(tolerance), baseline=baseline,
                               config_path=config)
     outputs = CheckOutputs(

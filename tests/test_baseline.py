@@ -253,3 +253,10 @@ def test_a_baseline_holding_two_checkpoints_of_the_asked_name_is_refused_not_gue
         read_baseline({"models": [entry, dict(entry)]}, "old.json", model="model.pt")
     assert read_baseline({"models": [entry, {**entry, "model": "b/model.pt"}]}, "b.json",
                          model="model.pt").measures == {"memory horizon": 3.0}
+
+
+def test_an_empty_report_url_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """--report-url "" (an unset CI variable) would link every failure to '#anchor' on no page: one line, exit 2."""
+    assert main(["check", "tiny.pt", "--report-url", " "]) == 2
+    assert capsys.readouterr().err.strip() == ("lstmviz: error: --report-url is empty: give the address the report "
+                                               "will be served at, or leave it out")

@@ -44,9 +44,16 @@ class ModelError(LstmvizError):
 
 
 class VerificationError(LstmvizError):
-    """Reconstructed gates do not reproduce the module's real outputs."""
+    """Reconstructed gates do not reproduce the module's real outputs.
+
+    `measured`: the largest error found (absolute), when one was computed; `lstmviz check` reports it.
+    """
 
     exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str, *, measured: float | None = None) -> None:
+        super().__init__(message)
+        self.measured = measured
 
 
 class OutputError(LstmvizError):

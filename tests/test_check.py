@@ -478,3 +478,14 @@ def test_summary_table_names_a_group_of_dead_unit_cases_in_words() -> None:
     console.print(summary_table([CheckResult(model="m.pt", cases=cases)]))
     text = console.export_text()
     assert "│ dead units: 2 ok, worst lstm/l1/fwd │ 0.125 │" in text and "dead_units" not in text
+
+
+def test_a_zero_verify_tolerance_fails_with_the_error_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-verify-error 0: float32 gates never match to 0, so the check fails, and says by how much
+    (the case's value is the error the tracer measured, not null; the tolerance reads 0, not 0e+00)."""
+    monkeypatch.chdir(tmp_path)
+    model = Path(__file__).resolve().parents[1] / "sample_models" / "digitsum.pt"
+    assert main(["check", str(model), "--max-verify-error", "0", "--json", "out.json"]) == EXIT_CHECK_FAILED
+    case = next(c for c in json.loads(Path("out.json").read_text())["cases"] if c["check"] == "verify_error")
+    assert case["passed"] is False and case["value"] is not None and 0 < case["value"] < 1e-5
+    assert "(tolerance 0)" in case["message"]

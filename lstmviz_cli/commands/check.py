@@ -171,8 +171,8 @@ def check_one(options: LoadOptions, settings: CheckSettings, view: ViewOptions, 
         try:
             run = pipeline.load_and_trace(options, policy=VerifyPolicy.for_check(config.max_verify_error))
         except VerificationError as error:
-            case = CheckCase("verify_error", "verification error", None, None, config.max_verify_error, False,
-                             error.message)
+            case = CheckCase("verify_error", "verification error", None, error.measured, config.max_verify_error,
+                             False, error.message)
             result = CheckResult(model=name, cases=[case], config=config, settings_source=source,
                                  baseline=baseline_source)
             _write_report(check_only_page(result, view.title or f"lstmviz check: {name}"), outputs)

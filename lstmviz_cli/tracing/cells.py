@@ -174,7 +174,7 @@ def trace_custom(model: nn.Module, *inputs: object, module: str | None = None, v
             worst = max(errors, key=lambda p: errors[p] or 0.0)
             raise VerificationError(policy.refusal(
                 f"the recorded gates of {worst} reproduce the module's returned hidden state only to "
-                f"{verify_error:.2e} (tolerance {policy.tolerance:.0e})"))
+                f"{verify_error:.2e} (tolerance {policy.tolerance_text})"), measured=verify_error)
     first = next(iter(tensors_in(output)), None)
     meta = TraceMeta(
         custom_cells={c.module: c.to_info() for c in cells},

@@ -197,7 +197,7 @@ def _assemble(model: nn.Module, inputs: Sequence[object], found: dict[str, nn.Mo
             worst = max(errors, key=lambda k: _severity(errors[k]))
             raise VerificationError(policy.refusal(
                 f"the recorded gates of {worst} reproduce the module's outputs only to "
-                f"{verify_error:.2e} (tolerance {policy.tolerance:.0e})"))
+                f"{verify_error:.2e} (tolerance {policy.tolerance_text})"), measured=verify_error)
     return Trace(layers=layers, modules=modules, lengths=lengths, verify_error=verify_error,
                  output=None if first is None else first.detach().to("cpu", torch.float32).numpy(),
                  meta=meta)

@@ -93,6 +93,11 @@ class VerifyPolicy:
             return cls(refuse=False, remedy=CHECK_REMEDY)
         return cls(tolerance=float(max_verify_error), remedy=CHECK_REMEDY)
 
+    @property
+    def tolerance_text(self) -> str:
+        """The tolerance as the refusals write it: "1e-04", or "0" (not "0e+00")."""
+        return f"{self.tolerance:.0e}" if self.tolerance else "0"
+
     def refusal(self, what: str) -> str:
         """`what` went over the tolerance: the one-line refusal, with the running command's remedy."""
         return f"{what}; {self.remedy}"

@@ -150,11 +150,13 @@ def test_memory_is_measured_three_ways_and_the_check_uses_the_ablation(digitsum)
     case = evaluate(run.trace, dataclasses.replace(analysis, context_ablation=short),
                     CheckConfig(min_memory_horizon=5), model="m").cases[-1]
     assert case.check == "memory_horizon" and case.value == 3.0 and not case.passed
+    # The table names the measure: a baseline's memory horizon is the saliency's, a different number.
+    assert case.name == "memory horizon (context ablation)"
     assert case.message.startswith("context ablation:") and case.figure is not None
     assert case.figure.kind == "context-ablation" and page.anchor(case.figure) is not None
     saliency_only = evaluate(run.trace, dataclasses.replace(analysis, context_ablation=None),
                              CheckConfig(min_memory_horizon=5), model="m").cases[-1]
-    assert saliency_only.message.startswith("gradient saliency")
+    assert saliency_only.message.startswith("gradient saliency") and saliency_only.name == "memory horizon (saliency)"
 
 
 def test_context_ablation_runs_within_its_step_budget_and_is_skipped_with_a_note_beyond() -> None:

@@ -281,6 +281,28 @@ def test_nothing_significant_leaves_units_unranked_and_says_so() -> None:
     assert "not_significant" in analysis_json(empty)["units"] and analysis_json(empty)["units"]["ranked"] == []
 
 
+def test_the_reading_says_when_a_unit_is_no_better_than_its_untrained_control_or_nothing_could_be_significant() -> None:
+    """A significant r that an untrained model reaches too is said to be no evidence of training (the char
+    sample's whitespace unit: r = -0.68 against 0.66 untrained); too few permutations are not 'chance'."""
+    from lstmviz_cli.analysis.evidence import UnitCorrelation, UnitTests
+    from lstmviz_cli.page.sections.units import reading
+
+    trace = numpy_trace("LSTM", steps=len(TEXT), hidden_size=4, seed=11)
+    run = make_run(trace, name="tiny.pt", text=TEXT)
+    analysis = analyze_run(run, AnalysisOptions(permutations=0, ablate_top=0))
+    rows = (UnitCorrelation("inside_quotes", "lstm/l0/fwd/h", 1, -0.75, 0.0035, True, 0.35),
+            UnitCorrelation("whitespace", "lstm/l0/fwd/h", 2, -0.68, 0.0035, True, 0.66))
+    tests = UnitTests(ranked=rows, not_significant=(), permutations=2000, alpha=0.05, pairs_tested=16,
+                      block_lengths={"inside_quotes": 3, "whitespace": 1})
+    text = reading(dataclasses.replace(analysis, units=list(rows), unit_tests=tests))
+    assert "reaches |r| = 0.35 for this feature)" in text  # well above its control: nothing added
+    assert ("(r = -0.68, p = 0.0035; an untrained model reaches 0.66, about as much: no more than the architecture "
+            "gives untrained)") in text
+    few = dataclasses.replace(tests, ranked=(), not_significant=rows, permutations=10)
+    text = reading(dataclasses.replace(analysis, units=[], unit_tests=few))
+    assert text.startswith("No unit can be significant with 10 permutations") and "chance" not in text
+
+
 def test_ablate_option_checks_the_named_unit_and_refuses_a_bad_one(charlm) -> None:
     from lstmviz_cli.errors import ExplainError
     from lstmviz_cli.explain.gather import ModelContext, _ablations

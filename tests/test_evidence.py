@@ -494,3 +494,37 @@ def test_selecting_a_span_lists_the_unit_that_marks_it_and_finds_the_other_place
     marked = [int(t) for t in re.findall(r'<span data-t="(\d+)" class="hyp-match">', dom)]
     assert marked == [23, 24, 25, 26]
     assert re.search(r'class="excerpts" id="[^"]+" data-ready="yes"', dom)  # the excerpt picker ran too
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (make browser installs it)")
+def test_a_selection_dragged_from_outside_the_text_selects_the_steps_it_covers(tmp_path: Path) -> None:
+    """A drag that starts above the text (in the controls) and ends inside it: the steps covered are searched
+    (the page kept the previous selection's results: its anchor was outside the text)."""
+    from cdp import Browser
+
+    from lstmviz_cli.render.html import render_html
+
+    text = 'He said "hi there" and "ok" then'
+    trace = numpy_trace("LSTM", steps=len(text), hidden_size=4, seed=5)
+    trace.layers[0].series["h"][0, :, :] = 0.0
+    trace.layers[0].series["h"][0, :12, 1] = 0.9  # unit 1 is on over steps 0-11 only
+    vocab = tuple(sorted(set(text)))
+    run = make_run(trace, name="q.pt", text=text, vocab=vocab)
+    run.sample.values = np.array([[vocab.index(ch) for ch in text]])
+    analysis = analyze_run(run, AnalysisOptions(permutations=0))
+    page = tmp_path / "q.html"
+    page.write_text(render_html(report_page(run, analysis, ViewOptions()), drawer=lambda spec: "<svg></svg>"),
+                    encoding="utf-8")
+    assert CHROMIUM is not None
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open(page)
+        result = browser.evaluate("""(() => {
+          const root = document.querySelector('.hypothesis');
+          const label = root.querySelector('.hypothesis-controls label').firstChild;  // a text node above the text
+          const last = root.querySelector('span[data-t="11"]').firstChild;
+          window.getSelection().setBaseAndExtent(label, 0, last, 1);
+          document.body.dispatchEvent(new MouseEvent('mouseup', {bubbles: true}));
+          return root.querySelector('.hypothesis-results').innerText;
+        })()""")
+    assert result.startswith("1 unit is on inside steps 0–11 and off just outside"), result

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -209,6 +209,7 @@ def report_command(
         raise InputError(f"--ablate-mode {ablate_mode!r}: choose clamp or zero")
     if ablate_top < 0 or permutations < 0:
         raise InputError("--ablate-top and --permutations must be 0 or more")
+    _check_explain_options(attribution, ablate or (), permutations)
     if corpus_path is not None and labels is not None:
         raise InputError("--labels gives one row per step of one sequence; it cannot label a corpus (drop --corpus "
                          "or --labels)")
@@ -412,6 +413,21 @@ def check_command(
                       "directly; the model's other layers were not run", highlight=False, markup=False)
     if not result.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _check_explain_options(attribution: str, ablate: Sequence[str], permutations: int) -> None:
+    """Refuse a malformed --attribution or --ablate, or an unaffordable --permutations, before any work
+    (the units named are checked against the model once it is traced)."""
+    from lstmviz_cli.explain.gather import parse_attribution  # torch: not for --help
+    from lstmviz_cli.explain.intervention import parse_unit_spec
+    from lstmviz_cli.explain.significance import MAX_PERMUTATIONS
+
+    if permutations > MAX_PERMUTATIONS:
+        raise InputError(f"--permutations {permutations:,}: at most {MAX_PERMUTATIONS:,} (the test holds every "
+                         "permutation in memory; 2,000 already resolve p-values down to features / 2,001)")
+    parse_attribution(attribution)
+    for text in ablate:
+        parse_unit_spec(text)
 
 
 def _page_format(value: str, path: Path | None, option: str) -> str:

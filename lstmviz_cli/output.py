@@ -137,13 +137,17 @@ def _finite(value: object) -> object:
 
 
 def json_text(document: Mapping[str, object]) -> str:
-    """The one JSON encoding of lstmviz's outputs: the generator marker, keys sorted, two-space indent,
+    """The one JSON encoding of lstmviz's outputs: the generator marker first, then keys sorted, two-space indent,
     NaN/inf as null (never the non-standard `NaN`), a final newline. Deterministic for equal input.
 
     Rounding is the schema's (`json_number` on the fields it names), not this function's: some numbers
     (a trace's verification error, a figure's size) are written exactly.
     """
-    return _encode(_finite({"generator": GENERATOR_MARKER, **document}), compact=False) + "\n"
+    # The marker comes first, not in sorted place: `is_lstmviz_output` reads a file's first 64 KiB, and a
+    # report's sorted keys put megabytes ("ablations", "attributions", "excerpts") before "generator".
+    body = _encode(_finite({k: v for k, v in document.items() if k != "generator"}), compact=False)
+    head = "{\n  " + _encode("generator", compact=False) + ": " + _encode(GENERATOR_MARKER, compact=False)
+    return head + ("\n}" if body == "{}" else ",\n" + body[2:]) + "\n"
 
 
 def compact_json(document: Mapping[str, object]) -> str:

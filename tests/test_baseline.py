@@ -75,7 +75,7 @@ def test_check_json_is_a_baseline_and_a_moved_forget_gate_fails(
     cases = [c for c in json.loads((tmp_path / "same.json").read_text())["cases"] if c["check"].startswith("baseline:")]
     assert len(cases) == 4 + 4 + 3 + 1 + 1 + 1  # means, stds, saturations, dead units, horizon, error
     assert all(c["passed"] for c in cases) and {c["delta"] for c in cases if not c["skipped"]} == {0.0}
-    assert [c["name"] for c in cases if c["skipped"]] == ["memory horizon vs baseline"]  # measured in neither
+    assert [c["name"] for c in cases if c["skipped"]] == ["memory horizon (saliency) vs baseline"]  # measured in neither
     assert "baseline: base.json" in capsys.readouterr().out
 
     after = _trace(shift=0.2)

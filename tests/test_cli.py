@@ -224,3 +224,26 @@ def test_help_states_the_defaults_of_the_records_that_hold_them() -> None:
     assert "looser or tighter than the default 3e-5" in out
     assert re.search(r"--saturation-low +<float> +Gate values below this count as left-saturated\. +\[default: 0\.2\]",
                      out)
+
+
+def test_explain_options_are_refused_before_any_work(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    """A malformed --ablate or --attribution, or --permutations past what memory allows, is one line before the
+    model is loaded (100,000,000 permutations were a MemoryError after 48 s; a comma list was read as one
+    module named 'lstm/l0/fwd:1,lstm/l0/fwd')."""
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(pipeline, "load_and_trace", no_work)
+    out = str(tmp_path / "r.html")
+    cases = {
+        ("--permutations", "100000000"): "--permutations 100,000,000: at most 100,000",
+        ("--ablate", "lstm/l0/fwd:1,lstm/l0/fwd:2"): "name one unit per --ablate (repeat the option",
+        ("--ablate", "lstm/l0/fwd"): "is not of the form <module>/l<layer>/<fwd|bwd>:<unit>[=value]",
+        ("--attribution", "shap"): "--attribution 'shap': give auto, none, or a list of lrp, cd",
+    }
+    for args, message in cases.items():
+        assert main(["report", DIGITSUM, "-o", out, *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err

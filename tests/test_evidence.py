@@ -150,11 +150,13 @@ def test_memory_is_measured_three_ways_and_the_check_uses_the_ablation(digitsum)
     case = evaluate(run.trace, dataclasses.replace(analysis, context_ablation=short),
                     CheckConfig(min_memory_horizon=5), model="m").cases[-1]
     assert case.check == "memory_horizon" and case.value == 3.0 and not case.passed
+    # The table names the measure: a baseline's memory horizon is the saliency's, a different number.
+    assert case.name == "memory horizon (context ablation)"
     assert case.message.startswith("context ablation:") and case.figure is not None
     assert case.figure.kind == "context-ablation" and page.anchor(case.figure) is not None
     saliency_only = evaluate(run.trace, dataclasses.replace(analysis, context_ablation=None),
                              CheckConfig(min_memory_horizon=5), model="m").cases[-1]
-    assert saliency_only.message.startswith("gradient saliency")
+    assert saliency_only.message.startswith("gradient saliency") and saliency_only.name == "memory horizon (saliency)"
 
 
 def test_context_ablation_runs_within_its_step_budget_and_is_skipped_with_a_note_beyond() -> None:
@@ -277,6 +279,28 @@ def test_nothing_significant_leaves_units_unranked_and_says_so() -> None:
     units = next(s for s in text["sections"] if s["id"] == "interpretable-units")
     assert units["blocks"][0]["text"].startswith("No unit is significantly correlated with any feature")
     assert "not_significant" in analysis_json(empty)["units"] and analysis_json(empty)["units"]["ranked"] == []
+
+
+def test_the_reading_says_when_a_unit_is_no_better_than_its_untrained_control_or_nothing_could_be_significant() -> None:
+    """A significant r that an untrained model reaches too is said to be no evidence of training (the char
+    sample's whitespace unit: r = -0.68 against 0.66 untrained); too few permutations are not 'chance'."""
+    from lstmviz_cli.analysis.evidence import UnitCorrelation, UnitTests
+    from lstmviz_cli.page.sections.units import reading
+
+    trace = numpy_trace("LSTM", steps=len(TEXT), hidden_size=4, seed=11)
+    run = make_run(trace, name="tiny.pt", text=TEXT)
+    analysis = analyze_run(run, AnalysisOptions(permutations=0, ablate_top=0))
+    rows = (UnitCorrelation("inside_quotes", "lstm/l0/fwd/h", 1, -0.75, 0.0035, True, 0.35),
+            UnitCorrelation("whitespace", "lstm/l0/fwd/h", 2, -0.68, 0.0035, True, 0.66))
+    tests = UnitTests(ranked=rows, not_significant=(), permutations=2000, alpha=0.05, pairs_tested=16,
+                      block_lengths={"inside_quotes": 3, "whitespace": 1})
+    text = reading(dataclasses.replace(analysis, units=list(rows), unit_tests=tests))
+    assert "reaches |r| = 0.35 for this feature)" in text  # well above its control: nothing added
+    assert ("(r = -0.68, p = 0.0035; an untrained model reaches 0.66, about as much: no more than the architecture "
+            "gives untrained)") in text
+    few = dataclasses.replace(tests, ranked=(), not_significant=rows, permutations=10)
+    text = reading(dataclasses.replace(analysis, units=[], unit_tests=few))
+    assert text.startswith("No unit can be significant with 10 permutations") and "chance" not in text
 
 
 def test_ablate_option_checks_the_named_unit_and_refuses_a_bad_one(charlm) -> None:
@@ -470,3 +494,37 @@ def test_selecting_a_span_lists_the_unit_that_marks_it_and_finds_the_other_place
     marked = [int(t) for t in re.findall(r'<span data-t="(\d+)" class="hyp-match">', dom)]
     assert marked == [23, 24, 25, 26]
     assert re.search(r'class="excerpts" id="[^"]+" data-ready="yes"', dom)  # the excerpt picker ran too
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (make browser installs it)")
+def test_a_selection_dragged_from_outside_the_text_selects_the_steps_it_covers(tmp_path: Path) -> None:
+    """A drag that starts above the text (in the controls) and ends inside it: the steps covered are searched
+    (the page kept the previous selection's results: its anchor was outside the text)."""
+    from cdp import Browser
+
+    from lstmviz_cli.render.html import render_html
+
+    text = 'He said "hi there" and "ok" then'
+    trace = numpy_trace("LSTM", steps=len(text), hidden_size=4, seed=5)
+    trace.layers[0].series["h"][0, :, :] = 0.0
+    trace.layers[0].series["h"][0, :12, 1] = 0.9  # unit 1 is on over steps 0-11 only
+    vocab = tuple(sorted(set(text)))
+    run = make_run(trace, name="q.pt", text=text, vocab=vocab)
+    run.sample.values = np.array([[vocab.index(ch) for ch in text]])
+    analysis = analyze_run(run, AnalysisOptions(permutations=0))
+    page = tmp_path / "q.html"
+    page.write_text(render_html(report_page(run, analysis, ViewOptions()), drawer=lambda spec: "<svg></svg>"),
+                    encoding="utf-8")
+    assert CHROMIUM is not None
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open(page)
+        result = browser.evaluate("""(() => {
+          const root = document.querySelector('.hypothesis');
+          const label = root.querySelector('.hypothesis-controls label').firstChild;  // a text node above the text
+          const last = root.querySelector('span[data-t="11"]').firstChild;
+          window.getSelection().setBaseAndExtent(label, 0, last, 1);
+          document.body.dispatchEvent(new MouseEvent('mouseup', {bubbles: true}));
+          return root.querySelector('.hypothesis-results').innerText;
+        })()""")
+    assert result.startswith("1 unit is on inside steps 0–11 and off just outside"), result

@@ -360,6 +360,20 @@ def test_a_feature_equal_to_a_unit_is_significant_and_noise_is_not() -> None:
     assert (pvals <= 0.05).mean() <= 0.15
 
 
+def test_too_few_permutations_to_reach_the_level_are_said_not_called_no_finding() -> None:
+    """With 10 permutations over 2 features the smallest p is 2/11 > 0.05: the note says nothing *could* be
+    significant and how many permutations would do, not that no unit tracks a feature."""
+    trace = numpy_trace(steps=300, hidden_size=6, seed=4)
+    unit = trace["lstm/l0/fwd/h"][0, :, 3].astype(np.float64)
+    features = {"copy": unit, "noise": np.random.default_rng(7).normal(size=300)}
+    few = unit_significance(trace, features, permutations=10)
+    assert not few.ranked and few.not_significant[0].p == pytest.approx(2 / 11)
+    assert few.note.startswith("no unit can be significant with 10 permutations: over 2 features the smallest "
+                               "p-value they can give is 0.18, above alpha 0.05 (--permutations 39 or more")
+    enough = unit_significance(trace, features, permutations=39)
+    assert enough.ranked[0].p == pytest.approx(2 / 40) and enough.note == ""
+
+
 @pytest.fixture(scope="module")
 def charlm():
     from lstmviz_cli.analysis.textfeatures import text_features

@@ -103,8 +103,8 @@ def test_json_text_is_one_deterministic_encoding() -> None:
     document = {"b": [1.5, float("nan"), {"z": float("inf"), "a": (float("-inf"), 2)}], "a": None, "c": "é"}
     text = output.json_text(document)
     assert text == (
-        '{\n  "a": null,\n  "b": [\n    1.5,\n    null,\n    {\n      "a": [\n        null,\n        2\n      ],\n'
-        '      "z": null\n    }\n  ],\n  "c": "\\u00e9",\n  "generator": "lstmviz-generated"\n}\n'
+        '{\n  "generator": "lstmviz-generated",\n  "a": null,\n  "b": [\n    1.5,\n    null,\n    {\n      "a": [\n'
+        '        null,\n        2\n      ],\n      "z": null\n    }\n  ],\n  "c": "\\u00e9"\n}\n'
     )
     # Rounding is the schema's, through one function: 6 significant digits, null for what is no number.
     assert output.json_number(0.123456789) == 0.123457 and output.json_number(123456789.0) == 123457000.0
@@ -155,3 +155,17 @@ def test_two_outputs_or_an_output_over_the_baseline_are_refused_before_anything_
     assert err == f"lstmviz: error: {message}" or err.startswith(f"lstmviz: error: {message}"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base.json"]
     assert baseline.read_text() == '{"generator": "lstmviz-generated", "schema": 2}'
+
+
+def test_a_large_json_output_is_recognised_as_lstmviz_s_own(tmp_path: Path) -> None:
+    """A report's JSON holds megabytes under keys that sort before "generator" (ablations, attributions):
+    the marker must still be within the bytes the ownership check reads, so a second run may replace it."""
+    import json
+
+    target = tmp_path / "summary.json"
+    document = {"ablations": [{"step_loss_change": [0.123456] * 20_000}], "zeta": 1}
+    output.write_json(target, document, force=False)
+    assert is_lstmviz_output(target)
+    output.write_json(target, document, force=False)  # refused before: 'not written by lstmviz'
+    assert json.loads(target.read_text()) == {"generator": GENERATOR_MARKER, **document}
+    assert output.json_text({}) == '{\n  "generator": "lstmviz-generated"\n}\n'

@@ -517,7 +517,7 @@ def test_one_step_rnn_is_not_dead_and_check_skips(models_py: Path, tmp_path: Pat
     assert "skipped" in out and "healthy" in out
     cases = {c["name"]: c for c in json.loads((tmp_path / "c.json").read_text())["cases"]}
     assert cases["dead units rnn/l0/fwd"]["skipped"] and cases["dead units rnn/l0/fwd"]["passed"]
-    assert cases["memory horizon"]["skipped"]
+    assert cases["memory horizon (context ablation)"]["skipped"]
     # Four sequences of one step are four values per unit: judged again.
     np.save(tmp_path / "four.npy", np.random.default_rng(3).random((4, 1, 30)).astype(np.float32))
     four = analyze_run(load_and_trace(_options(path, models_py, "TfidfRNN", tmp_path / "four.npy")), AnalysisOptions())

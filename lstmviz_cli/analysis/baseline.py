@@ -146,7 +146,9 @@ def compare(measures: Sequence[Measure], baseline: Baseline, tolerances: Toleran
 
 
 def _case(measure: Measure, baseline: Baseline, tolerance: float) -> CheckCase:
-    name = f"{measure.name} vs baseline"
+    # The baseline's memory horizon is the saliency's (`measures.memory_horizon`); said beside the
+    # --min-memory-horizon case, which reads the context ablation when there is one.
+    name = f"{measure.name}{' (saliency)' if measure.measure == 'memory_horizon' else ''} vs baseline"
     check = f"baseline:{measure.measure}"
     grows_only = measure.measure == "verify_error"
     limit = f"{'+' if grows_only else '±'}{number_text(tolerance)}"

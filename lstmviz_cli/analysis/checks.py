@@ -167,31 +167,34 @@ def evaluate(trace: Trace, analysis: Analysis, config: CheckConfig, *, model: st
         # distance), else the saliency horizon; the message names the measure.
         ablation = analysis.context_ablation
         saliency = analysis.saliency
+        # The case names its measure: a baseline's memory horizon is the saliency's (analysis.measures),
+        # and one table showing "memory horizon 3" and "memory horizon 8" would contradict itself.
+        by_ablation, by_saliency = "memory horizon (context ablation)", "memory horizon (saliency)"
         if ablation is not None and int(ablation.kept[-1]) < minimum:
-            cases.append(_skipped("memory_horizon", "memory horizon", None, float(config.min_memory_horizon),
+            cases.append(_skipped("memory_horizon", by_ablation, None, float(config.min_memory_horizon),
                                   int(ablation.kept[-1]), minimum, FigureRef("context-ablation"),
                                   what="input steps of the context ablation"))
         elif ablation is not None:
             ok = ablation.horizon >= config.min_memory_horizon
             cases.append(CheckCase(
-                "memory_horizon", "memory horizon", None, float(ablation.horizon), float(config.min_memory_horizon),
+                "memory_horizon", by_ablation, None, float(ablation.horizon), float(config.min_memory_horizon),
                 ok, f"context ablation: the output reads {ablation.horizon} steps back (zeroing older input changes "
                 f"it by at most {ablation.tolerance:.0%} of the largest change)"
                 + ("" if ok else f" < {config.min_memory_horizon}"),
                 FigureRef("context-ablation"),
             ))
         elif saliency is None:
-            cases.append(CheckCase("memory_horizon", "memory horizon", None, None, config.min_memory_horizon, False,
+            cases.append(CheckCase("memory_horizon", by_saliency, None, None, config.min_memory_horizon, False,
                                    "memory horizon unavailable (saliency could not be computed for this model)"))
         elif sum(math.isfinite(float(v)) for v in saliency.values) < minimum:
             counted = sum(math.isfinite(float(v)) for v in saliency.values)
-            cases.append(_skipped("memory_horizon", "memory horizon", None, float(config.min_memory_horizon),
+            cases.append(_skipped("memory_horizon", by_saliency, None, float(config.min_memory_horizon),
                                   counted, minimum, FigureRef("saliency"), what="input steps of saliency"))
         else:
             horizon = int(saliency.horizon)
             ok = horizon >= config.min_memory_horizon
             cases.append(CheckCase(
-                "memory_horizon", "memory horizon", None, float(horizon), float(config.min_memory_horizon), ok,
+                "memory_horizon", by_saliency, None, float(horizon), float(config.min_memory_horizon), ok,
                 f"gradient saliency (no context ablation for this model): {analysis.thresholds.horizon_mass:.0%} "
                 f"of the saliency lies within the last {horizon} steps" + ("" if ok else f" < {config.min_memory_horizon}"),
                 FigureRef("saliency"),

@@ -8,6 +8,7 @@ rounds the numbers), documented on the record.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -211,6 +212,13 @@ class UnitTests:
     def note(self) -> str:
         if not self.pairs_tested:
             return "no unit-feature pair could be tested (constant features or units)"
+        tested = max(len(self.block_lengths), 1)
+        floor = tested / (1 + self.permutations)  # the smallest corrected p-value the test can give
+        if not self.ranked and floor > self.alpha:
+            needed = math.ceil(tested / self.alpha) - 1
+            return (f"no unit can be significant with {self.permutations:,} permutations: over {tested} features "
+                    f"the smallest p-value they can give is {floor:.2g}, above alpha {self.alpha:g} "
+                    f"(--permutations {needed:,} or more can reach it): units are not ranked")
         if not self.ranked:
             return (f"no unit is significantly correlated with any feature (family-wise "
                     f"alpha {self.alpha:g} over {self.pairs_tested} pairs): units are not ranked")

@@ -55,12 +55,15 @@ from lstmviz_cli.tracing.records import Trace
 # The layered run without ablation must reproduce the model's own output to this (relative).
 REPLAY_TOLERANCE = 1e-4
 
-_SPEC = re.compile(r"^(?P<prefix>.+/l(?P<layer>\d+)/(?P<dir>fwd|bwd)):(?P<unit>\d+)(?:=(?P<value>\S+))?$")
+_SPEC = re.compile(r"^(?P<prefix>[^\s,:=]+/l(?P<layer>\d+)/(?P<dir>fwd|bwd)):(?P<unit>\d+)(?:=(?P<value>[^\s,]+))?$")
 
 
 def parse_unit_spec(text: str) -> UnitSpec:
     """"lstm/l0/fwd:49" (zero unit 49) or "lstm/l0/fwd:49=0.5" (clamp it to 0.5); ExplainError otherwise."""
     match = _SPEC.match(text.strip())
+    if match is None and "," in text:
+        raise ExplainError(f"unit {text!r}: name one unit per --ablate (repeat the option: "
+                           "--ablate lstm/l0/fwd:49 --ablate lstm/l0/fwd:12)")
     if match is None:
         raise ExplainError(f"unit {text!r} is not of the form <module>/l<layer>/<fwd|bwd>:<unit>[=value], "
                            "e.g. 'lstm/l0/fwd:49'")

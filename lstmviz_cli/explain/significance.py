@@ -47,6 +47,7 @@ from lstmviz_cli.analysis.units import UNIT_SERIES, pearson_matrix, rank_units
 from lstmviz_cli.tracing.records import Trace
 
 PERMUTATIONS = 2000  # block permutations per feature: the smallest p is features / 2001
+MAX_PERMUTATIONS = 100_000  # more is refused: each feature holds (permutations x steps) indices and values
 SIGNIFICANCE_LEVEL = 0.05  # family-wise error rate over every unit x feature pair tested
 MIN_BLOCKS = 10  # blocks are at most steps / MIN_BLOCKS long
 PERMUTATION_SEED = 0

@@ -42,6 +42,18 @@ def _control(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+# A trained unit within this much |r| of the untrained control says no more than the architecture does.
+CONTROL_MARGIN = 0.05
+
+
+def _as_untrained(u: UnitCorrelation) -> str:
+    """ ", as much: ..." when the unit's |r| is hardly above the untrained control's (a significant r the
+    architecture alone gives is no evidence that training made the unit track the feature)."""
+    if u.control_r is None or abs(u.r) - u.control_r >= CONTROL_MARGIN:
+        return ""
+    return ", about as much: no more than the architecture gives untrained"
+
+
 def _loss_phrase(a: UnitAblation) -> str:
     """What the check changed, in words: the loss where the feature is present / absent, else overall."""
     if a.present_change is not None and a.absent_change is not None and a.feature is not None:
@@ -76,6 +88,8 @@ def reading(analysis: Analysis) -> str:
         )
     tests = analysis.unit_tests
     over = ("every step of every sequence of the corpus" if analysis.corpus is not None else "the sample's steps")
+    if tests is not None and not tests.ranked and tests.note.startswith("no unit can be significant"):
+        return tests.note[0].upper() + tests.note[1:] + "."  # too few permutations: chance was not even tested
     if tests is not None and not tests.ranked:
         candidates = ", ".join(f"{_feature(u.feature)}: unit {u.unit} of {u.key} (r = {u.r:+.2f}, p = {_p(u.p)})"
                                for u in tests.not_significant[:4])
@@ -90,7 +104,7 @@ def reading(analysis: Analysis) -> str:
     if best.p is not None:
         parts[0] += f" (p = {_p(best.p)}, corrected for every unit and feature tested"
         parts[0] += (f"; an untrained model of the same architecture reaches |r| = {best.control_r:.2f} for this "
-                     "feature)" if best.control_r is not None else ")")
+                     f"feature{_as_untrained(best)})" if best.control_r is not None else ")")
     parts[0] += "."
     for check in _checks_of(analysis, best)[:1]:
         parts.append(f"Does the model use it? {check.how.capitalize()}: {_loss_phrase(check)}: {verdict(check)}.")
@@ -100,7 +114,9 @@ def reading(analysis: Analysis) -> str:
             continue
         seen.add(u.feature)
         parts.append(f"For {_feature(u.feature)} the best is unit {u.unit} of {u.key} (r = {u.r:+.2f}"
-                     + (f", p = {_p(u.p)}" if u.p is not None else "") + ").")
+                     + (f", p = {_p(u.p)}" if u.p is not None else "")
+                     + (f"; an untrained model reaches {u.control_r:.2f}{_as_untrained(u)}" if u.control_r is not None
+                        else "") + ").")
     if tests is not None:
         missing = [_feature(u.feature) for u in tests.not_significant]
         if missing:

@@ -398,9 +398,10 @@ def test_corpus_reading_lines_paragraphs_folders_and_arrays(tmp_path: Path) -> N
     (folder / "b.txt").write_text("Ben.\n")
     (folder / "a.txt").write_text("Anna\nsaid.\n")
     (folder / "notes.md").write_text("ignored")
+    (folder / "c.txt").write_text("  \n")  # empty: no sequence, counted
     corpus = open_corpus(loaded, folder)
     assert [s.where for s in corpus] == ["file a.txt", "file b.txt"] and corpus.ignored == 1
-    assert "1 other files ignored" in corpus.description
+    assert corpus.description.endswith("2 .txt files; 1 other file ignored; 1 empty .txt file skipped")
     np.save(tmp_path / "batch.npy", np.array([[1, 2, 3], [4, 5, 6]]))
     assert [s.values.tolist() for s in open_corpus(loaded, tmp_path / "batch.npy")] == [[1, 2, 3], [4, 5, 6]]
     np.savez(tmp_path / "padded.npz", input=np.array([[1, 2, 3], [4, 5, 0]]), lengths=np.array([3, 2]))
@@ -494,6 +495,12 @@ def test_selecting_a_span_lists_the_unit_that_marks_it_and_finds_the_other_place
     marked = [int(t) for t in re.findall(r'<span data-t="(\d+)" class="hyp-match">', dom)]
     assert marked == [23, 24, 25, 26]
     assert re.search(r'class="excerpts" id="[^"]+" data-ready="yes"', dom)  # the excerpt picker ran too
+    # Nothing selected: the hint, without its "needs the page's script" caveat (the script ran).
+    result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                            capture_output=True, text=True, timeout=120, check=False)
+    hint = re.search(r'class="hypothesis-results"[^>]*>(.*?)</div>', result.stdout, re.S).group(1)
+    assert "Select a span of the text above" in hint and "needs the page's script" not in hint
 
 
 @pytest.mark.browser

@@ -699,3 +699,13 @@ def test_torchscript_archive_without_a_head_is_traced(tmp_path: Path, models: An
     assert run.loaded.info.head is None and document["prediction"] is None
     assert _levels(document)["model"]["label"] == "model output vs the TorchScript archive"
     assert _levels(document)["model"]["status"] == "ok"
+
+
+def test_a_head_module_named_head_is_not_written_twice() -> None:
+    """The prediction's basis read "rebuilt head head (Linear 12→1)" for a module named `head`."""
+    from lstmviz_cli.loading.records import HeadInfo
+
+    named = HeadInfo(modules=("head",), widths=(12, 1), wiring="last", source="option")
+    assert named.basis().startswith("rebuilt head (Linear 12→1) reading ")
+    other = HeadInfo(modules=("fc",), widths=(12, 1), wiring="last", source="option")
+    assert other.basis().startswith("rebuilt head fc (Linear 12→1) reading ")

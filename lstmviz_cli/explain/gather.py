@@ -359,11 +359,14 @@ def _variant(run: Run, analysis: Analysis, spec: UnitSpec, feature: str | None,
         return spec, feature, f"set to {spec.value:+.3g} (--ablate)"
     if mode == "zero":
         return UnitSpec(spec.prefix, spec.unit), feature, "set to 0"
+    # Corpus mode: the check runs on the sample shown, the corpus's first sequence, and its mean is that one's.
+    where = " of the first sequence" if analysis.corpus is not None else ""
     if values is not None and feature is not None:
         clamped = feature_clamp(run.trace, spec, values, present=False)
-        return clamped, feature, f"clamped to {clamped.value:+.3g}, its mean where {feature.replace('_', ' ')} is absent"
+        return clamped, feature, (f"clamped to {clamped.value:+.3g}, its mean where {feature.replace('_', ' ')} is "
+                                  f"absent{where}")
     clamped = _mean_clamp(run, spec)
-    return clamped, feature, f"clamped to {clamped.value:+.3g}, its mean over the sample"
+    return clamped, feature, f"clamped to {clamped.value:+.3g}, its mean over the sample{where}"
 
 
 def _mean_clamp(run: Run, spec: UnitSpec) -> UnitSpec:

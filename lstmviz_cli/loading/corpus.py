@@ -63,8 +63,8 @@ class Corpus:
     @property
     def description(self) -> str:
         unit = {"lines": "lines", "paragraphs": "paragraphs", "files": ".txt files", "batch": "sequences"}[self.split]
-        extra = f"; {self.ignored} other files ignored" if self.ignored else ""
-        extra += f"; {self.empty} empty .txt files skipped" if self.empty else ""
+        extra = f"; {self.ignored} other file{'s' if self.ignored != 1 else ''} ignored" if self.ignored else ""
+        extra += f"; {self.empty} empty .txt file{'s' if self.empty != 1 else ''} skipped" if self.empty else ""
         return f"{self.source}: {self.count:,} {unit}{extra}"
 
     def __iter__(self) -> Iterator[CorpusSequence]:

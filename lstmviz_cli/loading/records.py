@@ -121,7 +121,9 @@ class HeadInfo:
 
     def basis(self) -> str:
         """The sentence the page writes where the prediction is."""
-        reads = f"rebuilt head {self.describe()} reading {self.wiring_text()}"
+        described = self.describe()
+        # A module named "head" would read "rebuilt head head (Linear 12→1)".
+        reads = f"rebuilt {described if described.startswith('head ') else 'head ' + described} reading {self.wiring_text()}"
         if self.assumed:
             return f"assumed: {reads}; pass --head all|last|final-states to choose"
         return f"{reads} ({WIRING_SOURCES[self.source]})"

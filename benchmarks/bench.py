@@ -93,9 +93,10 @@ def _trace_bytes(tr) -> int:
 
 
 MEMORY_SCRIPT = """
-import json, os, sys, threading, time, torch
+import json, sys, time, torch
 sys.path.insert(0, {root!r})
 from benchmarks.bench import Config
+from benchmarks.peakrss import PeakRss
 from lstmviz_cli import trace
 torch.set_num_threads({threads})
 cfg = Config(**json.loads(sys.argv[1]))
@@ -104,26 +105,12 @@ with torch.no_grad():
     start = time.perf_counter()
     model(x)
     forward = time.perf_counter() - start
-page = os.sysconf("SC_PAGE_SIZE")
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * page
-base = rss()
-peak = [base]
-stop = threading.Event()
-def sample():
-    while not stop.is_set():
-        peak[0] = max(peak[0], rss())
-        time.sleep(0.002)
-sampler = threading.Thread(target=sample, daemon=True)
-sampler.start()
-start = time.perf_counter()
-tr = trace(model, x, store_dtype=sys.argv[2])
-seconds = time.perf_counter() - start
-stop.set(); sampler.join()
-peak[0] = max(peak[0], rss())
+with PeakRss(0.002) as memory:
+    start = time.perf_counter()
+    tr = trace(model, x, store_dtype=sys.argv[2])
+    seconds = time.perf_counter() - start
 stored = sum(a.nbytes for lt in tr.layers for a in lt.series.values())
-print(json.dumps({{"growth": peak[0] - base, "stored": stored, "seconds": seconds, "forward": forward,
+print(json.dumps({{"growth": memory.growth, "stored": stored, "seconds": seconds, "forward": forward,
                   "err": tr.verify_error}}))
 """
 
@@ -301,10 +288,11 @@ def bench_long_report(steps_list: list[int]) -> list[str]:
 
 
 CORPUS_SCRIPT = """
-import json, os, sys, threading, time, torch
+import json, sys, time, torch
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {samples!r})
 from data import generate_corpus
+from benchmarks.peakrss import PeakRss
 from lstmviz_cli.analysis.thresholds import Thresholds
 from lstmviz_cli.explain.corpus import batches, reduce_corpus
 from lstmviz_cli.explain.significance import significance_steps
@@ -322,10 +310,6 @@ corpus = open_corpus(loaded, path)
 first = corpus_sample(corpus, loaded)
 shown = trace_sample(loaded, first)
 per_step = 4 * sum(l.series[k].shape[2] for l in shown.layers for k in l.series)
-page = os.sysconf("SC_PAGE_SIZE")
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * page
 forward, corpus_s = [], []
 for _ in range({repeats}):  # alternating, so that load from other work hits both alike
     start = time.perf_counter()
@@ -333,21 +317,12 @@ for _ in range({repeats}):  # alternating, so that load from other work hits bot
         for batch in batches(corpus, first, per_step):
             loaded.model(torch.as_tensor(batch.values))
     forward.append(time.perf_counter() - start)
-    base = rss()
-    peak = [base]
-    stop = threading.Event()
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.005)
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    pooled, info = reduce_corpus(loaded, corpus, first, shown, Thresholds(), text_features=True,
-                                 window_steps=significance_steps(8, 384))
-    corpus_s.append(time.perf_counter() - start)
-    stop.set(); sampler.join()
-    growth = max(peak[0], rss()) - base
+    with PeakRss(0.005) as memory:
+        start = time.perf_counter()
+        pooled, info = reduce_corpus(loaded, corpus, first, shown, Thresholds(), text_features=True,
+                                     window_steps=significance_steps(8, 384))
+        corpus_s.append(time.perf_counter() - start)
+    growth = memory.growth
     del pooled
 forward.sort(); corpus_s.sort()
 print(json.dumps({{"forward": forward[len(forward) // 2], "corpus": corpus_s[len(corpus_s) // 2],

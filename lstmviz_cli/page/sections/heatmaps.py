@@ -133,10 +133,14 @@ def layer_heatmaps(ctx: PageContext, layer: LayerTrace, elements: Sequence[int] 
     batch = len(lengths)
     out = []
     for k, element in enumerate(elements):
-        caption = f"Sequence {element} of {batch}: {shared}" if several else shared
         valid = int(lengths[element])
-        if stop > valid:
-            caption += f" (from step {max(valid, start)}: padding of sequence {element}, left blank)"
+        if several:  # the sequence and its padding first: a long caption is cut at its end
+            padding = f", padding from step {max(valid, start)} (left blank)" if stop > valid else ""
+            caption = f"Sequence {element} of {batch}{padding}: {shared}"
+        else:
+            caption = shared
+            if stop > valid:
+                caption += f" (from step {max(valid, start)}: padding of sequence {element}, left blank)"
         if mark is not None:
             caption += f"; dashed line: step {at_step}, shown on the cell diagram"
         if width > 1:
@@ -154,17 +158,21 @@ def layer_heatmap(ctx: PageContext, layer: LayerTrace) -> tuple[HeatmapData, str
 
 
 MAX_SEQUENCES = 8  # a batched sample: the heatmaps of its first sequences at most, behind a picker
-SEQUENCES_BUDGET = 2_500_000  # bytes the heatmaps of sequences 1, 2, ... may add to a page (pages stay under 8 MB)
-# What one heatmap figure weighs on the page, conservatively: per value its hover number (float32 in
-# base64, 5.3 bytes) and its pixel (an RGBA PNG in base64, 5.3 bytes before compression), per figure
-# its axes, ticks, titles and colour bars (measured: 40–70 kB).
+SEQUENCES_BUDGET = 3_000_000  # bytes the heatmaps of sequences 1, 2, ... may add to a page (pages stay under 8 MB)
+# What one heatmap figure weighs on the page, conservatively (measured on the sample models: the estimate
+# is 10–40 % above the drawn SVG): per value its hover number (float32 in base64, 5.3 bytes) and its
+# pixel (an RGBA PNG in base64, at most 5.3 bytes); per row its unit label; per figure its axes, time
+# ticks, titles and colour bars.
 BYTES_PER_VALUE = 11
+BYTES_PER_ROW = 400
 BYTES_PER_FIGURE = 100_000
 
 
 def figure_bytes(data: HeatmapData) -> int:
     """The page bytes one heatmap figure is estimated at, at most (from its data: the figure is not drawn yet)."""
-    return BYTES_PER_FIGURE + BYTES_PER_VALUE * sum(int(panel.values.size) for panel in data.panels)
+    rows = sum(len(panel.units) for panel in data.panels)
+    values = sum(int(panel.values.size) for panel in data.panels)
+    return BYTES_PER_FIGURE + BYTES_PER_ROW * rows + BYTES_PER_VALUE * values
 
 
 def sequences_shown(batch: int, per_sequence: int) -> int:
@@ -199,13 +207,13 @@ def heatmap_section(ctx: PageContext) -> Section:
     per_sequence = sum(figure_bytes(data) for data, _ in first)
     shown = sequences_shown(batch, per_sequence)
     blocks: list[Block] = [lead]
+    rest = f"Sequence {shown}" if shown == batch - 1 else f"Sequences {shown}–{batch - 1}"
     if shown > 1:
         blocks.append(Paragraph((
             f"The sample holds {batch} sequences: choose the one whose heatmaps are shown. Every sequence has the "
             "same rows (the units chosen on sequence 0) and the same colour scales (from the values of all "
             f"{shown} sequences), so they compare; the padding after a sequence's last valid step is left blank."
-            + (f" Sequences {shown}–{batch - 1}: --batch-index N traces and shows sequence N alone."
-               if shown < batch else ""),
+            + (f" {rest}: --batch-index N traces and shows sequence N alone." if shown < batch else ""),
         ), role="note"))
         blocks.append(SequencePicker(
             id=ctx.ids.take("heatmap-sequences"),

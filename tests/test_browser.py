@@ -163,3 +163,56 @@ def json_string(text: str) -> str:
     import json
 
     return json.dumps(text, ensure_ascii=False)
+
+
+def test_the_sequence_picker_shows_the_chosen_sequence(tmp_path: Path) -> None:
+    """A batch of three: sequence 0's heatmap shows; choosing sequence 2 shows its figure alone, and hovering
+    a cell of it reads sequence 2's own value."""
+    import numpy as np
+    from cdp import Browser
+
+    from lstmviz_cli.explain.orchestrate import analyze_run
+    from lstmviz_cli.page.build import report_page
+    from lstmviz_cli.page.figuredata import HeatmapData
+    from lstmviz_cli.render.html import render_html
+
+    trace = numpy_trace("LSTM", steps=8, hidden_size=4, batch=3, seed=11)
+    run = make_run(trace)
+    run.sample.values = np.zeros((3, 8, 3), dtype=np.float32)
+    page = report_page(run, analyze_run(run, AnalysisOptions()), ViewOptions(units="all"))
+    html = render_html(page)
+    assert "<figure id=\"heatmap-lstm-l0-fwd-seq2\" data-sequence=\"2\">" in html  # shown without the script
+    path = tmp_path / "page.html"
+    path.write_text(html, encoding="utf-8")
+    spec = next(s for s in page.figures() if s.sequence == 2)
+    assert isinstance(spec.data, HeatmapData)
+    row, column = 1, 5
+    unit = spec.data.panels[0].units[row]
+    visible = "Array.prototype.filter.call(document.querySelectorAll('figure[data-sequence]'), " \
+              "function (f) { return !f.hidden && f.offsetHeight > 0; }).map(function (f) { return f.id; })"
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open(path)
+        before = browser.evaluate(visible)
+        options = browser.evaluate("Array.prototype.map.call(document.querySelectorAll('.sequence-picker option'), "
+                                   "function (o) { return o.textContent; })")
+        after = browser.evaluate(f"""(function () {{
+            var s = document.querySelector('.sequence-picker select'); s.value = '2';
+            s.dispatchEvent(new Event('change')); return {visible}; }})()""")
+        x, y = browser.evaluate(f"""(function () {{
+            var svg = document.querySelector('#{spec.id} svg[data-heat]');
+            svg.scrollIntoView({{block: 'center'}});
+            var d = JSON.parse(svg.getAttribute('data-heat')), r = svg.getBoundingClientRect();
+            var p = d.panels[0], b = p.box;
+            var x = b[0] + (b[2] - b[0]) * ({column} + 0.5) / p.cols, y = b[1] + (b[3] - b[1]) * ({row} + 0.5) / p.units.length;
+            return [r.left + x * r.width / d.w, r.top + y * r.height / d.h];
+        }})()""")
+        browser.mouse(x, y)
+        tip = browser.evaluate("(function(){var t=document.querySelector('.lv-tip');return t&&!t.hidden?t.textContent:null})()")
+        assert browser.console == []
+    assert before == ["heatmap-lstm-l0-fwd"]
+    assert options == [f"sequence {k} of 3 (valid steps 8)" for k in range(3)]
+    assert after == ["heatmap-lstm-l0-fwd-seq2"]
+    assert tip is not None and "sequence 2" in tip and f"unit {unit} · step {column}" in tip
+    value = float(re.search(r"value (−?[0-9.]+)", tip).group(1).replace("−", "-"))
+    assert value == pytest.approx(float(trace.layers[0].series["i"][2, column, unit]), abs=5e-5)
+    assert value != pytest.approx(float(trace.layers[0].series["i"][0, column, unit]), abs=5e-5)

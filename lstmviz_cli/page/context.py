@@ -55,8 +55,9 @@ def context(run: Run, analysis: Analysis, view: View, ids: Ids) -> PageContext:
                        tokens=None if tokens is None else tuple(tokens), facts=facts)
 
 
-def sequence(layer: LayerTrace, name: str, window: tuple[int, int]) -> FloatArray:
-    """Batch element 0 of one series over the window: a view in the stored dtype (no whole-trace copy)."""
-    values: FloatArray = layer.series[name][0, window[0] : window[1]]
+def sequence(layer: LayerTrace, name: str, window: tuple[int, int], element: int = 0) -> FloatArray:
+    """Batch element `element` (default 0) of one series over the window: (steps, units), a view in the
+    stored dtype (no whole-trace copy)."""
+    values: FloatArray = layer.series[name][element, window[0] : window[1]]
     return values
 

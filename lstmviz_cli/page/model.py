@@ -23,7 +23,7 @@ __all__ = [
     "Badge", "Banner", "Block", "Card", "Cell", "CheckRow", "Checks", "Definitions", "ExcerptBrowser", "ExcerptLine",
     "ExcerptUnit", "ExplorerSeries", "FigureRef", "FigureSpec", "FindingRow", "Findings", "Grid", "Heading", "Highlight",
     "HypothesisSearch", "Inline", "KeyValue", "KeyValues", "Legend", "LegendItem", "Page",
-    "Paragraph", "Row", "Section", "Span", "Table", "UnitExplorer", "UnitPicker",
+    "Paragraph", "Row", "Section", "SequencePicker", "Span", "Table", "UnitExplorer", "UnitPicker",
 ]
 
 # -- inline text -------------------------------------------------------------------------------------
@@ -148,6 +148,9 @@ class FigureSpec:
     caption: str = ""
     caption_user: bool = False  # the caption is user text (a layer label)
     frame: Literal["plain", "analysis", "scroll", "unrolled"] = "plain"
+    # The batch element this figure shows when its section shows several (a `SequencePicker` chooses
+    # which is visible); None: the page's one sequence.
+    sequence: int | None = None
 
     @property
     def is_diagram(self) -> bool:
@@ -206,6 +209,17 @@ class UnitPicker:
 
     block: ClassVar[str] = "picker"
     choices: tuple[tuple[str, str], ...]  # (highlight id, label)
+
+
+@dataclass(frozen=True)
+class SequencePicker:
+    """A chooser of the sequence of a batched sample whose figures its section shows (the page's script,
+    js/sequences.js.j2): the section's figures with `FigureSpec.sequence == k` belong to choice k.
+    Without the script every sequence's figures stay shown, each captioned with its sequence."""
+
+    block: ClassVar[str] = "sequences"
+    id: str
+    choices: tuple[str, ...]  # one label per sequence shown, sequence 0 first: "sequence 0 of 4 (valid steps 60)"
 
 
 @dataclass(frozen=True)
@@ -371,7 +385,7 @@ class Grid:
 
 Block = (
     Paragraph | Heading | KeyValues | Table | FigureSpec | Highlight | UnitPicker | Legend | Findings | Definitions
-    | Card | Grid | Banner | Checks | UnitExplorer | ExcerptBrowser | HypothesisSearch
+    | Card | Grid | Banner | Checks | UnitExplorer | ExcerptBrowser | HypothesisSearch | SequencePicker
 )
 
 
@@ -465,7 +479,7 @@ class Page:
 
 def _block_id(block: Block) -> str | None:
     if isinstance(block, Paragraph | FigureSpec | Highlight | Card | Banner | UnitExplorer | ExcerptBrowser
-                  | HypothesisSearch):
+                  | HypothesisSearch | SequencePicker):
         return block.id
     return None
 

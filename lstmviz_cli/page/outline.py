@@ -29,6 +29,7 @@ from lstmviz_cli.page.model import (
     Legend,
     Page,
     Paragraph,
+    SequencePicker,
     Table,
     UnitExplorer,
     UnitPicker,
@@ -64,8 +65,13 @@ def block_outline(block: Block, page: Page) -> JSON:
         return {"table": block.caption, "columns": list(block.columns),
                 "rows": [[_cell(cell) for cell in row.cells] for row in block.rows]}
     if isinstance(block, FigureSpec):
-        return {"figure": block.id, "ref": [block.ref.kind, block.ref.prefix], "data": type(block.data).__name__,
-                "title": block.title, "caption": block.caption, "description": block.description}
+        figure: JSON = {"figure": block.id, "ref": [block.ref.kind, block.ref.prefix], "data": type(block.data).__name__,
+                        "title": block.title, "caption": block.caption, "description": block.description}
+        if block.sequence is not None:
+            figure["sequence"] = block.sequence
+        return figure
+    if isinstance(block, SequencePicker):
+        return {"sequences": block.id, "choices": list(block.choices)}
     if isinstance(block, Highlight):
         return {"highlight": block.id, "caption": block.caption, "scale": block.scale,
                 "tokens": "".join(block.tokens), "values": [_value(v) for v in block.values[:12]],

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from lstmviz_cli.families import GATE_SERIES
-from lstmviz_cli.glyphs import visible
+from lstmviz_cli.glyphs import display_token, visible
 from lstmviz_cli.page.context import PageContext, sequence
 from lstmviz_cli.page.figuredata import FloatArray, HeatmapData, HeatPanel
-from lstmviz_cli.page.model import FigureRef, FigureSpec, Paragraph, Section, Span
+from lstmviz_cli.page.model import (
+    Block,
+    FigureRef,
+    FigureSpec,
+    Paragraph,
+    Section,
+    SequencePicker,
+    Span,
+)
 from lstmviz_cli.page.unitorder import bin_time, order_units, unit_variance
-from lstmviz_cli.page.view import valid_steps
 from lstmviz_cli.tracing.records import LayerTrace
 
 
-def row_order(ctx: PageContext, layer: LayerTrace) -> tuple[list[int], str]:
-    """Which hidden units each heatmap shows, in which order, and a sentence saying so."""
+def row_order(ctx: PageContext, layer: LayerTrace, element: int = 0) -> tuple[list[int], str]:
+    """Which hidden units each heatmap shows, in which order (chosen on batch element `element`), and a
+    sentence saying so."""
     view = ctx.view
     key = "c" if "c" in layer.series else "h"
-    values = sequence(layer, key, view.window)
+    values = sequence(layer, key, view.window, element)
     variance = unit_variance(values)  # one pass over a possibly long window, used twice below
     order = [int(u) for u in order_units(values, view.sort_units, variance=variance)]
     total = values.shape[1]
@@ -61,47 +71,115 @@ def panel_scale(series: str, values: FloatArray, mode: str) -> tuple[tuple[float
     return (-peak, peak), f"±{peak:.2g} (99th pct of |{series}|)"
 
 
-def layer_heatmap(ctx: PageContext, layer: LayerTrace) -> tuple[HeatmapData, str]:
-    """One layer's units × time heatmaps and the sentence saying which units are shown."""
+def element_tokens(ctx: PageContext, element: int) -> tuple[str, ...] | None:
+    """The input tokens of batch element `element` over the window, as the step labels write them (a
+    token input only: a feature input's values are no tokens)."""
+    sample = ctx.run.sample
+    if sample.kind != "tokens":
+        return None
     start, stop = ctx.view.window
-    rows, how = row_order(ctx, layer)
-    panels = []
+    if element == 0:
+        return None if ctx.tokens is None else ctx.tokens[start:stop]
+    if sample.values.ndim != 2 or element >= sample.batch:
+        return None
+    vocab = ctx.run.loaded.info.vocab
+    return tuple(display_token(vocab[i]) if vocab and 0 <= i < len(vocab) else str(i)
+                 for i in sample.values[element, start:stop].tolist())
+
+
+def layer_heatmaps(ctx: PageContext, layer: LayerTrace, elements: Sequence[int] = (0,)) -> list[tuple[HeatmapData, str]]:
+    """One layer's units × time heatmaps for each batch element of `elements`, with the sentence saying
+    which units are shown. The rows (chosen on the first element) and the colour scales (from the
+    values of every element) are the same for all of them, so they compare."""
+    start, stop = ctx.view.window
+    rows, how = row_order(ctx, layer, elements[0])
+    several = len(elements) > 1
     width = 1
     source_names = (ctx.run.trace.meta.series_names or {}).get(layer.prefix, {})
     own_rows: list[str] = []  # series of another width (a projected h): the caption says whose rows they are
+    panels: list[list[HeatPanel]] = [[] for _ in elements]
     for name in layer.series:
-        values = sequence(layer, name, ctx.view.window)
-        if values.shape[1] == layer.config.hidden_size:
+        first = sequence(layer, name, ctx.view.window, elements[0])
+        if first.shape[1] == layer.config.hidden_size:
             units = rows
         else:  # a projected h has its own width: its own top units
-            units = [int(u) for u in np.argsort(-unit_variance(values), kind="stable")[: len(rows)]]
-            which = (f"all {len(units)}" if len(units) == values.shape[1] else
+            units = [int(u) for u in np.argsort(-unit_variance(first), kind="stable")[: len(rows)]]
+            which = (f"all {len(units)}" if len(units) == first.shape[1] else
                      f"its {len(units)} of highest variance, whatever units were chosen for the others")
-            own_rows.append(f"{name} has {values.shape[1]} units of its own (the projection): its rows are {which}")
-        binned, width = bin_time(values[:, units])
-        limits, scale = panel_scale(name, np.asarray(binned), ctx.view.color_scale)
-        panels.append(HeatPanel(series=name, values=binned.T, units=tuple(units), source_name=source_names.get(name),
-                                limits=limits, scale=scale))
-    # Tokens of a text or token input under the step numbers; a feature input's values are no tokens.
-    tokens = ctx.tokens[start:stop] if ctx.tokens is not None and ctx.run.sample.kind == "tokens" else None
+            own_rows.append(f"{name} has {first.shape[1]} units of its own (the projection): its rows are {which}")
+        binned_all = []
+        for element in elements:
+            binned, width = bin_time(sequence(layer, name, ctx.view.window, element)[:, units])
+            binned_all.append(np.asarray(binned))
+        pooled = np.concatenate(binned_all, axis=0) if several else binned_all[0]
+        limits, scale = panel_scale(name, pooled, ctx.view.color_scale)
+        if several and name == "c":  # one scale for every sequence (alone, the plot takes c's own 99th pct)
+            finite = np.abs(pooled[np.isfinite(pooled)])
+            peak = float(np.percentile(finite, 99)) if finite.size else 1.0
+            limits, scale = (-(peak or 1.0), peak or 1.0), f"±{peak or 1.0:.2g} (99th pct of |c|)"
+        for k, binned in enumerate(binned_all):
+            panels[k].append(HeatPanel(series=name, values=binned.T, units=tuple(units),
+                                       source_name=source_names.get(name), limits=limits, scale=scale))
     at_step = ctx.view.at_step
     mark = (at_step - start) // width if at_step is not None and start <= at_step < stop else None
-    caption = f"{how}; steps {start}–{stop - 1}"
+    shared = f"{how}; steps {start}–{stop - 1}"
     for words in own_rows:
-        caption += f"; {words}"
-    own = [p.series for p in panels if p.limits is not None]
+        shared += f"; {words}"
+    own = [p.series for p in panels[0] if p.limits is not None and p.series != "c"]
     if own:
-        caption += (f"; {', '.join(own)} on {'their' if len(own) > 1 else 'its'} own colour scale (written above each "
-                    "panel), the others on the fixed ones")
-    valid = valid_steps(ctx.run.trace)
-    if stop > valid:
-        caption += f" (from step {max(valid, start)}: padding of sequence 0, left blank)"
-    if mark is not None:
-        caption += f"; dashed line: step {at_step}, shown on the cell diagram"
-    if width > 1:
-        caption += f", averaged over bins of {width} steps (full data: lstmviz trace)"
-    data = HeatmapData(tuple(panels), start=start, width=width, tokens=tokens, mark=mark, label=visible(layer.label, 80))
-    return data, caption
+        shared += (f"; {', '.join(own)} on {'their' if len(own) > 1 else 'its'} own colour scale (written above each "
+                   "panel), the others on the fixed ones")
+    lengths = ctx.run.trace.valid_steps()
+    batch = len(lengths)
+    out = []
+    for k, element in enumerate(elements):
+        valid = int(lengths[element])
+        if several:  # the sequence and its padding first: a long caption is cut at its end
+            padding = f", padding from step {max(valid, start)} (left blank)" if stop > valid else ""
+            caption = f"Sequence {element} of {batch}{padding}: {shared}"
+        else:
+            caption = shared
+            if stop > valid:
+                caption += f" (from step {max(valid, start)}: padding of sequence {element}, left blank)"
+        if mark is not None:
+            caption += f"; dashed line: step {at_step}, shown on the cell diagram"
+        if width > 1:
+            caption += f", averaged over bins of {width} steps (full data: lstmviz trace)"
+        label = visible(layer.label, 80) + (f" · sequence {element}" if several else "")
+        data = HeatmapData(tuple(panels[k]), start=start, width=width, tokens=element_tokens(ctx, element), mark=mark,
+                           label=label)
+        out.append((data, caption))
+    return out
+
+
+def layer_heatmap(ctx: PageContext, layer: LayerTrace) -> tuple[HeatmapData, str]:
+    """One layer's units × time heatmaps of batch element 0 and the sentence saying which units are shown."""
+    return layer_heatmaps(ctx, layer)[0]
+
+
+MAX_SEQUENCES = 8  # a batched sample: the heatmaps of its first sequences at most, behind a picker
+SEQUENCES_BUDGET = 3_000_000  # bytes the heatmaps of sequences 1, 2, ... may add to a page (pages stay under 8 MB)
+# What one heatmap figure weighs on the page, conservatively (measured on the sample models: the estimate
+# is 10–40 % above the drawn SVG): per value its hover number (float32 in base64, 5.3 bytes) and its
+# pixel (an RGBA PNG in base64, at most 5.3 bytes); per row its unit label; per figure its axes, time
+# ticks, titles and colour bars.
+BYTES_PER_VALUE = 11
+BYTES_PER_ROW = 400
+BYTES_PER_FIGURE = 100_000
+
+
+def figure_bytes(data: HeatmapData) -> int:
+    """The page bytes one heatmap figure is estimated at, at most (from its data: the figure is not drawn yet)."""
+    rows = sum(len(panel.units) for panel in data.panels)
+    values = sum(int(panel.values.size) for panel in data.panels)
+    return BYTES_PER_FIGURE + BYTES_PER_ROW * rows + BYTES_PER_VALUE * values
+
+
+def sequences_shown(batch: int, per_sequence: int) -> int:
+    """How many sequences of a batch of `batch` get their heatmaps: up to MAX_SEQUENCES while the
+    figures of sequences 1, 2, ... (`per_sequence` bytes each) fit SEQUENCES_BUDGET; 1 when not two fit."""
+    fits = 1 + SEQUENCES_BUDGET // max(per_sequence, 1)
+    return max(1, min(batch, MAX_SEQUENCES, fits))
 
 
 SCALE_WORDS = {
@@ -123,12 +201,40 @@ def heatmap_section(ctx: PageContext) -> Section:
         f"); {states} (", Span("", "ramp-div"), f"). Colours: {SCALE_WORDS[ctx.view.color_scale]}. Hover a cell for "
         "its unit, step, token and value.",
     ), role="lead")
-    figures = []
-    for layer in ctx.layers:
-        data, caption = layer_heatmap(ctx, layer)
-        figures.append(FigureSpec(
-            id=ctx.ids.take("heatmap", layer.prefix), ref=FigureRef("heatmaps", layer.prefix), data=data,
-            description=f"Units x time heatmaps of every gate and state of {layer.label}.",
-            title=visible(layer.label, 80), caption=visible(caption, 300),
+    first = [layer_heatmaps(ctx, layer)[0] for layer in ctx.layers]
+    lengths = ctx.run.trace.valid_steps()
+    batch = len(lengths)
+    per_sequence = sum(figure_bytes(data) for data, _ in first)
+    shown = sequences_shown(batch, per_sequence)
+    blocks: list[Block] = [lead]
+    rest = f"Sequence {shown}" if shown == batch - 1 else f"Sequences {shown}–{batch - 1}"
+    if shown > 1:
+        blocks.append(Paragraph((
+            f"The sample holds {batch} sequences: choose the one whose heatmaps are shown. Every sequence has the "
+            "same rows (the units chosen on sequence 0) and the same colour scales (from the values of all "
+            f"{shown} sequences), so they compare; the padding after a sequence's last valid step is left blank."
+            + (f" {rest}: --batch-index N traces and shows sequence N alone." if shown < batch else ""),
+        ), role="note"))
+        blocks.append(SequencePicker(
+            id=ctx.ids.take("heatmap-sequences"),
+            choices=tuple(f"sequence {k} of {batch} (valid steps {int(lengths[k])})" for k in range(shown)),
         ))
-    return Section(section_id, "Gate heatmaps", (lead, *figures), toc="Gate heatmaps")
+    elif batch > 1:
+        blocks.append(Paragraph((
+            f"The sample holds {batch} sequences; these heatmaps show sequence 0 (those of the others would add about "
+            f"{per_sequence / 1e6:.1f} MB each to the page). --batch-index N traces and shows sequence N alone.",
+        ), role="note"))
+    several = shown > 1
+    for layer, alone in zip(ctx.layers, first, strict=True):
+        # Several: sequence 0 again, with the scales shared by all and its sequence named.
+        drawn = layer_heatmaps(ctx, layer, tuple(range(shown))) if several else [alone]
+        for k, (data, caption) in enumerate(drawn):
+            blocks.append(FigureSpec(
+                id=ctx.ids.take("heatmap", layer.prefix, *((f"seq{k}",) if several and k else ())),
+                ref=FigureRef("heatmaps" if k == 0 else f"heatmaps-seq{k}", layer.prefix), data=data,
+                description=f"Units x time heatmaps of every gate and state of {layer.label}"
+                            + (f", sequence {k} of {batch}." if several else "."),
+                title=visible(layer.label, 80) + (f" · sequence {k}" if several else ""),
+                caption=visible(caption, 300), sequence=k if several else None,
+            ))
+    return Section(section_id, "Gate heatmaps", tuple(blocks), toc="Gate heatmaps")

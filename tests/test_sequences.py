@@ -132,3 +132,13 @@ def test_the_size_estimate_is_above_the_drawn_figure() -> None:
 def page_context(run: Run) -> PageContext:
     view = resolve_view(ViewOptions(), run)
     return context(run, analyze_run(run, split_options()[1]), view, Ids())
+
+
+def test_exported_figures_are_of_the_first_sequence_only() -> None:
+    """`lstmviz figures` exports a paper's figures: the picker's other sequences are the page's alone."""
+    from lstmviz_cli.render.paper import page_items
+
+    page = page_of(batch_run(3), units="all")
+    exported = [item for item in page_items(page) if item.figure.startswith("heatmaps")]
+    assert len([f for f in page.figures() if f.ref.kind.startswith("heatmaps")]) == 6  # 2 layers x 3 sequences
+    assert len(exported) == 2  # one per layer

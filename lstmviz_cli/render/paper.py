@@ -111,11 +111,15 @@ def subject(spec: FigureSpec) -> str:
 
 
 def page_items(page: Page) -> list[FigureItem]:
-    """Every figure and diagram of the page, in page order, as items to export (named by kind and layer)."""
+    """Every figure and diagram of the page, in page order, as items to export (named by kind and layer).
+
+    The page's other sequences of a batch (its sequence picker) are not exported: a paper's figure is
+    of one sequence, the first, or the one `--batch-index` picks.
+    """
     return [
         FigureItem(spec.ref.kind, spec.ref.prefix, spec.description, _builder(spec),
                    kind="diagram" if spec.is_diagram else "plot", subject=subject(spec))
-        for spec in page.figures()
+        for spec in page.figures() if not spec.sequence
     ]
 
 

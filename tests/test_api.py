@@ -199,7 +199,8 @@ def test_errors_are_the_clis_own_with_its_one_line_messages(files: dict[str, Pat
 
 
 def test_inline_display_show_figures_and_json(memory_report: lstmviz_cli.Report, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     report = memory_report
     frame = re.fullmatch(r'<iframe class="lstmviz-report" title="[^"]*" style="[^"]*" srcdoc="([^"]*)"></iframe>',
                          report._repr_html_())
@@ -210,6 +211,9 @@ def test_inline_display_show_figures_and_json(memory_report: lstmviz_cli.Report,
     assert temporary.read_text(encoding="utf-8") == report.html and opened == [temporary.resolve().as_uri()]
     saved = report.save(tmp_path / "mine.html")
     assert report.show() == saved and opened[-1] == saved.resolve().as_uri()
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: False)  # a server: no browser to start
+    assert report.show() == saved
+    assert capsys.readouterr().err == f"lstmviz: note: no browser could be started; open {saved} yourself\n"
     from matplotlib.figure import Figure
 
     drawn = report.figures()

@@ -10,6 +10,7 @@ where the model came from (in memory, not a file) and what the sample was (a ten
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from functools import cached_property
@@ -140,10 +141,15 @@ class Report:
         return drawn
 
     def show(self) -> Path:
-        """Open the page in the default browser; the file `save` wrote, else one in the temporary folder."""
+        """Open the page in the default browser; the file `save` wrote, else one in the temporary folder.
+
+        Returns the page's path. Where no browser can be started (a server, a container) it says so on
+        stderr, as `lstmviz report --open` does, and the path is still returned.
+        """
         path = self.path if self.path is not None and self.path.is_file() else temporary_page(
             self.html, model_stem(self.run.loaded.info.name) or "report")
-        open_in_browser(path)
+        if not open_in_browser(path):
+            print(f"lstmviz: note: no browser could be started; open {path} yourself", file=sys.stderr)
         return path
 
     def _repr_html_(self) -> str:

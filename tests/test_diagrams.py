@@ -76,6 +76,13 @@ def test_unrolled_gold_window_and_ellipsis() -> None:
     assert "x_2 -> r0_2" in source and "r0_2 -> r2_2" not in source  # layer 1 reads the top row of layer 0
     assert "r1_2 -> r2_2" in source and "r2_4 -> y_4" in source
     assert "␣" in source and "↵" in source  # whitespace inputs are visible
+    assert "cells: mean" not in source  # on the page its legend says it
+    # An exported figure has no page around it: a line under it says what the numbers and arrows are.
+    exported = diagrams.unrolled_graph(rows, (2, 5), 9, ["a", " ", "\n"], ["→ b", "→ c", "→ d"], "forget gate (f)",
+                                       font=8, max_width=3.5, legend=True).source
+    legend = re.search(r'\blabel="(cells: mean[^"]*)"', exported)
+    assert legend is not None and legend.group(1).replace("\\n", " ") == (
+        "cells: mean forget gate (f) at each step; arrows: h to the next step (dark), c (orange)")
 
 
 def test_architecture_from_tracer_path_gold() -> None:

@@ -359,12 +359,15 @@ def unrolled_graph(
     *,
     font: float = SCREEN_FONT,
     max_width: float | None = None,
+    legend: bool = False,
 ) -> graphviz.Digraph:
     """Layers (bottom to top) × steps (left to right), h and c arrows, inputs below, outputs above.
 
     `inputs`/`outputs` hold one label per step of the window; an explicit ellipsis marks steps
     outside the window. `max_width` (inches, a paper's column): only the first steps of the window
     that fit at this font size are drawn, the rest join the ellipsis, instead of shrinking the text.
+    `legend`: a line under the graph says what the numbers and arrows are (an exported figure has no
+    page around it; the page says it in its own legend).
     """
     start, stop = window
     node_width = max(0.42, 4 * 0.62 * font / 72 + 0.1)
@@ -377,6 +380,14 @@ def unrolled_graph(
                margin="0.03,0.02")
     steps = list(range(start, stop))
     before, after = start, total - stop
+    if legend:
+        carries_c = any(row.carries_c for row in rows)
+        words = (f"cells: mean {shade_name} at each step; arrows: h to the next step"
+                 + (" (dark), c (orange)" if carries_c else ""))
+        small = max(font - 1, 4)
+        chars = max(30, int(0.9 * (max_width or 6.0) / (0.62 * small / 72)))  # lines about the column's width
+        graph.attr(label=_label(*(_text(line, 200) for line in textwrap.wrap(words, chars))), labelloc="b",
+                   labeljust="l", fontcolor=MUTED, fontsize=f"{small:g}")
 
     def ellipsis(rank: graphviz.Digraph, row: str, where: str, count: int) -> str:
         node = f"{row}_{where}"

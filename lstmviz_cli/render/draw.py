@@ -108,7 +108,7 @@ def diagram(data: DiagramData, canvas: Canvas | None = None) -> graphviz.Digraph
     if isinstance(data, UnrolledData):
         return diagrams.unrolled_graph(data.rows, data.window, data.total, data.inputs, data.outputs,
                                        data.shade_name, font=font,
-                                       max_width=None if canvas is None else canvas.width)
+                                       max_width=None if canvas is None else canvas.width, legend=canvas is not None)
     _unknown(data)
 
 

@@ -288,7 +288,7 @@ def test_projected_h_rows_are_named_in_the_caption() -> None:
 
 
 def test_batch_index_picks_one_sequence() -> None:
-    from lstmviz_cli.commands.pipeline import pick_sequence
+    from lstmviz_cli.loading.inputs import pick_sequence
     from lstmviz_cli.loading.records import SampleInput
 
     values = np.array([[1, 2, 3], [3, 2, 1]], dtype=np.int64)

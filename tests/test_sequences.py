@@ -99,7 +99,7 @@ def test_one_sequence_has_no_picker() -> None:
 def test_a_batch_over_the_budget_shows_sequence_zero_and_says_how_to_see_another(
         monkeypatch: pytest.MonkeyPatch) -> None:
     run = batch_run(3)
-    one = heatmaps.figure_bytes(heatmaps.layer_heatmap(page_context(run), run.trace.layers[0])[0])
+    one = heatmaps.figure_bytes(heatmaps.layer_heatmaps(page_context(run), run.trace.layers[0])[0][0])
     monkeypatch.setattr(heatmaps, "SEQUENCES_BUDGET", 2 * one - 1)  # two layers: one more sequence needs 2 * one
     page = page_of(run)
     assert not any(isinstance(b, SequencePicker) for b in section(page).blocks)

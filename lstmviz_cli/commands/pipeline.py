@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import replace
-
-import numpy as np
 
 from lstmviz_cli.commands.options import LoadOptions
 from lstmviz_cli.errors import InputError
-from lstmviz_cli.glyphs import display_token, for_terminal
+from lstmviz_cli.glyphs import for_terminal
 from lstmviz_cli.loading.budget import parse_memory_size
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.corpus import corpus_sample, open_corpus
-from lstmviz_cli.loading.inputs import load_sample
+from lstmviz_cli.loading.inputs import load_sample, pick_sequence
 from lstmviz_cli.loading.records import LoadedModel, SampleInput
 from lstmviz_cli.loading.summary import loading_notes, loading_summary
 from lstmviz_cli.tracing import endtoend
@@ -52,27 +48,6 @@ def _warn(message: str) -> None:
 # A report keeps traces larger than this as float16 (figures need 3 digits, not 7): with the
 # saliency budget this keeps T = 100,000 at hidden 1024 under 4 GB.
 REPORT_FLOAT16_ABOVE = 1 << 30
-
-
-def pick_sequence(sample: SampleInput, index: int, vocab: Sequence[str] | None) -> SampleInput:
-    """Sequence `index` of a batched sample as a batch of one (`--batch-index`), its step labels
-    and description rewritten for it; arrays of the sample's other forward arguments with the same
-    batch size are cut alike. Raises InputError for an index outside the batch."""
-    batch = sample.batch
-    if not 0 <= index < batch:
-        raise InputError(f"--batch-index {index}: the sample holds {batch} sequence{'s' if batch != 1 else ''} "
-                         f"(0–{batch - 1})")
-    values = np.ascontiguousarray(sample.values[index : index + 1])
-    if sample.kind == "tokens":
-        labels = [display_token(vocab[i]) if vocab and i < len(vocab) else str(i) for i in values[0].tolist()]
-    else:
-        labels = [f"{v:.3g}" for v in values[0, :, 0].tolist()]
-    lengths = None if sample.lengths is None else np.ascontiguousarray(sample.lengths[index : index + 1])
-    arrays = {name: (np.ascontiguousarray(array[index : index + 1]) if array.ndim and array.shape[0] == batch
-                     else array) for name, array in sample.arrays.items()}
-    return replace(sample, values=values, labels=labels if sample.text is None else sample.labels, lengths=lengths,
-                   arrays=arrays, description=f"{sample.description} · sequence {index} of {batch} (--batch-index)",
-                   picked=(index, batch))
 
 
 def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,

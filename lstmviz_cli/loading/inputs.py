@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,27 @@ def as_model_reads(sample: SampleInput, meta: Metadata) -> None:
         sample.one_hot = True
     elif meta.get("one_hot_width") and sample.kind == "tokens":
         sample.one_hot_width = int(meta["one_hot_width"])
+
+
+def pick_sequence(sample: SampleInput, index: int, vocab: Sequence[str] | None) -> SampleInput:
+    """Sequence `index` of a batched sample as a batch of one (`--batch-index`), its step labels
+    and description rewritten for it; arrays of the sample's other forward arguments with the same
+    batch size are cut alike. Raises InputError for an index outside the batch."""
+    batch = sample.batch
+    if not 0 <= index < batch:
+        raise InputError(f"--batch-index {index}: the sample holds {batch} sequence{'s' if batch != 1 else ''} "
+                         f"(0–{batch - 1})")
+    values = np.ascontiguousarray(sample.values[index : index + 1])
+    if sample.kind == "tokens":
+        labels = [display_token(vocab[i]) if vocab and i < len(vocab) else str(i) for i in values[0].tolist()]
+    else:
+        labels = [f"{v:.3g}" for v in values[0, :, 0].tolist()]
+    lengths = None if sample.lengths is None else np.ascontiguousarray(sample.lengths[index : index + 1])
+    arrays = {name: (np.ascontiguousarray(array[index : index + 1]) if array.ndim and array.shape[0] == batch
+                     else array) for name, array in sample.arrays.items()}
+    return replace(sample, values=values, labels=labels if sample.text is None else sample.labels, lengths=lengths,
+                   arrays=arrays, description=f"{sample.description} · sequence {index} of {batch} (--batch-index)",
+                   picked=(index, batch))
 
 
 def one_hot(ids: np.ndarray, width: int) -> np.ndarray:

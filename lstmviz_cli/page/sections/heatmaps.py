@@ -152,11 +152,6 @@ def layer_heatmaps(ctx: PageContext, layer: LayerTrace, elements: Sequence[int] 
     return out
 
 
-def layer_heatmap(ctx: PageContext, layer: LayerTrace) -> tuple[HeatmapData, str]:
-    """One layer's units × time heatmaps of batch element 0 and the sentence saying which units are shown."""
-    return layer_heatmaps(ctx, layer)[0]
-
-
 MAX_SEQUENCES = 8  # a batched sample: the heatmaps of its first sequences at most, behind a picker
 SEQUENCES_BUDGET = 3_000_000  # bytes the heatmaps of sequences 1, 2, ... may add to a page (pages stay under 8 MB)
 # What one heatmap figure weighs on the page, conservatively (measured on the sample models: the estimate

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -301,6 +302,29 @@ def test_batch_index_picks_one_sequence() -> None:
     assert "sequence 1 of 2" in picked.description and picked.picked == (1, 2)
     with pytest.raises(InputError, match="--batch-index 2: the sample holds 2 sequences"):
         pick_sequence(sample, 2, None)
+
+
+def test_batch_index_picks_before_the_memory_budget(tmp_path: Path) -> None:
+    """A batch too large to trace whole under --max-memory: one sequence of it (--batch-index) fits,
+    and its trace size is that of one sequence (it was refused before the sequence was picked)."""
+    import torch
+
+    from lstmviz_cli.commands import pipeline
+    from lstmviz_cli.commands.options import LoadOptions
+    from lstmviz_cli.loading.budget import estimate_trace_bytes
+    from lstmviz_cli.loading.records import RecurrentConfig
+
+    torch.manual_seed(0)
+    torch.save(torch.nn.LSTM(3, 8, batch_first=True).state_dict(), tmp_path / "sd.pt")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(16, 50, 3)).astype(np.float32))
+    config = RecurrentConfig(kind="LSTM", input_size=3, hidden_size=8)
+    one = estimate_trace_bytes([config], 1, 50)
+    options = LoadOptions(checkpoint=tmp_path / "sd.pt", input=tmp_path / "x.npy", max_memory=f"{2 * one}B")
+    with pytest.raises(InputError, match="over the memory budget"):
+        pipeline.load_and_trace(options)
+    run = pipeline.load_and_trace(replace(options, batch_index=5))
+    assert run.sample.batch == 1 and run.sample.picked == (5, 16) and run.sample.trace_bytes == one
+    assert np.array_equal(run.sample.values[0], np.load(tmp_path / "x.npy")[5])
 
 
 def test_progress_only_on_a_terminal() -> None:

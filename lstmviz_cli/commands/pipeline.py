@@ -16,7 +16,7 @@ from lstmviz_cli.glyphs import for_terminal
 from lstmviz_cli.loading.budget import parse_memory_size
 from lstmviz_cli.loading.checkpoint import load_checkpoint
 from lstmviz_cli.loading.corpus import corpus_sample, open_corpus
-from lstmviz_cli.loading.inputs import load_sample, pick_sequence
+from lstmviz_cli.loading.inputs import load_sample
 from lstmviz_cli.loading.records import LoadedModel, SampleInput
 from lstmviz_cli.loading.summary import loading_notes, loading_summary
 from lstmviz_cli.tracing import endtoend
@@ -72,9 +72,8 @@ def load_and_trace(options: LoadOptions, *, float16_above: int | None = None,
                              "drop one of them")
         sample = corpus_sample(open_corpus(loaded, options.input), loaded, max_memory_bytes=budget)
     else:
-        sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget)
-        if options.batch_index is not None:
-            sample = pick_sequence(sample, options.batch_index, loaded.info.vocab)
+        sample = load_sample(loaded, path=options.input, tokens=options.tokens, max_memory_bytes=budget,
+                             batch_index=options.batch_index)
     return trace_loaded(loaded, sample, options, float16_above=float16_above, policy=policy)
 
 

@@ -34,10 +34,14 @@ def load_sample(
     max_memory_bytes: int | None = None,
     given: np.ndarray | str | None = None,
     given_as: str = "sample",
+    batch_index: int | None = None,
 ) -> SampleInput:
     """Read the input the user named (file or inline tokens) or the checkpoint's own sample.
 
     `given`: values or text passed from Python (`lstmviz_cli.report`), named `given_as` in messages.
+    `batch_index` (`--batch-index`): only that sequence of a batch, picked before the ids become
+    one-hot rows (its labels are its tokens) and before the memory budget is checked (one sequence
+    of a batch too large to trace whole can be traced).
     Validated against the model (`loaded.meta` input_format / vocab_size / input_size); every
     mismatch is one InputError saying what was expected.
     """
@@ -73,6 +77,8 @@ def load_sample(
         sample.text = text
         unit = "characters" if _char_level(meta) else "words"
         sample.description = f"{source}: {sample.steps if unit == 'words' else len(text)} {unit}"
+    if batch_index is not None:
+        sample = pick_sequence(sample, batch_index, loaded.info.vocab)
     as_model_reads(sample, meta)
     check_budget(loaded, sample, max_memory_bytes)
     return sample
